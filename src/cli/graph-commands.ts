@@ -1,0 +1,5 @@
+import type { Command } from 'commander';
+
+export function registerGraphCommands(_program: Command): void {
+  // `inspect` and `split` land with the graph toolkit.
+}

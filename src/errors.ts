@@ -1,0 +1,43 @@
+/**
+ * Every error Tandem raises on purpose is a {@link TandemError}: it carries a stable,
+ * machine-readable `code` (callers and the CLI branch on it; messages may change) and,
+ * where one exists, the underlying `cause`.
+ */
+export class TandemError extends Error {
+  /** Stable identifier, e.g. `GRAPH_NOT_ONNX`. Never changes meaning once released. */
+  readonly code: string;
+  /** Whether retrying the same operation later may succeed (network faults, throttling). */
+  readonly retryable: boolean;
+  /** Structured facts about the failure (file names, tensor names, limits), for logs. */
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(
+    code: string,
+    message: string,
+    options: { cause?: unknown; retryable?: boolean; details?: Record<string, unknown> } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.retryable = options.retryable ?? false;
+    this.details = options.details ?? {};
+  }
+
+  toJSON(): { name: string; code: string; message: string; retryable: boolean; details: Record<string, unknown> } {
+    return { name: this.name, code: this.code, message: this.message, retryable: this.retryable, details: { ...this.details } };
+  }
+}
+
+/** Input that fails validation at a boundary (files, payloads, config, CLI arguments). */
+export class ValidationError extends TandemError {}
+
+export function isTandemError(value: unknown): value is TandemError {
+  return value instanceof TandemError;
+}
+
+/** Wraps anything thrown by a dependency so that callers always see a TandemError. */
+export function asTandemError(value: unknown, code: string, message: string): TandemError {
+  if (value instanceof TandemError) return value;
+  const detail = value instanceof Error ? value.message : String(value);
+  return new TandemError(code, `${message}: ${detail}`, { cause: value });
+}

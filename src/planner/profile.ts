@@ -1,0 +1,39 @@
+/**
+ * The profile file written by `tandem profile` and read by the planner and the benchmark
+ * harness. Times are medians in milliseconds on the device that made the profile.
+ */
+import { z } from 'zod';
+
+export const CutProfileSchema = z.object({
+  id: z.string(),
+  tensors: z.array(z.string()),
+  /** Bytes sent for this cut (the tail's inputs). */
+  bytes: z.number().nonnegative(),
+  headFlops: z.number().nonnegative(),
+  /** Edge time to run the head up to this cut. */
+  headMs: z.number().nonnegative(),
+  /** Remote time of the tail, per endpoint name, where measured. */
+  tailMs: z.record(z.string(), z.number().nonnegative()).default({}),
+  /** Size of the outputs returned by the tail. */
+  outputBytes: z.number().nonnegative().default(0),
+});
+
+export const ProfileSchema = z.object({
+  version: z.literal(1),
+  model: z.string(),
+  modelSha256: z.string(),
+  shapes: z.record(z.string(), z.array(z.number().int())),
+  /** Slowdown factor applied to edge computation when the profile was taken (1 = real). */
+  edgeSlowdown: z.number().positive().default(1),
+  workers: z.number().int().positive().default(1),
+  /** Whole model on the edge. */
+  localMs: z.number().nonnegative(),
+  /** Whole model on each endpoint, remote compute only. */
+  remoteMs: z.record(z.string(), z.number().nonnegative()).default({}),
+  inputBytes: z.number().nonnegative(),
+  outputBytes: z.number().nonnegative(),
+  cuts: z.array(CutProfileSchema),
+});
+
+export type CutProfile = z.infer<typeof CutProfileSchema>;
+export type Profile = z.infer<typeof ProfileSchema>;

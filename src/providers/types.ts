@@ -1,0 +1,67 @@
+/**
+ * The one interface every cloud endpoint kind implements. The edge runtime and the planner
+ * only ever see this; the SDK behind each kind stays inside its module.
+ */
+import type { TensorMap } from '../tensor.js';
+
+export type ProviderKind = 'sagemaker' | 'vertex' | 'pai-eas' | 'oip';
+
+/** How an endpoint is declared in configuration (validated with zod in `config.ts`). */
+export interface EndpointConfig {
+  /** Unique name used in plans, logs and residency policies. */
+  name: string;
+  kind: ProviderKind;
+  /** Cloud region the endpoint runs in, e.g. `eu-central-1`, `cn-shanghai`. */
+  region: string;
+  /** Base URL override (local emulation, private link). Required for `oip` and `pai-eas`. */
+  url?: string;
+  /** Provider-specific identifiers: SageMaker endpoint name, Vertex endpoint id/project, EAS service name. */
+  target?: string;
+  project?: string;
+  /** For PAI-EAS: the service token; for the Vertex emulation: a static bearer token. Never AWS keys. */
+  token?: string;
+  /** Prices for the cost objective. */
+  pricePerRequest?: number;
+  pricePerGB?: number;
+}
+
+export interface InferRequest {
+  /** Model name as served by the cloud service. */
+  model: string;
+  /** Cut id for split inference; absent for a whole-model request. */
+  cut?: string;
+  inputs: TensorMap;
+  /** Optional wire compression of the cut tensors. */
+  compression?: 'none' | 'float16' | 'int8';
+  requestId?: string;
+}
+
+export interface InferTiming {
+  /** Time to serialise and hand the request to the transport. */
+  encodeMs: number;
+  /** Wall time from first byte sent to last byte received, minus the server's compute. */
+  networkMs: number;
+  /** Compute time as the server reports it (0 when it does not). */
+  remoteMs: number;
+  decodeMs: number;
+  totalMs: number;
+}
+
+export interface InferResponse {
+  outputs: TensorMap;
+  timing: InferTiming;
+  bytesSent: number;
+  bytesReceived: number;
+}
+
+export interface InferOptions {
+  signal?: AbortSignal;
+  /** Absolute deadline, epoch milliseconds. */
+  deadline?: number;
+}
+
+export interface ProviderClient {
+  readonly endpoint: EndpointConfig;
+  infer(request: InferRequest, options?: InferOptions): Promise<InferResponse>;
+  close(): Promise<void>;
+}
