@@ -1,0 +1,54 @@
+/**
+ * What the planner decides and what the runtime executes. The runtime depends on these
+ * types; the planner never depends on the runtime.
+ */
+export type Plan =
+  | { kind: 'local' }
+  | { kind: 'split'; cut: string; endpoint: string }
+  | { kind: 'offload'; endpoint: string };
+
+export function describePlan(plan: Plan): string {
+  switch (plan.kind) {
+    case 'local':
+      return 'local';
+    case 'split':
+      return `split@${plan.cut}→${plan.endpoint}`;
+    case 'offload':
+      return `offload→${plan.endpoint}`;
+  }
+}
+
+/** A request's measured timing, fed back to the planner after every request. */
+export interface Observation {
+  plan: Plan;
+  ok: boolean;
+  /** Whether the request completed on the edge after the remote part failed or ran late. */
+  fellBack: boolean;
+  queueMs: number;
+  edgeMs: number;
+  encodeMs: number;
+  /** Network time: wall time of the remote call minus the remote compute it reported. */
+  networkMs: number;
+  remoteMs: number;
+  decodeMs: number;
+  totalMs: number;
+  bytesSent: number;
+  bytesReceived: number;
+  /** Epoch milliseconds when the request finished. */
+  at: number;
+}
+
+export interface PlanContext {
+  /** Endpoints the residency gate allows for this request's data class. */
+  allowedEndpoints: readonly string[];
+  /** Absolute deadline, epoch ms, if the caller set one. */
+  deadline?: number;
+  /** Edge pool queue length right now. */
+  edgeQueue?: number;
+}
+
+/** Anything that can choose a plan per request and learn from the outcome. */
+export interface PlanChooser {
+  choose(context: PlanContext): Plan;
+  observe(observation: Observation): void;
+}
