@@ -5,6 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { isTandemError } from '../errors.js';
 import { registerGraphCommands } from './graph-commands.js';
+import { registerBenchCommand, registerPlannerCommands } from './planner-commands.js';
 
 export function buildProgram(): Command {
   const program = new Command('tandem')
@@ -12,6 +13,8 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   registerGraphCommands(program);
+  registerPlannerCommands(program);
+  registerBenchCommand(program);
   return program;
 }
 

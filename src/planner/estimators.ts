@@ -1,0 +1,230 @@
+/**
+ * Online estimators behind the planner's cost model. Every quantity the planner learns
+ * (round-trip time, time per byte, compute scale factors) is a {@link RobustEwma}: an
+ * exponentially weighted mean and variance that ignores isolated outliers but re-bases
+ * itself within a few samples when the underlying value really changes.
+ */
+
+/** Tuning of a {@link RobustEwma}; every field has a default that suits per-request timings. */
+export interface RobustEwmaOptions {
+  /** Weight of a new sample once warmed up. */
+  alpha?: number;
+  /** Samples further than this many standard deviations from the mean are clipped before they update it. */
+  clipSigmas?: number;
+  /**
+   * Floor of the standard deviation as a fraction of the mean: a near-constant series would
+   * otherwise have a scale of zero and treat every jitter as a change.
+   */
+  relativeFloor?: number;
+  /** Absolute floor of the standard deviation, in the unit of the samples. */
+  absoluteFloor?: number;
+  /** Page-Hinkley drift, in standard deviations: deviations smaller than this never accumulate. */
+  changeDrift?: number;
+  /** Page-Hinkley threshold, in standard deviations, at which a change is declared. */
+  changeThreshold?: number;
+  /** Largest contribution of a single sample to the change statistic, so one spike cannot declare a change. */
+  changeStepCap?: number;
+  /** Samples before the change detector is armed (the mean is a plain average until then). */
+  warmup?: number;
+}
+
+const DEFAULTS: Required<RobustEwmaOptions> = {
+  alpha: 0.2,
+  clipSigmas: 3,
+  relativeFloor: 0.05,
+  absoluteFloor: 1e-9,
+  changeDrift: 0.5,
+  changeThreshold: 6,
+  changeStepCap: 4,
+  warmup: 4,
+};
+
+/** Longest run of samples kept to re-base the estimate after a change. */
+const RUN_CAPACITY = 8;
+
+/**
+ * EWMA of mean and variance with a two-sided Page-Hinkley change detector.
+ *
+ * Each sample's deviation is measured in standard deviations (z). Ordinary samples move the
+ * mean by `alpha`; a sample beyond `clipSigmas` is clipped first, so a single stall or spike
+ * barely moves it. Consistent deviations in one direction accumulate in the Page-Hinkley
+ * statistic (each capped at `changeStepCap`, minus `changeDrift`); when it passes
+ * `changeThreshold` the estimate is reset to the mean of the samples that caused it. With the
+ * defaults, a 10× step is adopted after two samples while a lone outlier never is.
+ */
+export class RobustEwma {
+  private readonly options: Required<RobustEwmaOptions>;
+  private m = 0;
+  private v = 0;
+  private n = 0;
+  private seeded = false;
+  private upSum = 0;
+  private downSum = 0;
+  private readonly upRun: number[] = [];
+  private readonly downRun: number[] = [];
+  private changeCount = 0;
+
+  constructor(options: RobustEwmaOptions = {}) {
+    this.options = { ...DEFAULTS, ...options };
+  }
+
+  /** Starts from a prior (e.g. the profile) that the first real sample replaces. */
+  seed(value: number): this {
+    this.m = value;
+    this.v = 0;
+    this.n = 0;
+    this.seeded = true;
+    this.resetDetector();
+    return this;
+  }
+
+  /** Current estimate (the prior until a sample arrives; NaN if neither exists). */
+  get value(): number {
+    return this.n > 0 || this.seeded ? this.m : Number.NaN;
+  }
+
+  /** Standard deviation of the samples around the estimate. */
+  get stdDev(): number {
+    return Math.sqrt(this.v);
+  }
+
+  /** Real samples seen since construction, seeding or the last detected change. */
+  get count(): number {
+    return this.n;
+  }
+
+  /** Changes detected so far. */
+  get changes(): number {
+    return this.changeCount;
+  }
+
+  /** Whether any value (sample or prior) is known. */
+  get known(): boolean {
+    return this.n > 0 || this.seeded;
+  }
+
+  /** Adds a sample; returns true when it completed a detected change (the estimate was re-based). */
+  update(sample: number): boolean {
+    if (!Number.isFinite(sample)) return false;
+    const o = this.options;
+    if (this.n === 0) {
+      this.m = sample;
+      this.v = 0;
+      this.n = 1;
+      this.resetDetector();
+      return false;
+    }
+    const sigma = Math.max(Math.sqrt(this.v), o.relativeFloor * Math.abs(this.m), o.absoluteFloor);
+    const z = (sample - this.m) / sigma;
+
+    if (this.n >= o.warmup) {
+      this.upSum = Math.max(0, this.upSum + Math.min(z, o.changeStepCap) - o.changeDrift);
+      this.downSum = Math.max(0, this.downSum + Math.min(-z, o.changeStepCap) - o.changeDrift);
+      trackRun(this.upRun, this.upSum, sample);
+      trackRun(this.downRun, this.downSum, sample);
+      const run = this.upSum > o.changeThreshold ? this.upRun : this.downSum > o.changeThreshold ? this.downRun : undefined;
+      if (run) {
+        this.rebase(run);
+        return true;
+      }
+    }
+
+    const alpha = Math.max(o.alpha, 1 / (this.n + 1));
+    const clipped = this.m + Math.max(-o.clipSigmas, Math.min(o.clipSigmas, z)) * sigma;
+    const delta = clipped - this.m;
+    this.m += alpha * delta;
+    this.v = (1 - alpha) * (this.v + alpha * delta * delta);
+    this.n += 1;
+    return false;
+  }
+
+  private rebase(run: readonly number[]): void {
+    let sum = 0;
+    for (const x of run) sum += x;
+    const mean = sum / run.length;
+    let sq = 0;
+    for (const x of run) sq += (x - mean) * (x - mean);
+    this.m = mean;
+    this.v = run.length > 1 ? sq / (run.length - 1) : 0;
+    this.n = run.length;
+    this.changeCount += 1;
+    this.resetDetector();
+  }
+
+  private resetDetector(): void {
+    this.upSum = 0;
+    this.downSum = 0;
+    this.upRun.length = 0;
+    this.downRun.length = 0;
+  }
+}
+
+function trackRun(run: number[], statistic: number, sample: number): void {
+  if (statistic <= 0) {
+    run.length = 0;
+    return;
+  }
+  if (run.length === RUN_CAPACITY) run.shift();
+  run.push(sample);
+}
+
+/**
+ * Network time of one endpoint as `rtt + bytes × msPerByte`.
+ *
+ * Small transfers (whose predicted byte time is below the round trip) tell the round trip;
+ * large ones tell the time per byte, after subtracting the current round-trip estimate. A
+ * change in whichever term dominates the observed transfers is picked up by that term's
+ * change detector; predictions for transfers of the size being sent stay right either way.
+ */
+export class LinkEstimator {
+  readonly rtt: RobustEwma;
+  readonly msPerByte: RobustEwma;
+  private samples = 0;
+  private lastAt = Number.NEGATIVE_INFINITY;
+
+  constructor(seedRttMs: number, seedBandwidthBitsPerSecond: number, options: RobustEwmaOptions = {}) {
+    this.rtt = new RobustEwma({ absoluteFloor: 0.2, ...options }).seed(seedRttMs);
+    this.msPerByte = new RobustEwma({ absoluteFloor: 1e-9, ...options }).seed(bitsPerSecondToMsPerByte(seedBandwidthBitsPerSecond));
+  }
+
+  /** Records one remote call's network time (ms) and the bytes it moved in both directions. */
+  observe(networkMs: number, bytes: number, at = 0): void {
+    if (!Number.isFinite(networkMs) || networkMs < 0 || !(bytes >= 0)) return;
+    const rtt = this.rtt.value;
+    const perByte = this.msPerByte.value;
+    const transferMs = perByte * bytes;
+    if (transferMs <= rtt || bytes === 0) {
+      this.rtt.update(Math.max(0, networkMs - transferMs));
+    } else {
+      // Never let a fast sample make bytes free: a floor of 10 Gbit/s.
+      this.msPerByte.update(Math.max(MIN_MS_PER_BYTE, (networkMs - rtt) / bytes));
+    }
+    this.samples += 1;
+    this.lastAt = at;
+  }
+
+  /** Predicted network time for a call moving `bytes` in total. */
+  predict(bytes: number): number {
+    return this.rtt.value + this.msPerByte.value * bytes;
+  }
+
+  /** Estimated bandwidth, bits per second. */
+  get bandwidthBitsPerSecond(): number {
+    return 8000 / this.msPerByte.value;
+  }
+
+  get observations(): number {
+    return this.samples;
+  }
+
+  get lastObservedAt(): number {
+    return this.lastAt;
+  }
+}
+
+const MIN_MS_PER_BYTE = bitsPerSecondToMsPerByte(10e9);
+
+/** Converts a bandwidth in bits per second to milliseconds per byte. */
+export function bitsPerSecondToMsPerByte(bitsPerSecond: number): number {
+  return 8000 / bitsPerSecond;
+}
