@@ -104,6 +104,8 @@ export class AdaptivePlanner implements PlanChooser {
   private decisions = 0;
   /** Per group (endpoints 0..E-1, local at E): decision count at the last news from it. */
   private readonly lastNews: Float64Array;
+  /** Per group: an exploration is out and its observation should be trusted over stale estimates. */
+  private readonly exploring: Uint8Array;
   private readonly groupBestMs: Float64Array;
   private readonly groupBestId: Int32Array;
   private predictedTotalMs = 0;
@@ -155,6 +157,7 @@ export class AdaptivePlanner implements PlanChooser {
       for (const cut of this.tables.cutIds) this.splitPlans.push(Object.freeze({ kind: 'split', cut, endpoint }) as Plan);
     }
     this.lastNews = new Float64Array(names.length + 1);
+    this.exploring = new Uint8Array(names.length + 1);
     this.groupBestMs = new Float64Array(names.length + 1);
     this.groupBestId = new Int32Array(names.length + 1);
   }
@@ -199,8 +202,8 @@ export class AdaptivePlanner implements PlanChooser {
       const s = this.state[e] as EndpointState;
       const health = s.health.state(now);
       if (health === 'down') continue;
-      const rtt = s.link.rtt.value;
-      const perByte = s.link.msPerByte.value;
+      const rtt = s.link.rttValue;
+      const perByte = s.link.perByteValue;
       const rs = s.remoteScale.value;
       const base = e * (n + 1);
       let groupMs = enc * t.inputBytes + rtt + perByte * (t.inputBytes + t.outputBytes) + (t.remoteWhole[e] as number) * rs + dec * t.outputBytes;
@@ -272,9 +275,10 @@ export class AdaptivePlanner implements PlanChooser {
     const E = this.state.length;
     if (Number.isFinite(o.queueMs) && o.queueMs >= 0) this.queueWait.update(o.queueMs);
     if (o.plan.kind === 'local') {
-      this.lastNews[E] = this.decisions;
+      const fresh = this.takeFresh(E);
       if (o.ok && o.edgeMs > 0 && t.localMs > 0) {
-        this.edgeScale.update(o.edgeMs / t.localMs);
+        if (fresh) this.edgeScale.updateFresh(o.edgeMs / t.localMs);
+        else this.edgeScale.update(o.edgeMs / t.localMs);
         this.edgeService.update(o.edgeMs);
       }
       return;
@@ -282,7 +286,7 @@ export class AdaptivePlanner implements PlanChooser {
     const e = this.endpointIndex.get(o.plan.endpoint);
     if (e === undefined) return;
     const s = this.state[e] as EndpointState;
-    this.lastNews[e] = this.decisions;
+    const fresh = this.takeFresh(e);
     const k = o.plan.kind === 'split' ? t.cutIndex.get(o.plan.cut) : undefined;
     if (o.plan.kind === 'split' && k === undefined) return;
     if (k !== undefined && o.edgeMs > 0) {
@@ -296,11 +300,43 @@ export class AdaptivePlanner implements PlanChooser {
       return;
     }
     s.health.success();
-    s.link.observe(o.networkMs, o.bytesSent + o.bytesReceived, o.at);
+    s.link.observe(o.networkMs, o.bytesSent + o.bytesReceived, o.at, fresh);
     const profiled = k !== undefined ? (t.tail[e * t.cutCount + k] as number) : (t.remoteWhole[e] as number);
-    if (o.remoteMs > 0 && profiled > 0) s.remoteScale.update(o.remoteMs / profiled);
+    if (o.remoteMs > 0 && profiled > 0) {
+      if (fresh) s.remoteScale.updateFresh(o.remoteMs / profiled);
+      else s.remoteScale.update(o.remoteMs / profiled);
+    }
     if (o.bytesSent > 0 && o.encodeMs >= 0) this.encodePerByte.update(o.encodeMs / o.bytesSent);
     if (o.bytesReceived > 0 && o.decodeMs >= 0) this.decodePerByte.update(o.decodeMs / o.bytesReceived);
+  }
+
+  /**
+   * Reports an out-of-band measurement of an endpoint's link (e.g. a small and a large
+   * transfer sent while the edge ran a request locally), treated as fresh news.
+   */
+  reportLinkProbe(endpoint: string, networkMs: number, bytes: number): void {
+    const e = this.endpointIndex.get(endpoint);
+    if (e === undefined) return;
+    const s = this.state[e] as EndpointState;
+    const fresh = this.decisions - (this.lastNews[e] as number) >= this.probeAfter();
+    this.lastNews[e] = this.decisions;
+    s.link.observe(networkMs, bytes, this.now(), fresh);
+  }
+
+  /**
+   * Allowed endpoints whose link has not been measured for a while, for a caller that can
+   * measure it out of band at no cost to the request (e.g. while the request runs locally).
+   */
+  linkProbesDue(context: PlanContext): string[] {
+    const due: string[] = [];
+    const now = this.now();
+    for (const name of context.allowedEndpoints) {
+      const e = this.endpointIndex.get(name);
+      if (e === undefined) continue;
+      if ((this.state[e] as EndpointState).health.state(now) !== 'healthy') continue;
+      if (this.decisions - (this.lastNews[e] as number) >= this.probeAfter()) due.push(name);
+    }
+    return due;
   }
 
   /** Reports an out-of-band health probe (e.g. a `GET /ping`) of an endpoint. */
@@ -391,7 +427,7 @@ export class AdaptivePlanner implements PlanChooser {
         const s = this.state[e] as EndpointState;
         return {
           name,
-          rttMs: s.link.rtt.value,
+          rttMs: s.link.rttValue,
           bandwidthMbit: s.link.bandwidthBitsPerSecond / 1e6,
           remoteScale: s.remoteScale.value,
           health: s.health.state(now),
@@ -451,6 +487,7 @@ export class AdaptivePlanner implements PlanChooser {
       const id = this.groupBestId[probing] as number;
       (this.state[probing] as EndpointState).health.probeSent();
       this.lastNews[probing] = this.decisions;
+      this.exploring[probing] = 1;
       this.explorationSpentMs += Math.max(0, (this.groupBestMs[probing] as number) - chosenMs);
       this.explorations += 1;
       return this.planOf(id);
@@ -473,7 +510,20 @@ export class AdaptivePlanner implements PlanChooser {
     this.explorationSpentMs += regret;
     this.explorations += 1;
     this.lastNews[candidate] = this.decisions;
+    this.exploring[candidate] = 1;
     return this.planOf(this.groupBestId[candidate] as number);
+  }
+
+  /** Whether the group's observation answers an exploration (and clears the mark). */
+  private takeFresh(group: number): boolean {
+    const fresh = this.exploring[group] === 1 || this.decisions - (this.lastNews[group] as number) >= this.probeAfter();
+    this.exploring[group] = 0;
+    this.lastNews[group] = this.decisions;
+    return fresh;
+  }
+
+  private probeAfter(): number {
+    return this.exploration === false ? 20 : Math.max(2, Math.floor(this.exploration.afterDecisions / 4));
   }
 
   private groupOf(id: number): number {

@@ -49,7 +49,7 @@ const RUN_CAPACITY = 8;
  * mean by `alpha`; a sample beyond `clipSigmas` is clipped first, so a single stall or spike
  * barely moves it. Consistent deviations in one direction accumulate in the Page-Hinkley
  * statistic (each capped at `changeStepCap`, minus `changeDrift`); when it passes
- * `changeThreshold` the estimate is reset to the mean of the samples that caused it. With the
+ * `changeThreshold` the estimate is reset to the median of the latest samples that caused it. With the
  * defaults, a 10× step is adopted after two samples while a lone outlier never is.
  */
 export class RobustEwma {
@@ -103,6 +103,26 @@ export class RobustEwma {
     return this.n > 0 || this.seeded;
   }
 
+  /**
+   * Adds a sample that is known to be fresh news about a stale estimate (e.g. the first
+   * measurement of an option not taken for a while): when it is further than `ratio` from
+   * the estimate, relative to it, it replaces the estimate outright instead of having to
+   * outvote it. Returns true when it did.
+   */
+  updateFresh(sample: number, ratio = 0.5): boolean {
+    if (!Number.isFinite(sample)) return false;
+    if (this.known && Math.abs(sample - this.m) > ratio * Math.abs(this.m)) {
+      this.m = sample;
+      this.v = 0;
+      this.n = 1;
+      this.seeded = false;
+      this.changeCount += 1;
+      this.resetDetector();
+      return true;
+    }
+    return this.update(sample);
+  }
+
   /** Adds a sample; returns true when it completed a detected change (the estimate was re-based). */
   update(sample: number): boolean {
     if (!Number.isFinite(sample)) return false;
@@ -139,14 +159,15 @@ export class RobustEwma {
   }
 
   private rebase(run: readonly number[]): void {
-    let sum = 0;
-    for (const x of run) sum += x;
-    const mean = sum / run.length;
+    // The run may start with ordinary noise that merely kept the statistic above zero; the
+    // median of its last three samples belongs to the new level.
+    const tail = run.slice(-3).sort((a, b) => a - b);
+    const mean = tail[Math.floor(tail.length / 2)] as number;
     let sq = 0;
-    for (const x of run) sq += (x - mean) * (x - mean);
+    for (const x of tail) sq += (x - mean) * (x - mean);
     this.m = mean;
-    this.v = run.length > 1 ? sq / (run.length - 1) : 0;
-    this.n = run.length;
+    this.v = tail.length > 1 ? sq / (tail.length - 1) : 0;
+    this.n = tail.length;
     this.changeCount += 1;
     this.resetDetector();
   }
@@ -168,49 +189,88 @@ function trackRun(run: number[], statistic: number, sample: number): void {
   run.push(sample);
 }
 
+/** Observations kept for the least-squares fit of a link. */
+const FIT_WINDOW = 16;
+
 /**
  * Network time of one endpoint as `rtt + bytes × msPerByte`.
  *
- * Small transfers (whose predicted byte time is below the round trip) tell the round trip;
- * large ones tell the time per byte, after subtracting the current round-trip estimate. A
- * change in whichever term dominates the observed transfers is picked up by that term's
- * change detector; predictions for transfers of the size being sent stay right either way.
+ * Two views are kept. Robust per-term estimators: small transfers (whose predicted byte time
+ * is below the round trip) update the round trip, large ones the time per byte after
+ * subtracting the round trip; their change detectors catch a real change within a few
+ * samples. And a least-squares line through the recent (bytes, time) pairs since the last
+ * change, which separates the two terms properly once transfers of different sizes have been
+ * seen; it is used whenever the sizes spread enough to fit it.
  */
 export class LinkEstimator {
   readonly rtt: RobustEwma;
   readonly msPerByte: RobustEwma;
   private samples = 0;
   private lastAt = Number.NEGATIVE_INFINITY;
+  private readonly xs: number[] = [];
+  private readonly ys: number[] = [];
+  private fitRtt = Number.NaN;
+  private fitPerByte = Number.NaN;
 
   constructor(seedRttMs: number, seedBandwidthBitsPerSecond: number, options: RobustEwmaOptions = {}) {
     this.rtt = new RobustEwma({ absoluteFloor: 0.2, ...options }).seed(seedRttMs);
     this.msPerByte = new RobustEwma({ absoluteFloor: 1e-9, ...options }).seed(bitsPerSecondToMsPerByte(seedBandwidthBitsPerSecond));
   }
 
-  /** Records one remote call's network time (ms) and the bytes it moved in both directions. */
-  observe(networkMs: number, bytes: number, at = 0): void {
+  /**
+   * Records one remote call's network time (ms) and the bytes it moved in both directions.
+   * `fresh` marks the first news after a long silence (see {@link RobustEwma.updateFresh}).
+   */
+  observe(networkMs: number, bytes: number, at = 0, fresh = false): void {
     if (!Number.isFinite(networkMs) || networkMs < 0 || !(bytes >= 0)) return;
-    const rtt = this.rtt.value;
-    const perByte = this.msPerByte.value;
+    const changesBefore = this.rtt.changes + this.msPerByte.changes;
+    const rtt = this.rttValue;
+    const perByte = this.perByteValue;
     const transferMs = perByte * bytes;
     if (transferMs <= rtt || bytes === 0) {
-      this.rtt.update(Math.max(0, networkMs - transferMs));
+      const sample = Math.max(0, networkMs - transferMs);
+      if (fresh) this.rtt.updateFresh(sample);
+      else this.rtt.update(sample);
     } else {
       // Never let a fast sample make bytes free: a floor of 10 Gbit/s.
-      this.msPerByte.update(Math.max(MIN_MS_PER_BYTE, (networkMs - rtt) / bytes));
+      const sample = Math.max(MIN_MS_PER_BYTE, (networkMs - rtt) / bytes);
+      if (fresh) this.msPerByte.updateFresh(sample);
+      else this.msPerByte.update(sample);
     }
+    // After a change the older pairs describe another network: fit only what came since.
+    if (this.rtt.changes + this.msPerByte.changes !== changesBefore) {
+      this.xs.length = 0;
+      this.ys.length = 0;
+    }
+    if (this.xs.length === FIT_WINDOW) {
+      this.xs.shift();
+      this.ys.shift();
+    }
+    this.xs.push(bytes);
+    this.ys.push(networkMs);
+    this.refit();
     this.samples += 1;
     this.lastAt = at;
   }
 
   /** Predicted network time for a call moving `bytes` in total. */
   predict(bytes: number): number {
-    return this.rtt.value + this.msPerByte.value * bytes;
+    return this.rttValue + this.perByteValue * bytes;
+  }
+
+  /** Round trip, ms: from the fit when there is one, else from small transfers. */
+  get rttValue(): number {
+    return Number.isNaN(this.fitRtt) ? this.rtt.value : this.fitRtt;
+  }
+
+  /** Time per byte, ms: from the fit when there is one, else from large transfers. */
+  get perByteValue(): number {
+    return Number.isNaN(this.fitPerByte) ? this.msPerByte.value : this.fitPerByte;
   }
 
   /** Estimated bandwidth, bits per second. */
   get bandwidthBitsPerSecond(): number {
-    return 8000 / this.msPerByte.value;
+    return 8000 / this.perByteValue;
   }
 
   get observations(): number {
@@ -219,6 +279,35 @@ export class LinkEstimator {
 
   get lastObservedAt(): number {
     return this.lastAt;
+  }
+
+  private refit(): void {
+    this.fitRtt = Number.NaN;
+    this.fitPerByte = Number.NaN;
+    const n = this.xs.length;
+    if (n < 3) return;
+    let sx = 0;
+    let sy = 0;
+    for (let i = 0; i < n; i++) {
+      sx += this.xs[i] as number;
+      sy += this.ys[i] as number;
+    }
+    const mx = sx / n;
+    const my = sy / n;
+    let sxx = 0;
+    let sxy = 0;
+    for (let i = 0; i < n; i++) {
+      const dx = (this.xs[i] as number) - mx;
+      sxx += dx * dx;
+      sxy += dx * ((this.ys[i] as number) - my);
+    }
+    // Sizes must spread (coefficient of variation ≥ 0.3) for the two terms to separate.
+    if (!(mx > 0) || Math.sqrt(sxx / n) / mx < 0.3) return;
+    const slope = sxy / sxx;
+    const intercept = my - slope * mx;
+    if (!(slope >= MIN_MS_PER_BYTE) || !(intercept >= 0)) return;
+    this.fitPerByte = slope;
+    this.fitRtt = intercept;
   }
 }
 
