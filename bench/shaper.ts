@@ -57,7 +57,7 @@ interface Piece {
 
 /** One direction of one connection. */
 class Pipe {
-  private readonly queue: Buffer[] = [];
+  private readonly queue: Array<{ data: Buffer; arrivedAt: number }> = [];
   private queuedBytes = 0;
   private readonly inFlight: Piece[] = [];
   private nextFree = 0;
@@ -97,10 +97,11 @@ class Pipe {
   private push(chunk: Buffer): void {
     // A piece never exceeds the bucket's depth, or it could never leave.
     const size = Math.max(1, Math.min(PIECE_BYTES, this.shaper.burstBytes));
-    if (this.queue.length === 0) this.backlogSince = performance.timeOrigin + performance.now();
+    const arrivedAt = performance.timeOrigin + performance.now();
+    if (this.queue.length === 0) this.backlogSince = arrivedAt;
     for (let off = 0; off < chunk.length; off += size) {
       const piece = chunk.subarray(off, Math.min(chunk.length, off + size));
-      this.queue.push(piece);
+      this.queue.push({ data: piece, arrivedAt });
       this.queuedBytes += piece.length;
     }
     if (this.queuedBytes > HIGH_WATER && !this.paused) {
@@ -125,7 +126,7 @@ class Pipe {
 
     // Stage 1: the serialiser releases queued pieces as the token bucket allows.
     while (this.queue.length > 0) {
-      const piece = this.queue[0] as Buffer;
+      const { data: piece, arrivedAt } = this.queue[0] as { data: Buffer; arrivedAt: number };
       let departAt: number;
       if (!Number.isFinite(rate)) {
         departAt = Math.max(now, stallUntil);
@@ -143,7 +144,8 @@ class Pipe {
       this.queuedBytes -= piece.length;
       if (Number.isFinite(rate)) this.nextFree = departAt;
       const jitter = shape.jitterMs > 0 ? (this.shaper.random() * 2 - 1) * shape.jitterMs : 0;
-      const deliverAt = Math.max(departAt + Math.max(0, shape.delayMs + jitter), this.lastDelivery);
+      // A piece sent from saved-up tokens leaves when it arrived, not at its virtual time.
+      const deliverAt = Math.max(Math.max(departAt, arrivedAt) + Math.max(0, shape.delayMs + jitter), this.lastDelivery);
       this.lastDelivery = deliverAt;
       this.inFlight.push({ data: piece, deliverAt });
     }
