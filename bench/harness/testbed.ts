@@ -55,6 +55,8 @@ export interface PreparedModel {
   cuts: CutInfo[];
   /** Cuts the graph toolkit found before the harness kept its candidates. */
   totalCuts: number;
+  /** FLOPs of the whole model. */
+  totalFlops: number;
   inputs: OrtFeeds;
   whole: ort.InferenceSession;
   heads: Map<string, { session: ort.InferenceSession; tailInputs: string[] }>;
@@ -135,6 +137,7 @@ export class Testbed {
       profile: undefined as unknown as Profile,
       cuts,
       totalCuts: analysis.cuts.length,
+      totalFlops: analysis.totalFlops,
       inputs,
       whole,
       heads,

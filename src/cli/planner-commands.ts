@@ -57,6 +57,82 @@ export function registerBenchCommand(program: Command): Command {
         process.stdout.write(`${JSON.stringify(result)}\n`);
       }
     });
+  bench
+    .command('sweep')
+    .description('Edge-only, cloud-only, static, adaptive and oracle over a grid of shaped links, per model')
+    .option('--quick', 'a CI-size subset (2 models, 3 bandwidths × 2 RTTs)')
+    .option('--slowdown <factor>', 'edge slowdown factor (e.g. 8 for a Raspberry-Pi-class device)', '8')
+    .option('--models <names>', 'comma-separated: mobilenetv2, resnet18, ppocrv4-det')
+    .option('--json', 'print one JSON object as the last line')
+    .action(async (opts: { quick?: boolean; slowdown: string; models?: string; json?: boolean }) => {
+      const { runSweep } = await import('../../bench/sweep.js');
+      const { result, files } = await runSweep({
+        quick: opts.quick ?? false,
+        slowdown: positiveNumber(opts.slowdown, '--slowdown'),
+        ...(opts.models ? { models: opts.models.split(',').map((s) => s.trim()) } : {}),
+        log: (line) => process.stderr.write(`${line}\n`),
+      });
+      const summary = {
+        adaptiveOverOracle: result.adaptiveOverOracle,
+        adaptiveOverBestFixed: result.adaptiveOverBestFixed,
+        edgeSlowdown: result.slowdown,
+        points: result.points.map((p) => ({
+          model: p.model,
+          bandwidthMbit: p.bandwidthMbit,
+          rttMs: p.rttMs,
+          edgeOnlyMs: p.edgeOnlyMs,
+          cloudOnlyMs: p.cloudOnlyMs,
+          staticMs: p.staticMs,
+          adaptiveMs: p.adaptiveMs,
+          oracleMs: p.oracleMs,
+          oraclePlan: p.oraclePlan,
+          adaptivePlan: p.adaptivePlan,
+        })),
+      };
+      if (!opts.json) {
+        process.stdout.write(
+          `edge slowdown ×${result.slowdown}: worst adaptive/oracle ${result.adaptiveOverOracle.toFixed(3)}, worst adaptive/best fixed ${result.adaptiveOverBestFixed.toFixed(3)}\nreport: ${files?.markdown ?? '-'}\nplots: ${(files?.png ?? []).join(' ')}\n`,
+        );
+      } else {
+        process.stdout.write(`${JSON.stringify(summary)}\n`);
+      }
+    });
+  bench
+    .command('trace')
+    .description('Adaptive through network steps and a 4G-style trace: requests needed to come within 10% of the oracle')
+    .option('--slowdown <factor>', 'edge slowdown factor', '8')
+    .option('--model <name>', 'mobilenetv2, resnet18 or ppocrv4-det', 'mobilenetv2')
+    .option('--trace <file>', 'trace file (seconds bandwidth rtt per line) for the second part')
+    .option('--requests <n>', 'adaptive requests per condition', '12')
+    .option('--json', 'print one JSON object as the last line')
+    .action(async (opts: { slowdown: string; model: string; trace?: string; requests: string; json?: boolean }) => {
+      const { runTrace } = await import('../../bench/trace.js');
+      const { result, files } = await runTrace({
+        slowdown: positiveNumber(opts.slowdown, '--slowdown'),
+        model: opts.model,
+        requestsPerStep: positiveInt(opts.requests, '--requests'),
+        ...(opts.trace ? { traceFile: opts.trace } : {}),
+        log: (line) => process.stderr.write(`${line}\n`),
+      });
+      const summary = {
+        maxRequestsToConverge: result.maxRequestsToConverge,
+        edgeSlowdown: result.slowdown,
+        steps: result.steps.map((s) => ({
+          label: s.label,
+          bandwidthMbit: s.bandwidthMbit,
+          rttMs: s.rttMs,
+          oraclePlan: s.oraclePlan,
+          oracleMs: s.oracleMs,
+          requestsToConverge: s.requestsToConverge,
+          plans: s.requests.map((r) => r.plan),
+        })),
+      };
+      if (!opts.json) {
+        process.stdout.write(`edge slowdown ×${result.slowdown}: at most ${result.maxRequestsToConverge} requests to come within 10% of the oracle\nreport: ${files?.markdown ?? '-'}\n`);
+      } else {
+        process.stdout.write(`${JSON.stringify(summary)}\n`);
+      }
+    });
   return bench;
 }
 

@@ -1,0 +1,201 @@
+/**
+ * `tandem bench sweep`: for each model and each (bandwidth, RTT) point of the grid, the
+ * measured mean latency of edge-only, cloud-only, a Neurosurgeon-style static plan, Tandem's
+ * adaptive planner and the oracle, all over the real shaped loopback link.
+ */
+import { AdaptivePlanner } from '../src/planner/adaptive.js';
+import { describePlan, type Plan } from '../src/planner/plan.js';
+import type { Profile } from '../src/planner/profile.js';
+import { ENDPOINT, MODELS, Testbed, mean, type PreparedModel } from './harness/testbed.js';
+import { writeSweepReport, type ReportFiles, type SweepPoint, type SweepResult } from './report.js';
+
+export interface SweepOptions {
+  quick?: boolean;
+  slowdown?: number;
+  models?: string[];
+  bandwidthsMbit?: number[];
+  rttsMs?: number[];
+  /** Measured repetitions of each option considered for the oracle (and of the baselines). */
+  repetitions?: number;
+  /** Adaptive requests per point; the first `adaptiveWarmup` are not counted in its mean. */
+  adaptiveRequests?: number;
+  adaptiveWarmup?: number;
+  maxCuts?: number;
+  log?: (line: string) => void;
+  /** Where reports go; `false` skips them. */
+  reportDir?: string | false;
+}
+
+export const FULL_GRID = { bandwidthsMbit: [1, 2, 5, 10, 20, 50, 100], rttsMs: [10, 50, 100] };
+export const QUICK_GRID = { bandwidthsMbit: [2, 10, 50], rttsMs: [20, 100] };
+
+/** Runs the sweep and writes its reports. */
+export async function runSweep(options: SweepOptions = {}): Promise<{ result: SweepResult; files?: ReportFiles }> {
+  const quick = options.quick ?? false;
+  const slowdown = options.slowdown ?? 8;
+  const models = options.models ?? (quick ? ['mobilenetv2', 'ppocrv4-det'] : ['mobilenetv2', 'resnet18', 'ppocrv4-det']);
+  const bandwidths = options.bandwidthsMbit ?? (quick ? QUICK_GRID : FULL_GRID).bandwidthsMbit;
+  const rtts = options.rttsMs ?? (quick ? QUICK_GRID : FULL_GRID).rttsMs;
+  const reps = options.repetitions ?? (quick ? 2 : 3);
+  const adaptiveRequests = options.adaptiveRequests ?? (quick ? 8 : 12);
+  const warmup = options.adaptiveWarmup ?? 3;
+  const log = options.log ?? (() => undefined);
+  const testbed = await Testbed.create({ slowdown, maxCuts: options.maxCuts ?? (quick ? 6 : 10), log });
+  const points: SweepPoint[] = [];
+  const notes = [
+    `Network: the shaping TCP proxy on loopback (token bucket per direction, RTT split equally); edge: onnxruntime-node sessions stretched ×${slowdown}; cloud: the harness's STAND-IN tail service (onnxruntime-node on the same machine).`,
+    `Oracle: the lowest measured mean over local, offload and every candidate split whose cost-model prediction under the true link is within 2× of the best prediction (${reps} runs each).`,
+    `Static (Neurosurgeon-style): the best plan predicted from the profile for the mean condition of the grid (${mean(bandwidths).toFixed(1)} Mbit/s, ${mean(rtts).toFixed(0)} ms), fixed for every point.`,
+    `Adaptive: one planner per model, carried across the grid points in order, starting from the profile and default priors (10 Mbit/s, 50 ms); its mean excludes the first ${warmup} of ${adaptiveRequests} requests after each change (convergence is what \`bench trace\` measures).`,
+  ];
+  try {
+    for (const name of models) {
+      const spec = MODELS[name];
+      if (!spec) throw new Error(`unknown model ${name}`);
+      const m = await testbed.prepare(spec);
+      log(`${name}: profile local ${m.profile.localMs.toFixed(1)} ms, offload remote ${m.profile.remoteMs[ENDPOINT]?.toFixed(1)} ms, input ${m.profile.inputBytes} B`);
+      const staticPlan = predictedBest(m.profile, mean(bandwidths) * 1e6, mean(rtts));
+      const adaptive = new AdaptivePlanner({ profile: m.profile, endpoints: [{ name: ENDPOINT }] });
+      for (const bw of [...bandwidths].sort((a, b) => b - a)) {
+        for (const rtt of rtts) {
+          testbed.setLink(bw * 1e6, rtt);
+          const point = await measurePoint(testbed, m, bw, rtt, { reps, staticPlan, adaptive, adaptiveRequests, warmup });
+          points.push(point);
+          log(
+            `${name} ${bw} Mbit/s ${rtt} ms: edge ${point.edgeOnlyMs.toFixed(0)} cloud ${point.cloudOnlyMs.toFixed(0)} static ${point.staticMs.toFixed(0)} adaptive ${point.adaptiveMs.toFixed(0)} (${point.adaptivePlan}) oracle ${point.oracleMs.toFixed(0)} (${point.oraclePlan})`,
+          );
+        }
+      }
+    }
+  } finally {
+    await testbed.close();
+  }
+  const result: SweepResult = {
+    adaptiveOverOracle: Math.max(...points.map((p) => p.adaptiveMs / p.oracleMs)),
+    adaptiveOverBestFixed: Math.max(...points.map((p) => p.adaptiveMs / Math.min(p.edgeOnlyMs, p.cloudOnlyMs))),
+    points,
+    slowdown,
+    quick,
+    notes,
+  };
+  const files = options.reportDir === false ? undefined : await writeSweepReport(result, options.reportDir);
+  return files ? { result, files } : { result };
+}
+
+interface PointOptions {
+  reps: number;
+  staticPlan: Plan;
+  adaptive: AdaptivePlanner;
+  adaptiveRequests: number;
+  warmup: number;
+}
+
+async function measurePoint(testbed: Testbed, m: PreparedModel, bw: number, rtt: number, o: PointOptions): Promise<SweepPoint> {
+  const measured = new Map<string, number>();
+  const measure = async (plan: Plan, reps = o.reps): Promise<number> => {
+    const key = describePlan(plan);
+    const known = measured.get(key);
+    if (known !== undefined) return known;
+    const times: number[] = [];
+    for (let i = 0; i < reps; i++) times.push((await testbed.execute(m.name, plan)).totalMs);
+    const value = mean(times);
+    measured.set(key, value);
+    return value;
+  };
+  // Options worth measuring for the oracle: the cost model under the true link prunes the hopeless ones.
+  const truth = new AdaptivePlanner({
+    profile: m.profile,
+    endpoints: [{ name: ENDPOINT, rttMs: rtt, bandwidthBitsPerSecond: bw * 1e6 }],
+    exploration: false,
+  });
+  const ranked = truth.rank({ allowedEndpoints: [ENDPOINT] });
+  const bestPredicted = ranked[0]?.totalMs ?? 0;
+  const local: Plan = { kind: 'local' };
+  const offload: Plan = { kind: 'offload', endpoint: ENDPOINT };
+  const edgeOnlyMs = await measure(local);
+  const cloudOnlyMs = await measure(offload);
+  for (const option of ranked) if (option.totalMs <= 2 * bestPredicted) await measure(option.plan);
+  const staticMs = await measure(o.staticPlan);
+
+  const ctx = { allowedEndpoints: [ENDPOINT] };
+  const times: number[] = [];
+  const plans: string[] = [];
+  for (let i = 0; i < o.adaptiveRequests; i++) {
+    const plan = o.adaptive.choose(ctx);
+    // While the request runs on the edge alone, the idle link is measured out of band.
+    const probes = plan.kind === 'local' ? o.adaptive.linkProbesDue(ctx) : [];
+    const probing = probes.length > 0 ? probeLink(testbed, o.adaptive) : Promise.resolve();
+    const obs = await testbed.execute(m.name, plan);
+    await probing;
+    o.adaptive.observe(obs);
+    if (i >= o.warmup) {
+      times.push(obs.totalMs);
+      plans.push(describePlan(plan));
+    }
+  }
+  const adaptivePlan = mostFrequent(plans);
+  // Ensure the oracle has seen the plan adaptive settled on.
+  const adaptivePlanObj = planFromDescription(adaptivePlan, m);
+  if (adaptivePlanObj) await measure(adaptivePlanObj);
+
+  let oracleMs = Number.POSITIVE_INFINITY;
+  let oraclePlan = 'local';
+  for (const [key, ms] of measured) {
+    if (ms < oracleMs) {
+      oracleMs = ms;
+      oraclePlan = key;
+    }
+  }
+  return {
+    model: m.name,
+    bandwidthMbit: bw,
+    rttMs: rtt,
+    edgeOnlyMs,
+    cloudOnlyMs,
+    staticMs,
+    adaptiveMs: mean(times),
+    oracleMs,
+    oraclePlan,
+    adaptivePlan,
+    oracleEdgeShare: edgeShare(oraclePlan, m),
+    adaptiveEdgeShare: edgeShare(adaptivePlan, m),
+    staticPlan: describePlan(o.staticPlan),
+  };
+}
+
+/** Small and large transfers over the idle link, reported to the planner. */
+export async function probeLink(testbed: Testbed, planner: AdaptivePlanner): Promise<void> {
+  for (const bytes of [256, 64 * 1024]) {
+    const ms = await testbed.probeLink(bytes);
+    planner.reportLinkProbe(ENDPOINT, ms, bytes + 160);
+  }
+}
+
+function predictedBest(profile: Profile, bitsPerSecond: number, rttMs: number): Plan {
+  const p = new AdaptivePlanner({ profile, endpoints: [{ name: ENDPOINT, rttMs, bandwidthBitsPerSecond: bitsPerSecond }], exploration: false });
+  return p.choose({ allowedEndpoints: [ENDPOINT] });
+}
+
+function mostFrequent(items: readonly string[]): string {
+  const counts = new Map<string, number>();
+  for (const i of items) counts.set(i, (counts.get(i) ?? 0) + 1);
+  let best = items[0] ?? 'local';
+  for (const [k, n] of counts) if (n > (counts.get(best) ?? 0)) best = k;
+  return best;
+}
+
+export function planFromDescription(text: string, m: PreparedModel): Plan | undefined {
+  if (text === 'local') return { kind: 'local' };
+  if (text === `offload→${ENDPOINT}`) return { kind: 'offload', endpoint: ENDPOINT };
+  const match = /^split@(.+)→(.+)$/.exec(text);
+  if (match && m.heads.has(match[1] as string)) return { kind: 'split', cut: match[1] as string, endpoint: match[2] as string };
+  return undefined;
+}
+
+export function edgeShare(plan: string, m: PreparedModel): number {
+  if (plan === 'local') return 1;
+  const match = /^split@(.+)→/.exec(plan);
+  if (!match) return 0;
+  const cut = m.cuts.find((c) => c.id === match[1]);
+  return cut && m.totalFlops > 0 ? Math.min(1, cut.headFlops / m.totalFlops) : 0;
+}
