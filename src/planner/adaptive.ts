@@ -333,8 +333,9 @@ export class AdaptivePlanner implements PlanChooser {
     for (const name of context.allowedEndpoints) {
       const e = this.endpointIndex.get(name);
       if (e === undefined) continue;
-      if ((this.state[e] as EndpointState).health.state(now) !== 'healthy') continue;
-      if (this.decisions - (this.lastNews[e] as number) >= this.probeAfter()) due.push(name);
+      const s = this.state[e] as EndpointState;
+      if (s.health.state(now) !== 'healthy') continue;
+      if (s.link.observations === 0 || this.decisions - (this.lastNews[e] as number) >= this.probeAfter()) due.push(name);
     }
     return due;
   }
