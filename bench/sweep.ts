@@ -169,7 +169,7 @@ async function measurePoint(testbed: Testbed, m: PreparedModel, bw: number, rtt:
 
 /** Small and large transfers over the idle link, reported to the planner. */
 export async function probeLink(testbed: Testbed, planner: AdaptivePlanner): Promise<void> {
-  for (const bytes of [256, 64 * 1024]) {
+  for (const bytes of [256, 128 * 1024]) {
     const ms = await testbed.probeLink(bytes);
     planner.reportLinkProbe(ENDPOINT, ms, bytes + 160);
   }

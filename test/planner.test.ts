@@ -348,6 +348,24 @@ describe('exploration', () => {
   });
 });
 
+describe('out-of-band link probes', () => {
+  it('asks for a probe before first use and when the link has been idle, and trusts what it reports', () => {
+    const p = planner({ endpoints: [{ name: 'a', rttMs: 10, bandwidthBitsPerSecond: 0.5e6 }] });
+    const ctx = { allowedEndpoints: ['a'] };
+    expect(p.linkProbesDue(ctx)).toEqual(['a']);
+    expect(p.choose(ctx).kind).toBe('local');
+    // The link is really 1 Gbit/s with a 10 ms round trip: two probes of different sizes say so.
+    p.reportLinkProbe('a', 10.1, 256);
+    p.reportLinkProbe('a', 10 + (65_536 * 8000) / 1e9, 65_536);
+    p.reportLinkProbe('a', 10.05, 1024);
+    expect(p.linkProbesDue(ctx)).toEqual([]);
+    expect(p.snapshot().endpoints[0]?.bandwidthMbit).toBeGreaterThan(500);
+    expect(p.choose(ctx).kind).toBe('offload');
+    // Not for endpoints outside the context or down.
+    expect(p.linkProbesDue({ allowedEndpoints: ['b'] })).toEqual([]);
+  });
+});
+
 describe('units', () => {
   it('parses bandwidths and durations', () => {
     expect(parseBandwidth('10mbit')).toBe(10e6);

@@ -106,6 +106,8 @@ export class AdaptivePlanner implements PlanChooser {
   private readonly lastNews: Float64Array;
   /** Per group: an exploration is out and its observation should be trusted over stale estimates. */
   private readonly exploring: Uint8Array;
+  /** Per endpoint: the decision count of the last fresh out-of-band probe round. */
+  private readonly probeRound: Float64Array;
   private readonly groupBestMs: Float64Array;
   private readonly groupBestId: Int32Array;
   private predictedTotalMs = 0;
@@ -158,6 +160,7 @@ export class AdaptivePlanner implements PlanChooser {
     }
     this.lastNews = new Float64Array(names.length + 1);
     this.exploring = new Uint8Array(names.length + 1);
+    this.probeRound = new Float64Array(names.length).fill(-1);
     this.groupBestMs = new Float64Array(names.length + 1);
     this.groupBestId = new Int32Array(names.length + 1);
   }
@@ -318,7 +321,9 @@ export class AdaptivePlanner implements PlanChooser {
     const e = this.endpointIndex.get(endpoint);
     if (e === undefined) return;
     const s = this.state[e] as EndpointState;
-    const fresh = this.decisions - (this.lastNews[e] as number) >= this.probeAfter();
+    // Probes come in rounds (a small and a large transfer): the whole round is fresh news.
+    const fresh = this.decisions - (this.lastNews[e] as number) >= this.probeAfter() || s.link.observations === 0 || this.probeRound[e] === this.decisions;
+    if (fresh) this.probeRound[e] = this.decisions;
     this.lastNews[e] = this.decisions;
     s.link.observe(networkMs, bytes, this.now(), fresh);
   }

@@ -36,7 +36,7 @@ const DEFAULTS: Required<RobustEwmaOptions> = {
   changeDrift: 0.5,
   changeThreshold: 6,
   changeStepCap: 4,
-  warmup: 4,
+  warmup: 2,
 };
 
 /** Longest run of samples kept to re-base the estimate after a change. */
@@ -189,14 +189,17 @@ function trackRun(run: number[], statistic: number, sample: number): void {
   run.push(sample);
 }
 
+/** Transfers of at least this size (both directions) always measure the time per byte. */
+export const LARGE_TRANSFER_BYTES = 64 * 1024;
+
 /** Observations kept for the least-squares fit of a link. */
 const FIT_WINDOW = 16;
 
 /**
  * Network time of one endpoint as `rtt + bytes × msPerByte`.
  *
- * Two views are kept. Robust per-term estimators: small transfers (whose predicted byte time
- * is below the round trip) update the round trip, large ones the time per byte after
+ * Two views are kept. Robust per-term estimators: small transfers (byte time below the round
+ * trip, and under {@link LARGE_TRANSFER_BYTES}) update the round trip, large ones the time per byte after
  * subtracting the round trip; their change detectors catch a real change within a few
  * samples. And a least-squares line through the recent (bytes, time) pairs since the last
  * change, which separates the two terms properly once transfers of different sizes have been
@@ -210,6 +213,7 @@ export class LinkEstimator {
   private readonly xs: number[] = [];
   private readonly ys: number[] = [];
   private fitRtt = Number.NaN;
+  private lastFresh = false;
   private fitPerByte = Number.NaN;
 
   constructor(seedRttMs: number, seedBandwidthBitsPerSecond: number, options: RobustEwmaOptions = {}) {
@@ -227,7 +231,11 @@ export class LinkEstimator {
     const rtt = this.rttValue;
     const perByte = this.perByteValue;
     const transferMs = perByte * bytes;
-    if (transferMs <= rtt || bytes === 0) {
+    // Small transfers tell the round trip, large ones the time per byte. A transfer counts as
+    // large when its byte time dominates the current estimate or, whatever the estimate says,
+    // when it is large in absolute terms: otherwise a steep fall in bandwidth seen on a mid-size
+    // transfer would be mistaken for a longer round trip.
+    if (transferMs <= rtt && bytes < LARGE_TRANSFER_BYTES) {
       const sample = Math.max(0, networkMs - transferMs);
       if (fresh) this.rtt.updateFresh(sample);
       else this.rtt.update(sample);
@@ -237,8 +245,11 @@ export class LinkEstimator {
       if (fresh) this.msPerByte.updateFresh(sample);
       else this.msPerByte.update(sample);
     }
-    // After a change the older pairs describe another network: fit only what came since.
-    if (this.rtt.changes + this.msPerByte.changes !== changesBefore) {
+    // After a detected change, or when fresh news opens a round of measurements after a
+    // silence, the older pairs describe another network: fit only what came since.
+    const opensRound = fresh && !this.lastFresh;
+    this.lastFresh = fresh;
+    if (opensRound || (!fresh && this.rtt.changes + this.msPerByte.changes !== changesBefore)) {
       this.xs.length = 0;
       this.ys.length = 0;
     }
@@ -285,7 +296,7 @@ export class LinkEstimator {
     this.fitRtt = Number.NaN;
     this.fitPerByte = Number.NaN;
     const n = this.xs.length;
-    if (n < 3) return;
+    if (n < 2) return;
     let sx = 0;
     let sy = 0;
     for (let i = 0; i < n; i++) {
