@@ -87,7 +87,7 @@ export class Testbed {
 
   static async create(options: TestbedOptions): Promise<Testbed> {
     const server = await StandinServer.start();
-    const shaper = await Shaper.start({ target: { host: '127.0.0.1', port: server.port }, burstBytes: 32 * 1024 });
+    const shaper = await Shaper.start({ target: { host: '127.0.0.1', port: server.port }, burstBytes: 8 * 1024 });
     return new Testbed(options, server, shaper);
   }
 

@@ -322,10 +322,11 @@ export class AdaptivePlanner implements PlanChooser {
     if (e === undefined) return;
     const s = this.state[e] as EndpointState;
     // Probes come in rounds (a small and a large transfer): the whole round is fresh news.
-    const fresh = this.decisions - (this.lastNews[e] as number) >= this.probeAfter() || s.link.observations === 0 || this.probeRound[e] === this.decisions;
+    const continues = this.probeRound[e] === this.decisions;
+    const fresh = continues || this.decisions - (this.lastNews[e] as number) >= this.probeAfter() || s.link.observations === 0;
     if (fresh) this.probeRound[e] = this.decisions;
     this.lastNews[e] = this.decisions;
-    s.link.observe(networkMs, bytes, this.now(), fresh);
+    s.link.observe(networkMs, bytes, this.now(), fresh, fresh && !continues);
   }
 
   /**

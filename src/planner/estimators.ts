@@ -213,7 +213,6 @@ export class LinkEstimator {
   private readonly xs: number[] = [];
   private readonly ys: number[] = [];
   private fitRtt = Number.NaN;
-  private lastFresh = false;
   private fitPerByte = Number.NaN;
 
   constructor(seedRttMs: number, seedBandwidthBitsPerSecond: number, options: RobustEwmaOptions = {}) {
@@ -223,9 +222,11 @@ export class LinkEstimator {
 
   /**
    * Records one remote call's network time (ms) and the bytes it moved in both directions.
-   * `fresh` marks the first news after a long silence (see {@link RobustEwma.updateFresh}).
+   * `fresh` marks news after a long silence (see {@link RobustEwma.updateFresh}); `newRound`
+   * (default: `fresh`) says it starts a round of such measurements, whose members are fitted
+   * together while older pairs are dropped.
    */
-  observe(networkMs: number, bytes: number, at = 0, fresh = false): void {
+  observe(networkMs: number, bytes: number, at = 0, fresh = false, newRound = fresh): void {
     if (!Number.isFinite(networkMs) || networkMs < 0 || !(bytes >= 0)) return;
     const changesBefore = this.rtt.changes + this.msPerByte.changes;
     const rtt = this.rttValue;
@@ -247,9 +248,7 @@ export class LinkEstimator {
     }
     // After a detected change, or when fresh news opens a round of measurements after a
     // silence, the older pairs describe another network: fit only what came since.
-    const opensRound = fresh && !this.lastFresh;
-    this.lastFresh = fresh;
-    if (opensRound || (!fresh && this.rtt.changes + this.msPerByte.changes !== changesBefore)) {
+    if ((fresh && newRound) || (!fresh && this.rtt.changes + this.msPerByte.changes !== changesBefore)) {
       this.xs.length = 0;
       this.ys.length = 0;
     }
