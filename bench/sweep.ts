@@ -15,8 +15,6 @@ export interface SweepOptions {
   models?: string[];
   bandwidthsMbit?: number[];
   rttsMs?: number[];
-  /** Measured repetitions of each option considered for the oracle (and of the baselines). */
-  repetitions?: number;
   /** Adaptive requests per point; the first `adaptiveWarmup` are not counted in its mean. */
   adaptiveRequests?: number;
   adaptiveWarmup?: number;
@@ -36,17 +34,17 @@ export async function runSweep(options: SweepOptions = {}): Promise<{ result: Sw
   const models = options.models ?? (quick ? ['mobilenetv2', 'ppocrv4-det'] : ['mobilenetv2', 'resnet18', 'ppocrv4-det']);
   const bandwidths = options.bandwidthsMbit ?? (quick ? QUICK_GRID : FULL_GRID).bandwidthsMbit;
   const rtts = options.rttsMs ?? (quick ? QUICK_GRID : FULL_GRID).rttsMs;
-  const reps = options.repetitions ?? (quick ? 2 : 3);
-  const adaptiveRequests = options.adaptiveRequests ?? (quick ? 8 : 12);
+  const adaptiveRequests = options.adaptiveRequests ?? (quick ? 8 : 9);
   const warmup = options.adaptiveWarmup ?? 3;
   const log = options.log ?? (() => undefined);
   const testbed = await Testbed.create({ slowdown, maxCuts: options.maxCuts ?? (quick ? 6 : 10), log });
   const points: SweepPoint[] = [];
   const notes = [
     `Network: the shaping TCP proxy on loopback (token bucket per direction, RTT split equally); edge: onnxruntime-node sessions stretched ×${slowdown}; cloud: the harness's STAND-IN tail service (onnxruntime-node on the same machine).`,
-    `Oracle: the lowest measured mean over local, offload and every candidate split whose cost-model prediction under the true link is within 2× of the best prediction (${reps} runs each).`,
+    'Oracle: the lowest measured mean over local, offload, every candidate split whose cost-model prediction under the true link is within 2× of the best prediction, and any plan adaptive chose.',
+    `Measurements are interleaved: after ${warmup} adaptive requests that follow the change (not counted), each of ${Math.max(2, adaptiveRequests - warmup)} rounds runs every option once and one adaptive request, so load drifts of the shared machine hit all strategies alike.`,
     `Static (Neurosurgeon-style): the best plan predicted from the profile for the mean condition of the grid (${mean(bandwidths).toFixed(1)} Mbit/s, ${mean(rtts).toFixed(0)} ms), fixed for every point.`,
-    `Adaptive: one planner per model, carried across the grid points in order, starting from the profile and default priors (10 Mbit/s, 50 ms); its mean excludes the first ${warmup} of ${adaptiveRequests} requests after each change (convergence is what \`bench trace\` measures).`,
+    `Adaptive: one planner per model, carried across the grid points in order (bandwidth falling, RTT rising), starting from the profile and default priors (10 Mbit/s, 50 ms).`,
   ];
   try {
     for (const name of models) {
@@ -59,7 +57,7 @@ export async function runSweep(options: SweepOptions = {}): Promise<{ result: Sw
       for (const bw of [...bandwidths].sort((a, b) => b - a)) {
         for (const rtt of rtts) {
           testbed.setLink(bw * 1e6, rtt);
-          const point = await measurePoint(testbed, m, bw, rtt, { reps, staticPlan, adaptive, adaptiveRequests, warmup });
+          const point = await measurePoint(testbed, m, bw, rtt, { staticPlan, adaptive, adaptiveRequests, warmup });
           points.push(point);
           log(
             `${name} ${bw} Mbit/s ${rtt} ms: edge ${point.edgeOnlyMs.toFixed(0)} cloud ${point.cloudOnlyMs.toFixed(0)} static ${point.staticMs.toFixed(0)} adaptive ${point.adaptiveMs.toFixed(0)} (${point.adaptivePlan}) oracle ${point.oracleMs.toFixed(0)} (${point.oraclePlan})`,
@@ -83,7 +81,6 @@ export async function runSweep(options: SweepOptions = {}): Promise<{ result: Sw
 }
 
 interface PointOptions {
-  reps: number;
   staticPlan: Plan;
   adaptive: AdaptivePlanner;
   adaptiveRequests: number;
@@ -91,17 +88,6 @@ interface PointOptions {
 }
 
 async function measurePoint(testbed: Testbed, m: PreparedModel, bw: number, rtt: number, o: PointOptions): Promise<SweepPoint> {
-  const measured = new Map<string, number>();
-  const measure = async (plan: Plan, reps = o.reps): Promise<number> => {
-    const key = describePlan(plan);
-    const known = measured.get(key);
-    if (known !== undefined) return known;
-    const times: number[] = [];
-    for (let i = 0; i < reps; i++) times.push((await testbed.execute(m.name, plan)).totalMs);
-    const value = mean(times);
-    measured.set(key, value);
-    return value;
-  };
   // Options worth measuring for the oracle: the cost model under the true link prunes the hopeless ones.
   const truth = new AdaptivePlanner({
     profile: m.profile,
@@ -112,39 +98,50 @@ async function measurePoint(testbed: Testbed, m: PreparedModel, bw: number, rtt:
   const bestPredicted = ranked[0]?.totalMs ?? 0;
   const local: Plan = { kind: 'local' };
   const offload: Plan = { kind: 'offload', endpoint: ENDPOINT };
-  const edgeOnlyMs = await measure(local);
-  const cloudOnlyMs = await measure(offload);
-  for (const option of ranked) if (option.totalMs <= 2 * bestPredicted) await measure(option.plan);
-  const staticMs = await measure(o.staticPlan);
+  const fixed = new Map<string, Plan>();
+  for (const plan of [local, offload, o.staticPlan]) fixed.set(describePlan(plan), plan);
+  for (const option of ranked) if (option.totalMs <= 2 * bestPredicted) fixed.set(describePlan(option.plan), option.plan);
 
   const ctx = { allowedEndpoints: [ENDPOINT] };
-  const times: number[] = [];
-  const plans: string[] = [];
-  for (let i = 0; i < o.adaptiveRequests; i++) {
+  const adaptiveStep = async (): Promise<{ plan: string; ms: number }> => {
     const plan = o.adaptive.choose(ctx);
     // While the request runs on the edge alone, the idle link is measured out of band.
-    const probes = plan.kind === 'local' ? o.adaptive.linkProbesDue(ctx) : [];
-    const probing = probes.length > 0 ? probeLink(testbed, o.adaptive) : Promise.resolve();
+    const probing = plan.kind === 'local' && o.adaptive.linkProbesDue(ctx).length > 0 ? probeLink(testbed, o.adaptive) : Promise.resolve();
     const obs = await testbed.execute(m.name, plan);
     await probing;
     o.adaptive.observe(obs);
     if (process.env['TANDEM_BENCH_DEBUG']) {
       const top = o.adaptive.rank(ctx).slice(0, 3).map((r) => `${describePlan(r.plan)}=${r.totalMs.toFixed(0)}`);
-      process.stderr.write(`  #${i} ${describePlan(plan)} ${obs.totalMs.toFixed(0)} ms (edge ${obs.edgeMs.toFixed(0)} net ${obs.networkMs.toFixed(0)} remote ${obs.remoteMs.toFixed(0)}) belief ${JSON.stringify(o.adaptive.snapshot().endpoints[0])} edge×${o.adaptive.snapshot().edgeScale.toFixed(2)} top ${top.join(' ')}\n`);
+      process.stderr.write(`  ${describePlan(plan)} ${obs.totalMs.toFixed(0)} ms (edge ${obs.edgeMs.toFixed(0)} net ${obs.networkMs.toFixed(0)} remote ${obs.remoteMs.toFixed(0)}) belief ${JSON.stringify(o.adaptive.snapshot().endpoints[0])} edge×${o.adaptive.snapshot().edgeScale.toFixed(2)} top ${top.join(' ')}\n`);
     }
-    if (i >= o.warmup) {
-      times.push(obs.totalMs);
-      plans.push(describePlan(plan));
-    }
-  }
-  const adaptivePlan = mostFrequent(plans);
-  // Ensure the oracle has seen the plan adaptive settled on.
-  const adaptivePlanObj = planFromDescription(adaptivePlan, m);
-  if (adaptivePlanObj) await measure(adaptivePlanObj);
+    return { plan: describePlan(plan), ms: obs.totalMs };
+  };
 
+  // The first requests after the change are adaptive's convergence (what `bench trace` measures).
+  for (let i = 0; i < o.warmup; i++) await adaptiveStep();
+  // Then rounds: one request of every fixed option and one of adaptive per round, so that the
+  // machine's load drifts (large on a shared 2-core box) hit every strategy alike.
+  const samples = new Map<string, number[]>();
+  const adaptiveTimes: number[] = [];
+  const adaptivePlans: string[] = [];
+  const rounds = Math.max(2, o.adaptiveRequests - o.warmup);
+  for (let r = 0; r < rounds; r++) {
+    for (const [key, plan] of fixed) {
+      const obs = await testbed.execute(m.name, plan);
+      samples.set(key, [...(samples.get(key) ?? []), obs.totalMs]);
+    }
+    const a = await adaptiveStep();
+    adaptiveTimes.push(a.ms);
+    adaptivePlans.push(a.plan);
+    // The oracle also measures whatever adaptive chose, from the next round on.
+    const chosen = planFromDescription(a.plan, m);
+    if (chosen && !fixed.has(a.plan)) fixed.set(a.plan, chosen);
+  }
+  const adaptivePlan = mostFrequent(adaptivePlans);
+  const means = new Map([...samples].map(([k, v]) => [k, mean(v)]));
   let oracleMs = Number.POSITIVE_INFINITY;
   let oraclePlan = 'local';
-  for (const [key, ms] of measured) {
+  for (const [key, ms] of means) {
     if (ms < oracleMs) {
       oracleMs = ms;
       oraclePlan = key;
@@ -154,10 +151,10 @@ async function measurePoint(testbed: Testbed, m: PreparedModel, bw: number, rtt:
     model: m.name,
     bandwidthMbit: bw,
     rttMs: rtt,
-    edgeOnlyMs,
-    cloudOnlyMs,
-    staticMs,
-    adaptiveMs: mean(times),
+    edgeOnlyMs: means.get('local') ?? Number.NaN,
+    cloudOnlyMs: means.get(`offload→${ENDPOINT}`) ?? Number.NaN,
+    staticMs: means.get(describePlan(o.staticPlan)) ?? Number.NaN,
+    adaptiveMs: mean(adaptiveTimes),
     oracleMs,
     oraclePlan,
     adaptivePlan,
