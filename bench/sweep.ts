@@ -25,13 +25,13 @@ export interface SweepOptions {
 }
 
 export const FULL_GRID = { bandwidthsMbit: [1, 2, 5, 10, 20, 50, 100], rttsMs: [10, 50, 100] };
-export const QUICK_GRID = { bandwidthsMbit: [2, 10, 50], rttsMs: [20, 100] };
+export const QUICK_GRID = { bandwidthsMbit: [2, 10, 50], rttsMs: [10, 50] };
 
 /** Runs the sweep and writes its reports. */
 export async function runSweep(options: SweepOptions = {}): Promise<{ result: SweepResult; files?: ReportFiles }> {
   const quick = options.quick ?? false;
   const slowdown = options.slowdown ?? 8;
-  const models = options.models ?? (quick ? ['mobilenetv2', 'ppocrv4-det'] : ['mobilenetv2', 'resnet18', 'ppocrv4-det']);
+  const models = options.models ?? (quick ? ['resnet18', 'mobilenetv2'] : ['mobilenetv2', 'resnet18', 'ppocrv4-det']);
   const bandwidths = options.bandwidthsMbit ?? (quick ? QUICK_GRID : FULL_GRID).bandwidthsMbit;
   const rtts = options.rttsMs ?? (quick ? QUICK_GRID : FULL_GRID).rttsMs;
   const adaptiveRequests = options.adaptiveRequests ?? (quick ? 8 : 9);

@@ -60,7 +60,7 @@ export function registerBenchCommand(program: Command): Command {
   bench
     .command('sweep')
     .description('Edge-only, cloud-only, static, adaptive and oracle over a grid of shaped links, per model')
-    .option('--quick', 'a CI-size subset (2 models, 3 bandwidths × 2 RTTs)')
+    .option('--quick', 'a CI-size subset (ResNet-18 and MobileNetV2 styles; 2, 10, 50 Mbit/s × 10, 50 ms)')
     .option('--slowdown <factor>', 'edge slowdown factor (e.g. 8 for a Raspberry-Pi-class device)', '8')
     .option('--models <names>', 'comma-separated: mobilenetv2, resnet18, ppocrv4-det')
     .option('--json', 'print one JSON object as the last line')
