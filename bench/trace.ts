@@ -27,7 +27,7 @@ export const DEFAULT_TRACE = fileURLToPath(new URL(`${import.meta.url.includes('
 
 export async function runTrace(options: TraceOptions = {}): Promise<{ result: TraceResult; files?: ReportFiles }> {
   const slowdown = options.slowdown ?? 8;
-  const modelName = options.model ?? 'mobilenetv2';
+  const modelName = options.model ?? 'resnet18';
   const perStep = options.requestsPerStep ?? 12;
   const reps = options.repetitions ?? 2;
   const log = options.log ?? (() => undefined);

@@ -101,7 +101,7 @@ export function registerBenchCommand(program: Command): Command {
     .command('trace')
     .description('Adaptive through network steps and a 4G-style trace: requests needed to come within 10% of the oracle')
     .option('--slowdown <factor>', 'edge slowdown factor', '8')
-    .option('--model <name>', 'mobilenetv2, resnet18 or ppocrv4-det', 'mobilenetv2')
+    .option('--model <name>', 'mobilenetv2, resnet18 or ppocrv4-det', 'resnet18')
     .option('--trace <file>', 'trace file (seconds bandwidth rtt per line) for the second part')
     .option('--requests <n>', 'adaptive requests per condition', '12')
     .option('--json', 'print one JSON object as the last line')
