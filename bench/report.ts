@@ -210,20 +210,36 @@ export async function writeTraceReport(result: TraceResult, dir = RESULTS_DIR): 
       ];
     }),
   );
+  let start = 1;
+  const marks = result.steps.map((s) => {
+    const mark = { request: start - 0.5, text: `${s.bandwidthMbit} Mbit/s, ${s.rttMs} ms` };
+    start += s.requests.length;
+    return mark;
+  });
   const chart = await renderChart(
     {
       $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
       title: { text: `${result.model}: adaptive through a changing network (edge slowdown ×${result.slowdown})`, anchor: 'start' },
       width: 900,
       height: 260,
-      data: { values },
-      mark: { type: 'line', point: { size: 20 } },
-      encoding: {
-        x: { field: 'request', type: 'quantitative', title: 'request' },
-        y: { field: 'ms', type: 'quantitative', scale: { type: 'log' }, title: 'latency (ms)' },
-        color: { field: 'series', type: 'nominal', legend: { orient: 'bottom' } },
-        detail: { field: 'step', type: 'nominal' },
-      },
+      layer: [
+        {
+          data: { values },
+          mark: { type: 'line', point: { size: 20 } },
+          encoding: {
+            x: { field: 'request', type: 'quantitative', title: 'request' },
+            y: { field: 'ms', type: 'quantitative', scale: { type: 'log' }, title: 'latency (ms)' },
+            color: { field: 'series', type: 'nominal', legend: { orient: 'bottom', labelLimit: 300 } },
+            detail: { field: 'step', type: 'nominal' },
+          },
+        },
+        { data: { values: marks }, mark: { type: 'rule', color: '#999', strokeDash: [2, 2] }, encoding: { x: { field: 'request', type: 'quantitative' } } },
+        {
+          data: { values: marks },
+          mark: { type: 'text', align: 'left', baseline: 'top', dx: 3, y: 2, fontSize: 10, color: '#444' },
+          encoding: { x: { field: 'request', type: 'quantitative' }, text: { field: 'text' } },
+        },
+      ],
       config: { font: 'DejaVu Sans' },
     } as TopLevelSpec,
     join(dir, 'trace'),
