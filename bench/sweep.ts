@@ -4,6 +4,7 @@
  * adaptive planner and the oracle, all over the real shaped loopback link.
  */
 import { AdaptivePlanner } from '../src/planner/adaptive.js';
+import { LARGE_TRANSFER_BYTES } from '../src/planner/estimators.js';
 import { describePlan, type Plan } from '../src/planner/plan.js';
 import type { Profile } from '../src/planner/profile.js';
 import { ENDPOINT, MODELS, Testbed, mean, type PreparedModel } from './harness/testbed.js';
@@ -105,8 +106,8 @@ async function measurePoint(testbed: Testbed, m: PreparedModel, bw: number, rtt:
   const ctx = { allowedEndpoints: [ENDPOINT] };
   const adaptiveStep = async (): Promise<{ plan: string; ms: number }> => {
     const plan = o.adaptive.choose(ctx);
-    // While the request runs on the edge alone, the idle link is measured out of band.
-    const probing = plan.kind === 'local' && o.adaptive.linkProbesDue(ctx).length > 0 ? probeLink(testbed, o.adaptive) : Promise.resolve();
+    // While the request leaves the link (nearly) idle, the link is measured out of band.
+    const probing = quietLink(plan, m) && o.adaptive.linkProbesDue(ctx).length > 0 ? probeLink(testbed, o.adaptive) : Promise.resolve();
     const obs = await testbed.execute(m.name, plan);
     await probing;
     o.adaptive.observe(obs);
@@ -162,6 +163,14 @@ async function measurePoint(testbed: Testbed, m: PreparedModel, bw: number, rtt:
     adaptiveEdgeShare: edgeShare(adaptivePlan, m),
     staticPlan: describePlan(o.staticPlan),
   };
+}
+
+/** Whether a plan leaves the link nearly idle: local, or a split sending a small tensor after its head. */
+export function quietLink(plan: Plan, m: PreparedModel): boolean {
+  if (plan.kind === 'local') return true;
+  if (plan.kind === 'offload') return false;
+  const cut = m.profile.cuts.find((c) => c.id === plan.cut);
+  return cut !== undefined && cut.bytes + cut.outputBytes < LARGE_TRANSFER_BYTES;
 }
 
 /** Small and large transfers over the idle link, reported to the planner. */

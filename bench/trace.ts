@@ -9,7 +9,7 @@ import { describePlan, type Plan } from '../src/planner/plan.js';
 import { ENDPOINT, MODELS, Testbed, mean, type PreparedModel } from './harness/testbed.js';
 import { writeTraceReport, type ReportFiles, type TraceResult, type TraceStep } from './report.js';
 import { loadTrace } from './shaper.js';
-import { planFromDescription, probeLink } from './sweep.js';
+import { planFromDescription, probeLink, quietLink } from './sweep.js';
 
 export interface TraceOptions {
   model?: string;
@@ -53,7 +53,7 @@ export async function runTrace(options: TraceOptions = {}): Promise<{ result: Tr
       const requests: Array<{ plan: string; ms: number; planMeanMs: number }> = [];
       for (let i = 0; i < perStep; i++) {
         const plan = planner.choose(ctx);
-        const probing = plan.kind === 'local' && planner.linkProbesDue(ctx).length > 0 ? probeLink(testbed, planner) : Promise.resolve();
+        const probing = quietLink(plan, m) && planner.linkProbesDue(ctx).length > 0 ? probeLink(testbed, planner) : Promise.resolve();
         const obs = await testbed.execute(m.name, plan);
         await probing;
         planner.observe(obs);

@@ -6,7 +6,7 @@
  */
 import { ValidationError } from '../errors.js';
 import { CostTables, type OptionEstimate, type PlannerEndpoint } from './cost-model.js';
-import { LinkEstimator, RobustEwma, type RobustEwmaOptions } from './estimators.js';
+import { LARGE_TRANSFER_BYTES, LinkEstimator, RobustEwma, type RobustEwmaOptions } from './estimators.js';
 import { EndpointHealth, type HealthOptions, type HealthState } from './health.js';
 import type { Observation, Plan, PlanChooser, PlanContext } from './plan.js';
 import type { Profile } from './profile.js';
@@ -108,6 +108,8 @@ export class AdaptivePlanner implements PlanChooser {
   private readonly exploring: Uint8Array;
   /** Per endpoint: the decision count of the last fresh out-of-band probe round. */
   private readonly probeRound: Float64Array;
+  /** Per endpoint: the decision count of the last large transfer, which alone tells bandwidth. */
+  private readonly lastLarge: Float64Array;
   private readonly groupBestMs: Float64Array;
   private readonly groupBestId: Int32Array;
   private predictedTotalMs = 0;
@@ -161,6 +163,7 @@ export class AdaptivePlanner implements PlanChooser {
     this.lastNews = new Float64Array(names.length + 1);
     this.exploring = new Uint8Array(names.length + 1);
     this.probeRound = new Float64Array(names.length).fill(-1);
+    this.lastLarge = new Float64Array(names.length);
     this.groupBestMs = new Float64Array(names.length + 1);
     this.groupBestId = new Int32Array(names.length + 1);
   }
@@ -303,6 +306,7 @@ export class AdaptivePlanner implements PlanChooser {
       return;
     }
     s.health.success();
+    if (o.bytesSent + o.bytesReceived >= LARGE_TRANSFER_BYTES) this.lastLarge[e] = this.decisions;
     s.link.observe(o.networkMs, o.bytesSent + o.bytesReceived, o.at, fresh);
     const profiled = k !== undefined ? (t.tail[e * t.cutCount + k] as number) : (t.remoteWhole[e] as number);
     if (o.remoteMs > 0 && profiled > 0) {
@@ -326,12 +330,15 @@ export class AdaptivePlanner implements PlanChooser {
     const fresh = continues || this.decisions - (this.lastNews[e] as number) >= this.probeAfter() || s.link.observations === 0;
     if (fresh) this.probeRound[e] = this.decisions;
     this.lastNews[e] = this.decisions;
+    if (bytes >= LARGE_TRANSFER_BYTES) this.lastLarge[e] = this.decisions;
     s.link.observe(networkMs, bytes, this.now(), fresh, fresh && !continues);
   }
 
   /**
-   * Allowed endpoints whose link has not been measured for a while, for a caller that can
-   * measure it out of band at no cost to the request (e.g. while the request runs locally).
+   * Allowed endpoints whose link has not been measured for a while (or whose bandwidth has
+   * not: only small transfers seen lately), for a caller that can measure it out of band at
+   * little cost to the request (e.g. while the request runs locally, or computes a long head
+   * before sending a small tensor).
    */
   linkProbesDue(context: PlanContext): string[] {
     const due: string[] = [];
@@ -341,7 +348,10 @@ export class AdaptivePlanner implements PlanChooser {
       if (e === undefined) continue;
       const s = this.state[e] as EndpointState;
       if (s.health.state(now) !== 'healthy') continue;
-      if (s.link.observations === 0 || this.decisions - (this.lastNews[e] as number) >= this.probeAfter()) due.push(name);
+      const silent = this.decisions - (this.lastNews[e] as number) >= this.probeAfter();
+      // Requests that move only small tensors keep the round trip fresh but not the bandwidth.
+      const noBandwidth = this.decisions - (this.lastLarge[e] as number) >= 2 * this.probeAfter();
+      if (s.link.observations === 0 || silent || noBandwidth) due.push(name);
     }
     return due;
   }
