@@ -1,0 +1,114 @@
+/**
+ * A durable append-only file with group commit: concurrent appends are written together and
+ * covered by one fsync, so "acknowledge only after fsync" stays cheap at full request rate.
+ * A failed write is cut back off the file, so a refused append never leaves a partial record.
+ */
+import { open, type FileHandle } from 'node:fs/promises';
+
+/** The disk operations an appender uses; tests replace them to inject ENOSPC or EIO. */
+export interface AppendIo {
+  write(handle: FileHandle, data: Uint8Array, position: number): Promise<void>;
+  sync(handle: FileHandle): Promise<void>;
+}
+
+export const realIo: AppendIo = {
+  async write(handle, data, position) {
+    let done = 0;
+    while (done < data.length) {
+      const { bytesWritten } = await handle.write(data, done, data.length - done, position + done);
+      done += bytesWritten;
+    }
+  },
+  async sync(handle) {
+    await handle.sync();
+  },
+};
+
+interface Pending {
+  data: Uint8Array;
+  resolve: (offset: number) => void;
+  reject: (error: unknown) => void;
+}
+
+export class DurableAppendFile {
+  private queue: Pending[] = [];
+  private flushing: Promise<void> | undefined;
+  private closed = false;
+
+  private constructor(
+    private readonly handle: FileHandle,
+    private sizeBytes: number,
+    private readonly io: AppendIo,
+    private readonly durable: boolean,
+  ) {}
+
+  /**
+   * Opens (creating) `path` for appending. `validLength` cuts the file to that length first
+   * (the caller found a torn record at the end while replaying).
+   */
+  static async open(path: string, options: { io?: AppendIo; fsync?: boolean; validLength?: number } = {}): Promise<DurableAppendFile> {
+    const handle = await open(path, 'a+');
+    try {
+      let size = (await handle.stat()).size;
+      if (options.validLength !== undefined && options.validLength < size) {
+        await handle.truncate(options.validLength);
+        await handle.sync();
+        size = options.validLength;
+      }
+      return new DurableAppendFile(handle, size, options.io ?? realIo, options.fsync ?? true);
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+  }
+
+  /** Bytes in the file, including appends in flight. */
+  get size(): number {
+    return this.sizeBytes + this.queue.reduce((n, p) => n + p.data.length, 0);
+  }
+
+  /** Appends `data`; resolves with its offset once it is on disk (after fsync when durable). */
+  append(data: Uint8Array): Promise<number> {
+    if (this.closed) return Promise.reject(new Error('append file is closed'));
+    return new Promise<number>((resolve, reject) => {
+      this.queue.push({ data, resolve, reject });
+      this.flushing ??= this.flushLoop().finally(() => {
+        this.flushing = undefined;
+      });
+    });
+  }
+
+  private async flushLoop(): Promise<void> {
+    while (this.queue.length > 0) {
+      const batch = this.queue;
+      this.queue = [];
+      const start = this.sizeBytes;
+      const total = batch.reduce((n, p) => n + p.data.length, 0);
+      const buffer = Buffer.concat(batch.map((p) => p.data), total);
+      try {
+        await this.io.write(this.handle, buffer, start);
+        if (this.durable) await this.io.sync(this.handle);
+        this.sizeBytes = start + total;
+        let offset = start;
+        for (const p of batch) {
+          p.resolve(offset);
+          offset += p.data.length;
+        }
+      } catch (error) {
+        // Whatever part of the batch reached the file is cut off again: none of it was acknowledged.
+        try {
+          await this.handle.truncate(start);
+        } catch {
+          // The next replay's CRC check drops a torn tail anyway.
+        }
+        for (const p of batch) p.reject(error);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.flushing;
+    await this.handle.close();
+  }
+}
