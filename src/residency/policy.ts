@@ -93,6 +93,8 @@ const storeSchema = z.discriminatedUnion('type', [
       provider: provider.default('alibaba'),
       bucket: z.string().min(3),
       endpoint: z.string().url().optional(),
+      /** Path-style requests (`endpoint/bucket/key`, ali-oss `sldEnable`), for private endpoints and loopback. */
+      pathStyle: z.boolean().optional(),
       sse: z.enum(['AES256', 'KMS', 'none']).default('AES256'),
       ...storeBase,
     })
