@@ -1,6 +1,11 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { evaluateSend, evaluateWrite, filterEndpoints } from '../src/residency/gate.js';
+import { LocalKeyFile } from '../src/residency/envelope.js';
+import { ResidencyGate, evaluateSend, evaluateWrite, filterEndpoints } from '../src/residency/gate.js';
+import { Outbox } from '../src/residency/outbox.js';
 import { validatePolicy, type PolicyInput } from '../src/residency/policy.js';
 import { UnknownDataClassError } from '../src/residency/errors.js';
 
@@ -112,5 +117,61 @@ describe('residency gate properties', () => {
       { numRuns: RUNS },
     );
     expect(decisions).toBeGreaterThan(RUNS / 2);
+  });
+});
+
+describe('outbox never writes where the policy forbids', () => {
+  it('random policies and submissions: every stored object satisfies the policy (end to end)', async () => {
+    const keys = LocalKeyFile.fromBytes(Buffer.alloc(32, 3));
+    await fc.assert(
+      fc.asyncProperty(policyArb, fc.array(fc.record({ cls: fc.constantFrom(...CLASSES), store: fc.option(fc.constantFrom('s0', 's1', 's2', 's3'), { nil: undefined }), useOrigin: fc.boolean() }), { minLength: 1, maxLength: 8 }), async (policy, subs) => {
+        const dir = await mkdtemp(join(tmpdir(), 'tandem-prop-'));
+        const written: Array<{ store: string; cls: string; origin: string | undefined }> = [];
+        const meta = new Map<string, { cls: string; origin: string | undefined }>();
+        const stores = new Map(
+          Object.entries(policy.stores).map(([name, decl]) => [
+            name,
+            {
+              name,
+              decl,
+              async put(_key: string, _body: Uint8Array, m?: { metadata?: Record<string, string> }) {
+                const info = meta.get(m?.metadata?.['request-id'] ?? '')!;
+                written.push({ store: name, ...info });
+              },
+              async get(): Promise<never> {
+                throw new Error('unused');
+              },
+              async head() {
+                return undefined;
+              },
+              async exists() {
+                return false;
+              },
+              async close() {},
+            },
+          ]),
+        );
+        const box = await Outbox.open({ dir, gate: new ResidencyGate(policy), stores, keys, fsync: false });
+        try {
+          for (const [i, s] of subs.entries()) {
+            const origin = s.useOrigin && 'site' in policy.origins ? 'site' : undefined;
+            meta.set(`r${i}`, { cls: s.cls, origin });
+            await box.accept({ requestId: `r${i}`, dataClass: s.cls, origin, store: s.store, body: Buffer.from('x') }).catch(() => undefined);
+          }
+          await box.drain(5000);
+        } finally {
+          await box.close();
+          await rm(dir, { recursive: true, force: true });
+        }
+        return written.every((w) => {
+          const rule = policy.classes[w.cls];
+          const st = policy.stores[w.store]!;
+          const o = w.origin === undefined ? undefined : policy.origins[w.origin];
+          const target = { provider: st.provider, region: st.region, service: st.type, sse: st.type === 'gcs' || (st.type !== 'local' && st.sse !== 'none') };
+          return rule !== undefined && (o?.classes === undefined || o.classes.includes(w.cls)) && oracleAllows(rule.store, target, true) && (o?.store === undefined || oracleAllows(o.store, target, true));
+        });
+      }),
+      { numRuns: Number(process.env['RESIDENCY_OUTBOX_PROPERTY_RUNS'] ?? 300) },
+    );
   });
 });

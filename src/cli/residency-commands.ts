@@ -5,6 +5,7 @@
  */
 import type { Command } from 'commander';
 import { verifyAuditFile } from '../residency/audit.js';
+import { allowedStores, evaluateWrite } from '../residency/gate.js';
 import { loadPolicy } from '../residency/policy.js';
 
 export function registerResidencyCommands(program: Command): void {
@@ -15,6 +16,11 @@ export function registerResidencyCommands(program: Command): void {
     .description('Validate a residency policy; errors name the line and the JSON path.')
     .action(async (file: string) => {
       const p = await loadPolicy(file);
+      // Valid but probably unintended: a class that can be stored nowhere, a store no class may use.
+      const warnings: string[] = [];
+      for (const cls of Object.keys(p.classes)) if (allowedStores(p, cls).length === 0) warnings.push(`class "${cls}" may not be stored in any declared store`);
+      for (const store of Object.keys(p.stores)) if (!Object.keys(p.classes).some((cls) => evaluateWrite(p, cls, undefined, store).allowed)) warnings.push(`store "${store}" may hold no class`);
+      for (const w of warnings) process.stdout.write(`warning: ${w}\n`);
       const summary = {
         ok: true,
         file,
@@ -22,6 +28,7 @@ export function registerResidencyCommands(program: Command): void {
         origins: Object.keys(p.origins),
         endpoints: Object.keys(p.endpoints),
         stores: Object.keys(p.stores),
+        warnings,
       };
       process.stdout.write(`policy ${file}: ${summary.classes.length} classes, ${summary.endpoints.length} endpoints, ${summary.stores.length} stores\n`);
       process.stdout.write(`${JSON.stringify(summary)}\n`);

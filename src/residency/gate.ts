@@ -139,10 +139,12 @@ export class ResidencyGate {
   ) {}
 
   /**
-   * The endpoint names that may process `dataClass`; empty means answer locally. Rejects with
+   * The endpoint names that may process `dataClass` (data from `origin`, when given as a string
+   * or in the context); empty means answer locally. Rejects with
    * {@link UnknownDataClassError} for an undeclared class or origin (and audits the refusal).
    */
-  async allowedEndpoints(dataClass: string, context: GateContext = {}): Promise<string[]> {
+  async allowedEndpoints(dataClass: string, originOrContext: string | GateContext = {}): Promise<string[]> {
+    const context: GateContext = typeof originOrContext === 'string' ? { origin: originOrContext } : originOrContext;
     let result: { allowed: string[]; denied: Record<string, string> };
     try {
       result = filterEndpoints(this.policy, dataClass, context.origin, context.candidates);
