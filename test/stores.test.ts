@@ -112,6 +112,30 @@ describe('store specifics', () => {
     expect(await createStore('s3', decl({ type: 's3', region: 'us-east-2', bucket: 'results-us', endpoint: s3Url }), { s3: { credentials: s3Creds } }).exists(resultKey('x'))).toBe(false);
   });
 
+  it('s3 and oss send the declared server-side encryption headers', async () => {
+    const seen: Array<Record<string, unknown>> = [];
+    const capture = createServer((req, res) => {
+      seen.push(req.headers);
+      req.resume();
+      req.on('end', () => res.writeHead(200, { etag: '"x"' }).end());
+    });
+    await new Promise<void>((r) => capture.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(capture.address() as AddressInfo).port}`;
+    try {
+      await createStore('s3', decl({ type: 's3', region: 'us-east-2', bucket: 'b-1', endpoint: url, sse: 'aws:kms', kmsKeyId: 'alias/phi' }), { s3: { credentials: s3Creds } }).put('k/1', Buffer.from('x'));
+      await createStore('s3', decl({ type: 's3', region: 'us-east-2', bucket: 'b-1', endpoint: url }), { s3: { credentials: s3Creds } }).put('k/2', Buffer.from('x'));
+      await createStore('s3', decl({ type: 's3', region: 'us-east-2', bucket: 'b-1', endpoint: url, sse: 'none' }), { s3: { credentials: s3Creds } }).put('k/3', Buffer.from('x'));
+    } finally {
+      await new Promise((r) => capture.close(r));
+    }
+    expect(seen.map((h) => [h['x-amz-server-side-encryption'], h['x-amz-server-side-encryption-aws-kms-key-id']])).toEqual([
+      ['aws:kms', 'alias/phi'],
+      ['AES256', undefined],
+      [undefined, undefined],
+    ]);
+    expect(String(seen[0]!['authorization'])).toMatch(/^AWS4-HMAC-SHA256 Credential=S3RVER\/\d{8}\/us-east-2\/s3\/aws4_request/);
+  });
+
   it('s3: a missing bucket is a configuration error, an unreachable endpoint is retryable', async () => {
     const nob = createStore('s3', decl({ type: 's3', region: 'us-east-2', bucket: 'no-such-bucket', endpoint: s3Url }), { s3: { credentials: s3Creds, maxAttempts: 1 } });
     await expect(nob.put(resultKey('x'), Buffer.from('x'))).rejects.toMatchObject({ code: 'STORE_CONFIG' });

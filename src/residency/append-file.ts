@@ -3,6 +3,7 @@
  * covered by one fsync, so "acknowledge only after fsync" stays cheap at full request rate.
  * A failed write is cut back off the file, so a refused append never leaves a partial record.
  */
+import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 
 /** The disk operations an appender uses; tests replace them to inject ENOSPC or EIO. */
@@ -47,7 +48,9 @@ export class DurableAppendFile {
    * (the caller found a torn record at the end while replaying).
    */
   static async open(path: string, options: { io?: AppendIo; fsync?: boolean; validLength?: number } = {}): Promise<DurableAppendFile> {
-    const handle = await open(path, 'a+');
+    // Not O_APPEND: writes go to explicit offsets, so bytes left by a failed write that could not
+    // be cut off are overwritten by the next record instead of sitting in front of it.
+    const handle = await open(path, constants.O_RDWR | constants.O_CREAT, 0o600);
     try {
       let size = (await handle.stat()).size;
       if (options.validLength !== undefined && options.validLength < size) {

@@ -161,6 +161,7 @@ export class Outbox {
   private readonly ready: Entry[] = [];
   private drainWaiters: Array<() => void> = [];
   private readonly accepting = new Map<string, Promise<Receipt>>();
+  private compacting: Promise<void> = Promise.resolve();
   private rolling: Promise<void> | undefined;
   private readonly maxBytes: number;
   private readonly segmentBytes: number;
@@ -428,7 +429,14 @@ export class Outbox {
    * Deletes segments whose results are all delivered. Under `pressure`, also moves the
    * undelivered results of the oldest segments into the active one when that frees space.
    */
-  private async compact(pressure: boolean): Promise<void> {
+  private compact(pressure: boolean): Promise<void> {
+    // One compaction at a time: two could move the same results forward twice.
+    const run = this.compacting.then(() => this.compactOnce(pressure));
+    this.compacting = run.catch(() => undefined);
+    return run;
+  }
+
+  private async compactOnce(pressure: boolean): Promise<void> {
     for (const seg of [...this.segments.values()].sort((a, b) => a.no - b.no)) {
       if (seg === this.active.seg) break;
       if (seg.live.size > 0) {
