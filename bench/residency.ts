@@ -1,5 +1,5 @@
 /**
- * Residency figures: gate decisions per second (pure evaluation), and outbox accept latency and
+ * Residency figures: gate decisions per second (pure evaluation, and audited with fsync), and outbox accept latency and
  * throughput with fsync on (results sealed, logged, delivered to a local-disk store).
  *   npx tsx bench/residency.ts [--results N] [--concurrency C]
  */
@@ -7,6 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { AuditLog } from '../src/residency/audit.js';
 import { LocalKeyFile } from '../src/residency/envelope.js';
 import { ResidencyGate, evaluateSend, evaluateWrite } from '../src/residency/gate.js';
 import { Outbox } from '../src/residency/outbox.js';
@@ -33,6 +34,21 @@ const decisionsPerSec = ops / ((performance.now() - t0) / 1000);
 
 const dir = await mkdtemp(join(tmpdir(), 'tandem-bench-residency-'));
 try {
+  // The audited gate: every decision appended (group-committed, fsynced) before it is returned.
+  const audit = await AuditLog.open(join(dir, 'audit.jsonl'));
+  const audited = new ResidencyGate(pipl, audit);
+  let gateCalls = 0;
+  const g0 = performance.now();
+  await Promise.all(
+    Array.from({ length: C }, async () => {
+      while (performance.now() - g0 < 1000) {
+        await audited.allowedEndpoints('cn-personal', { requestId: `g${gateCalls++}`, origin: 'shanghai-camera' });
+      }
+    }),
+  );
+  const auditedPerSec = gateCalls / ((performance.now() - g0) / 1000);
+  await audit.close();
+
   const policy = parsePolicy(`version: 1\nclasses:\n  c:\n    store: [{ provider: local, regions: [eu-central-1] }]\nstores:\n  eu: { type: local, region: eu-central-1, root: "${join(dir, 'eu')}" }\n`);
   const box = await Outbox.open({ dir: join(dir, 'outbox'), gate: new ResidencyGate(policy), stores: createStores(policy), keys: await LocalKeyFile.open(join(dir, 'kek'), { create: true }) });
   const body = Buffer.alloc(4096, 1);
@@ -57,6 +73,7 @@ try {
   const pct = (p: number): number => Number(latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))]!.toFixed(2));
   const result = {
     gateDecisionsPerSec: Math.round(decisionsPerSec),
+    auditedAllowedEndpointsPerSec: Math.round(auditedPerSec),
     outbox: { results: N, bodyBytes: body.length, concurrency: C, acceptsPerSec: Math.round(N / acceptSecs), acceptP50Ms: pct(0.5), acceptP99Ms: pct(0.99), deliveredPerSec: Math.round(N / totalSecs) },
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);

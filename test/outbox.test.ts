@@ -84,6 +84,9 @@ describe('outbox', () => {
     await expect(box.accept({ requestId: 'r', dataClass: 'cn-personal', store: 'local-eu', body: Buffer.from('x') })).rejects.toBeInstanceOf(ResidencyDeniedError);
     await expect(box.accept({ requestId: 'r', dataClass: 'mystery', body: Buffer.from('x') })).rejects.toBeInstanceOf(UnknownDataClassError);
     await expect(box.accept({ requestId: '', dataClass: 'telemetry', body: Buffer.from('x') })).rejects.toMatchObject({ code: 'OUTBOX_BAD_REQUEST_ID' });
+    await expect(box.accept({ requestId: 'r\u00e9\n', dataClass: 'telemetry', body: Buffer.from('x') })).rejects.toMatchObject({ code: 'OUTBOX_BAD_REQUEST_ID' });
+    await expect(box.accept({ requestId: 'r', dataClass: 'telemetry', body: Buffer.from('x'), metadata: { 'Bad Key': 'v' } })).rejects.toMatchObject({ code: 'OUTBOX_BAD_METADATA' });
+    await expect(box.accept({ requestId: 'r', dataClass: 'telemetry', body: 'text' as unknown as Uint8Array })).rejects.toMatchObject({ code: 'OUTBOX_BAD_BODY' });
     expect(box.stats().pending).toBe(0);
     await box.close();
   });

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { main } from '../src/cli/main.js';
+import { realIo, type AppendIo } from '../src/residency/append-file.js';
 import { AuditLog, verifyAuditFile } from '../src/residency/audit.js';
 import { AuditTamperError, PolicyError, ResidencyDeniedError, UnknownDataClassError } from '../src/residency/errors.js';
 import { ResidencyGate, allowedStores, evaluateSend, filterEndpoints } from '../src/residency/gate.js';
@@ -162,6 +163,31 @@ describe('gate and audit log', () => {
     expect(await verifyAuditFile(file)).toMatchObject({ records: 4 });
     await tamperLine(file, (l) => l.map((x, i) => (i === 0 ? x.replace('"r0"', '"rX"') : x)));
     await expect(AuditLog.open(file)).rejects.toBeInstanceOf(AuditTamperError);
+  });
+
+  it('is fail-stop: after a failed write no later record can extend a broken chain; reopening continues cleanly', async () => {
+    const file = join(dir, 'failstop.jsonl');
+    let fail = false;
+    const io: AppendIo = {
+      async write(handle, data, position) {
+        if (fail) throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
+        await realIo.write(handle, data, position);
+      },
+      sync: realIo.sync,
+    };
+    const log = await AuditLog.open(file, { io });
+    const event = { requestId: 'r', kind: 'send' as const, dataClass: 'c', origin: null, allowed: [], chosen: null, why: '' };
+    await log.append(event);
+    fail = true;
+    await expect(log.append(event)).rejects.toMatchObject({ code: 'EIO' });
+    fail = false;
+    await expect(log.append(event)).rejects.toMatchObject({ code: 'EIO' });
+    await log.close();
+    expect(await verifyAuditFile(file)).toMatchObject({ records: 1 });
+    const again = await AuditLog.open(file);
+    await again.append(event);
+    await again.close();
+    expect(await verifyAuditFile(file)).toMatchObject({ records: 2 });
   });
 
   it('serialises concurrent appends into one valid chain', async () => {

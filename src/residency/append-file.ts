@@ -35,19 +35,22 @@ export class DurableAppendFile {
   private queue: Pending[] = [];
   private flushing: Promise<void> | undefined;
   private closed = false;
+  private failure: unknown;
 
   private constructor(
     private readonly handle: FileHandle,
     private sizeBytes: number,
     private readonly io: AppendIo,
     private readonly durable: boolean,
+    private readonly failStop: boolean,
   ) {}
 
   /**
    * Opens (creating) `path` for appending. `validLength` cuts the file to that length first
-   * (the caller found a torn record at the end while replaying).
+   * (the caller found a torn record at the end while replaying). With `failStop`, the first
+   * failed write makes every later append fail too.
    */
-  static async open(path: string, options: { io?: AppendIo; fsync?: boolean; validLength?: number } = {}): Promise<DurableAppendFile> {
+  static async open(path: string, options: { io?: AppendIo; fsync?: boolean; validLength?: number; failStop?: boolean } = {}): Promise<DurableAppendFile> {
     // Not O_APPEND: writes go to explicit offsets, so bytes left by a failed write that could not
     // be cut off are overwritten by the next record instead of sitting in front of it.
     const handle = await open(path, constants.O_RDWR | constants.O_CREAT, 0o600);
@@ -58,7 +61,7 @@ export class DurableAppendFile {
         await handle.sync();
         size = options.validLength;
       }
-      return new DurableAppendFile(handle, size, options.io ?? realIo, options.fsync ?? true);
+      return new DurableAppendFile(handle, size, options.io ?? realIo, options.fsync ?? true, options.failStop ?? false);
     } catch (error) {
       await handle.close();
       throw error;
@@ -73,6 +76,7 @@ export class DurableAppendFile {
   /** Appends `data`; resolves with its offset once it is on disk (after fsync when durable). */
   append(data: Uint8Array): Promise<number> {
     if (this.closed) return Promise.reject(new Error('append file is closed'));
+    if (this.failure !== undefined) return Promise.reject(this.failure);
     return new Promise<number>((resolve, reject) => {
       this.queue.push({ data, resolve, reject });
       this.flushing ??= this.flushLoop().finally(() => {
@@ -105,6 +109,13 @@ export class DurableAppendFile {
           // The next replay's CRC check drops a torn tail anyway.
         }
         for (const p of batch) p.reject(error);
+        if (this.failStop) {
+          // Records queued behind the failed ones may depend on them (a hash chain): refuse them all.
+          this.failure = error;
+          const rest = this.queue;
+          this.queue = [];
+          for (const p of rest) p.reject(error);
+        }
       }
     }
   }

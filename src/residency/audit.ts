@@ -37,9 +37,9 @@ function hashOf(prev: string, body: string): string {
   return createHash('sha256').update(prev).update('\n').update(body).digest('hex');
 }
 
-/** Appends chained records to an audit file. Appends are serialised so the chain has no forks. */
+/** Appends chained records to an audit file. The chain is extended in call order, so it has no forks. */
 export class AuditLog {
-  private chain: Promise<void> = Promise.resolve();
+  private last: Promise<void> = Promise.resolve();
 
   private constructor(
     readonly file: string,
@@ -66,7 +66,7 @@ export class AuditLog {
       text = text.slice(0, cut);
     }
     const { records, lastHash } = verifyAuditText(text, file);
-    const out = await DurableAppendFile.open(file, { ...options, validLength: Buffer.byteLength(text) });
+    const out = await DurableAppendFile.open(file, { ...options, validLength: Buffer.byteLength(text), failStop: true });
     const log = new AuditLog(file, out, records, lastHash);
     if (torn > 0) {
       await log.append({ requestId: null, kind: 'recovery', dataClass: null, origin: null, allowed: [], chosen: null, why: `cut a torn last line of ${torn} bytes left by a crash` });
@@ -74,38 +74,39 @@ export class AuditLog {
     return log;
   }
 
-  /** Appends one decision; resolves once it is durable. */
+  /**
+   * Appends one decision; resolves once it is durable. Records are chained in call order and
+   * written by group commit; after a failed write the log refuses further appends (fail-stop:
+   * reopening verifies the file and continues from the last durable record).
+   */
   append(event: AuditEvent): Promise<AuditRecord> {
-    const next = this.chain.then(async () => {
-      const seq = this.seq + 1;
-      const unsigned = {
-        seq,
-        ts: new Date().toISOString(),
-        requestId: event.requestId,
-        kind: event.kind,
-        dataClass: event.dataClass,
-        origin: event.origin,
-        allowed: event.allowed,
-        chosen: event.chosen,
-        why: event.why,
-        prev: this.prev,
-      };
-      const hash = hashOf(this.prev, JSON.stringify(unsigned));
-      const record: AuditRecord = { ...unsigned, hash };
-      await this.out.append(Buffer.from(`${JSON.stringify(record)}\n`));
-      this.seq = seq;
-      this.prev = hash;
-      return record;
-    });
-    this.chain = next.then(
+    const seq = this.seq + 1;
+    const unsigned = {
+      seq,
+      ts: new Date().toISOString(),
+      requestId: event.requestId,
+      kind: event.kind,
+      dataClass: event.dataClass,
+      origin: event.origin,
+      allowed: event.allowed,
+      chosen: event.chosen,
+      why: event.why,
+      prev: this.prev,
+    };
+    const hash = hashOf(this.prev, JSON.stringify(unsigned));
+    const record: AuditRecord = { ...unsigned, hash };
+    this.seq = seq;
+    this.prev = hash;
+    const written = this.out.append(Buffer.from(`${JSON.stringify(record)}\n`)).then(() => record);
+    this.last = written.then(
       () => undefined,
       () => undefined,
     );
-    return next;
+    return written;
   }
 
   async close(): Promise<void> {
-    await this.chain;
+    await this.last;
     await this.out.close();
   }
 }

@@ -15,7 +15,7 @@ import { mkdir, open, readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { Packr } from 'msgpackr';
-import { TandemError } from '../errors.js';
+import { TandemError, ValidationError } from '../errors.js';
 import { DurableAppendFile, type AppendIo } from './append-file.js';
 import { seal, type KeySource } from './envelope.js';
 import { OutboxDiskError, OutboxFullError, ResidencyDeniedError, StoreError, UnknownDataClassError } from './errors.js';
@@ -148,6 +148,8 @@ function parseFrames(buf: Buffer): { records: LogRecord[]; validLength: number }
   }
   return { records, validLength: pos };
 }
+
+const PRINTABLE = /^[\x20-\x7e]+$/;
 
 const segName = (no: number): string => `seg-${String(no).padStart(8, '0')}.log`;
 
@@ -285,8 +287,14 @@ export class Outbox {
   private async acceptOnce(submission: ResultSubmission): Promise<Receipt> {
     if (this.closed) throw new TandemError('OUTBOX_CLOSED', 'the outbox is closed');
     const { requestId, dataClass } = submission;
-    if (typeof requestId !== 'string' || requestId.length === 0 || requestId.length > 512) throw new TandemError('OUTBOX_BAD_REQUEST_ID', 'requestId must be a string of 1 to 512 characters');
-    if (!(submission.body instanceof Uint8Array)) throw new TandemError('OUTBOX_BAD_BODY', 'body must be a Uint8Array');
+    // The request id and metadata travel as HTTP header values (x-amz-meta-*, x-oss-meta-*): printable ASCII only.
+    if (typeof requestId !== 'string' || !PRINTABLE.test(requestId) || requestId.length > 512) throw new ValidationError('OUTBOX_BAD_REQUEST_ID', 'requestId must be 1 to 512 printable ASCII characters', { details: { requestId } });
+    for (const [k, v] of Object.entries(submission.metadata ?? {})) {
+      if (!/^[a-z0-9][a-z0-9-]{0,63}$/.test(k) || typeof v !== 'string' || !(v === '' || PRINTABLE.test(v)) || v.length > 1024) {
+        throw new ValidationError('OUTBOX_BAD_METADATA', `metadata "${k}" must be a lowercase name (a-z, 0-9, -) with a printable ASCII value`, { details: { key: k } });
+      }
+    }
+    if (!(submission.body instanceof Uint8Array)) throw new ValidationError('OUTBOX_BAD_BODY', 'body must be a Uint8Array');
     const policy = this.options.gate.policy;
     const storeName = submission.store ?? allowedStores(policy, dataClass, submission.origin)[0];
     if (storeName === undefined) {
