@@ -129,6 +129,22 @@ describe('outbox', () => {
     await third.close();
   });
 
+  it('a request id accepted again after delivery is pending again after a crash (acks settle only earlier puts)', async () => {
+    const first = await openBox();
+    await first.accept({ requestId: 'again', dataClass: 'cn-personal', body: Buffer.from('v1') });
+    await first.drain(10_000);
+    oss.down = true;
+    await first.accept({ requestId: 'again', dataClass: 'cn-personal', body: Buffer.from('v2') });
+    await first.close();
+    oss.down = false;
+    const second = await openBox();
+    expect(second.stats().pending).toBe(1);
+    await second.drain(10_000);
+    const obj = oss.objects.get(resultKey('again'))!;
+    expect(Buffer.from((await unseal(keys, resultKey('again'), obj.body)).plaintext).toString()).toBe('v2');
+    await second.close();
+  });
+
   it('cuts a torn last record on replay and keeps everything before it', async () => {
     oss.down = true;
     const box = await openBox();

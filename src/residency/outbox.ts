@@ -195,8 +195,9 @@ export class Outbox {
       .filter((n): n is string => n !== undefined)
       .map(Number)
       .sort((a, b) => a - b);
-    const done = new Set<string>();
-    const puts = new Map<string, { rec: PutRecord; seg: number; bytes: number }>();
+    // Records are applied in log order: an ack or dead mark settles the puts before it, so a
+    // request id accepted again after delivery is pending again.
+    const live = new Map<string, { rec: PutRecord; seg: number; bytes: number }>();
     let lastValid = 0;
     for (const [i, no] of nos.entries()) {
       const path = join(dir, segName(no));
@@ -209,23 +210,17 @@ export class Outbox {
       const seg: Segment = { no, path, bytes: validLength, live: new Set() };
       this.segments.set(no, seg);
       for (const rec of records) {
+        const prior = live.get(rec.id);
+        if (prior) this.segments.get(prior.seg)?.live.delete(rec.id);
         if (rec.t === 'put') {
-          const prior = puts.get(rec.id);
-          if (prior) this.segments.get(prior.seg)?.live.delete(rec.id);
-          puts.set(rec.id, { rec, seg: no, bytes: frame(rec).length });
+          live.set(rec.id, { rec, seg: no, bytes: frame(rec).length });
           seg.live.add(rec.id);
         } else {
-          done.add(rec.id);
+          live.delete(rec.id);
         }
       }
     }
-    for (const [id, p] of puts) {
-      if (done.has(id)) {
-        this.segments.get(p.seg)?.live.delete(id);
-        continue;
-      }
-      this.pending.set(id, { rec: p.rec, seg: p.seg, bytes: p.bytes, attempts: 0, timer: undefined, inFlight: false });
-    }
+    for (const [id, p] of live) this.pending.set(id, { rec: p.rec, seg: p.seg, bytes: p.bytes, attempts: 0, timer: undefined, inFlight: false });
     const lastNo = nos.at(-1);
     if (lastNo === undefined) {
       await this.openSegment(1);
@@ -391,8 +386,8 @@ export class Outbox {
         () => 'allowed on re-check',
         (e: unknown) => (e instanceof Error ? e.message : String(e)),
       );
-      await this.appendMark({ t: 'dead', id: rec.id, why });
       this.finish(entry);
+      await this.appendMark({ t: 'dead', id: rec.id, why });
       this.options.onEvent?.({ type: 'dead', requestId: rec.id, store: rec.store, why });
       return;
     }
@@ -405,8 +400,10 @@ export class Outbox {
       this.retryLater(entry, error);
       return;
     }
-    await this.appendMark({ t: 'ack', id: rec.id });
+    // Settled before the ack is durable: if the segment goes and the ack is lost, the object is
+    // already stored; if the segment stays, the worst case is one more idempotent put.
     this.finish(entry);
+    await this.appendMark({ t: 'ack', id: rec.id });
     this.delivered++;
     this.options.onEvent?.({ type: 'delivered', requestId: rec.id, store: rec.store, key: rec.key, attempts: entry.attempts });
     await this.compact(false);

@@ -81,6 +81,8 @@ const storeSchema = z.discriminatedUnion('type', [
       provider: provider.default('gcp'),
       bucket: z.string().min(3),
       apiEndpoint: z.string().url().optional(),
+      /** With `apiEndpoint` the SDK sends no credentials unless this is true (private endpoints in production). */
+      authWithCustomEndpoint: z.boolean().optional(),
       projectId: z.string().optional(),
       /** Customer-managed key; without it GCS still encrypts at rest with Google-managed keys. */
       kmsKeyName: z.string().optional(),

@@ -42,6 +42,7 @@ export class GcsStore implements ResultStore {
     this.storage = new Storage({
       ...(decl.apiEndpoint === undefined ? {} : { apiEndpoint: decl.apiEndpoint }),
       ...(decl.projectId === undefined ? {} : { projectId: decl.projectId }),
+      ...(decl.authWithCustomEndpoint === true ? { useAuthWithCustomEndpoint: true } : {}),
       // The outbox owns retries (with backoff across restarts); one SDK-level retry covers blips.
       retryOptions: { autoRetry: true, maxRetries: 1 },
       ...options.storage,
