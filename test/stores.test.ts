@@ -136,6 +136,25 @@ describe('store specifics', () => {
     expect(String(seen[0]!['authorization'])).toMatch(/^AWS4-HMAC-SHA256 Credential=S3RVER\/\d{8}\/us-east-2\/s3\/aws4_request/);
   });
 
+  it('s3 takes credentials from the default chain (environment) when none are passed', async () => {
+    const saved = { id: process.env['AWS_ACCESS_KEY_ID'], secret: process.env['AWS_SECRET_ACCESS_KEY'] };
+    process.env['AWS_ACCESS_KEY_ID'] = 'S3RVER';
+    process.env['AWS_SECRET_ACCESS_KEY'] = 'S3RVER';
+    try {
+      const store = createStore('s3-env', decl({ type: 's3', region: 'us-east-2', bucket: 'results-us', endpoint: s3Url }));
+      await store.put(resultKey('env-chain'), Buffer.from('e'));
+      expect(await store.exists(resultKey('env-chain'))).toBe(true);
+      process.env['AWS_SECRET_ACCESS_KEY'] = 'wrong';
+      const wrong = createStore('s3-env', decl({ type: 's3', region: 'us-east-2', bucket: 'results-us', endpoint: s3Url }), { s3: { maxAttempts: 1 } });
+      await expect(wrong.put(resultKey('env-chain'), Buffer.from('e'))).rejects.toMatchObject({ code: 'STORE_AUTH' });
+    } finally {
+      if (saved.id === undefined) delete process.env['AWS_ACCESS_KEY_ID'];
+      else process.env['AWS_ACCESS_KEY_ID'] = saved.id;
+      if (saved.secret === undefined) delete process.env['AWS_SECRET_ACCESS_KEY'];
+      else process.env['AWS_SECRET_ACCESS_KEY'] = saved.secret;
+    }
+  });
+
   it('s3: a missing bucket is a configuration error, an unreachable endpoint is retryable', async () => {
     const nob = createStore('s3', decl({ type: 's3', region: 'us-east-2', bucket: 'no-such-bucket', endpoint: s3Url }), { s3: { credentials: s3Creds, maxAttempts: 1 } });
     await expect(nob.put(resultKey('x'), Buffer.from('x'))).rejects.toMatchObject({ code: 'STORE_CONFIG' });
