@@ -129,6 +129,25 @@ describe('outbox', () => {
     await third.close();
   });
 
+  it('keeps results while the store refuses its credentials, and delivers them once they are fixed', async () => {
+    const events: OutboxEvent[] = [];
+    const bad = await openBox({
+      stores: createStores(policy, { oss: { credentials: { accessKeyId: 'AKID', accessKeySecret: 'rotated-away' } } }),
+      onEvent: (e) => events.push(e),
+    });
+    await bad.accept({ requestId: 'creds-1', dataClass: 'cn-personal', body: Buffer.from('x') });
+    await new Promise((r) => setTimeout(r, 200));
+    const retry = events.find((e) => e.type === 'retry') as Extract<OutboxEvent, { type: 'retry' }>;
+    expect(retry.error).toMatchObject({ code: 'STORE_AUTH', retryable: false });
+    expect(oss.objects.size).toBe(0);
+    expect(bad.stats().pending).toBe(1);
+    await bad.close();
+    const good = await openBox();
+    await good.drain(10_000);
+    expect(oss.objects.has(resultKey('creds-1'))).toBe(true);
+    await good.close();
+  });
+
   it('a request id accepted again after delivery is pending again after a crash (acks settle only earlier puts)', async () => {
     const first = await openBox();
     await first.accept({ requestId: 'again', dataClass: 'cn-personal', body: Buffer.from('v1') });
