@@ -29,7 +29,18 @@ export interface SweepPoint {
   staticPlan: string;
 }
 
+/** What the report needs of a model's profile to explain the crossovers. */
+export interface ModelSummary {
+  model: string;
+  localMs: number;
+  remoteMs: number;
+  inputBytes: number;
+  outputBytes: number;
+  cuts: Array<{ id: string; bytes: number; outputBytes: number; headMs: number; tailMs: number }>;
+}
+
 export interface SweepResult {
+  models?: ModelSummary[];
   adaptiveOverOracle: number;
   adaptiveOverBestFixed: number;
   points: SweepPoint[];
@@ -127,6 +138,7 @@ export async function writeSweepReport(result: SweepResult, dir = RESULTS_DIR): 
   );
   const markdown = join(dir, 'sweep.md');
   await writeFile(markdown, sweepMarkdown(result));
+  await writeFile(join(dir, 'sweep.json'), `${JSON.stringify(result, null, 2)}\n`);
   return { markdown, svg: [latency.svg, cut.svg], png: [latency.png, cut.png] };
 }
 
@@ -149,8 +161,11 @@ export function sweepMarkdown(result: SweepResult): string {
     '',
     '## Crossovers',
     '',
+    'Where the best measured plan changes kind as bandwidth falls:',
+    '',
     ...crossovers(result.points),
     '',
+    ...breakEven(result),
   ];
   return lines.join('\n');
 }
@@ -175,6 +190,44 @@ export function crossovers(points: readonly SweepPoint[]): string[] {
     out.push(`- **${key}**: ${changes.length > 0 ? changes.join('; ') : 'no change of kind'} (${kinds.join(', ')})`);
   }
   return out;
+}
+
+/**
+ * Why the crossovers sit where they do: from the profile, the bandwidth above which offloading
+ * beats running locally, and above which the best split does
+ * (`(bytes sent + received) × 8 / (local − edge part − RTT − remote part)`).
+ */
+export function breakEven(result: SweepResult): string[] {
+  if (!result.models || result.models.length === 0) return [];
+  const rtts = [...new Set(result.points.map((p) => p.rttMs))].sort((a, b) => a - b);
+  const lines = [
+    '## Why: break-even bandwidths predicted from the profiles',
+    '',
+    `A remote option beats local when its bytes cross the link faster than the edge time it saves: bandwidth > bytes × 8 / (local − head − RTT − remote). Times are the profiled ones (edge ×${result.slowdown}).`,
+    '',
+    `| model | local ms | input KB | ${rtts.map((r) => `offload @${r} ms`).join(' | ')} | ${rtts.map((r) => `best split @${r} ms`).join(' | ')} |`,
+    `| --- | ---: | ---: | ${rtts.map(() => '---:').join(' | ')} | ${rtts.map(() => '---').join(' | ')} |`,
+  ];
+  const mbit = (bytes: number, savedMs: number): number => (savedMs > 0 ? (bytes * 8) / (savedMs * 1000) : Number.POSITIVE_INFINITY);
+  const fmt = (x: number): string => (Number.isFinite(x) ? `${x.toFixed(1)} Mbit/s` : 'never');
+  for (const m of result.models) {
+    const offload = rtts.map((r) => fmt(mbit(m.inputBytes + m.outputBytes, m.localMs - r - m.remoteMs)));
+    const split = rtts.map((r) => {
+      let best = { id: '—', bw: Number.POSITIVE_INFINITY };
+      for (const c of m.cuts) {
+        const bw = mbit(c.bytes + c.outputBytes, m.localMs - c.headMs - r - c.tailMs);
+        if (bw < best.bw) best = { id: c.id, bw };
+      }
+      return Number.isFinite(best.bw) ? `${best.id}: ${fmt(best.bw)}` : 'never';
+    });
+    lines.push(`| ${m.model} | ${m.localMs.toFixed(0)} | ${(m.inputBytes / 1024).toFixed(0)} | ${offload.join(' | ')} | ${split.join(' | ')} |`);
+  }
+  lines.push(
+    '',
+    'Above the offload break-even the whole request goes to the cloud; between the split and offload break-evens a cut whose tensor is much smaller than the input wins; below both, local. A split only wins where its break-even is lower than offload\'s, i.e. where the cut tensor is small and the head cheap relative to the edge time it saves.',
+    '',
+  );
+  return lines;
 }
 
 function kindOf(plan: string): string {
@@ -260,5 +313,6 @@ export async function writeTraceReport(result: TraceResult, dir = RESULTS_DIR): 
   ];
   const markdown = join(dir, 'trace.md');
   await writeFile(markdown, lines.join('\n'));
+  await writeFile(join(dir, 'trace.json'), `${JSON.stringify(result, null, 2)}\n`);
   return { markdown, svg: [chart.svg], png: [chart.png] };
 }

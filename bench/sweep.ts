@@ -8,7 +8,7 @@ import { LARGE_TRANSFER_BYTES } from '../src/planner/estimators.js';
 import { describePlan, type Plan } from '../src/planner/plan.js';
 import type { Profile } from '../src/planner/profile.js';
 import { ENDPOINT, MODELS, Testbed, mean, type PreparedModel } from './harness/testbed.js';
-import { writeSweepReport, type ReportFiles, type SweepPoint, type SweepResult } from './report.js';
+import { writeSweepReport, type ModelSummary, type ReportFiles, type SweepPoint, type SweepResult } from './report.js';
 
 export interface SweepOptions {
   quick?: boolean;
@@ -40,6 +40,7 @@ export async function runSweep(options: SweepOptions = {}): Promise<{ result: Sw
   const log = options.log ?? (() => undefined);
   const testbed = await Testbed.create({ slowdown, maxCuts: options.maxCuts ?? (quick ? 6 : 10), log });
   const points: SweepPoint[] = [];
+  const summaries: ModelSummary[] = [];
   const notes = [
     `Network: the shaping TCP proxy on loopback (token bucket per direction, RTT split equally); edge: onnxruntime-node sessions stretched ×${slowdown}; cloud: the harness's STAND-IN tail service (onnxruntime-node on the same machine).`,
     'Oracle: the lowest measured mean over local, offload, every candidate split whose cost-model prediction under the true link is within 2× of the best prediction, and any plan adaptive chose.',
@@ -53,6 +54,14 @@ export async function runSweep(options: SweepOptions = {}): Promise<{ result: Sw
       if (!spec) throw new Error(`unknown model ${name}`);
       const m = await testbed.prepare(spec);
       log(`${name}: profile local ${m.profile.localMs.toFixed(1)} ms, offload remote ${m.profile.remoteMs[ENDPOINT]?.toFixed(1)} ms, input ${m.profile.inputBytes} B`);
+      summaries.push({
+        model: name,
+        localMs: m.profile.localMs,
+        remoteMs: m.profile.remoteMs[ENDPOINT] ?? 0,
+        inputBytes: m.profile.inputBytes,
+        outputBytes: m.profile.outputBytes,
+        cuts: m.profile.cuts.map((c) => ({ id: c.id, bytes: c.bytes, outputBytes: c.outputBytes, headMs: c.headMs, tailMs: c.tailMs[ENDPOINT] ?? 0 })),
+      });
       const staticPlan = predictedBest(m.profile, mean(bandwidths) * 1e6, mean(rtts));
       const adaptive = new AdaptivePlanner({ profile: m.profile, endpoints: [{ name: ENDPOINT }] });
       for (const bw of [...bandwidths].sort((a, b) => b - a)) {
@@ -70,6 +79,7 @@ export async function runSweep(options: SweepOptions = {}): Promise<{ result: Sw
     await testbed.close();
   }
   const result: SweepResult = {
+    models: summaries,
     adaptiveOverOracle: Math.max(...points.map((p) => p.adaptiveMs / p.oracleMs)),
     adaptiveOverBestFixed: Math.max(...points.map((p) => p.adaptiveMs / Math.min(p.edgeOnlyMs, p.cloudOnlyMs))),
     points,
