@@ -88,6 +88,8 @@ interface ParsedBody {
   model?: string;
   cut?: string;
   binaryOutputs?: boolean;
+  /** Vertex instances arrived as `{shape, data}`: answer in the same form. */
+  shaped?: boolean;
   id?: string;
 }
 
@@ -257,8 +259,12 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       const params = v.data.parameters ?? {};
       const model = typeof params['model'] === 'string' ? params['model'] : undefined;
       const cut = typeof params['cut'] === 'string' ? params['cut'] : undefined;
+      const firstInstance = v.data.instances[0];
+      const shaped = firstInstance !== null && typeof firstInstance === 'object' && !Array.isArray(firstInstance)
+        && Object.values(firstInstance).some((x) => x !== null && typeof x === 'object' && !Array.isArray(x) && 'shape' in x);
       return {
         family: 'vertex',
+        shaped,
         tensors: (p) => instancesToTensors(v.data.instances, p.inputs, maxBody),
         ...(model ? { model } : {}),
         ...(cut ? { cut } : {}),
@@ -365,7 +371,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       if (enc.headerLength !== undefined) headers[OIP_HEADER_LENGTH] = enc.headerLength;
     } else {
       const dtypes = Object.fromEntries(Object.entries(outputs).map(([k, t]) => [k, { dtype: t.dtype, dims: t.dims }]));
-      payload = Buffer.from(JSON.stringify({ predictions: tensorsToPredictions(outputs), deployedModelId: model, metadata: { computeMs: Number(compute), outputs: dtypes } }));
+      payload = Buffer.from(JSON.stringify({ predictions: tensorsToPredictions(outputs, parsed.shaped ?? false), deployedModelId: model, metadata: { computeMs: Number(compute), outputs: dtypes } }));
       headers['content-type'] = 'application/json';
     }
     if (r.vertexRaw && header(req, 'content-type')?.startsWith('application/json') && parsed.family !== 'vertex') {

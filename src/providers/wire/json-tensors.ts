@@ -43,7 +43,7 @@ export function tensorFromValues(dtype: DType, dims: readonly number[], values: 
   }
   const data = allocate(dtype, count);
   const bad = (v: unknown): never => {
-    throw new ValidationError('WIRE_VALUE', `${what}: ${JSON.stringify(v)} is not a valid ${dtype} value`);
+    throw new ValidationError('WIRE_VALUE', `${what}: ${(JSON.stringify(v) ?? String(v)).slice(0, 60)} is not a valid ${dtype} value`);
   };
   if (data instanceof BigInt64Array || data instanceof BigUint64Array) {
     for (let i = 0; i < count; i++) {

@@ -12,6 +12,22 @@ export interface InstanceInput {
   dtype: DType;
 }
 
+/**
+ * An instance value may also be `{"shape": [...], "data": [flat values]}`: compact, and
+ * it avoids deeply nested lists, which the SDK's REST transport does not serialise
+ * faithfully beyond two levels.
+ */
+interface Shaped {
+  shape: number[];
+  data: unknown[];
+}
+
+function isShaped(v: unknown): v is Shaped {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return false;
+  const o = v as { shape?: unknown; data?: unknown };
+  return Array.isArray(o.shape) && o.shape.every((d) => Number.isInteger(d) && (d as number) >= 0) && Array.isArray(o.data);
+}
+
 export function instancesToTensors(instances: readonly unknown[], inputs: readonly InstanceInput[], maxElements: number): TensorMap {
   if (instances.length === 0) throw new ValidationError('VERTEX_INSTANCES', '"instances" is empty');
   const out: TensorMap = {};
@@ -23,12 +39,20 @@ export function instancesToTensors(instances: readonly unknown[], inputs: readon
       }
       return (inst as Record<string, unknown>)[input.name];
     });
-    const shape = nestedShape(items[0]);
+    const first = items[0];
+    const shape = isShaped(first) ? first.shape : nestedShape(first);
     const dims = [items.length, ...shape];
     if (elementCount(dims) > maxElements) throw new ValidationError('VERTEX_TOO_LARGE', `input "${input.name}" exceeds ${maxElements} elements`);
     const flat: unknown[] = [];
     items.forEach((item, i) => {
-      for (const v of flatten(item, shape, `instance ${i} input "${input.name}"`)) flat.push(v);
+      const what = `instance ${i} input "${input.name}"`;
+      if (isShaped(item)) {
+        if (item.shape.length !== shape.length || item.shape.some((d, j) => d !== shape[j])) throw new ValidationError('VERTEX_INSTANCES', `${what}: every instance needs the same shape`);
+        if (item.data.length !== elementCount(shape)) throw new ValidationError('WIRE_DIMS_MISMATCH', `${what}: shape [${shape.join(', ')}] needs ${elementCount(shape)} values, got ${item.data.length}`);
+        for (const v of item.data) flat.push(v);
+      } else {
+        for (const v of flatten(item, shape, what)) flat.push(v);
+      }
     });
     out[input.name] = tensorFromValues(input.dtype, dims, flat, `input "${input.name}"`);
   }
@@ -41,28 +65,41 @@ function batchOf(tensors: TensorMap): number {
   return first !== undefined && sizes.every((s) => s === first) ? first : -1;
 }
 
-/** One prediction per batch item, each an object keyed by output name. */
-export function tensorsToPredictions(outputs: TensorMap): Record<string, unknown>[] {
+/**
+ * One prediction per batch item, each an object keyed by output name; values are nested
+ * arrays, or `{shape, data}` when `shaped` (what Tandem's own client asks for).
+ */
+export function tensorsToPredictions(outputs: TensorMap, shaped = false): Record<string, unknown>[] {
   const n = batchOf(outputs);
   if (n < 0) {
     // No common batch dimension: one prediction holding the whole outputs.
-    return [Object.fromEntries(Object.entries(outputs).map(([k, t]) => [k, nest(valuesOf(t), t.dims)]))];
+    return [Object.fromEntries(Object.entries(outputs).map(([k, t]) => [k, shaped ? { shape: [...t.dims], data: valuesOf(t) } : nest(valuesOf(t), t.dims)]))];
   }
   const preds: Record<string, unknown>[] = Array.from({ length: n }, () => ({}));
   for (const [name, t] of Object.entries(outputs)) {
     const values = valuesOf(t);
     const inner = t.dims.slice(1);
     const size = elementCount(inner);
-    for (let i = 0; i < n; i++) (preds[i] as Record<string, unknown>)[name] = nest(values.slice(i * size, (i + 1) * size), inner);
+    for (let i = 0; i < n; i++) {
+      const slice = values.slice(i * size, (i + 1) * size);
+      (preds[i] as Record<string, unknown>)[name] = shaped ? { shape: inner, data: slice } : nest(slice, inner);
+    }
   }
   return preds;
 }
 
-/** Splits tensors along their leading batch dimension into instances. */
-export function tensorsToInstances(inputs: TensorMap): Record<string, unknown>[] {
+/** Splits tensors along their leading batch dimension into `{shape, data}` instances. */
+export function tensorsToInstances(inputs: TensorMap): Record<string, Shaped>[] {
   const n = batchOf(inputs);
   if (n < 1) throw new ValidationError('VERTEX_INSTANCES', 'every input needs the same leading batch dimension to be sent as instances');
-  return tensorsToPredictions(inputs);
+  const out: Record<string, Shaped>[] = Array.from({ length: n }, () => ({}));
+  for (const [name, t] of Object.entries(inputs)) {
+    const values = valuesOf(t);
+    const inner = t.dims.slice(1);
+    const size = elementCount(inner);
+    for (let i = 0; i < n; i++) (out[i] as Record<string, Shaped>)[name] = { shape: inner, data: values.slice(i * size, (i + 1) * size) };
+  }
+  return out;
 }
 
 /** Reassembles output tensors from predictions, with dtypes taken from `dtypes` (default float32). */
@@ -73,10 +110,12 @@ export function predictionsToTensors(predictions: readonly unknown[], dtypes: Re
   const out: TensorMap = {};
   for (const name of Object.keys(first)) {
     const items = predictions.map((p) => (p as Record<string, unknown>)[name]);
-    const shape = nestedShape(items[0]);
+    const first = items[0];
+    const shape = isShaped(first) ? first.shape : nestedShape(first);
     const flat: unknown[] = [];
     items.forEach((item, i) => {
-      for (const v of flatten(item, shape, `prediction ${i} output "${name}"`)) flat.push(v);
+      if (isShaped(item)) for (const v of item.data) flat.push(v);
+      else for (const v of flatten(item, shape, `prediction ${i} output "${name}"`)) flat.push(v);
     });
     out[name] = tensorFromValues(dtypes[name] ?? 'float32', [predictions.length, ...shape], flat, `output "${name}"`) as Tensor;
   }
