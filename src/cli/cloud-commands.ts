@@ -28,6 +28,15 @@ export function registerCloudBenchCommands(bench: Command): void {
       const r = runCodecBench({ iterations: opts.iterations });
       writeResult(opts.json === true, { ...r }, `codec: ${r.tensorBytes} B float32, encode ${r.encodeMs.toFixed(3)} ms, decode ${r.decodeMs.toFixed(3)} ms, ${r.encodeDecodeGBps.toFixed(2)} GB/s encode+decode`);
     });
+  bench.command('cloud-overhead')
+    .description('cloud service round trip on loopback over a bare onnxruntime-node run of the same partition (batch 1)')
+    .option('--json', 'print the result as JSON on the last line')
+    .option('--iterations <n>', 'timed iterations', positiveInt('--iterations'), 40)
+    .action(async (opts: { json?: boolean; iterations: number }) => {
+      const { runCloudOverheadBench, defaultOverheadSubject } = await import('../../bench/cloud-overhead.js');
+      const r = await runCloudOverheadBench(await defaultOverheadSubject(), { iterations: opts.iterations });
+      writeResult(opts.json === true, { ...r }, `cloud overhead (${r.subject}): bare ${r.bareMs.toFixed(2)} ms, service ${r.serviceMs.toFixed(2)} ms (+${r.overheadMs.toFixed(2)} ms), ratio ${r.overheadRatio.toFixed(3)}`);
+    });
 }
 
 interface ServeOptions {
