@@ -89,6 +89,36 @@ describe('every provider client reaches tandem cloud serve and matches a local r
   });
 });
 
+describe('front API details', () => {
+  it('PAI-EAS request signing is accepted by a service holding the keys and refused with the wrong secret', async () => {
+    const m = modelsDir();
+    const key = { keyId: 'eas-key', secret: 'eas-secret' };
+    const s = await startService(m.dir, { credentials: { easSigning: key } });
+    try {
+      const cfg: EndpointConfig = { name: 'eas-signed', kind: 'pai-eas', region: 'cn-hangzhou', url: s.url, target: 'cls' };
+      const input = randomInput([1, 3, 48, 96], 9);
+      const good = createProviderClient(cfg, { easSigning: key });
+      expectSameOutputs((await good.infer({ model: 'cls', inputs: input })).outputs, await localRun(CLS, input));
+      const bad = createProviderClient(cfg, { easSigning: { ...key, secret: 'nope' } });
+      await expect(bad.infer({ model: 'cls', inputs: input })).rejects.toMatchObject({ code: 'PROVIDER_AUTH', retryable: false });
+    } finally {
+      await s.drain();
+      m.cleanup();
+    }
+  });
+
+  it('Vertex rawPredict also takes a raw body (as a plain HTTP client sends it) and answers raw', async () => {
+    const { encodeTensorMap, decodePayload } = await import('../src/codec/index.js');
+    const input = randomInput([1, 3, 48, 96], 12);
+    const res = await fetch(`${svc.url}/v1/projects/p/locations/l/endpoints/cls:rawPredict`, {
+      method: 'POST', body: encodeTensorMap(input), headers: { authorization: `Bearer ${CREDS.vertexToken}`, 'content-type': 'application/x-msgpack' },
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('application/x-msgpack');
+    expectSameOutputs(decodePayload(new Uint8Array(await res.arrayBuffer())).tensors, await localRun(CLS, input));
+  });
+});
+
 describe('provider errors are classified', () => {
   const input = randomInput([1, 3, 48, 96]);
 
