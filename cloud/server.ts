@@ -316,6 +316,8 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     const started = performance.now();
     const budget = Number(header(req, DEADLINE_HEADER) ?? timeoutMs);
     const deadline = Date.now() + (Number.isFinite(budget) && budget > 0 ? Math.min(budget, timeoutMs) : timeoutMs);
+    // Token checks need no body: refuse before reading (and buffering) it.
+    if (r.front === 'vertex') verifyBearer(req.headers, credentials.vertexToken);
     const body = await readBody(req, r.maxBody);
     metrics.bytesIn.inc({ route: r.name }, body.byteLength);
     if (r.front === 'sagemaker') {
@@ -323,8 +325,6 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       const query: Record<string, string> = {};
       url.searchParams.forEach((v, k) => { query[k] = v; });
       await verifySigV4({ method: req.method ?? 'POST', path, query, headers: req.headers, body }, credentials.aws, 'sagemaker');
-    } else if (r.front === 'vertex') {
-      verifyBearer(req.headers, credentials.vertexToken);
     } else if (r.front === 'eas') {
       verifyEas({ method: req.method ?? 'POST', path, headers: req.headers, body }, credentials.easToken, credentials.easSigning);
     }
