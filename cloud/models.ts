@@ -28,6 +28,12 @@ export interface ModelPackage {
 /** Extracts the tail of `model` after cut `cut` (ONNX bytes in, ONNX bytes out). */
 export type TailExtractor = (model: Uint8Array, cut: string) => Promise<Uint8Array>;
 
+/** A cut the graph toolkit does not know is the client's mistake (404), anything else is ours. */
+function isUnknownCut(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /CUT/.test(code);
+}
+
 export interface TensorInfo {
   name: string;
   dtype: DType;
@@ -177,7 +183,8 @@ export class ModelRepository {
         onnx = await this.extractTail(bytes, cut);
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
-        throw new CloudError(404, 'CLOUD_CUT_NOT_FOUND', `model "${pkg.name}" has no usable cut "${cut}": ${message}`, { cause: error, details: { model: pkg.name, cut } });
+        if (isUnknownCut(error)) throw new CloudError(404, 'CLOUD_CUT_NOT_FOUND', `model "${pkg.name}" has no cut "${cut}": ${message}`, { cause: error, details: { model: pkg.name, cut } });
+        throw new CloudError(500, 'CLOUD_SPLIT_FAILED', `model "${pkg.name}" could not be split at ${cut}: ${message}`, { cause: error, retryable: false, details: { model: pkg.name, cut } });
       }
     }
     let session: ort.InferenceSession;
@@ -201,7 +208,8 @@ export class ModelRepository {
           const t = feeds[info.name];
           if (!t) throw badRequest('CLOUD_INPUT_MISSING', `${label} needs input "${info.name}" (inputs: ${inputs.map((i) => i.name).join(', ')})`);
           if (t.dtype !== info.dtype) throw badRequest('CLOUD_INPUT_DTYPE', `${label}: input "${info.name}" must be ${info.dtype}, got ${t.dtype}`);
-          if (info.shape.length !== t.dims.length || info.shape.some((d, i) => typeof d === 'number' && d !== t.dims[i])) {
+          // An empty declared shape also means "unknown" (tails cut from shape-less graphs); onnxruntime checks those.
+          if (info.shape.length > 0 && (info.shape.length !== t.dims.length || info.shape.some((d, i) => typeof d === 'number' && d !== t.dims[i]))) {
             throw badRequest('CLOUD_INPUT_SHAPE', `${label}: input "${info.name}" has shape [${t.dims.join(', ')}] but the model expects [${info.shape.join(', ')}]`);
           }
           ortFeeds[info.name] = toOrt(t);

