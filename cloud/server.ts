@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { InferenceSession } from 'onnxruntime-node';
 import { pino, type Logger } from 'pino';
 import { z } from 'zod';
 import { decodePayload, encodeTensorMap, looksLikeTensorPayload, TENSOR_CONTENT_TYPE, type CodecLimits } from '../src/codec/index.js';
@@ -55,6 +56,8 @@ export interface CloudServiceOptions {
   logger?: Logger;
   /** Collect process metrics (CPU, memory, event loop) too. */
   processMetrics?: boolean;
+  /** onnxruntime session options for every partition (threads, spinning, optimisation level). */
+  sessionOptions?: InferenceSession.SessionOptions;
 }
 
 export interface CloudService {
@@ -137,7 +140,7 @@ const rawHttpBodySchema = z.object({ httpBody: z.object({ contentType: z.string(
 export async function startCloudService(options: CloudServiceOptions): Promise<CloudService> {
   const log = options.logger ?? pino({ name: 'tandem-cloud' });
   const packages = typeof options.models === 'string' ? await discoverModels(options.models) : options.models;
-  const repo = new ModelRepository(packages, options.extractTail);
+  const repo = new ModelRepository(packages, options.extractTail, options.sessionOptions);
   const metrics = new CloudMetrics(options.processMetrics ?? false);
   const credentials = options.credentials ?? envCredentials();
   const maxBody = options.maxBodyBytes ?? 64 * 1024 * 1024;
@@ -465,7 +468,8 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
         reqLog.info({ route: rt.name, status, code: isTandemError(error) ? error.code : undefined, message: error instanceof Error ? error.message : String(error) }, 'request refused');
         // Drain what is left of a refused body so the connection can be reused.
         if (!req.complete) req.resume();
-        return { status, model: rt.model ?? 'unknown' };
+        // Only served names become label values: a hostile path must not grow the metric set.
+        return { status, model: rt.model !== undefined && repo.has(rt.model) ? rt.model : 'unknown' };
       })
       .then(({ status, model }) => {
         metrics.requests.inc({ route: rt.name, model, status: String(status) });
