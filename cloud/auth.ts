@@ -75,6 +75,12 @@ export async function verifySigV4(
   if (typeof amzDate !== 'string' || !/^\d{8}T\d{6}Z$/.test(amzDate)) throw unauthorized('CLOUD_AUTH_MISSING', 'missing X-Amz-Date header');
   const when = Date.UTC(+amzDate.slice(0, 4), +amzDate.slice(4, 6) - 1, +amzDate.slice(6, 8), +amzDate.slice(9, 11), +amzDate.slice(11, 13), +amzDate.slice(13, 15));
   if (Math.abs(Date.now() - when) > MAX_SKEW_MS) throw unauthorized('CLOUD_AUTH_EXPIRED', 'signature expired: the request time is too far from the server time');
+  // The signer trusts a given x-amz-content-sha256; check it against the body actually received.
+  const declaredHash = request.headers['x-amz-content-sha256'];
+  if (typeof declaredHash === 'string' && declaredHash !== 'UNSIGNED-PAYLOAD' && declaredHash !== createHash('sha256').update(request.body).digest('hex')) {
+    throw unauthorized('CLOUD_AUTH_SIGNATURE', 'the body does not match its signed x-amz-content-sha256');
+  }
+  if (declaredHash === 'UNSIGNED-PAYLOAD') throw unauthorized('CLOUD_AUTH_SIGNATURE', 'unsigned payloads are not accepted');
   const names = signedHeaders.split(';');
   if (!names.includes('host')) throw unauthorized('CLOUD_AUTH_INVALID', 'the signature must cover the host header');
   const headers: Record<string, string> = {};

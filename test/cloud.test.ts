@@ -215,3 +215,49 @@ describe('overload, metrics, integrity, drain, TLS', () => {
     }
   });
 });
+
+describe('SigV4 verification on the emulated SageMaker front', () => {
+  it('accepts a correctly signed request and refuses a tampered body, a stale date and a wrong region scope', async () => {
+    const { SignatureV4 } = await import('@smithy/signature-v4');
+    const { createHash, createHmac } = await import('node:crypto');
+    class Sha256 {
+      private h: ReturnType<typeof createHash> | ReturnType<typeof createHmac>;
+      constructor(secret?: string | Uint8Array) { this.h = secret === undefined ? createHash('sha256') : createHmac('sha256', secret); }
+      update(d: string | Uint8Array): void { this.h.update(d); }
+      digest(): Promise<Uint8Array> { return Promise.resolve(new Uint8Array(this.h.digest())); }
+      reset(): void { /* single use */ }
+    }
+    const m = modelsDir();
+    const s = await startService(m.dir);
+    try {
+      const url = new URL(`${s.url}/endpoints/cls/invocations`);
+      const body = Buffer.from(encodeTensorMap(randomInput([1, 3, 48, 96])));
+      const sign = async (date: Date, payload: Buffer): Promise<Record<string, string>> => {
+        const signer = new SignatureV4({ credentials: { accessKeyId: 'AKIDTANDEMTEST', secretAccessKey: 'tandem-secret-key' }, region: 'eu-west-1', service: 'sagemaker', sha256: Sha256 as never });
+        const signed = await signer.sign({
+          method: 'POST', protocol: 'http:', hostname: url.host, path: url.pathname, query: {},
+          headers: { host: url.host, 'content-type': 'application/x-msgpack', 'x-amz-content-sha256': createHash('sha256').update(payload).digest('hex') }, body: payload,
+        }, { signingDate: date });
+        return signed.headers as Record<string, string>;
+      };
+      const send = (headers: Record<string, string>, payload: Buffer): Promise<Response> => {
+        const { host: _host, ...rest } = headers;
+        return fetch(url, { method: 'POST', headers: rest, body: payload });
+      };
+      expect((await send(await sign(new Date(), body), body)).status).toBe(200);
+      const tampered = Buffer.from(body);
+      tampered[tampered.length - 1] = (tampered[tampered.length - 1] ?? 0) ^ 1;
+      const t = await send(await sign(new Date(), body), tampered);
+      expect(t.status).toBe(403);
+      expect(((await t.json()) as { code: string }).code).toBe('CLOUD_AUTH_SIGNATURE');
+      const stale = await send(await sign(new Date(Date.now() - 20 * 60_000), body), body);
+      expect(((await stale.json()) as { code: string }).code).toBe('CLOUD_AUTH_EXPIRED');
+      const headers = await sign(new Date(), body);
+      headers['authorization'] = (headers['authorization'] ?? '').replace('/eu-west-1/', '/us-east-1/');
+      expect((await send(headers, body)).status).toBe(403);
+    } finally {
+      await s.drain();
+      m.cleanup();
+    }
+  });
+});
