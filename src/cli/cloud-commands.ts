@@ -66,14 +66,16 @@ function resolvePort(option: number | undefined): number {
 }
 
 async function serve(opts: ServeOptions): Promise<void> {
-  const [{ readFile }, { pino }, { startCloudService }, { defaultTailExtractor }] = await Promise.all([
-    import('node:fs/promises'), import('pino'), import('../../cloud/server.js'), import('../../cloud/tails.js'),
+  const [{ readFile }, { pino }, { startCloudService }, { defaultTailExtractor }, { resolveModelSource }] = await Promise.all([
+    import('node:fs/promises'), import('pino'), import('../../cloud/server.js'), import('../../cloud/tails.js'), import('../../cloud/sources.js'),
   ]);
   if ((opts.tlsKey === undefined) !== (opts.tlsCert === undefined)) throw new ValidationError('CLI_ARGUMENT', '--tls-key and --tls-cert go together');
   const tls = opts.tlsKey && opts.tlsCert ? { key: await readFile(opts.tlsKey), cert: await readFile(opts.tlsCert) } : undefined;
   const logger = pino({ name: 'tandem-cloud', level: opts.logLevel });
+  // Vertex AI tells a custom container where its artifacts are; SageMaker mounts them.
+  const source = await resolveModelSource(opts.models ?? process.env['AIP_STORAGE_URI'] ?? '/opt/ml/model');
   const service = await startCloudService({
-    models: opts.models ?? '/opt/ml/model',
+    models: source.dir,
     port: resolvePort(opts.port),
     host: opts.host,
     ...(tls ? { tls } : {}),
@@ -91,7 +93,7 @@ async function serve(opts: ServeOptions): Promise<void> {
       logger.info({ signal }, 'shutting down');
       process.off('SIGTERM', stop);
       process.off('SIGINT', stop);
-      service.drain().then(resolve, (error: unknown) => {
+      service.drain().then(() => source.cleanup()).then(resolve, (error: unknown) => {
         logger.error({ err: error }, 'drain failed');
         resolve();
       });
@@ -112,7 +114,7 @@ export function registerCloudCommands(program: Command): void {
       return n;
     })
     .option('--host <host>', 'listen address', '0.0.0.0')
-    .option('--models <dir>', 'model package directory (default /opt/ml/model)')
+    .option('--models <dir>', 'model package directory or gs://bucket/prefix (default: AIP_STORAGE_URI, else /opt/ml/model)')
     .option('--tls-key <file>', 'PEM private key: serve HTTPS')
     .option('--tls-cert <file>', 'PEM certificate chain')
     .option('--max-concurrent <n>', 'runs at once per model', positiveInt('--max-concurrent'), 2)
