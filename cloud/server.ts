@@ -424,7 +424,12 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       sendError(res, undefined, error, reqLog);
       return;
     }
-    if (r === 'ping' || r === 'ready') {
+    if (r === 'ready') {
+      // OIP v2 server metadata.
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ name: 'tandem', version: '1', extensions: ['binary_tensor_data'] }));
+      return;
+    }
+    if (r === 'ping') {
       const ok = !draining && repo.names().length > 0;
       res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ status: ok ? 'ok' : draining ? 'draining' : 'no models', models: repo.names() }));
       return;
@@ -485,6 +490,9 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
   const server = options.tls ? createHttpsServer({ key: options.tls.key, cert: options.tls.cert }, handler) : createHttpServer(handler);
   // SageMaker keeps connections open for up to 60 s; outlive it so the platform closes first.
   server.keepAliveTimeout = 65_000;
+  // A client that trickles its request (slowloris) cannot hold a connection past the deadline.
+  server.requestTimeout = timeoutMs;
+  server.headersTimeout = Math.min(timeoutMs, 60_000);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host ?? '0.0.0.0', () => {

@@ -151,6 +151,22 @@ describe('overload, metrics, integrity, drain, TLS', () => {
     }
   });
 
+  it('a request whose deadline passes while queued gets 504', async () => {
+    const m = modelsDir();
+    const s = await startService(m.dir, { maxConcurrent: 1, maxQueue: 4 });
+    try {
+      const busy = fetch(`${s.url}/v2/models/det/infer`, { method: 'POST', body: encodeTensorMap(randomInput([1, 3, 480, 480])) });
+      await new Promise((r) => setTimeout(r, 50));
+      const late = await fetch(`${s.url}/v2/models/det/infer`, { method: 'POST', body: encodeTensorMap(randomInput([1, 3, 32, 32])), headers: { 'x-tandem-deadline-ms': '1' } });
+      expect(late.status).toBe(504);
+      expect(((await late.json()) as { code: string }).code).toBe('CLOUD_DEADLINE');
+      expect((await busy).status).toBe(200);
+    } finally {
+      await s.drain();
+      m.cleanup();
+    }
+  });
+
   it('checks model files against the manifest SHA-256', async () => {
     const root = mkdtempSync(join(tmpdir(), 'tandem-pkg-'));
     try {
