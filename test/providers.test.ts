@@ -167,6 +167,34 @@ describe('provider errors are classified', () => {
     await c.close();
   });
 
+  it('overload reaches every client as a retryable PROVIDER_THROTTLED', async () => {
+    const m = modelsDir();
+    const s = await startService(m.dir, { maxConcurrent: 1, maxQueue: 0 });
+    try {
+      const big = randomInput([1, 3, 480, 480]);
+      const cfgs: EndpointConfig[] = [
+        { name: 'sm', kind: 'sagemaker', region: 'eu-central-1', url: s.url, target: 'ep' },
+        { name: 'oip', kind: 'oip', region: 'local', url: s.url },
+        { name: 'vx', kind: 'vertex', region: 'europe-west4', url: s.url, project: 'p', target: 'det', token: CREDS.vertexToken },
+      ];
+      for (const cfg of cfgs) {
+        const c = createProviderClient(cfg, sdk);
+        const results = await Promise.allSettled(Array.from({ length: 4 }, () => c.infer({ model: 'det', inputs: big })));
+        const errors = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as ProviderError);
+        expect(results.some((r) => r.status === 'fulfilled'), cfg.name).toBe(true);
+        expect(errors.length, cfg.name).toBeGreaterThanOrEqual(1);
+        for (const e of errors) {
+          expect(e.code, `${cfg.name}: ${e.message}`).toBe('PROVIDER_THROTTLED');
+          expect(e.retryable).toBe(true);
+        }
+        await c.close();
+      }
+    } finally {
+      await s.drain();
+      m.cleanup();
+    }
+  });
+
   it('a passed deadline is a retryable timeout, an abort is final, a dead port is a retryable network error', async () => {
     const c = client('eas-binary');
     const big = randomInput([1, 3, 640, 640]);
