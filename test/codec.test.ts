@@ -192,3 +192,28 @@ describe('codec rejects bad payloads with stable codes', () => {
     expectCode(() => encodeTensorMap({ x: { dtype: 'complex' as never, dims: [1], data: new Float32Array(1) } }), 'CODEC_DTYPE');
   });
 });
+
+describe('codec fuzzing', () => {
+  it('any corruption of a payload (checksum recomputed) is either decoded or refused with a CodecError', async () => {
+    const { crc32 } = await import('node:zlib');
+    const base = Buffer.from(encodeTensorMap({
+      a: { dtype: 'float32', dims: [2, 3], data: new Float32Array(6) },
+      b: { dtype: 'int64', dims: [2], data: new BigInt64Array(2) },
+    }, { meta: { model: 'm' } }));
+    fc.assert(fc.property(fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 }), (edits) => {
+      const b = Buffer.from(base);
+      for (const [pos, value] of edits) b[pos % b.length] = value;
+      const d = b.readUInt32LE(11);
+      if (20 + d + 7 <= b.length && b[15] === 0xce) {
+        const pad = b[20 + d + 1] ?? 0;
+        const dataStart = 20 + d + 2 + pad + 5;
+        if (dataStart <= b.length) b.writeUInt32BE(crc32(b.subarray(dataStart), crc32(b.subarray(20, 20 + d))), 16);
+      }
+      try {
+        decodePayload(b);
+      } catch (error) {
+        expect(error).toBeInstanceOf(CodecError);
+      }
+    }), { numRuns: 2000 });
+  });
+});
