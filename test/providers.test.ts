@@ -169,24 +169,39 @@ describe('provider errors are classified', () => {
 
   it('overload reaches every client as a retryable PROVIDER_THROTTLED', async () => {
     const m = modelsDir();
-    const s = await startService(m.dir, { maxConcurrent: 1, maxQueue: 0 });
+    // The only slot is held deterministically: a split request whose tail extraction waits on a gate.
+    let open: () => void = () => undefined;
+    let entered: () => void = () => undefined;
+    const s = await startService(m.dir, {
+      maxConcurrent: 1,
+      maxQueue: 0,
+      extractTail: async (bytes) => {
+        entered();
+        await new Promise<void>((r) => { open = r; });
+        return bytes;
+      },
+    });
     try {
-      const big = randomInput([1, 3, 480, 480]);
       const cfgs: EndpointConfig[] = [
         { name: 'sm', kind: 'sagemaker', region: 'eu-central-1', url: s.url, target: 'ep' },
         { name: 'oip', kind: 'oip', region: 'local', url: s.url },
         { name: 'vx', kind: 'vertex', region: 'europe-west4', url: s.url, project: 'p', target: 'det', token: CREDS.vertexToken },
+        { name: 'eas', kind: 'pai-eas', region: 'cn-shanghai', url: s.url, target: 'det', token: CREDS.easToken },
       ];
-      for (const cfg of cfgs) {
+      const small = randomInput([1, 3, 32, 32]);
+      for (const [i, cfg] of cfgs.entries()) {
+        const holding = new Promise<void>((r) => { entered = r; });
+        const holder = createProviderClient(cfgs[1] as EndpointConfig).infer({ model: 'det', cut: `c${i + 1}`, inputs: small });
+        await holding;
         const c = createProviderClient(cfg, sdk);
-        const results = await Promise.allSettled(Array.from({ length: 4 }, () => c.infer({ model: 'det', inputs: big })));
-        const errors = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as ProviderError);
-        expect(results.some((r) => r.status === 'fulfilled'), cfg.name).toBe(true);
-        expect(errors.length, cfg.name).toBeGreaterThanOrEqual(1);
-        for (const e of errors) {
-          expect(e.code, `${cfg.name}: ${e.message}`).toBe('PROVIDER_THROTTLED');
-          expect(e.retryable).toBe(true);
-        }
+        const err = await failure(c.infer({ model: 'det', inputs: small }));
+        expect(err.code, `${cfg.name}: ${err.message}`).toBe('PROVIDER_THROTTLED');
+        expect(err.retryable).toBe(true);
+        expect(err.status).toBe(429);
+        open();
+        expect((await holder).outputs['sigmoid_0.tmp_0']?.dims).toEqual([1, 1, 32, 32]);
+        // Once the slot is free the same client succeeds.
+        expect((await c.infer({ model: 'det', inputs: small })).outputs['sigmoid_0.tmp_0']?.dims).toEqual([1, 1, 32, 32]);
         await c.close();
       }
     } finally {
