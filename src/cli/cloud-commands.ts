@@ -32,9 +32,16 @@ export function registerCloudBenchCommands(bench: Command): void {
     .description('cloud service round trip on loopback over a bare onnxruntime-node run of the same partition (batch 1)')
     .option('--json', 'print the result as JSON on the last line')
     .option('--iterations <n>', 'timed iterations', positiveInt('--iterations'), 40)
-    .action(async (opts: { json?: boolean; iterations: number }) => {
+    .option('--cut <id>', 'the cut of the reference MobileNetV2 whose tail runs (default: c16, nearest 25 % of the FLOPs)')
+    .option('--intra-op-threads <n>', 'onnxruntime intra-op threads, for the bare run and the service alike', positiveInt('--intra-op-threads'))
+    .option('--no-spinning', 'stop idle onnxruntime threads spin-waiting, on both sides')
+    .action(async (opts: { json?: boolean; iterations: number; cut?: string; intraOpThreads?: number; spinning: boolean }) => {
       const { runCloudOverheadBench, defaultOverheadSubject } = await import('../../bench/cloud-overhead.js');
-      const r = await runCloudOverheadBench(await defaultOverheadSubject(), { iterations: opts.iterations });
+      const r = await runCloudOverheadBench(await defaultOverheadSubject(opts.cut), {
+        iterations: opts.iterations,
+        ...(opts.intraOpThreads !== undefined ? { intraOpNumThreads: opts.intraOpThreads } : {}),
+        ...(opts.spinning ? {} : { spinning: false }),
+      });
       writeResult(opts.json === true, { ...r }, `cloud overhead (${r.subject}): bare ${r.bareMs.toFixed(2)} ms, service ${r.serviceMs.toFixed(2)} ms (+${r.overheadMs.toFixed(2)} ms), ratio ${r.overheadRatio.toFixed(3)}`);
     });
 }
