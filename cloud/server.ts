@@ -487,7 +487,8 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       .catch(() => undefined);
   };
 
-  const server = options.tls ? createHttpsServer({ key: options.tls.key, cert: options.tls.cert }, handler) : createHttpServer(handler);
+  // Nagle off explicitly (node's default today): an answer's last segment must not wait for an ACK.
+  const server = options.tls ? createHttpsServer({ key: options.tls.key, cert: options.tls.cert, noDelay: true }, handler) : createHttpServer({ noDelay: true }, handler);
   // SageMaker keeps connections open for up to 60 s; outlive it so the platform closes first.
   server.keepAliveTimeout = 65_000;
   // A client that trickles its request (slowloris) cannot hold a connection past the deadline.

@@ -56,6 +56,8 @@ interface ServeOptions {
   maxQueue: number;
   timeoutMs: number;
   logLevel: string;
+  intraOpThreads?: number;
+  spinning: boolean;
 }
 
 /** Port: --port, then SAGEMAKER_BIND_TO_PORT, then AIP_HTTP_PORT, then 8080. */
@@ -76,6 +78,7 @@ async function serve(opts: ServeOptions): Promise<void> {
   const [{ readFile }, { pino }, { startCloudService }, { defaultTailExtractor }, { resolveModelSource }] = await Promise.all([
     import('node:fs/promises'), import('pino'), import('../../cloud/server.js'), import('../../cloud/tails.js'), import('../../cloud/sources.js'),
   ]);
+  const { threadingSessionOptions } = await import('../../cloud/models.js');
   if ((opts.tlsKey === undefined) !== (opts.tlsCert === undefined)) throw new ValidationError('CLI_ARGUMENT', '--tls-key and --tls-cert go together');
   const tls = opts.tlsKey && opts.tlsCert ? { key: await readFile(opts.tlsKey), cert: await readFile(opts.tlsCert) } : undefined;
   const logger = pino({ name: 'tandem-cloud', level: opts.logLevel });
@@ -92,6 +95,7 @@ async function serve(opts: ServeOptions): Promise<void> {
     extractTail: defaultTailExtractor,
     logger,
     processMetrics: true,
+    sessionOptions: threadingSessionOptions({ ...(opts.intraOpThreads !== undefined ? { intraOpNumThreads: opts.intraOpThreads } : {}), ...(opts.spinning ? {} : { spinning: false }) }),
   });
   process.stdout.write(`tandem cloud service on ${service.url} serving ${service.models.names().join(', ') || 'no models'}\n`);
   // SageMaker and Vertex stop containers with SIGTERM; finish in-flight requests first.
@@ -132,6 +136,8 @@ export function registerCloudCommands(program: Command): void {
     }, 16)
     .option('--timeout-ms <ms>', 'default per-request deadline', positiveInt('--timeout-ms'), 60_000)
     .option('--log-level <level>', 'pino log level', 'info')
+    .option('--intra-op-threads <n>', 'onnxruntime intra-op threads per session (default: one per physical core)', positiveInt('--intra-op-threads'))
+    .option('--no-spinning', 'stop idle onnxruntime threads spin-waiting (for cores shared with other work)')
     .action(serve);
 
   const existing = program.commands.find((c) => c.name() === 'bench');

@@ -15,8 +15,10 @@ export interface HttpResult {
   body: Uint8Array;
 }
 
-const httpAgent = new HttpAgent({ keepAlive: true, noDelay: true });
-const httpsAgent = new HttpsAgent({ keepAlive: true, noDelay: true });
+// Agents hand their options to net.connect, which takes `noDelay` (absent from AgentOptions' type).
+const socketOptions: { keepAlive: boolean; noDelay: boolean } = { keepAlive: true, noDelay: true };
+const httpAgent = new HttpAgent(socketOptions);
+const httpsAgent = new HttpsAgent(socketOptions);
 
 function toHeaders(res: IncomingMessage): Headers {
   const headers = new Headers();
