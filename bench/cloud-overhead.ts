@@ -61,7 +61,8 @@ export async function runCloudOverheadBench(subject: OverheadSubject, options: {
   try {
     const feeds: Record<string, ort.Tensor> = {};
     for (const [k, t] of Object.entries(subject.inputs)) feeds[k] = new ort.Tensor(t.dtype, t.data as Float32Array, t.dims as number[]);
-    const url = `${service.url}/v1/models/subject/infer`;
+    // Options rather than a URL string: node would parse the string again on every request.
+    const target = { host: '127.0.0.1', port: service.port, path: '/v1/models/subject/infer', method: 'POST' };
     // Nagle off: node:http clients leave it on, and on loopback it held the body's last
     // segment until the previous one was acknowledged (≈ 0.2 ms of every round trip).
     // (Agents hand their options to net.connect, which takes `noDelay`.)
@@ -70,7 +71,7 @@ export async function runCloudOverheadBench(subject: OverheadSubject, options: {
     const viaService = (): Promise<{ ms: number; compute: number }> => new Promise((resolve, reject) => {
       const t0 = performance.now();
       const body = encodeTensorMap(subject.inputs);
-      const req = request(url, { method: 'POST', agent, headers: { 'content-type': 'application/x-msgpack', 'content-length': body.byteLength } }, (res) => {
+      const req = request({ ...target, agent, headers: { 'content-type': 'application/x-msgpack', 'content-length': body.byteLength } }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('error', reject);
