@@ -1,8 +1,9 @@
 /**
  * The plain-HTTP transport used by the PAI-EAS and OIP v2 clients: node:http(s) on
- * keep-alive agents with Nagle's algorithm off. Global fetch (undici) cost about 0.7 ms more
- * per 300 KB request on loopback, and node:http without `noDelay` holds the body's last
- * segment until the previous one is acknowledged (≈ 0.2 ms on loopback, an RTT elsewhere).
+ * keep-alive agents with Nagle's algorithm off. Global fetch (undici) cost 0.6–1.1 ms more
+ * per 300 KB POST on loopback; node:http without `noDelay` may hold a request's last segment
+ * until the previous one is acknowledged (0.15–0.2 ms on a raw loopback POST, up to a round
+ * trip on a real network).
  */
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
