@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import type { TensorMap } from '../tensor.js';
 import { AbortedError, ClosedError, DeadlineExceededError, EdgeExecutionError, QueueFullError } from './errors.js';
-import { fromWire, toWire, type ModelRef, type WorkerConfig, type WorkerResult, type WorkerTask } from './protocol.js';
+import { fromWire, toWire, type ModelRef, type ModelSignature, type WorkerConfig, type WorkerResult, type WorkerTask } from './protocol.js';
 
 export interface EdgePoolOptions {
   /** Worker threads (default 1). */
@@ -114,9 +114,14 @@ export class EdgePool {
     return this.running;
   }
 
-  /** Loads a model into every worker's cache ahead of its first request. */
-  async warm(model: ModelRef): Promise<void> {
-    await Promise.all(Array.from({ length: this.workers }, () => this.dispatch({ kind: 'load', model }, [])));
+  /**
+   * Loads a model into the workers' caches ahead of its first request (one load task per
+   * worker; with every worker idle each takes one) and resolves to its input and output names.
+   */
+  async warm(model: ModelRef): Promise<ModelSignature> {
+    const results = await Promise.all(Array.from({ length: this.workers }, () => this.dispatch({ kind: 'load', model }, [])));
+    const signature = results[0]?.ok ? results[0].signature : undefined;
+    return signature ?? { inputs: [], outputs: [] };
   }
 
   /** Runs `model` on `inputs` in a worker. Rejects with a typed error; never throws synchronously. */
@@ -167,10 +172,11 @@ export class EdgePool {
     }
   }
 
-  private async dispatch(task: WorkerTask, transferList: ArrayBuffer[]): Promise<void> {
+  private async dispatch(task: WorkerTask, transferList: ArrayBuffer[]): Promise<WorkerResult> {
     await this.acquire({ whenFull: 'wait' });
     const result = await this.execute(task, transferList);
     if (!result.ok) throw new EdgeExecutionError(result.error.code, result.error.message, { retryable: result.error.retryable });
+    return result;
   }
 
   private acquire(options: EdgeRunOptions): Promise<void> {

@@ -15,6 +15,12 @@ export interface ModelRef {
   bytes?: Uint8Array;
 }
 
+/** A model's input and output names as onnxruntime reports them. */
+export interface ModelSignature {
+  inputs: string[];
+  outputs: string[];
+}
+
 export interface WireTensor {
   name: string;
   dtype: DType;
@@ -48,7 +54,7 @@ export interface WorkerError {
 }
 
 export type WorkerResult =
-  | { ok: true; outputs: WireTensor[]; kept: WireTensor[]; loadMs: number; runMs: number; edgeMs: number }
+  | { ok: true; outputs: WireTensor[]; kept: WireTensor[]; loadMs: number; runMs: number; edgeMs: number; signature?: ModelSignature }
   | { ok: false; error: WorkerError };
 
 /**

@@ -88,7 +88,10 @@ export default async function handle(task: WorkerTask): Promise<unknown> {
     const loadStart = performance.now();
     const s = await session(task.model);
     const loadMs = performance.now() - loadStart;
-    if (task.kind === 'load') return { ok: true, outputs: [], kept: [], loadMs, runMs: 0, edgeMs: 0 } satisfies WorkerResult;
+    if (task.kind === 'load') {
+      const signature = { inputs: [...s.inputNames], outputs: [...s.outputNames] };
+      return { ok: true, outputs: [], kept: [], loadMs, runMs: 0, edgeMs: 0, signature } satisfies WorkerResult;
+    }
 
     const feeds: Record<string, ort.Tensor> = {};
     for (const t of task.inputs) feeds[t.name] = toOrt(t);

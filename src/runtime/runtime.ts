@@ -1,0 +1,307 @@
+/**
+ * The embedding API: a runtime built from a model package, endpoints and a planner. Each
+ * `infer` preprocesses its input, asks the planner for a plan, executes it (falling back to
+ * the edge when the remote part fails or runs late) and reports the outcome to the planner.
+ */
+import { performance } from 'node:perf_hooks';
+import { TandemError, ValidationError } from '../errors.js';
+import type { Observation, Plan, PlanChooser } from '../planner/plan.js';
+import type { Profile } from '../planner/profile.js';
+import { imageToTensor, isRawImage, type ImageInput } from '../preprocess/image.js';
+import { postprocess, type ClassScore } from '../preprocess/postprocess.js';
+import type { EndpointConfig, ProviderClient } from '../providers/types.js';
+import { assertTensor, type Tensor, type TensorMap } from '../tensor.js';
+import { ClosedError, PlanError } from './errors.js';
+import { Executor, type Fallback, type Partition, type PartitionSource, type Timing } from './executor.js';
+import { loadPackage, type ModelPackage } from './package.js';
+import { EdgePool } from './pool.js';
+
+/** Options of {@link createRuntime}. */
+export interface RuntimeOptions {
+  /** A model package folder (model.onnx + manifest.json) or a bare `.onnx` file. */
+  model: string;
+  /** Endpoints able to run the model or its tails: ready clients, or configurations turned into clients with `createClient`. */
+  endpoints?: ReadonlyArray<ProviderClient | EndpointConfig>;
+  /** Builds a client for an endpoint configuration. */
+  createClient?: (config: EndpointConfig) => ProviderClient;
+  /** A planner consulted per request, or one fixed plan (default: `{ kind: 'local' }`). */
+  planner?: PlanChooser | Plan;
+  /** Name under which the endpoints serve this model (default: the package name). */
+  modelName?: string;
+  /** Edge worker threads (default 1). */
+  workers?: number;
+  /** onnxruntime intra-op threads per worker (default: cores ÷ workers). */
+  intraOpThreads?: number;
+  /** Requests that may wait for an edge worker (default 4 × workers). */
+  maxQueue?: number;
+  /** Past `maxQueue`, wait for room or reject with `RUNTIME_QUEUE_FULL` (default `reject`). */
+  whenFull?: 'wait' | 'reject';
+  /** Stretch every edge computation by this factor, to emulate a slower device (default 1). */
+  slowdown?: number;
+  /**
+   * Endpoints a request of the given data class may be processed at (the residency gate
+   * plugs in here). Plans naming any other endpoint are executed on the edge instead.
+   */
+  allowedEndpoints?: (dataClass: string | undefined) => readonly string[];
+  /** A profile of this model, whose times seed the runtime's edge-time estimates. */
+  profile?: Profile;
+  /** Split the model at a cut (the graph toolkit's `splitModel`); required for split plans. */
+  partitions?: PartitionSource;
+}
+
+/** Per-request options of {@link Runtime.infer}. */
+export interface InferCallOptions {
+  signal?: AbortSignal;
+  /** Absolute deadline, epoch milliseconds. */
+  deadline?: number;
+  /** The data class of this request's input, for the residency gate. */
+  dataClass?: string;
+  requestId?: string;
+}
+
+/** One input: a tensor, or an image for an input whose manifest declares a pipeline. */
+export type InputValue = Tensor | ImageInput;
+
+/**
+ * What `infer` accepts: a map from input name to tensor or image, or a single image for a
+ * model with one image input. Tensor buffers are transferred to the edge worker and become
+ * detached in the caller (pass copies to keep them).
+ */
+export type RuntimeInput = ImageInput | Record<string, InputValue>;
+
+export interface RuntimeTiming extends Timing {
+  /** Decoding and converting images. */
+  preprocessMs: number;
+}
+
+export interface InferResult {
+  outputs: TensorMap;
+  /** The plan the planner chose. */
+  plan: Plan;
+  /** True when a remote plan completed on the edge instead. */
+  fellBack: boolean;
+  /** Why it fell back. */
+  fallback?: Fallback;
+  timing: RuntimeTiming;
+  bytesSent: number;
+  bytesReceived: number;
+  /** Ranked classes per batch row, for classifiers whose manifest asks for it. */
+  classes?: ClassScore[][];
+}
+
+export interface Runtime {
+  /** The model's name, hash and input/output names. */
+  readonly model: { name: string; sha256: string; inputs: readonly string[]; outputs: readonly string[] };
+  /** Runs one request. Rejects with a `TandemError` (never throws synchronously). */
+  infer(input: RuntimeInput, options?: InferCallOptions): Promise<InferResult>;
+  /** Finishes accepted requests, then stops the workers and closes the clients it created. */
+  close(): Promise<void>;
+}
+
+/** Creates a runtime; resolves once the model is loaded in every edge worker. */
+export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
+  const pkg = await loadPackage(options.model);
+  const { clients, owned } = buildClients(options);
+  const planner = options.planner ?? { kind: 'local' };
+  if (isPlan(planner)) checkPlan(planner, clients);
+  const pool = new EdgePool({
+    ...(options.workers !== undefined ? { workers: options.workers } : {}),
+    ...(options.intraOpThreads !== undefined ? { intraOpThreads: options.intraOpThreads } : {}),
+    ...(options.maxQueue !== undefined ? { maxQueue: options.maxQueue } : {}),
+    ...(options.whenFull !== undefined ? { whenFull: options.whenFull } : {}),
+    ...(options.slowdown !== undefined ? { slowdown: options.slowdown } : {}),
+    preload: [pkg.model],
+  });
+  let signature;
+  try {
+    signature = await pool.warm(pkg.model);
+  } catch (error) {
+    await pool.close({ force: true });
+    throw error;
+  }
+  const partitions = cachedPartitions(options.partitions);
+  const executor = new Executor({
+    pool,
+    model: pkg.model,
+    modelName: options.modelName ?? pkg.name,
+    inputNames: signature.inputs,
+    clients,
+    partitions,
+    estimates: seedEstimates(options.profile, pkg.model.sha256),
+  });
+  return new EmbeddedRuntime(pkg, signature, pool, executor, planner, clients, owned, options.allowedEndpoints);
+}
+
+class EmbeddedRuntime implements Runtime {
+  readonly model: Runtime['model'];
+  private closed = false;
+  private readonly inFlight = new Set<Promise<unknown>>();
+
+  constructor(
+    private readonly pkg: ModelPackage,
+    signature: { inputs: string[]; outputs: string[] },
+    private readonly pool: EdgePool,
+    private readonly executor: Executor,
+    private readonly planner: PlanChooser | Plan,
+    private readonly clients: ReadonlyMap<string, ProviderClient>,
+    private readonly owned: readonly ProviderClient[],
+    private readonly gate: RuntimeOptions['allowedEndpoints'],
+  ) {
+    this.model = { name: pkg.name, sha256: pkg.model.sha256, inputs: signature.inputs, outputs: signature.outputs };
+  }
+
+  infer(input: RuntimeInput, options: InferCallOptions = {}): Promise<InferResult> {
+    if (this.closed) return Promise.reject(new ClosedError('runtime'));
+    const run = this.run(input, options);
+    this.inFlight.add(run);
+    const forget = (): void => void this.inFlight.delete(run);
+    run.then(forget, forget);
+    return run;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.allSettled([...this.inFlight]);
+    await this.pool.close();
+    await Promise.allSettled(this.owned.map((c) => c.close()));
+  }
+
+  private async run(input: RuntimeInput, options: InferCallOptions): Promise<InferResult> {
+    const started = performance.now();
+    const inputs = await this.prepare(input);
+    const preprocessMs = performance.now() - started;
+    const allowed = this.allowed(options.dataClass);
+    const plan = isPlan(this.planner)
+      ? this.planner
+      : this.planner.choose({ allowedEndpoints: allowed, ...(options.deadline !== undefined ? { deadline: options.deadline } : {}), edgeQueue: this.pool.queueLength });
+    try {
+      const execution = await this.executor.execute(plan, inputs, {
+        allowedEndpoints: allowed,
+        ...(options.signal ? { signal: options.signal } : {}),
+        ...(options.deadline !== undefined ? { deadline: options.deadline } : {}),
+        ...(options.requestId !== undefined ? { requestId: options.requestId } : {}),
+      });
+      const timing: RuntimeTiming = { ...execution.timing, preprocessMs, totalMs: performance.now() - started };
+      this.observe({
+        plan, ok: true, fellBack: execution.fellBack, ...timing, networkMs: timing.transferMs,
+        bytesSent: execution.bytesSent, bytesReceived: execution.bytesReceived, at: Date.now(),
+      });
+      const classes = postprocess(execution.outputs, this.pkg.manifest.postprocess, this.pkg.labels);
+      return {
+        outputs: execution.outputs,
+        plan,
+        fellBack: execution.fellBack,
+        ...(execution.fallback ? { fallback: execution.fallback } : {}),
+        timing,
+        bytesSent: execution.bytesSent,
+        bytesReceived: execution.bytesReceived,
+        ...(classes ? { classes } : {}),
+      };
+    } catch (error) {
+      const totalMs = performance.now() - started;
+      this.observe({
+        plan, ok: false, fellBack: false, queueMs: 0, edgeMs: 0, encodeMs: 0, networkMs: 0, remoteMs: 0, decodeMs: 0,
+        totalMs, bytesSent: 0, bytesReceived: 0, at: Date.now(),
+      });
+      throw error instanceof TandemError ? error : new TandemError('RUNTIME_FAILED', `inference failed: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  private observe(observation: Observation): void {
+    if (!isPlan(this.planner)) this.planner.observe(observation);
+  }
+
+  private allowed(dataClass: string | undefined): readonly string[] {
+    const known = [...this.clients.keys()];
+    if (!this.gate) return known;
+    const permitted = new Set(this.gate(dataClass));
+    return known.filter((name) => permitted.has(name));
+  }
+
+  /** Validates the caller's input and turns images into tensors as the manifest declares. */
+  private async prepare(input: RuntimeInput): Promise<TensorMap> {
+    const pipelines = this.pkg.manifest.inputs;
+    let named: Record<string, InputValue>;
+    if (input instanceof Uint8Array || isRawImage(input)) {
+      const imageInputs = this.model.inputs.filter((name) => pipelines[name]?.pipeline);
+      if (imageInputs.length !== 1 || this.model.inputs.length !== 1) {
+        throw new ValidationError('RUNTIME_INPUT', 'a bare image needs a model with exactly one input whose manifest declares a pipeline; pass a map of inputs');
+      }
+      named = { [imageInputs[0]!]: input };
+    } else if (typeof input === 'object' && input !== null) {
+      named = input;
+    } else {
+      throw new ValidationError('RUNTIME_INPUT', 'infer expects an image or a map of input names to tensors or images');
+    }
+    const tensors: TensorMap = {};
+    for (const name of this.model.inputs) {
+      const value = named[name];
+      if (value === undefined) throw new ValidationError('RUNTIME_INPUT', `missing model input "${name}"`);
+      if (value instanceof Uint8Array || isRawImage(value)) {
+        const pipeline = pipelines[name]?.pipeline;
+        if (!pipeline) throw new ValidationError('RUNTIME_INPUT', `input "${name}" has no image pipeline in the manifest; pass a tensor`);
+        tensors[name] = await imageToTensor(value, pipeline);
+      } else {
+        assertTensor(name, value);
+        tensors[name] = value;
+      }
+    }
+    for (const name of Object.keys(named)) {
+      if (!this.model.inputs.includes(name)) throw new ValidationError('RUNTIME_INPUT', `the model has no input "${name}"`);
+    }
+    return tensors;
+  }
+}
+
+function isPlan(value: PlanChooser | Plan): value is Plan {
+  return 'kind' in value;
+}
+
+function isClient(value: ProviderClient | EndpointConfig): value is ProviderClient {
+  return typeof (value as ProviderClient).infer === 'function';
+}
+
+function buildClients(options: RuntimeOptions): { clients: Map<string, ProviderClient>; owned: ProviderClient[] } {
+  const clients = new Map<string, ProviderClient>();
+  const owned: ProviderClient[] = [];
+  for (const entry of options.endpoints ?? []) {
+    let client: ProviderClient;
+    if (isClient(entry)) client = entry;
+    else {
+      if (!options.createClient) throw new ValidationError('RUNTIME_ENDPOINT', `endpoint "${entry.name}" is a configuration but no createClient was given`);
+      client = options.createClient(entry);
+      owned.push(client);
+    }
+    const name = client.endpoint.name;
+    if (clients.has(name)) throw new ValidationError('RUNTIME_ENDPOINT', `two endpoints are named "${name}"`);
+    clients.set(name, client);
+  }
+  return { clients, owned };
+}
+
+function checkPlan(plan: Plan, clients: ReadonlyMap<string, ProviderClient>): void {
+  if (plan.kind !== 'local' && !clients.has(plan.endpoint)) {
+    throw new PlanError('RUNTIME_PLAN', `the fixed plan names endpoint "${plan.endpoint}", which is not configured`);
+  }
+}
+
+function cachedPartitions(source: PartitionSource | undefined): PartitionSource {
+  const cache = new Map<string, Promise<Partition>>();
+  return (cut) => {
+    if (!source) return Promise.reject(new PlanError('RUNTIME_SPLIT_UNAVAILABLE', `cannot split at ${cut}: no partition source`));
+    let pending = cache.get(cut);
+    if (!pending) {
+      pending = source(cut);
+      cache.set(cut, pending);
+      pending.catch(() => cache.delete(cut));
+    }
+    return pending;
+  };
+}
+
+/** Edge-time estimates from a profile: the whole model, and each cut's tail (local − head). */
+function seedEstimates(profile: Profile | undefined, sha256: string): Map<string, number> {
+  const estimates = new Map<string, number>();
+  if (profile && profile.modelSha256 === sha256) estimates.set(sha256, profile.localMs);
+  return estimates;
+}
