@@ -82,6 +82,12 @@ export interface ExecutorConfig {
 
 /** Smoothing of the edge-time estimates used to decide when to give up on a remote call. */
 const EMA_WEIGHT = 0.3;
+/**
+ * Time kept back from the remote call for finishing on the edge: the estimate with headroom,
+ * because edge times jitter with load and the fallback may also wait for a worker.
+ */
+const RESERVE_FACTOR = 1.5;
+const RESERVE_MARGIN_MS = 10;
 
 export class Executor {
   private readonly estimates: Map<string, number>;
@@ -182,7 +188,8 @@ export class Executor {
   ): Promise<{ response: InferResponse } | { fallback: Fallback }> {
     const { signal, deadline } = options;
     if (signal?.aborted) throw new AbortedError(signal.reason);
-    const reserve = this.estimates.get(fallbackModel.sha256) ?? this.estimates.get(this.config.model.sha256) ?? 0;
+    const estimate = this.estimates.get(fallbackModel.sha256) ?? this.estimates.get(this.config.model.sha256);
+    const reserve = estimate === undefined ? 0 : RESERVE_FACTOR * estimate + RESERVE_MARGIN_MS;
     const cutoff = deadline === undefined ? undefined : deadline - reserve;
     if (cutoff !== undefined && Date.now() >= cutoff) {
       if (Date.now() >= (deadline ?? 0)) throw new DeadlineExceededError(deadline ?? 0, 'choosing where to run');
