@@ -5,6 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { isTandemError } from '../errors.js';
 import { registerGraphCommands } from './graph-commands.js';
+import { registerRuntimeBenchCommands, registerRuntimeCommands } from './runtime-commands.js';
 
 export function buildProgram(): Command {
   const program = new Command('tandem')
@@ -12,6 +13,8 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   registerGraphCommands(program);
+  registerRuntimeCommands(program);
+  registerRuntimeBenchCommands(program.command('bench').description('Benchmarks'));
   return program;
 }
 

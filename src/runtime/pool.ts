@@ -26,6 +26,8 @@ export interface EdgePoolOptions {
   slowdown?: number;
   /** Models every worker loads at start-up. */
   preload?: ModelRef[];
+  /** Sessions each worker keeps cached (default 8); least recently used ones are released. */
+  maxSessions?: number;
 }
 
 export interface EdgeRunOptions {
@@ -92,7 +94,7 @@ export class EdgePool {
       throw new EdgeExecutionError('RUNTIME_OPTION', `slowdown must be a finite number ≥ 1, got ${this.slowdown}`);
     }
     const entry = workerEntry();
-    const workerData: WorkerConfig = { intraOpThreads: this.intraOpThreads, preload: options.preload ?? [] };
+    const workerData: WorkerConfig = { intraOpThreads: this.intraOpThreads, maxSessions: positiveInt(options.maxSessions ?? 8, 'maxSessions'), preload: options.preload ?? [] };
     this.piscina = new Piscina({
       filename: entry.filename,
       execArgv: [...process.execArgv, ...entry.execArgv],

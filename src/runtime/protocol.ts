@@ -30,6 +30,8 @@ export interface WireTensor {
 
 export interface WorkerConfig {
   intraOpThreads: number;
+  /** Sessions a worker keeps; the least recently used beyond this are released. */
+  maxSessions: number;
   preload: ModelRef[];
 }
 

@@ -12,6 +12,7 @@ import type { DType, TensorData } from '../tensor.js';
 import { isTransferable, type ModelRef, type WireTensor, type WorkerConfig, type WorkerError, type WorkerResult, type WorkerTask } from './protocol.js';
 
 const config = Piscina.workerData as WorkerConfig;
+/** Sessions by model hash, in least-recently-used order (Map iteration order). */
 const sessions = new Map<string, Promise<ort.InferenceSession>>();
 
 class WorkerFailure extends Error {
@@ -34,7 +35,11 @@ async function modelBytes(model: ModelRef): Promise<Uint8Array> {
 
 function session(model: ModelRef): Promise<ort.InferenceSession> {
   let pending = sessions.get(model.sha256);
-  if (!pending) {
+  if (pending) {
+    sessions.delete(model.sha256);
+    sessions.set(model.sha256, pending);
+  } else {
+    evict();
     pending = (async () => {
       const bytes = await modelBytes(model);
       try {
@@ -53,6 +58,15 @@ function session(model: ModelRef): Promise<ort.InferenceSession> {
     pending.catch(() => sessions.delete(model.sha256));
   }
   return pending;
+}
+
+/** Keeps the cache bounded: profiling visits many heads, and each session holds its weights. */
+function evict(): void {
+  while (sessions.size >= config.maxSessions) {
+    const [oldest, victim] = sessions.entries().next().value as [string, Promise<ort.InferenceSession>];
+    sessions.delete(oldest);
+    victim.then((s) => s.release()).catch(() => undefined);
+  }
 }
 
 // Preload the models named at pool creation so the first request does not pay for them.
