@@ -165,6 +165,27 @@ describe('createRuntime: fallback to the edge', () => {
   });
 });
 
+describe('createRuntime: queue limits', () => {
+  it('rejects past maxQueue with RUNTIME_QUEUE_FULL, or waits when configured to', async () => {
+    const rejecting = await createRuntime({ model: DET_MODEL, workers: 1, intraOpThreads: 1, maxQueue: 1, slowdown: 3 });
+    try {
+      const accepted = [rejecting.infer(randomInput(DET_DIMS)), rejecting.infer(randomInput(DET_DIMS))];
+      await expect(rejecting.infer(randomInput(DET_DIMS))).rejects.toMatchObject({ code: 'RUNTIME_QUEUE_FULL', retryable: true });
+      expect(await Promise.all(accepted)).toHaveLength(2);
+    } finally {
+      await rejecting.close();
+    }
+    const waiting = await createRuntime({ model: DET_MODEL, workers: 1, intraOpThreads: 1, maxQueue: 1, whenFull: 'wait' });
+    try {
+      const all = await Promise.all([1, 2, 3, 4].map((seed) => waiting.infer(randomInput(DET_DIMS, seed))));
+      expect(all).toHaveLength(4);
+      expect(all[3]!.timing.queueMs).toBeGreaterThan(0);
+    } finally {
+      await waiting.close();
+    }
+  });
+});
+
 describe('createRuntime: configuration errors', () => {
   it('rejects a fixed plan naming an unknown endpoint and a missing package', async () => {
     await expect(createRuntime({ model: CLS_MODEL, planner: { kind: 'offload', endpoint: 'nowhere' } })).rejects.toMatchObject({ code: 'RUNTIME_PLAN' });
