@@ -130,10 +130,16 @@ export class Executor {
 
     if (refusal || !client) return finish(await this.edge(this.config.model, inputs, timing, options), { fallback: refusal });
     const partition = await this.partition(plan.cut);
-    const keep = partition.tailInputs.filter((name) => this.config.inputNames.includes(name));
-    const head = await this.config.pool.run(partition.head, inputs, { ...callerOf(options), outputs: partition.headOutputs, keep });
-    this.account(partition.head, head.edgeMs, head.queueMs, timing);
-    const available: TensorMap = { ...head.kept, ...head.outputs };
+    let available: TensorMap;
+    if (partition.headOutputs.every((name) => this.config.inputNames.includes(name))) {
+      // The first cut: the head computes nothing, the request's inputs are the cut tensors.
+      available = inputs;
+    } else {
+      const keep = partition.tailInputs.filter((name) => this.config.inputNames.includes(name));
+      const head = await this.config.pool.run(partition.head, inputs, { ...callerOf(options), outputs: partition.headOutputs, keep });
+      this.account(partition.head, head.edgeMs, head.queueMs, timing);
+      available = { ...head.kept, ...head.outputs };
+    }
     const tailInputs: TensorMap = {};
     for (const name of partition.tailInputs) {
       const t = available[name];

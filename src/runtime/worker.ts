@@ -22,7 +22,8 @@ class WorkerFailure extends Error {
 }
 
 async function modelBytes(model: ModelRef): Promise<Uint8Array> {
-  if (model.bytes) return model.bytes;
+  // onnxruntime-node accepts only ArrayBuffer-backed bytes, so shared ones are copied once here.
+  if (model.bytes) return model.bytes.buffer instanceof ArrayBuffer ? model.bytes : new Uint8Array(model.bytes);
   if (model.path) {
     const bytes = await readFile(model.path);
     // The main thread hashed the file; a file replaced since would silently run the wrong model.
