@@ -82,6 +82,7 @@ export class EdgePool {
   private running = 0;
   private closed = false;
   private idle: (() => void) | undefined;
+  private closing: Promise<void> | undefined;
 
   constructor(options: EdgePoolOptions = {}) {
     const cores = availableParallelism();
@@ -152,13 +153,14 @@ export class EdgePool {
    * Stops accepting work, lets queued and running requests finish (or, with `force`,
    * rejects the queued ones with `RUNTIME_CLOSED`), then terminates the workers.
    */
-  async close(options: { force?: boolean } = {}): Promise<void> {
-    if (!this.closed) {
-      this.closed = true;
-      if (options.force) for (const w of this.waiting.splice(0)) w.fail(new ClosedError('edge pool'));
-    }
-    if (this.running > 0 || this.waiting.length > 0) await new Promise<void>((resolve) => (this.idle = resolve));
-    await this.piscina.destroy();
+  close(options: { force?: boolean } = {}): Promise<void> {
+    this.closed = true;
+    if (options.force) for (const w of this.waiting.splice(0)) w.fail(new ClosedError('edge pool'));
+    this.closing ??= (async () => {
+      if (this.running > 0 || this.waiting.length > 0) await new Promise<void>((resolve) => (this.idle = resolve));
+      await this.piscina.destroy();
+    })();
+    return this.closing;
   }
 
   /** Runs a task that already holds a slot and frees the slot when the worker is done. */
