@@ -14,6 +14,7 @@ import { assertTensor, type Tensor, type TensorMap } from '../tensor.js';
 import { ClosedError, PlanError } from './errors.js';
 import { Executor, type Fallback, type Partition, type PartitionSource, type Timing } from './executor.js';
 import { loadPackage, type ModelPackage } from './package.js';
+import { graphPartitions } from './partitions.js';
 import { EdgePool } from './pool.js';
 
 /** Options of {@link createRuntime}. */
@@ -45,8 +46,6 @@ export interface RuntimeOptions {
   allowedEndpoints?: (dataClass: string | undefined) => readonly string[];
   /** A profile of this model, whose times seed the runtime's edge-time estimates. */
   profile?: Profile;
-  /** Split the model at a cut (the graph toolkit's `splitModel`); required for split plans. */
-  partitions?: PartitionSource;
 }
 
 /** Per-request options of {@link Runtime.infer}. */
@@ -119,7 +118,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     await pool.close({ force: true });
     throw error;
   }
-  const partitions = cachedPartitions(options.partitions);
+  const partitions = cachedPartitions(graphPartitions(pkg.modelPath));
   const executor = new Executor({
     pool,
     model: pkg.model,
@@ -285,10 +284,10 @@ function checkPlan(plan: Plan, clients: ReadonlyMap<string, ProviderClient>): vo
   }
 }
 
-function cachedPartitions(source: PartitionSource | undefined): PartitionSource {
+/** Each cut is split once per runtime, on its first use. */
+function cachedPartitions(source: PartitionSource): PartitionSource {
   const cache = new Map<string, Promise<Partition>>();
   return (cut) => {
-    if (!source) return Promise.reject(new PlanError('RUNTIME_SPLIT_UNAVAILABLE', `cannot split at ${cut}: no partition source`));
     let pending = cache.get(cut);
     if (!pending) {
       pending = source(cut);
