@@ -3,7 +3,8 @@
  * runtime's overhead and pool scaling).
  */
 import type { Command } from 'commander';
-import { ValidationError } from '../errors.js';
+import { writeFile } from 'node:fs/promises';
+import { TandemError, ValidationError } from '../errors.js';
 
 /** Parses repeated `NAME=D1,D2,...` options into a shape map. */
 export function parseShapes(values: readonly string[]): Record<string, number[]> {
@@ -28,8 +29,65 @@ function positiveInt(name: string) {
   };
 }
 
-export function registerRuntimeCommands(_program: Command): void {
-  // `tandem profile` is registered here once the graph toolkit is available.
+function nonNegativeInt(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0) throw new ValidationError('CLI_OPTION', `${name} expects a non-negative integer, got "${value}"`);
+    return n;
+  };
+}
+
+function slowdown(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 1) throw new ValidationError('CLI_OPTION', `--slowdown expects a number ≥ 1, got "${value}"`);
+  return n;
+}
+
+interface ProfileCliOptions {
+  shape: string[];
+  out: string;
+  runs: number;
+  warmup: number;
+  maxCuts: number;
+  threads?: number;
+  slowdown?: number;
+  modelName?: string;
+}
+
+export function registerRuntimeCommands(program: Command): void {
+  program
+    .command('profile')
+    .description('Measure every cut\'s head time on the edge pool (and tail time at endpoints) and write profile.json')
+    .argument('<model>', 'model package folder or .onnx file')
+    .option('--shape <name=dims>', 'input shape, e.g. x=1,3,640,640 (repeatable)', collect, [])
+    .requiredOption('--out <file>', 'where to write profile.json')
+    .option('--runs <n>', 'timed runs per measurement (the median is kept)', positiveInt('--runs'), 5)
+    .option('--warmup <n>', 'untimed runs before timing', nonNegativeInt('--warmup'), 2)
+    .option('--max-cuts <n>', 'cuts measured; the others are interpolated in FLOPs', positiveInt('--max-cuts'), 24)
+    .option('--threads <n>', 'edge intra-op threads (default: all cores)', positiveInt('--threads'))
+    .option('--slowdown <factor>', 'edge slowdown factor (device emulation)', slowdown)
+    .option('--model-name <name>', 'model name at the endpoints (default: the package name)')
+    .action(async (model: string, opts: ProfileCliOptions) => {
+      const { profileModel } = await import('../runtime/profiler.js');
+      const shapes = parseShapes(opts.shape);
+      const profile = await profileModel({
+        model,
+        ...(Object.keys(shapes).length > 0 ? { shapes } : {}),
+        runs: opts.runs,
+        warmup: opts.warmup,
+        maxCuts: opts.maxCuts,
+        ...(opts.threads !== undefined ? { intraOpThreads: opts.threads } : {}),
+        ...(opts.slowdown !== undefined ? { slowdown: opts.slowdown } : {}),
+        ...(opts.modelName !== undefined ? { modelName: opts.modelName } : {}),
+        log: (line) => process.stderr.write(`${line}\n`),
+      });
+      try {
+        await writeFile(opts.out, `${JSON.stringify(profile, null, 2)}\n`);
+      } catch (error) {
+        throw new TandemError('PROFILE_WRITE', `cannot write ${opts.out}: ${(error as Error).message}`, { cause: error });
+      }
+      process.stdout.write(`wrote ${opts.out}: ${profile.cuts.length} cuts, local ${profile.localMs.toFixed(2)} ms\n`);
+    });
 }
 
 /** Adds `overhead` to the shared `tandem bench` command. */

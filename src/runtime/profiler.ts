@@ -3,8 +3,8 @@
  * per endpoint, the tail's remote compute time; plus the whole model on each side.
  *
  * Models with hundreds of cuts are kept tractable by measuring at most `maxCuts` of them —
- * the first and last cut, the cuts with the fewest bytes (where a planner is most likely to
- * split) and cuts evenly spread over the head's FLOPs — and interpolating the others'
+ * the first and last cut, and the smallest cut (fewest bytes, where a planner is most likely
+ * to split) in each of equal-count bands of head FLOPs — and interpolating the others'
  * times linearly in FLOPs between their measured neighbours (head time in head FLOPs, tail
  * time in the FLOPs after the cut).
  */
@@ -144,7 +144,11 @@ export async function profileModel(options: ProfileOptions): Promise<Profile> {
   }
 }
 
-/** Every cut when there are few; otherwise the ends, the smallest and an even spread over FLOPs. */
+/**
+ * Every cut when there are few. Otherwise the first and last cut plus, in each of
+ * `maxCuts − 2` equal-count bands of head FLOPs, the cut with the fewest bytes: spread over
+ * the model, and at the places a planner is most likely to split.
+ */
 export function selectCuts(cuts: readonly CutInfo[], maxCuts: number): Set<string> {
   if (cuts.length <= maxCuts) return new Set(cuts.map((c) => c.id));
   const chosen = new Set<string>();
@@ -152,17 +156,14 @@ export function selectCuts(cuts: readonly CutInfo[], maxCuts: number): Set<strin
   const last = cuts[cuts.length - 1];
   if (first) chosen.add(first.id);
   if (last) chosen.add(last.id);
-  const budget = Math.max(0, maxCuts - chosen.size);
-  const bySize = [...cuts].sort((a, b) => a.bytes - b.bytes);
-  for (const cut of bySize) {
-    if (chosen.size >= 2 + Math.floor(budget / 2)) break;
-    chosen.add(cut.id);
-  }
-  const byFlops = [...cuts].sort((a, b) => a.headFlops - b.headFlops);
-  const remaining = maxCuts - chosen.size;
-  for (let i = 1; i <= remaining; i++) {
-    const cut = byFlops[Math.min(byFlops.length - 1, Math.round((i * (byFlops.length - 1)) / (remaining + 1)))];
-    if (cut) chosen.add(cut.id);
+  const inner = [...cuts.slice(1, -1)].sort((a, b) => a.headFlops - b.headFlops);
+  const bands = Math.max(0, maxCuts - chosen.size);
+  for (let band = 0; band < bands; band++) {
+    const from = Math.floor((band * inner.length) / bands);
+    const to = Math.floor(((band + 1) * inner.length) / bands);
+    let best: CutInfo | undefined;
+    for (const cut of inner.slice(from, to)) if (!best || cut.bytes < best.bytes) best = cut;
+    if (best) chosen.add(best.id);
   }
   return chosen;
 }

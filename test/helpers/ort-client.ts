@@ -17,8 +17,8 @@ export class OrtTestClient implements ProviderClient {
   calls: InferRequest[] = [];
   private readonly sessions = new Map<string, Promise<ort.InferenceSession>>();
 
-  /** `models` maps `model` (whole) or `model@cut` (tail) to ONNX bytes or a path. */
-  constructor(name: string, private readonly models: Record<string, string | Uint8Array>) {
+  /** `models` maps `model` (whole) or `model@cut` (tail) to ONNX bytes or a path, or resolves such a key. */
+  constructor(name: string, private readonly models: Record<string, string | Uint8Array> | ((key: string) => Promise<string | Uint8Array | undefined>)) {
     this.endpoint = { name, kind: 'oip', region: 'local', url: 'http://127.0.0.1:0' };
   }
 
@@ -35,10 +35,10 @@ export class OrtTestClient implements ProviderClient {
       }
     }
     const key = request.cut ? `${request.model}@${request.cut}` : request.model;
-    const source = this.models[key];
-    if (source === undefined) throw new TandemError('PROVIDER_MODEL', `no model ${key}`);
     let session = this.sessions.get(key);
     if (!session) {
+      const source = typeof this.models === 'function' ? await this.models(key) : this.models[key];
+      if (source === undefined) throw new TandemError('PROVIDER_MODEL', `no model ${key}`);
       session = ort.InferenceSession.create(source as string);
       this.sessions.set(key, session);
     }
