@@ -66,4 +66,23 @@ describe('Executor split path (hand-made partition)', () => {
       client.behaviour = 'ok';
     }
   });
+
+  it('does not call the endpoint when the deadline leaves less than the edge needs, and runs on the edge', async () => {
+    const head = await modelFromFile(CLS_MODEL);
+    // An edge estimate of 10 s (as if from a profile): any deadline under 15 s leaves no room for the remote call.
+    const pessimist = new Executor({
+      pool, model: head, modelName: 'composite', inputNames: ['x'], clients: new Map([['cloud', client]]),
+      partitions: () => Promise.reject(new Error('unused')), estimates: new Map([[head.sha256, 10_000]]),
+    });
+    const calls = client.calls.length;
+    const input = randomInput([1, 3, 48, 192], 12);
+    const expected = await referenceRun(CLS_MODEL, input);
+    const result = await pessimist.execute({ kind: 'offload', endpoint: 'cloud' }, cloneMap(input), { deadline: Date.now() + 5_000 });
+    expect(client.calls.length).toBe(calls);
+    expect(result.fellBack).toBe(true);
+    expect(result.fallback?.reason).toBe('deadline');
+    expect(maxAbsDiff(result.outputs, expected)).toBeLessThan(1e-5);
+    // Once the deadline has passed, the request fails with the deadline instead.
+    await expect(pessimist.execute({ kind: 'offload', endpoint: 'cloud' }, cloneMap(input), { deadline: Date.now() - 1 })).rejects.toMatchObject({ code: 'RUNTIME_DEADLINE_EXCEEDED' });
+  });
 });
