@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { analyzeModel, listCuts, loadModel, parseModel, splitModel, type OnnxModel } from '../src/graph/index.js';
 import { tensorShapes, resolveInputShapes } from '../src/graph/shapes.js';
 import { ensureReferenceModel } from '../models/generate.js';
-import { encode, ifModel, writeExternalDataModel } from './fixtures/graphs.js';
+import { customDomainModel, encode, ifModel, writeExternalDataModel } from './fixtures/graphs.js';
 import { PPOCR_CLS, PPOCR_DET, maxRelativeError, randomFloats, runOnnx } from './helpers/models.js';
 
 let dir: string;
@@ -171,5 +171,25 @@ describe('control flow and storage', () => {
     const y = (await runOnnx(p.tail, { r: r['r']! }))['y']!.data as Float32Array;
     expect(maxRelativeError(y, expected)).toBeLessThan(1e-6);
     await expect(loadModel(path)).rejects.toMatchObject({ code: 'GRAPH_EXTERNAL_DATA_MISSING', message: expect.stringContaining('weights.bin') });
+  });
+
+  it('handles custom-domain operators: sizes measured by a run, metadata and opsets kept', async () => {
+    const bytes = encode(customDomainModel());
+    const model = await parseModel(bytes, 'custom.onnx');
+    const analysis = await analyzeModel(model, { x: [4, 6] });
+    expect(analysis.inputs[0]!.shape).toEqual([4, 6]);
+    const geluCut = analysis.cuts.find((c) => c.tensors.length === 1 && c.tensors[0] === 'g')!;
+    expect(geluCut.bytes).toBe(4 * 5 * 4);
+    const p = await splitModel(model, geluCut.id, analysis);
+    const tail = await parseModel(p.tail, 'tail');
+    expect(tail.proto.opsetImport?.map((o) => o.domain)).toContain('com.microsoft');
+    expect(tail.proto.metadataProps?.find((m) => m.key === 'author')?.value).toBe('tandem tests');
+    expect(tail.proto.metadataProps?.find((m) => m.key === 'tandem.cut')?.value).toBe(geluCut.id);
+    const x = new ort.Tensor('float32', randomFloats(24, 5), [4, 6]);
+    const expected = (await runOnnx(bytes, { x }))['y']!.data as Float32Array;
+    const head = await runOnnx(p.head, { x });
+    expect(head['g']!.dims).toEqual([4, 5]);
+    const y = (await runOnnx(p.tail, { g: head['g']! }))['y']!.data as Float32Array;
+    expect(maxRelativeError(y, expected)).toBeLessThan(1e-6);
   });
 });

@@ -3,6 +3,7 @@
  */
 import { Command, Option } from 'commander';
 import { ValidationError } from '../errors.js';
+import { ensureReferenceModel, type ReferenceArch } from '../../models/generate.js';
 import { analyzeModel, loadModel, splitModel, writePartition, type ModelAnalysis } from '../graph/index.js';
 
 /** Parses repeated `--shape NAME=D1,D2,...` options. */
@@ -49,6 +50,21 @@ export function registerGraphCommands(program: Command): void {
       await writePartition(partition, options.out);
       const cut = analysis.cuts.find((c) => c.id === options.cut)!;
       process.stdout.write(`wrote ${options.out}/head.onnx, tail.onnx, partition.json (cut ${cut.id}: ${cut.tensors.join(', ')}; ${formatKB(cut.bytes)} KB)\n`);
+    });
+
+  program
+    .command('models')
+    .description('reference models with deterministic weights')
+    .command('generate')
+    .description('write a MobileNetV2-style or ResNet-18-style model under models/generated/ (or --out)')
+    .addOption(new Option('--arch <arch>', 'architecture').choices(['mobilenetv2', 'resnet18']).default('mobilenetv2'))
+    .option('--width <w>', 'channel width multiplier', parseFloat, 1)
+    .option('--resolution <px>', 'input height and width', (v) => parseInt(v, 10), 224)
+    .option('--classes <n>', 'output classes', (v) => parseInt(v, 10), 1000)
+    .option('--out <dir>', 'output folder')
+    .action(async (options: { arch: ReferenceArch; width: number; resolution: number; classes: number; out?: string }) => {
+      const path = await ensureReferenceModel({ arch: options.arch, width: options.width, resolution: options.resolution, classes: options.classes }, options.out);
+      process.stdout.write(`${path}\n`);
     });
 }
 

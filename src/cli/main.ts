@@ -5,6 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { isTandemError } from '../errors.js';
 import { registerGraphCommands } from './graph-commands.js';
+import { registerResidencyCommands } from './residency-commands.js';
 import { registerRuntimeBenchCommands, registerRuntimeCommands } from './runtime-commands.js';
 
 export function buildProgram(): Command {
@@ -13,6 +14,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   registerGraphCommands(program);
+  registerResidencyCommands(program);
   registerRuntimeCommands(program);
   registerRuntimeBenchCommands(program.command('bench').description('Benchmarks'));
   return program;
