@@ -3,7 +3,7 @@
  * and turns failures into one readable line with a stable code instead of a stack trace.
  */
 import { Command, CommanderError } from 'commander';
-import { isTandemError } from '../errors.js';
+import { isTandemError, ValidationError } from '../errors.js';
 import { registerGraphCommands } from './graph-commands.js';
 import { registerResidencyCommands } from './residency-commands.js';
 import { registerRuntimeBenchCommands, registerRuntimeCommands } from './runtime-commands.js';
@@ -38,7 +38,7 @@ function reportFailure(error: unknown): number {
   }
   if (isTandemError(error)) {
     process.stderr.write(`tandem: error ${error.code}: ${error.message}\n`);
-    return error.code.startsWith('CLI_') || error.name === 'ValidationError' ? 2 : 1;
+    return error.code.startsWith('CLI_') || error instanceof ValidationError ? 2 : 1;
   }
   const message = error instanceof Error ? error.message : String(error);
   process.stderr.write(`tandem: unexpected error: ${message}\n`);
