@@ -1,4 +1,7 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ProfileSchema } from '../src/planner/profile.js';
 import { createRuntime, type Observation, type Plan, type PlanChooser, type PlanContext, type Runtime } from '../src/index.js';
 import { OrtTestClient } from './helpers/ort-client.js';
 import { CLS_MODEL, DET_MODEL, cloneMap, maxAbsDiff, randomInput, referenceRun } from './helpers/runtime-fixtures.js';
@@ -170,6 +173,26 @@ describe('createRuntime: queue limits', () => {
       expect(all[3]!.timing.queueMs).toBeGreaterThan(0);
     } finally {
       await waiting.close();
+    }
+  });
+});
+
+describe('createRuntime: profile-seeded estimates', () => {
+  it('uses the profile\'s edge times to decide that a deadline leaves no room for the endpoint', async () => {
+    const sha = createHash('sha256').update(await readFile(CLS_MODEL)).digest('hex');
+    const profile = ProfileSchema.parse({ version: 1, model: 'cls', modelSha256: sha, shapes: {}, localMs: 10_000, inputBytes: 0, outputBytes: 0, cuts: [] });
+    const client = new OrtTestClient('cloud', { cls: CLS_MODEL });
+    const runtime = await createRuntime({ model: CLS_MODEL, modelName: 'cls', endpoints: [client], planner: { kind: 'offload', endpoint: 'cloud' }, profile, workers: 1 });
+    try {
+      const seeded = await runtime.infer(randomInput(CLS_DIMS), { deadline: Date.now() + 5_000 });
+      expect(seeded.fallback?.reason).toBe('deadline');
+      expect(client.calls).toHaveLength(0);
+      const free = await runtime.infer(randomInput(CLS_DIMS));
+      expect(free.fellBack).toBe(false);
+      expect(client.calls).toHaveLength(1);
+    } finally {
+      await runtime.close();
+      await client.close();
     }
   });
 });

@@ -78,6 +78,8 @@ export interface ExecutorConfig {
   partitions: PartitionSource;
   /** Initial edge-time estimates (ms) by model hash, e.g. from a profile. */
   estimates?: ReadonlyMap<string, number>;
+  /** Initial edge-time estimates (ms) of each cut's tail, by cut id, e.g. local − head from a profile. */
+  tailEstimates?: ReadonlyMap<string, number>;
 }
 
 /** Smoothing of the edge-time estimates used to decide when to give up on a remote call. */
@@ -130,6 +132,8 @@ export class Executor {
 
     if (refusal || !client) return finish(await this.edge(this.config.model, inputs, timing, options), { fallback: refusal });
     const partition = await this.partition(plan.cut);
+    const seeded = this.config.tailEstimates?.get(partition.cut);
+    if (seeded !== undefined && !this.estimates.has(partition.tail.sha256)) this.estimates.set(partition.tail.sha256, seeded);
     let available: TensorMap;
     if (partition.headOutputs.every((name) => this.config.inputNames.includes(name))) {
       // The first cut: the head computes nothing, the request's inputs are the cut tensors.

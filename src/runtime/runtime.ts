@@ -126,7 +126,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     inputNames: signature.inputs,
     clients,
     partitions,
-    estimates: seedEstimates(options.profile, pkg.model.sha256),
+    ...seedEstimates(options.profile, pkg.model.sha256, pool.slowdown),
   });
   return new EmbeddedRuntime(pkg, signature, pool, executor, planner, clients, owned, options.allowedEndpoints);
 }
@@ -298,9 +298,11 @@ function cachedPartitions(source: PartitionSource): PartitionSource {
   };
 }
 
-/** Edge-time estimates from a profile: the whole model, and each cut's tail (local − head). */
-function seedEstimates(profile: Profile | undefined, sha256: string): Map<string, number> {
-  const estimates = new Map<string, number>();
-  if (profile && profile.modelSha256 === sha256) estimates.set(sha256, profile.localMs);
-  return estimates;
+/** Edge-time estimates from a profile of this very model: the whole model, and each cut's tail (local − head), rescaled to this runtime's slowdown. */
+function seedEstimates(profile: Profile | undefined, sha256: string, edgeSlowdown: number): { estimates?: Map<string, number>; tailEstimates?: Map<string, number> } {
+  if (!profile || profile.modelSha256 !== sha256) return {};
+  // Profile times were taken at the profile's slowdown; this runtime may emulate another.
+  const slowdown = profile.edgeSlowdown / edgeSlowdown;
+  const tailEstimates = new Map(profile.cuts.map((c) => [c.id, Math.max(0, profile.localMs - c.headMs) / slowdown]));
+  return { estimates: new Map([[sha256, profile.localMs / slowdown]]), tailEstimates };
 }
