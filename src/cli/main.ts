@@ -5,6 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { isTandemError, ValidationError } from '../errors.js';
 import { registerGraphCommands } from './graph-commands.js';
+import { registerCloudCommands } from './cloud-commands.js';
 import { registerResidencyCommands } from './residency-commands.js';
 import { registerRuntimeBenchCommands, registerRuntimeCommands } from './runtime-commands.js';
 
@@ -14,6 +15,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   registerGraphCommands(program);
+  registerCloudCommands(program);
   registerResidencyCommands(program);
   registerRuntimeCommands(program);
   registerRuntimeBenchCommands(program.command('bench').description('Benchmarks'));
