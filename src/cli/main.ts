@@ -18,7 +18,8 @@ export function buildProgram(): Command {
   registerCloudCommands(program);
   registerResidencyCommands(program);
   registerRuntimeCommands(program);
-  registerRuntimeBenchCommands(program.command('bench').description('Benchmarks'));
+  // `registerCloudCommands` may already have created the shared `bench` parent.
+  registerRuntimeBenchCommands(program.commands.find((c) => c.name() === 'bench') ?? program.command('bench').description('benchmarks'));
   return program;
 }
 
