@@ -10,13 +10,13 @@
  */
 import { performance } from 'node:perf_hooks';
 import { analyzeModel, loadModel, splitModel, type CutInfo } from '../graph/index.js';
-import { ValidationError } from '../errors.js';
 import { ProfileSchema, type CutProfile, type Profile } from '../planner/profile.js';
 import type { ProviderClient } from '../providers/types.js';
-import { allocate, isDType, type Tensor, type TensorMap } from '../tensor.js';
+import type { Tensor, TensorMap } from '../tensor.js';
 import { modelFromBytes } from './model-source.js';
 import { loadPackage } from './package.js';
 import { EdgePool } from './pool.js';
+import { syntheticTensor } from './synthetic.js';
 import type { ModelRef } from './protocol.js';
 
 export interface ProfileOptions {
@@ -211,14 +211,6 @@ function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
   const mid = s.length >> 1;
   return s.length === 0 ? 0 : s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-function syntheticTensor(name: string, dtype: string, shape: number[]): Tensor {
-  if (!isDType(dtype)) throw new ValidationError('PROFILE_INPUT', `input "${name}" has dtype ${dtype}, which the profiler cannot synthesise`);
-  const n = shape.reduce((a, b) => a * b, 1);
-  const data = allocate(dtype, n);
-  if (data instanceof Float32Array || data instanceof Float64Array) for (let i = 0; i < n; i++) data[i] = ((i * 2654435761) % 1000) / 1000;
-  return { dtype, dims: shape, data } as Tensor;
 }
 
 function cloneMap(map: TensorMap): TensorMap {

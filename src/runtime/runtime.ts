@@ -15,6 +15,8 @@ import { ClosedError, PlanError } from './errors.js';
 import { Executor, type Fallback, type Partition, type PartitionSource, type Timing } from './executor.js';
 import { loadPackage, type ModelPackage } from './package.js';
 import { graphPartitions } from './partitions.js';
+import { syntheticTensor } from './synthetic.js';
+import { analyzeModel, loadModel } from '../graph/index.js';
 import { EdgePool } from './pool.js';
 
 /** Options of {@link createRuntime}. */
@@ -23,7 +25,7 @@ export interface RuntimeOptions {
   model: string;
   /** Endpoints able to run the model or its tails: ready clients, or configurations turned into clients with `createClient`. */
   endpoints?: ReadonlyArray<ProviderClient | EndpointConfig>;
-  /** Builds a client for an endpoint configuration. */
+  /** Builds a client for an endpoint configuration (default: the provider client for its `kind`). */
   createClient?: (config: EndpointConfig) => ProviderClient;
   /** A planner consulted per request, or one fixed plan (default: `{ kind: 'local' }`). */
   planner?: PlanChooser | Plan;
@@ -46,6 +48,15 @@ export interface RuntimeOptions {
   allowedEndpoints?: (dataClass: string | undefined) => readonly string[];
   /** A profile of this model, whose times seed the runtime's edge-time estimates. */
   profile?: Profile;
+  /**
+   * Run the model once on synthetic inputs at creation (default true), so the first request
+   * does not pay onnxruntime's first-run cost and deadline fallback has an edge-time
+   * estimate from the start. Skipped when the input shapes are not known (dynamic
+   * dimensions other than the batch without manifest `shapes`).
+   */
+  warmup?: boolean;
+  /** Input shapes for the warm-up run (default: the manifest's `shapes`). */
+  shapes?: Record<string, number[]>;
 }
 
 /** Per-request options of {@link Runtime.infer}. */
@@ -100,22 +111,22 @@ export interface Runtime {
 /** Creates a runtime; resolves once the model is loaded in every edge worker. */
 export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
   const pkg = await loadPackage(options.model);
-  const { clients, owned } = buildClients(options);
+  const { clients, owned } = await buildClients(options);
   const planner = options.planner ?? { kind: 'local' };
-  if (isPlan(planner)) checkPlan(planner, clients);
-  const pool = new EdgePool({
-    ...(options.workers !== undefined ? { workers: options.workers } : {}),
-    ...(options.intraOpThreads !== undefined ? { intraOpThreads: options.intraOpThreads } : {}),
-    ...(options.maxQueue !== undefined ? { maxQueue: options.maxQueue } : {}),
-    ...(options.whenFull !== undefined ? { whenFull: options.whenFull } : {}),
-    ...(options.slowdown !== undefined ? { slowdown: options.slowdown } : {}),
-    preload: [pkg.model],
-  });
+  let pool: EdgePool;
+  try {
+    if (isPlan(planner)) checkPlan(planner, clients);
+    pool = createPool(options, pkg);
+  } catch (error) {
+    await Promise.allSettled(owned.map((c) => c.close()));
+    throw error;
+  }
   let signature;
   try {
     signature = await pool.warm(pkg.model);
   } catch (error) {
     await pool.close({ force: true });
+    await Promise.allSettled(owned.map((c) => c.close()));
     throw error;
   }
   const partitions = cachedPartitions(graphPartitions(pkg.modelPath));
@@ -128,7 +139,19 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     partitions,
     ...seedEstimates(options.profile, pkg.model.sha256, pool.slowdown),
   });
+  if (options.warmup !== false) await warmup(pkg, executor, options.shapes ?? pkg.manifest.shapes ?? {});
   return new EmbeddedRuntime(pkg, signature, pool, executor, planner, clients, owned, options.allowedEndpoints);
+}
+
+async function warmup(pkg: ModelPackage, executor: Executor, shapes: Record<string, number[]>): Promise<void> {
+  let inputs: TensorMap;
+  try {
+    const analysis = await analyzeModel(await loadModel(pkg.modelPath), shapes);
+    inputs = Object.fromEntries(analysis.inputs.map((spec) => [spec.name, syntheticTensor(spec.name, spec.dtype, spec.shape)]));
+  } catch {
+    return; // Shapes unknown: the first requests will provide the estimate instead.
+  }
+  await executor.execute({ kind: 'local' }, inputs);
 }
 
 class EmbeddedRuntime implements Runtime {
@@ -260,20 +283,27 @@ function isClient(value: ProviderClient | EndpointConfig): value is ProviderClie
   return typeof (value as ProviderClient).infer === 'function';
 }
 
-function buildClients(options: RuntimeOptions): { clients: Map<string, ProviderClient>; owned: ProviderClient[] } {
+async function buildClients(options: RuntimeOptions): Promise<{ clients: Map<string, ProviderClient>; owned: ProviderClient[] }> {
   const clients = new Map<string, ProviderClient>();
   const owned: ProviderClient[] = [];
-  for (const entry of options.endpoints ?? []) {
-    let client: ProviderClient;
-    if (isClient(entry)) client = entry;
-    else {
-      if (!options.createClient) throw new ValidationError('RUNTIME_ENDPOINT', `endpoint "${entry.name}" is a configuration but no createClient was given`);
-      client = options.createClient(entry);
-      owned.push(client);
+  let create = options.createClient;
+  try {
+    for (const entry of options.endpoints ?? []) {
+      let client: ProviderClient;
+      if (isClient(entry)) client = entry;
+      else {
+        // Loaded only when needed: the provider SDKs are heavy and a local-only runtime needs none.
+        create ??= (await import('../providers/index.js')).createProviderClient;
+        client = create(entry);
+        owned.push(client);
+      }
+      const name = client.endpoint.name;
+      if (clients.has(name)) throw new ValidationError('RUNTIME_ENDPOINT', `two endpoints are named "${name}"`);
+      clients.set(name, client);
     }
-    const name = client.endpoint.name;
-    if (clients.has(name)) throw new ValidationError('RUNTIME_ENDPOINT', `two endpoints are named "${name}"`);
-    clients.set(name, client);
+  } catch (error) {
+    await Promise.allSettled(owned.map((c) => c.close()));
+    throw error;
   }
   return { clients, owned };
 }
@@ -282,6 +312,17 @@ function checkPlan(plan: Plan, clients: ReadonlyMap<string, ProviderClient>): vo
   if (plan.kind !== 'local' && !clients.has(plan.endpoint)) {
     throw new PlanError('RUNTIME_PLAN', `the fixed plan names endpoint "${plan.endpoint}", which is not configured`);
   }
+}
+
+function createPool(options: RuntimeOptions, pkg: ModelPackage): EdgePool {
+  return new EdgePool({
+    ...(options.workers !== undefined ? { workers: options.workers } : {}),
+    ...(options.intraOpThreads !== undefined ? { intraOpThreads: options.intraOpThreads } : {}),
+    ...(options.maxQueue !== undefined ? { maxQueue: options.maxQueue } : {}),
+    ...(options.whenFull !== undefined ? { whenFull: options.whenFull } : {}),
+    ...(options.slowdown !== undefined ? { slowdown: options.slowdown } : {}),
+    preload: [pkg.model],
+  });
 }
 
 /** Each cut is split once per runtime, on its first use. */
