@@ -89,7 +89,11 @@ describe('createRuntime: fallback to the edge', () => {
   let expected: Awaited<ReturnType<typeof referenceRun>>;
   const input = randomInput(DET_DIMS, 5);
   beforeAll(async () => {
-    runtime = await createRuntime({ model: DET_MODEL, modelName: 'det', endpoints: [client], planner, workers: 1, intraOpThreads: 1 });
+    runtime = await createRuntime({
+      model: DET_MODEL, modelName: 'det', endpoints: [client], planner, workers: 1, intraOpThreads: 1,
+      // Generous headroom: other test files share the two cores and stretch edge times.
+      deadlineHeadroom: { factor: 3, marginMs: 400 },
+    });
     expected = await referenceRun(DET_MODEL, input);
     // One local run gives the runtime its edge-time estimate for the deadline reserve.
     planner.plan = { kind: 'local' };

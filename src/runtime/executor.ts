@@ -78,6 +78,8 @@ export interface ExecutorConfig {
   partitions: PartitionSource;
   /** Initial edge-time estimates (ms) by model hash, e.g. from a profile. */
   estimates?: ReadonlyMap<string, number>;
+  /** Time kept back for finishing on the edge: factor × edge estimate + margin (default 1.5 and 10 ms). */
+  headroom?: { factor?: number; marginMs?: number };
   /** Initial edge-time estimates (ms) of each cut's tail, by cut id, e.g. local − head from a profile. */
   tailEstimates?: ReadonlyMap<string, number>;
 }
@@ -90,6 +92,8 @@ const EMA_WEIGHT = 0.3;
  */
 const RESERVE_FACTOR = 1.5;
 const RESERVE_MARGIN_MS = 10;
+/** Timer granularity when telling a client's own deadline timeout from an endpoint failure. */
+const CUTOFF_SLACK_MS = 5;
 
 export class Executor {
   private readonly estimates: Map<string, number>;
@@ -199,7 +203,9 @@ export class Executor {
     const { signal, deadline } = options;
     if (signal?.aborted) throw new AbortedError(signal.reason);
     const estimate = this.estimates.get(fallbackModel.sha256) ?? this.estimates.get(this.config.model.sha256);
-    const reserve = estimate === undefined ? 0 : RESERVE_FACTOR * estimate + RESERVE_MARGIN_MS;
+    const factor = this.config.headroom?.factor ?? RESERVE_FACTOR;
+    const margin = this.config.headroom?.marginMs ?? RESERVE_MARGIN_MS;
+    const reserve = estimate === undefined ? 0 : factor * estimate + margin;
     const cutoff = deadline === undefined ? undefined : deadline - reserve;
     if (cutoff !== undefined && Date.now() >= cutoff) {
       if (Date.now() >= (deadline ?? 0)) throw new DeadlineExceededError(deadline ?? 0, 'choosing where to run');
@@ -225,7 +231,9 @@ export class Executor {
       return { response };
     } catch (error) {
       if (signal?.aborted) throw new AbortedError(signal.reason);
-      if (cutoffHit) return { fallback: { reason: 'deadline', message: 'the endpoint would have made the request miss its deadline; finished on the edge' } };
+      // The client gets the cutoff as its own deadline and may time out a moment before our timer.
+      const timedOut = cutoffHit || (cutoff !== undefined && Date.now() >= cutoff - CUTOFF_SLACK_MS);
+      if (timedOut) return { fallback: { reason: 'deadline', message: 'the endpoint would have made the request miss its deadline; finished on the edge' } };
       const tandem = error instanceof TandemError ? error : undefined;
       return {
         fallback: {

@@ -55,6 +55,12 @@ export interface RuntimeOptions {
    * dimensions other than the batch without manifest `shapes`).
    */
   warmup?: boolean;
+  /**
+   * Time kept back from a remote call for finishing on the edge before the deadline:
+   * `factor` × the edge-time estimate + `marginMs` (default 1.5 and 10 ms). Raise it on
+   * devices whose edge times vary a lot.
+   */
+  deadlineHeadroom?: { factor?: number; marginMs?: number };
   /** Input shapes for the warm-up run (default: the manifest's `shapes`). */
   shapes?: Record<string, number[]>;
 }
@@ -138,6 +144,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     clients,
     partitions,
     ...seedEstimates(options.profile, pkg.model.sha256, pool.slowdown),
+    ...(options.deadlineHeadroom ? { headroom: options.deadlineHeadroom } : {}),
   });
   if (options.warmup !== false) await warmup(pkg, executor, options.shapes ?? pkg.manifest.shapes ?? {});
   return new EmbeddedRuntime(pkg, signature, pool, executor, planner, clients, owned, options.allowedEndpoints);
