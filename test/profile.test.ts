@@ -8,6 +8,7 @@ import { ProfileSchema } from '../src/planner/profile.js';
 import { profileModel, selectCuts } from '../src/runtime/profiler.js';
 import { OrtTestClient } from './helpers/ort-client.js';
 import { CLS_MODEL } from './helpers/runtime-fixtures.js';
+import { modelsDir, startService } from './cloud-helpers.js';
 
 describe('profiler', () => {
   let dir: string;
@@ -55,6 +56,24 @@ describe('profiler', () => {
     }
   });
 
+  it('tandem profile --endpoint times the whole model and the tails at the real cloud service', async () => {
+    const models = modelsDir();
+    const service = await startService(models.dir);
+    try {
+      const out = join(dir, 'profile-remote.json');
+      const code = await main(['node', 'tandem', 'profile', join(models.dir, 'cls.onnx'), '--shape', 'x=1,3,48,192', '--endpoint', `loop=${service.url}`, '--out', out, '--max-cuts', '4', '--runs', '2', '--warmup', '1']);
+      expect(code).toBe(0);
+      const profile = ProfileSchema.parse(JSON.parse(await readFile(out, 'utf8')));
+      expect(profile.model).toBe('cls');
+      expect(profile.remoteMs['loop']).toBeGreaterThan(0);
+      expect(profile.cuts.every((c) => (c.tailMs['loop'] ?? -1) >= 0)).toBe(true);
+      expect(profile.cuts.filter((c) => (c.tailMs['loop'] ?? 0) > 0).length).toBeGreaterThan(100);
+    } finally {
+      await service.drain();
+      models.cleanup();
+    }
+  });
+
   it('tandem profile writes a valid profile.json', async () => {
     const out = join(dir, 'profile.json');
     const code = await main(['node', 'tandem', 'profile', CLS_MODEL, '--shape', 'x=1,3,48,192', '--out', out, '--max-cuts', '4', '--runs', '1', '--warmup', '0']);
@@ -63,5 +82,6 @@ describe('profiler', () => {
     expect(profile.shapes).toEqual({ x: [1, 3, 48, 192] });
     expect(profile.cuts.length).toBeGreaterThan(100);
     expect(await main(['node', 'tandem', 'profile', CLS_MODEL, '--out', out, '--shape', 'x=oops'])).toBe(2);
+    expect(await main(['node', 'tandem', 'profile', CLS_MODEL, '--out', out, '--endpoint', 'ftp://x'])).toBe(2);
   });
 });

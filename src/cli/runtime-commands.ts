@@ -5,6 +5,7 @@
 import type { Command } from 'commander';
 import { writeFile } from 'node:fs/promises';
 import { TandemError, ValidationError } from '../errors.js';
+import type { EndpointConfig } from '../providers/types.js';
 
 /** Parses repeated `NAME=D1,D2,...` options into a shape map. */
 export function parseShapes(values: readonly string[]): Record<string, number[]> {
@@ -15,6 +16,21 @@ export function parseShapes(values: readonly string[]): Record<string, number[]>
     shapes[match[1]!] = match[2]!.split(',').map(Number);
   }
   return shapes;
+}
+
+/** `NAME=URL` or a bare URL (named after its host and port) → an OIP endpoint. */
+export function parseEndpoint(value: string): EndpointConfig {
+  const eq = value.indexOf('=');
+  const named = eq > 0 && !value.slice(0, eq).includes('/');
+  const url = named ? value.slice(eq + 1) : value;
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new ValidationError('CLI_ENDPOINT', `--endpoint expects [NAME=]URL, got "${value}"`);
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new ValidationError('CLI_ENDPOINT', `--endpoint needs an http(s) URL, got "${url}"`);
+  return { name: named ? value.slice(0, eq) : parsed.host, kind: 'oip', region: 'unknown', url };
 }
 
 function collect(value: string, previous: string[]): string[] {
@@ -45,6 +61,7 @@ function slowdown(value: string): number {
 
 interface ProfileCliOptions {
   shape: string[];
+  endpoint: string[];
   out: string;
   runs: number;
   warmup: number;
@@ -60,6 +77,7 @@ export function registerRuntimeCommands(program: Command): void {
     .description('Measure every cut\'s head time on the edge pool (and tail time at endpoints) and write profile.json')
     .argument('<model>', 'model package folder or .onnx file')
     .option('--shape <name=dims>', 'input shape, e.g. x=1,3,640,640 (repeatable)', collect, [])
+    .option('--endpoint <[name=]url>', 'a Tandem cloud service (Open Inference Protocol v2) to time tails on (repeatable)', collect, [])
     .requiredOption('--out <file>', 'where to write profile.json')
     .option('--runs <n>', 'timed runs per measurement (the median is kept)', positiveInt('--runs'), 5)
     .option('--warmup <n>', 'untimed runs before timing', nonNegativeInt('--warmup'), 2)
@@ -70,8 +88,12 @@ export function registerRuntimeCommands(program: Command): void {
     .action(async (model: string, opts: ProfileCliOptions) => {
       const { profileModel } = await import('../runtime/profiler.js');
       const shapes = parseShapes(opts.shape);
+      const configs = opts.endpoint.map(parseEndpoint);
+      const { createProviderClient } = await import('../providers/index.js');
+      const clients = configs.map((c) => createProviderClient(c));
       const profile = await profileModel({
         model,
+        endpoints: clients,
         ...(Object.keys(shapes).length > 0 ? { shapes } : {}),
         runs: opts.runs,
         warmup: opts.warmup,
@@ -80,7 +102,7 @@ export function registerRuntimeCommands(program: Command): void {
         ...(opts.slowdown !== undefined ? { slowdown: opts.slowdown } : {}),
         ...(opts.modelName !== undefined ? { modelName: opts.modelName } : {}),
         log: (line) => process.stderr.write(`${line}\n`),
-      });
+      }).finally(() => Promise.allSettled(clients.map((c) => c.close())));
       try {
         await writeFile(opts.out, `${JSON.stringify(profile, null, 2)}\n`);
       } catch (error) {
