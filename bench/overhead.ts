@@ -42,6 +42,8 @@ export interface OverheadResult {
     runs: number;
     bareMedianMs: number;
     runtimeMedianMs: number;
+    /** Median of (infer wall time − the worker's session.run time): the runtime's own cost, immune to cross-run noise. */
+    runtimeOwnMs: number;
     burst: number;
     rounds: number;
     oneWorkerRps: number;
@@ -82,6 +84,7 @@ export async function runOverheadBench(options: OverheadOptions = {}): Promise<O
   const runtime = await createRuntime({ model, workers: 1, intraOpThreads: threads, planner: { kind: 'local' } });
   const bare: number[] = [];
   const viaRuntime: number[] = [];
+  const ownCost: number[] = [];
   try {
     for (let i = 0; i < 5; i++) {
       await session.run(feeds);
@@ -94,7 +97,11 @@ export async function runOverheadBench(options: OverheadOptions = {}): Promise<O
       for (const side of first ? ['bare', 'runtime'] : ['runtime', 'bare']) {
         const t0 = performance.now();
         if (side === 'bare') await session.run(feeds);
-        else await runtime.infer(fresh);
+        else {
+          const r = await runtime.infer(fresh);
+          // The runtime's own cost in this very call: wall time minus the worker's session.run.
+          ownCost.push(performance.now() - t0 - r.timing.edgeMs);
+        }
         (side === 'bare' ? bare : viaRuntime).push(performance.now() - t0);
       }
     }
@@ -104,7 +111,8 @@ export async function runOverheadBench(options: OverheadOptions = {}): Promise<O
   }
   const bareMedianMs = median(bare);
   const runtimeMedianMs = median(viaRuntime);
-  log(`local path: bare session.run median ${bareMedianMs.toFixed(2)} ms, runtime.infer median ${runtimeMedianMs.toFixed(2)} ms (${runs} runs, ${threads} thread(s))`);
+  const runtimeOwnMs = median(ownCost);
+  log(`local path: bare session.run median ${bareMedianMs.toFixed(2)} ms, runtime.infer median ${runtimeMedianMs.toFixed(2)} ms (${runs} runs, ${threads} thread(s)); runtime's own cost per call ${runtimeOwnMs.toFixed(2)} ms`);
 
   // Both pools stay up and bursts alternate between them, so a busy spell on a shared
   // machine hits both sides of the ratio; the median over rounds is reported.
@@ -136,7 +144,7 @@ export async function runOverheadBench(options: OverheadOptions = {}): Promise<O
   return {
     localOverheadRatio: runtimeMedianMs / bareMedianMs,
     poolScaling: median(scalings),
-    details: { model, shape, threads, runs, bareMedianMs, runtimeMedianMs, burst, rounds, oneWorkerRps, twoWorkerRps },
+    details: { model, shape, threads, runs, bareMedianMs, runtimeMedianMs, runtimeOwnMs, burst, rounds, oneWorkerRps, twoWorkerRps },
   };
 }
 
