@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { isTandemError, ValidationError } from '../errors.js';
 import { registerGraphCommands } from './graph-commands.js';
 import { registerCloudCommands } from './cloud-commands.js';
+import { registerBenchCommand, registerPlannerCommands } from './planner-commands.js';
 import { registerResidencyCommands } from './residency-commands.js';
 import { registerRuntimeBenchCommands, registerRuntimeCommands } from './runtime-commands.js';
 
@@ -15,6 +16,9 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   registerGraphCommands(program);
+  registerPlannerCommands(program);
+  // `bench` first: the other areas attach their benchmarks to it.
+  registerBenchCommand(program);
   registerCloudCommands(program);
   registerResidencyCommands(program);
   registerRuntimeCommands(program);
