@@ -22,7 +22,7 @@ export function buildProgram(): Command {
   registerCloudCommands(program);
   registerResidencyCommands(program);
   registerRuntimeCommands(program);
-  // `registerCloudCommands` may already have created the shared `bench` parent.
+  // Attach to the shared `bench` parent; create it only if no area has.
   registerRuntimeBenchCommands(program.commands.find((c) => c.name() === 'bench') ?? program.command('bench').description('benchmarks'));
   return program;
 }
