@@ -8,6 +8,7 @@ import { registerGraphCommands } from './graph-commands.js';
 import { registerCloudCommands } from './cloud-commands.js';
 import { registerBenchCommand, registerPlannerCommands } from './planner-commands.js';
 import { registerResidencyCommands } from './residency-commands.js';
+import { registerRuntimeBenchCommands, registerRuntimeCommands } from './runtime-commands.js';
 
 export function buildProgram(): Command {
   const program = new Command('tandem')
@@ -20,6 +21,9 @@ export function buildProgram(): Command {
   registerBenchCommand(program);
   registerCloudCommands(program);
   registerResidencyCommands(program);
+  registerRuntimeCommands(program);
+  // Attach to the shared `bench` parent; create it only if no area has.
+  registerRuntimeBenchCommands(program.commands.find((c) => c.name() === 'bench') ?? program.command('bench').description('benchmarks'));
   return program;
 }
 

@@ -1,0 +1,26 @@
+/**
+ * Tandem's public embedding API. Create a runtime from a model package, call `infer` per
+ * request, `close` when done:
+ *
+ * ```ts
+ * import { createRuntime } from 'tandem';
+ * const runtime = await createRuntime({ model: 'models/ppocr-cls', planner: { kind: 'local' } });
+ * const { outputs, plan, timing } = await runtime.infer(jpegBytes, { deadline: Date.now() + 200 });
+ * await runtime.close();
+ * ```
+ *
+ * Everything not exported here is internal and may change.
+ */
+export { createRuntime } from './runtime/runtime.js';
+export type { InferCallOptions, InferResult, InputValue, Runtime, RuntimeInput, RuntimeOptions, RuntimeTiming } from './runtime/runtime.js';
+export type { Fallback, FallbackReason } from './runtime/executor.js';
+export { AbortedError, ClosedError, DeadlineExceededError, EdgeExecutionError, ModelPackageError, PlanError, QueueFullError } from './runtime/errors.js';
+export { ImageError, PipelineSpecError } from './preprocess/errors.js';
+export type { ImageInput, RawImage } from './preprocess/image.js';
+export type { ClassScore } from './preprocess/postprocess.js';
+export type { PipelineSpecInput, PostprocessSpec } from './preprocess/schema.js';
+export { TandemError, ValidationError, isTandemError } from './errors.js';
+export type { DType, Tensor, TensorMap } from './tensor.js';
+export type { Plan, PlanChooser, PlanContext, Observation } from './planner/plan.js';
+export type { Profile } from './planner/profile.js';
+export type { EndpointConfig, InferRequest, InferResponse, InferOptions, ProviderClient } from './providers/types.js';
