@@ -27,6 +27,10 @@ export interface SweepPoint {
   oracleEdgeShare: number;
   adaptiveEdgeShare: number;
   staticPlan: string;
+  /** Adaptive's plan in each measured round. */
+  adaptivePlans?: string[];
+  /** Requests the oracle's mean is taken over. */
+  oracleSamples?: number;
 }
 
 /** What the report needs of a model's profile to explain the crossovers. */
@@ -156,7 +160,7 @@ export function sweepMarkdown(result: SweepResult): string {
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |',
     ...result.points.map(
       (p) =>
-        `| ${p.model} | ${p.bandwidthMbit} | ${p.rttMs} | ${f(p.edgeOnlyMs)} | ${f(p.cloudOnlyMs)} | ${f(p.staticMs)} | ${f(p.adaptiveMs)} | ${f(p.oracleMs)} | ${(p.adaptiveMs / p.oracleMs).toFixed(2)} | ${p.oraclePlan} | ${p.adaptivePlan} |`,
+        `| ${p.model} | ${p.bandwidthMbit} | ${p.rttMs} | ${f(p.edgeOnlyMs)} | ${f(p.cloudOnlyMs)} | ${f(p.staticMs)} | ${f(p.adaptiveMs)} | ${f(p.oracleMs)} | ${(p.adaptiveMs / p.oracleMs).toFixed(2)} | ${p.oraclePlan} | ${p.adaptivePlan}${p.adaptivePlans ? ` (${p.adaptivePlans.filter((x) => x === p.oraclePlan).length}/${p.adaptivePlans.length} rounds = oracle's)` : ''} |`,
     ),
     '',
     '## Crossovers',

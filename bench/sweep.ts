@@ -5,7 +5,7 @@
  */
 import { AdaptivePlanner } from '../src/planner/adaptive.js';
 import { LARGE_TRANSFER_BYTES } from '../src/planner/estimators.js';
-import { describePlan, type Plan } from '../src/planner/plan.js';
+import { describePlan, type Observation, type Plan, type PlanChooser } from '../src/planner/plan.js';
 import type { Profile } from '../src/planner/profile.js';
 import { ENDPOINT, MODELS, Testbed, mean, type PreparedModel } from './harness/testbed.js';
 import { writeSweepReport, type ModelSummary, type ReportFiles, type SweepPoint, type SweepResult } from './report.js';
@@ -16,8 +16,9 @@ export interface SweepOptions {
   models?: string[];
   bandwidthsMbit?: number[];
   rttsMs?: number[];
-  /** Adaptive requests per point; the first `adaptiveWarmup` are not counted in its mean. */
-  adaptiveRequests?: number;
+  /** Measured rounds per point (each: every option in contention once, one adaptive request). */
+  rounds?: number;
+  /** Adaptive requests right after the change, not counted (its convergence, measured by `bench trace`). */
   adaptiveWarmup?: number;
   maxCuts?: number;
   log?: (line: string) => void;
@@ -35,23 +36,27 @@ export async function runSweep(options: SweepOptions = {}): Promise<{ result: Sw
   const models = options.models ?? (quick ? ['resnet18', 'mobilenetv2'] : ['mobilenetv2', 'resnet18', 'ppocrv4-det']);
   const bandwidths = options.bandwidthsMbit ?? (quick ? QUICK_GRID : FULL_GRID).bandwidthsMbit;
   const rtts = options.rttsMs ?? (quick ? QUICK_GRID : FULL_GRID).rttsMs;
-  const adaptiveRequests = options.adaptiveRequests ?? (quick ? 8 : 9);
+  const rounds = options.rounds ?? (quick ? 8 : 10);
   const warmup = options.adaptiveWarmup ?? 3;
   const log = options.log ?? (() => undefined);
-  const testbed = await Testbed.create({ slowdown, maxCuts: options.maxCuts ?? (quick ? 6 : 10), log });
+  const specs = models.map((name) => {
+    const spec = MODELS[name];
+    if (!spec) throw new Error(`unknown model ${name}`);
+    return spec;
+  });
+  const testbed = await Testbed.create({ slowdown, maxCuts: options.maxCuts ?? (quick ? 6 : 10), models: specs, log });
   const points: SweepPoint[] = [];
   const summaries: ModelSummary[] = [];
   const notes = [
-    `Network: the shaping TCP proxy on loopback (token bucket per direction, RTT split equally); edge: onnxruntime-node sessions stretched ×${slowdown}; cloud: the harness's STAND-IN tail service (onnxruntime-node on the same machine).`,
+    `Network: the shaping TCP proxy on loopback (token bucket per direction, RTT split equally). Edge: Tandem's runtime (createRuntime, one edge worker, one intra-op thread) with slowdown ×${slowdown}. Cloud: Tandem's cloud service (startCloudService, in-process on 127.0.0.1, one intra-op thread per run) reached by the OIP v2 binary provider client through the shaper.`,
     'Oracle: the lowest measured mean over local, offload, every candidate split whose cost-model prediction under the true link is within 2× of the best prediction, and any plan adaptive chose.',
-    `Measurements are interleaved: after ${warmup} adaptive requests that follow the change (not counted), each of ${Math.max(2, adaptiveRequests - warmup)} rounds runs every option once and one adaptive request, so load drifts of the shared machine hit all strategies alike.`,
+    `Measurements are interleaved: after ${warmup} adaptive requests that follow the change (not counted), each of ${rounds} rounds runs, in a shuffled order, one adaptive request and one request of every option still in contention, so load swings of the shared machine hit adaptive and the options alike. Every option runs in the first ${MIN_ROUNDS} rounds; after that an option whose mean is over ${CONTENTION}× the best so far stops (its mean stays as measured), so the contenders and adaptive get all ${rounds} rounds.`,
     `Static (Neurosurgeon-style): the best plan predicted from the profile for the mean condition of the grid (${mean(bandwidths).toFixed(1)} Mbit/s, ${mean(rtts).toFixed(0)} ms), fixed for every point.`,
     `Adaptive: one planner per model, carried across the grid points in order (bandwidth falling, RTT rising), starting from the profile and default priors (10 Mbit/s, 50 ms).`,
   ];
   try {
-    for (const name of models) {
-      const spec = MODELS[name];
-      if (!spec) throw new Error(`unknown model ${name}`);
+    for (const spec of specs) {
+      const name = spec.name;
       const m = await testbed.prepare(spec);
       log(`${name}: profile local ${m.profile.localMs.toFixed(1)} ms, offload remote ${m.profile.remoteMs[ENDPOINT]?.toFixed(1)} ms, input ${m.profile.inputBytes} B`);
       summaries.push({
@@ -67,7 +72,7 @@ export async function runSweep(options: SweepOptions = {}): Promise<{ result: Sw
       for (const bw of [...bandwidths].sort((a, b) => b - a)) {
         for (const rtt of rtts) {
           testbed.setLink(bw * 1e6, rtt);
-          const point = await measurePoint(testbed, m, bw, rtt, { staticPlan, adaptive, adaptiveRequests, warmup });
+          const point = await measurePoint(testbed, m, bw, rtt, { staticPlan, adaptive, rounds, warmup });
           points.push(point);
           log(
             `${name} ${bw} Mbit/s ${rtt} ms: edge ${point.edgeOnlyMs.toFixed(0)} cloud ${point.cloudOnlyMs.toFixed(0)} static ${point.staticMs.toFixed(0)} adaptive ${point.adaptiveMs.toFixed(0)} (${point.adaptivePlan}) oracle ${point.oracleMs.toFixed(0)} (${point.oraclePlan})`,
@@ -94,8 +99,38 @@ export async function runSweep(options: SweepOptions = {}): Promise<{ result: Sw
 interface PointOptions {
   staticPlan: Plan;
   adaptive: AdaptivePlanner;
-  adaptiveRequests: number;
+  rounds: number;
   warmup: number;
+}
+
+/** Rounds every option gets before a clearly losing one may stop being measured. */
+export const MIN_ROUNDS = 3;
+/** An option whose mean is this many times the best so far is out of the oracle's contention. */
+export const CONTENTION = 1.5;
+
+/**
+ * One adaptive request: the `AdaptivePlanner` is the runtime's `PlanChooser` for it. While
+ * the chosen plan leaves the link (nearly) idle and the planner wants the link re-measured,
+ * the harness probes it out of band meanwhile, as a deployment's idle-link prober would.
+ */
+export async function adaptiveRequest(testbed: Testbed, m: PreparedModel, planner: AdaptivePlanner): Promise<{ plan: Plan; obs: Observation }> {
+  let probing: Promise<void> = Promise.resolve();
+  const chooser: PlanChooser = {
+    choose: (context) => {
+      const plan = planner.choose(context);
+      if (quietLink(plan, m) && planner.linkProbesDue(context).length > 0) probing = probeLink(testbed, planner);
+      return plan;
+    },
+    observe: (observation) => planner.observe(observation),
+  };
+  const obs = await testbed.execute(m.name, chooser);
+  await probing;
+  if (process.env['TANDEM_BENCH_DEBUG']) {
+    const ctx = { allowedEndpoints: [ENDPOINT] };
+    const top = planner.rank(ctx).slice(0, 3).map((r) => `${describePlan(r.plan)}=${r.totalMs.toFixed(0)}`);
+    process.stderr.write(`  ${describePlan(obs.plan)} ${obs.totalMs.toFixed(0)} ms (edge ${obs.edgeMs.toFixed(0)} net ${obs.networkMs.toFixed(0)} remote ${obs.remoteMs.toFixed(0)}) edge×${planner.snapshot().edgeScale.toFixed(2)} top ${top.join(' ')}\n`);
+  }
+  return { plan: obs.plan, obs };
 }
 
 async function measurePoint(testbed: Testbed, m: PreparedModel, bw: number, rtt: number, o: PointOptions): Promise<SweepPoint> {
@@ -109,47 +144,45 @@ async function measurePoint(testbed: Testbed, m: PreparedModel, bw: number, rtt:
   const bestPredicted = ranked[0]?.totalMs ?? 0;
   const local: Plan = { kind: 'local' };
   const offload: Plan = { kind: 'offload', endpoint: ENDPOINT };
-  const fixed = new Map<string, Plan>();
-  for (const plan of [local, offload, o.staticPlan]) fixed.set(describePlan(plan), plan);
-  for (const option of ranked) if (option.totalMs <= 2 * bestPredicted) fixed.set(describePlan(option.plan), option.plan);
-
-  const ctx = { allowedEndpoints: [ENDPOINT] };
-  const adaptiveStep = async (): Promise<{ plan: string; ms: number }> => {
-    const plan = o.adaptive.choose(ctx);
-    // While the request leaves the link (nearly) idle, the link is measured out of band.
-    const probing = quietLink(plan, m) && o.adaptive.linkProbesDue(ctx).length > 0 ? probeLink(testbed, o.adaptive) : Promise.resolve();
-    const obs = await testbed.execute(m.name, plan);
-    await probing;
-    o.adaptive.observe(obs);
-    if (process.env['TANDEM_BENCH_DEBUG']) {
-      const top = o.adaptive.rank(ctx).slice(0, 3).map((r) => `${describePlan(r.plan)}=${r.totalMs.toFixed(0)}`);
-      process.stderr.write(`  ${describePlan(plan)} ${obs.totalMs.toFixed(0)} ms (edge ${obs.edgeMs.toFixed(0)} net ${obs.networkMs.toFixed(0)} remote ${obs.remoteMs.toFixed(0)}) belief ${JSON.stringify(o.adaptive.snapshot().endpoints[0])} edge×${o.adaptive.snapshot().edgeScale.toFixed(2)} top ${top.join(' ')}\n`);
-    }
-    return { plan: describePlan(plan), ms: obs.totalMs };
-  };
+  const options = new Map<string, Plan>();
+  for (const plan of [local, offload, o.staticPlan]) options.set(describePlan(plan), plan);
+  for (const option of ranked) if (option.totalMs <= 2 * bestPredicted) options.set(describePlan(option.plan), option.plan);
 
   // The first requests after the change are adaptive's convergence (what `bench trace` measures).
-  for (let i = 0; i < o.warmup; i++) await adaptiveStep();
-  // Then rounds: one request of every fixed option and one of adaptive per round, so that the
-  // machine's load drifts (large on a shared 2-core box) hit every strategy alike.
+  for (let i = 0; i < o.warmup; i++) await adaptiveRequest(testbed, m, o.adaptive);
+
+  // Rounds: each runs every option still in contention once and one adaptive request, in a
+  // shuffled order, so that the shared machine's load swings hit adaptive and the option it
+  // is compared with alike (a swing lasts seconds; a round takes about one).
   const samples = new Map<string, number[]>();
   const adaptiveTimes: number[] = [];
   const adaptivePlans: string[] = [];
-  const rounds = Math.max(2, o.adaptiveRequests - o.warmup);
-  for (let r = 0; r < rounds; r++) {
-    for (const [key, plan] of fixed) {
-      const obs = await testbed.execute(m.name, plan);
-      samples.set(key, [...(samples.get(key) ?? []), obs.totalMs]);
+  const random = seeded(bw * 1000 + rtt);
+  for (let r = 0; r < o.rounds; r++) {
+    const means = new Map([...samples].map(([k, v]) => [k, mean(v)]));
+    const best = Math.min(...means.values());
+    const active = [...options].filter(([key]) => r < MIN_ROUNDS || !((means.get(key) ?? 0) > CONTENTION * best));
+    const order: Array<[string, Plan] | 'adaptive'> = [...active, 'adaptive'];
+    shuffle(order, random);
+    for (const item of order) {
+      if (item === 'adaptive') {
+        const a = await adaptiveRequest(testbed, m, o.adaptive);
+        adaptiveTimes.push(a.obs.totalMs);
+        adaptivePlans.push(describePlan(a.plan));
+        continue;
+      }
+      const obs = await testbed.execute(m.name, item[1]);
+      samples.set(item[0], [...(samples.get(item[0]) ?? []), obs.totalMs]);
     }
-    const a = await adaptiveStep();
-    adaptiveTimes.push(a.ms);
-    adaptivePlans.push(a.plan);
-    // The oracle also measures whatever adaptive chose, from the next round on.
-    const chosen = planFromDescription(a.plan, m);
-    if (chosen && !fixed.has(a.plan)) fixed.set(a.plan, chosen);
+    // The oracle also tries whatever adaptive chose, from the next round on.
+    for (const key of adaptivePlans) {
+      const chosen = planFromDescription(key, m);
+      if (chosen && !options.has(key)) options.set(key, chosen);
+    }
   }
   const adaptivePlan = mostFrequent(adaptivePlans);
-  const means = new Map([...samples].map(([k, v]) => [k, mean(v)]));
+  // Only options measured in at least MIN_ROUNDS rounds qualify as the oracle's best.
+  const means = new Map([...samples].filter(([, v]) => v.length >= Math.min(MIN_ROUNDS, o.rounds)).map(([k, v]) => [k, mean(v)]));
   let oracleMs = Number.POSITIVE_INFINITY;
   let oraclePlan = 'local';
   for (const [key, ms] of means) {
@@ -158,13 +191,14 @@ async function measurePoint(testbed: Testbed, m: PreparedModel, bw: number, rtt:
       oraclePlan = key;
     }
   }
+  const allMeans = new Map([...samples].map(([k, v]) => [k, mean(v)]));
   return {
     model: m.name,
     bandwidthMbit: bw,
     rttMs: rtt,
-    edgeOnlyMs: means.get('local') ?? Number.NaN,
-    cloudOnlyMs: means.get(`offload→${ENDPOINT}`) ?? Number.NaN,
-    staticMs: means.get(describePlan(o.staticPlan)) ?? Number.NaN,
+    edgeOnlyMs: allMeans.get('local') ?? Number.NaN,
+    cloudOnlyMs: allMeans.get(`offload→${ENDPOINT}`) ?? Number.NaN,
+    staticMs: allMeans.get(describePlan(o.staticPlan)) ?? Number.NaN,
     adaptiveMs: mean(adaptiveTimes),
     oracleMs,
     oraclePlan,
@@ -172,7 +206,24 @@ async function measurePoint(testbed: Testbed, m: PreparedModel, bw: number, rtt:
     oracleEdgeShare: edgeShare(oraclePlan, m),
     adaptiveEdgeShare: edgeShare(adaptivePlan, m),
     staticPlan: describePlan(o.staticPlan),
+    adaptivePlans,
+    oracleSamples: samples.get(oraclePlan)?.length ?? 0,
   };
+}
+
+function seeded(seed: number): () => number {
+  let s = Math.floor(seed) >>> 0 || 1;
+  return () => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return s / 4294967296;
+  };
+}
+
+function shuffle<T>(items: T[], random: () => number): void {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [items[i], items[j]] = [items[j] as T, items[i] as T];
+  }
 }
 
 /** Whether a plan leaves the link nearly idle: local, or a split sending a small tensor after its head. */

@@ -9,7 +9,7 @@ import { describePlan, type Plan } from '../src/planner/plan.js';
 import { ENDPOINT, MODELS, Testbed, mean, type PreparedModel } from './harness/testbed.js';
 import { writeTraceReport, type ReportFiles, type TraceResult, type TraceStep } from './report.js';
 import { loadTrace } from './shaper.js';
-import { planFromDescription, probeLink, quietLink } from './sweep.js';
+import { adaptiveRequest, planFromDescription } from './sweep.js';
 
 export interface TraceOptions {
   model?: string;
@@ -41,22 +41,17 @@ export async function runTrace(options: TraceOptions = {}): Promise<{ result: Tr
   ];
   const spec = MODELS[modelName];
   if (!spec) throw new Error(`unknown model ${modelName}`);
-  const testbed = await Testbed.create({ slowdown, maxCuts: options.maxCuts ?? 8, log });
+  const testbed = await Testbed.create({ slowdown, maxCuts: options.maxCuts ?? 8, models: [spec], log });
   const steps: TraceStep[] = [];
   try {
     const m = await testbed.prepare(spec);
     const planner = new AdaptivePlanner({ profile: m.profile, endpoints: [{ name: ENDPOINT }] });
-    const ctx = { allowedEndpoints: [ENDPOINT] };
     for (const c of conditions) {
       testbed.setLink(c.bw * 1e6, c.rtt);
       const measured = await oracleTable(testbed, m, c.bw, c.rtt, reps);
       const requests: Array<{ plan: string; ms: number; planMeanMs: number }> = [];
       for (let i = 0; i < perStep; i++) {
-        const plan = planner.choose(ctx);
-        const probing = quietLink(plan, m) && planner.linkProbesDue(ctx).length > 0 ? probeLink(testbed, planner) : Promise.resolve();
-        const obs = await testbed.execute(m.name, plan);
-        await probing;
-        planner.observe(obs);
+        const { plan, obs } = await adaptiveRequest(testbed, m, planner);
         requests.push({ plan: describePlan(plan), ms: obs.totalMs, planMeanMs: Number.NaN });
       }
       for (const r of requests) {

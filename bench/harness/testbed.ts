@@ -1,22 +1,29 @@
 /**
- * The benchmark testbed: an emulated edge device (onnxruntime-node sessions whose every run
- * is stretched by a slowdown factor), a STAND-IN cloud service on loopback, and the network
- * shaper between them. It prepares each model (cuts, heads, tails, a measured profile) and
- * executes any plan for real over the shaped link, returning the planner's `Observation`.
+ * The benchmark testbed, built from the product itself: the edge is Tandem's runtime
+ * (`createRuntime`, its edge worker pool stretched by the `slowdown` factor to emulate a
+ * slower device), the cloud is Tandem's cloud service (`startCloudService`, in-process on
+ * 127.0.0.1, models written to a temp dir), reached through the OIP v2 binary provider
+ * client whose URL points at the network shaper in between. It prepares each model
+ * (candidate cuts, a measured profile) and executes requests under a fixed plan or a
+ * `PlanChooser`, returning the `Observation` the runtime reported to the chooser.
  */
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import * as ort from 'onnxruntime-node';
+import { pino } from 'pino';
+import { startCloudService, type CloudService } from '../../cloud/server.js';
+import { defaultTailExtractor } from '../../cloud/tails.js';
 import { TandemError } from '../../src/errors.js';
-import { analyzeModel, parseModel, splitModel, type CutInfo } from '../../src/graph/index.js';
-import type { Observation, Plan } from '../../src/planner/plan.js';
+import { analyzeModel, parseModel, type CutInfo } from '../../src/graph/index.js';
+import { createRuntime, type Runtime } from '../../src/index.js';
+import type { Observation, Plan, PlanChooser, PlanContext } from '../../src/planner/plan.js';
 import type { Profile } from '../../src/planner/profile.js';
+import { TENSOR_CONTENT_TYPE, encodeTensorMap } from '../../src/codec/index.js';
+import type { TensorMap } from '../../src/tensor.js';
 import { generateReferenceModel } from '../../models/generate.js';
 import { Shaper } from '../shaper.js';
-import { StandinServer } from './standin-server.js';
-import { decodeTensors, encodeTensors, type OrtFeeds } from './wire.js';
 
 export const ENDPOINT = 'cloud';
 
@@ -54,65 +61,123 @@ export interface PreparedModel {
   name: string;
   profile: Profile;
   cuts: CutInfo[];
+  /** Cut ids kept as split candidates. */
+  heads: Set<string>;
   /** Cuts the graph toolkit found before the harness kept its candidates. */
   totalCuts: number;
   /** FLOPs of the whole model. */
   totalFlops: number;
-  inputs: OrtFeeds;
-  whole: ort.InferenceSession;
-  heads: Map<string, { session: ort.InferenceSession; tailInputs: string[] }>;
+  /** The request every strategy runs (fresh copies per request: the runtime detaches buffers). */
+  inputs: TensorMap;
+  runtime: Runtime;
+  chooser: SwitchChooser;
 }
 
 export interface TestbedOptions {
-  /** Every edge computation is stretched to this many times its real duration. */
+  /** The edge pool's slowdown: every edge computation is stretched to this many times its real duration. */
   slowdown: number;
   /** Most split points kept per model (chosen from the Pareto front of head FLOPs and bytes). */
   maxCuts: number;
+  /** Models the cloud service serves (all must be known at start: the service discovers its directory once). */
+  models: readonly ModelSpec[];
   /** Repetitions per profiled time (median taken). */
   profileRuns?: number;
   log?: (line: string) => void;
 }
 
-const SESSION_OPTIONS: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 1, interOpNumThreads: 1 };
+/**
+ * The runtime's `PlanChooser` in the testbed: for each request the harness installs either a
+ * fixed plan or a real chooser (the `AdaptivePlanner`), and keeps the observation the
+ * runtime reports so the harness can record it.
+ */
+export class SwitchChooser implements PlanChooser {
+  strategy: Plan | PlanChooser = { kind: 'local' };
+  last: Observation | undefined;
+  lastPlan: Plan | undefined;
+
+  choose(context: PlanContext): Plan {
+    const plan = 'kind' in this.strategy ? this.strategy : this.strategy.choose(context);
+    this.lastPlan = plan;
+    return plan;
+  }
+
+  observe(observation: Observation): void {
+    this.last = observation;
+    if (!('kind' in this.strategy)) this.strategy.observe(observation);
+  }
+}
 
 export class Testbed {
   readonly models = new Map<string, PreparedModel>();
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  private readonly bytes = new Map<string, Uint8Array>();
+  /** Requests that completed on the edge after a remote failure (should stay 0). */
+  fallbacks = 0;
 
   private constructor(
     readonly options: TestbedOptions,
-    readonly server: StandinServer,
+    readonly dir: string,
+    readonly service: CloudService,
     readonly shaper: Shaper,
   ) {}
 
   static async create(options: TestbedOptions): Promise<Testbed> {
-    const server = await StandinServer.start();
-    const shaper = await Shaper.start({ target: { host: '127.0.0.1', port: server.port }, burstBytes: 8 * 1024 });
-    return new Testbed(options, server, shaper);
+    const dir = await mkdtemp(join(tmpdir(), 'tandem-bench-'));
+    const bytes = new Map<string, Uint8Array>();
+    let service: CloudService | undefined;
+    try {
+      for (const spec of options.models) {
+        const b = await spec.load();
+        bytes.set(spec.name, b);
+        await writeFile(join(dir, `${spec.name}.onnx`), b);
+      }
+      service = await startCloudService({
+        models: dir,
+        port: 0,
+        host: '127.0.0.1',
+        credentials: {},
+        extractTail: defaultTailExtractor,
+        logger: pino({ level: 'silent' }),
+        // One thread per run, like the edge: both sides share the same two cores.
+        sessionOptions: { intraOpNumThreads: 1, interOpNumThreads: 1 },
+      });
+      const shaper = await Shaper.start({ target: { host: '127.0.0.1', port: service.port }, burstBytes: 8 * 1024 });
+      const testbed = new Testbed(options, dir, service, shaper);
+      for (const [k, v] of bytes) testbed.bytes.set(k, v);
+      return testbed;
+    } catch (error) {
+      await service?.drain();
+      await rm(dir, { recursive: true, force: true });
+      throw error;
+    }
+  }
+
+  /** The URL the edge's provider client uses: the shaper's port, not the service's. */
+  get cloudUrl(): string {
+    return `http://127.0.0.1:${this.shaper.port}`;
   }
 
   async close(): Promise<void> {
     this.agent.destroy();
-    await this.shaper.close();
-    await this.server.close();
-    for (const m of this.models.values()) {
-      await m.whole.release();
-      for (const h of m.heads.values()) await h.session.release();
-    }
+    for (const m of this.models.values()) await m.runtime.close();
     this.models.clear();
+    await this.shaper.close();
+    await this.service.drain();
+    await rm(this.dir, { recursive: true, force: true });
   }
 
-  /** Splits the model at its candidate cuts, loads heads on the edge and tails on the stand-in service, and measures the profile. */
+  /** Picks the model's candidate cuts, creates its edge runtime, and measures the profile over the unshaped link. */
   async prepare(spec: ModelSpec): Promise<PreparedModel> {
     const log = this.options.log ?? (() => undefined);
-    const bytes = await spec.load();
+    const bytes = this.bytes.get(spec.name);
+    if (!bytes) throw new TandemError('HARNESS_UNKNOWN_MODEL', `model ${spec.name} was not given to Testbed.create`);
     const model = await parseModel(bytes);
     const analysis = await analyzeModel(model, spec.shapes);
     const inputTensorBytes = analysis.inputs.reduce((s, i) => s + i.shape.reduce((a, b) => a * b, 4), 0);
     const cuts = candidateCuts(analysis.cuts, inputTensorBytes, this.options.maxCuts);
     log(`${spec.name}: ${analysis.cuts.length} cuts, ${cuts.length} candidates kept (${cuts.map((c) => c.id).join(' ')})`);
 
-    const inputs: OrtFeeds = {};
+    const inputs: TensorMap = {};
     let seed = 12345;
     for (const input of analysis.inputs) {
       const n = input.shape.reduce((a, b) => a * b, 1);
@@ -121,80 +186,65 @@ export class Testbed {
         seed = (seed * 1664525 + 1013904223) >>> 0;
         data[i] = seed / 4294967296;
       }
-      inputs[input.name] = new ort.Tensor('float32', data, input.shape);
+      inputs[input.name] = { dtype: 'float32', dims: [...input.shape], data };
     }
 
-    const whole = await ort.InferenceSession.create(bytes, SESSION_OPTIONS);
-    await this.server.register(`${spec.name}/whole`, bytes);
-    const heads = new Map<string, { session: ort.InferenceSession; tailInputs: string[] }>();
-    for (const cut of cuts) {
-      const part = await splitModel(model, cut.id, analysis);
-      heads.set(cut.id, { session: await ort.InferenceSession.create(part.head, SESSION_OPTIONS), tailInputs: [...part.manifest.tail.inputs] });
-      await this.server.register(`${spec.name}/${cut.id}`, part.tail);
-    }
-
+    const chooser = new SwitchChooser();
+    const runtime = await createRuntime({
+      model: join(this.dir, `${spec.name}.onnx`),
+      modelName: spec.name,
+      endpoints: [{ name: ENDPOINT, kind: 'oip', region: 'local', url: this.cloudUrl, wire: 'binary' }],
+      planner: chooser,
+      workers: 1,
+      intraOpThreads: 1,
+      slowdown: this.options.slowdown,
+      shapes: Object.fromEntries(analysis.inputs.map((i) => [i.name, [...i.shape]])),
+    });
     const prepared: PreparedModel = {
       name: spec.name,
       profile: undefined as unknown as Profile,
       cuts,
+      heads: new Set(cuts.map((c) => c.id)),
       totalCuts: analysis.cuts.length,
       totalFlops: analysis.totalFlops,
       inputs,
-      whole,
-      heads,
+      runtime,
+      chooser,
     };
     this.models.set(spec.name, prepared);
     prepared.profile = await this.measureProfile(prepared, analysis.shapes, bytes);
     return prepared;
   }
 
-  /** Runs one request under `plan` over the shaped link and reports it as the planner sees it. */
-  async execute(modelName: string, plan: Plan): Promise<Observation> {
+  /**
+   * Runs one request through the runtime under a fixed plan or a chooser, over the shaped
+   * link, and returns the observation the runtime reported.
+   */
+  async execute(modelName: string, strategy: Plan | PlanChooser): Promise<Observation> {
     const m = this.model(modelName);
-    const t0 = performance.now();
-    if (plan.kind === 'local') {
-      const { ms } = await this.edgeRun(m.whole, m.inputs);
-      return observation(plan, { edgeMs: ms, totalMs: performance.now() - t0 });
+    m.chooser.strategy = strategy;
+    m.chooser.last = undefined;
+    const result = await m.runtime.infer(copyInputs(m.inputs));
+    const obs = m.chooser.last as Observation | undefined;
+    if (!obs) throw new TandemError('HARNESS_NO_OBSERVATION', 'the runtime reported no observation for the request');
+    if (result.fellBack) {
+      this.fallbacks++;
+      (this.options.log ?? (() => undefined))(`fallback: ${JSON.stringify(result.fallback)}`);
     }
-    let edgeMs = 0;
-    let feeds: OrtFeeds = m.inputs;
-    let key = `${m.name}/whole`;
-    if (plan.kind === 'split') {
-      const head = m.heads.get(plan.cut);
-      if (!head) throw new TandemError('HARNESS_UNKNOWN_CUT', `${m.name} has no prepared cut ${plan.cut}`);
-      const run = await this.edgeRun(head.session, m.inputs);
-      edgeMs = run.ms;
-      feeds = {};
-      for (const name of head.tailInputs) {
-        const t = run.outputs[name] ?? m.inputs[name];
-        if (!t) throw new TandemError('HARNESS_MISSING_TENSOR', `tail input ${name} is neither a head output nor a model input`);
-        feeds[name] = t;
-      }
-      key = `${m.name}/${plan.cut}`;
-    }
-    const e0 = performance.now();
-    const body = encodeTensors(feeds);
-    const encodeMs = performance.now() - e0;
-    const response = await this.post(`/infer/${encodeURIComponent(key)}`, body);
-    const d0 = performance.now();
-    const { fields } = decodeTensors(response.body);
-    const decodeMs = performance.now() - d0;
-    const remoteMs = typeof fields['computeMs'] === 'number' ? fields['computeMs'] : 0;
-    return observation(plan, {
-      edgeMs,
-      encodeMs,
-      networkMs: Math.max(0, response.wallMs - remoteMs),
-      remoteMs,
-      decodeMs,
-      totalMs: performance.now() - t0,
-      bytesSent: body.length,
-      bytesReceived: response.body.length,
-    });
+    return obs;
   }
 
-  /** Measures the link with one transfer of `bytes` (network ms, for out-of-band planner probes). */
+  /**
+   * Measures the link out of band with one transfer of about `bytes` to the cloud service
+   * through the shaper, returning the wall time (network ms, for the planner's link probes).
+   * Small probes are OIP health checks; large ones are tensor payloads addressed to a model
+   * the service does not serve, which it reads whole before answering 404.
+   */
   async probeLink(bytes: number): Promise<number> {
-    const r = await this.post('/probe', Buffer.alloc(bytes));
+    if (bytes <= 1024) return (await this.request('GET', '/v2/health/ready')).wallMs;
+    const payload = encodeTensorMap({ probe: { dtype: 'uint8', dims: [bytes], data: new Uint8Array(bytes) } });
+    const r = await this.request('POST', '/v1/models/tandem-link-probe/infer', Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength));
+    if (r.status !== 404) throw new TandemError('HARNESS_PROBE', `link probe answered ${r.status}, expected 404`);
     return r.wallMs;
   }
 
@@ -209,16 +259,7 @@ export class Testbed {
     return m;
   }
 
-  private async edgeRun(session: ort.InferenceSession, feeds: OrtFeeds): Promise<{ outputs: OrtFeeds; ms: number }> {
-    const t0 = performance.now();
-    const outputs = await session.run(feeds);
-    const real = performance.now() - t0;
-    // Emulated device: stretch the real compute by the slowdown factor.
-    if (this.options.slowdown > 1) await sleep(real * (this.options.slowdown - 1));
-    return { outputs, ms: performance.now() - t0 };
-  }
-
-  private post(path: string, body: Buffer): Promise<{ body: Buffer; wallMs: number }> {
+  private request(method: string, path: string, body?: Buffer): Promise<{ status: number; wallMs: number }> {
     return new Promise((resolve, reject) => {
       const t0 = performance.now();
       const req = http.request(
@@ -226,19 +267,13 @@ export class Testbed {
           host: '127.0.0.1',
           port: this.shaper.port,
           path,
-          method: 'POST',
+          method,
           agent: this.agent,
-          headers: { 'content-type': 'application/x-msgpack', 'content-length': String(body.length) },
+          headers: body ? { 'content-type': TENSOR_CONTENT_TYPE, 'content-length': String(body.length) } : {},
         },
         (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            const wallMs = performance.now() - t0;
-            const buf = Buffer.concat(chunks);
-            if (res.statusCode !== 200) reject(new TandemError('HARNESS_REMOTE_FAILED', `stand-in service answered ${res.statusCode}: ${buf.toString().slice(0, 200)}`));
-            else resolve({ body: buf, wallMs });
-          });
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, wallMs: performance.now() - t0 }));
           res.on('error', reject);
         },
       );
@@ -251,9 +286,13 @@ export class Testbed {
     const runs = this.options.profileRuns ?? 3;
     this.shaper.setLink(Number.POSITIVE_INFINITY, 0);
     const measure = async (plan: Plan): Promise<Observation[]> => {
-      await this.execute(m.name, plan); // warm-up
+      await this.execute(m.name, plan); // warm-up (first use splits the model on both sides)
       const out: Observation[] = [];
-      for (let i = 0; i < runs; i++) out.push(await this.execute(m.name, plan));
+      for (let i = 0; i < runs; i++) {
+        const o = await this.execute(m.name, plan);
+        if (o.fellBack || !o.ok) throw new TandemError('HARNESS_PROFILE', `profiling ${m.name} under ${JSON.stringify(plan)} fell back to the edge`);
+        out.push(o);
+      }
       return out;
     };
     const local = await measure({ kind: 'local' });
@@ -288,6 +327,12 @@ export class Testbed {
   }
 }
 
+function copyInputs(inputs: TensorMap): TensorMap {
+  const out: TensorMap = {};
+  for (const [k, t] of Object.entries(inputs)) out[k] = { ...t, data: t.data.slice() } as TensorMap[string];
+  return out;
+}
+
 /**
  * Split points worth measuring: cuts that send less than the input (others lose to offload),
  * on the Pareto front of (head FLOPs, bytes) — a cut that costs more edge work and sends more
@@ -310,25 +355,6 @@ export function candidateCuts(cuts: readonly CutInfo[], inputBytes: number, max:
   return [...new Map(out.map((c) => [c.id, c])).values()];
 }
 
-function observation(plan: Plan, parts: Partial<Observation>): Observation {
-  return {
-    plan,
-    ok: true,
-    fellBack: false,
-    queueMs: 0,
-    edgeMs: 0,
-    encodeMs: 0,
-    networkMs: 0,
-    remoteMs: 0,
-    decodeMs: 0,
-    totalMs: 0,
-    bytesSent: 0,
-    bytesReceived: 0,
-    at: Date.now(),
-    ...parts,
-  };
-}
-
 export function median(xs: readonly number[]): number {
   if (xs.length === 0) return Number.NaN;
   const s = [...xs].sort((a, b) => a - b);
@@ -340,6 +366,3 @@ export function mean(xs: readonly number[]): number {
   return xs.length === 0 ? Number.NaN : xs.reduce((a, b) => a + b, 0) / xs.length;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
