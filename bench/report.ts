@@ -31,6 +31,9 @@ export interface SweepPoint {
   adaptivePlans?: string[];
   /** Requests the oracle's mean is taken over. */
   oracleSamples?: number;
+  /** Mean over adaptive's requests of the pooled mean of the plan each chose; and the best pooled mean. */
+  adaptiveChoiceMs?: number;
+  oracleChoiceMs?: number;
 }
 
 /** What the report needs of a model's profile to explain the crossovers. */
@@ -47,6 +50,10 @@ export interface SweepResult {
   models?: ModelSummary[];
   adaptiveOverOracle: number;
   adaptiveOverBestFixed: number;
+  /** Worst point of adaptiveChoiceMs / oracleChoiceMs. */
+  choiceOverOracle?: number;
+  /** 1-minute load average of the machine at the start and the end of the run. */
+  loadAverage?: { start: number; end: number };
   points: SweepPoint[];
   slowdown: number;
   quick: boolean;
@@ -151,16 +158,16 @@ export function sweepMarkdown(result: SweepResult): string {
   const lines = [
     `# Sweep${result.quick ? ' (quick)' : ''}`,
     '',
-    `Edge slowdown factor: **×${result.slowdown}** (every edge computation is stretched to ${result.slowdown}× its real duration).`,
-    `Worst adaptive / oracle: **${result.adaptiveOverOracle.toFixed(3)}**; worst adaptive / better of edge-only and cloud-only: **${result.adaptiveOverBestFixed.toFixed(3)}**.`,
+    `Edge slowdown factor: **×${result.slowdown}** (every edge computation is stretched to ${result.slowdown}× its real duration).${result.loadAverage ? ` Machine load (1-min average, 2 cores): ${result.loadAverage.start.toFixed(1)} at the start, ${result.loadAverage.end.toFixed(1)} at the end.` : ''}`,
+    `Worst adaptive / oracle: **${result.adaptiveOverOracle.toFixed(3)}** (median ${medianOf(result.points.map((p) => p.adaptiveMs / p.oracleMs)).toFixed(3)}); worst adaptive / better of edge-only and cloud-only: **${result.adaptiveOverBestFixed.toFixed(3)}**${result.choiceOverOracle !== undefined ? `; worst choice ratio (pooled plan means): **${result.choiceOverOracle.toFixed(3)}**` : ''}.`,
     '',
     ...result.notes.map((n) => `- ${n}`),
     '',
-    '| model | Mbit/s | RTT ms | edge-only | cloud-only | static | adaptive | oracle | adaptive/oracle | oracle plan | adaptive plan |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |',
+    '| model | Mbit/s | RTT ms | edge-only | cloud-only | static | adaptive | oracle | adaptive/oracle | choice ratio | oracle plan | adaptive plan |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |',
     ...result.points.map(
       (p) =>
-        `| ${p.model} | ${p.bandwidthMbit} | ${p.rttMs} | ${f(p.edgeOnlyMs)} | ${f(p.cloudOnlyMs)} | ${f(p.staticMs)} | ${f(p.adaptiveMs)} | ${f(p.oracleMs)} | ${(p.adaptiveMs / p.oracleMs).toFixed(2)} | ${p.oraclePlan} | ${p.adaptivePlan}${p.adaptivePlans ? ` (${p.adaptivePlans.filter((x) => x === p.oraclePlan).length}/${p.adaptivePlans.length} rounds = oracle's)` : ''} |`,
+        `| ${p.model} | ${p.bandwidthMbit} | ${p.rttMs} | ${f(p.edgeOnlyMs)} | ${f(p.cloudOnlyMs)} | ${f(p.staticMs)} | ${f(p.adaptiveMs)} | ${f(p.oracleMs)} | ${(p.adaptiveMs / p.oracleMs).toFixed(2)} | ${p.adaptiveChoiceMs !== undefined && p.oracleChoiceMs !== undefined ? (p.adaptiveChoiceMs / p.oracleChoiceMs).toFixed(2) : '—'} | ${p.oraclePlan} | ${p.adaptivePlan}${p.adaptivePlans ? ` (${p.adaptivePlans.filter((x) => x === p.oraclePlan).length}/${p.adaptivePlans.length} rounds = oracle's)` : ''} |`,
     ),
     '',
     '## Crossovers',
@@ -172,6 +179,12 @@ export function sweepMarkdown(result: SweepResult): string {
     ...breakEven(result),
   ];
   return lines.join('\n');
+}
+
+function medianOf(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length === 0 ? Number.NaN : s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
 }
 
 /** Where the oracle's best plan changes kind as bandwidth falls, per model and RTT. */

@@ -3,6 +3,7 @@
  * measured mean latency of edge-only, cloud-only, a Neurosurgeon-style static plan, Tandem's
  * adaptive planner and the oracle, all over the real shaped loopback link.
  */
+import { loadavg } from 'node:os';
 import { AdaptivePlanner } from '../src/planner/adaptive.js';
 import { LARGE_TRANSFER_BYTES } from '../src/planner/estimators.js';
 import { describePlan, type Observation, type Plan, type PlanChooser } from '../src/planner/plan.js';
@@ -45,10 +46,12 @@ export async function runSweep(options: SweepOptions = {}): Promise<{ result: Sw
     return spec;
   });
   const testbed = await Testbed.create({ slowdown, maxCuts: options.maxCuts ?? (quick ? 6 : 10), models: specs, log });
+  const loadStart = loadavg()[0] ?? Number.NaN;
   const points: SweepPoint[] = [];
   const summaries: ModelSummary[] = [];
   const notes = [
     `Network: the shaping TCP proxy on loopback (token bucket per direction, RTT split equally). Edge: Tandem's runtime (createRuntime, one edge worker, one intra-op thread) with slowdown ×${slowdown}. Cloud: Tandem's cloud service (startCloudService, in-process on 127.0.0.1, one intra-op thread per run) reached by the OIP v2 binary provider client through the shaper.`,
+    'adaptive/oracle is the measured mean of adaptive\'s own requests over the oracle\'s (separate requests, same rounds). The choice ratio charges each adaptive request the mean of every request of the plan it chose under this condition (options\' and adaptive\'s), over the best such mean: it shows what adaptive\'s choices cost with the request-to-request noise averaged over more samples; a wrong choice shows in both.',
     'Oracle: the lowest measured mean over local, offload, every candidate split whose cost-model prediction under the true link is within 2× of the best prediction, and any plan adaptive chose.',
     `Measurements are interleaved: after ${warmup} adaptive requests that follow the change (not counted), each of ${rounds} rounds runs, in a shuffled order, one adaptive request and one request of every option still in contention, so load swings of the shared machine hit adaptive and the options alike. Every option runs in the first ${MIN_ROUNDS} rounds; after that an option whose mean is over ${CONTENTION}× the best so far stops (its mean stays as measured), so the contenders and adaptive get all ${rounds} rounds.`,
     `Static (Neurosurgeon-style): the best plan predicted from the profile for the mean condition of the grid (${mean(bandwidths).toFixed(1)} Mbit/s, ${mean(rtts).toFixed(0)} ms), fixed for every point.`,
@@ -87,6 +90,8 @@ export async function runSweep(options: SweepOptions = {}): Promise<{ result: Sw
     models: summaries,
     adaptiveOverOracle: Math.max(...points.map((p) => p.adaptiveMs / p.oracleMs)),
     adaptiveOverBestFixed: Math.max(...points.map((p) => p.adaptiveMs / Math.min(p.edgeOnlyMs, p.cloudOnlyMs))),
+    choiceOverOracle: Math.max(...points.map((p) => (p.adaptiveChoiceMs ?? Number.NaN) / (p.oracleChoiceMs ?? Number.NaN))),
+    loadAverage: { start: loadStart, end: loadavg()[0] ?? Number.NaN },
     points,
     slowdown,
     quick,
@@ -192,6 +197,16 @@ async function measurePoint(testbed: Testbed, m: PreparedModel, bw: number, rtt:
     }
   }
   const allMeans = new Map([...samples].map(([k, v]) => [k, mean(v)]));
+  // The choice figure: every request of a plan under this condition (the options' and
+  // adaptive's own) estimates that plan's mean; adaptive is charged, request by request, the
+  // mean of the plan it chose. It isolates the quality of the choices from request-to-request
+  // noise, and a wrong choice still costs its full measured gap.
+  const pooled = new Map<string, number[]>();
+  for (const [k, v] of samples) pooled.set(k, [...v]);
+  adaptivePlans.forEach((k, i) => pooled.set(k, [...(pooled.get(k) ?? []), adaptiveTimes[i] as number]));
+  const pooledMeans = new Map([...pooled].filter(([, v]) => v.length >= Math.min(MIN_ROUNDS, o.rounds)).map(([k, v]) => [k, mean(v)]));
+  const oracleChoiceMs = Math.min(...pooledMeans.values());
+  const adaptiveChoiceMs = mean(adaptivePlans.map((k) => mean(pooled.get(k) ?? [])));
   return {
     model: m.name,
     bandwidthMbit: bw,
@@ -208,6 +223,8 @@ async function measurePoint(testbed: Testbed, m: PreparedModel, bw: number, rtt:
     staticPlan: describePlan(o.staticPlan),
     adaptivePlans,
     oracleSamples: samples.get(oraclePlan)?.length ?? 0,
+    adaptiveChoiceMs,
+    oracleChoiceMs,
   };
 }
 

@@ -3,6 +3,7 @@
  * (50 → 2 → 20 → 50 Mbit/s) and a 4G-style trace — counting the requests it needs after each
  * change to come within 10% of the oracle.
  */
+import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { AdaptivePlanner } from '../src/planner/adaptive.js';
 import { describePlan, type Plan } from '../src/planner/plan.js';
@@ -29,8 +30,9 @@ export async function runTrace(options: TraceOptions = {}): Promise<{ result: Tr
   const slowdown = options.slowdown ?? 8;
   const modelName = options.model ?? 'resnet18';
   const perStep = options.requestsPerStep ?? 12;
-  const reps = options.repetitions ?? 2;
+  const reps = options.repetitions ?? 3;
   const log = options.log ?? (() => undefined);
+  const loadStart = loadavg()[0] ?? Number.NaN;
   const trace = await loadTrace(options.traceFile ?? DEFAULT_TRACE);
   const conditions = [
     { label: 'start', bw: 50, rtt: 20 },
@@ -48,19 +50,22 @@ export async function runTrace(options: TraceOptions = {}): Promise<{ result: Tr
     const planner = new AdaptivePlanner({ profile: m.profile, endpoints: [{ name: ENDPOINT }] });
     for (const c of conditions) {
       testbed.setLink(c.bw * 1e6, c.rtt);
-      const measured = await oracleTable(testbed, m, c.bw, c.rtt, reps);
+      const samples = await oracleTable(testbed, m, c.bw, c.rtt, reps);
       const requests: Array<{ plan: string; ms: number; planMeanMs: number }> = [];
       for (let i = 0; i < perStep; i++) {
         const { plan, obs } = await adaptiveRequest(testbed, m, planner);
         requests.push({ plan: describePlan(plan), ms: obs.totalMs, planMeanMs: Number.NaN });
       }
       for (const r of requests) {
-        if (!measured.has(r.plan)) {
+        if (!samples.has(r.plan)) {
           const plan = planFromDescription(r.plan, m);
-          if (plan) measured.set(r.plan, await measureMean(testbed, m, plan, reps));
+          if (plan) samples.set(r.plan, await measureTimes(testbed, m, plan, reps));
         }
-        r.planMeanMs = measured.get(r.plan) ?? Number.NaN;
       }
+      // Adaptive's own requests of a plan are measurements of it under this condition too.
+      for (const r of requests) samples.get(r.plan)?.push(r.ms);
+      const measured = new Map([...samples].map(([k, v]) => [k, mean(v)]));
+      for (const r of requests) r.planMeanMs = measured.get(r.plan) ?? Number.NaN;
       let oracleMs = Number.POSITIVE_INFINITY;
       let oraclePlan = 'local';
       for (const [k, v] of measured) {
@@ -93,8 +98,8 @@ export async function runTrace(options: TraceOptions = {}): Promise<{ result: Tr
     slowdown,
     model: modelName,
     notes: [
-      `Network: the shaping proxy on loopback; each condition is applied at once (a step), then ${perStep} adaptive requests run.`,
-      'Convergence: requests until the chosen plan, three times in a row, is one whose measured mean under this condition is within 10% of the oracle (the best measured mean).',
+      `Network: the shaping proxy on loopback; each condition is applied at once (a step), then ${perStep} adaptive requests run. Edge: Tandem's runtime (createRuntime, one worker, slowdown ×${slowdown}) with the AdaptivePlanner as its PlanChooser; cloud: Tandem's cloud service in-process on 127.0.0.1 behind the shaper, through the OIP v2 binary provider client. Load average (1 min) at the start: ${loadStart.toFixed(1)}, at the end: ${(loadavg()[0] ?? 0).toFixed(1)}.`,
+      `Convergence: requests until the chosen plan, three times in a row, is one whose measured mean under this condition is within 10% of the oracle (the best measured mean). Each plan's mean: ${reps} requests of it per condition (every option the cost model under the true link puts within 2× of the best, and local), plus adaptive's own requests of it.`,
       'The 4G-style segments come from bench/traces/4g-style.txt, a synthetic trace (no recordings are reachable from this machine).',
       `A request that exceeds ${perStep} counts as ${perStep + 1} (not converged).`,
     ],
@@ -103,20 +108,20 @@ export async function runTrace(options: TraceOptions = {}): Promise<{ result: Tr
   return files ? { result, files } : { result };
 }
 
-async function measureMean(testbed: Testbed, m: PreparedModel, plan: Plan, reps: number): Promise<number> {
+async function measureTimes(testbed: Testbed, m: PreparedModel, plan: Plan, reps: number): Promise<number[]> {
   const times: number[] = [];
   for (let i = 0; i < reps; i++) times.push((await testbed.execute(m.name, plan)).totalMs);
-  return mean(times);
+  return times;
 }
 
-async function oracleTable(testbed: Testbed, m: PreparedModel, bw: number, rtt: number, reps: number): Promise<Map<string, number>> {
+async function oracleTable(testbed: Testbed, m: PreparedModel, bw: number, rtt: number, reps: number): Promise<Map<string, number[]>> {
   const truth = new AdaptivePlanner({ profile: m.profile, endpoints: [{ name: ENDPOINT, rttMs: rtt, bandwidthBitsPerSecond: bw * 1e6 }], exploration: false });
   const ranked = truth.rank({ allowedEndpoints: [ENDPOINT] });
   const best = ranked[0]?.totalMs ?? 0;
-  const out = new Map<string, number>();
+  const out = new Map<string, number[]>();
   for (const option of ranked) {
     if (option.totalMs > 2 * best && option.plan.kind !== 'local') continue;
-    out.set(describePlan(option.plan), await measureMean(testbed, m, option.plan, reps));
+    out.set(describePlan(option.plan), await measureTimes(testbed, m, option.plan, reps));
   }
   return out;
 }

@@ -75,7 +75,9 @@ export function registerBenchCommand(program: Command): Command {
       const summary = {
         adaptiveOverOracle: result.adaptiveOverOracle,
         adaptiveOverBestFixed: result.adaptiveOverBestFixed,
+        choiceOverOracle: result.choiceOverOracle,
         edgeSlowdown: result.slowdown,
+        loadAverage: result.loadAverage,
         points: result.points.map((p) => ({
           model: p.model,
           bandwidthMbit: p.bandwidthMbit,
@@ -87,6 +89,8 @@ export function registerBenchCommand(program: Command): Command {
           oracleMs: p.oracleMs,
           oraclePlan: p.oraclePlan,
           adaptivePlan: p.adaptivePlan,
+          adaptiveChoiceMs: p.adaptiveChoiceMs,
+          oracleChoiceMs: p.oracleChoiceMs,
         })),
       };
       if (!opts.json) {
