@@ -283,7 +283,7 @@ export class Testbed {
   }
 
   private async measureProfile(m: PreparedModel, shapes: Record<string, number[]>, bytes: Uint8Array): Promise<Profile> {
-    const runs = this.options.profileRuns ?? 3;
+    const runs = this.options.profileRuns ?? 5;
     this.shaper.setLink(Number.POSITIVE_INFINITY, 0);
     const measure = async (plan: Plan): Promise<Observation[]> => {
       await this.execute(m.name, plan); // warm-up (first use splits the model on both sides)

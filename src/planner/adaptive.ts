@@ -73,6 +73,10 @@ const DEFAULT_CODEC_MS_PER_BYTE = 1e-6;
 const MIN_HEAD_MS_FOR_SCALE = 0.5;
 
 const LOCAL = -1;
+/** Edge-speed samples after which the estimate is trusted at the normal exploration pace. */
+const EDGE_SETTLED_SAMPLES = 3;
+/** An option within this factor of the chosen one counts as a near miss. */
+const NEAR_MISS = 1.25;
 
 interface EndpointState {
   readonly link: LinkEstimator;
@@ -513,11 +517,16 @@ export class AdaptivePlanner implements PlanChooser {
     let candidate = -1;
     let candidateMs = Number.POSITIVE_INFINITY;
     const chosenGroup = this.groupOf(this.current);
+    // The edge's speed learned from fewer than EDGE_SETTLED_SAMPLES runs may be one unlucky
+    // run: while local is a near miss, re-measure it sooner (the regret budget still applies).
+    const edgeUnsettled = this.edgeScale.count < EDGE_SETTLED_SAMPLES;
     for (let g = 0; g <= E; g++) {
       if (g === chosenGroup) continue;
       const ms = this.groupBestMs[g] as number;
       if (!(ms < candidateMs) || ms > budgetMs) continue;
-      if (this.decisions - (this.lastNews[g] as number) < this.exploration.afterDecisions) continue;
+      const soon = g === E && edgeUnsettled && ms <= chosenMs * NEAR_MISS;
+      const after = soon ? this.probeAfter() : this.exploration.afterDecisions;
+      if (this.decisions - (this.lastNews[g] as number) < after) continue;
       candidate = g;
       candidateMs = ms;
     }
