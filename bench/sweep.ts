@@ -114,22 +114,25 @@ export const MIN_ROUNDS = 3;
 export const CONTENTION = 1.5;
 
 /**
- * One adaptive request: the `AdaptivePlanner` is the runtime's `PlanChooser` for it. While
- * the chosen plan leaves the link (nearly) idle and the planner wants the link re-measured,
- * the harness probes it out of band meanwhile, as a deployment's idle-link prober would.
+ * One adaptive request: the `AdaptivePlanner` is the runtime's `PlanChooser` for it. When the
+ * chosen plan leaves the link (nearly) idle and the planner wants the link re-measured, the
+ * harness probes it out of band right after the request, as a deployment's idle-link prober
+ * would. Not during it: here the cloud service and the shaper share the two cores with the
+ * emulated edge, so a concurrent probe would slow the edge run (8× amplified by the slowdown)
+ * in a way a real device, whose probe costs a socket write, would not see.
  */
 export async function adaptiveRequest(testbed: Testbed, m: PreparedModel, planner: AdaptivePlanner): Promise<{ plan: Plan; obs: Observation }> {
-  let probing: Promise<void> = Promise.resolve();
+  let probe = false;
   const chooser: PlanChooser = {
     choose: (context) => {
       const plan = planner.choose(context);
-      if (quietLink(plan, m) && planner.linkProbesDue(context).length > 0) probing = probeLink(testbed, planner);
+      probe = quietLink(plan, m) && planner.linkProbesDue(context).length > 0;
       return plan;
     },
     observe: (observation) => planner.observe(observation),
   };
   const obs = await testbed.execute(m.name, chooser);
-  await probing;
+  if (probe) await probeLink(testbed, planner);
   if (process.env['TANDEM_BENCH_DEBUG']) {
     const ctx = { allowedEndpoints: [ENDPOINT] };
     const top = planner.rank(ctx).slice(0, 3).map((r) => `${describePlan(r.plan)}=${r.totalMs.toFixed(0)}`);

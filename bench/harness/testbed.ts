@@ -285,31 +285,37 @@ export class Testbed {
   private async measureProfile(m: PreparedModel, shapes: Record<string, number[]>, bytes: Uint8Array): Promise<Profile> {
     const runs = this.options.profileRuns ?? 5;
     this.shaper.setLink(Number.POSITIVE_INFINITY, 0);
-    const measure = async (plan: Plan): Promise<Observation[]> => {
-      await this.execute(m.name, plan); // warm-up (first use splits the model on both sides)
-      const out: Observation[] = [];
-      for (let i = 0; i < runs; i++) {
+    const plans: Plan[] = [
+      { kind: 'local' },
+      { kind: 'offload', endpoint: ENDPOINT },
+      ...m.cuts.map((c): Plan => ({ kind: 'split', cut: c.id, endpoint: ENDPOINT })),
+    ];
+    // Warm-up (the first use of a cut splits the model on both sides), then round-robin over
+    // the plans, so that a load swing of the shared machine hits every plan's runs alike
+    // instead of inflating one plan's consecutive runs.
+    for (const plan of plans) await this.execute(m.name, plan);
+    const obs: Observation[][] = plans.map(() => []);
+    for (let r = 0; r < runs; r++) {
+      for (const [i, plan] of plans.entries()) {
         const o = await this.execute(m.name, plan);
         if (o.fellBack || !o.ok) throw new TandemError('HARNESS_PROFILE', `profiling ${m.name} under ${JSON.stringify(plan)} fell back to the edge`);
-        out.push(o);
+        obs[i]?.push(o);
       }
-      return out;
-    };
-    const local = await measure({ kind: 'local' });
-    const offload = await measure({ kind: 'offload', endpoint: ENDPOINT });
-    const cuts: Profile['cuts'] = [];
-    for (const cut of m.cuts) {
-      const obs = await measure({ kind: 'split', cut: cut.id, endpoint: ENDPOINT });
-      cuts.push({
+    }
+    const local = obs[0] ?? [];
+    const offload = obs[1] ?? [];
+    const cuts: Profile['cuts'] = m.cuts.map((cut, i) => {
+      const os = obs[i + 2] ?? [];
+      return {
         id: cut.id,
         tensors: cut.tensors,
-        bytes: obs[0]?.bytesSent ?? cut.bytes,
+        bytes: os[0]?.bytesSent ?? cut.bytes,
         headFlops: cut.headFlops,
-        headMs: median(obs.map((o) => o.edgeMs)),
-        tailMs: { [ENDPOINT]: median(obs.map((o) => o.remoteMs)) },
-        outputBytes: obs[0]?.bytesReceived ?? 0,
-      });
-    }
+        headMs: median(os.map((o) => o.edgeMs)),
+        tailMs: { [ENDPOINT]: median(os.map((o) => o.remoteMs)) },
+        outputBytes: os[0]?.bytesReceived ?? 0,
+      };
+    });
     const { createHash } = await import('node:crypto');
     return {
       version: 1,
