@@ -348,6 +348,38 @@ describe('exploration', () => {
   });
 });
 
+describe('exploration of an unsettled edge', () => {
+  // Only local and offload: splits would measure the edge through their heads.
+  const twoOptions: Profile = { ...profile, cuts: [profile.cuts[0]!, profile.cuts[4]!] };
+  const run = (edgeScale: number, settledRuns: number): string[] => {
+    const world = new World({ a: { rttMs: 10, bitsPerSecond: 60e6 } }, 0);
+    world.edgeScale = 0.8; // local 80 ms; offload about 101 ms
+    const p = new AdaptivePlanner({ profile: twoOptions, endpoints: [{ name: 'a', rttMs: 10, bandwidthBitsPerSecond: 60e6 }], edgeScale });
+    const slow: Observation = { ...world.run({ kind: 'local' }), edgeMs: 100 * edgeScale, totalMs: 100 * edgeScale };
+    for (let i = 0; i < settledRuns; i++) p.observe(slow);
+    const ctx = { allowedEndpoints: ['a'] };
+    const plans: string[] = [];
+    for (let i = 0; i < 16; i++) {
+      const plan = p.choose(ctx);
+      plans.push(describePlan(plan));
+      p.observe(world.run(plan));
+    }
+    return plans;
+  };
+  it('re-measures the edge soon when its speed rests on fewer than 3 runs and local is a near miss', () => {
+    // One slow run (115 ms) makes offload look better; the edge is re-measured after a few
+    // decisions (not the usual 20). (Outvoting the slow run's belief then takes several more
+    // runs: the estimator clips samples beyond 3σ.)
+    const plans = run(1.15, 1);
+    expect(plans[0]).toBe('offload→a');
+    expect(plans.slice(0, 6)).toContain('local');
+  });
+  it('keeps the normal exploration pace once the edge speed rests on several runs', () => {
+    const plans = run(1.15, 3);
+    expect(plans).not.toContain('local');
+  });
+});
+
 describe('out-of-band link probes', () => {
   it('asks for a probe before first use and when the link has been idle, and trusts what it reports', () => {
     const p = planner({ endpoints: [{ name: 'a', rttMs: 10, bandwidthBitsPerSecond: 0.5e6 }] });
