@@ -52,6 +52,8 @@ describe('package import cost', () => {
     expect(lines.some((url) => url.endsWith('/src/providers/vertex.ts'))).toBe(true);
     expect(lines.some((url) => url.includes('/node_modules/zod/'))).toBe(true);
     expect(sdksIn(lines)).toEqual([]);
+    // sharp (libvips) is loaded by the first image, so tensor-only apps never pay for it.
+    expect(lines.filter((url) => url.includes('/node_modules/sharp/'))).toEqual([]);
   });
 
   it('the recorder does see each SDK when it is imported (ESM and CommonJS packages alike)', async () => {

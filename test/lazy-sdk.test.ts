@@ -1,10 +1,13 @@
 /**
- * The cloud SDKs are loaded on first use; when one cannot be loaded (missing from a slimmed
+ * The cloud SDKs (and sharp) are loaded on first use; when one cannot be loaded (missing from a slimmed
  * edge install, a broken native dependency), constructors still succeed and every call rejects
  * with the store's or provider's typed configuration error instead of crashing the import.
  */
 import { describe, expect, it, vi } from 'vitest';
 import { LazyValue } from '../src/lazy.js';
+import { ImageError } from '../src/preprocess/errors.js';
+import { imageToTensor } from '../src/preprocess/image.js';
+import { PipelineSchema } from '../src/preprocess/schema.js';
 import { createProviderClient, ProviderError } from '../src/providers/index.js';
 import { StoreError } from '../src/residency/errors.js';
 import { createStore } from '../src/residency/stores/index.js';
@@ -18,6 +21,7 @@ vi.mock('@google-cloud/storage', broken);
 vi.mock('ali-oss', broken);
 vi.mock('@aws-sdk/client-sagemaker-runtime', broken);
 vi.mock('@google-cloud/aiplatform', broken);
+vi.mock('sharp', broken);
 
 const url = 'http://127.0.0.1:9';
 
@@ -84,5 +88,15 @@ describe('a cloud SDK that cannot be loaded', () => {
   it('a deadline that passes while the SDK would load still rejects with PROVIDER_TIMEOUT', async () => {
     const client = createProviderClient({ name: 'sm', kind: 'sagemaker', region: 'eu-central-1', url, target: 'ep' });
     await expect(client.infer({ model: 'm', inputs: {} }, { deadline: Date.now() - 1 })).rejects.toMatchObject({ code: 'PROVIDER_TIMEOUT' });
+  });
+});
+
+describe('an image decoder that cannot be loaded', () => {
+  it('an image input rejects with IMAGE_DECODER_UNAVAILABLE; cheap input checks still come first', async () => {
+    const spec = PipelineSchema.parse({});
+    const raw = { pixels: new Uint8Array(2 * 2 * 3), width: 2, height: 2, channels: 3 };
+    await expect(imageToTensor(raw, spec)).rejects.toMatchObject({ name: 'ImageError', code: 'IMAGE_DECODER_UNAVAILABLE' });
+    await expect(imageToTensor(new Uint8Array([0xff, 0xd8, 0xff]), spec)).rejects.toSatisfy((e: unknown) => e instanceof ImageError && e.code === 'IMAGE_DECODER_UNAVAILABLE');
+    await expect(imageToTensor(new Uint8Array(0), spec)).rejects.toMatchObject({ code: 'IMAGE_EMPTY' });
   });
 });
