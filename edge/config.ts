@@ -232,7 +232,7 @@ export function parseEdgeConfig(text: string, file = 'edge.yaml'): LoadedEdgeCon
   if (doc.errors.length > 0) {
     const issues = doc.errors.map((e) => ({
       path: '',
-      line: e.linePos?.[0]?.line,
+      line: lineCounter.linePos(e.pos[0]).line,
       message: e.message.split('\n')[0] ?? e.message,
     }));
     throw new EdgeConfigError(file, issues);
