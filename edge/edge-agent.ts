@@ -8,6 +8,7 @@ import { AgentCore } from './agent.js';
 import type { EdgeConfig } from './config.js';
 import { HttpFront } from './http-front.js';
 import { createMetrics, type AgentMetrics } from './metrics.js';
+import { GreengrassTransport } from './greengrass-transport.js';
 import { MqttTransport } from './mqtt-transport.js';
 import type { InferenceService } from './service.js';
 import type { Transport } from './transport.js';
@@ -16,7 +17,7 @@ export interface EdgeAgentOptions {
   config: EdgeConfig;
   service: InferenceService;
   logger: Logger;
-  /** Extra or replacement message transports (the Greengrass IPC transport, tests). */
+  /** Message transports to use instead of those the config describes (tests, embedding). */
   transports?: Transport[];
   /** Include Node process metrics in /metrics. */
   defaultMetrics?: boolean;
@@ -45,8 +46,12 @@ export class EdgeAgent {
     const { service, config, logger } = options;
     this.metrics = createMetrics({ outboxDepth: () => service.health().outboxDepth, defaultMetrics: options.defaultMetrics });
     this.core = new AgentCore({ service, metrics: this.metrics, logger, limits: config.limits });
-    if (config.mqtt) this.transports.push(new MqttTransport({ config: config.mqtt, logger }));
-    this.transports.push(...(options.transports ?? []));
+    if (options.transports) {
+      this.transports.push(...options.transports);
+    } else {
+      if (config.mqtt) this.transports.push(new MqttTransport({ config: config.mqtt, logger }));
+      if (config.greengrass) this.transports.push(new GreengrassTransport({ config: config.greengrass, logger }));
+    }
   }
 
   /** Starts every front; if one fails, the ones already started are stopped again. */
