@@ -59,6 +59,24 @@ const ModelSchema = z
     path: z.string().min(1),
     /** Shapes for dynamic dimensions, forwarded to the runtime. */
     shapes: z.record(z.string(), z.array(z.number().int().positive())).optional(),
+    /** Agent-side post-processing of the outputs into the reply's `result`. */
+    postprocess: z
+      .object({
+        kind: z.literal('text-boxes'),
+        /** Output holding the probability map (default: the model's first output). */
+        output: z.string().optional(),
+        threshold: z.number().min(0).max(1).default(0.3),
+        boxThreshold: z.number().min(0).max(1).default(0.6),
+        unclipRatio: z.number().positive().default(1.5),
+        minSize: z.number().int().nonnegative().default(3),
+        maxBoxes: z.number().int().positive().default(100),
+      })
+      .strict()
+      .optional(),
+    /** Edge worker threads for this model (the runtime's default otherwise). */
+    workers: z.number().int().positive().optional(),
+    /** Profile written by `tandem profile`, which seeds the adaptive planner. */
+    profile: z.string().min(1).optional(),
   })
   .strict();
 
@@ -150,13 +168,20 @@ export const EdgeConfigSchema = z
         policy: z.string().min(1),
         /** Data class used when a request names none. */
         defaultDataClass: z.string().min(1).optional(),
+        /** Origin (site) of this device's data, when the policy declares origins. */
+        origin: z.string().min(1).optional(),
+        /** Hash-chained audit log of every residency decision. */
+        audit: z.string().min(1).optional(),
+        /** Stores to prefer, in order, among those the policy allows for a request's class. */
+        storePreference: z.array(z.string().min(1)).default([]),
       })
       .strict()
       .optional(),
-    /** Result stores; each store's own keys are validated by src/residency. */
-    stores: z
-      .array(z.object({ name: z.string().min(1), kind: z.string().min(1), region: z.string().min(1) }).passthrough())
-      .default([]),
+    /**
+     * Connection options per store kind (`s3`, `gcs`, `oss`: endpoint overrides, path style…),
+     * passed to src/residency's store factory; the stores themselves are declared in the policy.
+     */
+    stores: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
     outbox: z
       .object({
         dir: z.string().min(1).default('.tandem/outbox'),
@@ -249,8 +274,14 @@ export function parseEdgeConfig(text: string, file = 'edge.yaml'): LoadedEdgeCon
   const config = result.data;
   const base = dirname(resolve(file));
   const abs = (p: string): string => (isAbsolute(p) ? p : resolve(base, p));
-  for (const m of config.models) m.path = abs(m.path);
-  if (config.residency) config.residency.policy = abs(config.residency.policy);
+  for (const m of config.models) {
+    m.path = abs(m.path);
+    if (m.profile !== undefined) m.profile = abs(m.profile);
+  }
+  if (config.residency) {
+    config.residency.policy = abs(config.residency.policy);
+    if (config.residency.audit !== undefined) config.residency.audit = abs(config.residency.audit);
+  }
   config.outbox.dir = abs(config.outbox.dir);
   if (config.mqtt?.tls) {
     const tls = config.mqtt.tls;
