@@ -8,7 +8,8 @@
  * 2. ask the gate which endpoints may process the class (audited; empty → answer locally)
  *    and pick the store the result goes to, before spending any compute on it;
  * 3. run the runtime (plan, execution, fallback);
- * 4. post-process, check the write against the gate, append to the outbox (fsync), reply.
+ * 4. post-process, hand the result to the outbox — which checks the write against the gate
+ *    and resolves once it is on disk (fsync) — and only then reply.
  *
  * edge/service-factory.ts builds it from edge.yaml with the real runtime and residency.
  */
@@ -41,8 +42,6 @@ export interface ResidencyLike {
   allowedStores(dataClass: string): readonly string[];
   /** Region of a declared store. */
   storeRegion(store: string): string | undefined;
-  /** Rejects with a RESIDENCY_* error when the write is forbidden (audited). */
-  checkWrite(dataClass: string, store: string, context: { requestId: string }): Promise<void>;
 }
 
 /** One result handed to the outbox. */
@@ -56,7 +55,11 @@ export interface OutboxRecord {
 
 /** What the service needs from the durable outbox (src/residency). */
 export interface OutboxLike {
-  /** Resolves once the record is durable on disk (fsync); rejects with OUTBOX_FULL when full. Returns the object key. */
+  /**
+   * Checks the write against the residency gate (rejecting with RESIDENCY_WRITE_DENIED, audited),
+   * then resolves with the object key once the record is durable on disk; rejects with
+   * OUTBOX_FULL when there is no room, so nothing is accepted and then dropped.
+   */
   append(record: OutboxRecord): Promise<string>;
   /** Records not yet acknowledged by their store. */
   depth(): number;
@@ -136,9 +139,8 @@ export class TandemService implements InferenceService {
     const result = this.postprocess(model, run.outputs);
 
     let stored: StoredRef | undefined;
+    const outbox = this.options.outbox;
     if (residency && store !== undefined && dataClass !== undefined) {
-      await residency.checkWrite(dataClass, store, { requestId: request.requestId });
-      const outbox = this.options.outbox;
       if (outbox) {
         const doc: Record<string, unknown> = {
           requestId: request.requestId,

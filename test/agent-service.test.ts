@@ -32,7 +32,7 @@ const policy: Record<string, { endpoints: string[]; stores: string[] }> = {
   'device-only': { endpoints: [], stores: [] },
 };
 
-function residency(calls: string[], forbidWrites = false): ResidencyLike {
+function residency(calls: string[]): ResidencyLike {
   return {
     async allowedEndpoints(dataClass) {
       calls.push(`gate:${dataClass}`);
@@ -42,16 +42,14 @@ function residency(calls: string[], forbidWrites = false): ResidencyLike {
     },
     allowedStores: (dataClass) => policy[dataClass]?.stores ?? [],
     storeRegion: (store) => ({ 's3-eu': 'eu-central-1', 'local-eu': 'eu-central-1', 'oss-sh': 'cn-shanghai' })[store],
-    async checkWrite(dataClass, store) {
-      calls.push(`write:${dataClass}:${store}`);
-      if (forbidWrites) throw new TandemError('RESIDENCY_DENIED', 'forbidden');
-    },
   };
 }
 
-function outbox(records: OutboxRecord[]): OutboxLike {
+function outbox(records: OutboxRecord[], calls: string[] = [], forbid = false): OutboxLike {
   return {
     async append(record) {
+      calls.push(`write:${record.dataClass}:${record.store}`);
+      if (forbid) throw new TandemError('RESIDENCY_WRITE_DENIED', 'forbidden');
       records.push(record);
       return `results/${record.requestId}`;
     },
@@ -70,7 +68,7 @@ describe('TandemService', () => {
     const service = new TandemService({
       models: [{ name: 'det', runtime: runtime(calls), postprocess: { kind: 'text-boxes' } }],
       residency: residency(calls),
-      outbox: outbox(records),
+      outbox: outbox(records, calls),
       storePreference: ['local-eu'],
     });
     const result = await service.infer({ requestId: 'r1', model: 'det', dataClass: 'eu-personal', input: image });
@@ -108,11 +106,12 @@ describe('TandemService', () => {
     expect(records).toEqual([]);
   });
 
-  it('never hands a forbidden write to the outbox', async () => {
+  it('fails the request when the outbox refuses the write', async () => {
     const calls: string[] = [];
     const records: OutboxRecord[] = [];
-    const service = new TandemService({ models: [{ name: 'det', runtime: runtime(calls) }], residency: residency(calls, true), outbox: outbox(records) });
-    await expect(service.infer({ requestId: 'w', model: 'det', dataClass: 'eu-personal', input: image })).rejects.toMatchObject({ code: 'RESIDENCY_DENIED' });
+    const service = new TandemService({ models: [{ name: 'det', runtime: runtime(calls) }], residency: residency(calls), outbox: outbox(records, calls, true) });
+    await expect(service.infer({ requestId: 'w', model: 'det', dataClass: 'eu-personal', input: image })).rejects.toMatchObject({ code: 'RESIDENCY_WRITE_DENIED' });
+    expect(calls).toEqual(['gate:eu-personal', 'infer:eu-personal', 'write:eu-personal:s3-eu']);
     expect(records).toEqual([]);
   });
 
