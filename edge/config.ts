@@ -172,6 +172,8 @@ export const EdgeConfigSchema = z
         origin: z.string().min(1).optional(),
         /** Hash-chained audit log of every residency decision. */
         audit: z.string().min(1).optional(),
+        /** Data key file for the envelope encryption of stored results (created when missing). */
+        keyFile: z.string().min(1).optional(),
         /** Stores to prefer, in order, among those the policy allows for a request's class. */
         storePreference: z.array(z.string().min(1)).default([]),
       })
@@ -281,6 +283,7 @@ export function parseEdgeConfig(text: string, file = 'edge.yaml'): LoadedEdgeCon
   if (config.residency) {
     config.residency.policy = abs(config.residency.policy);
     if (config.residency.audit !== undefined) config.residency.audit = abs(config.residency.audit);
+    if (config.residency.keyFile !== undefined) config.residency.keyFile = abs(config.residency.keyFile);
   }
   config.outbox.dir = abs(config.outbox.dir);
   if (config.mqtt?.tls) {

@@ -82,6 +82,8 @@ export interface TandemServiceOptions {
   defaultDataClass?: string;
   /** Preferred stores, in order, among those the class allows. */
   storePreference?: readonly string[];
+  /** Releases what the service's owner opened for it (provider clients, stores, audit log); run last by `close`. */
+  onClose?: () => Promise<unknown>;
   /** Encodes the stored result document (JSON by default). */
   encodeResult?: (doc: Record<string, unknown>) => { body: Uint8Array; contentType: string };
 }
@@ -206,6 +208,7 @@ export class TandemService implements InferenceService {
     this.closed = true;
     await Promise.allSettled([...this.served.values()].map((m) => m.runtime.close()));
     await this.options.outbox?.close();
+    await this.options.onClose?.();
   }
 }
 
