@@ -207,6 +207,7 @@ export type ReplyBody =
       plan: ServiceResult['plan'];
       planLabel: string;
       fellBack: boolean;
+      fallback?: ServiceResult['fallback'];
       timing: ServiceResult['timing'];
       stored?: ServiceResult['stored'];
       result?: unknown;
@@ -225,6 +226,7 @@ export function successBody(result: ServiceResult, request: Pick<AgentRequest, '
     fellBack: result.fellBack,
     timing: result.timing,
   };
+  if (result.fallback) body.fallback = result.fallback;
   if (result.stored) body.stored = result.stored;
   if (result.result !== undefined) body.result = result.result;
   if (include) body.outputs = encodeTensors(result.outputs, request.encoding);

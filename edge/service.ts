@@ -42,6 +42,8 @@ export interface ServiceResult {
   plan: Plan;
   /** The remote part failed or ran late and the request completed on the edge. */
   fellBack: boolean;
+  /** Why it fell back, e.g. `endpoint-error` (with the error code) or `deadline`. */
+  fallback?: { reason: string; code?: string };
   outputs: TensorMap;
   /** Post-processed result (labels, boxes …) when the model declares one; JSON-safe. */
   result?: unknown;

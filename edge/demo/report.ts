@@ -15,6 +15,8 @@ export interface DemoRow {
   fellBack: boolean;
   latencyMs: number;
   store: string;
+  /** Object key of the stored result. */
+  key: string;
   boxes: number;
 }
 
