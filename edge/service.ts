@@ -43,7 +43,7 @@ export interface ServiceResult {
   /** The remote part failed or ran late and the request completed on the edge. */
   fellBack: boolean;
   /** Why it fell back, e.g. `endpoint-error` (with the error code) or `deadline`. */
-  fallback?: { reason: string; code?: string };
+  fallback?: { reason: string; code?: string; message?: string };
   outputs: TensorMap;
   /** Post-processed result (labels, boxes …) when the model declares one; JSON-safe. */
   result?: unknown;

@@ -29,7 +29,7 @@ export interface RuntimeLike {
     outputs: TensorMap;
     plan: Plan;
     fellBack: boolean;
-    fallback?: { reason: string; code?: string };
+    fallback?: { reason: string; code?: string; message?: string };
     timing: { queueMs: number; edgeMs: number; encodeMs: number; transferMs: number; remoteMs: number; decodeMs: number; totalMs: number; preprocessMs?: number };
   }>;
   close(): Promise<void>;
@@ -166,7 +166,7 @@ export class TandemService implements InferenceService {
       model: request.model,
       plan: run.plan,
       fellBack: run.fellBack,
-      ...(run.fallback ? { fallback: { reason: run.fallback.reason, ...(run.fallback.code !== undefined ? { code: run.fallback.code } : {}) } } : {}),
+      ...(run.fallback ? { fallback: { reason: run.fallback.reason, message: run.fallback.message, ...(run.fallback.code !== undefined ? { code: run.fallback.code } : {}) } } : {}),
       outputs: run.outputs,
       ...(result !== undefined ? { result } : {}),
       timing: {

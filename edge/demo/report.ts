@@ -13,6 +13,8 @@ export interface DemoRow {
   plan: string;
   planKind: 'local' | 'split' | 'offload' | 'error';
   fellBack: boolean;
+  /** Why it fell back (the endpoint's error code, or `deadline`). */
+  fallback?: string;
   latencyMs: number;
   store: string;
   /** Object key of the stored result. */
@@ -39,7 +41,7 @@ const COLUMNS: Array<[keyof DemoRow | 'latency', string, number]> = [
   ['requestId', 'request', 10],
   ['dataClass', 'class', 13],
   ['phase', 'network', 9],
-  ['plan', 'plan', 30],
+  ['plan', 'plan', 50],
   ['latency', 'latency', 9],
   ['store', 'stored in', 12],
   ['boxes', 'boxes', 5],
@@ -60,7 +62,7 @@ export function tableRow(row: DemoRow): string {
       case 'latency':
         return pad(`${row.latencyMs.toFixed(0)} ms`, w);
       case 'plan':
-        return pad(row.fellBack ? `${row.plan} ↩ local` : row.plan, w);
+        return pad(row.fellBack ? `${row.plan} ↩ local${row.fallback ? ` (${row.fallback})` : ''}` : row.plan, w);
       default:
         return pad(String(row[key]), w);
     }
