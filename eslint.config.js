@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'models/generated/**', 'bench/results/**'] },
+  { ignores: ['dist/**', 'node_modules/**', 'models/generated/**', 'bench/results/**', 'tmp/**', 'bin/**', 'eslint.config.js'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -3,10 +3,9 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-const compiled = fileURLToPath(new URL('../dist/src/cli/main.js', import.meta.url));
+const compiled = fileURLToPath(new URL('../dist/src/cli/entry.js', import.meta.url));
 if (!existsSync(compiled)) {
   process.stderr.write('tandem: the CLI is not built yet; run `npm run build` (npm ci does it through `prepare`).\n');
   process.exit(70);
 }
-const { main } = await import(compiled);
-process.exitCode = await main(process.argv);
+await import(compiled);

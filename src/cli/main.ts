@@ -3,8 +3,9 @@
  * and turns failures into one readable line with a stable code instead of a stack trace.
  */
 import { Command, CommanderError } from 'commander';
-import { isTandemError } from '../errors.js';
+import { isTandemError, ValidationError } from '../errors.js';
 import { registerGraphCommands } from './graph-commands.js';
+import { registerResidencyCommands } from './residency-commands.js';
 
 export function buildProgram(): Command {
   const program = new Command('tandem')
@@ -12,6 +13,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   registerGraphCommands(program);
+  registerResidencyCommands(program);
   return program;
 }
 
@@ -33,7 +35,7 @@ function reportFailure(error: unknown): number {
   }
   if (isTandemError(error)) {
     process.stderr.write(`tandem: error ${error.code}: ${error.message}\n`);
-    return error.code.startsWith('CLI_') || error.name === 'ValidationError' ? 2 : 1;
+    return error.code.startsWith('CLI_') || error instanceof ValidationError ? 2 : 1;
   }
   const message = error instanceof Error ? error.message : String(error);
   process.stderr.write(`tandem: unexpected error: ${message}\n`);

@@ -1,0 +1,107 @@
+/**
+ * The graph toolkit: load any ONNX model, list every place it can be cut with the size of
+ * what would cross the network and the work done before it, and write heads and tails.
+ */
+import { mkdir, writeFile, access, constants } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ValidationError } from '../errors.js';
+import { listCuts, type CutStructure } from './cuts.js';
+import { extractPartition, type Partition, type PartitionManifest } from './extract.js';
+import { flopsByNode } from './flops.js';
+import { OnnxModel, loadModel, parseModel } from './model.js';
+import { GraphError, elemTypeName } from './onnx.js';
+import { tensorShapes as computeTensorShapes, resolveInputShapes, type InputShapes, type TensorShape } from './shapes.js';
+
+export { OnnxModel, loadModel, parseModel, listCuts, GraphError };
+export type { CutStructure, Partition, PartitionManifest, InputShapes, TensorShape };
+
+export interface TensorSpec {
+  name: string;
+  dtype: string;
+  /** Concrete dims for the analysed input shapes. */
+  shape: number[];
+}
+
+export interface CutInfo {
+  id: string;
+  tensors: string[];
+  /** Bytes of the cut tensors for the analysed input shapes. */
+  bytes: number;
+  /** FLOPs of the head (everything computed before the cut). */
+  headFlops: number;
+  /** Number of compute nodes in the head. */
+  headNodes: number;
+}
+
+export interface ModelAnalysis {
+  inputs: TensorSpec[];
+  outputs: TensorSpec[];
+  /** Nodes in the model file, `Constant` weight nodes included. */
+  nodes: number;
+  cuts: CutInfo[];
+  totalFlops: number;
+  /** The input shapes the sizes are for. */
+  shapes: Record<string, number[]>;
+  /** Every tensor's measured shape, for extraction with concrete boundary shapes. */
+  tensorShapes: ReadonlyMap<string, TensorShape>;
+}
+
+/** Sizes every cut for the given input shapes (dynamic batch-like dimensions default to 1). */
+export async function analyzeModel(model: OnnxModel, shapes: InputShapes = {}): Promise<ModelAnalysis> {
+  const resolved = resolveInputShapes(model, shapes);
+  const tensorShapes = await computeTensorShapes(model, resolved);
+  const flops = flopsByNode(model, tensorShapes);
+  const spec = (name: string, fallbackType: number | undefined): TensorSpec => {
+    const measured = tensorShapes.get(name);
+    return { name, dtype: measured?.dtype ?? elemTypeName(fallbackType), shape: measured ? [...measured.dims] : [] };
+  };
+  const cuts = listCuts(model).map((cut) => ({
+    id: cut.id,
+    tensors: [...cut.tensors],
+    bytes: cut.tensors.reduce((sum, t) => sum + (tensorShapes.get(t)?.bytes ?? 0), 0),
+    headFlops: cut.headNodes.reduce((sum, i) => sum + flops[i]!, 0),
+    headNodes: cut.headNodes.length,
+  }));
+  return {
+    inputs: model.inputs.map((i) => spec(i.name, i.elemType)),
+    outputs: model.outputs.map((o) => spec(o.name, o.elemType)),
+    nodes: model.nodes.length,
+    cuts,
+    totalFlops: model.computeOrder.reduce((sum, i) => sum + flops[i]!, 0),
+    shapes: resolved,
+    tensorShapes,
+  };
+}
+
+export function findCut(model: OnnxModel, cutId: string): CutStructure {
+  const cuts = listCuts(model);
+  const cut = cuts.find((c) => c.id === cutId);
+  if (!cut) {
+    const last = cuts[cuts.length - 1]?.id ?? 'c0';
+    throw new ValidationError('GRAPH_UNKNOWN_CUT', `unknown cut id "${cutId}": ${model.source} has cuts c0 … ${last} (see \`tandem inspect\`)`, { details: { cut: cutId } });
+  }
+  return cut;
+}
+
+/**
+ * Extracts the head and tail for a cut. With `analysis`, the boundary tensors are declared
+ * with their concrete shapes; without it, with their types and whatever shapes the model
+ * declares (the cloud service extracts tails this way, for any input size).
+ */
+export async function splitModel(model: OnnxModel, cutId: string, analysis?: ModelAnalysis): Promise<Partition> {
+  const cut = findCut(model, cutId);
+  return extractPartition(model, cut, analysis?.tensorShapes);
+}
+
+/** Writes `head.onnx`, `tail.onnx` and `partition.json` into `dir` (created if missing). */
+export async function writePartition(partition: Partition, dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+    await access(dir, constants.W_OK);
+    await writeFile(join(dir, 'head.onnx'), partition.head);
+    await writeFile(join(dir, 'tail.onnx'), partition.tail);
+    await writeFile(join(dir, 'partition.json'), `${JSON.stringify(partition.manifest, null, 2)}\n`);
+  } catch (error) {
+    throw new GraphError('GRAPH_OUTPUT_DIR', `cannot write the partition to ${dir}: ${(error as Error).message}`, { cause: error, details: { dir } });
+  }
+}

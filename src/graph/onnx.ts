@@ -1,0 +1,208 @@
+/**
+ * Reading and writing ONNX protobuf. Everything that touches the generated protobuf classes
+ * lives here, so the rest of the graph toolkit works on plain, validated structures.
+ */
+import { createHash } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import { dirname, isAbsolute, join, normalize } from 'node:path';
+import onnxProto from 'onnx-proto';
+import { TandemError, ValidationError } from '../errors.js';
+import type { DType } from '../tensor.js';
+
+export const { onnx } = onnxProto;
+export type ModelProto = onnxProto.onnx.ModelProto;
+export type GraphProto = onnxProto.onnx.IGraphProto;
+export type NodeProto = onnxProto.onnx.INodeProto;
+export type TensorProto = onnxProto.onnx.ITensorProto;
+export type ValueInfoProto = onnxProto.onnx.IValueInfoProto;
+export type AttributeProto = onnxProto.onnx.IAttributeProto;
+
+/** Errors from reading, analysing and partitioning models. */
+export class GraphError extends TandemError {}
+
+const DataType = onnx.TensorProto.DataType;
+
+const DTYPE_BY_ELEM_TYPE = new Map<number, DType>([
+  [DataType.FLOAT, 'float32'],
+  [DataType.FLOAT16, 'float16'],
+  [DataType.DOUBLE, 'float64'],
+  [DataType.INT64, 'int64'],
+  [DataType.INT32, 'int32'],
+  [DataType.INT16, 'int16'],
+  [DataType.INT8, 'int8'],
+  [DataType.UINT8, 'uint8'],
+  [DataType.UINT16, 'uint16'],
+  [DataType.UINT32, 'uint32'],
+  [DataType.UINT64, 'uint64'],
+  [DataType.BOOL, 'bool'],
+]);
+const ELEM_TYPE_BY_DTYPE = new Map<DType, number>([...DTYPE_BY_ELEM_TYPE].map(([k, v]) => [v, k]));
+
+/** Tandem's dtype name for an ONNX element type, or `undefined` for types we do not carry (string, complex, bfloat16). */
+export function dtypeOfElemType(elemType: number | null | undefined): DType | undefined {
+  return elemType == null ? undefined : DTYPE_BY_ELEM_TYPE.get(elemType);
+}
+
+export function elemTypeOfDtype(dtype: DType): number {
+  const value = ELEM_TYPE_BY_DTYPE.get(dtype);
+  if (value === undefined) throw new GraphError('GRAPH_DTYPE', `no ONNX element type for ${dtype}`);
+  return value;
+}
+
+/** Human name of an element type, including the ones Tandem does not carry. */
+export function elemTypeName(elemType: number | null | undefined): string {
+  const known = dtypeOfElemType(elemType);
+  if (known) return known;
+  const name = elemType == null ? undefined : (DataType as unknown as Record<number, string>)[elemType];
+  return (name ?? 'undefined').toLowerCase();
+}
+
+/** protobufjs yields int64 fields as Long objects or numbers depending on the value. */
+export function toNumber(value: number | { toNumber(): number } | null | undefined): number {
+  if (value == null) return 0;
+  return typeof value === 'number' ? value : value.toNumber();
+}
+
+export function sha256Hex(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/**
+ * Decodes ONNX bytes. Weights kept in external data files are read from `baseDir`
+ * (the model file's folder) and inlined, so everything downstream sees self-contained tensors.
+ */
+export async function decodeModel(bytes: Uint8Array, source: string, baseDir?: string): Promise<ModelProto> {
+  let model: ModelProto;
+  try {
+    model = onnx.ModelProto.decode(bytes);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    if (/index out of range/i.test(message)) {
+      throw new GraphError('GRAPH_TRUNCATED', `${source} is truncated: the ONNX protobuf ends before its data does`, { cause: error });
+    }
+    throw new GraphError('GRAPH_NOT_ONNX', `${source} is not an ONNX model (${message})`, { cause: error });
+  }
+  const graph = model.graph;
+  if (!graph || toNumber(model.irVersion) <= 0 || (graph.node?.length ?? 0) === 0 || (graph.output?.length ?? 0) === 0) {
+    throw new GraphError('GRAPH_NOT_ONNX', `${source} is not an ONNX model: it has no graph with nodes and outputs`);
+  }
+  await inlineExternalData(model, source, baseDir);
+  return model;
+}
+
+export async function readModelFile(path: string): Promise<{ model: ModelProto; bytes: Uint8Array }> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new GraphError(
+      code === 'ENOENT' ? 'GRAPH_FILE_NOT_FOUND' : 'GRAPH_FILE_UNREADABLE',
+      code === 'ENOENT' ? `model file not found: ${path}` : `cannot read model file ${path}: ${(error as Error).message}`,
+      { cause: error, details: { path } },
+    );
+  }
+  const model = await decodeModel(bytes, path, dirname(path));
+  return { model, bytes };
+}
+
+function* allTensors(graph: GraphProto): Generator<TensorProto> {
+  for (const t of graph.initializer ?? []) yield t;
+  for (const sparse of graph.sparseInitializer ?? []) {
+    if (sparse.values) yield sparse.values;
+    if (sparse.indices) yield sparse.indices;
+  }
+  for (const node of graph.node ?? []) {
+    for (const attr of node.attribute ?? []) {
+      if (attr.t) yield attr.t;
+      for (const t of attr.tensors ?? []) yield t;
+      if (attr.g) yield* allTensors(attr.g);
+      for (const g of attr.graphs ?? []) yield* allTensors(g);
+    }
+  }
+}
+
+async function inlineExternalData(model: ModelProto, source: string, baseDir: string | undefined): Promise<void> {
+  const cache = new Map<string, Buffer>();
+  for (const tensor of allTensors(model.graph!)) {
+    if (tensor.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) continue;
+    const entries = new Map((tensor.externalData ?? []).map((e) => [e.key ?? '', e.value ?? '']));
+    const location = entries.get('location');
+    if (!location) {
+      throw new GraphError('GRAPH_EXTERNAL_DATA_INVALID', `tensor "${tensor.name}" in ${source} is external but names no location`);
+    }
+    if (!baseDir) {
+      throw new GraphError('GRAPH_EXTERNAL_DATA_MISSING', `tensor "${tensor.name}" is stored in external file "${location}", but the model was given as bytes with no folder to find it in`);
+    }
+    if (isAbsolute(location) || normalize(location).startsWith('..')) {
+      throw new GraphError('GRAPH_EXTERNAL_DATA_INVALID', `external data location "${location}" in ${source} escapes the model's folder`);
+    }
+    const file = join(baseDir, location);
+    let data = cache.get(file);
+    if (!data) {
+      try {
+        data = await readFile(file);
+      } catch (error) {
+        throw new GraphError('GRAPH_EXTERNAL_DATA_MISSING', `external data file "${location}" for tensor "${tensor.name}" of ${source} is missing (looked for ${file})`, { cause: error, details: { file } });
+      }
+      cache.set(file, data);
+    }
+    const offset = Number(entries.get('offset') ?? '0');
+    const length = entries.has('length') ? Number(entries.get('length')) : data.byteLength - offset;
+    if (!Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length < 0 || offset + length > data.byteLength) {
+      throw new GraphError('GRAPH_EXTERNAL_DATA_INVALID', `external data for tensor "${tensor.name}" (offset ${offset}, length ${length}) lies outside ${file} (${data.byteLength} bytes)`);
+    }
+    tensor.rawData = data.subarray(offset, offset + length);
+    tensor.dataLocation = onnx.TensorProto.DataLocation.DEFAULT;
+    tensor.externalData = [];
+  }
+}
+
+export function encodeModel(model: onnxProto.onnx.IModelProto): Uint8Array {
+  return onnx.ModelProto.encode(model).finish();
+}
+
+/** Whether a path exists and is a directory (used to validate output folders early). */
+export async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+export function attribute(node: NodeProto, name: string): AttributeProto | undefined {
+  return node.attribute?.find((a) => a.name === name);
+}
+
+export function intAttr(node: NodeProto, name: string, fallback: number): number {
+  const attr = attribute(node, name);
+  return attr ? toNumber(attr.i) : fallback;
+}
+
+export function intsAttr(node: NodeProto, name: string): number[] | undefined {
+  const attr = attribute(node, name);
+  return attr?.ints ? attr.ints.map((v) => toNumber(v)) : undefined;
+}
+
+export function stringAttr(node: NodeProto, name: string): string | undefined {
+  const attr = attribute(node, name);
+  return attr?.s ? Buffer.from(attr.s).toString('utf8') : undefined;
+}
+
+export function tensorDims(tensor: TensorProto): number[] {
+  return (tensor.dims ?? []).map((d) => toNumber(d));
+}
+
+/** Builds a ValueInfoProto for a tensor of known dtype and (optionally) shape. */
+export function valueInfo(name: string, elemType: number | undefined, dims?: readonly (number | string)[]): ValueInfoProto {
+  const tensorType: onnxProto.onnx.TypeProto.ITensor = {};
+  if (elemType !== undefined) tensorType.elemType = elemType;
+  if (dims) tensorType.shape = { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) };
+  return { name, type: { tensorType } };
+}
+
+/** An input the model was not given enough information to size. */
+export function unknownDimension(input: string, index: number, dim: string): ValidationError {
+  return new ValidationError('GRAPH_SHAPE_DYNAMIC', `input "${input}" has a dynamic dimension "${dim}" (axis ${index}) with no value: pass --shape ${input}=…`, { details: { input, axis: index, dim } });
+}

@@ -1,0 +1,220 @@
+/**
+ * The residency policy: which data classes exist, where each may be processed (endpoints) and
+ * stored (result stores), and the endpoints and stores with the provider and region they run in.
+ * Anything the policy does not allow is denied.
+ *
+ * Policies are YAML or JSON (JSON is parsed by the YAML parser, so both get line numbers in errors).
+ */
+import { readFile } from 'node:fs/promises';
+import { LineCounter, isNode, parseDocument, type Document } from 'yaml';
+import { z } from 'zod';
+import { PolicyError, type PolicyIssue } from './errors.js';
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+/** Region patterns: a region name with optional `*` wildcards, e.g. `cn-*`, `europe-west3`, `*`. */
+const REGION_PATTERN = /^[a-z0-9*][a-z0-9*-]*$/;
+
+const name = z.string().regex(NAME, 'must be a name of letters, digits, ".", "_" or "-"');
+const region = z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'must be a region id such as eu-central-1 or cn-shanghai');
+const provider = z.string().regex(/^[a-z][a-z0-9-]*$/, 'must be a provider id such as aws, gcp, alibaba or local');
+
+const allowanceSchema = z
+  .object({
+    /** Provider id, or `*` for any provider (the regions still have to match). */
+    provider: z.union([provider, z.literal('*')]),
+    regions: z.array(z.string().regex(REGION_PATTERN, 'must be a region or a pattern with * such as cn-*')).min(1),
+    /** Only these services (endpoint kinds / store types), e.g. the services a HIPAA BAA covers. */
+    services: z.array(z.string().min(1)).min(1).optional(),
+    /** Stores only: the store must apply provider-side encryption at rest. */
+    requireSse: z.boolean().optional(),
+  })
+  .strict();
+
+const classSchema = z
+  .object({
+    description: z.string().optional(),
+    /** Where raw data of this class may be sent for processing. Empty or absent: it never leaves the device. */
+    process: z.array(allowanceSchema).default([]),
+    /** Where results of this class may be stored. Empty or absent: nowhere (not even local disk). */
+    store: z.array(allowanceSchema).default([]),
+  })
+  .strict();
+
+const originSchema = z
+  .object({
+    description: z.string().optional(),
+    /** The data classes this origin may produce; any other class from it is refused. */
+    classes: z.array(name).min(1).optional(),
+    /** Further restrictions for data from this origin: intersected with the class rules, never widening them. */
+    process: z.array(allowanceSchema).optional(),
+    store: z.array(allowanceSchema).optional(),
+  })
+  .strict();
+
+const endpointSchema = z
+  .object({
+    provider,
+    region,
+    /** The service kind, e.g. sagemaker, vertex, pai-eas, oip; matched against an allowance's `services`. */
+    service: z.string().min(1).optional(),
+  })
+  .strict();
+
+const storeBase = { region, prefix: z.string().optional() };
+const storeSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('local'), provider: z.literal('local').default('local'), root: z.string().min(1), ...storeBase }).strict(),
+  z
+    .object({
+      type: z.literal('s3'),
+      provider: provider.default('aws'),
+      bucket: z.string().min(3),
+      endpoint: z.string().url().optional(),
+      forcePathStyle: z.boolean().optional(),
+      sse: z.enum(['AES256', 'aws:kms', 'none']).default('AES256'),
+      kmsKeyId: z.string().optional(),
+      ...storeBase,
+    })
+    .strict(),
+  z
+    .object({
+      type: z.literal('gcs'),
+      provider: provider.default('gcp'),
+      bucket: z.string().min(3),
+      apiEndpoint: z.string().url().optional(),
+      /** With `apiEndpoint` the SDK sends no credentials unless this is true (private endpoints in production). */
+      authWithCustomEndpoint: z.boolean().optional(),
+      projectId: z.string().optional(),
+      /** Customer-managed key; without it GCS still encrypts at rest with Google-managed keys. */
+      kmsKeyName: z.string().optional(),
+      ...storeBase,
+    })
+    .strict(),
+  z
+    .object({
+      type: z.literal('oss'),
+      provider: provider.default('alibaba'),
+      bucket: z.string().min(3),
+      endpoint: z.string().url().optional(),
+      /** Path-style requests (`endpoint/bucket/key`, ali-oss `sldEnable`), for private endpoints and loopback. */
+      pathStyle: z.boolean().optional(),
+      sse: z.enum(['AES256', 'KMS', 'none']).default('AES256'),
+      ...storeBase,
+    })
+    .strict(),
+]);
+
+export const policySchema = z
+  .object({
+    version: z.literal(1),
+    description: z.string().optional(),
+    classes: z.record(name, classSchema),
+    origins: z.record(name, originSchema).default({}),
+    endpoints: z.record(name, endpointSchema).default({}),
+    stores: z.record(name, storeSchema).default({}),
+  })
+  .strict()
+  .superRefine((policy, ctx) => {
+    for (const [originName, origin] of Object.entries(policy.origins)) {
+      origin.classes?.forEach((cls, i) => {
+        if (!(cls in policy.classes)) {
+          ctx.addIssue({ code: 'custom', path: ['origins', originName, 'classes', i], message: `unknown data class "${cls}"` });
+        }
+      });
+    }
+    for (const [storeName, store] of Object.entries(policy.stores)) {
+      if (store.type === 's3' && store.sse === 'aws:kms' && store.kmsKeyId === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['stores', storeName, 'kmsKeyId'], message: 'sse "aws:kms" needs kmsKeyId' });
+      }
+    }
+  });
+
+export type Allowance = z.infer<typeof allowanceSchema>;
+export type DataClassRule = z.infer<typeof classSchema>;
+export type OriginRule = z.infer<typeof originSchema>;
+export type EndpointDecl = z.infer<typeof endpointSchema>;
+export type StoreDecl = z.infer<typeof storeSchema>;
+/** A validated residency policy. */
+export type Policy = z.infer<typeof policySchema>;
+/** The policy as written, before defaults are applied (what tests and generators build). */
+export type PolicyInput = z.input<typeof policySchema>;
+
+/** Whether a store applies provider-side encryption at rest. GCS always does. */
+export function storeHasSse(store: StoreDecl): boolean {
+  switch (store.type) {
+    case 'local':
+      return false;
+    case 'gcs':
+      return true;
+    case 's3':
+    case 'oss':
+      return store.sse !== 'none';
+  }
+}
+
+function jsonPath(path: readonly PropertyKey[]): string {
+  return path.reduce<string>((acc, key) => (typeof key === 'number' ? `${acc}[${key}]` : `${acc}.${String(key)}`), '$');
+}
+
+function locate(doc: Document, counter: LineCounter, path: readonly PropertyKey[]): { line?: number; column?: number } {
+  // A missing key has no node: point at the closest enclosing node that exists.
+  for (let depth = path.length; depth >= 0; depth--) {
+    const node: unknown = doc.getIn(path.slice(0, depth) as unknown[], true);
+    if (isNode(node) && node.range) {
+      const pos = counter.linePos(node.range[0]);
+      return { line: pos.line, column: pos.col };
+    }
+  }
+  return {};
+}
+
+/**
+ * Parses and validates a policy from text. `source` names the file in error messages.
+ * Throws {@link PolicyError} listing every problem with its line, column and JSON path.
+ */
+export function parsePolicy(text: string, source = '<policy>'): Policy {
+  const counter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: counter, uniqueKeys: true, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    throw new PolicyError(
+      source,
+      doc.errors.map((e) => {
+        const pos = counter.linePos(e.pos[0]);
+        return { path: '', message: e.message.split('\n')[0] ?? e.message, line: pos.line, column: pos.col };
+      }),
+    );
+  }
+  const raw: unknown = doc.toJS();
+  const result = policySchema.safeParse(raw);
+  if (!result.success) {
+    const issues: PolicyIssue[] = result.error.issues.map((issue) => ({
+      path: jsonPath(issue.path),
+      message: issue.message,
+      ...locate(doc, counter, issue.path),
+    }));
+    throw new PolicyError(source, issues);
+  }
+  return result.data;
+}
+
+/** Validates an already-parsed policy object (from code or a config system). */
+export function validatePolicy(value: unknown, source = '<policy>'): Policy {
+  const result = policySchema.safeParse(value);
+  if (!result.success) {
+    throw new PolicyError(
+      source,
+      result.error.issues.map((issue) => ({ path: jsonPath(issue.path), message: issue.message })),
+    );
+  }
+  return result.data;
+}
+
+/** Reads, parses and validates a policy file. Rejects with {@link PolicyError}. */
+export async function loadPolicy(file: string): Promise<Policy> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new PolicyError(file, [{ path: '', message: `cannot read the file: ${error instanceof Error ? error.message : String(error)}` }], { cause: error });
+  }
+  return parsePolicy(text, file);
+}

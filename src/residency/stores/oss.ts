@@ -1,0 +1,137 @@
+/**
+ * Results in Alibaba Cloud OSS. Credentials follow the Alibaba Cloud default chain's environment
+ * variables (ALIBABA_CLOUD_ACCESS_KEY_ID / _SECRET / ALIBABA_CLOUD_SECURITY_TOKEN, or the OSS_*
+ * names ossutil uses) unless passed explicitly; objects carry OSS server-side encryption.
+ */
+import OSS from 'ali-oss';
+import { StoreError } from '../errors.js';
+import type { StoreDecl } from '../policy.js';
+import { validateKey, type ObjectInfo, type PutMeta, type ResultStore, type StoredObject } from './types.js';
+
+type OssDecl = Extract<StoreDecl, { type: 'oss' }>;
+
+export interface OssCredentials {
+  accessKeyId: string;
+  accessKeySecret: string;
+  securityToken?: string;
+}
+
+export interface OssStoreOptions {
+  credentials?: OssCredentials;
+  timeoutMs?: number;
+  /** Read credentials from here instead of process.env (tests). */
+  env?: NodeJS.ProcessEnv;
+}
+
+function credentialsFromEnv(env: NodeJS.ProcessEnv): OssCredentials | undefined {
+  const id = env['ALIBABA_CLOUD_ACCESS_KEY_ID'] ?? env['OSS_ACCESS_KEY_ID'];
+  const secret = env['ALIBABA_CLOUD_ACCESS_KEY_SECRET'] ?? env['OSS_ACCESS_KEY_SECRET'];
+  const token = env['ALIBABA_CLOUD_SECURITY_TOKEN'] ?? env['OSS_SESSION_TOKEN'];
+  if (id === undefined || secret === undefined) return undefined;
+  return { accessKeyId: id, accessKeySecret: secret, ...(token === undefined ? {} : { securityToken: token }) };
+}
+
+interface OssErrorShape {
+  name?: string;
+  code?: string;
+  status?: number;
+  message?: string;
+}
+
+const AUTH_CODES = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'SecurityTokenExpired', 'InvalidSecurityToken']);
+
+export function mapOssError(store: string, what: string, error: unknown): StoreError {
+  const e = (error ?? {}) as OssErrorShape;
+  const code = e.code ?? e.name ?? 'Error';
+  const message = `${what}: ${code}${e.message ? ` (${e.message.split('\n')[0]})` : ''}`;
+  const details = { sdkError: code, status: e.status };
+  if (AUTH_CODES.has(code) || e.status === 401 || e.status === 403) return new StoreError('auth', store, message, { cause: error, details });
+  if (code === 'NoSuchKey' || (e.status === 404 && code !== 'NoSuchBucket')) return new StoreError('not-found', store, message, { cause: error, details });
+  if (code === 'NoSuchBucket') return new StoreError('config', store, message, { cause: error, details });
+  if (e.status !== undefined && e.status >= 400 && e.status < 500 && e.status !== 408 && e.status !== 429) return new StoreError('rejected', store, message, { cause: error, details });
+  return new StoreError('unavailable', store, message, { cause: error, details });
+}
+
+export class OssStore implements ResultStore {
+  private readonly client: OSS | undefined;
+  private readonly configError: StoreError | undefined;
+
+  constructor(
+    readonly name: string,
+    readonly decl: OssDecl,
+    options: OssStoreOptions = {},
+  ) {
+    const creds = options.credentials ?? credentialsFromEnv(options.env ?? process.env);
+    if (creds === undefined) {
+      this.configError = new StoreError('auth', name, 'no OSS credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET');
+      return;
+    }
+    const endpoint = decl.endpoint ?? `https://oss-${decl.region}.aliyuncs.com`;
+    this.client = new OSS({
+      region: `oss-${decl.region}`,
+      endpoint,
+      bucket: decl.bucket,
+      accessKeyId: creds.accessKeyId,
+      accessKeySecret: creds.accessKeySecret,
+      ...(creds.securityToken === undefined ? {} : { stsToken: creds.securityToken }),
+      secure: endpoint.startsWith('https:'),
+      sldEnable: decl.pathStyle ?? false,
+      timeout: options.timeoutMs ?? 30_000,
+      retryMax: 0,
+    });
+  }
+
+  private ready(key: string): { client: OSS; name: string } {
+    if (this.client === undefined) throw this.configError ?? new StoreError('config', this.name, 'not configured');
+    const bad = validateKey(key);
+    if (bad !== undefined) throw new StoreError('rejected', this.name, `invalid key "${key}": ${bad}`);
+    return { client: this.client, name: `${this.decl.prefix ?? ''}${key}` };
+  }
+
+  async put(key: string, body: Uint8Array, meta: PutMeta = {}): Promise<void> {
+    const { client, name } = this.ready(key);
+    try {
+      await client.put(name, Buffer.from(body.buffer, body.byteOffset, body.byteLength), {
+        mime: meta.contentType ?? 'application/octet-stream',
+        meta: meta.metadata ?? {},
+        headers: this.decl.sse === 'none' ? {} : { 'x-oss-server-side-encryption': this.decl.sse },
+      });
+    } catch (error) {
+      throw mapOssError(this.name, `cannot put ${name}`, error);
+    }
+  }
+
+  async get(key: string): Promise<StoredObject> {
+    const { client, name } = this.ready(key);
+    try {
+      const out = await client.get(name);
+      return { body: new Uint8Array(out.content), metadata: metaFromHeaders(out.res.headers) };
+    } catch (error) {
+      throw mapOssError(this.name, `cannot get ${name}`, error);
+    }
+  }
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    const { client, name } = this.ready(key);
+    try {
+      const out = await client.head(name);
+      return { size: Number(out.res.headers['content-length'] ?? 0), metadata: out.meta ?? {} };
+    } catch (error) {
+      const mapped = mapOssError(this.name, `cannot head ${name}`, error);
+      if (mapped.failure === 'not-found') return undefined;
+      throw mapped;
+    }
+  }
+
+  async exists(key: string): Promise<boolean> {
+    return (await this.head(key)) !== undefined;
+  }
+
+  async close(): Promise<void> {}
+}
+
+function metaFromHeaders(headers: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(headers)) if (k.startsWith('x-oss-meta-')) out[k.slice('x-oss-meta-'.length)] = v;
+  return out;
+}

@@ -1,0 +1,117 @@
+/**
+ * Results in Amazon S3 (or an S3-compatible endpoint). Credentials come from the SDK's default
+ * provider chain unless the caller passes some; every object is written with the declared
+ * server-side encryption on top of Tandem's envelope encryption.
+ */
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { StoreError } from '../errors.js';
+import type { StoreDecl } from '../policy.js';
+import { validateKey, type ObjectInfo, type PutMeta, type ResultStore, type StoredObject } from './types.js';
+
+type S3Decl = Extract<StoreDecl, { type: 's3' }>;
+
+export interface S3StoreOptions {
+  /** Explicit credentials; default: the AWS SDK's default chain (env, profile, SSO, IMDS...). */
+  credentials?: S3ClientConfig['credentials'];
+  /** SDK-level attempts per call; the outbox retries on top of this. Default 2. */
+  maxAttempts?: number;
+  requestTimeoutMs?: number;
+}
+
+const AUTH_ERRORS = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'ExpiredToken', 'InvalidToken', 'CredentialsProviderError', 'InvalidClientTokenId', 'AuthorizationHeaderMalformed']);
+
+interface AwsErrorShape {
+  name?: string;
+  message?: string;
+  code?: string;
+  $metadata?: { httpStatusCode?: number };
+}
+
+export function mapS3Error(store: string, what: string, error: unknown): StoreError {
+  const e = (error ?? {}) as AwsErrorShape;
+  const status = e.$metadata?.httpStatusCode;
+  const name = e.name ?? e.code ?? 'Error';
+  const message = `${what}: ${name}${e.message ? ` (${e.message})` : ''}`;
+  const details = { sdkError: name, status };
+  if (AUTH_ERRORS.has(name) || status === 401 || status === 403) return new StoreError('auth', store, message, { cause: error, details });
+  if (name === 'NoSuchKey' || name === 'NotFound' || (status === 404 && name !== 'NoSuchBucket')) return new StoreError('not-found', store, message, { cause: error, details });
+  if (name === 'NoSuchBucket') return new StoreError('config', store, message, { cause: error, details });
+  if (status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 429) return new StoreError('rejected', store, message, { cause: error, details });
+  return new StoreError('unavailable', store, message, { cause: error, details });
+}
+
+export class S3Store implements ResultStore {
+  private readonly client: S3Client;
+
+  constructor(
+    readonly name: string,
+    readonly decl: S3Decl,
+    options: S3StoreOptions = {},
+  ) {
+    this.client = new S3Client({
+      region: decl.region,
+      ...(decl.endpoint === undefined ? {} : { endpoint: decl.endpoint }),
+      forcePathStyle: decl.forcePathStyle ?? decl.endpoint !== undefined,
+      ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
+      maxAttempts: options.maxAttempts ?? 2,
+      requestHandler: { requestTimeout: options.requestTimeoutMs ?? 30_000, connectionTimeout: 5_000 },
+    });
+  }
+
+  private key(key: string): string {
+    const bad = validateKey(key);
+    if (bad !== undefined) throw new StoreError('rejected', this.name, `invalid key "${key}": ${bad}`);
+    return `${this.decl.prefix ?? ''}${key}`;
+  }
+
+  async put(key: string, body: Uint8Array, meta: PutMeta = {}): Promise<void> {
+    const Key = this.key(key);
+    try {
+      await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.decl.bucket,
+          Key,
+          Body: body,
+          ContentLength: body.length,
+          ContentType: meta.contentType ?? 'application/octet-stream',
+          Metadata: meta.metadata,
+          ...(this.decl.sse === 'none' ? {} : { ServerSideEncryption: this.decl.sse }),
+          ...(this.decl.sse === 'aws:kms' ? { SSEKMSKeyId: this.decl.kmsKeyId } : {}),
+        }),
+      );
+    } catch (error) {
+      throw mapS3Error(this.name, `cannot put ${Key}`, error);
+    }
+  }
+
+  async get(key: string): Promise<StoredObject> {
+    const Key = this.key(key);
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.decl.bucket, Key }));
+      const body = out.Body === undefined ? new Uint8Array() : await out.Body.transformToByteArray();
+      return { body, metadata: out.Metadata ?? {} };
+    } catch (error) {
+      throw mapS3Error(this.name, `cannot get ${Key}`, error);
+    }
+  }
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    const Key = this.key(key);
+    try {
+      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.decl.bucket, Key }));
+      return { size: out.ContentLength ?? 0, metadata: out.Metadata ?? {} };
+    } catch (error) {
+      const mapped = mapS3Error(this.name, `cannot head ${Key}`, error);
+      if (mapped.failure === 'not-found') return undefined;
+      throw mapped;
+    }
+  }
+
+  async exists(key: string): Promise<boolean> {
+    return (await this.head(key)) !== undefined;
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy();
+  }
+}
