@@ -97,12 +97,17 @@ export class MqttTransport implements Transport {
       client.options.reconnectPeriod = Math.max(c.reconnectMinMs, Math.round(base / 2 + (Math.random() * base) / 2));
     });
     client.on('offline', () => this.logger.warn('broker connection lost; reconnecting'));
-    client.on('error', (error) => this.logger.warn({ err: error }, 'MQTT client error'));
+    let lastError: Error | undefined;
+    client.on('error', (error) => {
+      lastError = error;
+      this.logger.warn({ err: error }, 'MQTT client error');
+    });
 
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         client.removeListener('connect', onConnect);
-        reject(new EdgeStartError('EDGE_MQTT_CONNECT', `no connection to ${c.url} within ${this.connectTimeoutMs} ms`, { retryable: true }));
+        const why = lastError ? `: ${lastError.message}` : '';
+        reject(new EdgeStartError('EDGE_MQTT_CONNECT', `no connection to ${c.url} within ${this.connectTimeoutMs} ms${why}`, { retryable: true, cause: lastError }));
       }, this.connectTimeoutMs);
       const onConnect = (): void => {
         clearTimeout(timer);

@@ -111,7 +111,15 @@ export async function findMosquitto(): Promise<{ path: string } | { reason: stri
   }
 }
 
-export async function startMosquitto(binary: string): Promise<TestBroker> {
+/** TLS listener settings (PEM file paths); `requireCertificate` asks clients for a certificate, as AWS IoT Core does. */
+export interface MosquittoTls {
+  cafile: string;
+  certfile: string;
+  keyfile: string;
+  requireCertificate: boolean;
+}
+
+export async function startMosquitto(binary: string, tls?: MosquittoTls): Promise<TestBroker> {
   const dir = await mkdtemp(join(tmpdir(), 'tandem-mosquitto-'));
   const port = await freePort();
   const conf = join(dir, 'mosquitto.conf');
@@ -119,6 +127,9 @@ export async function startMosquitto(binary: string): Promise<TestBroker> {
     conf,
     [
       `listener ${port} 127.0.0.1`,
+      ...(tls
+        ? [`cafile ${tls.cafile}`, `certfile ${tls.certfile}`, `keyfile ${tls.keyfile}`, `require_certificate ${tls.requireCertificate}`, 'use_identity_as_username true']
+        : []),
       'allow_anonymous true',
       // Run as root, mosquitto would switch to the "mosquitto" user, which cannot write the
       // persistence file in our temporary folder; stay the current user instead.
@@ -158,7 +169,7 @@ export async function startMosquitto(binary: string): Promise<TestBroker> {
   await up();
   return {
     name: 'mosquitto',
-    url: `mqtt://127.0.0.1:${port}`,
+    url: `${tls ? 'mqtts' : 'mqtt'}://127.0.0.1:${port}`,
     port,
     mqtt5: true,
     async restart(downMs = 300) {
