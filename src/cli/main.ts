@@ -5,6 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { isTandemError, ValidationError } from '../errors.js';
 import { registerGraphCommands } from './graph-commands.js';
+import { registerCloudCommands } from './cloud-commands.js';
 import { registerResidencyCommands } from './residency-commands.js';
 
 export function buildProgram(): Command {
@@ -13,6 +14,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   registerGraphCommands(program);
+  registerCloudCommands(program);
   registerResidencyCommands(program);
   return program;
 }

@@ -7,7 +7,11 @@ import type { onnx as OnnxNs } from 'onnx-proto';
 import type { OnnxModel } from './model.js';
 import { nodesNeeded, type CutStructure } from './cuts.js';
 import { encodeModel, sha256Hex, valueInfo, type ValueInfoProto } from './onnx.js';
-import type { TensorShape } from './shapes.js';
+/** What a boundary tensor is declared as: dtype and dims, symbolic names for dynamic dims. */
+export interface BoundaryShape {
+  readonly dtype: string;
+  readonly dims: readonly (number | string)[];
+}
 import { inferElemTypes } from './types.js';
 import { elemTypeOfDtype } from './onnx.js';
 import { isDType } from '../tensor.js';
@@ -33,7 +37,7 @@ interface SideSpec {
   outputs: string[];
 }
 
-export function extractPartition(model: OnnxModel, cut: CutStructure, shapes?: ReadonlyMap<string, TensorShape>): Partition {
+export function extractPartition(model: OnnxModel, cut: CutStructure, shapes?: ReadonlyMap<string, BoundaryShape>): Partition {
   const elemTypes = inferElemTypes(model);
   const inputNames = new Set(model.inputNames);
   const cutTensors = [...cut.tensors];
@@ -72,7 +76,7 @@ function buildSide(
   side: SideSpec,
   needed: Uint8Array,
   elemTypes: ReadonlyMap<string, number>,
-  shapes: ReadonlyMap<string, TensorShape> | undefined,
+  shapes: ReadonlyMap<string, BoundaryShape> | undefined,
   cutId: string,
 ): Uint8Array {
   const graph = model.proto.graph!;

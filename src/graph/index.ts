@@ -6,7 +6,8 @@ import { mkdir, writeFile, access, constants } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ValidationError } from '../errors.js';
 import { listCuts, type CutStructure } from './cuts.js';
-import { extractPartition, type Partition, type PartitionManifest } from './extract.js';
+import { extractPartition, type BoundaryShape, type Partition, type PartitionManifest } from './extract.js';
+import { inferShapes } from './infer.js';
 import { flopsByNode } from './flops.js';
 import { OnnxModel, loadModel, parseModel } from './model.js';
 import { GraphError, elemTypeName } from './onnx.js';
@@ -90,7 +91,47 @@ export function findCut(model: OnnxModel, cutId: string): CutStructure {
  */
 export async function splitModel(model: OnnxModel, cutId: string, analysis?: ModelAnalysis): Promise<Partition> {
   const cut = findCut(model, cutId);
-  return extractPartition(model, cut, analysis?.tensorShapes);
+  return extractPartition(model, cut, analysis?.tensorShapes ?? symbolicShapes(model));
+}
+
+/**
+ * Boundary shapes that hold for every input size: static inference runs twice with
+ * different values for each dynamic input dimension; a dimension that changes is dynamic
+ * (named after the input's dimension when it is that dimension, else after the tensor).
+ */
+function symbolicShapes(model: OnnxModel): Map<string, BoundaryShape> {
+  const a: Record<string, number[]> = {};
+  const b: Record<string, number[]> = {};
+  const names = new Map<string, string>();
+  let k = 0;
+  for (const input of model.inputs) {
+    if (!input.dims) return new Map();
+    a[input.name] = [];
+    b[input.name] = [];
+    input.dims.forEach((d, axis) => {
+      if (typeof d === 'number') {
+        a[input.name]!.push(d);
+        b[input.name]!.push(d);
+        return;
+      }
+      // Multiples of 32 survive the strided downsampling of vision backbones.
+      const [va, vb] = axis === 0 ? [2 + k, 5 + k] : [32 * (10 + k), 32 * (13 + k)];
+      k += 1;
+      a[input.name]!.push(va);
+      b[input.name]!.push(vb);
+      if (!d.startsWith('?')) names.set(`${va}/${vb}`, d);
+    });
+  }
+  const first = inferShapes(model, a);
+  const second = inferShapes(model, b);
+  const result = new Map<string, BoundaryShape>();
+  for (const [name, sa] of first) {
+    const sb = second.get(name);
+    if (!sb || sb.dims.length !== sa.dims.length) continue;
+    const dims = sa.dims.map((d, axis) => (d === sb.dims[axis] ? d : names.get(`${d}/${sb.dims[axis]}`) ?? `${name}_d${axis}`));
+    result.set(name, { dtype: sa.dtype, dims });
+  }
+  return result;
 }
 
 /** Writes `head.onnx`, `tail.onnx` and `partition.json` into `dir` (created if missing). */

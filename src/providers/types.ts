@@ -20,6 +20,11 @@ export interface EndpointConfig {
   project?: string;
   /** For PAI-EAS: the service token; for the Vertex emulation: a static bearer token. Never AWS keys. */
   token?: string;
+  /**
+   * Body encoding: `binary` (default) sends Tandem msgpack tensor payloads (the OIP binary
+   * extension for `oip`); `json` sends OIP v2 JSON, or Vertex `instances` through `predict`.
+   */
+  wire?: 'binary' | 'json';
   /** Prices for the cost objective. */
   pricePerRequest?: number;
   pricePerGB?: number;

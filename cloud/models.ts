@@ -1,0 +1,239 @@
+/**
+ * Model packages served by the cloud service: discovery in a directory, SHA-256 checks
+ * against the manifest, and onnxruntime-node sessions for the whole model or any tail,
+ * created on first use and cached per model and cut.
+ */
+import { createHash } from 'node:crypto';
+import { readFile, readdir, stat } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { z } from 'zod';
+import { isDType, type DType, type Tensor, type TensorMap } from '../src/tensor.js';
+import { CloudError, badRequest } from './errors.js';
+
+const manifestSchema = z.object({
+  name: z.string().min(1).optional(),
+  model: z.string().min(1).optional(),
+  sha256: z.record(z.string(), z.string().regex(/^[0-9a-fA-F]{64}$/)).optional(),
+}).passthrough();
+
+export interface ModelPackage {
+  name: string;
+  /** Path of the ONNX file. */
+  path: string;
+  /** Expected SHA-256 of the ONNX file, from the manifest. */
+  sha256?: string;
+}
+
+/** Extracts the tail of `model` after cut `cut` (ONNX bytes in, ONNX bytes out). */
+export type TailExtractor = (model: Uint8Array, cut: string) => Promise<Uint8Array>;
+
+/** A cut the graph toolkit does not know is the client's mistake (404), anything else is ours. */
+function isUnknownCut(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /CUT/.test(code);
+}
+
+export interface TensorInfo {
+  name: string;
+  dtype: DType;
+  shape: (number | string)[];
+}
+
+/** One loaded partition (whole model or a tail) ready to run. */
+export interface LoadedPartition {
+  model: string;
+  cut: string | null;
+  inputs: TensorInfo[];
+  outputs: TensorInfo[];
+  run(inputs: TensorMap): Promise<TensorMap>;
+}
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** Finds every `NAME.onnx` and `NAME/model.onnx` (with optional manifest) in `dir`. */
+export async function discoverModels(dir: string): Promise<ModelPackage[]> {
+  let entries: string[];
+  try {
+    entries = await readdir(dir);
+  } catch (error) {
+    throw new CloudError(500, 'CLOUD_MODELS_DIR', `cannot read the model directory ${dir}`, { cause: error, retryable: false });
+  }
+  const found: ModelPackage[] = [];
+  for (const entry of entries.sort()) {
+    const full = join(dir, entry);
+    const info = await stat(full);
+    if (info.isFile() && entry.endsWith('.onnx')) {
+      const name = basename(entry, '.onnx');
+      if (NAME_RE.test(name)) found.push({ name, path: full });
+    } else if (info.isDirectory() && NAME_RE.test(entry)) {
+      let manifest: z.infer<typeof manifestSchema> = {};
+      const manifestPath = join(full, 'manifest.json');
+      const text = await readFile(manifestPath, 'utf8').catch(() => undefined);
+      if (text !== undefined) {
+        let json: unknown;
+        try {
+          json = JSON.parse(text);
+        } catch (error) {
+          throw new CloudError(500, 'CLOUD_MANIFEST', `${manifestPath} is not valid JSON`, { cause: error, retryable: false });
+        }
+        const parsed = manifestSchema.safeParse(json);
+        if (!parsed.success) {
+          throw new CloudError(500, 'CLOUD_MANIFEST', `${manifestPath}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`, { retryable: false });
+        }
+        manifest = parsed.data;
+      }
+      const file = manifest.model ?? 'model.onnx';
+      if (file.includes('/') || file.includes('\\') || file.startsWith('.')) {
+        throw new CloudError(500, 'CLOUD_MANIFEST', `${manifestPath}: "model" must be a file name inside the package`, { retryable: false });
+      }
+      const path = join(full, file);
+      const exists = await stat(path).then((s) => s.isFile(), () => false);
+      if (!exists) continue;
+      const sha = manifest.sha256?.[file]?.toLowerCase();
+      found.push({ name: entry, path, ...(sha ? { sha256: sha } : {}) });
+    }
+  }
+  return found;
+}
+
+const ORT_TYPES: Record<string, DType> = {
+  float32: 'float32', float16: 'float16', float64: 'float64', int64: 'int64', int32: 'int32', int16: 'int16', int8: 'int8',
+  uint8: 'uint8', uint16: 'uint16', uint32: 'uint32', uint64: 'uint64', bool: 'bool',
+};
+
+function tensorInfo(meta: readonly ort.InferenceSession.ValueMetadata[]): TensorInfo[] {
+  return meta.map((m) => {
+    if (!m.isTensor) return { name: m.name, dtype: 'float32', shape: [] };
+    const dtype = ORT_TYPES[m.type] ?? 'float32';
+    return { name: m.name, dtype, shape: m.shape.map((d) => (typeof d === 'number' ? d : String(d))) };
+  });
+}
+
+function toOrt(tensor: Tensor): ort.Tensor {
+  return new ort.Tensor(tensor.dtype, tensor.data as ort.Tensor.DataType, tensor.dims as number[]);
+}
+
+function fromOrt(t: ort.Tensor): Tensor {
+  if (!isDType(t.type)) throw new CloudError(500, 'CLOUD_OUTPUT_DTYPE', `the model produced an unsupported output type ${t.type}`);
+  return { dtype: t.type, dims: [...t.dims], data: t.data as Tensor['data'] };
+}
+
+function sha256Hex(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/** Holds the packages and a cache of sessions keyed by model and cut. */
+export class ModelRepository {
+  private readonly packages = new Map<string, ModelPackage>();
+  private readonly partitions = new Map<string, Promise<LoadedPartition>>();
+  private readonly bytes = new Map<string, Promise<Uint8Array>>();
+  private readonly sessions: ort.InferenceSession[] = [];
+
+  constructor(packages: readonly ModelPackage[], private readonly extractTail?: TailExtractor, private readonly sessionOptions: ort.InferenceSession.SessionOptions = {}) {
+    for (const p of packages) this.packages.set(p.name, p);
+  }
+
+  names(): string[] {
+    return [...this.packages.keys()];
+  }
+
+  has(name: string): boolean {
+    return this.packages.has(name);
+  }
+
+  /** The model bytes, read once and checked against the manifest's SHA-256. */
+  private modelBytes(pkg: ModelPackage): Promise<Uint8Array> {
+    let p = this.bytes.get(pkg.name);
+    if (!p) {
+      p = readFile(pkg.path).then((buf) => {
+        const bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+        if (pkg.sha256 && sha256Hex(bytes) !== pkg.sha256) {
+          throw new CloudError(500, 'CLOUD_MODEL_INTEGRITY', `model "${pkg.name}": ${pkg.path} does not match the SHA-256 in its manifest`, { retryable: false });
+        }
+        return bytes;
+      });
+      p.catch(() => this.bytes.delete(pkg.name));
+      this.bytes.set(pkg.name, p);
+    }
+    return p;
+  }
+
+  /** The whole model (`cut` null) or its tail after `cut`, loaded on first use. */
+  partition(model: string, cut: string | null): Promise<LoadedPartition> {
+    const pkg = this.packages.get(model);
+    if (!pkg) return Promise.reject(new CloudError(404, 'CLOUD_MODEL_NOT_FOUND', `no model named "${model}" (serving: ${this.names().join(', ') || 'none'})`, { details: { model } }));
+    const key = `${model}#${cut ?? ''}`;
+    let p = this.partitions.get(key);
+    if (!p) {
+      p = this.load(pkg, cut);
+      // A failed load is not cached, so a fixed file or a transient error can recover.
+      p.catch(() => this.partitions.delete(key));
+      this.partitions.set(key, p);
+    }
+    return p;
+  }
+
+  private async load(pkg: ModelPackage, cut: string | null): Promise<LoadedPartition> {
+    const bytes = await this.modelBytes(pkg);
+    let onnx = bytes;
+    if (cut !== null) {
+      if (!this.extractTail) throw new CloudError(501, 'CLOUD_SPLIT_UNAVAILABLE', 'this service cannot extract tails (no graph toolkit)', { retryable: false });
+      try {
+        onnx = await this.extractTail(bytes, cut);
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error);
+        if (isUnknownCut(error)) throw new CloudError(404, 'CLOUD_CUT_NOT_FOUND', `model "${pkg.name}" has no cut "${cut}": ${message}`, { cause: error, details: { model: pkg.name, cut } });
+        throw new CloudError(500, 'CLOUD_SPLIT_FAILED', `model "${pkg.name}" could not be split at ${cut}: ${message}`, { cause: error, retryable: false, details: { model: pkg.name, cut } });
+      }
+    }
+    let session: ort.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(onnx, this.sessionOptions);
+    } catch (error) {
+      throw new CloudError(500, 'CLOUD_MODEL_LOAD', `model "${pkg.name}"${cut ? ` cut ${cut}` : ''} failed to load in onnxruntime`, { cause: error, retryable: false });
+    }
+    this.sessions.push(session);
+    const inputs = tensorInfo(session.inputMetadata);
+    const outputs = tensorInfo(session.outputMetadata);
+    const label = cut ? `${pkg.name} (tail after ${cut})` : pkg.name;
+    return {
+      model: pkg.name,
+      cut,
+      inputs,
+      outputs,
+      run: async (feeds: TensorMap): Promise<TensorMap> => {
+        const ortFeeds: Record<string, ort.Tensor> = {};
+        for (const info of inputs) {
+          const t = feeds[info.name];
+          if (!t) throw badRequest('CLOUD_INPUT_MISSING', `${label} needs input "${info.name}" (inputs: ${inputs.map((i) => i.name).join(', ')})`);
+          if (t.dtype !== info.dtype) throw badRequest('CLOUD_INPUT_DTYPE', `${label}: input "${info.name}" must be ${info.dtype}, got ${t.dtype}`);
+          // An empty declared shape also means "unknown" (tails cut from shape-less graphs); onnxruntime checks those.
+          if (info.shape.length > 0 && (info.shape.length !== t.dims.length || info.shape.some((d, i) => typeof d === 'number' && d !== t.dims[i]))) {
+            throw badRequest('CLOUD_INPUT_SHAPE', `${label}: input "${info.name}" has shape [${t.dims.join(', ')}] but the model expects [${info.shape.join(', ')}]`);
+          }
+          ortFeeds[info.name] = toOrt(t);
+        }
+        const extra = Object.keys(feeds).filter((n) => !inputs.some((i) => i.name === n));
+        if (extra.length > 0) throw badRequest('CLOUD_INPUT_UNKNOWN', `${label} has no input named ${extra.map((e) => `"${e}"`).join(', ')}`);
+        let result: ort.InferenceSession.OnnxValueMapType;
+        try {
+          result = await session.run(ortFeeds);
+        } catch (error) {
+          // Shapes that pass the static check can still be rejected by an operator.
+          throw new CloudError(400, 'CLOUD_MODEL_ERROR', `${label} rejected the inputs: ${error instanceof Error ? error.message : String(error)}`, { cause: error, retryable: false });
+        }
+        const out: TensorMap = {};
+        for (const [name, value] of Object.entries(result)) out[name] = fromOrt(value as ort.Tensor);
+        return out;
+      },
+    };
+  }
+
+  /** Releases every session. */
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.partitions.values()]);
+    this.partitions.clear();
+    await Promise.allSettled(this.sessions.splice(0).map((s) => s.release()));
+  }
+}

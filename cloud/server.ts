@@ -1,0 +1,527 @@
+/**
+ * The Tandem cloud service: one node:http server that honours the SageMaker and Vertex AI
+ * container contracts, the Open Inference Protocol v2 and Tandem's msgpack fast path, and
+ * emulates the SageMaker runtime, Vertex AI and PAI-EAS front APIs so that each provider's
+ * real SDK can reach it unchanged.
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { InferenceSession } from 'onnxruntime-node';
+import { pino, type Logger } from 'pino';
+import { z } from 'zod';
+import { decodePayload, encodeTensorMap, looksLikeTensorPayload, TENSOR_CONTENT_TYPE, type CodecLimits } from '../src/codec/index.js';
+import { isTandemError } from '../src/errors.js';
+import { decodeOipRequest, encodeOipResponse, OIP_HEADER_LENGTH } from '../src/providers/wire/oip.js';
+import { instancesToTensors, tensorsToPredictions } from '../src/providers/wire/vertex.js';
+import type { TensorMap } from '../src/tensor.js';
+import { verifyBearer, verifyEas, verifySigV4, type AwsCredentials } from './auth.js';
+import { badRequest, CloudError } from './errors.js';
+import { Limiter } from './limiter.js';
+import { CloudMetrics } from './metrics.js';
+import { discoverModels, ModelRepository, type LoadedPartition, type ModelPackage, type TailExtractor } from './models.js';
+
+/** SageMaker's own request limit for real-time endpoints. */
+export const SAGEMAKER_MAX_BODY_BYTES = 6 * 1024 * 1024;
+/** Header carrying the server's compute time (ms) on every inference response. */
+export const COMPUTE_HEADER = 'x-tandem-compute-ms';
+/** Optional request header: the client's remaining time budget in ms. */
+export const DEADLINE_HEADER = 'x-tandem-deadline-ms';
+/** Optional request header naming the cut whose tail should run. */
+export const CUT_HEADER = 'x-tandem-cut';
+export const MODEL_HEADER = 'x-tandem-model';
+
+export interface CloudServiceOptions {
+  /** A model directory, or packages already discovered. */
+  models: string | readonly ModelPackage[];
+  /** 0 picks a free port. */
+  port: number;
+  host?: string;
+  /** PEM key and certificate: serve HTTPS. */
+  tls?: { key: string | Buffer; cert: string | Buffer };
+  /** Runs allowed at once per model (default 2) and requests allowed to wait (default 16). */
+  maxConcurrent?: number;
+  maxQueue?: number;
+  /** Largest body on non-SageMaker routes (default 64 MiB). */
+  maxBodyBytes?: number;
+  /** Default per-request deadline (default 60 s, SageMaker's). */
+  requestTimeoutMs?: number;
+  /** Credentials the emulated fronts accept; default from the environment (see docs/cloud.md). */
+  credentials?: { aws?: AwsCredentials; vertexToken?: string; easToken?: string; easSigning?: { keyId: string; secret: string } };
+  /** Extracts tails for split inference (the graph toolkit's `splitModel`). */
+  extractTail?: TailExtractor;
+  /** Vertex custom-container routes (default from AIP_HEALTH_ROUTE / AIP_PREDICT_ROUTE). */
+  vertexRoutes?: { health: string; predict: string };
+  logger?: Logger;
+  /** Collect process metrics (CPU, memory, event loop) too. */
+  processMetrics?: boolean;
+  /** onnxruntime session options for every partition (threads, spinning, optimisation level). */
+  sessionOptions?: InferenceSession.SessionOptions;
+}
+
+export interface CloudService {
+  readonly url: string;
+  readonly port: number;
+  readonly server: Server;
+  readonly metrics: CloudMetrics;
+  readonly models: ModelRepository;
+  /** Stops accepting, lets in-flight requests finish, then releases the sessions. */
+  drain(): Promise<void>;
+}
+
+type Family = 'tandem' | 'oip' | 'vertex';
+type Front = 'container' | 'sagemaker' | 'vertex' | 'eas' | 'oip' | 'tandem';
+
+interface Route {
+  name: string;
+  front: Front;
+  maxBody: number;
+  model?: string;
+  cut?: string;
+  /** Vertex rawPredict / predict fronts answer errors in Google's JSON error shape. */
+  googleErrors?: boolean;
+  vertexRaw?: boolean;
+}
+
+/** A parsed request body, turned into tensors once the partition (and its input dtypes) is known. */
+interface ParsedBody {
+  family: Family;
+  tensors: (partition: LoadedPartition) => TensorMap;
+  model?: string;
+  cut?: string;
+  binaryOutputs?: boolean;
+  /** Vertex instances arrived as `{shape, data}`: answer in the same form. */
+  shaped?: boolean;
+  id?: string;
+}
+
+function envCredentials(): NonNullable<CloudServiceOptions['credentials']> {
+  const env = process.env;
+  const aws = env['AWS_ACCESS_KEY_ID'] && env['AWS_SECRET_ACCESS_KEY'] ? { accessKeyId: env['AWS_ACCESS_KEY_ID'], secretAccessKey: env['AWS_SECRET_ACCESS_KEY'] } : undefined;
+  const easSigning = env['TANDEM_EAS_ACCESS_KEY_ID'] && env['TANDEM_EAS_ACCESS_KEY_SECRET'] ? { keyId: env['TANDEM_EAS_ACCESS_KEY_ID'], secret: env['TANDEM_EAS_ACCESS_KEY_SECRET'] } : undefined;
+  return {
+    ...(aws ? { aws } : {}),
+    ...(env['TANDEM_VERTEX_TOKEN'] ? { vertexToken: env['TANDEM_VERTEX_TOKEN'] } : {}),
+    ...(env['TANDEM_EAS_TOKEN'] ? { easToken: env['TANDEM_EAS_TOKEN'] } : {}),
+    ...(easSigning ? { easSigning } : {}),
+  };
+}
+
+/** `k=v` pairs of the SageMaker custom attributes header (`;` or `,` separated). */
+function customAttributes(value: string | string[] | undefined): Record<string, string> {
+  const text = Array.isArray(value) ? value.join(';') : value ?? '';
+  const out: Record<string, string> = {};
+  for (const part of text.split(/[;,]/)) {
+    const i = part.indexOf('=');
+    if (i > 0) out[part.slice(0, i).trim()] = part.slice(i + 1).trim();
+  }
+  return out;
+}
+
+const header = (req: IncomingMessage, name: string): string | undefined => {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+};
+
+const GRPC_STATUS: Record<number, string> = {
+  400: 'INVALID_ARGUMENT', 401: 'UNAUTHENTICATED', 403: 'PERMISSION_DENIED', 404: 'NOT_FOUND', 413: 'INVALID_ARGUMENT',
+  429: 'RESOURCE_EXHAUSTED', 500: 'INTERNAL', 501: 'UNIMPLEMENTED', 503: 'UNAVAILABLE', 504: 'DEADLINE_EXCEEDED',
+};
+const AWS_ERROR_TYPE: Record<number, string> = {
+  400: 'ValidationError', 401: 'UnrecognizedClientException', 403: 'InvalidSignatureException', 404: 'ValidationError', 413: 'ValidationError',
+  429: 'ThrottlingException', 500: 'InternalFailure', 501: 'InternalFailure', 503: 'ServiceUnavailable', 504: 'InternalDependencyException',
+};
+
+const vertexBodySchema = z.object({ instances: z.array(z.unknown()), parameters: z.record(z.string(), z.unknown()).optional() }).passthrough();
+const rawHttpBodySchema = z.object({ httpBody: z.object({ contentType: z.string().optional(), data: z.string().optional() }) });
+
+/** Starts the service; resolves once it listens. */
+export async function startCloudService(options: CloudServiceOptions): Promise<CloudService> {
+  const log = options.logger ?? pino({ name: 'tandem-cloud' });
+  const packages = typeof options.models === 'string' ? await discoverModels(options.models) : options.models;
+  const repo = new ModelRepository(packages, options.extractTail, options.sessionOptions);
+  const metrics = new CloudMetrics(options.processMetrics ?? false);
+  const credentials = options.credentials ?? envCredentials();
+  const maxBody = options.maxBodyBytes ?? 64 * 1024 * 1024;
+  const timeoutMs = options.requestTimeoutMs ?? 60_000;
+  const vertexRoutes = options.vertexRoutes ?? { health: process.env['AIP_HEALTH_ROUTE'] ?? '/health', predict: process.env['AIP_PREDICT_ROUTE'] ?? '/predict' };
+  const codecLimits: Partial<CodecLimits> = { maxBytes: maxBody };
+  const limiters = new Map<string, Limiter>();
+  const limiterFor = (model: string): Limiter => {
+    let l = limiters.get(model);
+    if (!l) {
+      l = new Limiter(options.maxConcurrent ?? 2, options.maxQueue ?? 16, (queued, active) => {
+        metrics.queueDepth.set({ model }, queued);
+        metrics.active.set({ model }, active);
+      });
+      limiters.set(model, l);
+    }
+    return l;
+  };
+  let draining = false;
+  let inflight = 0;
+  let idle: (() => void) | undefined;
+
+  const single = (): string | undefined => (repo.names().length === 1 ? repo.names()[0] : undefined);
+
+  function route(method: string, path: string, req: IncomingMessage): Route | 'ping' | 'ready' | 'metrics' | 'model-meta' | undefined {
+    if (method === 'GET') {
+      if (path === '/ping' || path === vertexRoutes.health || path === '/v2/health/ready' || path === '/v2/health/live' || path === '/v2/models/ready') return 'ping';
+      if (path === '/metrics') return 'metrics';
+      if (/^\/v2\/models\/[^/]+(\/ready)?$/.test(path)) return 'model-meta';
+      if (path === '/v2') return 'ready';
+      return undefined;
+    }
+    if (method !== 'POST') return undefined;
+    const attrs = customAttributes(req.headers['x-amzn-sagemaker-custom-attributes']);
+    const target = header(req, 'x-amzn-sagemaker-target-model')?.replace(/(\.tar\.gz|\.onnx)$/, '');
+    const explicitCut = header(req, CUT_HEADER) ?? attrs['cut'];
+    const explicitModel = header(req, MODEL_HEADER) ?? attrs['model'];
+    const withCut = (r: Route): Route => (explicitCut ? { ...r, cut: r.cut ?? explicitCut } : r);
+    if (path === '/invocations') {
+      const model = target ?? explicitModel;
+      return withCut({ name: 'sagemaker-container', front: 'container', maxBody: SAGEMAKER_MAX_BODY_BYTES, ...(model ? { model } : {}) });
+    }
+    if (path === vertexRoutes.predict) {
+      return withCut({ name: 'vertex-container', front: 'container', maxBody, ...(explicitModel ? { model: explicitModel } : {}) });
+    }
+    let m = /^\/endpoints\/([^/]+)\/invocations$/.exec(path);
+    if (m) {
+      const endpoint = decodeURIComponent(m[1] ?? '');
+      const model = target ?? explicitModel ?? (repo.has(endpoint) ? endpoint : undefined);
+      return withCut({ name: 'sagemaker-front', front: 'sagemaker', maxBody: SAGEMAKER_MAX_BODY_BYTES, ...(model ? { model } : {}) });
+    }
+    m = /^\/v1(?:beta1)?\/projects\/[^/]+\/locations\/[^/]+\/endpoints\/([^/:]+):(predict|rawPredict)$/.exec(path);
+    if (m) {
+      const endpoint = decodeURIComponent(m[1] ?? '');
+      const model = explicitModel ?? (repo.has(endpoint) ? endpoint : undefined);
+      return withCut({ name: `vertex-${m[2] ?? 'predict'}`, front: 'vertex', maxBody, googleErrors: true, vertexRaw: m[2] === 'rawPredict', ...(model ? { model } : {}) });
+    }
+    m = /^\/api\/predict\/([^/]+)$/.exec(path);
+    if (m) {
+      const service = decodeURIComponent(m[1] ?? '');
+      const model = explicitModel ?? (repo.has(service) ? service : undefined);
+      return withCut({ name: 'eas-front', front: 'eas', maxBody, ...(model ? { model } : {}) });
+    }
+    m = /^\/v2\/models\/([^/]+)(?:\/versions\/([^/]+))?\/infer$/.exec(path);
+    if (m) {
+      const version = m[2] ? decodeURIComponent(m[2]) : undefined;
+      return withCut({ name: 'oip', front: 'oip', maxBody, model: decodeURIComponent(m[1] ?? ''), ...(version ? { cut: version } : {}) });
+    }
+    m = /^\/v1\/models\/([^/]+)\/infer$/.exec(path);
+    if (m) {
+      const cut = new URL(req.url ?? '/', 'http://x').searchParams.get('cut') ?? undefined;
+      return withCut({ name: 'tandem', front: 'tandem', maxBody, model: decodeURIComponent(m[1] ?? ''), ...(cut ? { cut } : {}) });
+    }
+    return undefined;
+  }
+
+  async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+    const declared = Number(req.headers['content-length'] ?? NaN);
+    if (Number.isFinite(declared) && declared > limit) {
+      throw new CloudError(413, 'CLOUD_TOO_LARGE', `request body of ${declared} bytes exceeds this route's limit of ${limit} bytes`, { retryable: false });
+    }
+    // Event callbacks rather than an async iterator: one fewer promise per chunk on the hot path.
+    return new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const onData = (b: Buffer): void => {
+        size += b.byteLength;
+        if (size > limit) {
+          cleanup();
+          reject(new CloudError(413, 'CLOUD_TOO_LARGE', `request body exceeds this route's limit of ${limit} bytes`, { retryable: false }));
+          return;
+        }
+        chunks.push(b);
+      };
+      const onEnd = (): void => {
+        cleanup();
+        resolve(chunks.length === 1 && chunks[0] ? chunks[0] : Buffer.concat(chunks, size));
+      };
+      const onError = (error: Error): void => {
+        cleanup();
+        reject(new CloudError(400, 'CLOUD_BODY_ABORTED', `the request body could not be read: ${error.message}`, { cause: error, retryable: true }));
+      };
+      const cleanup = (): void => {
+        req.off('data', onData);
+        req.off('end', onEnd);
+        req.off('error', onError);
+      };
+      req.on('data', onData);
+      req.on('end', onEnd);
+      req.on('error', onError);
+    });
+  }
+
+  function parseBody(body: Buffer, req: IncomingMessage, r: Route): ParsedBody {
+    if (body.byteLength === 0) throw badRequest('CLOUD_EMPTY_BODY', 'the request body is empty');
+    if (looksLikeTensorPayload(body)) {
+      const decoded = decodePayload(body, codecLimits);
+      return { family: 'tandem', tensors: () => decoded.tensors, ...(decoded.meta['model'] ? { model: decoded.meta['model'] } : {}), ...(decoded.meta['cut'] ? { cut: decoded.meta['cut'] } : {}) };
+    }
+    const headerLength = header(req, OIP_HEADER_LENGTH);
+    if (headerLength !== undefined) {
+      const decoded = decodeOipRequest(body, Number(headerLength), { maxElements: maxBody });
+      return oipParsed(decoded);
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(body.toString('utf8'));
+    } catch {
+      throw badRequest('CLOUD_UNSUPPORTED_BODY', `the body is neither a Tandem tensor payload (${TENSOR_CONTENT_TYPE}), nor OIP v2 JSON/binary, nor Vertex {"instances": [...]} JSON`);
+    }
+    if (r.vertexRaw && json !== null && typeof json === 'object' && 'httpBody' in json) {
+      const raw = rawHttpBodySchema.safeParse(json);
+      if (!raw.success) throw badRequest('CLOUD_UNSUPPORTED_BODY', 'rawPredict httpBody must hold base64 "data"');
+      const inner = Buffer.from(raw.data.httpBody.data ?? '', 'base64');
+      return parseBody(inner, req, { ...r, vertexRaw: false });
+    }
+    if (json !== null && typeof json === 'object' && 'instances' in json) {
+      const v = vertexBodySchema.safeParse(json);
+      if (!v.success) throw badRequest('CLOUD_VERTEX_BODY', `"instances" must be an array: ${v.error.issues[0]?.message ?? ''}`);
+      const params = v.data.parameters ?? {};
+      const model = typeof params['model'] === 'string' ? params['model'] : undefined;
+      const cut = typeof params['cut'] === 'string' ? params['cut'] : undefined;
+      const firstInstance = v.data.instances[0];
+      const shaped = firstInstance !== null && typeof firstInstance === 'object' && !Array.isArray(firstInstance)
+        && Object.values(firstInstance).some((x) => x !== null && typeof x === 'object' && !Array.isArray(x) && 'shape' in x);
+      return {
+        family: 'vertex',
+        shaped,
+        tensors: (p) => instancesToTensors(v.data.instances, p.inputs, maxBody),
+        ...(model ? { model } : {}),
+        ...(cut ? { cut } : {}),
+      };
+    }
+    if (json !== null && typeof json === 'object' && 'inputs' in json) {
+      return oipParsed(decodeOipRequest(body, undefined, { maxElements: maxBody }));
+    }
+    throw badRequest('CLOUD_UNSUPPORTED_BODY', 'JSON body must be an OIP v2 request ({"inputs": [...]}) or Vertex instances ({"instances": [...]})');
+  }
+
+  function oipParsed(decoded: ReturnType<typeof decodeOipRequest>): ParsedBody {
+    const cut = typeof decoded.parameters['cut'] === 'string' ? decoded.parameters['cut'] : undefined;
+    return { family: 'oip', tensors: () => decoded.tensors, binaryOutputs: decoded.binaryOutputs, ...(decoded.id !== undefined ? { id: decoded.id } : {}), ...(cut ? { cut } : {}) };
+  }
+
+  function sendError(res: ServerResponse, r: Route | undefined, error: unknown, log: Logger): number {
+    let status = 500;
+    let code = 'CLOUD_INTERNAL';
+    let message = 'internal error';
+    if (error instanceof CloudError) {
+      ({ status, code, message } = error);
+    } else if (isTandemError(error)) {
+      // Codec, OIP and Vertex parse failures are the client's fault.
+      status = error.code === 'CODEC_TOO_LARGE' ? 413 : 400;
+      code = error.code;
+      message = error.message;
+    } else {
+      log.error({ err: error }, 'unexpected failure');
+    }
+    if (res.headersSent) {
+      res.destroy();
+      return status;
+    }
+    const headers: Record<string, string | number> = { 'content-type': 'application/json' };
+    if (status === 429 || status === 503) headers['retry-after'] = 1;
+    let body: unknown;
+    if (r?.googleErrors) {
+      body = { error: { code: status, message: `${code}: ${message}`, status: GRPC_STATUS[status] ?? 'UNKNOWN', details: [] } };
+    } else {
+      body = { code, message, error: { code, message, status } };
+      if (r?.front === 'sagemaker' || r?.front === 'container') headers['x-amzn-errortype'] = `${AWS_ERROR_TYPE[status] ?? 'InternalFailure'}:http://internal.amazon.com/coral/com.amazon.sagemaker/`;
+    }
+    res.writeHead(status, headers).end(JSON.stringify(body));
+    return status;
+  }
+
+  async function infer(req: IncomingMessage, res: ServerResponse, r: Route, path: string, reqLog: Logger): Promise<{ status: number; model: string }> {
+    const started = performance.now();
+    const budget = Number(header(req, DEADLINE_HEADER) ?? timeoutMs);
+    const deadline = Date.now() + (Number.isFinite(budget) && budget > 0 ? Math.min(budget, timeoutMs) : timeoutMs);
+    // Token checks need no body: refuse before reading (and buffering) it.
+    if (r.front === 'vertex') verifyBearer(req.headers, credentials.vertexToken);
+    const body = await readBody(req, r.maxBody);
+    metrics.bytesIn.inc({ route: r.name }, body.byteLength);
+    if (r.front === 'sagemaker') {
+      const url = new URL(req.url ?? '/', 'http://x');
+      const query: Record<string, string> = {};
+      url.searchParams.forEach((v, k) => { query[k] = v; });
+      await verifySigV4({ method: req.method ?? 'POST', path, query, headers: req.headers, body }, credentials.aws, 'sagemaker');
+    } else if (r.front === 'eas') {
+      verifyEas({ method: req.method ?? 'POST', path, headers: req.headers, body }, credentials.easToken, credentials.easSigning);
+    }
+    const parsed = parseBody(body, req, r);
+    const model = r.model ?? parsed.model ?? single();
+    if (!model) throw badRequest('CLOUD_MODEL_REQUIRED', `name the model (X-Amzn-SageMaker-Target-Model, ${MODEL_HEADER}, or the route); serving: ${repo.names().join(', ')}`);
+    const rawCut = r.cut ?? parsed.cut;
+    // c0 is "before everything": its tail is the whole model.
+    const cut = rawCut === undefined || rawCut === 'c0' || rawCut === '' ? null : rawCut;
+    if (cut !== null && !/^c\d{1,6}$/.test(cut)) throw badRequest('CLOUD_CUT_INVALID', `cut "${cut}" is not a cut id (c0, c1, …)`);
+    if (!repo.has(model)) throw new CloudError(404, 'CLOUD_MODEL_NOT_FOUND', `no model named "${model}" (serving: ${repo.names().join(', ')})`);
+    const limiter = limiterFor(model);
+    let release: () => void;
+    try {
+      release = await limiter.acquire(deadline);
+    } catch (error) {
+      metrics.rejections.inc({ model, reason: error instanceof CloudError && error.status === 429 ? 'queue_full' : 'deadline' });
+      throw error;
+    }
+    let outputs: TensorMap;
+    let computeMs: number;
+    try {
+      const partition = await repo.partition(model, cut);
+      const inputs = parsed.tensors(partition);
+      if (Date.now() > deadline) throw new CloudError(504, 'CLOUD_DEADLINE', 'the request deadline passed before it could run');
+      const t0 = performance.now();
+      outputs = await partition.run(inputs);
+      computeMs = performance.now() - t0;
+      metrics.compute.observe({ model, cut: cut ?? 'whole' }, computeMs / 1000);
+    } finally {
+      release();
+    }
+    const compute = computeMs.toFixed(3);
+    const headers: Record<string, string | number> = { [COMPUTE_HEADER]: compute };
+    if (r.front === 'sagemaker' || r.name === 'sagemaker-container') headers['x-amzn-sagemaker-custom-attributes'] = `tandem-compute-ms=${compute}`;
+    let payload: Uint8Array;
+    if (parsed.family === 'tandem') {
+      payload = encodeTensorMap(outputs, { meta: { computeMs: compute, model, ...(cut ? { cut } : {}) } });
+      headers['content-type'] = TENSOR_CONTENT_TYPE;
+    } else if (parsed.family === 'oip') {
+      const enc = encodeOipResponse(model, outputs, { binary: parsed.binaryOutputs ?? false, ...(parsed.id !== undefined ? { id: parsed.id } : {}), ...(cut ? { version: cut } : {}), parameters: { compute_ms: Number(compute) } });
+      payload = enc.body;
+      headers['content-type'] = enc.contentType;
+      if (enc.headerLength !== undefined) headers[OIP_HEADER_LENGTH] = enc.headerLength;
+    } else {
+      const dtypes = Object.fromEntries(Object.entries(outputs).map(([k, t]) => [k, { dtype: t.dtype, dims: t.dims }]));
+      payload = Buffer.from(JSON.stringify({ predictions: tensorsToPredictions(outputs, parsed.shaped ?? false), deployedModelId: model, metadata: { computeMs: Number(compute), outputs: dtypes } }));
+      headers['content-type'] = 'application/json';
+    }
+    if (r.vertexRaw && header(req, 'content-type')?.startsWith('application/json') && parsed.family !== 'vertex') {
+      // gax REST sends rawPredict as JSON {httpBody}; it expects an HttpBody JSON back.
+      payload = Buffer.from(JSON.stringify({ contentType: String(headers['content-type']), data: Buffer.from(payload).toString('base64') }));
+      headers['content-type'] = 'application/json';
+    }
+    headers['content-length'] = payload.byteLength;
+    res.writeHead(200, headers).end(payload);
+    reqLog.info({ route: r.name, model, cut, status: 200, bytesIn: body.byteLength, bytesOut: payload.byteLength, computeMs: Number(compute), totalMs: +(performance.now() - started).toFixed(3) }, 'inference');
+    return { status: 200, model };
+  }
+
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    const started = process.hrtime.bigint();
+    const requestId = header(req, 'x-request-id') ?? header(req, 'x-amzn-requestid') ?? randomUUID();
+    res.setHeader('x-request-id', requestId);
+    // A child logger only when something will be logged: it is not free on the hot path.
+    const reqLog = log.isLevelEnabled('info') ? log.child({ requestId }) : log;
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const method = req.method ?? 'GET';
+    let r: ReturnType<typeof route>;
+    try {
+      r = route(method, path, req);
+    } catch (error) {
+      sendError(res, undefined, error, reqLog);
+      return;
+    }
+    if (r === 'ready') {
+      // OIP v2 server metadata.
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ name: 'tandem', version: '1', extensions: ['binary_tensor_data'] }));
+      return;
+    }
+    if (r === 'ping') {
+      const ok = !draining && repo.names().length > 0;
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ status: ok ? 'ok' : draining ? 'draining' : 'no models', models: repo.names() }));
+      return;
+    }
+    if (r === 'metrics') {
+      metrics.registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
+        (error: unknown) => sendError(res, undefined, error, reqLog),
+      );
+      return;
+    }
+    if (r === 'model-meta') {
+      const name = decodeURIComponent(path.split('/')[3] ?? '');
+      if (!repo.has(name)) {
+        sendError(res, undefined, new CloudError(404, 'CLOUD_MODEL_NOT_FOUND', `no model named "${name}"`), reqLog);
+        return;
+      }
+      repo.partition(name, null).then(
+        (p) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({
+          name, versions: [], platform: 'onnxruntime_onnx',
+          inputs: p.inputs.map((i) => ({ name: i.name, datatype: i.dtype, shape: i.shape.map((d) => (typeof d === 'number' ? d : -1)) })),
+          outputs: p.outputs.map((o) => ({ name: o.name, datatype: o.dtype, shape: o.shape.map((d) => (typeof d === 'number' ? d : -1)) })),
+        })),
+        (error: unknown) => sendError(res, undefined, error, reqLog),
+      );
+      return;
+    }
+    if (!r) {
+      sendError(res, undefined, new CloudError(404, 'CLOUD_ROUTE_NOT_FOUND', `no route for ${method} ${path}`), reqLog);
+      return;
+    }
+    const rt = r;
+    if (draining) {
+      sendError(res, rt, new CloudError(503, 'CLOUD_DRAINING', 'the service is shutting down; retry on another instance'), reqLog);
+      return;
+    }
+    inflight += 1;
+    infer(req, res, rt, path, reqLog)
+      .catch((error: unknown) => {
+        const status = sendError(res, rt, error, reqLog);
+        reqLog.info({ route: rt.name, status, code: isTandemError(error) ? error.code : undefined, message: error instanceof Error ? error.message : String(error) }, 'request refused');
+        // Drain what is left of a refused body so the connection can be reused.
+        if (!req.complete) req.resume();
+        // Only served names become label values: a hostile path must not grow the metric set.
+        return { status, model: rt.model !== undefined && repo.has(rt.model) ? rt.model : 'unknown' };
+      })
+      .then(({ status, model }) => {
+        metrics.requests.inc({ route: rt.name, model, status: String(status) });
+        metrics.latency.observe({ route: rt.name, model }, Number(process.hrtime.bigint() - started) / 1e9);
+      })
+      .finally(() => {
+        inflight -= 1;
+        if (inflight === 0) idle?.();
+      })
+      .catch(() => undefined);
+  };
+
+  const server = options.tls ? createHttpsServer({ key: options.tls.key, cert: options.tls.cert }, handler) : createHttpServer(handler);
+  // SageMaker keeps connections open for up to 60 s; outlive it so the platform closes first.
+  server.keepAliveTimeout = 65_000;
+  // A client that trickles its request (slowloris) cannot hold a connection past the deadline.
+  server.requestTimeout = timeoutMs;
+  server.headersTimeout = Math.min(timeoutMs, 60_000);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host ?? '0.0.0.0', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const host = options.host && options.host !== '0.0.0.0' ? options.host : '127.0.0.1';
+  const url = `${options.tls ? 'https' : 'http'}://${host}:${address.port}`;
+  log.info({ url, models: repo.names() }, 'tandem cloud service listening');
+
+  return {
+    url,
+    port: address.port,
+    server,
+    metrics,
+    models: repo,
+    async drain(): Promise<void> {
+      if (draining) return;
+      draining = true;
+      log.info({ inflight }, 'draining');
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      if (inflight > 0) await new Promise<void>((resolve) => { idle = resolve; });
+      server.closeAllConnections();
+      await closed;
+      await repo.close();
+      log.info('drained');
+    },
+  };
+}

@@ -1,0 +1,133 @@
+/**
+ * `tandem cloud serve`, `tandem bench codec` and `tandem bench cloud-overhead`.
+ */
+import type { Command } from 'commander';
+import { ValidationError } from '../errors.js';
+
+function writeResult(json: boolean, result: Record<string, unknown>, human: string): void {
+  if (json) process.stdout.write(`${JSON.stringify(result)}\n`);
+  else process.stdout.write(`${human}\n`);
+}
+
+function positiveInt(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n <= 0) throw new ValidationError('CLI_ARGUMENT', `${name} must be a positive integer, got "${value}"`);
+    return n;
+  };
+}
+
+/** Attaches `codec` and `cloud-overhead` to a shared `bench` command. */
+export function registerCloudBenchCommands(bench: Command): void {
+  bench.command('codec')
+    .description('encode+decode throughput of the tensor wire format for a 4 MB float32 tensor')
+    .option('--json', 'print the result as JSON on the last line')
+    .option('--iterations <n>', 'timed iterations', positiveInt('--iterations'), 50)
+    .action(async (opts: { json?: boolean; iterations: number }) => {
+      const { runCodecBench } = await import('../../bench/codec.js');
+      const r = runCodecBench({ iterations: opts.iterations });
+      writeResult(opts.json === true, { ...r }, `codec: ${r.tensorBytes} B float32, encode ${r.encodeMs.toFixed(3)} ms, decode ${r.decodeMs.toFixed(3)} ms, ${r.encodeDecodeGBps.toFixed(2)} GB/s encode+decode`);
+    });
+  bench.command('cloud-overhead')
+    .description('cloud service round trip on loopback over a bare onnxruntime-node run of the same partition (batch 1)')
+    .option('--json', 'print the result as JSON on the last line')
+    .option('--iterations <n>', 'timed iterations', positiveInt('--iterations'), 40)
+    .action(async (opts: { json?: boolean; iterations: number }) => {
+      const { runCloudOverheadBench, defaultOverheadSubject } = await import('../../bench/cloud-overhead.js');
+      const r = await runCloudOverheadBench(await defaultOverheadSubject(), { iterations: opts.iterations });
+      writeResult(opts.json === true, { ...r }, `cloud overhead (${r.subject}): bare ${r.bareMs.toFixed(2)} ms, service ${r.serviceMs.toFixed(2)} ms (+${r.overheadMs.toFixed(2)} ms), ratio ${r.overheadRatio.toFixed(3)}`);
+    });
+}
+
+interface ServeOptions {
+  port?: number;
+  host: string;
+  models?: string;
+  tlsKey?: string;
+  tlsCert?: string;
+  maxConcurrent: number;
+  maxQueue: number;
+  timeoutMs: number;
+  logLevel: string;
+}
+
+/** Port: --port, then SAGEMAKER_BIND_TO_PORT, then AIP_HTTP_PORT, then 8080. */
+function resolvePort(option: number | undefined): number {
+  if (option !== undefined) return option;
+  for (const name of ['SAGEMAKER_BIND_TO_PORT', 'AIP_HTTP_PORT']) {
+    const v = process.env[name];
+    if (v !== undefined && v !== '') {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ValidationError('CLI_ARGUMENT', `${name}=${v} is not a port`);
+      return n;
+    }
+  }
+  return 8080;
+}
+
+async function serve(opts: ServeOptions): Promise<void> {
+  const [{ readFile }, { pino }, { startCloudService }, { defaultTailExtractor }, { resolveModelSource }] = await Promise.all([
+    import('node:fs/promises'), import('pino'), import('../../cloud/server.js'), import('../../cloud/tails.js'), import('../../cloud/sources.js'),
+  ]);
+  if ((opts.tlsKey === undefined) !== (opts.tlsCert === undefined)) throw new ValidationError('CLI_ARGUMENT', '--tls-key and --tls-cert go together');
+  const tls = opts.tlsKey && opts.tlsCert ? { key: await readFile(opts.tlsKey), cert: await readFile(opts.tlsCert) } : undefined;
+  const logger = pino({ name: 'tandem-cloud', level: opts.logLevel });
+  // Vertex AI tells a custom container where its artifacts are; SageMaker mounts them.
+  const source = await resolveModelSource(opts.models ?? process.env['AIP_STORAGE_URI'] ?? '/opt/ml/model');
+  const service = await startCloudService({
+    models: source.dir,
+    port: resolvePort(opts.port),
+    host: opts.host,
+    ...(tls ? { tls } : {}),
+    maxConcurrent: opts.maxConcurrent,
+    maxQueue: opts.maxQueue,
+    requestTimeoutMs: opts.timeoutMs,
+    extractTail: defaultTailExtractor,
+    logger,
+    processMetrics: true,
+  });
+  process.stdout.write(`tandem cloud service on ${service.url} serving ${service.models.names().join(', ') || 'no models'}\n`);
+  // SageMaker and Vertex stop containers with SIGTERM; finish in-flight requests first.
+  await new Promise<void>((resolve) => {
+    const stop = (signal: NodeJS.Signals): void => {
+      logger.info({ signal }, 'shutting down');
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+      service.drain().then(() => source.cleanup()).then(resolve, (error: unknown) => {
+        logger.error({ err: error }, 'drain failed');
+        resolve();
+      });
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+}
+
+/** Registers `cloud serve`, and `bench` with the cloud benchmarks unless `bench` exists already. */
+export function registerCloudCommands(program: Command): void {
+  const cloud = program.command('cloud').description('the Tandem cloud service');
+  cloud.command('serve')
+    .description('serve model packages (whole or any tail) on the SageMaker, Vertex AI, OIP v2 and Tandem contracts')
+    .option('--port <port>', 'listen port (default: SAGEMAKER_BIND_TO_PORT, AIP_HTTP_PORT, or 8080)', (v: string) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ValidationError('CLI_ARGUMENT', `--port must be 0-65535, got "${v}"`);
+      return n;
+    })
+    .option('--host <host>', 'listen address', '0.0.0.0')
+    .option('--models <dir>', 'model package directory or gs://bucket/prefix (default: AIP_STORAGE_URI, else /opt/ml/model)')
+    .option('--tls-key <file>', 'PEM private key: serve HTTPS')
+    .option('--tls-cert <file>', 'PEM certificate chain')
+    .option('--max-concurrent <n>', 'runs at once per model', positiveInt('--max-concurrent'), 2)
+    .option('--max-queue <n>', 'requests allowed to wait per model before 429', (v: string) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0) throw new ValidationError('CLI_ARGUMENT', `--max-queue must be a non-negative integer, got "${v}"`);
+      return n;
+    }, 16)
+    .option('--timeout-ms <ms>', 'default per-request deadline', positiveInt('--timeout-ms'), 60_000)
+    .option('--log-level <level>', 'pino log level', 'info')
+    .action(serve);
+
+  const existing = program.commands.find((c) => c.name() === 'bench');
+  const bench = existing ?? program.command('bench').description('benchmarks');
+  registerCloudBenchCommands(bench);
+}

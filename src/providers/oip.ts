@@ -1,0 +1,48 @@
+/**
+ * Open Inference Protocol v2 (KServe, Triton, or `tandem cloud serve`) over HTTP, with the
+ * binary tensor extension by default and plain JSON on request. The cut travels as the
+ * model version (`/v2/models/NAME/versions/CUT/infer`).
+ */
+import { callScope } from './deadline.js';
+import { ProviderError } from './errors.js';
+import { post } from './http.js';
+import { COMPUTE_HEADER, decodeResponse, timing } from './payload.js';
+import type { EndpointConfig, InferOptions, InferRequest, InferResponse, ProviderClient } from './types.js';
+import { encodeOipRequest, OIP_HEADER_LENGTH } from './wire/oip.js';
+
+export class OipClient implements ProviderClient {
+  constructor(readonly endpoint: EndpointConfig, private readonly extraHeaders: Record<string, string> = {}) {
+    if (!endpoint.url) throw new ProviderError('PROVIDER_CONFIG', `endpoint "${endpoint.name}" (oip) needs a url`);
+  }
+
+  async infer(request: InferRequest, options: InferOptions = {}): Promise<InferResponse> {
+    const scope = callScope(options);
+    try {
+      const start = performance.now();
+      const binary = (this.endpoint.wire ?? 'binary') === 'binary';
+      const enc = encodeOipRequest(request.inputs, { binary, ...(request.requestId ? { id: request.requestId } : {}) });
+      const headers: Record<string, string> = { 'content-type': enc.contentType, ...this.extraHeaders };
+      if (enc.headerLength !== undefined) headers[OIP_HEADER_LENGTH] = String(enc.headerLength);
+      if (Number.isFinite(scope.remaining())) headers['x-tandem-deadline-ms'] = String(Math.max(1, Math.floor(scope.remaining())));
+      const base = (this.endpoint.url ?? '').replace(/\/$/, '');
+      const model = encodeURIComponent(request.model);
+      const url = request.cut ? `${base}/v2/models/${model}/versions/${encodeURIComponent(request.cut)}/infer` : `${base}/v2/models/${model}/infer`;
+      const encoded = performance.now();
+      const res = await post(this.endpoint.name, url, headers, enc.body, scope);
+      const received = performance.now();
+      const hl = res.headers.get(OIP_HEADER_LENGTH);
+      const decoded = decodeResponse(this.endpoint.name, res.body, hl === null ? undefined : Number(hl));
+      const header = res.headers.get(COMPUTE_HEADER);
+      const remote = header !== null ? Number(header) : decoded.remoteMs;
+      return { outputs: decoded.outputs, timing: timing({ start, encoded, received, decoded: performance.now() }, remote), bytesSent: enc.body.byteLength, bytesReceived: res.body.byteLength };
+    } catch (error) {
+      throw scope.classify(error, this.endpoint.name);
+    } finally {
+      scope.dispose();
+    }
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}

@@ -1,0 +1,51 @@
+/**
+ * Alibaba Cloud PAI-EAS: `POST {url}/api/predict/{service}` with the service token in the
+ * `Authorization` header, or with the EAS request signature when access keys are given.
+ */
+import { callScope } from './deadline.js';
+import { ProviderError } from './errors.js';
+import { post } from './http.js';
+import { COMPUTE_HEADER, decodeResponse, encodeRequest, timing } from './payload.js';
+import type { EndpointConfig, InferOptions, InferRequest, InferResponse, ProviderClient } from './types.js';
+import { easSignature } from './wire/eas.js';
+
+export interface EasSigningKey {
+  keyId: string;
+  secret: string;
+}
+
+export class PaiEasClient implements ProviderClient {
+  constructor(readonly endpoint: EndpointConfig, private readonly signing?: EasSigningKey) {
+    if (!endpoint.url) throw new ProviderError('PROVIDER_CONFIG', `endpoint "${endpoint.name}" (pai-eas) needs a url`);
+    if (!endpoint.token && !signing) throw new ProviderError('PROVIDER_CONFIG', `endpoint "${endpoint.name}" (pai-eas) needs a token or signing keys`);
+  }
+
+  async infer(request: InferRequest, options: InferOptions = {}): Promise<InferResponse> {
+    const scope = callScope(options);
+    try {
+      const start = performance.now();
+      const enc = encodeRequest(request, this.endpoint.wire ?? 'binary');
+      const service = this.endpoint.target ?? request.model;
+      const path = `/api/predict/${encodeURIComponent(service)}`;
+      const headers: Record<string, string> = { 'content-type': enc.contentType, 'x-tandem-model': request.model, date: new Date().toUTCString() };
+      if (request.cut) headers['x-tandem-cut'] = request.cut;
+      if (Number.isFinite(scope.remaining())) headers['x-tandem-deadline-ms'] = String(Math.max(1, Math.floor(scope.remaining())));
+      headers['authorization'] = this.signing ? easSignature('POST', path, headers, enc.body, this.signing) : this.endpoint.token ?? '';
+      const encoded = performance.now();
+      const res = await post(this.endpoint.name, `${(this.endpoint.url ?? '').replace(/\/$/, '')}${path}`, headers, enc.body, scope);
+      const received = performance.now();
+      const decoded = decodeResponse(this.endpoint.name, res.body);
+      const header = res.headers.get(COMPUTE_HEADER);
+      const remote = header !== null ? Number(header) : decoded.remoteMs;
+      return { outputs: decoded.outputs, timing: timing({ start, encoded, received, decoded: performance.now() }, remote), bytesSent: enc.body.byteLength, bytesReceived: res.body.byteLength };
+    } catch (error) {
+      throw scope.classify(error, this.endpoint.name);
+    } finally {
+      scope.dispose();
+    }
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}

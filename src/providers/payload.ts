@@ -1,0 +1,74 @@
+/**
+ * Request and response bodies shared by the provider clients: Tandem msgpack payloads or
+ * OIP v2 JSON/binary, and the server-reported compute time wherever it travels.
+ */
+import { decodePayload, encodeTensorMapWithReport, looksLikeTensorPayload, TENSOR_CONTENT_TYPE } from '../codec/index.js';
+import type { TensorMap } from '../tensor.js';
+import { ProviderError } from './errors.js';
+import type { InferRequest } from './types.js';
+import { decodeOipResponse, encodeOipRequest } from './wire/oip.js';
+
+/** Header the Tandem cloud service sets to its compute time in ms. */
+export const COMPUTE_HEADER = 'x-tandem-compute-ms';
+
+export interface EncodedRequest {
+  body: Uint8Array;
+  contentType: string;
+  /** Set for an OIP binary-extension body. */
+  headerLength?: number;
+}
+
+export function encodeRequest(request: InferRequest, wire: 'binary' | 'json'): EncodedRequest {
+  if (wire === 'json') {
+    const enc = encodeOipRequest(request.inputs, { binary: false, ...(request.requestId ? { id: request.requestId } : {}), ...(request.cut ? { parameters: { cut: request.cut } } : {}) });
+    return { body: enc.body, contentType: enc.contentType };
+  }
+  const meta: Record<string, string> = { model: request.model };
+  if (request.cut) meta['cut'] = request.cut;
+  if (request.requestId) meta['requestId'] = request.requestId;
+  const compression = request.compression ?? 'none';
+  const enc = encodeTensorMapWithReport(request.inputs, { compression, meta });
+  return { body: enc.bytes, contentType: TENSOR_CONTENT_TYPE };
+}
+
+export interface DecodedResponse {
+  outputs: TensorMap;
+  /** Compute time reported inside the body (ms), when it is there. */
+  remoteMs?: number;
+}
+
+const LIMITS = { maxBytes: 1024 * 1024 * 1024, maxElements: 512 * 1024 * 1024 };
+
+export function decodeResponse(endpoint: string, body: Uint8Array, headerLength?: number): DecodedResponse {
+  try {
+    if (looksLikeTensorPayload(body)) {
+      const p = decodePayload(body, { maxBytes: LIMITS.maxBytes });
+      const ms = Number(p.meta['computeMs']);
+      return { outputs: p.tensors, ...(Number.isFinite(ms) ? { remoteMs: ms } : {}) };
+    }
+    const r = decodeOipResponse(body, headerLength, { maxElements: LIMITS.maxElements });
+    const ms = r.parameters['compute_ms'];
+    return { outputs: r.tensors, ...(typeof ms === 'number' ? { remoteMs: ms } : {}) };
+  } catch (error) {
+    throw new ProviderError('PROVIDER_RESPONSE', `endpoint "${endpoint}" sent a response that cannot be decoded: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  }
+}
+
+/** A `k=v;k=v` custom-attributes string's `tandem-compute-ms`, if any. */
+export function computeFromAttributes(attrs: string | undefined): number | undefined {
+  const m = /tandem-compute-ms=([0-9.]+)/.exec(attrs ?? '');
+  return m ? Number(m[1]) : undefined;
+}
+
+/** Builds the timing breakdown from the marks a client took. */
+export function timing(marks: { start: number; encoded: number; received: number; decoded: number }, remoteMs: number | undefined) {
+  const remote = remoteMs ?? 0;
+  const wire = marks.received - marks.encoded;
+  return {
+    encodeMs: marks.encoded - marks.start,
+    networkMs: Math.max(0, wire - remote),
+    remoteMs: remote,
+    decodeMs: marks.decoded - marks.received,
+    totalMs: marks.decoded - marks.start,
+  };
+}

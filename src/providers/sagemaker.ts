@@ -1,0 +1,81 @@
+/**
+ * AWS SageMaker real-time endpoints through `@aws-sdk/client-sagemaker-runtime`
+ * InvokeEndpoint. Credentials come from the SDK's default provider chain (environment, SSO,
+ * web identity, role assumption, instance metadata); Tandem's config never holds AWS keys.
+ * The model and cut travel in `CustomAttributes`, which SageMaker forwards to the container.
+ */
+import { InvokeEndpointCommand, SageMakerRuntimeClient, type SageMakerRuntimeClientConfig } from '@aws-sdk/client-sagemaker-runtime';
+import { callScope } from './deadline.js';
+import { errorForStatus, ProviderError } from './errors.js';
+import { computeFromAttributes, decodeResponse, encodeRequest, timing } from './payload.js';
+import type { EndpointConfig, InferOptions, InferRequest, InferResponse, ProviderClient } from './types.js';
+
+interface AwsServiceError {
+  name: string;
+  message: string;
+  $metadata?: { httpStatusCode?: number };
+  $fault?: 'client' | 'server';
+}
+
+function isServiceError(e: unknown): e is AwsServiceError {
+  return e instanceof Error && '$metadata' in e;
+}
+
+export class SageMakerClient implements ProviderClient {
+  private readonly client: SageMakerRuntimeClient;
+
+  /** `sdkConfig` overrides the SDK's configuration (credentials in tests, a custom agent…). */
+  constructor(readonly endpoint: EndpointConfig, sdkConfig: SageMakerRuntimeClientConfig = {}) {
+    if (!endpoint.target && !endpoint.name) throw new ProviderError('PROVIDER_CONFIG', 'a SageMaker endpoint needs a target (the endpoint name)');
+    this.client = new SageMakerRuntimeClient({
+      region: endpoint.region,
+      ...(endpoint.url ? { endpoint: endpoint.url } : {}),
+      // Retries are the runtime's decision (another endpoint or local may be better).
+      maxAttempts: 1,
+      ...sdkConfig,
+    });
+  }
+
+  async infer(request: InferRequest, options: InferOptions = {}): Promise<InferResponse> {
+    const scope = callScope(options);
+    try {
+      const start = performance.now();
+      const enc = encodeRequest(request, this.endpoint.wire ?? 'binary');
+      const attrs = [`model=${request.model}`];
+      if (request.cut) attrs.push(`cut=${request.cut}`);
+      const command = new InvokeEndpointCommand({
+        EndpointName: this.endpoint.target ?? this.endpoint.name,
+        Body: enc.body,
+        ContentType: enc.contentType,
+        Accept: enc.contentType,
+        CustomAttributes: attrs.join(';'),
+      });
+      const encoded = performance.now();
+      let out;
+      try {
+        out = await this.client.send(command, { abortSignal: scope.signal });
+      } catch (error) {
+        if (isServiceError(error) && error.$metadata?.httpStatusCode !== undefined) {
+          const status = error.$metadata.httpStatusCode;
+          const mapped = errorForStatus(this.endpoint.name, status, error.name === 'ModelError' ? 'ModelError' : error.name, error.message);
+          throw new ProviderError(mapped.code, mapped.message, { cause: error, status, details: { endpoint: this.endpoint.name, awsError: error.name } });
+        }
+        throw error;
+      }
+      const received = performance.now();
+      const body = out.Body ?? new Uint8Array(0);
+      const decoded = decodeResponse(this.endpoint.name, body);
+      const remote = computeFromAttributes(out.CustomAttributes) ?? decoded.remoteMs;
+      return { outputs: decoded.outputs, timing: timing({ start, encoded, received, decoded: performance.now() }, remote), bytesSent: enc.body.byteLength, bytesReceived: body.byteLength };
+    } catch (error) {
+      throw scope.classify(error, this.endpoint.name);
+    } finally {
+      scope.dispose();
+    }
+  }
+
+  close(): Promise<void> {
+    this.client.destroy();
+    return Promise.resolve();
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * Google Vertex AI endpoints through `@google-cloud/aiplatform` 6.x PredictionServiceClient:
+ * `rawPredict` with a Tandem msgpack body (default), or `predict` with JSON `instances`.
+ * Credentials come from Application Default Credentials (workload identity federation
+ * included) unless the endpoint carries a static token; with a URL override the client
+ * uses the REST transport against that host, and with a token it never asks the metadata
+ * server for anything.
+ */
+import { v1, protos } from '@google-cloud/aiplatform';
+import type { ClientOptions } from 'google-gax';
+import { googleAuthLibrary } from 'google-gax';
+import type { DType } from '../tensor.js';
+import { callScope, raceAbort } from './deadline.js';
+import { errorForStatus, ProviderError } from './errors.js';
+import { decodeResponse, encodeRequest, timing } from './payload.js';
+import type { EndpointConfig, InferOptions, InferRequest, InferResponse, ProviderClient } from './types.js';
+import { predictionsToTensors, tensorsToInstances } from './wire/vertex.js';
+
+type ProtoValue = protos.google.protobuf.IValue;
+
+/** Plain JSON to google.protobuf.Value (the SDK helper turns nested arrays into structs). */
+function toValue(v: unknown): ProtoValue {
+  if (v === null || v === undefined) return { nullValue: 'NULL_VALUE' };
+  if (typeof v === 'number') return { numberValue: v };
+  if (typeof v === 'boolean') return { boolValue: v };
+  if (typeof v === 'string') return { stringValue: v };
+  if (Array.isArray(v)) return { listValue: { values: v.map(toValue) } };
+  const fields: Record<string, ProtoValue> = {};
+  for (const [k, x] of Object.entries(v as Record<string, unknown>)) fields[k] = toValue(x);
+  return { structValue: { fields } };
+}
+
+function fromValue(v: ProtoValue | null | undefined): unknown {
+  if (!v) return null;
+  if (v.numberValue !== undefined && v.numberValue !== null) return v.numberValue;
+  if (v.boolValue !== undefined && v.boolValue !== null) return v.boolValue;
+  if (v.stringValue !== undefined && v.stringValue !== null) return v.stringValue;
+  if (v.listValue) return (v.listValue.values ?? []).map(fromValue);
+  if (v.structValue) return Object.fromEntries(Object.entries(v.structValue.fields ?? {}).map(([k, x]) => [k, fromValue(x)]));
+  return null;
+}
+
+/** gRPC status codes the SDK reports, mapped to the HTTP statuses they stand for. */
+const GRPC_TO_HTTP: Record<number, number> = { 3: 400, 4: 504, 5: 404, 7: 403, 8: 429, 9: 400, 13: 500, 14: 503, 16: 401 };
+
+function statusOf(error: unknown): { status: number | undefined; code: string | undefined } {
+  if (!(error instanceof Error)) return { status: undefined, code: undefined };
+  const e = error as Error & { code?: unknown; status?: unknown; response?: { status?: unknown } };
+  if (typeof e.code === 'number') {
+    // gax REST errors carry the HTTP status in `code` for some paths and the gRPC code in others.
+    const status = e.code >= 100 ? e.code : GRPC_TO_HTTP[e.code];
+    return { status, code: typeof e.status === 'string' ? e.status : undefined };
+  }
+  if (typeof e.response?.status === 'number') return { status: e.response.status, code: undefined };
+  return { status: undefined, code: undefined };
+}
+
+export class VertexClient implements ProviderClient {
+  private readonly client: v1.PredictionServiceClient;
+  private readonly path: string;
+
+  /** `clientOptions` overrides what is passed to PredictionServiceClient. */
+  constructor(readonly endpoint: EndpointConfig, clientOptions: ClientOptions = {}) {
+    if (!endpoint.project || !endpoint.target) throw new ProviderError('PROVIDER_CONFIG', `endpoint "${endpoint.name}" (vertex) needs project and target (the endpoint id)`);
+    const opts: ClientOptions = { apiEndpoint: `${endpoint.region}-aiplatform.googleapis.com` };
+    if (endpoint.url) {
+      const u = new URL(endpoint.url);
+      Object.assign(opts, { apiEndpoint: u.hostname, port: Number(u.port || (u.protocol === 'https:' ? 443 : 80)), protocol: u.protocol.replace(':', ''), fallback: 'rest' });
+    }
+    if (endpoint.token) {
+      // A static token: no ADC lookup, so nothing probes the metadata server.
+      const auth = new googleAuthLibrary.OAuth2Client();
+      auth.setCredentials({ access_token: endpoint.token, expiry_date: Date.now() + 365 * 24 * 3600 * 1000 });
+      opts.authClient = auth;
+    }
+    this.client = new v1.PredictionServiceClient({ ...opts, ...clientOptions });
+    this.path = `projects/${endpoint.project}/locations/${endpoint.region}/endpoints/${endpoint.target}`;
+  }
+
+  async infer(request: InferRequest, options: InferOptions = {}): Promise<InferResponse> {
+    const scope = callScope(options);
+    try {
+      const remaining = scope.remaining();
+      const callOptions = Number.isFinite(remaining) ? { timeout: Math.max(1, Math.floor(remaining)) } : {};
+      return (this.endpoint.wire ?? 'binary') === 'json'
+        ? await this.predict(request, scope.signal, callOptions)
+        : await this.rawPredict(request, scope.signal, callOptions);
+    } catch (error) {
+      const { status, code } = statusOf(error);
+      if (status !== undefined && !(error instanceof ProviderError)) {
+        const mapped = errorForStatus(this.endpoint.name, status, code, error instanceof Error ? error.message : String(error));
+        throw new ProviderError(mapped.code, mapped.message, { cause: error, status });
+      }
+      throw scope.classify(error, this.endpoint.name);
+    } finally {
+      scope.dispose();
+    }
+  }
+
+  private async rawPredict(request: InferRequest, signal: AbortSignal, callOptions: { timeout?: number }): Promise<InferResponse> {
+    const start = performance.now();
+    const enc = encodeRequest(request, 'binary');
+    const encoded = performance.now();
+    const [body] = await raceAbort(this.client.rawPredict({ endpoint: this.path, httpBody: { contentType: enc.contentType, data: enc.body } }, callOptions), signal);
+    const received = performance.now();
+    const data = body.data instanceof Uint8Array ? body.data : typeof body.data === 'string' ? Buffer.from(body.data, 'base64') : new Uint8Array(0);
+    const decoded = decodeResponse(this.endpoint.name, data);
+    return { outputs: decoded.outputs, timing: timing({ start, encoded, received, decoded: performance.now() }, decoded.remoteMs), bytesSent: enc.body.byteLength, bytesReceived: data.byteLength };
+  }
+
+  private async predict(request: InferRequest, signal: AbortSignal, callOptions: { timeout?: number }): Promise<InferResponse> {
+    const start = performance.now();
+    const instances = tensorsToInstances(request.inputs).map(toValue);
+    const parameters = toValue({ model: request.model, ...(request.cut ? { cut: request.cut } : {}) });
+    const bytesSent = JSON.stringify(instances).length;
+    const encoded = performance.now();
+    const [response] = await raceAbort(this.client.predict({ endpoint: this.path, instances, parameters }, callOptions), signal);
+    const received = performance.now();
+    const predictions = (response.predictions ?? []).map(fromValue);
+    const meta = response.metadata ? (fromValue(response.metadata) as { computeMs?: unknown; outputs?: Record<string, { dtype?: DType }> } | null) : null;
+    const dtypes: Record<string, DType> = {};
+    for (const [name, info] of Object.entries(meta?.outputs ?? {})) if (info.dtype) dtypes[name] = info.dtype;
+    let outputs;
+    try {
+      outputs = predictionsToTensors(predictions, dtypes);
+    } catch (error) {
+      throw new ProviderError('PROVIDER_RESPONSE', `endpoint "${this.endpoint.name}" returned predictions that are not tensors: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    }
+    const remote = typeof meta?.computeMs === 'number' ? meta.computeMs : undefined;
+    return { outputs, timing: timing({ start, encoded, received, decoded: performance.now() }, remote), bytesSent, bytesReceived: JSON.stringify(response.predictions ?? []).length };
+  }
+
+  close(): Promise<void> {
+    return this.client.close();
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * Conversions between tensors and JSON numbers (nested or flat arrays), shared by the
+ * OIP v2 JSON and Vertex AI instance formats on both the client and the server side.
+ */
+import { ValidationError } from '../../errors.js';
+import { toFloat16Bits, fromFloat16Bits } from '../../codec/float16.js';
+import { allocate, elementCount, type DType, type Tensor } from '../../tensor.js';
+
+/** Shape of a rectangular nested array (throws on ragged input). */
+export function nestedShape(value: unknown): number[] {
+  const shape: number[] = [];
+  let v = value;
+  while (Array.isArray(v)) {
+    shape.push(v.length);
+    v = v[0];
+  }
+  return shape;
+}
+
+/** Flattens a nested array of the given shape, checking it is rectangular. */
+export function flatten(value: unknown, shape: readonly number[], what: string): unknown[] {
+  const out: unknown[] = [];
+  const walk = (v: unknown, depth: number): void => {
+    if (depth === shape.length) {
+      if (Array.isArray(v)) throw new ValidationError('WIRE_SHAPE', `${what}: nesting is deeper than shape [${shape.join(', ')}]`);
+      out.push(v);
+      return;
+    }
+    if (!Array.isArray(v) || v.length !== shape[depth]) {
+      throw new ValidationError('WIRE_SHAPE', `${what}: data is not a rectangular array of shape [${shape.join(', ')}]`);
+    }
+    for (const item of v) walk(item, depth + 1);
+  };
+  walk(value, 0);
+  return out;
+}
+
+/** Builds a tensor from flat JSON values, converting each to `dtype`. */
+export function tensorFromValues(dtype: DType, dims: readonly number[], values: readonly unknown[], what: string): Tensor {
+  const count = elementCount(dims);
+  if (values.length !== count) {
+    throw new ValidationError('WIRE_DIMS_MISMATCH', `${what}: shape [${dims.join(', ')}] needs ${count} values but ${values.length} were given`);
+  }
+  const data = allocate(dtype, count);
+  const bad = (v: unknown): never => {
+    throw new ValidationError('WIRE_VALUE', `${what}: ${(JSON.stringify(v) ?? String(v)).slice(0, 60)} is not a valid ${dtype} value`);
+  };
+  if (data instanceof BigInt64Array || data instanceof BigUint64Array) {
+    for (let i = 0; i < count; i++) {
+      const v = values[i];
+      if (typeof v === 'number' && Number.isInteger(v)) data[i] = BigInt(v);
+      else if (typeof v === 'string' && /^-?\d+$/.test(v)) data[i] = BigInt(v);
+      else bad(v);
+    }
+  } else if (dtype === 'bool') {
+    for (let i = 0; i < count; i++) {
+      const v = values[i];
+      if (typeof v === 'boolean') data[i] = v ? 1 : 0;
+      else if (v === 0 || v === 1) data[i] = v;
+      else bad(v);
+    }
+  } else if (dtype === 'float16') {
+    for (let i = 0; i < count; i++) {
+      const v = values[i];
+      if (typeof v !== 'number') bad(v);
+      data[i] = toFloat16Bits(v as number);
+    }
+  } else {
+    const numeric = data as Exclude<typeof data, BigInt64Array | BigUint64Array>;
+    const integral = dtype !== 'float32' && dtype !== 'float64';
+    for (let i = 0; i < count; i++) {
+      const v = values[i];
+      if (typeof v !== 'number' || (integral && !Number.isInteger(v))) bad(v);
+      numeric[i] = v as number;
+    }
+  }
+  return { dtype, dims: [...dims], data } as Tensor;
+}
+
+/** Flat JSON values of a tensor (int64 as numbers; float16 decoded; bool as booleans). */
+export function valuesOf(t: Tensor): (number | boolean)[] {
+  const out: (number | boolean)[] = new Array<number | boolean>(t.data.length);
+  const d = t.data;
+  if (d instanceof BigInt64Array || d instanceof BigUint64Array) {
+    for (let i = 0; i < d.length; i++) out[i] = Number(d[i]);
+  } else if (t.dtype === 'bool') {
+    for (let i = 0; i < d.length; i++) out[i] = d[i] !== 0;
+  } else if (t.dtype === 'float16') {
+    for (let i = 0; i < d.length; i++) out[i] = fromFloat16Bits(Number(d[i]));
+  } else {
+    for (let i = 0; i < d.length; i++) out[i] = Number(d[i]);
+  }
+  return out;
+}
+
+/** Nests flat values into arrays of `shape`. */
+export function nest(values: readonly unknown[], shape: readonly number[]): unknown {
+  if (shape.length === 0) return values[0];
+  let pos = 0;
+  const build = (depth: number): unknown[] => {
+    const n = shape[depth] ?? 0;
+    const arr: unknown[] = new Array<unknown>(n);
+    if (depth === shape.length - 1) {
+      for (let i = 0; i < n; i++) arr[i] = values[pos++];
+    } else {
+      for (let i = 0; i < n; i++) arr[i] = build(depth + 1);
+    }
+    return arr;
+  };
+  return build(0);
+}

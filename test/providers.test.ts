@@ -1,0 +1,228 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CloudService } from '../cloud/server.js';
+import { createProviderClient, ProviderError, type EndpointConfig, type ProviderClient } from '../src/providers/index.js';
+import { CLS, CREDS, DET, expectSameOutputs, localRun, modelsDir, randomInput, startService } from './cloud-helpers.js';
+
+let svc: CloudService;
+let cleanup: () => void;
+
+beforeAll(async () => {
+  const m = modelsDir();
+  cleanup = m.cleanup;
+  svc = await startService(m.dir);
+});
+afterAll(async () => {
+  await svc.drain();
+  cleanup();
+});
+
+function endpoints(): Record<string, EndpointConfig> {
+  return {
+    'sagemaker-binary': { name: 'sm', kind: 'sagemaker', region: 'eu-central-1', url: svc.url, target: 'tandem-ep' },
+    'sagemaker-json': { name: 'sm-json', kind: 'sagemaker', region: 'eu-central-1', url: svc.url, target: 'tandem-ep', wire: 'json' },
+    'vertex-raw': { name: 'vx', kind: 'vertex', region: 'europe-west4', url: svc.url, project: 'proj', target: 'ep1', token: CREDS.vertexToken },
+    'vertex-predict': { name: 'vx-json', kind: 'vertex', region: 'europe-west4', url: svc.url, project: 'proj', target: 'ep1', token: CREDS.vertexToken, wire: 'json' },
+    'eas-binary': { name: 'eas', kind: 'pai-eas', region: 'cn-shanghai', url: svc.url, target: 'svc', token: CREDS.easToken },
+    'oip-binary': { name: 'oip', kind: 'oip', region: 'local', url: svc.url },
+    'oip-json': { name: 'oip-json', kind: 'oip', region: 'local', url: svc.url, wire: 'json' },
+  };
+}
+
+const sdk = { sagemaker: { credentials: CREDS.aws } };
+
+function client(key: string): ProviderClient {
+  const cfg = endpoints()[key];
+  if (!cfg) throw new Error(key);
+  return createProviderClient(cfg, sdk);
+}
+
+describe('every provider client reaches tandem cloud serve and matches a local run (whole model)', () => {
+  const small = randomInput([1, 3, 48, 96], 7); // 55 KB
+  const tiny = randomInput([1, 3, 8, 10], 3); // ~1 KB
+  for (const key of Object.keys({ 'sagemaker-binary': 1, 'sagemaker-json': 1, 'vertex-raw': 1, 'vertex-predict': 1, 'eas-binary': 1, 'oip-binary': 1, 'oip-json': 1 })) {
+    it(`${key}: 1 KB and 55 KB payloads`, async () => {
+      const c = client(key);
+      try {
+        for (const input of [tiny, small]) {
+          const res = await c.infer({ model: 'cls', inputs: input }, { deadline: Date.now() + 30_000 });
+          expectSameOutputs(res.outputs, await localRun(CLS, input));
+          expect(res.timing.remoteMs).toBeGreaterThan(0);
+          expect(res.timing.totalMs).toBeGreaterThanOrEqual(res.timing.remoteMs);
+          expect(res.bytesSent).toBeGreaterThan(0);
+        }
+      } finally {
+        await c.close();
+      }
+    });
+  }
+
+  for (const key of ['sagemaker-binary', 'vertex-raw', 'eas-binary', 'oip-binary']) {
+    it(`${key}: 5 MB payload on the detection model`, async () => {
+      const input = randomInput([1, 3, 640, 640], 11); // 4.9 MB
+      const c = client(key);
+      try {
+        const res = await c.infer({ model: 'det', inputs: input });
+        expect(res.bytesSent).toBeGreaterThan(4.9e6);
+        expectSameOutputs(res.outputs, await localRun(DET, input), 1e-4);
+      } finally {
+        await c.close();
+      }
+    });
+  }
+
+  it('vertex-predict: 4-D outputs of the detection model survive the JSON instances path', async () => {
+    const input = randomInput([1, 3, 64, 96], 5);
+    const c = client('vertex-predict');
+    try {
+      const res = await c.infer({ model: 'det', inputs: input });
+      expectSameOutputs(res.outputs, await localRun(DET, input), 1e-4);
+    } finally {
+      await c.close();
+    }
+  });
+
+  it('float16 compression on the wire gives outputs close to the local run', async () => {
+    const c = client('sagemaker-binary');
+    const res = await c.infer({ model: 'cls', inputs: small, compression: 'float16' });
+    expectSameOutputs(res.outputs, await localRun(CLS, small), 1e-2);
+    await c.close();
+  });
+});
+
+describe('front API details', () => {
+  it('PAI-EAS request signing is accepted by a service holding the keys and refused with the wrong secret', async () => {
+    const m = modelsDir();
+    const key = { keyId: 'eas-key', secret: 'eas-secret' };
+    const s = await startService(m.dir, { credentials: { easSigning: key } });
+    try {
+      const cfg: EndpointConfig = { name: 'eas-signed', kind: 'pai-eas', region: 'cn-hangzhou', url: s.url, target: 'cls' };
+      const input = randomInput([1, 3, 48, 96], 9);
+      const good = createProviderClient(cfg, { easSigning: key });
+      expectSameOutputs((await good.infer({ model: 'cls', inputs: input })).outputs, await localRun(CLS, input));
+      const bad = createProviderClient(cfg, { easSigning: { ...key, secret: 'nope' } });
+      await expect(bad.infer({ model: 'cls', inputs: input })).rejects.toMatchObject({ code: 'PROVIDER_AUTH', retryable: false });
+    } finally {
+      await s.drain();
+      m.cleanup();
+    }
+  });
+
+  it('Vertex rawPredict also takes a raw body (as a plain HTTP client sends it) and answers raw', async () => {
+    const { encodeTensorMap, decodePayload } = await import('../src/codec/index.js');
+    const input = randomInput([1, 3, 48, 96], 12);
+    const res = await fetch(`${svc.url}/v1/projects/p/locations/l/endpoints/cls:rawPredict`, {
+      method: 'POST', body: encodeTensorMap(input), headers: { authorization: `Bearer ${CREDS.vertexToken}`, 'content-type': 'application/x-msgpack' },
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('application/x-msgpack');
+    expectSameOutputs(decodePayload(new Uint8Array(await res.arrayBuffer())).tensors, await localRun(CLS, input));
+  });
+});
+
+describe('provider errors are classified', () => {
+  const input = randomInput([1, 3, 48, 96]);
+
+  async function failure(p: Promise<unknown>): Promise<ProviderError> {
+    try {
+      await p;
+    } catch (error) {
+      expect(error).toBeInstanceOf(ProviderError);
+      return error as ProviderError;
+    }
+    throw new Error('expected a failure');
+  }
+
+  it('wrong credentials are refused and final, for every front', async () => {
+    const e = endpoints();
+    const bad: ProviderClient[] = [
+      createProviderClient(e['sagemaker-binary'] as EndpointConfig, { sagemaker: { credentials: { accessKeyId: CREDS.aws.accessKeyId, secretAccessKey: 'wrong' } } }),
+      createProviderClient(e['sagemaker-binary'] as EndpointConfig, { sagemaker: { credentials: { accessKeyId: 'AKIDOTHER', secretAccessKey: CREDS.aws.secretAccessKey } } }),
+      createProviderClient({ ...(e['vertex-raw'] as EndpointConfig), token: 'wrong' }),
+      createProviderClient({ ...(e['eas-binary'] as EndpointConfig), token: 'wrong' }),
+    ];
+    for (const c of bad) {
+      const err = await failure(c.infer({ model: 'cls', inputs: input }));
+      expect(err.code).toBe('PROVIDER_AUTH');
+      expect(err.retryable).toBe(false);
+      await c.close();
+    }
+  });
+
+  it('unknown model and bad inputs are final validation / model errors', async () => {
+    const c = client('oip-binary');
+    expect((await failure(c.infer({ model: 'nope', inputs: input }))).code).toBe('PROVIDER_VALIDATION');
+    const wrongName = { y: input['x'] as NonNullable<typeof input['x']> };
+    expect((await failure(c.infer({ model: 'cls', inputs: wrongName }))).code).toBe('PROVIDER_VALIDATION');
+    const wrongRank = randomInput([3, 48, 96]);
+    const err = await failure(c.infer({ model: 'cls', inputs: wrongRank }));
+    expect(err.retryable).toBe(false);
+    expect(err.message).toMatch(/shape/);
+  });
+
+  it('an oversize SageMaker request is refused with the 6 MB limit', async () => {
+    const c = client('sagemaker-binary');
+    const err = await failure(c.infer({ model: 'det', inputs: randomInput([1, 3, 800, 800]) }));
+    expect(err.status).toBe(413);
+    expect(err.code).toBe('PROVIDER_VALIDATION');
+    await c.close();
+  });
+
+  it('overload reaches every client as a retryable PROVIDER_THROTTLED', async () => {
+    const m = modelsDir();
+    // The only slot is held deterministically: a split request whose tail extraction waits on a gate.
+    let open: () => void = () => undefined;
+    let entered: () => void = () => undefined;
+    const s = await startService(m.dir, {
+      maxConcurrent: 1,
+      maxQueue: 0,
+      extractTail: async (bytes) => {
+        entered();
+        await new Promise<void>((r) => { open = r; });
+        return bytes;
+      },
+    });
+    try {
+      const cfgs: EndpointConfig[] = [
+        { name: 'sm', kind: 'sagemaker', region: 'eu-central-1', url: s.url, target: 'ep' },
+        { name: 'oip', kind: 'oip', region: 'local', url: s.url },
+        { name: 'vx', kind: 'vertex', region: 'europe-west4', url: s.url, project: 'p', target: 'det', token: CREDS.vertexToken },
+        { name: 'eas', kind: 'pai-eas', region: 'cn-shanghai', url: s.url, target: 'det', token: CREDS.easToken },
+      ];
+      const small = randomInput([1, 3, 32, 32]);
+      for (const [i, cfg] of cfgs.entries()) {
+        const holding = new Promise<void>((r) => { entered = r; });
+        const holder = createProviderClient(cfgs[1] as EndpointConfig).infer({ model: 'det', cut: `c${i + 1}`, inputs: small });
+        await holding;
+        const c = createProviderClient(cfg, sdk);
+        const err = await failure(c.infer({ model: 'det', inputs: small }));
+        expect(err.code, `${cfg.name}: ${err.message}`).toBe('PROVIDER_THROTTLED');
+        expect(err.retryable).toBe(true);
+        expect(err.status).toBe(429);
+        open();
+        expect((await holder).outputs['sigmoid_0.tmp_0']?.dims).toEqual([1, 1, 32, 32]);
+        // Once the slot is free the same client succeeds.
+        expect((await c.infer({ model: 'det', inputs: small })).outputs['sigmoid_0.tmp_0']?.dims).toEqual([1, 1, 32, 32]);
+        await c.close();
+      }
+    } finally {
+      await s.drain();
+      m.cleanup();
+    }
+  });
+
+  it('a passed deadline is a retryable timeout, an abort is final, a dead port is a retryable network error', async () => {
+    const c = client('eas-binary');
+    const big = randomInput([1, 3, 640, 640]);
+    const t = await failure(c.infer({ model: 'det', inputs: big }, { deadline: Date.now() + 5 }));
+    expect(t.code).toBe('PROVIDER_TIMEOUT');
+    expect(t.retryable).toBe(true);
+    const ac = new AbortController();
+    const p = c.infer({ model: 'det', inputs: big }, { signal: ac.signal });
+    ac.abort();
+    expect((await failure(p)).code).toBe('PROVIDER_ABORTED');
+    const dead = createProviderClient({ name: 'dead', kind: 'oip', region: 'x', url: 'http://127.0.0.1:1' });
+    const n = await failure(dead.infer({ model: 'cls', inputs: input }));
+    expect(n.code).toBe('PROVIDER_NETWORK');
+    expect(n.retryable).toBe(true);
+  });
+});
