@@ -14,8 +14,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { pino } from 'pino';
+import { threadingSessionOptions, type OrtThreading } from '../cloud/models.js';
 import { startCloudService } from '../cloud/server.js';
 import { decodePayload, encodeTensorMap } from '../src/codec/index.js';
+import { ValidationError } from '../src/errors.js';
 import type { TensorMap } from '../src/tensor.js';
 
 export interface OverheadSubject {
@@ -29,6 +31,9 @@ export interface OverheadSubject {
 export interface CloudOverheadResult {
   subject: string;
   iterations: number;
+  /** The onnxruntime threading both sides ran with ("default" = onnxruntime's). */
+  intraOpNumThreads: number | 'default';
+  spinning: boolean | 'default';
   bareMs: number;
   serviceMs: number;
   serverComputeMs: number;
@@ -45,22 +50,28 @@ const median = (xs: number[]): number => {
   return s.length % 2 ? s[m] ?? 0 : ((s[m - 1] ?? 0) + (s[m] ?? 0)) / 2;
 };
 
-export async function runCloudOverheadBench(subject: OverheadSubject, options: { iterations?: number; warmup?: number } = {}): Promise<CloudOverheadResult> {
+export async function runCloudOverheadBench(subject: OverheadSubject, options: { iterations?: number; warmup?: number } & OrtThreading = {}): Promise<CloudOverheadResult> {
   const iterations = options.iterations ?? 40;
   const warmup = options.warmup ?? 5;
+  const sessionOptions = threadingSessionOptions(options);
   const dir = mkdtempSync(join(tmpdir(), 'tandem-overhead-'));
   writeFileSync(join(dir, 'subject.onnx'), subject.onnx);
-  const service = await startCloudService({ models: dir, port: 0, host: '127.0.0.1', logger: pino({ level: 'silent' }), credentials: {} });
-  const session = await ort.InferenceSession.create(subject.onnx);
+  const service = await startCloudService({ models: dir, port: 0, host: '127.0.0.1', logger: process.env.LOGINFO ? pino({ level: 'info' }, pino.destination({ dest: '/dev/null', sync: true })) : pino({ level: 'silent' }), credentials: {}, sessionOptions });
+  const session = await ort.InferenceSession.create(subject.onnx, sessionOptions);
   try {
     const feeds: Record<string, ort.Tensor> = {};
     for (const [k, t] of Object.entries(subject.inputs)) feeds[k] = new ort.Tensor(t.dtype, t.data as Float32Array, t.dims as number[]);
-    const url = `${service.url}/v1/models/subject/infer`;
-    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    // Options rather than a URL string: node would parse the string again on every request.
+    const target = { host: '127.0.0.1', port: service.port, path: '/v1/models/subject/infer', method: 'POST' };
+    // Nagle off: node:http clients leave it on, and on loopback it held the body's last
+    // segment until the previous one was acknowledged (≈ 0.2 ms of every round trip).
+    // (Agents hand their options to net.connect, which takes `noDelay`.)
+    const agentOptions: { keepAlive: boolean; maxSockets: number; noDelay: boolean } = { keepAlive: true, maxSockets: 1, noDelay: true };
+    const agent = new Agent(agentOptions);
     const viaService = (): Promise<{ ms: number; compute: number }> => new Promise((resolve, reject) => {
       const t0 = performance.now();
       const body = encodeTensorMap(subject.inputs);
-      const req = request(url, { method: 'POST', agent, headers: { 'content-type': 'application/x-msgpack', 'content-length': body.byteLength } }, (res) => {
+      const req = request({ ...target, agent, headers: { 'content-type': 'application/x-msgpack', 'content-length': body.byteLength } }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('error', reject);
@@ -104,7 +115,9 @@ export async function runCloudOverheadBench(subject: OverheadSubject, options: {
     const serviceMs = median(serviceTimes);
     agent.destroy();
     return {
-      subject: subject.label, iterations, bareMs, serviceMs, serverComputeMs: median(computeTimes), overheadMs: serviceMs - bareMs,
+      subject: subject.label, iterations,
+      intraOpNumThreads: options.intraOpNumThreads ?? 'default', spinning: options.spinning ?? 'default',
+      bareMs, serviceMs, serverComputeMs: median(computeTimes), overheadMs: serviceMs - bareMs,
       overheadRatio: median(ratios), medianRatio: serviceMs / bareMs,
     };
   } finally {
@@ -116,10 +129,11 @@ export async function runCloudOverheadBench(subject: OverheadSubject, options: {
 
 /**
  * The default subject: the tail of the reference MobileNetV2 (width 1, 224×224, 1000
- * classes) after the single-tensor cut nearest a quarter of its FLOPs, so the service runs
- * about three quarters of the network, fed with what the head really produces.
+ * classes) after the single-tensor cut nearest a quarter of its FLOPs (c16), so the service
+ * runs about three quarters of the network, fed with what the head really produces.
+ * `cutId` picks another cut of the same model instead (e.g. c5, 93 % of the FLOPs remote).
  */
-export async function defaultOverheadSubject(): Promise<OverheadSubject> {
+export async function defaultOverheadSubject(cutId?: string): Promise<OverheadSubject> {
   const { generateReferenceModel } = await import('../models/generate.js');
   const { analyzeModel, parseModel, splitModel } = await import('../src/graph/index.js');
   const bytes = generateReferenceModel({ arch: 'mobilenetv2', seed: 1 });
@@ -127,7 +141,10 @@ export async function defaultOverheadSubject(): Promise<OverheadSubject> {
   const analysis = await analyzeModel(model);
   const total = Math.max(...analysis.cuts.map((c) => c.headFlops));
   const candidates = analysis.cuts.slice(1, -1).filter((c) => c.tensors.length === 1);
-  const cut = candidates.reduce((best, c) => (Math.abs(c.headFlops - total / 4) < Math.abs(best.headFlops - total / 4) ? c : best));
+  const cut = cutId === undefined
+    ? candidates.reduce((best, c) => (Math.abs(c.headFlops - total / 4) < Math.abs(best.headFlops - total / 4) ? c : best))
+    : analysis.cuts.slice(0, -1).find((c) => c.id === cutId);
+  if (!cut) throw new ValidationError('BENCH_CUT', `the reference MobileNetV2 has no cut "${cutId ?? ''}" with a tail (c0 … ${analysis.cuts.at(-2)?.id ?? ''})`);
   const { head, tail, manifest } = await splitModel(model, cut.id, analysis);
   const input = analysis.inputs[0];
   if (!input) throw new Error('the reference model has no input');

@@ -123,6 +123,27 @@ function sha256Hex(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
+/** How onnxruntime threads a partition's session. */
+export interface OrtThreading {
+  /** Intra-op threads (onnxruntime's default: one per physical core). */
+  intraOpNumThreads?: number;
+  /**
+   * Whether idle intra-op threads spin-wait for the next parallel section (onnxruntime's
+   * default: yes). Spinning lowers latency on dedicated cores; on cores shared with other
+   * work the spinning threads take the CPU that the event loop (and the other processes)
+   * need, which is why it can be turned off.
+   */
+  spinning?: boolean;
+}
+
+/** onnxruntime session options for `threading`; unset fields keep onnxruntime's defaults. */
+export function threadingSessionOptions(threading: OrtThreading): ort.InferenceSession.SessionOptions {
+  return {
+    ...(threading.intraOpNumThreads !== undefined ? { intraOpNumThreads: threading.intraOpNumThreads } : {}),
+    ...(threading.spinning !== undefined ? { extra: { session: { intra_op: { allow_spinning: threading.spinning ? '1' : '0' } } } } : {}),
+  };
+}
+
 /** Holds the packages and a cache of sessions keyed by model and cut. */
 export class ModelRepository {
   private readonly packages = new Map<string, ModelPackage>();

@@ -90,7 +90,7 @@ describe('boundary declarations', () => {
     const cut = listCuts(model).find((c) => c.tensors.length === 1 && c.id !== 'c0')!;
     const { tail } = await splitModel(model, cut.id);
     const session = await ort.InferenceSession.create(tail);
-    const meta = session.inputMetadata[0]! as { shape: (number | string)[] };
+    const meta = session.inputMetadata[0]! as { shape: readonly (number | string)[] };
     expect(meta.shape).toHaveLength(4);
     expect(meta.shape[0]).toBe('p2o.DynamicDimension.0');
     expect(typeof meta.shape[1]).toBe('number');

@@ -32,9 +32,16 @@ export function registerCloudBenchCommands(bench: Command): void {
     .description('cloud service round trip on loopback over a bare onnxruntime-node run of the same partition (batch 1)')
     .option('--json', 'print the result as JSON on the last line')
     .option('--iterations <n>', 'timed iterations', positiveInt('--iterations'), 40)
-    .action(async (opts: { json?: boolean; iterations: number }) => {
+    .option('--cut <id>', 'the cut of the reference MobileNetV2 whose tail runs (default: c16, nearest 25 % of the FLOPs)')
+    .option('--intra-op-threads <n>', 'onnxruntime intra-op threads, for the bare run and the service alike', positiveInt('--intra-op-threads'))
+    .option('--no-spinning', 'stop idle onnxruntime threads spin-waiting, on both sides')
+    .action(async (opts: { json?: boolean; iterations: number; cut?: string; intraOpThreads?: number; spinning: boolean }) => {
       const { runCloudOverheadBench, defaultOverheadSubject } = await import('../../bench/cloud-overhead.js');
-      const r = await runCloudOverheadBench(await defaultOverheadSubject(), { iterations: opts.iterations });
+      const r = await runCloudOverheadBench(await defaultOverheadSubject(opts.cut), {
+        iterations: opts.iterations,
+        ...(opts.intraOpThreads !== undefined ? { intraOpNumThreads: opts.intraOpThreads } : {}),
+        ...(opts.spinning ? {} : { spinning: false }),
+      });
       writeResult(opts.json === true, { ...r }, `cloud overhead (${r.subject}): bare ${r.bareMs.toFixed(2)} ms, service ${r.serviceMs.toFixed(2)} ms (+${r.overheadMs.toFixed(2)} ms), ratio ${r.overheadRatio.toFixed(3)}`);
     });
 }
@@ -49,6 +56,8 @@ interface ServeOptions {
   maxQueue: number;
   timeoutMs: number;
   logLevel: string;
+  intraOpThreads?: number;
+  spinning: boolean;
 }
 
 /** Port: --port, then SAGEMAKER_BIND_TO_PORT, then AIP_HTTP_PORT, then 8080. */
@@ -69,6 +78,7 @@ async function serve(opts: ServeOptions): Promise<void> {
   const [{ readFile }, { pino }, { startCloudService }, { defaultTailExtractor }, { resolveModelSource }] = await Promise.all([
     import('node:fs/promises'), import('pino'), import('../../cloud/server.js'), import('../../cloud/tails.js'), import('../../cloud/sources.js'),
   ]);
+  const { threadingSessionOptions } = await import('../../cloud/models.js');
   if ((opts.tlsKey === undefined) !== (opts.tlsCert === undefined)) throw new ValidationError('CLI_ARGUMENT', '--tls-key and --tls-cert go together');
   const tls = opts.tlsKey && opts.tlsCert ? { key: await readFile(opts.tlsKey), cert: await readFile(opts.tlsCert) } : undefined;
   const logger = pino({ name: 'tandem-cloud', level: opts.logLevel });
@@ -85,6 +95,7 @@ async function serve(opts: ServeOptions): Promise<void> {
     extractTail: defaultTailExtractor,
     logger,
     processMetrics: true,
+    sessionOptions: threadingSessionOptions({ ...(opts.intraOpThreads !== undefined ? { intraOpNumThreads: opts.intraOpThreads } : {}), ...(opts.spinning ? {} : { spinning: false }) }),
   });
   process.stdout.write(`tandem cloud service on ${service.url} serving ${service.models.names().join(', ') || 'no models'}\n`);
   // SageMaker and Vertex stop containers with SIGTERM; finish in-flight requests first.
@@ -125,6 +136,8 @@ export function registerCloudCommands(program: Command): void {
     }, 16)
     .option('--timeout-ms <ms>', 'default per-request deadline', positiveInt('--timeout-ms'), 60_000)
     .option('--log-level <level>', 'pino log level', 'info')
+    .option('--intra-op-threads <n>', 'onnxruntime intra-op threads per session (default: one per physical core)', positiveInt('--intra-op-threads'))
+    .option('--no-spinning', 'stop idle onnxruntime threads spin-waiting (for cores shared with other work)')
     .action(serve);
 
   const existing = program.commands.find((c) => c.name() === 'bench');

@@ -6,7 +6,9 @@ import { Command, CommanderError } from 'commander';
 import { isTandemError, ValidationError } from '../errors.js';
 import { registerGraphCommands } from './graph-commands.js';
 import { registerCloudCommands } from './cloud-commands.js';
+import { registerBenchCommand, registerPlannerCommands } from './planner-commands.js';
 import { registerResidencyCommands } from './residency-commands.js';
+import { registerRuntimeBenchCommands, registerRuntimeCommands } from './runtime-commands.js';
 
 export function buildProgram(): Command {
   const program = new Command('tandem')
@@ -14,8 +16,14 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   registerGraphCommands(program);
+  registerPlannerCommands(program);
+  // `bench` first: the other areas attach their benchmarks to it.
+  registerBenchCommand(program);
   registerCloudCommands(program);
   registerResidencyCommands(program);
+  registerRuntimeCommands(program);
+  // Attach to the shared `bench` parent; create it only if no area has.
+  registerRuntimeBenchCommands(program.commands.find((c) => c.name() === 'bench') ?? program.command('bench').description('benchmarks'));
   return program;
 }
 

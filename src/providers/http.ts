@@ -1,6 +1,12 @@
 /**
- * The plain-HTTP transport used by the PAI-EAS and OIP v2 clients (global fetch).
+ * The plain-HTTP transport used by the PAI-EAS and OIP v2 clients: node:http(s) on
+ * keep-alive agents with Nagle's algorithm off. Global fetch (undici) cost 0.6–1.1 ms more
+ * per 300 KB POST on loopback; node:http without `noDelay` may hold a request's last segment
+ * until the previous one is acknowledged (0.15–0.2 ms on a raw loopback POST, up to a round
+ * trip on a real network).
  */
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { errorForStatus } from './errors.js';
 import type { CallScope } from './deadline.js';
 
@@ -10,16 +16,63 @@ export interface HttpResult {
   body: Uint8Array;
 }
 
+// Agents hand their options to net.connect, which takes `noDelay` (absent from AgentOptions' type).
+const socketOptions: { keepAlive: boolean; noDelay: boolean } = { keepAlive: true, noDelay: true };
+const httpAgent = new HttpAgent(socketOptions);
+const httpsAgent = new HttpsAgent(socketOptions);
+
+function toHeaders(res: IncomingMessage): Headers {
+  const headers = new Headers();
+  const raw = res.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) headers.append(raw[i] ?? '', raw[i + 1] ?? '');
+  return headers;
+}
+
+/** One request; resolves with the whole answer whatever its status. */
+function send(url: string, headers: Record<string, string>, body: Uint8Array, signal: AbortSignal): Promise<{ status: number; headers: Headers; body: Uint8Array }> {
+  return new Promise((resolve, reject) => {
+    const target = new URL(url);
+    const secure = target.protocol === 'https:';
+    const req = (secure ? httpsRequest : httpRequest)(target, {
+      method: 'POST',
+      agent: secure ? httpsAgent : httpAgent,
+      headers: { ...headers, 'content-length': String(body.byteLength) },
+      signal,
+    }, (res) => {
+      // Pre-size the answer when its length is announced (node's parser holds the server to
+      // it): one copy per chunk and no concatenation.
+      const announced = Number(res.headers['content-length']);
+      const sized = Number.isSafeInteger(announced) && announced >= 0 ? Buffer.allocUnsafe(announced) : undefined;
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        if (sized) chunk.copy(sized, size);
+        else chunks.push(chunk);
+        size += chunk.byteLength;
+      });
+      res.on('error', reject);
+      res.on('end', () => {
+        if (!res.complete) {
+          reject(new Error('socket hang up'));
+          return;
+        }
+        resolve({ status: res.statusCode ?? 0, headers: toHeaders(res), body: sized ? sized.subarray(0, size) : Buffer.concat(chunks, size) });
+      });
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 /** POSTs `body` and reads the whole answer; non-2xx answers become classified errors. */
 export async function post(endpoint: string, url: string, headers: Record<string, string>, body: Uint8Array, scope: CallScope): Promise<HttpResult> {
-  let response: Response;
-  let bytes: Uint8Array;
+  let response: { status: number; headers: Headers; body: Uint8Array };
   try {
-    response = await fetch(url, { method: 'POST', headers, body, signal: scope.signal });
-    bytes = new Uint8Array(await response.arrayBuffer());
+    response = await send(url, headers, body, scope.signal);
   } catch (error) {
     throw scope.classify(error, endpoint);
   }
+  const bytes = response.body;
   if (response.status < 200 || response.status >= 300) {
     let code: string | undefined;
     let message = Buffer.from(bytes).toString('utf8').slice(0, 500);

@@ -1,0 +1,127 @@
+/**
+ * `tandem bench trace`: the adaptive planner through a changing network — 10×-class steps
+ * (50 → 2 → 20 → 50 Mbit/s) and a 4G-style trace — counting the requests it needs after each
+ * change to come within 10% of the oracle.
+ */
+import { fileURLToPath } from 'node:url';
+import { AdaptivePlanner } from '../src/planner/adaptive.js';
+import { describePlan, type Plan } from '../src/planner/plan.js';
+import { ENDPOINT, MODELS, Testbed, mean, type PreparedModel } from './harness/testbed.js';
+import { writeTraceReport, type ReportFiles, type TraceResult, type TraceStep } from './report.js';
+import { loadTrace } from './shaper.js';
+import { planFromDescription, probeLink, quietLink } from './sweep.js';
+
+export interface TraceOptions {
+  model?: string;
+  slowdown?: number;
+  requestsPerStep?: number;
+  repetitions?: number;
+  /** Trace file for the second part (default: bench/traces/4g-style.txt). */
+  traceFile?: string;
+  maxCuts?: number;
+  log?: (line: string) => void;
+  reportDir?: string | false;
+}
+
+export const DEFAULT_TRACE = fileURLToPath(new URL(`${import.meta.url.includes('/dist/') ? '../../bench/' : './'}traces/4g-style.txt`, import.meta.url));
+
+export async function runTrace(options: TraceOptions = {}): Promise<{ result: TraceResult; files?: ReportFiles }> {
+  const slowdown = options.slowdown ?? 8;
+  const modelName = options.model ?? 'resnet18';
+  const perStep = options.requestsPerStep ?? 12;
+  const reps = options.repetitions ?? 2;
+  const log = options.log ?? (() => undefined);
+  const trace = await loadTrace(options.traceFile ?? DEFAULT_TRACE);
+  const conditions = [
+    { label: 'start', bw: 50, rtt: 20 },
+    { label: 'step 50→2', bw: 2, rtt: 20 },
+    { label: 'step 2→20', bw: 20, rtt: 20 },
+    { label: 'step 20→50', bw: 50, rtt: 20 },
+    ...trace.map((p, i) => ({ label: `4G-style segment ${i + 1}`, bw: p.bandwidthBitsPerSecond / 1e6, rtt: p.rttMs })),
+  ];
+  const spec = MODELS[modelName];
+  if (!spec) throw new Error(`unknown model ${modelName}`);
+  const testbed = await Testbed.create({ slowdown, maxCuts: options.maxCuts ?? 8, log });
+  const steps: TraceStep[] = [];
+  try {
+    const m = await testbed.prepare(spec);
+    const planner = new AdaptivePlanner({ profile: m.profile, endpoints: [{ name: ENDPOINT }] });
+    const ctx = { allowedEndpoints: [ENDPOINT] };
+    for (const c of conditions) {
+      testbed.setLink(c.bw * 1e6, c.rtt);
+      const measured = await oracleTable(testbed, m, c.bw, c.rtt, reps);
+      const requests: Array<{ plan: string; ms: number; planMeanMs: number }> = [];
+      for (let i = 0; i < perStep; i++) {
+        const plan = planner.choose(ctx);
+        const probing = quietLink(plan, m) && planner.linkProbesDue(ctx).length > 0 ? probeLink(testbed, planner) : Promise.resolve();
+        const obs = await testbed.execute(m.name, plan);
+        await probing;
+        planner.observe(obs);
+        requests.push({ plan: describePlan(plan), ms: obs.totalMs, planMeanMs: Number.NaN });
+      }
+      for (const r of requests) {
+        if (!measured.has(r.plan)) {
+          const plan = planFromDescription(r.plan, m);
+          if (plan) measured.set(r.plan, await measureMean(testbed, m, plan, reps));
+        }
+        r.planMeanMs = measured.get(r.plan) ?? Number.NaN;
+      }
+      let oracleMs = Number.POSITIVE_INFINITY;
+      let oraclePlan = 'local';
+      for (const [k, v] of measured) {
+        if (v < oracleMs) {
+          oracleMs = v;
+          oraclePlan = k;
+        }
+      }
+      const good = requests.map((r) => r.planMeanMs <= oracleMs * 1.1);
+      const first = good.findIndex((_, i) => good[i] && (i + 1 >= good.length || good[i + 1]) && (i + 2 >= good.length || good[i + 2]));
+      const step: TraceStep = {
+        label: c.label,
+        bandwidthMbit: c.bw,
+        rttMs: c.rtt,
+        oracleMs,
+        oraclePlan,
+        requestsToConverge: first < 0 ? perStep + 1 : first + 1,
+        requests,
+      };
+      steps.push(step);
+      log(`${c.label} (${c.bw} Mbit/s, ${c.rtt} ms): oracle ${oraclePlan} ${oracleMs.toFixed(0)} ms; converged after ${step.requestsToConverge}; plans ${requests.map((r) => r.plan).join(' ')}`);
+    }
+  } finally {
+    await testbed.close();
+  }
+  const result: TraceResult = {
+    // The cold start is not a change of the network; every later condition is.
+    maxRequestsToConverge: Math.max(...steps.slice(1).map((s) => s.requestsToConverge)),
+    steps,
+    slowdown,
+    model: modelName,
+    notes: [
+      `Network: the shaping proxy on loopback; each condition is applied at once (a step), then ${perStep} adaptive requests run.`,
+      'Convergence: requests until the chosen plan, three times in a row, is one whose measured mean under this condition is within 10% of the oracle (the best measured mean).',
+      'The 4G-style segments come from bench/traces/4g-style.txt, a synthetic trace (no recordings are reachable from this machine).',
+      `A request that exceeds ${perStep} counts as ${perStep + 1} (not converged).`,
+    ],
+  };
+  const files = options.reportDir === false ? undefined : await writeTraceReport(result, options.reportDir);
+  return files ? { result, files } : { result };
+}
+
+async function measureMean(testbed: Testbed, m: PreparedModel, plan: Plan, reps: number): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < reps; i++) times.push((await testbed.execute(m.name, plan)).totalMs);
+  return mean(times);
+}
+
+async function oracleTable(testbed: Testbed, m: PreparedModel, bw: number, rtt: number, reps: number): Promise<Map<string, number>> {
+  const truth = new AdaptivePlanner({ profile: m.profile, endpoints: [{ name: ENDPOINT, rttMs: rtt, bandwidthBitsPerSecond: bw * 1e6 }], exploration: false });
+  const ranked = truth.rank({ allowedEndpoints: [ENDPOINT] });
+  const best = ranked[0]?.totalMs ?? 0;
+  const out = new Map<string, number>();
+  for (const option of ranked) {
+    if (option.totalMs > 2 * best && option.plan.kind !== 'local') continue;
+    out.set(describePlan(option.plan), await measureMean(testbed, m, option.plan, reps));
+  }
+  return out;
+}

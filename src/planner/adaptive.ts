@@ -1,0 +1,557 @@
+/**
+ * The adaptive planner: predicts every option's end-to-end time from the profile and the
+ * online estimates, filters by residency and endpoint health, applies the user's objective
+ * with hysteresis, and now and then re-measures an option it has not taken lately at a
+ * capped cost.
+ */
+import { ValidationError } from '../errors.js';
+import { CostTables, type OptionEstimate, type PlannerEndpoint } from './cost-model.js';
+import { LARGE_TRANSFER_BYTES, LinkEstimator, RobustEwma, type RobustEwmaOptions } from './estimators.js';
+import { EndpointHealth, type HealthOptions, type HealthState } from './health.js';
+import type { Observation, Plan, PlanChooser, PlanContext } from './plan.js';
+import type { Profile } from './profile.js';
+
+/** What the planner minimises. */
+export type Objective =
+  /** Lowest predicted end-to-end time. */
+  | { kind: 'latency' }
+  /**
+   * Lowest price among options predicted to finish by the deadline (the request's own
+   * `PlanContext.deadline`, else `deadlineMs` after the decision); the fastest option when
+   * none does.
+   */
+  | { kind: 'cost'; deadlineMs?: number };
+
+/** Re-measuring options not taken lately. */
+export interface ExplorationOptions {
+  /** Decisions without news from an option group (local, or one endpoint) before it may be re-measured. */
+  afterDecisions: number;
+  /** Extra predicted time spent exploring, as a fraction of the predicted time of all decisions so far. */
+  budget: number;
+}
+
+export interface AdaptivePlannerOptions {
+  profile: Profile;
+  endpoints: readonly PlannerEndpoint[];
+  objective?: Objective;
+  /** Switch only when the alternative is predicted faster by this fraction… */
+  hysteresis?: number;
+  /** …and by at least this many ms. */
+  hysteresisMs?: number;
+  /** `false` turns exploration off. */
+  exploration?: ExplorationOptions | false;
+  /**
+   * Edge time relative to the profile, until measured (e.g. 8 when the profile was taken
+   * unslowed and the device is 8× slower).
+   */
+  edgeScale?: number;
+  health?: HealthOptions;
+  estimator?: RobustEwmaOptions;
+  /** Clock, epoch ms; injectable for tests. */
+  now?: () => number;
+}
+
+/** The planner's current beliefs, for logs, `tandem plan` and reports. */
+export interface PlannerSnapshot {
+  edgeScale: number;
+  edgeQueueMs: number;
+  endpoints: Array<{
+    name: string;
+    rttMs: number;
+    bandwidthMbit: number;
+    remoteScale: number;
+    health: HealthState;
+    observations: number;
+  }>;
+}
+
+const DEFAULT_RTT_MS = 50;
+const DEFAULT_BANDWIDTH = 10e6;
+/** Serialisation speed assumed until measured: about 1 GB/s. */
+const DEFAULT_CODEC_MS_PER_BYTE = 1e-6;
+/** Heads shorter than this say little about the edge's speed (timer and dispatch noise). */
+const MIN_HEAD_MS_FOR_SCALE = 0.5;
+
+const LOCAL = -1;
+
+interface EndpointState {
+  readonly link: LinkEstimator;
+  readonly remoteScale: RobustEwma;
+  readonly health: EndpointHealth;
+  readonly pricePerRequest: number;
+  readonly pricePerByte: number;
+}
+
+export class AdaptivePlanner implements PlanChooser {
+  readonly tables: CostTables;
+  private readonly objective: Objective;
+  private readonly hysteresis: number;
+  private readonly hysteresisMs: number;
+  private readonly exploration: ExplorationOptions | false;
+  private readonly now: () => number;
+  private readonly state: EndpointState[];
+  private readonly endpointIndex: Map<string, number>;
+  private readonly edgeScale: RobustEwma;
+  private readonly edgeService: RobustEwma;
+  private readonly queueWait: RobustEwma;
+  private readonly encodePerByte: RobustEwma;
+  private readonly decodePerByte: RobustEwma;
+  private readonly localPlan: Plan = Object.freeze({ kind: 'local' });
+  private readonly offloadPlans: Plan[];
+  private readonly splitPlans: Plan[];
+  /** Option currently held for hysteresis (LOCAL or an option id). */
+  private current = LOCAL;
+  private decisions = 0;
+  /** Per group (endpoints 0..E-1, local at E): decision count at the last news from it. */
+  private readonly lastNews: Float64Array;
+  /** Per group: an exploration is out and its observation should be trusted over stale estimates. */
+  private readonly exploring: Uint8Array;
+  /** Per endpoint: the decision count of the last fresh out-of-band probe round. */
+  private readonly probeRound: Float64Array;
+  /** Per endpoint: the decision count of the last large transfer, which alone tells bandwidth. */
+  private readonly lastLarge: Float64Array;
+  private readonly groupBestMs: Float64Array;
+  private readonly groupBestId: Int32Array;
+  private predictedTotalMs = 0;
+  private explorationSpentMs = 0;
+  private explorations = 0;
+  // Scratch written by `evaluate` for the option under consideration.
+  private bestId = LOCAL;
+  private bestMs = 0;
+  private bestPrice = 0;
+  private bestFeasible = true;
+  private currentMs = Number.NaN;
+  private currentPrice = 0;
+
+  constructor(options: AdaptivePlannerOptions) {
+    const names = options.endpoints.map((e) => e.name);
+    this.tables = new CostTables(options.profile, names);
+    this.objective = options.objective ?? { kind: 'latency' };
+    this.hysteresis = options.hysteresis ?? 0.05;
+    this.hysteresisMs = options.hysteresisMs ?? 0.5;
+    this.exploration = options.exploration ?? { afterDecisions: 20, budget: 0.05 };
+    this.now = options.now ?? Date.now;
+    if (!(this.hysteresis >= 0 && this.hysteresis < 1)) {
+      throw new ValidationError('PLANNER_BAD_OPTION', 'hysteresis must be in [0, 1)', { details: { hysteresis: this.hysteresis } });
+    }
+    const est = options.estimator ?? {};
+    this.state = options.endpoints.map((e) => {
+      const rtt = e.rttMs ?? DEFAULT_RTT_MS;
+      const bw = e.bandwidthBitsPerSecond ?? DEFAULT_BANDWIDTH;
+      if (!(rtt >= 0) || !(bw > 0)) {
+        throw new ValidationError('PLANNER_BAD_OPTION', `endpoint ${e.name}: rtt must be ≥ 0 and bandwidth > 0`, { details: { rtt, bw } });
+      }
+      return {
+        link: new LinkEstimator(rtt, bw, est),
+        remoteScale: new RobustEwma(est).seed(1),
+        health: new EndpointHealth(options.health),
+        pricePerRequest: e.pricePerRequest ?? 0,
+        pricePerByte: (e.pricePerGB ?? 0) / 1e9,
+      };
+    });
+    this.endpointIndex = new Map(names.map((n, i) => [n, i]));
+    this.edgeScale = new RobustEwma(est).seed(options.edgeScale ?? 1);
+    this.edgeService = new RobustEwma(est).seed(options.profile.localMs * (options.edgeScale ?? 1));
+    this.queueWait = new RobustEwma({ ...est, absoluteFloor: 0.5 }).seed(0);
+    this.encodePerByte = new RobustEwma(est).seed(DEFAULT_CODEC_MS_PER_BYTE);
+    this.decodePerByte = new RobustEwma(est).seed(DEFAULT_CODEC_MS_PER_BYTE);
+    this.offloadPlans = names.map((endpoint) => Object.freeze({ kind: 'offload', endpoint }) as Plan);
+    this.splitPlans = [];
+    for (const endpoint of names) {
+      for (const cut of this.tables.cutIds) this.splitPlans.push(Object.freeze({ kind: 'split', cut, endpoint }) as Plan);
+    }
+    this.lastNews = new Float64Array(names.length + 1);
+    this.exploring = new Uint8Array(names.length + 1);
+    this.probeRound = new Float64Array(names.length).fill(-1);
+    this.lastLarge = new Float64Array(names.length);
+    this.groupBestMs = new Float64Array(names.length + 1);
+    this.groupBestId = new Int32Array(names.length + 1);
+  }
+
+  /** Picks the plan for one request. Cheap: a few multiply-adds per option, no allocation. */
+  choose(context: PlanContext): Plan {
+    const t = this.tables;
+    const n = t.cutCount;
+    const E = this.state.length;
+    const now = this.now();
+    this.decisions += 1;
+    const budgetMs =
+      this.objective.kind === 'cost'
+        ? context.deadline !== undefined
+          ? context.deadline - now
+          : (this.objective.deadlineMs ?? Number.POSITIVE_INFINITY)
+        : Number.POSITIVE_INFINITY;
+
+    const es = this.edgeScale.value;
+    const queueMs =
+      context.edgeQueue !== undefined ? (context.edgeQueue * this.edgeService.value) / t.workers : Math.max(0, this.queueWait.value);
+    const enc = this.encodePerByte.value;
+    const dec = this.decodePerByte.value;
+
+    this.bestId = LOCAL;
+    this.bestMs = Number.POSITIVE_INFINITY;
+    this.bestPrice = Number.POSITIVE_INFINITY;
+    this.bestFeasible = false;
+    this.currentMs = Number.NaN;
+    this.groupBestMs.fill(Number.POSITIVE_INFINITY);
+
+    const localMs = queueMs + t.localMs * es;
+    this.consider(LOCAL, localMs, 0, budgetMs);
+    this.groupBestMs[E] = localMs;
+    this.groupBestId[E] = LOCAL;
+
+    let probing = -1;
+    const allowed = context.allowedEndpoints;
+    for (let a = 0; a < allowed.length; a++) {
+      const e = this.endpointIndex.get(allowed[a] as string);
+      if (e === undefined) continue;
+      const s = this.state[e] as EndpointState;
+      const health = s.health.state(now);
+      if (health === 'down') continue;
+      const rtt = s.link.rttValue;
+      const perByte = s.link.perByteValue;
+      const rs = s.remoteScale.value;
+      const base = e * (n + 1);
+      let groupMs = enc * t.inputBytes + rtt + perByte * (t.inputBytes + t.outputBytes) + (t.remoteWhole[e] as number) * rs + dec * t.outputBytes;
+      let groupId = base;
+      if (health === 'healthy') {
+        this.consider(base, groupMs, s.pricePerRequest + s.pricePerByte * (t.inputBytes + t.outputBytes), budgetMs);
+      }
+      const up = enc + perByte;
+      const down = dec + perByte;
+      const fixed = queueMs + rtt;
+      const off = e * n;
+      const head = t.head;
+      const sentBytes = t.sent;
+      const recvBytes = t.received;
+      const tail = t.tail;
+      if (health === 'healthy' && this.objective.kind === 'latency') {
+        // The hot loop of every decision: kept free of calls and allocation.
+        let bestMs = this.bestMs;
+        let bestId = this.bestId;
+        const currentK = this.current - base - 1;
+        for (let k = 0; k < n; k++) {
+          const ms = fixed + (head[k] as number) * es + up * (sentBytes[k] as number) + down * (recvBytes[k] as number) + (tail[off + k] as number) * rs;
+          if (ms < bestMs) {
+            bestMs = ms;
+            bestId = base + 1 + k;
+          }
+          if (ms < groupMs) {
+            groupMs = ms;
+            groupId = base + 1 + k;
+          }
+          if (k === currentK) this.currentMs = ms;
+        }
+        this.bestMs = bestMs;
+        this.bestId = bestId;
+      } else {
+        for (let k = 0; k < n; k++) {
+          const sent = sentBytes[k] as number;
+          const recv = recvBytes[k] as number;
+          const ms = fixed + (head[k] as number) * es + up * sent + down * recv + (tail[off + k] as number) * rs;
+          if (health === 'healthy') this.consider(base + 1 + k, ms, s.pricePerRequest + s.pricePerByte * (sent + recv), budgetMs);
+          if (ms < groupMs) {
+            groupMs = ms;
+            groupId = base + 1 + k;
+          }
+        }
+      }
+      this.groupBestMs[e] = groupMs;
+      this.groupBestId[e] = groupId;
+      if (health === 'probing' && probing < 0) probing = e;
+    }
+
+    let chosen = this.bestId;
+    let chosenMs = this.bestMs;
+    if (!Number.isNaN(this.currentMs) && this.current !== this.bestId && this.keepCurrent(budgetMs)) {
+      chosen = this.current;
+      chosenMs = this.currentMs;
+    }
+    this.current = chosen;
+    this.predictedTotalMs += chosenMs;
+
+    const explored = this.explore(probing, chosenMs, budgetMs);
+    if (explored !== undefined) return explored;
+    return this.planOf(chosen);
+  }
+
+  /** Learns from one finished request. */
+  observe(o: Observation): void {
+    const t = this.tables;
+    const E = this.state.length;
+    if (Number.isFinite(o.queueMs) && o.queueMs >= 0) this.queueWait.update(o.queueMs);
+    if (o.plan.kind === 'local') {
+      const fresh = this.takeFresh(E);
+      if (o.ok && o.edgeMs > 0 && t.localMs > 0) {
+        if (fresh) this.edgeScale.updateFresh(o.edgeMs / t.localMs);
+        else this.edgeScale.update(o.edgeMs / t.localMs);
+        this.edgeService.update(o.edgeMs);
+      }
+      return;
+    }
+    const e = this.endpointIndex.get(o.plan.endpoint);
+    if (e === undefined) return;
+    const s = this.state[e] as EndpointState;
+    const fresh = this.takeFresh(e);
+    const k = o.plan.kind === 'split' ? t.cutIndex.get(o.plan.cut) : undefined;
+    if (o.plan.kind === 'split' && k === undefined) return;
+    if (k !== undefined && o.edgeMs > 0) {
+      this.lastNews[E] = this.decisions;
+      const head = t.head[k] as number;
+      if (head >= MIN_HEAD_MS_FOR_SCALE) this.edgeScale.update(o.edgeMs / head);
+    }
+    if (!o.ok || o.fellBack) {
+      // Timings of a failed or abandoned call describe the failure, not the link.
+      s.health.failure(this.now());
+      return;
+    }
+    s.health.success();
+    if (o.bytesSent + o.bytesReceived >= LARGE_TRANSFER_BYTES) this.lastLarge[e] = this.decisions;
+    s.link.observe(o.networkMs, o.bytesSent + o.bytesReceived, o.at, fresh);
+    const profiled = k !== undefined ? (t.tail[e * t.cutCount + k] as number) : (t.remoteWhole[e] as number);
+    if (o.remoteMs > 0 && profiled > 0) {
+      if (fresh) s.remoteScale.updateFresh(o.remoteMs / profiled);
+      else s.remoteScale.update(o.remoteMs / profiled);
+    }
+    if (o.bytesSent > 0 && o.encodeMs >= 0) this.encodePerByte.update(o.encodeMs / o.bytesSent);
+    if (o.bytesReceived > 0 && o.decodeMs >= 0) this.decodePerByte.update(o.decodeMs / o.bytesReceived);
+  }
+
+  /**
+   * Reports an out-of-band measurement of an endpoint's link (e.g. a small and a large
+   * transfer sent while the edge ran a request locally), treated as fresh news.
+   */
+  reportLinkProbe(endpoint: string, networkMs: number, bytes: number): void {
+    const e = this.endpointIndex.get(endpoint);
+    if (e === undefined) return;
+    const s = this.state[e] as EndpointState;
+    // Probes come in rounds (a small and a large transfer): the whole round is fresh news.
+    const continues = this.probeRound[e] === this.decisions;
+    const fresh = continues || this.decisions - (this.lastNews[e] as number) >= this.probeAfter() || s.link.observations === 0;
+    if (fresh) this.probeRound[e] = this.decisions;
+    this.lastNews[e] = this.decisions;
+    if (bytes >= LARGE_TRANSFER_BYTES) this.lastLarge[e] = this.decisions;
+    s.link.observe(networkMs, bytes, this.now(), fresh, fresh && !continues);
+  }
+
+  /**
+   * Allowed endpoints whose link has not been measured for a while (or whose bandwidth has
+   * not: only small transfers seen lately), for a caller that can measure it out of band at
+   * little cost to the request (e.g. while the request runs locally, or computes a long head
+   * before sending a small tensor).
+   */
+  linkProbesDue(context: PlanContext): string[] {
+    const due: string[] = [];
+    const now = this.now();
+    for (const name of context.allowedEndpoints) {
+      const e = this.endpointIndex.get(name);
+      if (e === undefined) continue;
+      const s = this.state[e] as EndpointState;
+      if (s.health.state(now) !== 'healthy') continue;
+      const silent = this.decisions - (this.lastNews[e] as number) >= this.probeAfter();
+      // Requests that move only small tensors keep the round trip fresh but not the bandwidth.
+      const noBandwidth = this.decisions - (this.lastLarge[e] as number) >= 2 * this.probeAfter();
+      if (s.link.observations === 0 || silent || noBandwidth) due.push(name);
+    }
+    return due;
+  }
+
+  /** Reports an out-of-band health probe (e.g. a `GET /ping`) of an endpoint. */
+  reportProbe(endpoint: string, ok: boolean): void {
+    const e = this.endpointIndex.get(endpoint);
+    if (e === undefined) return;
+    const s = this.state[e] as EndpointState;
+    if (ok) s.health.success();
+    else s.health.failure(this.now());
+  }
+
+  /** Every option allowed by the context, best first under the objective, with its breakdown. */
+  rank(context: PlanContext): OptionEstimate[] {
+    const t = this.tables;
+    const now = this.now();
+    const es = this.edgeScale.value;
+    const queueMs =
+      context.edgeQueue !== undefined ? (context.edgeQueue * this.edgeService.value) / t.workers : Math.max(0, this.queueWait.value);
+    const enc = this.encodePerByte.value;
+    const dec = this.decodePerByte.value;
+    const out: OptionEstimate[] = [
+      {
+        plan: this.localPlan,
+        totalMs: queueMs + t.localMs * es,
+        queueMs,
+        edgeMs: t.localMs * es,
+        encodeMs: 0,
+        networkMs: 0,
+        remoteMs: 0,
+        decodeMs: 0,
+        bytesSent: 0,
+        bytesReceived: 0,
+        price: 0,
+      },
+    ];
+    for (const name of context.allowedEndpoints) {
+      const e = this.endpointIndex.get(name);
+      if (e === undefined) continue;
+      const s = this.state[e] as EndpointState;
+      if (s.health.state(now) === 'down') continue;
+      const option = (plan: Plan, q: number, edgeMs: number, sent: number, recv: number, remote: number): OptionEstimate => {
+        const parts = {
+          queueMs: q,
+          edgeMs,
+          encodeMs: enc * sent,
+          networkMs: s.link.predict(sent + recv),
+          remoteMs: remote * s.remoteScale.value,
+          decodeMs: dec * recv,
+        };
+        const totalMs = parts.queueMs + parts.edgeMs + parts.encodeMs + parts.networkMs + parts.remoteMs + parts.decodeMs;
+        return { plan, totalMs, ...parts, bytesSent: sent, bytesReceived: recv, price: s.pricePerRequest + s.pricePerByte * (sent + recv) };
+      };
+      out.push(option(this.offloadPlans[e] as Plan, 0, 0, t.inputBytes, t.outputBytes, t.remoteWhole[e] as number));
+      for (let k = 0; k < t.cutCount; k++) {
+        out.push(
+          option(
+            this.splitPlans[e * t.cutCount + k] as Plan,
+            queueMs,
+            (t.head[k] as number) * es,
+            t.sent[k] as number,
+            t.received[k] as number,
+            t.tail[e * t.cutCount + k] as number,
+          ),
+        );
+      }
+    }
+    if (this.objective.kind === 'cost') {
+      const budget = context.deadline !== undefined ? context.deadline - now : (this.objective.deadlineMs ?? Number.POSITIVE_INFINITY);
+      out.sort((a, b) => {
+        const fa = a.totalMs <= budget;
+        const fb = b.totalMs <= budget;
+        if (fa !== fb) return fa ? -1 : 1;
+        if (fa && a.price !== b.price) return a.price - b.price;
+        return a.totalMs - b.totalMs;
+      });
+    } else {
+      out.sort((a, b) => a.totalMs - b.totalMs);
+    }
+    return out;
+  }
+
+  snapshot(): PlannerSnapshot {
+    const now = this.now();
+    return {
+      edgeScale: this.edgeScale.value,
+      edgeQueueMs: Math.max(0, this.queueWait.value),
+      endpoints: this.tables.endpoints.map((name, e) => {
+        const s = this.state[e] as EndpointState;
+        return {
+          name,
+          rttMs: s.link.rttValue,
+          bandwidthMbit: s.link.bandwidthBitsPerSecond / 1e6,
+          remoteScale: s.remoteScale.value,
+          health: s.health.state(now),
+          observations: s.link.observations,
+        };
+      }),
+    };
+  }
+
+  /** Explorations made so far and their predicted extra time, ms. */
+  get explorationStats(): { count: number; spentMs: number } {
+    return { count: this.explorations, spentMs: this.explorationSpentMs };
+  }
+
+  private consider(id: number, ms: number, price: number, budgetMs: number): void {
+    if (id === this.current) {
+      this.currentMs = ms;
+      this.currentPrice = price;
+    }
+    if (this.objective.kind === 'latency') {
+      if (ms < this.bestMs) {
+        this.bestId = id;
+        this.bestMs = ms;
+      }
+      return;
+    }
+    const feasible = ms <= budgetMs;
+    let better: boolean;
+    if (feasible !== this.bestFeasible) better = feasible;
+    else if (feasible) better = price < this.bestPrice || (price === this.bestPrice && ms < this.bestMs);
+    else better = ms < this.bestMs;
+    if (better) {
+      this.bestId = id;
+      this.bestMs = ms;
+      this.bestPrice = price;
+      this.bestFeasible = feasible;
+    }
+  }
+
+  /** Whether the held option is close enough to the best that switching is not worth it. */
+  private keepCurrent(budgetMs: number): boolean {
+    const gap = this.currentMs - this.bestMs;
+    const nearInTime = gap < Math.max(this.currentMs * this.hysteresis, this.hysteresisMs);
+    if (this.objective.kind === 'latency' || !this.bestFeasible) return nearInTime;
+    // Cost: keep the held option while it still meets the deadline and costs about the same.
+    return this.currentMs <= budgetMs && this.currentPrice <= this.bestPrice * (1 + this.hysteresis) + Number.EPSILON;
+  }
+
+  /**
+   * Sends this request to a group (an endpoint, or the edge alone) that has not been heard
+   * from for a while, when the predicted extra time fits the exploration budget. An endpoint
+   * due for its health probe is always tried once per back-off period.
+   */
+  private explore(probing: number, chosenMs: number, budgetMs: number): Plan | undefined {
+    const E = this.state.length;
+    if (probing >= 0) {
+      const id = this.groupBestId[probing] as number;
+      (this.state[probing] as EndpointState).health.probeSent();
+      this.lastNews[probing] = this.decisions;
+      this.exploring[probing] = 1;
+      this.explorationSpentMs += Math.max(0, (this.groupBestMs[probing] as number) - chosenMs);
+      this.explorations += 1;
+      return this.planOf(id);
+    }
+    if (this.exploration === false) return undefined;
+    let candidate = -1;
+    let candidateMs = Number.POSITIVE_INFINITY;
+    const chosenGroup = this.groupOf(this.current);
+    for (let g = 0; g <= E; g++) {
+      if (g === chosenGroup) continue;
+      const ms = this.groupBestMs[g] as number;
+      if (!(ms < candidateMs) || ms > budgetMs) continue;
+      if (this.decisions - (this.lastNews[g] as number) < this.exploration.afterDecisions) continue;
+      candidate = g;
+      candidateMs = ms;
+    }
+    if (candidate < 0) return undefined;
+    const regret = Math.max(0, candidateMs - chosenMs);
+    if (this.explorationSpentMs + regret > this.exploration.budget * this.predictedTotalMs) return undefined;
+    this.explorationSpentMs += regret;
+    this.explorations += 1;
+    this.lastNews[candidate] = this.decisions;
+    this.exploring[candidate] = 1;
+    return this.planOf(this.groupBestId[candidate] as number);
+  }
+
+  /** Whether the group's observation answers an exploration (and clears the mark). */
+  private takeFresh(group: number): boolean {
+    const fresh = this.exploring[group] === 1 || this.decisions - (this.lastNews[group] as number) >= this.probeAfter();
+    this.exploring[group] = 0;
+    this.lastNews[group] = this.decisions;
+    return fresh;
+  }
+
+  private probeAfter(): number {
+    return this.exploration === false ? 20 : Math.max(2, Math.floor(this.exploration.afterDecisions / 4));
+  }
+
+  private groupOf(id: number): number {
+    return id === LOCAL ? this.state.length : Math.floor(id / (this.tables.cutCount + 1));
+  }
+
+  private planOf(id: number): Plan {
+    if (id === LOCAL) return this.localPlan;
+    const n = this.tables.cutCount;
+    const e = Math.floor(id / (n + 1));
+    const k = id - e * (n + 1) - 1;
+    return k < 0 ? (this.offloadPlans[e] as Plan) : (this.splitPlans[e * n + k] as Plan);
+  }
+}

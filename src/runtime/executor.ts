@@ -1,0 +1,254 @@
+/**
+ * Carries out one plan for one request: local, split at a cut, or offload. When the remote
+ * part fails, or would make the request miss its deadline, the request is completed on the
+ * edge (the tail partition, or the whole model) and the result says so.
+ */
+import { performance } from 'node:perf_hooks';
+import type { Plan } from '../planner/plan.js';
+import type { InferResponse, ProviderClient } from '../providers/types.js';
+import type { TensorMap } from '../tensor.js';
+import { TandemError } from '../errors.js';
+import { AbortedError, DeadlineExceededError, PlanError } from './errors.js';
+import type { EdgePool } from './pool.js';
+import type { ModelRef } from './protocol.js';
+
+/** A model split at one cut, ready for the edge pool. */
+export interface Partition {
+  cut: string;
+  head: ModelRef;
+  tail: ModelRef;
+  /** The head's outputs: the cut tensors. */
+  headOutputs: string[];
+  /** The tail's inputs: cut tensors plus any model inputs the tail still reads. */
+  tailInputs: string[];
+}
+
+export type PartitionSource = (cut: string) => Promise<Partition>;
+
+/** Why a request that was planned remote completed on the edge. */
+export type FallbackReason = 'endpoint-error' | 'deadline' | 'endpoint-unknown' | 'endpoint-not-allowed';
+
+export interface Fallback {
+  reason: FallbackReason;
+  /** The endpoint error's code, when there was one. */
+  code?: string;
+  retryable?: boolean;
+  message: string;
+}
+
+export interface Timing {
+  /** Waiting for an edge worker. */
+  queueMs: number;
+  /** Edge compute (head, whole model, or fallback), slowdown included. */
+  edgeMs: number;
+  encodeMs: number;
+  /** Network time of the remote call (wall time minus remote compute, encode and decode). */
+  transferMs: number;
+  remoteMs: number;
+  decodeMs: number;
+  totalMs: number;
+}
+
+export interface Execution {
+  outputs: TensorMap;
+  plan: Plan;
+  fellBack: boolean;
+  fallback?: Fallback;
+  timing: Timing;
+  bytesSent: number;
+  bytesReceived: number;
+}
+
+export interface ExecuteOptions {
+  signal?: AbortSignal;
+  deadline?: number;
+  requestId?: string;
+  /** Endpoints this request may be sent to (residency); all known endpoints when absent. */
+  allowedEndpoints?: readonly string[];
+}
+
+export interface ExecutorConfig {
+  pool: EdgePool;
+  /** The whole model. */
+  model: ModelRef;
+  /** Name of the model as the endpoints serve it. */
+  modelName: string;
+  inputNames: readonly string[];
+  clients: ReadonlyMap<string, ProviderClient>;
+  partitions: PartitionSource;
+  /** Initial edge-time estimates (ms) by model hash, e.g. from a profile. */
+  estimates?: ReadonlyMap<string, number>;
+  /** Time kept back for finishing on the edge: factor × edge estimate + margin (default 1.5 and 10 ms). */
+  headroom?: { factor?: number; marginMs?: number };
+  /** Initial edge-time estimates (ms) of each cut's tail, by cut id, e.g. local − head from a profile. */
+  tailEstimates?: ReadonlyMap<string, number>;
+}
+
+/** Smoothing of the edge-time estimates used to decide when to give up on a remote call. */
+const EMA_WEIGHT = 0.3;
+/**
+ * Time kept back from the remote call for finishing on the edge: the estimate with headroom,
+ * because edge times jitter with load and the fallback may also wait for a worker.
+ */
+const RESERVE_FACTOR = 1.5;
+const RESERVE_MARGIN_MS = 10;
+/** Timer granularity when telling a client's own deadline timeout from an endpoint failure. */
+const CUTOFF_SLACK_MS = 5;
+
+export class Executor {
+  private readonly estimates: Map<string, number>;
+
+  constructor(private readonly config: ExecutorConfig) {
+    this.estimates = new Map(config.estimates ?? []);
+  }
+
+  /** Current estimate of edge time for a model hash, if any run or profile has shown it. */
+  estimate(sha256: string): number | undefined {
+    return this.estimates.get(sha256);
+  }
+
+  async execute(plan: Plan, inputs: TensorMap, options: ExecuteOptions = {}): Promise<Execution> {
+    const started = performance.now();
+    const timing: Timing = { queueMs: 0, edgeMs: 0, encodeMs: 0, transferMs: 0, remoteMs: 0, decodeMs: 0, totalMs: 0 };
+    const finish = (outputs: TensorMap, extra: { fallback?: Fallback; response?: InferResponse }): Execution => {
+      timing.totalMs = performance.now() - started;
+      return {
+        outputs,
+        plan,
+        fellBack: extra.fallback !== undefined,
+        ...(extra.fallback ? { fallback: extra.fallback } : {}),
+        timing,
+        bytesSent: extra.response?.bytesSent ?? 0,
+        bytesReceived: extra.response?.bytesReceived ?? 0,
+      };
+    };
+
+    if (plan.kind === 'local') return finish(await this.edge(this.config.model, inputs, timing, options), {});
+
+    const client = this.config.clients.get(plan.endpoint);
+    const refusal = this.refusal(plan.endpoint, client, options);
+    if (plan.kind === 'offload') {
+      if (refusal || !client) return finish(await this.edge(this.config.model, inputs, timing, options), { fallback: refusal });
+      const attempt = await this.remote(client, { model: this.config.modelName, inputs }, this.config.model, timing, options);
+      if ('response' in attempt) return finish(attempt.response.outputs, { response: attempt.response });
+      return finish(await this.edge(this.config.model, inputs, timing, options), { fallback: attempt.fallback });
+    }
+
+    if (refusal || !client) return finish(await this.edge(this.config.model, inputs, timing, options), { fallback: refusal });
+    const partition = await this.partition(plan.cut);
+    const seeded = this.config.tailEstimates?.get(partition.cut);
+    if (seeded !== undefined && !this.estimates.has(partition.tail.sha256)) this.estimates.set(partition.tail.sha256, seeded);
+    let available: TensorMap;
+    if (partition.headOutputs.every((name) => this.config.inputNames.includes(name))) {
+      // The first cut: the head computes nothing, the request's inputs are the cut tensors.
+      available = inputs;
+    } else {
+      const keep = partition.tailInputs.filter((name) => this.config.inputNames.includes(name));
+      const head = await this.config.pool.run(partition.head, inputs, { ...callerOf(options), outputs: partition.headOutputs, keep });
+      this.account(partition.head, head.edgeMs, head.queueMs, timing);
+      available = { ...head.kept, ...head.outputs };
+    }
+    const tailInputs: TensorMap = {};
+    for (const name of partition.tailInputs) {
+      const t = available[name];
+      if (!t) throw new PlanError('RUNTIME_PARTITION', `cut ${partition.cut}: the tail needs "${name}", which neither the head nor the request provides`);
+      tailInputs[name] = t;
+    }
+    const attempt = await this.remote(client, { model: this.config.modelName, cut: partition.cut, inputs: tailInputs }, partition.tail, timing, options);
+    if ('response' in attempt) return finish(attempt.response.outputs, { response: attempt.response });
+    return finish(await this.edge(partition.tail, tailInputs, timing, options), { fallback: attempt.fallback });
+  }
+
+  private refusal(endpoint: string, client: ProviderClient | undefined, options: ExecuteOptions): Fallback | undefined {
+    if (!client) return { reason: 'endpoint-unknown', message: `no endpoint named "${endpoint}"; ran on the edge` };
+    if (options.allowedEndpoints && !options.allowedEndpoints.includes(endpoint)) {
+      return { reason: 'endpoint-not-allowed', message: `endpoint "${endpoint}" is not allowed for this request; ran on the edge` };
+    }
+    return undefined;
+  }
+
+  private async partition(cut: string): Promise<Partition> {
+    try {
+      return await this.config.partitions(cut);
+    } catch (error) {
+      if (error instanceof TandemError) throw error;
+      throw new PlanError('RUNTIME_PARTITION', `cannot split the model at ${cut}: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  private async edge(model: ModelRef, inputs: TensorMap, timing: Timing, options: ExecuteOptions): Promise<TensorMap> {
+    const result = await this.config.pool.run(model, inputs, callerOf(options));
+    this.account(model, result.edgeMs, result.queueMs, timing);
+    return result.outputs;
+  }
+
+  private account(model: ModelRef, edgeMs: number, queueMs: number, timing: Timing): void {
+    timing.edgeMs += edgeMs;
+    timing.queueMs += queueMs;
+    const previous = this.estimates.get(model.sha256);
+    this.estimates.set(model.sha256, previous === undefined ? edgeMs : previous + EMA_WEIGHT * (edgeMs - previous));
+  }
+
+  /**
+   * Calls the endpoint, giving up early enough to finish `fallbackModel` on the edge before
+   * the deadline. Resolves to the response, or to the reason the edge must take over.
+   */
+  private async remote(
+    client: ProviderClient,
+    request: { model: string; cut?: string; inputs: TensorMap },
+    fallbackModel: ModelRef,
+    timing: Timing,
+    options: ExecuteOptions,
+  ): Promise<{ response: InferResponse } | { fallback: Fallback }> {
+    const { signal, deadline } = options;
+    if (signal?.aborted) throw new AbortedError(signal.reason);
+    const estimate = this.estimates.get(fallbackModel.sha256) ?? this.estimates.get(this.config.model.sha256);
+    const factor = this.config.headroom?.factor ?? RESERVE_FACTOR;
+    const margin = this.config.headroom?.marginMs ?? RESERVE_MARGIN_MS;
+    const reserve = estimate === undefined ? 0 : factor * estimate + margin;
+    const cutoff = deadline === undefined ? undefined : deadline - reserve;
+    if (cutoff !== undefined && Date.now() >= cutoff) {
+      if (Date.now() >= (deadline ?? 0)) throw new DeadlineExceededError(deadline ?? 0, 'choosing where to run');
+      return { fallback: { reason: 'deadline', message: 'too little time left for the remote call; ran on the edge' } };
+    }
+    const controller = new AbortController();
+    const onAbort = (): void => controller.abort(signal?.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    let cutoffHit = false;
+    const timer = cutoff === undefined ? undefined : setTimeout(() => {
+      cutoffHit = true;
+      controller.abort(new DeadlineExceededError(cutoff, 'waiting for the endpoint'));
+    }, cutoff - Date.now());
+    try {
+      const response = await client.infer(
+        { ...request, ...(options.requestId ? { requestId: options.requestId } : {}) },
+        { signal: controller.signal, ...(cutoff !== undefined ? { deadline: cutoff } : {}) },
+      );
+      timing.encodeMs += response.timing.encodeMs;
+      timing.transferMs += response.timing.networkMs;
+      timing.remoteMs += response.timing.remoteMs;
+      timing.decodeMs += response.timing.decodeMs;
+      return { response };
+    } catch (error) {
+      if (signal?.aborted) throw new AbortedError(signal.reason);
+      // The client gets the cutoff as its own deadline and may time out a moment before our timer.
+      const timedOut = cutoffHit || (cutoff !== undefined && Date.now() >= cutoff - CUTOFF_SLACK_MS);
+      if (timedOut) return { fallback: { reason: 'deadline', message: 'the endpoint would have made the request miss its deadline; finished on the edge' } };
+      const tandem = error instanceof TandemError ? error : undefined;
+      return {
+        fallback: {
+          reason: 'endpoint-error',
+          ...(tandem ? { code: tandem.code, retryable: tandem.retryable } : {}),
+          message: error instanceof Error ? error.message : String(error),
+        },
+      };
+    } finally {
+      if (timer) clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+}
+
+function callerOf(options: ExecuteOptions): { signal?: AbortSignal; deadline?: number } {
+  return { ...(options.signal ? { signal: options.signal } : {}), ...(options.deadline !== undefined ? { deadline: options.deadline } : {}) };
+}

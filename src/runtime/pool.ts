@@ -1,0 +1,304 @@
+/**
+ * The edge pool: piscina worker threads running onnxruntime-node, behind a bounded FIFO
+ * queue owned here rather than by piscina. Owning the queue lets a caller who aborts or runs
+ * out of time leave without piscina terminating a worker (and its warm sessions); the worker
+ * slot is released only when the worker really finishes.
+ */
+import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import type { TensorMap } from '../tensor.js';
+import { AbortedError, ClosedError, DeadlineExceededError, EdgeExecutionError, QueueFullError } from './errors.js';
+import { fromWire, toWire, type ModelRef, type ModelSignature, type WorkerConfig, type WorkerResult, type WorkerTask } from './protocol.js';
+
+export interface EdgePoolOptions {
+  /** Worker threads (default 1). */
+  workers?: number;
+  /** onnxruntime intra-op threads per worker (default: cores ÷ workers, at least 1). */
+  intraOpThreads?: number;
+  /** Requests allowed to wait for a worker (default 4 × workers). */
+  maxQueue?: number;
+  /** What `run` does when the queue is full: wait for room, or reject with `RUNTIME_QUEUE_FULL` (default). */
+  whenFull?: 'wait' | 'reject';
+  /** Stretches every edge computation by this factor to emulate a slower device (default 1). */
+  slowdown?: number;
+  /** Models every worker loads at start-up. */
+  preload?: ModelRef[];
+  /** Sessions each worker keeps cached (default 8); least recently used ones are released. */
+  maxSessions?: number;
+}
+
+export interface EdgeRunOptions {
+  signal?: AbortSignal;
+  /** Absolute deadline, epoch milliseconds. */
+  deadline?: number;
+  /** Output names to fetch (default: all of the model's outputs). */
+  outputs?: string[];
+  /** Input names whose tensors should come back with the result (their buffers were transferred). */
+  keep?: string[];
+  /** Transfer input buffers to the worker instead of copying them (default true); they become detached. */
+  transfer?: boolean;
+  /** Per-request override of the queue-full behaviour. */
+  whenFull?: 'wait' | 'reject';
+}
+
+export interface EdgeRunResult {
+  outputs: TensorMap;
+  /** Input tensors handed back (see `keep`). */
+  kept: TensorMap;
+  /** Time spent waiting for a worker. */
+  queueMs: number;
+  /** Compute time in the worker, slowdown included. */
+  edgeMs: number;
+  /** Session creation time paid by this request (0 once warm). */
+  loadMs: number;
+}
+
+type RunTransferList = NonNullable<Parameters<Piscina['run']>[1]>['transferList'];
+
+interface Waiter {
+  grant: () => void;
+  fail: (error: Error) => void;
+}
+
+/** Resolves the worker module next to this file: compiled `.js`, or `.ts` source run through tsx. */
+function workerEntry(): { filename: string; execArgv: string[] } {
+  const js = fileURLToPath(new URL('./worker.js', import.meta.url));
+  if (existsSync(js)) return { filename: js, execArgv: [] };
+  const ts = fileURLToPath(new URL('./worker.ts', import.meta.url));
+  return { filename: ts, execArgv: ['--import', 'tsx'] };
+}
+
+export class EdgePool {
+  readonly workers: number;
+  readonly intraOpThreads: number;
+  readonly maxQueue: number;
+  readonly slowdown: number;
+  private readonly whenFull: 'wait' | 'reject';
+  private readonly piscina: Piscina;
+  private readonly waiting: Waiter[] = [];
+  private running = 0;
+  private closed = false;
+  private idle: (() => void) | undefined;
+  private closing: Promise<void> | undefined;
+
+  constructor(options: EdgePoolOptions = {}) {
+    const cores = availableParallelism();
+    this.workers = positiveInt(options.workers ?? 1, 'workers');
+    this.intraOpThreads = positiveInt(options.intraOpThreads ?? Math.max(1, Math.floor(cores / this.workers)), 'intraOpThreads');
+    this.maxQueue = nonNegativeInt(options.maxQueue ?? 4 * this.workers, 'maxQueue');
+    this.whenFull = options.whenFull ?? 'reject';
+    this.slowdown = options.slowdown ?? 1;
+    if (!(this.slowdown >= 1) || !Number.isFinite(this.slowdown)) {
+      throw new EdgeExecutionError('RUNTIME_OPTION', `slowdown must be a finite number ≥ 1, got ${this.slowdown}`);
+    }
+    const entry = workerEntry();
+    const workerData: WorkerConfig = { intraOpThreads: this.intraOpThreads, maxSessions: positiveInt(options.maxSessions ?? 8, 'maxSessions'), preload: options.preload ?? [] };
+    this.piscina = new Piscina({
+      filename: entry.filename,
+      execArgv: [...process.execArgv, ...entry.execArgv],
+      minThreads: this.workers,
+      maxThreads: this.workers,
+      idleTimeout: Number.POSITIVE_INFINITY,
+      concurrentTasksPerWorker: 1,
+      workerData,
+    });
+  }
+
+  /** Requests waiting for a worker right now. */
+  get queueLength(): number {
+    return this.waiting.length;
+  }
+
+  /** Requests running in a worker right now. */
+  get active(): number {
+    return this.running;
+  }
+
+  /**
+   * Loads a model into the workers' caches ahead of its first request (one load task per
+   * worker; with every worker idle each takes one) and resolves to its input and output names.
+   */
+  async warm(model: ModelRef): Promise<ModelSignature> {
+    const results = await Promise.all(Array.from({ length: this.workers }, () => this.dispatch({ kind: 'load', model }, [])));
+    const signature = results[0]?.ok ? results[0].signature : undefined;
+    return signature ?? { inputs: [], outputs: [] };
+  }
+
+  /** Runs `model` on `inputs` in a worker. Rejects with a typed error; never throws synchronously. */
+  async run(model: ModelRef, inputs: TensorMap, options: EdgeRunOptions = {}): Promise<EdgeRunResult> {
+    const queuedAt = performance.now();
+    await this.acquire(options);
+    const queueMs = performance.now() - queuedAt;
+    const transferList: ArrayBuffer[] = [];
+    const task: WorkerTask = {
+      kind: 'run',
+      model,
+      inputs: toWire(inputs, options.transfer ?? true, transferList),
+      slowdown: this.slowdown,
+      ...(options.outputs ? { outputs: options.outputs } : {}),
+      ...(options.keep ? { keep: options.keep } : {}),
+    };
+    const execution = this.execute(task, transferList);
+    const result = await raceCaller(execution, options, 'running on the edge');
+    if (!result.ok) {
+      throw new EdgeExecutionError(result.error.code, result.error.message, { retryable: result.error.retryable });
+    }
+    return { outputs: fromWire(result.outputs), kept: fromWire(result.kept), queueMs, edgeMs: result.edgeMs, loadMs: result.loadMs };
+  }
+
+  /**
+   * Stops accepting work, lets queued and running requests finish (or, with `force`,
+   * rejects the queued ones with `RUNTIME_CLOSED`), then terminates the workers.
+   */
+  close(options: { force?: boolean } = {}): Promise<void> {
+    this.closed = true;
+    if (options.force) for (const w of this.waiting.splice(0)) w.fail(new ClosedError('edge pool'));
+    this.closing ??= (async () => {
+      if (this.running > 0 || this.waiting.length > 0) await new Promise<void>((resolve) => (this.idle = resolve));
+      await this.piscina.destroy();
+    })();
+    return this.closing;
+  }
+
+  /** Runs a task that already holds a slot and frees the slot when the worker is done. */
+  private async execute(task: WorkerTask, transferList: ArrayBuffer[]): Promise<WorkerResult> {
+    try {
+      // piscina types its transfer list after MessagePort.postMessage's overloads; a plain array is what it passes on.
+      return (await this.piscina.run(task, { transferList: transferList as unknown as RunTransferList })) as WorkerResult;
+    } catch (error) {
+      // A worker that crashed is replaced by piscina; the request may succeed if retried.
+      return { ok: false, error: { code: 'RUNTIME_WORKER_FAILED', message: error instanceof Error ? error.message : String(error), retryable: true } };
+    } finally {
+      this.release();
+    }
+  }
+
+  private async dispatch(task: WorkerTask, transferList: ArrayBuffer[]): Promise<WorkerResult> {
+    await this.acquire({ whenFull: 'wait' });
+    const result = await this.execute(task, transferList);
+    if (!result.ok) throw new EdgeExecutionError(result.error.code, result.error.message, { retryable: result.error.retryable });
+    return result;
+  }
+
+  private acquire(options: EdgeRunOptions): Promise<void> {
+    if (this.closed) return Promise.reject(new ClosedError('edge pool'));
+    if (options.signal?.aborted) return Promise.reject(new AbortedError(options.signal.reason));
+    if (options.deadline !== undefined && Date.now() >= options.deadline) {
+      return Promise.reject(new DeadlineExceededError(options.deadline, 'waiting for an edge worker'));
+    }
+    if (this.running < this.workers && this.waiting.length === 0) {
+      this.running++;
+      return Promise.resolve();
+    }
+    if ((options.whenFull ?? this.whenFull) === 'reject' && this.waiting.length >= this.maxQueue) {
+      return Promise.reject(new QueueFullError(this.maxQueue));
+    }
+    return new Promise<void>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const leave = (): void => {
+        const i = this.waiting.indexOf(waiter);
+        if (i >= 0) this.waiting.splice(i, 1);
+        if (timer) clearTimeout(timer);
+        options.signal?.removeEventListener('abort', onAbort);
+      };
+      const onAbort = (): void => {
+        leave();
+        reject(new AbortedError(options.signal?.reason));
+        this.settleIdle();
+      };
+      const waiter: Waiter = {
+        grant: () => {
+          leave();
+          resolve();
+        },
+        fail: (error) => {
+          leave();
+          reject(error);
+        },
+      };
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+      if (options.deadline !== undefined) {
+        const deadline = options.deadline;
+        timer = setTimeout(() => {
+          leave();
+          reject(new DeadlineExceededError(deadline, 'waiting for an edge worker'));
+          this.settleIdle();
+        }, Math.max(0, deadline - Date.now()));
+      }
+      this.waiting.push(waiter);
+    });
+  }
+
+  private release(): void {
+    const next = this.waiting[0];
+    if (next) {
+      // The slot passes straight to the next waiter; `running` stays the same.
+      next.grant();
+    } else {
+      this.running--;
+    }
+    this.settleIdle();
+  }
+
+  private settleIdle(): void {
+    if (this.idle && this.running === 0 && this.waiting.length === 0) {
+      const resolve = this.idle;
+      this.idle = undefined;
+      resolve();
+    }
+  }
+}
+
+/**
+ * Waits for `work` unless the caller's signal or deadline ends first. The work itself keeps
+ * going to completion (its slot is released then); only the caller stops waiting.
+ */
+export function raceCaller<T>(work: Promise<T>, options: { signal?: AbortSignal; deadline?: number }, stage: string): Promise<T> {
+  const { signal, deadline } = options;
+  if (!signal && deadline === undefined) return work;
+  return new Promise<T>((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    const done = (): void => {
+      if (timer) clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    const onAbort = (): void => {
+      done();
+      reject(new AbortedError(signal?.reason));
+    };
+    if (signal?.aborted) {
+      onAbort();
+      return;
+    }
+    signal?.addEventListener('abort', onAbort, { once: true });
+    if (deadline !== undefined) {
+      timer = setTimeout(() => {
+        done();
+        reject(new DeadlineExceededError(deadline, stage));
+      }, Math.max(0, deadline - Date.now()));
+    }
+    work.then(
+      (value) => {
+        done();
+        resolve(value);
+      },
+      (error: unknown) => {
+        done();
+        reject(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+  });
+}
+
+function positiveInt(value: number, name: string): number {
+  if (!Number.isInteger(value) || value < 1) throw new EdgeExecutionError('RUNTIME_OPTION', `${name} must be a positive integer, got ${value}`);
+  return value;
+}
+
+function nonNegativeInt(value: number, name: string): number {
+  if (!Number.isInteger(value) || value < 0) throw new EdgeExecutionError('RUNTIME_OPTION', `${name} must be a non-negative integer, got ${value}`);
+  return value;
+}

@@ -1,0 +1,87 @@
+/**
+ * The messages exchanged between the edge pool and its workers. Tensors travel as plain
+ * `{dtype, dims, data}` records whose buffers are put on the transfer list, so crossing the
+ * thread boundary moves memory instead of copying it.
+ */
+import type { DType, Tensor, TensorData, TensorMap } from '../tensor.js';
+
+/** How a worker finds a model: by content hash, from a file or from shared memory. */
+export interface ModelRef {
+  /** Hex SHA-256 of the ONNX bytes; the worker's session cache key. */
+  sha256: string;
+  /** A readable path to the ONNX file (read once per worker). */
+  path?: string;
+  /** ONNX bytes backed by a SharedArrayBuffer, so posting them to a worker does not copy. */
+  bytes?: Uint8Array;
+}
+
+/** A model's input and output names as onnxruntime reports them. */
+export interface ModelSignature {
+  inputs: string[];
+  outputs: string[];
+}
+
+export interface WireTensor {
+  name: string;
+  dtype: DType;
+  dims: number[];
+  data: TensorData;
+}
+
+export interface WorkerConfig {
+  intraOpThreads: number;
+  /** Sessions a worker keeps; the least recently used beyond this are released. */
+  maxSessions: number;
+  preload: ModelRef[];
+}
+
+export type WorkerTask =
+  | { kind: 'load'; model: ModelRef }
+  | {
+      kind: 'run';
+      model: ModelRef;
+      inputs: WireTensor[];
+      /** Output names to fetch; all outputs when absent. */
+      outputs?: string[];
+      /** Input names whose buffers the worker should hand back after the run. */
+      keep?: string[];
+      /** Edge slowdown factor: after a run of t ms the worker waits (factor − 1)·t more. */
+      slowdown: number;
+    };
+
+export interface WorkerError {
+  code: string;
+  message: string;
+  retryable: boolean;
+}
+
+export type WorkerResult =
+  | { ok: true; outputs: WireTensor[]; kept: WireTensor[]; loadMs: number; runMs: number; edgeMs: number; signature?: ModelSignature }
+  | { ok: false; error: WorkerError };
+
+/**
+ * A buffer can be transferred only when nothing else may be looking at it: a plain
+ * ArrayBuffer fully covered by this view. Node's pooled small Buffers share one
+ * ArrayBuffer, and detaching that would corrupt unrelated data, so those are copied.
+ */
+export function isTransferable(data: TensorData): boolean {
+  const buffer = data.buffer;
+  return buffer instanceof ArrayBuffer && data.byteOffset === 0 && data.byteLength === buffer.byteLength && buffer.byteLength > 0;
+}
+
+export function toWire(map: TensorMap, transfer: boolean, transferList: ArrayBuffer[]): WireTensor[] {
+  const wire: WireTensor[] = [];
+  for (const [name, t] of Object.entries(map)) {
+    wire.push({ name, dtype: t.dtype, dims: [...t.dims], data: t.data });
+    if (transfer && isTransferable(t.data) && !transferList.includes(t.data.buffer as ArrayBuffer)) {
+      transferList.push(t.data.buffer as ArrayBuffer);
+    }
+  }
+  return wire;
+}
+
+export function fromWire(wire: readonly WireTensor[]): TensorMap {
+  const map: TensorMap = {};
+  for (const t of wire) map[t.name] = { dtype: t.dtype, dims: t.dims, data: t.data } as Tensor;
+  return map;
+}

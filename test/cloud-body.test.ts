@@ -1,0 +1,56 @@
+import { request } from 'node:http';
+import { describe, expect, it } from 'vitest';
+import { decodeTensorMap, encodeTensorMap } from '../src/codec/index.js';
+import { CLS, expectSameOutputs, localRun, modelsDir, randomInput, startService } from './cloud-helpers.js';
+
+/** POSTs `body` in `pieces` separate writes (with pauses), with or without a Content-Length. */
+function postInPieces(url: string, body: Uint8Array, pieces: number, withLength: boolean): Promise<{ status: number; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'POST', headers: { 'content-type': 'application/x-msgpack', ...(withLength ? { 'content-length': body.byteLength } : {}) } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+    });
+    req.on('error', reject);
+    const step = Math.ceil(body.byteLength / pieces);
+    let at = 0;
+    const next = (): void => {
+      if (at >= body.byteLength) {
+        req.end();
+        return;
+      }
+      req.write(body.subarray(at, at + step));
+      at += step;
+      setTimeout(next, 2);
+    };
+    next();
+  });
+}
+
+describe('request bodies however they arrive', () => {
+  it('a body in many pieces, with a Content-Length or chunked, decodes to the same outputs as a bare run', async () => {
+    const m = modelsDir();
+    const s = await startService(m.dir);
+    try {
+      const inputs = randomInput([1, 3, 48, 192]);
+      const want = await localRun(CLS, inputs);
+      const body = encodeTensorMap(inputs);
+      for (const [pieces, withLength] of [[1, true], [7, true], [7, false], [1, false]] as const) {
+        const res = await postInPieces(`${s.url}/v1/models/cls/infer`, body, pieces, withLength);
+        expect(res.status, `${pieces} pieces, length ${String(withLength)}: ${res.body.toString('utf8').slice(0, 200)}`).toBe(200);
+        expectSameOutputs(decodeTensorMap(res.body), want);
+      }
+      // A body over the route's limit is refused however it arrives.
+      const small = await startService(m.dir, { maxBodyBytes: 50_000 });
+      try {
+        expect((await postInPieces(`${small.url}/v1/models/cls/infer`, body, 5, false)).status).toBe(413);
+        expect((await postInPieces(`${small.url}/v1/models/cls/infer`, body, 5, true)).status).toBe(413);
+      } finally {
+        await small.drain();
+      }
+    } finally {
+      await s.drain();
+      m.cleanup();
+    }
+  });
+});

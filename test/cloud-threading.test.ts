@@ -1,0 +1,54 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { threadingSessionOptions } from '../cloud/models.js';
+import { main } from '../src/cli/main.js';
+import { decodeTensorMap, encodeTensorMap } from '../src/codec/index.js';
+import { CLS, expectSameOutputs, localRun, modelsDir, randomInput, startService } from './cloud-helpers.js';
+
+afterEach(() => vi.restoreAllMocks());
+
+describe('onnxruntime threading of the service', () => {
+  it('maps threads and spinning to session options, and leaves onnxruntime defaults alone otherwise', () => {
+    expect(threadingSessionOptions({})).toEqual({});
+    expect(threadingSessionOptions({ intraOpNumThreads: 1, spinning: false })).toEqual({ intraOpNumThreads: 1, extra: { session: { intra_op: { allow_spinning: '0' } } } });
+    expect(threadingSessionOptions({ spinning: true })).toEqual({ extra: { session: { intra_op: { allow_spinning: '1' } } } });
+  });
+
+  it('a service on one non-spinning thread answers what a bare session does', async () => {
+    const m = modelsDir();
+    const s = await startService(m.dir, { sessionOptions: threadingSessionOptions({ intraOpNumThreads: 1, spinning: false }) });
+    try {
+      const inputs = randomInput([1, 3, 48, 192]);
+      const res = await fetch(`${s.url}/v1/models/cls/infer`, { method: 'POST', body: encodeTensorMap(inputs), headers: { 'content-type': 'application/x-msgpack' } });
+      expect(res.status).toBe(200);
+      expectSameOutputs(decodeTensorMap(new Uint8Array(await res.arrayBuffer())), await localRun(CLS, inputs));
+    } finally {
+      await s.drain();
+      m.cleanup();
+    }
+  });
+
+  it('cloud serve refuses a non-positive --intra-op-threads; the overhead bench refuses an unknown cut', async () => {
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    expect(await main(['node', 'tandem', 'cloud', 'serve', '--port', '0', '--intra-op-threads', '0'])).toBe(2);
+    expect(await main(['node', 'tandem', 'bench', 'cloud-overhead', '--cut', 'c9999', '--iterations', '1'])).not.toBe(0);
+    const text = err.mock.calls.map((c) => String(c[0])).join('');
+    expect(text).toMatch(/--intra-op-threads must be a positive integer/);
+    expect(text).toMatch(/no cut "c9999"/);
+  });
+
+  it('bench cloud-overhead --json reports the threading both sides ran with, and the ratio last', async () => {
+    const chunks: string[] = [];
+    vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      chunks.push(String(chunk));
+      return true;
+    });
+    const code = await main(['node', 'tandem', 'bench', 'cloud-overhead', '--json', '--iterations', '3', '--cut', 'c96', '--intra-op-threads', '1', '--no-spinning']);
+    expect(code).toBe(0);
+    const last = JSON.parse(chunks.join('').trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
+    expect(last['intraOpNumThreads']).toBe(1);
+    expect(last['spinning']).toBe(false);
+    expect(String(last['subject'])).toContain('after c96');
+    expect(last['overheadRatio']).toBeGreaterThan(0);
+    expect(last['bareMs']).toBeGreaterThan(0);
+  }, 60_000);
+});

@@ -1,0 +1,381 @@
+import { describe, expect, it } from 'vitest';
+import { AdaptivePlanner, type AdaptivePlannerOptions } from '../src/planner/adaptive.js';
+import { describePlan, type Observation, type Plan } from '../src/planner/plan.js';
+import type { Profile } from '../src/planner/profile.js';
+import { parseBandwidth, parseDuration } from '../src/planner/units.js';
+
+/**
+ * A chain-shaped model: 100 ms on the edge, 10 ms in the cloud, activations shrinking from
+ * the 600 KB input to the 4 KB output. Offload wins on fast links, a split in the middle on
+ * medium ones and local on slow ones.
+ */
+const profile: Profile = {
+  version: 1,
+  model: 'chain',
+  modelSha256: 'x',
+  shapes: { x: [1, 3, 224, 224] },
+  edgeSlowdown: 1,
+  workers: 1,
+  localMs: 100,
+  remoteMs: { a: 10, b: 10 },
+  inputBytes: 600_000,
+  outputBytes: 4_000,
+  cuts: [
+    { id: 'c0', tensors: ['x'], bytes: 600_000, headFlops: 0, headMs: 0, tailMs: {}, outputBytes: 4000 },
+    { id: 'c1', tensors: ['t1'], bytes: 300_000, headFlops: 10, headMs: 10, tailMs: {}, outputBytes: 4000 },
+    { id: 'c2', tensors: ['t2'], bytes: 30_000, headFlops: 40, headMs: 40, tailMs: {}, outputBytes: 4000 },
+    { id: 'c3', tensors: ['t3'], bytes: 8_000, headFlops: 80, headMs: 80, tailMs: {}, outputBytes: 4000 },
+    { id: 'c4', tensors: ['y'], bytes: 4_000, headFlops: 100, headMs: 100, tailMs: {}, outputBytes: 4000 },
+  ],
+};
+
+interface Link {
+  rttMs: number;
+  bitsPerSecond: number;
+  remoteScale?: number;
+  down?: boolean;
+}
+
+/** The world the planner lives in: the true times of every plan, with multiplicative noise. */
+class World {
+  links: Record<string, Link>;
+  edgeScale = 1;
+  private seed = 7;
+  constructor(links: Record<string, Link>, private readonly noise = 0.05) {
+    this.links = links;
+  }
+  private gaussian(): number {
+    // LCG + Box-Muller: deterministic.
+    const next = (): number => {
+      this.seed = (this.seed * 1664525 + 1013904223) >>> 0;
+      return (this.seed + 0.5) / 4294967296;
+    };
+    return Math.sqrt(-2 * Math.log(next())) * Math.cos(2 * Math.PI * next());
+  }
+  private jitter(x: number): number {
+    return x * Math.max(0.5, 1 + this.noise * this.gaussian());
+  }
+  /** Noise-free end-to-end time. */
+  truth(plan: Plan): number {
+    return this.parts(plan, false).totalMs;
+  }
+  run(plan: Plan, at = 0): Observation {
+    return { ...this.parts(plan, true), plan, at };
+  }
+  oracle(endpoints: string[]): { plan: Plan; ms: number } {
+    const plans: Plan[] = [{ kind: 'local' }];
+    for (const e of endpoints) {
+      plans.push({ kind: 'offload', endpoint: e });
+      for (const c of ['c1', 'c2', 'c3']) plans.push({ kind: 'split', cut: c, endpoint: e });
+    }
+    let best = { plan: plans[0] as Plan, ms: Number.POSITIVE_INFINITY };
+    for (const p of plans) {
+      const ms = this.truth(p);
+      if (ms < best.ms) best = { plan: p, ms };
+    }
+    return best;
+  }
+  private parts(plan: Plan, noisy: boolean): Omit<Observation, 'plan' | 'at'> {
+    const j = (x: number): number => (noisy ? this.jitter(x) : x);
+    const base = { ok: true, fellBack: false, queueMs: 0, encodeMs: 0, decodeMs: 0 };
+    if (plan.kind === 'local') {
+      const edgeMs = j(profile.localMs * this.edgeScale);
+      return { ...base, edgeMs, networkMs: 0, remoteMs: 0, totalMs: edgeMs, bytesSent: 0, bytesReceived: 0 };
+    }
+    const link = this.links[plan.endpoint] as Link;
+    const cut = plan.kind === 'split' ? profile.cuts.find((c) => c.id === plan.cut) : undefined;
+    const sent = cut ? cut.bytes : profile.inputBytes;
+    const headMs = cut ? j(cut.headMs * this.edgeScale) : 0;
+    const remoteMs = j(10 * (1 - (cut ? cut.headFlops : 0) / 100) * (link.remoteScale ?? 1));
+    const networkMs = j(link.rttMs + ((sent + profile.outputBytes) * 8000) / link.bitsPerSecond);
+    if (link.down) {
+      return { ...base, ok: false, edgeMs: headMs, networkMs: 0, remoteMs: 0, totalMs: headMs + 5, bytesSent: 0, bytesReceived: 0 };
+    }
+    return { ...base, edgeMs: headMs, networkMs, remoteMs, totalMs: headMs + networkMs + remoteMs, bytesSent: sent, bytesReceived: profile.outputBytes };
+  }
+}
+
+function planner(extra: Partial<AdaptivePlannerOptions> = {}, clock = { t: 0 }): AdaptivePlanner {
+  return new AdaptivePlanner({
+    profile,
+    endpoints: [
+      { name: 'a', rttMs: 20, bandwidthBitsPerSecond: 20e6 },
+      { name: 'b', rttMs: 20, bandwidthBitsPerSecond: 20e6 },
+    ],
+    now: () => clock.t,
+    ...extra,
+  });
+}
+
+describe('cost model', () => {
+  it('predicts each option as edge + network (rtt + bytes/bandwidth) + remote', () => {
+    const p = planner({ endpoints: [{ name: 'a', rttMs: 40, bandwidthBitsPerSecond: 10e6 }], exploration: false });
+    const ranked = p.rank({ allowedEndpoints: ['a'] });
+    const byName = new Map(ranked.map((o) => [describePlan(o.plan), o]));
+    expect(byName.get('local')?.totalMs).toBeCloseTo(100, 6);
+    const offload = byName.get('offload→a');
+    // 40 ms + 604 KB at 10 Mbit/s (483.2 ms) + 10 ms remote + codec (1 ns/byte)
+    expect(offload?.networkMs).toBeCloseTo(40 + 483.2, 6);
+    expect(offload?.remoteMs).toBeCloseTo(10, 6);
+    expect(offload?.totalMs).toBeCloseTo(40 + 483.2 + 10 + 0.604, 3);
+    const split = byName.get('split@c2→a');
+    // head 40 + rtt 40 + 34 KB → 27.2 ms + tail 6 ms (60% of the FLOPs remain)
+    expect(split?.edgeMs).toBeCloseTo(40, 6);
+    expect(split?.remoteMs).toBeCloseTo(6, 6);
+    expect(split?.totalMs).toBeCloseTo(40 + 40 + 27.2 + 6 + 0.034, 3);
+    // c0 duplicates offload and c4 leaves nothing for the tail: neither is a split option.
+    expect(byName.has('split@c0→a')).toBe(false);
+    expect(byName.has('split@c4→a')).toBe(false);
+    expect(ranked.map((o) => o.totalMs)).toEqual([...ranked.map((o) => o.totalMs)].sort((x, y) => x - y));
+  });
+
+  it('moves from offload to split to local as bandwidth falls', () => {
+    const pick = (bw: number): string =>
+      describePlan(planner({ endpoints: [{ name: 'a', rttMs: 10, bandwidthBitsPerSecond: bw }], exploration: false }).choose({ allowedEndpoints: ['a'] }));
+    expect(pick(1e9)).toBe('offload→a');
+    expect(pick(10e6)).toMatch(/^split@c2→a$/);
+    expect(pick(0.5e6)).toBe('local');
+  });
+
+  it('charges edge queueing to options that use the edge', () => {
+    const p = planner({ endpoints: [{ name: 'a', rttMs: 10, bandwidthBitsPerSecond: 10e6 }], exploration: false });
+    expect(p.choose({ allowedEndpoints: ['a'], edgeQueue: 0 }).kind).toBe('split');
+    expect(p.choose({ allowedEndpoints: ['a'], edgeQueue: 10 }).kind).toBe('offload');
+  });
+
+  it('uses a measured edge slowdown: a slow edge pushes work to the cloud', () => {
+    const p = planner({ endpoints: [{ name: 'a', rttMs: 10, bandwidthBitsPerSecond: 2e6 }], exploration: false });
+    expect(p.choose({ allowedEndpoints: ['a'] }).kind).toBe('local');
+    for (let i = 0; i < 5; i++) p.observe(new World({}).run({ kind: 'local' }) && { ...new World({}).run({ kind: 'local' }), edgeMs: 800 });
+    expect(p.snapshot().edgeScale).toBeGreaterThan(6);
+    expect(p.choose({ allowedEndpoints: ['a'] }).kind).not.toBe('local');
+  });
+});
+
+describe('residency filter', () => {
+  it('never picks an endpoint outside allowedEndpoints and answers locally when none is allowed', () => {
+    const p = planner({ endpoints: [{ name: 'a', rttMs: 1, bandwidthBitsPerSecond: 1e9 }, { name: 'b', rttMs: 50, bandwidthBitsPerSecond: 1e9 }] });
+    expect(p.choose({ allowedEndpoints: ['a', 'b'] })).toEqual({ kind: 'offload', endpoint: 'a' });
+    for (let i = 0; i < 200; i++) {
+      const plan = p.choose({ allowedEndpoints: ['b'] });
+      expect(plan.kind === 'local' ? 'b' : plan.endpoint).toBe('b');
+    }
+    for (let i = 0; i < 50; i++) expect(p.choose({ allowedEndpoints: [] })).toEqual({ kind: 'local' });
+    expect(p.choose({ allowedEndpoints: ['unknown'] })).toEqual({ kind: 'local' });
+  });
+});
+
+describe('learning online', () => {
+  it('corrects a wrong prior within a few requests', () => {
+    const world = new World({ a: { rttMs: 20, bitsPerSecond: 1e6 }, b: { rttMs: 20, bitsPerSecond: 1e6 } });
+    const p = planner({ endpoints: [{ name: 'a', rttMs: 5, bandwidthBitsPerSecond: 500e6 }, { name: 'b', rttMs: 5, bandwidthBitsPerSecond: 500e6 }] });
+    const ctx = { allowedEndpoints: ['a', 'b'] };
+    expect(p.choose(ctx).kind).toBe('offload');
+    let plan: Plan = { kind: 'offload', endpoint: 'a' };
+    for (let i = 0; i < 6; i++) {
+      plan = p.choose(ctx);
+      p.observe(world.run(plan));
+    }
+    expect(plan.kind).toBe('local');
+  });
+
+  it('is within 10% of the oracle at most 5 requests after each 10× bandwidth step, and does not flap', () => {
+    const world = new World({ a: { rttMs: 20, bitsPerSecond: 50e6 } });
+    const p = planner({ endpoints: [{ name: 'a', rttMs: 20, bandwidthBitsPerSecond: 50e6 }] });
+    const ctx = { allowedEndpoints: ['a'] };
+    const steps = [50e6, 5e6, 50e6, 2e6, 20e6];
+    const worst: number[] = [];
+    let switches = 0;
+    let last = '';
+    for (const bw of steps) {
+      (world.links['a'] as Link).bitsPerSecond = bw;
+      const oracle = world.oracle(['a']).ms;
+      const good: boolean[] = [];
+      for (let i = 0; i < 60; i++) {
+        const plan = p.choose(ctx);
+        p.observe(world.run(plan));
+        const name = describePlan(plan);
+        if (i >= 10 && name !== last) switches += 1;
+        last = name;
+        good.push(world.truth(plan) <= oracle * 1.1);
+      }
+      // Requests until the choice is within 10% of the oracle three times in a row.
+      const converged = good.findIndex((_, i) => good[i] && good[i + 1] && good[i + 2]) + 1;
+      worst.push(converged);
+    }
+    if (process.env["DBG"]) console.log("converged", worst, "switches", switches);
+    // Steps up from local (50 → 5 → 50) need exploration to be noticed; its budget bounds them.
+    for (const [i, n] of worst.entries()) {
+      if (i === 0 || steps[i]! < steps[i - 1]!) expect(n, `step ${i}`).toBeLessThanOrEqual(5);
+      expect(n, `step ${i}`).toBeGreaterThan(0);
+    }
+    // Settled periods: a handful of switches from exploration at most.
+    expect(switches).toBeLessThanOrEqual(20);
+  });
+});
+
+describe('hysteresis', () => {
+  it('does not flap between two near-equal endpoints under noise', () => {
+    const world = new World({ a: { rttMs: 20, bitsPerSecond: 100e6 }, b: { rttMs: 20.5, bitsPerSecond: 100e6 } }, 0.1);
+    const ctx = { allowedEndpoints: ['a', 'b'] };
+    const count = (hysteresis: number): number => {
+      const p = planner({ hysteresis, hysteresisMs: hysteresis > 0 ? 0.5 : 0, exploration: false, endpoints: [{ name: 'a' }, { name: 'b' }] });
+      let switches = 0;
+      let last = '';
+      for (let i = 0; i < 300; i++) {
+        const plan = p.choose(ctx);
+        p.observe(world.run(plan));
+        const name = plan.kind === 'local' ? 'local' : plan.endpoint;
+        if (i > 0 && name !== last) switches += 1;
+        last = name;
+      }
+      return switches;
+    };
+    expect(count(0.05)).toBeLessThanOrEqual(3);
+  });
+});
+
+describe('health', () => {
+  it('avoids a failed endpoint, probes it after the back-off and resumes when the probe succeeds', () => {
+    const clock = { t: 0 };
+    const world = new World({ a: { rttMs: 5, bitsPerSecond: 1e9 }, b: { rttMs: 15, bitsPerSecond: 1e9 } });
+    const p = planner(
+      { endpoints: [{ name: 'a', rttMs: 5, bandwidthBitsPerSecond: 1e9 }, { name: 'b', rttMs: 15, bandwidthBitsPerSecond: 1e9 }], health: { initialBackoffMs: 1000 } },
+      clock,
+    );
+    const ctx = { allowedEndpoints: ['a', 'b'] };
+    expect(p.choose(ctx)).toEqual({ kind: 'offload', endpoint: 'a' });
+    (world.links['a'] as Link).down = true;
+    p.observe(world.run({ kind: 'offload', endpoint: 'a' }));
+    expect(p.snapshot().endpoints[0]?.health).toBe('down');
+    for (let i = 0; i < 20; i++) {
+      clock.t += 10;
+      const plan = p.choose(ctx);
+      expect(plan.kind !== 'local' && plan.endpoint).toBe('b');
+      p.observe(world.run(plan));
+    }
+    // Back-off elapsed: exactly one probe goes to a.
+    clock.t = 1500;
+    const probe = p.choose(ctx);
+    expect(probe.kind !== 'local' && probe.endpoint).toBe('a');
+    const next = p.choose(ctx);
+    expect(next.kind !== 'local' && next.endpoint).toBe('b');
+    // The probe fails: back-off doubles (next probe not before 1500 + 2000).
+    p.observe(world.run(probe));
+    clock.t = 3000;
+    const still = p.choose(ctx);
+    expect(still.kind !== 'local' && still.endpoint).toBe('b');
+    clock.t = 3600;
+    (world.links['a'] as Link).down = false;
+    const probe2 = p.choose(ctx);
+    expect(probe2.kind !== 'local' && probe2.endpoint).toBe('a');
+    p.observe(world.run(probe2));
+    expect(p.snapshot().endpoints[0]?.health).toBe('healthy');
+    const back = p.choose(ctx);
+    expect(back.kind !== 'local' && back.endpoint).toBe('a');
+  });
+
+  it('treats a fallback as a failure and accepts out-of-band probes', () => {
+    const p = planner({ exploration: false });
+    p.observe({ ...new World({ a: { rttMs: 1, bitsPerSecond: 1e9 } }).run({ kind: 'offload', endpoint: 'a' }), fellBack: true });
+    expect(p.snapshot().endpoints[0]?.health).toBe('down');
+    p.reportProbe('a', true);
+    expect(p.snapshot().endpoints[0]?.health).toBe('healthy');
+  });
+});
+
+describe('objectives', () => {
+  const endpoints = [
+    { name: 'a', rttMs: 5, bandwidthBitsPerSecond: 1e9, pricePerRequest: 0.01 },
+    { name: 'b', rttMs: 80, bandwidthBitsPerSecond: 1e9, pricePerRequest: 0.001, pricePerGB: 0.1 },
+  ];
+  it('minimum latency ignores prices', () => {
+    const p = planner({ endpoints, exploration: false });
+    expect(p.choose({ allowedEndpoints: ['a', 'b'] })).toEqual({ kind: 'offload', endpoint: 'a' });
+  });
+  it('minimum cost picks the cheapest option that meets the deadline, else the fastest', () => {
+    const clock = { t: 1000 };
+    const p = planner({ endpoints, exploration: false, objective: { kind: 'cost' } }, clock);
+    // Local is free and meets a loose deadline.
+    expect(p.choose({ allowedEndpoints: ['a', 'b'], deadline: 1000 + 500 })).toEqual({ kind: 'local' });
+    // 97 ms: local (100 ms) misses; b (95.4 ms) is the cheaper remote that makes it.
+    const mid = p.choose({ allowedEndpoints: ['a', 'b'], deadline: 1000 + 97 });
+    expect(mid.kind !== 'local' && mid.endpoint).toBe('b');
+    // 30 ms: only a makes it.
+    const tight = p.choose({ allowedEndpoints: ['a', 'b'], deadline: 1000 + 30 });
+    expect(tight.kind !== 'local' && tight.endpoint).toBe('a');
+    // 1 ms: nothing makes it; the fastest is chosen.
+    expect(p.choose({ allowedEndpoints: ['a', 'b'], deadline: 1000 + 1 })).toEqual({ kind: 'offload', endpoint: 'a' });
+  });
+  it('uses the configured relative deadline when the request has none', () => {
+    const p = planner({ endpoints, exploration: false, objective: { kind: 'cost', deadlineMs: 30 } });
+    const plan = p.choose({ allowedEndpoints: ['a', 'b'] });
+    expect(plan.kind !== 'local' && plan.endpoint).toBe('a');
+  });
+});
+
+describe('exploration', () => {
+  it('re-measures an option not taken lately, within its budget', () => {
+    const world = new World({ a: { rttMs: 20, bitsPerSecond: 1e6 } });
+    const p = planner({ endpoints: [{ name: 'a', rttMs: 20, bandwidthBitsPerSecond: 1e6 }], exploration: { afterDecisions: 20, budget: 0.05 } });
+    const ctx = { allowedEndpoints: ['a'] };
+    let remote = 0;
+    let predicted = 0;
+    for (let i = 0; i < 400; i++) {
+      const plan = p.choose(ctx);
+      if (plan.kind !== 'local') remote += 1;
+      predicted += 100;
+      p.observe(world.run(plan));
+    }
+    const stats = p.explorationStats;
+    expect(remote).toBeGreaterThan(0);
+    expect(stats.count).toBe(remote);
+    expect(stats.spentMs).toBeLessThanOrEqual(0.05 * predicted * 1.1);
+  });
+  it('notices that a link got fast while running locally', () => {
+    const world = new World({ a: { rttMs: 10, bitsPerSecond: 0.5e6 } });
+    const p = planner({ endpoints: [{ name: 'a', rttMs: 10, bandwidthBitsPerSecond: 0.5e6 }] });
+    const ctx = { allowedEndpoints: ['a'] };
+    for (let i = 0; i < 50; i++) p.observe(world.run(p.choose(ctx)));
+    (world.links['a'] as Link).bitsPerSecond = 1e9;
+    let plan: Plan = { kind: 'local' };
+    for (let i = 0; i < 150; i++) {
+      plan = p.choose(ctx);
+      if (process.env['DBG']) console.log(i, describePlan(plan), JSON.stringify(p.snapshot()), JSON.stringify(p.rank(ctx).slice(0,3).map(o=>[describePlan(o.plan),o.totalMs])));
+      p.observe(world.run(plan));
+    }
+    expect(plan.kind).toBe('offload');
+  });
+});
+
+describe('out-of-band link probes', () => {
+  it('asks for a probe before first use and when the link has been idle, and trusts what it reports', () => {
+    const p = planner({ endpoints: [{ name: 'a', rttMs: 10, bandwidthBitsPerSecond: 0.5e6 }] });
+    const ctx = { allowedEndpoints: ['a'] };
+    expect(p.linkProbesDue(ctx)).toEqual(['a']);
+    expect(p.choose(ctx).kind).toBe('local');
+    // The link is really 1 Gbit/s with a 10 ms round trip: two probes of different sizes say so.
+    p.reportLinkProbe('a', 10.1, 256);
+    p.reportLinkProbe('a', 10 + (65_536 * 8000) / 1e9, 65_536);
+    p.reportLinkProbe('a', 10.05, 1024);
+    expect(p.linkProbesDue(ctx)).toEqual([]);
+    expect(p.snapshot().endpoints[0]?.bandwidthMbit).toBeGreaterThan(500);
+    expect(p.choose(ctx).kind).toBe('offload');
+    // Not for endpoints outside the context or down.
+    expect(p.linkProbesDue({ allowedEndpoints: ['b'] })).toEqual([]);
+  });
+});
+
+describe('units', () => {
+  it('parses bandwidths and durations', () => {
+    expect(parseBandwidth('10mbit')).toBe(10e6);
+    expect(parseBandwidth('500kbit/s')).toBe(500e3);
+    expect(parseBandwidth('2MB/s')).toBe(16e6);
+    expect(parseBandwidth('1gbit')).toBe(1e9);
+    expect(parseDuration('40ms')).toBe(40);
+    expect(parseDuration('1.5s')).toBe(1500);
+    expect(parseDuration('40')).toBe(40);
+    expect(() => parseBandwidth('fast')).toThrow(/not a bandwidth/);
+    expect(() => parseDuration('soon')).toThrow(/not a duration/);
+  });
+});
