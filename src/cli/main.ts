@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { isTandemError, ValidationError } from '../errors.js';
+import { registerAgentCommands } from './agent-commands.js';
 import { registerGraphCommands } from './graph-commands.js';
 import { registerCloudCommands } from './cloud-commands.js';
 import { registerResidencyCommands } from './residency-commands.js';
@@ -14,6 +15,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   registerGraphCommands(program);
+  registerAgentCommands(program);
   registerCloudCommands(program);
   registerResidencyCommands(program);
   return program;
