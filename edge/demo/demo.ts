@@ -24,7 +24,14 @@ import { parseEdgeConfig } from '../config.js';
 import { EdgeAgent } from '../edge-agent.js';
 import { createServiceFromConfig } from '../service-factory.js';
 import { DemoDevice } from './device.js';
-import { NetworkLink, type LinkConditions } from './link.js';
+import { Shaper } from '../../bench/shaper.js';
+
+interface LinkConditions {
+  /** Per direction, bits per second. */
+  bandwidthBitsPerSecond: number;
+  rttMs: number;
+  down: boolean;
+}
 import { ocrModelPath } from './model-files.js';
 import { DEMO_CLASSES, DEMO_STORE_PREFERENCE, demoPolicyYaml } from './policy.js';
 import { renderTextImage } from './render.js';
@@ -150,10 +157,15 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       logger: logger.child({ component: 'cloud' }),
     });
     closers.push(() => cloud.drain());
-    const link = new NetworkLink(cloud.port);
-    await link.start();
-    closers.push(() => link.close());
-    link.set(PHASES[0]!.link);
+    // The benchmark harness's shaper stands between the edge and every emulated front.
+    const shaper = await Shaper.start({ target: { host: '127.0.0.1', port: cloud.port } });
+    closers.push(() => shaper.close());
+    const applyLink = (link: LinkConditions): void => {
+      shaper.setLink(link.bandwidthBitsPerSecond, link.rttMs);
+      shaper.cutOff(link.down);
+    };
+    applyLink(PHASES[0]!.link);
+    const link = { url: `http://127.0.0.1:${shaper.port}` };
 
     const endpoints: EndpointConfig[] = [
       { name: 'sagemaker-frankfurt', kind: 'sagemaker', region: 'eu-central-1', url: link.url, target: 'tandem-ocr' },
@@ -198,14 +210,14 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
 
     const images = await Promise.all(Array.from({ length: 8 }, (_, i) => renderTextImage(100 + i, SIZE, SIZE)));
     print(`Tandem demo: PP-OCRv4 text detection, ${PHASES.length * perPhase} requests, edge emulated ${slowdown}× slower than this machine`);
-    print(`cloud ${cloud.url} behind an emulated link; broker ${broker.url}; agent thing "${thingName}"`);
+    print(`cloud ${cloud.url} behind the shaper at ${link.url}; broker ${broker.url}; agent thing "${thingName}"`);
     print('');
     print(tableHeader());
 
     const rows: DemoRow[] = [];
     let seq = 0;
     for (const phase of PHASES) {
-      link.set(phase.link);
+      applyLink(phase.link);
       let next = 0;
       const worker = async (): Promise<void> => {
         while (next < perPhase) {
