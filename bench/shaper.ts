@@ -198,6 +198,7 @@ export class Shaper {
   private readonly shapes: { up: DirectionShape; down: DirectionShape };
   private readonly connections = new Set<Connection>();
   private stallEnd = 0;
+  private cut = false;
   private rng: number;
   private traceTimers: NodeJS.Timeout[] = [];
   /** Bytes delivered per direction (for tests and reports). */
@@ -264,6 +265,19 @@ export class Shaper {
     for (const c of this.connections) this.drop(c, true);
   }
 
+  /**
+   * Cuts the link off (as when an uplink drops): open connections are reset and new ones
+   * are reset on arrival until the link is restored with `cutOff(false)`.
+   */
+  cutOff(down: boolean): void {
+    this.cut = down;
+    if (down) this.reset();
+  }
+
+  get isCutOff(): boolean {
+    return this.cut;
+  }
+
   /** Follows a trace from now on; returns a function that stops it. A new trace replaces an old one. */
   followTrace(points: readonly TracePoint[], options: { loopMs?: number } = {}): () => void {
     this.stopTrace();
@@ -301,6 +315,11 @@ export class Shaper {
   }
 
   private accept(client: net.Socket): void {
+    if (this.cut) {
+      client.on('error', () => undefined);
+      client.resetAndDestroy();
+      return;
+    }
     client.setNoDelay(true);
     const upstream = net.connect(this.target.port, this.target.host);
     upstream.setNoDelay(true);

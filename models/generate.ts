@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import onnxProto from 'onnx-proto';
 import { ValidationError } from '../src/errors.js';
+import { mulberry32 } from '../src/util/random.js';
 
 const { onnx } = onnxProto;
 type INode = onnxProto.onnx.INodeProto;
@@ -27,18 +28,6 @@ export interface ReferenceModelOptions {
   seed?: number;
 }
 
-/** A small, fast, seedable PRNG (mulberry32): the same seed gives the same weights everywhere. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 class Builder {
   readonly nodes: INode[] = [];
   readonly initializers: ITensor[] = [];
@@ -46,7 +35,7 @@ class Builder {
   private readonly random: () => number;
 
   constructor(seed: number) {
-    this.random = prng(seed);
+    this.random = mulberry32(seed);
   }
 
   name(prefix: string): string {

@@ -24,3 +24,24 @@ export type { DType, Tensor, TensorMap } from './tensor.js';
 export type { Plan, PlanChooser, PlanContext, Observation } from './planner/plan.js';
 export type { Profile } from './planner/profile.js';
 export type { EndpointConfig, InferRequest, InferResponse, InferOptions, ProviderClient } from './providers/types.js';
+
+// Cloud endpoints: one client per provider kind behind `ProviderClient`.
+export { createProviderClient, ProviderError } from './providers/index.js';
+export type { ProviderKind, InferTiming, ProviderErrorCode, ProviderOverrides } from './providers/index.js';
+
+// The adaptive planner: pass it as `planner` to `createRuntime`.
+export { AdaptivePlanner } from './planner/adaptive.js';
+export type { AdaptivePlannerOptions, Objective, PlannerSnapshot } from './planner/adaptive.js';
+export { ProfileSchema } from './planner/profile.js';
+
+// Residency: policy, gate, audit log, result stores and the durable outbox.
+export {
+  AuditLog, verifyAuditFile, LocalKeyFile, ResidencyGate, Outbox, loadPolicy, parsePolicy, createStore, createStores, resultKey,
+  AuditTamperError, EnvelopeError, OutboxDiskError, OutboxFullError, PolicyError, ResidencyDeniedError, StoreError, UnknownDataClassError,
+} from './residency/index.js';
+export type { KeySource, OutboxOptions, Receipt, ResultSubmission, Policy, ResultStore } from './residency/index.js';
+
+// The graph toolkit and the wire format, for tools built on Tandem.
+export { loadModel, parseModel, analyzeModel, listCuts, splitModel, writePartition, GraphError } from './graph/index.js';
+export type { ModelAnalysis, CutInfo, TensorSpec, Partition, PartitionManifest } from './graph/index.js';
+export { encodeTensorMap, decodeTensorMap, CodecError } from './codec/index.js';

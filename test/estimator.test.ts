@@ -1,17 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { LinkEstimator, RobustEwma } from '../src/planner/estimators.js';
+import { mulberry32 } from '../src/util/random.js';
 
-/** Deterministic PRNG (mulberry32) and Gaussian noise, so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Gaussian noise from a seeded PRNG, so failures reproduce. */
+const rng = mulberry32;
 function gaussian(r: () => number): number {
   return Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
 }

@@ -168,6 +168,30 @@ describe('shaper', () => {
     expect(await exchange(again, 'PING\n', 4)).toBeLessThan(200);
   });
 
+  it('cut off: open connections reset, new ones refused, until restored', async () => {
+    const { shaper, socket } = await setup();
+    await exchange(socket, 'PING\n', 4);
+    const closed = new Promise<string>((resolve) => {
+      socket.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+      socket.once('close', () => resolve('close'));
+    });
+    shaper.cutOff(true);
+    expect(shaper.isCutOff).toBe(true);
+    expect(['ECONNRESET', 'close']).toContain(await closed);
+    const refused = await new Promise<string>((resolve) => {
+      const s = net.connect(shaper.port, '127.0.0.1');
+      s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+      s.once('data', () => resolve('data'));
+      s.once('connect', () => s.write('PING\n'));
+      s.once('close', () => resolve('close'));
+    });
+    expect(['ECONNRESET', 'close', 'EPIPE']).toContain(refused);
+    shaper.cutOff(false);
+    const again = await connect(shaper.port);
+    cleanup.push(() => void again.destroy());
+    expect(await exchange(again, 'PING\n', 4)).toBeLessThan(200);
+  });
+
   it('follows a trace of bandwidth and delay', async () => {
     const { shaper, socket } = await setup();
     const trace = parseTrace('# t bw rtt\n0 100mbit 20ms\n0.3, 100mbit, 120ms\n');

@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { isTandemError, ValidationError } from '../errors.js';
+import { registerAgentCommands } from './agent-commands.js';
 import { registerGraphCommands } from './graph-commands.js';
 import { registerCloudCommands } from './cloud-commands.js';
 import { registerBenchCommand, registerPlannerCommands } from './planner-commands.js';
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
   registerPlannerCommands(program);
   // `bench` first: the other areas attach their benchmarks to it.
   registerBenchCommand(program);
+  registerAgentCommands(program);
   registerCloudCommands(program);
   registerResidencyCommands(program);
   registerRuntimeCommands(program);

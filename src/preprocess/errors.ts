@@ -3,7 +3,8 @@ import { TandemError } from '../errors.js';
 
 /**
  * An image the pipeline cannot use. Codes: `IMAGE_EMPTY`, `IMAGE_CORRUPT`, `IMAGE_FORMAT`,
- * `IMAGE_ZERO_SIZE`, `IMAGE_CHANNELS`, `IMAGE_RAW_LENGTH`, `IMAGE_TOO_LARGE`.
+ * `IMAGE_ZERO_SIZE`, `IMAGE_CHANNELS`, `IMAGE_RAW_LENGTH`, `IMAGE_TOO_LARGE`, and
+ * `IMAGE_DECODER_UNAVAILABLE` when sharp (loaded on the first image) cannot be loaded.
  */
 export class ImageError extends TandemError {}
 

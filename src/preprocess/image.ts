@@ -3,7 +3,8 @@
  * model expects, as its manifest pipeline declares. sharp decodes and resizes; the layout,
  * channel order, normalisation and dtype are applied here in one pass.
  */
-import sharp, { type Metadata, type OutputInfo, type SharpOptions } from 'sharp';
+import type { Metadata, OutputInfo, Sharp, SharpOptions } from 'sharp';
+import { LazyValue } from '../lazy.js';
 import type { Tensor } from '../tensor.js';
 import { ImageError } from './errors.js';
 import type { PipelineSpec } from './schema.js';
@@ -21,6 +22,17 @@ export interface RawImage {
 export type ImageInput = Uint8Array | RawImage;
 
 const DECODABLE = new Set(['jpeg', 'png', 'webp']);
+
+// Loaded by the first image that needs decoding: apps that feed tensors never pay for libvips.
+const sharpModule = new LazyValue<typeof import('sharp')>(() => import('sharp'));
+
+async function loadSharp(): Promise<(input: Uint8Array, options: SharpOptions) => Sharp> {
+  try {
+    return (await sharpModule.get()).default;
+  } catch (error) {
+    throw new ImageError('IMAGE_DECODER_UNAVAILABLE', `the image decoder (sharp) cannot be loaded: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  }
+}
 
 export function isRawImage(value: unknown): value is RawImage {
   return typeof value === 'object' && value !== null && 'pixels' in value && (value as RawImage).pixels instanceof Uint8Array;
@@ -60,6 +72,7 @@ function checkRaw(image: RawImage, spec: PipelineSpec): Source {
 async function checkEncoded(bytes: Uint8Array, spec: PipelineSpec): Promise<Source> {
   if (!(bytes instanceof Uint8Array)) throw new ImageError('IMAGE_CORRUPT', 'an image must be a Uint8Array/Buffer or a raw pixel buffer');
   if (bytes.byteLength === 0) throw new ImageError('IMAGE_EMPTY', 'the image is empty (0 bytes)');
+  const sharp = await loadSharp();
   let meta: Metadata;
   try {
     // Reading the header only: the pixel limit is checked before anything is decoded.
@@ -84,6 +97,7 @@ function tooLarge(width: number, height: number, limit: number): ImageError {
 }
 
 async function decode(source: Source, spec: PipelineSpec): Promise<Pixels> {
+  const sharp = await loadSharp();
   const options: SharpOptions = { limitInputPixels: spec.maxPixels, failOn: 'error' };
   let img =
     source.kind === 'raw'

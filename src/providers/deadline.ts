@@ -54,7 +54,11 @@ export function callScope(options: InferOptions = {}): CallScope {
 
 /** Rejects as soon as `signal` aborts, for SDK calls that cannot be cancelled themselves. */
 export function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+  if (signal.aborted) {
+    // The caller already started `promise`; nobody will await it, so its failure must not surface as unhandled.
+    promise.catch(() => {});
+    return Promise.reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+  }
   return new Promise<T>((resolve, reject) => {
     const onAbort = (): void => reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
     signal.addEventListener('abort', onAbort, { once: true });

@@ -4,8 +4,9 @@
  * web identity, role assumption, instance metadata); Tandem's config never holds AWS keys.
  * The model and cut travel in `CustomAttributes`, which SageMaker forwards to the container.
  */
-import { InvokeEndpointCommand, SageMakerRuntimeClient, type SageMakerRuntimeClientConfig } from '@aws-sdk/client-sagemaker-runtime';
-import { callScope } from './deadline.js';
+import type { SageMakerRuntimeClient, SageMakerRuntimeClientConfig } from '@aws-sdk/client-sagemaker-runtime';
+import { LazyValue } from '../lazy.js';
+import { callScope, raceAbort } from './deadline.js';
 import { errorForStatus, ProviderError } from './errors.js';
 import { computeFromAttributes, decodeResponse, encodeRequest, timing } from './payload.js';
 import type { EndpointConfig, InferOptions, InferRequest, InferResponse, ProviderClient } from './types.js';
@@ -17,33 +18,52 @@ interface AwsServiceError {
   $fault?: 'client' | 'server';
 }
 
+type SageMakerSdk = typeof import('@aws-sdk/client-sagemaker-runtime');
+// Loaded by the first SageMaker call, so that importing Tandem does not pay for it.
+const sageMakerSdk = new LazyValue<SageMakerSdk>(() => import('@aws-sdk/client-sagemaker-runtime'));
+
 function isServiceError(e: unknown): e is AwsServiceError {
   return e instanceof Error && '$metadata' in e;
 }
 
 export class SageMakerClient implements ProviderClient {
-  private readonly client: SageMakerRuntimeClient;
+  private readonly client: LazyValue<{ sdk: SageMakerSdk; client: SageMakerRuntimeClient }>;
 
   /** `sdkConfig` overrides the SDK's configuration (credentials in tests, a custom agent…). */
   constructor(readonly endpoint: EndpointConfig, sdkConfig: SageMakerRuntimeClientConfig = {}) {
     if (!endpoint.target && !endpoint.name) throw new ProviderError('PROVIDER_CONFIG', 'a SageMaker endpoint needs a target (the endpoint name)');
-    this.client = new SageMakerRuntimeClient({
-      region: endpoint.region,
-      ...(endpoint.url ? { endpoint: endpoint.url } : {}),
-      // Retries are the runtime's decision (another endpoint or local may be better).
-      maxAttempts: 1,
-      ...sdkConfig,
+    this.client = new LazyValue(async () => {
+      let sdk: SageMakerSdk;
+      try {
+        sdk = await sageMakerSdk.get();
+      } catch (error) {
+        throw new ProviderError('PROVIDER_CONFIG', `endpoint "${endpoint.name}": cannot load @aws-sdk/client-sagemaker-runtime: ${error instanceof Error ? error.message : String(error)}`, { cause: error, details: { endpoint: endpoint.name } });
+      }
+      try {
+        const client = new sdk.SageMakerRuntimeClient({
+          region: endpoint.region,
+          ...(endpoint.url ? { endpoint: endpoint.url } : {}),
+          // Retries are the runtime's decision (another endpoint or local may be better).
+          maxAttempts: 1,
+          ...sdkConfig,
+        });
+        return { sdk, client };
+      } catch (error) {
+        throw new ProviderError('PROVIDER_CONFIG', `endpoint "${endpoint.name}": cannot create the SageMaker client: ${error instanceof Error ? error.message : String(error)}`, { cause: error, details: { endpoint: endpoint.name } });
+      }
     });
   }
 
   async infer(request: InferRequest, options: InferOptions = {}): Promise<InferResponse> {
     const scope = callScope(options);
     try {
+      // Before the clock starts: the one-off SDK load is not part of this call's encode time.
+      const { sdk, client } = await raceAbort(this.client.get(), scope.signal);
       const start = performance.now();
       const enc = encodeRequest(request, this.endpoint.wire ?? 'binary');
       const attrs = [`model=${request.model}`];
       if (request.cut) attrs.push(`cut=${request.cut}`);
-      const command = new InvokeEndpointCommand({
+      const command = new sdk.InvokeEndpointCommand({
         EndpointName: this.endpoint.target ?? this.endpoint.name,
         Body: enc.body,
         ContentType: enc.contentType,
@@ -53,7 +73,7 @@ export class SageMakerClient implements ProviderClient {
       const encoded = performance.now();
       let out;
       try {
-        out = await this.client.send(command, { abortSignal: scope.signal });
+        out = await client.send(command, { abortSignal: scope.signal });
       } catch (error) {
         if (isServiceError(error) && error.$metadata?.httpStatusCode !== undefined) {
           const status = error.$metadata.httpStatusCode;
@@ -74,8 +94,7 @@ export class SageMakerClient implements ProviderClient {
     }
   }
 
-  close(): Promise<void> {
-    this.client.destroy();
-    return Promise.resolve();
+  async close(): Promise<void> {
+    (await this.client.peek())?.client.destroy();
   }
 }

@@ -6,9 +6,9 @@
  * uses the REST transport against that host, and with a token it never asks the metadata
  * server for anything.
  */
-import { v1, protos } from '@google-cloud/aiplatform';
+import type { v1, protos } from '@google-cloud/aiplatform';
 import type { ClientOptions } from 'google-gax';
-import { googleAuthLibrary } from 'google-gax';
+import { LazyValue } from '../lazy.js';
 import type { DType } from '../tensor.js';
 import { callScope, raceAbort } from './deadline.js';
 import { errorForStatus, ProviderError } from './errors.js';
@@ -17,6 +17,11 @@ import type { EndpointConfig, InferOptions, InferRequest, InferResponse, Provide
 import { predictionsToTensors, tensorsToInstances } from './wire/vertex.js';
 
 type ProtoValue = protos.google.protobuf.IValue;
+
+// Loaded by the first Vertex call (the AI Platform SDK alone costs over a second to import), so
+// that importing Tandem does not pay for it.
+const aiplatformSdk = new LazyValue<typeof import('@google-cloud/aiplatform')>(() => import('@google-cloud/aiplatform'));
+const gaxSdk = new LazyValue<typeof import('google-gax')>(() => import('google-gax'));
 
 /** Plain JSON to google.protobuf.Value (the SDK helper turns nested arrays into structs). */
 function toValue(v: unknown): ProtoValue {
@@ -56,7 +61,7 @@ function statusOf(error: unknown): { status: number | undefined; code: string | 
 }
 
 export class VertexClient implements ProviderClient {
-  private readonly client: v1.PredictionServiceClient;
+  private readonly client: LazyValue<v1.PredictionServiceClient>;
   private readonly path: string;
 
   /** `clientOptions` overrides what is passed to PredictionServiceClient. */
@@ -67,24 +72,40 @@ export class VertexClient implements ProviderClient {
       const u = new URL(endpoint.url);
       Object.assign(opts, { apiEndpoint: u.hostname, port: Number(u.port || (u.protocol === 'https:' ? 443 : 80)), protocol: u.protocol.replace(':', ''), fallback: 'rest' });
     }
-    if (endpoint.token) {
-      // A static token: no ADC lookup, so nothing probes the metadata server.
-      const auth = new googleAuthLibrary.OAuth2Client();
-      auth.setCredentials({ access_token: endpoint.token, expiry_date: Date.now() + 365 * 24 * 3600 * 1000 });
-      opts.authClient = auth;
-    }
-    this.client = new v1.PredictionServiceClient({ ...opts, ...clientOptions });
+    const token = endpoint.token;
+    this.client = new LazyValue(async () => {
+      let aiplatform: typeof import('@google-cloud/aiplatform');
+      let gax: typeof import('google-gax');
+      try {
+        [aiplatform, gax] = await Promise.all([aiplatformSdk.get(), gaxSdk.get()]);
+      } catch (error) {
+        throw new ProviderError('PROVIDER_CONFIG', `endpoint "${endpoint.name}": cannot load @google-cloud/aiplatform: ${error instanceof Error ? error.message : String(error)}`, { cause: error, details: { endpoint: endpoint.name } });
+      }
+      try {
+        const withAuth: ClientOptions = { ...opts };
+        if (token) {
+          // A static token: no ADC lookup, so nothing probes the metadata server.
+          const auth = new gax.googleAuthLibrary.OAuth2Client();
+          auth.setCredentials({ access_token: token, expiry_date: Date.now() + 365 * 24 * 3600 * 1000 });
+          withAuth.authClient = auth;
+        }
+        return new aiplatform.v1.PredictionServiceClient({ ...withAuth, ...clientOptions });
+      } catch (error) {
+        throw new ProviderError('PROVIDER_CONFIG', `endpoint "${endpoint.name}": cannot create the Vertex AI client: ${error instanceof Error ? error.message : String(error)}`, { cause: error, details: { endpoint: endpoint.name } });
+      }
+    });
     this.path = `projects/${endpoint.project}/locations/${endpoint.region}/endpoints/${endpoint.target}`;
   }
 
   async infer(request: InferRequest, options: InferOptions = {}): Promise<InferResponse> {
     const scope = callScope(options);
     try {
+      const client = await raceAbort(this.client.get(), scope.signal);
       const remaining = scope.remaining();
       const callOptions = Number.isFinite(remaining) ? { timeout: Math.max(1, Math.floor(remaining)) } : {};
       return (this.endpoint.wire ?? 'binary') === 'json'
-        ? await this.predict(request, scope.signal, callOptions)
-        : await this.rawPredict(request, scope.signal, callOptions);
+        ? await this.predict(client, request, scope.signal, callOptions)
+        : await this.rawPredict(client, request, scope.signal, callOptions);
     } catch (error) {
       const { status, code } = statusOf(error);
       if (status !== undefined && !(error instanceof ProviderError)) {
@@ -97,24 +118,24 @@ export class VertexClient implements ProviderClient {
     }
   }
 
-  private async rawPredict(request: InferRequest, signal: AbortSignal, callOptions: { timeout?: number }): Promise<InferResponse> {
+  private async rawPredict(client: v1.PredictionServiceClient, request: InferRequest, signal: AbortSignal, callOptions: { timeout?: number }): Promise<InferResponse> {
     const start = performance.now();
     const enc = encodeRequest(request, 'binary');
     const encoded = performance.now();
-    const [body] = await raceAbort(this.client.rawPredict({ endpoint: this.path, httpBody: { contentType: enc.contentType, data: enc.body } }, callOptions), signal);
+    const [body] = await raceAbort(client.rawPredict({ endpoint: this.path, httpBody: { contentType: enc.contentType, data: enc.body } }, callOptions), signal);
     const received = performance.now();
     const data = body.data instanceof Uint8Array ? body.data : typeof body.data === 'string' ? Buffer.from(body.data, 'base64') : new Uint8Array(0);
     const decoded = decodeResponse(this.endpoint.name, data);
     return { outputs: decoded.outputs, timing: timing({ start, encoded, received, decoded: performance.now() }, decoded.remoteMs), bytesSent: enc.body.byteLength, bytesReceived: data.byteLength };
   }
 
-  private async predict(request: InferRequest, signal: AbortSignal, callOptions: { timeout?: number }): Promise<InferResponse> {
+  private async predict(client: v1.PredictionServiceClient, request: InferRequest, signal: AbortSignal, callOptions: { timeout?: number }): Promise<InferResponse> {
     const start = performance.now();
     const instances = tensorsToInstances(request.inputs).map(toValue);
     const parameters = toValue({ model: request.model, ...(request.cut ? { cut: request.cut } : {}) });
     const bytesSent = JSON.stringify(instances).length;
     const encoded = performance.now();
-    const [response] = await raceAbort(this.client.predict({ endpoint: this.path, instances, parameters }, callOptions), signal);
+    const [response] = await raceAbort(client.predict({ endpoint: this.path, instances, parameters }, callOptions), signal);
     const received = performance.now();
     const predictions = (response.predictions ?? []).map(fromValue);
     const meta = response.metadata ? (fromValue(response.metadata) as { computeMs?: unknown; outputs?: Record<string, { dtype?: DType }> } | null) : null;
@@ -130,7 +151,7 @@ export class VertexClient implements ProviderClient {
     return { outputs, timing: timing({ start, encoded, received, decoded: performance.now() }, remote), bytesSent, bytesReceived: JSON.stringify(response.predictions ?? []).length };
   }
 
-  close(): Promise<void> {
-    return this.client.close();
+  async close(): Promise<void> {
+    await (await this.client.peek())?.close();
   }
 }

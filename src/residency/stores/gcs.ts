@@ -4,7 +4,8 @@
  * credentials and never asks the metadata server. GCS always encrypts at rest; a declared
  * `kmsKeyName` makes that a customer-managed key.
  */
-import { Storage, type StorageOptions } from '@google-cloud/storage';
+import type { Storage, StorageOptions } from '@google-cloud/storage';
+import { LazyValue } from '../../lazy.js';
 import { StoreError } from '../errors.js';
 import type { StoreDecl } from '../policy.js';
 import { validateKey, type ObjectInfo, type PutMeta, type ResultStore, type StoredObject } from './types.js';
@@ -21,6 +22,9 @@ interface GcsErrorShape {
   message?: string;
 }
 
+// Loaded by the first GCS store that makes a call, so that importing Tandem does not pay for it.
+const gcsSdk = new LazyValue<typeof import('@google-cloud/storage')>(() => import('@google-cloud/storage'));
+
 export function mapGcsError(store: string, what: string, error: unknown): StoreError {
   const e = (error ?? {}) as GcsErrorShape;
   const message = `${what}: ${e.message ?? String(error)}`;
@@ -32,33 +36,45 @@ export function mapGcsError(store: string, what: string, error: unknown): StoreE
 }
 
 export class GcsStore implements ResultStore {
-  private readonly storage: Storage;
+  private readonly storage: LazyValue<Storage>;
 
   constructor(
     readonly name: string,
     readonly decl: GcsDecl,
     options: GcsStoreOptions = {},
   ) {
-    this.storage = new Storage({
-      ...(decl.apiEndpoint === undefined ? {} : { apiEndpoint: decl.apiEndpoint }),
-      ...(decl.projectId === undefined ? {} : { projectId: decl.projectId }),
-      ...(decl.authWithCustomEndpoint === true ? { useAuthWithCustomEndpoint: true } : {}),
-      // The outbox owns retries (with backoff across restarts); one SDK-level retry covers blips.
-      retryOptions: { autoRetry: true, maxRetries: 1 },
-      ...options.storage,
+    this.storage = new LazyValue(async () => {
+      let mod: typeof import('@google-cloud/storage');
+      try {
+        mod = await gcsSdk.get();
+      } catch (error) {
+        throw new StoreError('config', name, `cannot load @google-cloud/storage: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+      }
+      try {
+        return new mod.Storage({
+          ...(decl.apiEndpoint === undefined ? {} : { apiEndpoint: decl.apiEndpoint }),
+          ...(decl.projectId === undefined ? {} : { projectId: decl.projectId }),
+          ...(decl.authWithCustomEndpoint === true ? { useAuthWithCustomEndpoint: true } : {}),
+          // The outbox owns retries (with backoff across restarts); one SDK-level retry covers blips.
+          retryOptions: { autoRetry: true, maxRetries: 1 },
+          ...options.storage,
+        });
+      } catch (error) {
+        throw new StoreError('config', name, `cannot create the GCS client: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+      }
     });
   }
 
-  private file(key: string) {
+  private async file(key: string) {
     const bad = validateKey(key);
     if (bad !== undefined) throw new StoreError('rejected', this.name, `invalid key "${key}": ${bad}`);
     const name = `${this.decl.prefix ?? ''}${key}`;
-    return this.storage.bucket(this.decl.bucket).file(name, this.decl.kmsKeyName === undefined ? {} : { kmsKeyName: this.decl.kmsKeyName });
+    return (await this.storage.get()).bucket(this.decl.bucket).file(name, this.decl.kmsKeyName === undefined ? {} : { kmsKeyName: this.decl.kmsKeyName });
   }
 
   async put(key: string, body: Uint8Array, meta: PutMeta = {}): Promise<void> {
     try {
-      const file = this.file(key);
+      const file = await this.file(key);
       await file.save(Buffer.from(body.buffer, body.byteOffset, body.byteLength), {
         resumable: false,
         validation: 'md5',
@@ -71,7 +87,7 @@ export class GcsStore implements ResultStore {
 
   async get(key: string): Promise<StoredObject> {
     try {
-      const file = this.file(key);
+      const file = await this.file(key);
       const [[body], [md]] = await Promise.all([file.download({ validation: 'md5' }), file.getMetadata()]);
       return { body, metadata: stringMap(md.metadata) };
     } catch (error) {
@@ -81,7 +97,7 @@ export class GcsStore implements ResultStore {
 
   async head(key: string): Promise<ObjectInfo | undefined> {
     try {
-      const [md] = await this.file(key).getMetadata();
+      const [md] = await (await this.file(key)).getMetadata();
       return { size: Number(md.size ?? 0), metadata: stringMap(md.metadata) };
     } catch (error) {
       const mapped = error instanceof StoreError ? error : mapGcsError(this.name, `cannot head ${key}`, error);

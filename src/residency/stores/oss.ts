@@ -3,7 +3,8 @@
  * variables (ALIBABA_CLOUD_ACCESS_KEY_ID / _SECRET / ALIBABA_CLOUD_SECURITY_TOKEN, or the OSS_*
  * names ossutil uses) unless passed explicitly; objects carry OSS server-side encryption.
  */
-import OSS from 'ali-oss';
+import type OSS from 'ali-oss';
+import { LazyValue } from '../../lazy.js';
 import { StoreError } from '../errors.js';
 import type { StoreDecl } from '../policy.js';
 import { validateKey, type ObjectInfo, type PutMeta, type ResultStore, type StoredObject } from './types.js';
@@ -40,6 +41,9 @@ interface OssErrorShape {
 
 const AUTH_CODES = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'SecurityTokenExpired', 'InvalidSecurityToken']);
 
+// Loaded by the first OSS store that makes a call, so that importing Tandem does not pay for it.
+const ossSdk = new LazyValue<typeof import('ali-oss')>(() => import('ali-oss'));
+
 export function mapOssError(store: string, what: string, error: unknown): StoreError {
   const e = (error ?? {}) as OssErrorShape;
   const code = e.code ?? e.name ?? 'Error';
@@ -53,7 +57,7 @@ export function mapOssError(store: string, what: string, error: unknown): StoreE
 }
 
 export class OssStore implements ResultStore {
-  private readonly client: OSS | undefined;
+  private readonly client: LazyValue<OSS> | undefined;
   private readonly configError: StoreError | undefined;
 
   constructor(
@@ -67,29 +71,41 @@ export class OssStore implements ResultStore {
       return;
     }
     const endpoint = decl.endpoint ?? `https://oss-${decl.region}.aliyuncs.com`;
-    this.client = new OSS({
-      region: `oss-${decl.region}`,
-      endpoint,
-      bucket: decl.bucket,
-      accessKeyId: creds.accessKeyId,
-      accessKeySecret: creds.accessKeySecret,
-      ...(creds.securityToken === undefined ? {} : { stsToken: creds.securityToken }),
-      secure: endpoint.startsWith('https:'),
-      sldEnable: decl.pathStyle ?? false,
-      timeout: options.timeoutMs ?? 30_000,
-      retryMax: 0,
+    this.client = new LazyValue(async () => {
+      let mod: typeof import('ali-oss');
+      try {
+        mod = await ossSdk.get();
+      } catch (error) {
+        throw new StoreError('config', name, `cannot load ali-oss: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+      }
+      try {
+        return new mod.default({
+          region: `oss-${decl.region}`,
+          endpoint,
+          bucket: decl.bucket,
+          accessKeyId: creds.accessKeyId,
+          accessKeySecret: creds.accessKeySecret,
+          ...(creds.securityToken === undefined ? {} : { stsToken: creds.securityToken }),
+          secure: endpoint.startsWith('https:'),
+          sldEnable: decl.pathStyle ?? false,
+          timeout: options.timeoutMs ?? 30_000,
+          retryMax: 0,
+        });
+      } catch (error) {
+        throw new StoreError('config', name, `cannot create the OSS client: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+      }
     });
   }
 
-  private ready(key: string): { client: OSS; name: string } {
+  private async ready(key: string): Promise<{ client: OSS; name: string }> {
     if (this.client === undefined) throw this.configError ?? new StoreError('config', this.name, 'not configured');
     const bad = validateKey(key);
     if (bad !== undefined) throw new StoreError('rejected', this.name, `invalid key "${key}": ${bad}`);
-    return { client: this.client, name: `${this.decl.prefix ?? ''}${key}` };
+    return { client: await this.client.get(), name: `${this.decl.prefix ?? ''}${key}` };
   }
 
   async put(key: string, body: Uint8Array, meta: PutMeta = {}): Promise<void> {
-    const { client, name } = this.ready(key);
+    const { client, name } = await this.ready(key);
     try {
       await client.put(name, Buffer.from(body.buffer, body.byteOffset, body.byteLength), {
         mime: meta.contentType ?? 'application/octet-stream',
@@ -102,7 +118,7 @@ export class OssStore implements ResultStore {
   }
 
   async get(key: string): Promise<StoredObject> {
-    const { client, name } = this.ready(key);
+    const { client, name } = await this.ready(key);
     try {
       const out = await client.get(name);
       return { body: new Uint8Array(out.content), metadata: metaFromHeaders(out.res.headers) };
@@ -112,7 +128,7 @@ export class OssStore implements ResultStore {
   }
 
   async head(key: string): Promise<ObjectInfo | undefined> {
-    const { client, name } = this.ready(key);
+    const { client, name } = await this.ready(key);
     try {
       const out = await client.head(name);
       return { size: Number(out.res.headers['content-length'] ?? 0), metadata: out.meta ?? {} };

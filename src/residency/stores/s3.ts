@@ -3,7 +3,8 @@
  * provider chain unless the caller passes some; every object is written with the declared
  * server-side encryption on top of Tandem's envelope encryption.
  */
-import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
+import { LazyValue } from '../../lazy.js';
 import { StoreError } from '../errors.js';
 import type { StoreDecl } from '../policy.js';
 import { validateKey, type ObjectInfo, type PutMeta, type ResultStore, type StoredObject } from './types.js';
@@ -27,6 +28,10 @@ interface AwsErrorShape {
   $metadata?: { httpStatusCode?: number };
 }
 
+// Loaded by the first S3 store that makes a call, so that importing Tandem does not pay for it.
+type S3Sdk = typeof import('@aws-sdk/client-s3');
+const s3Sdk = new LazyValue<S3Sdk>(() => import('@aws-sdk/client-s3'));
+
 export function mapS3Error(store: string, what: string, error: unknown): StoreError {
   const e = (error ?? {}) as AwsErrorShape;
   const status = e.$metadata?.httpStatusCode;
@@ -41,20 +46,33 @@ export function mapS3Error(store: string, what: string, error: unknown): StoreEr
 }
 
 export class S3Store implements ResultStore {
-  private readonly client: S3Client;
+  private readonly client: LazyValue<{ sdk: S3Sdk; client: S3Client }>;
 
   constructor(
     readonly name: string,
     readonly decl: S3Decl,
     options: S3StoreOptions = {},
   ) {
-    this.client = new S3Client({
-      region: decl.region,
-      ...(decl.endpoint === undefined ? {} : { endpoint: decl.endpoint }),
-      forcePathStyle: decl.forcePathStyle ?? decl.endpoint !== undefined,
-      ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
-      maxAttempts: options.maxAttempts ?? 2,
-      requestHandler: { requestTimeout: options.requestTimeoutMs ?? 30_000, connectionTimeout: 5_000 },
+    this.client = new LazyValue(async () => {
+      let mod: S3Sdk;
+      try {
+        mod = await s3Sdk.get();
+      } catch (error) {
+        throw new StoreError('config', name, `cannot load @aws-sdk/client-s3: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+      }
+      try {
+        const client = new mod.S3Client({
+          region: decl.region,
+          ...(decl.endpoint === undefined ? {} : { endpoint: decl.endpoint }),
+          forcePathStyle: decl.forcePathStyle ?? decl.endpoint !== undefined,
+          ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
+          maxAttempts: options.maxAttempts ?? 2,
+          requestHandler: { requestTimeout: options.requestTimeoutMs ?? 30_000, connectionTimeout: 5_000 },
+        });
+        return { sdk: mod, client };
+      } catch (error) {
+        throw new StoreError('config', name, `cannot create the S3 client: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+      }
     });
   }
 
@@ -66,9 +84,10 @@ export class S3Store implements ResultStore {
 
   async put(key: string, body: Uint8Array, meta: PutMeta = {}): Promise<void> {
     const Key = this.key(key);
+    const { sdk, client } = await this.client.get();
     try {
-      await this.client.send(
-        new PutObjectCommand({
+      await client.send(
+        new sdk.PutObjectCommand({
           Bucket: this.decl.bucket,
           Key,
           Body: body,
@@ -86,8 +105,9 @@ export class S3Store implements ResultStore {
 
   async get(key: string): Promise<StoredObject> {
     const Key = this.key(key);
+    const { sdk, client } = await this.client.get();
     try {
-      const out = await this.client.send(new GetObjectCommand({ Bucket: this.decl.bucket, Key }));
+      const out = await client.send(new sdk.GetObjectCommand({ Bucket: this.decl.bucket, Key }));
       const body = out.Body === undefined ? new Uint8Array() : await out.Body.transformToByteArray();
       return { body, metadata: out.Metadata ?? {} };
     } catch (error) {
@@ -97,8 +117,9 @@ export class S3Store implements ResultStore {
 
   async head(key: string): Promise<ObjectInfo | undefined> {
     const Key = this.key(key);
+    const { sdk, client } = await this.client.get();
     try {
-      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.decl.bucket, Key }));
+      const out = await client.send(new sdk.HeadObjectCommand({ Bucket: this.decl.bucket, Key }));
       return { size: out.ContentLength ?? 0, metadata: out.Metadata ?? {} };
     } catch (error) {
       const mapped = mapS3Error(this.name, `cannot head ${Key}`, error);
@@ -112,6 +133,6 @@ export class S3Store implements ResultStore {
   }
 
   async close(): Promise<void> {
-    this.client.destroy();
+    (await this.client.peek())?.client.destroy();
   }
 }

@@ -1,0 +1,324 @@
+/**
+ * The edge agent's configuration file (`edge.yaml`). It is read once at start-up and
+ * validated with zod; every problem is reported with the key path and, when the file is
+ * YAML, the line it is on, so an operator can fix a typo without reading source code.
+ */
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { LineCounter, parseDocument, isNode } from 'yaml';
+import { z } from 'zod';
+import { ValidationError, TandemError } from '../src/errors.js';
+import type { EndpointConfig } from '../src/providers/types.js';
+
+/** One problem found in the configuration. */
+export interface ConfigIssue {
+  /** Dotted key path, e.g. `mqtt.tls.cert` or `endpoints[1].kind`. */
+  path: string;
+  /** 1-based line in the file, when it could be located. */
+  line?: number;
+  message: string;
+}
+
+/** The configuration file is missing, unreadable, not YAML/JSON, or fails validation. */
+export class EdgeConfigError extends ValidationError {
+  readonly issues: readonly ConfigIssue[];
+  constructor(file: string, issues: ConfigIssue[], cause?: unknown) {
+    const lines = issues.map((i) => `  ${i.path || '(root)'}${i.line === undefined ? '' : ` (line ${i.line})`}: ${i.message}`);
+    super('EDGE_CONFIG_INVALID', `invalid edge config ${file}:\n${lines.join('\n')}`, { cause, details: { file, issues } });
+    this.issues = issues;
+  }
+}
+
+const ProviderKindSchema = z.enum(['sagemaker', 'vertex', 'pai-eas', 'oip']);
+
+/** Mirrors `EndpointConfig` from src/providers/types.ts; the type assertion below keeps them in step. */
+export const EndpointSchema = z
+  .object({
+    name: z.string().min(1),
+    kind: ProviderKindSchema,
+    region: z.string().min(1),
+    url: z.url().optional(),
+    target: z.string().optional(),
+    project: z.string().optional(),
+    token: z.string().optional(),
+    pricePerRequest: z.number().nonnegative().optional(),
+    pricePerGB: z.number().nonnegative().optional(),
+  })
+  .strict()
+  .superRefine((e, ctx) => {
+    if ((e.kind === 'oip' || e.kind === 'pai-eas') && e.url === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['url'], message: `endpoints of kind ${e.kind} need a url` });
+    }
+  });
+
+const ModelSchema = z
+  .object({
+    /** Name used in requests; defaults to the package's manifest name or file name. */
+    name: z.string().min(1),
+    /** A model package: a folder with model.onnx (+ manifest.json) or a bare .onnx file. */
+    path: z.string().min(1),
+    /** Shapes for dynamic dimensions, forwarded to the runtime. */
+    shapes: z.record(z.string(), z.array(z.number().int().positive())).optional(),
+    /** Agent-side post-processing of the outputs into the reply's `result`. */
+    postprocess: z
+      .object({
+        kind: z.literal('text-boxes'),
+        /** Output holding the probability map (default: the model's first output). */
+        output: z.string().optional(),
+        threshold: z.number().min(0).max(1).default(0.3),
+        boxThreshold: z.number().min(0).max(1).default(0.6),
+        unclipRatio: z.number().positive().default(1.5),
+        minSize: z.number().int().nonnegative().default(3),
+        maxBoxes: z.number().int().positive().default(100),
+      })
+      .strict()
+      .optional(),
+    /** Edge worker threads for this model (the runtime's default otherwise). */
+    workers: z.number().int().positive().optional(),
+    /** Profile written by `tandem profile`, which seeds the adaptive planner. */
+    profile: z.string().min(1).optional(),
+  })
+  .strict();
+
+const TopicSchema = z
+  .string()
+  .min(1)
+  .refine((t) => !t.includes('#') && !t.includes('+'), { message: 'a publish/subscribe topic here may not contain wildcards' });
+
+const TlsSchema = z
+  .object({
+    /** Client certificate (PEM), as AWS IoT Core requires for device authentication. */
+    cert: z.string().min(1),
+    key: z.string().min(1),
+    /** CA bundle, e.g. AmazonRootCA1.pem; the system store is used when absent. */
+    ca: z.string().min(1).optional(),
+    /** Only for local test brokers with self-signed certificates. */
+    rejectUnauthorized: z.boolean().default(true),
+  })
+  .strict();
+
+const MqttSchema = z
+  .object({
+    url: z.string().regex(/^(mqtts?|wss?|tcp|tls):\/\/.+/, 'must be an mqtt://, mqtts://, ws:// or wss:// URL'),
+    thingName: z.string().regex(/^[A-Za-z0-9:_-]+$/, 'AWS IoT thing names use letters, digits, ":", "_" and "-"'),
+    /** Fixed so that the broker keeps the persistent session across reconnects. */
+    clientId: z.string().min(1).optional(),
+    protocolVersion: z.union([z.literal(4), z.literal(5)]).default(5),
+    topics: z
+      .object({
+        request: TopicSchema.default('tandem/{thingName}/infer'),
+        results: TopicSchema.default('tandem/{thingName}/results'),
+      })
+      .strict()
+      .default({ request: 'tandem/{thingName}/infer', results: 'tandem/{thingName}/results' }),
+    tls: TlsSchema.optional(),
+    username: z.string().optional(),
+    password: z.string().optional(),
+    keepaliveSeconds: z.number().int().positive().default(30),
+    /** Reconnect backoff: doubles from min to max, with jitter. */
+    reconnectMinMs: z.number().int().positive().default(250),
+    reconnectMaxMs: z.number().int().positive().default(30_000),
+    /** How long the broker keeps the session while the agent is offline (MQTT 5). */
+    sessionExpirySeconds: z.number().int().nonnegative().default(3600),
+  })
+  .strict();
+
+const GreengrassSchema = z
+  .object({
+    /** `iotcore` relays through AWS IoT Core (mqttproxy); `local` uses Greengrass local pub/sub. */
+    mode: z.enum(['iotcore', 'local']).default('iotcore'),
+    thingName: z.string().min(1).optional(),
+    topics: z
+      .object({
+        request: TopicSchema.default('tandem/{thingName}/infer'),
+        results: TopicSchema.default('tandem/{thingName}/results'),
+      })
+      .strict()
+      .default({ request: 'tandem/{thingName}/infer', results: 'tandem/{thingName}/results' }),
+  })
+  .strict();
+
+const HttpSchema = z
+  .object({
+    port: z.number().int().min(0).max(65535).default(8780),
+    host: z.string().default('127.0.0.1'),
+  })
+  .strict();
+
+const LimitsSchema = z
+  .object({
+    /** Requests larger than this are refused with PAYLOAD_TOO_LARGE before being decoded. */
+    maxPayloadBytes: z.number().int().positive().default(8 * 1024 * 1024),
+    /** Requests being processed at once; further ones wait in the transport. */
+    maxInFlight: z.number().int().positive().default(16),
+    /** Per-request deadline when the request sets none. */
+    defaultDeadlineMs: z.number().int().positive().default(30_000),
+    /** How long SIGTERM waits for in-flight requests and the outbox flush. */
+    drainTimeoutMs: z.number().int().positive().default(20_000),
+  })
+  .strict();
+
+export const EdgeConfigSchema = z
+  .object({
+    models: z.array(ModelSchema).min(1, 'at least one model package is needed'),
+    endpoints: z.array(EndpointSchema).default([]),
+    residency: z
+      .object({
+        /** Residency policy file (YAML or JSON), owned by src/residency. */
+        policy: z.string().min(1),
+        /** Data class used when a request names none. */
+        defaultDataClass: z.string().min(1).optional(),
+        /** Origin (site) of this device's data, when the policy declares origins. */
+        origin: z.string().min(1).optional(),
+        /** Hash-chained audit log of every residency decision. */
+        audit: z.string().min(1).optional(),
+        /** Data key file for the envelope encryption of stored results (created when missing). */
+        keyFile: z.string().min(1).optional(),
+        /** Stores to prefer, in order, among those the policy allows for a request's class. */
+        storePreference: z.array(z.string().min(1)).default([]),
+      })
+      .strict()
+      .optional(),
+    /**
+     * Connection options per store kind (`s3`, `gcs`, `oss`: endpoint overrides, path style…),
+     * passed to src/residency's store factory; the stores themselves are declared in the policy.
+     */
+    stores: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
+    outbox: z
+      .object({
+        dir: z.string().min(1).default('.tandem/outbox'),
+        maxBytes: z.number().int().positive().optional(),
+      })
+      .strict()
+      .default({ dir: '.tandem/outbox' }),
+    mqtt: MqttSchema.optional(),
+    greengrass: GreengrassSchema.optional(),
+    http: HttpSchema.optional(),
+    /** Planner options, passed through to src/planner (which validates them). */
+    planner: z.record(z.string(), z.unknown()).default({}),
+    limits: LimitsSchema.default({
+      maxPayloadBytes: 8 * 1024 * 1024,
+      maxInFlight: 16,
+      defaultDeadlineMs: 30_000,
+      drainTimeoutMs: 20_000,
+    }),
+    log: z
+      .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+      .strict()
+      .default({ level: 'info' }),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const seen = new Map<string, number>();
+    c.endpoints.forEach((e, i) => {
+      if (seen.has(e.name)) ctx.addIssue({ code: 'custom', path: ['endpoints', i, 'name'], message: `duplicate endpoint name "${e.name}"` });
+      seen.set(e.name, i);
+    });
+    const models = new Set<string>();
+    c.models.forEach((m, i) => {
+      if (models.has(m.name)) ctx.addIssue({ code: 'custom', path: ['models', i, 'name'], message: `duplicate model name "${m.name}"` });
+      models.add(m.name);
+    });
+    if (c.mqtt === undefined && c.greengrass === undefined && c.http === undefined) {
+      ctx.addIssue({ code: 'custom', path: [], message: 'configure at least one front: mqtt, greengrass or http' });
+    }
+  });
+
+export type EdgeConfig = z.infer<typeof EdgeConfigSchema>;
+export type MqttConfig = z.infer<typeof MqttSchema>;
+export type GreengrassConfig = z.infer<typeof GreengrassSchema>;
+export type HttpConfig = z.infer<typeof HttpSchema>;
+export type LimitsConfig = z.infer<typeof LimitsSchema>;
+
+// Compile-time check that a parsed endpoint is a valid EndpointConfig.
+const _endpointCompat = (e: z.infer<typeof EndpointSchema>): EndpointConfig => e;
+void _endpointCompat;
+
+/** A validated config with every file path made absolute (relative to the config file). */
+export interface LoadedEdgeConfig {
+  file: string;
+  config: EdgeConfig;
+}
+
+function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const p of path) {
+    if (typeof p === 'number') out += `[${p}]`;
+    else out += out === '' ? String(p) : `.${String(p)}`;
+  }
+  return out;
+}
+
+/**
+ * Parses and validates configuration text. `file` is used for messages and to resolve
+ * relative paths. JSON is accepted too, being a subset of YAML.
+ */
+export function parseEdgeConfig(text: string, file = 'edge.yaml'): LoadedEdgeConfig {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    const issues = doc.errors.map((e) => ({
+      path: '',
+      line: lineCounter.linePos(e.pos[0]).line,
+      message: e.message.split('\n')[0] ?? e.message,
+    }));
+    throw new EdgeConfigError(file, issues);
+  }
+  const raw: unknown = doc.toJS();
+  const result = EdgeConfigSchema.safeParse(raw ?? {});
+  if (!result.success) {
+    const issues = result.error.issues.map((issue) => {
+      const keys = issue.path.filter((p): p is string | number => typeof p === 'string' || typeof p === 'number');
+      return { path: formatPath(keys), line: lineOf(doc, lineCounter, keys), message: issue.message };
+    });
+    throw new EdgeConfigError(file, issues);
+  }
+  const config = result.data;
+  const base = dirname(resolve(file));
+  const abs = (p: string): string => (isAbsolute(p) ? p : resolve(base, p));
+  for (const m of config.models) {
+    m.path = abs(m.path);
+    if (m.profile !== undefined) m.profile = abs(m.profile);
+  }
+  if (config.residency) {
+    config.residency.policy = abs(config.residency.policy);
+    if (config.residency.audit !== undefined) config.residency.audit = abs(config.residency.audit);
+    if (config.residency.keyFile !== undefined) config.residency.keyFile = abs(config.residency.keyFile);
+  }
+  config.outbox.dir = abs(config.outbox.dir);
+  if (config.mqtt?.tls) {
+    const tls = config.mqtt.tls;
+    tls.cert = abs(tls.cert);
+    tls.key = abs(tls.key);
+    if (tls.ca !== undefined) tls.ca = abs(tls.ca);
+  }
+  return { file: resolve(file), config };
+}
+
+/** Finds the line of the deepest node on `path` that exists in the document. */
+function lineOf(doc: ReturnType<typeof parseDocument>, counter: LineCounter, path: readonly (string | number)[]): number | undefined {
+  for (let n = path.length; n >= 0; n--) {
+    const node: unknown = n === 0 ? doc.contents : doc.getIn(path.slice(0, n), true);
+    if (isNode(node) && node.range) return counter.linePos(node.range[0]).line;
+  }
+  return undefined;
+}
+
+/** Reads, parses and validates a config file. Rejects with {@link EdgeConfigError}. */
+export async function loadEdgeConfig(file: string): Promise<LoadedEdgeConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new EdgeConfigError(file, [{ path: '', message: `cannot read the file: ${(error as Error).message}` }], error);
+  }
+  return parseEdgeConfig(text, file);
+}
+
+/** Replaces `{thingName}` in a topic template. */
+export function expandTopic(template: string, thingName: string): string {
+  return template.replaceAll('{thingName}', thingName);
+}
+
+/** Raised when a front or service cannot start with the configuration given. */
+export class EdgeStartError extends TandemError {}

@@ -1,0 +1,199 @@
+/**
+ * The AWS IoT Greengrass v2 front: the agent runs as a Greengrass component and talks to
+ * the nucleus over its IPC socket with `aws-iot-device-sdk-v2`'s `greengrasscoreipc`
+ * client, instead of holding its own MQTT connection and device certificate.
+ *
+ * - `iotcore` mode relays through the nucleus's MQTT connection to AWS IoT Core
+ *   (SubscribeToIoTCore / PublishToIoTCore; needs aws.greengrass.ipc.mqttproxy access),
+ *   with the MQTT 5 response topic and correlation data honoured as on plain MQTT.
+ * - `local` mode uses the nucleus's local publish/subscribe between components
+ *   (SubscribeToTopic / PublishToTopic; needs aws.greengrass.ipc.pubsub access).
+ *
+ * The nucleus gives the component its socket path and token in
+ * AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT and SVCUID. An IPC client can only
+ * connect once, so a lost connection (nucleus restart) is handled by building a new client,
+ * with exponential backoff.
+ */
+import { greengrasscoreipc, io } from 'aws-iot-device-sdk-v2';
+import type { Logger } from 'pino';
+import { EdgeStartError, expandTopic, type GreengrassConfig } from './config.js';
+import type { MessageSink, Transport } from './transport.js';
+
+type IpcClient = greengrasscoreipc.Client;
+type Payload = string | ArrayBuffer | ArrayBufferView | undefined;
+
+export interface GreengrassTransportOptions {
+  config: GreengrassConfig;
+  logger: Logger;
+  /** IPC socket path; defaults to AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT. */
+  socketPath?: string;
+  /** Component auth token; defaults to SVCUID. */
+  authToken?: string;
+  /** Thing name for the topic templates; defaults to config, then AWS_IOT_THING_NAME. */
+  thingName?: string;
+  reconnectMinMs?: number;
+  reconnectMaxMs?: number;
+}
+
+function toBuffer(payload: Payload): Buffer {
+  if (payload === undefined) return Buffer.alloc(0);
+  if (typeof payload === 'string') return Buffer.from(payload, 'utf8');
+  if (payload instanceof ArrayBuffer) return Buffer.from(payload);
+  return Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+}
+
+export class GreengrassTransport implements Transport {
+  readonly name = 'greengrass';
+  readonly requestTopic: string;
+  readonly resultsTopic: string;
+  private readonly options: GreengrassTransportOptions;
+  private readonly logger: Logger;
+  private readonly socketPath: string;
+  private readonly authToken: string | undefined;
+  private client: IpcClient | undefined;
+  private sink: MessageSink | undefined;
+  private stopped = false;
+  private attempts = 0;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+
+  constructor(options: GreengrassTransportOptions) {
+    this.options = options;
+    this.logger = options.logger.child({ front: 'greengrass' });
+    const thing = options.thingName ?? options.config.thingName ?? process.env['AWS_IOT_THING_NAME'];
+    if (thing === undefined || thing === '') {
+      throw new EdgeStartError('EDGE_GREENGRASS_CONFIG', 'greengrass.thingName is not set and AWS_IOT_THING_NAME is empty');
+    }
+    this.requestTopic = expandTopic(options.config.topics.request, thing);
+    this.resultsTopic = expandTopic(options.config.topics.results, thing);
+    this.socketPath = options.socketPath ?? process.env['AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT'] ?? '';
+    this.authToken = options.authToken ?? process.env['SVCUID'];
+  }
+
+  async start(sink: MessageSink): Promise<void> {
+    if (this.socketPath === '') {
+      throw new EdgeStartError(
+        'EDGE_GREENGRASS_SOCKET',
+        'no Greengrass IPC socket: AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT is unset (is the agent running as a Greengrass component?)',
+      );
+    }
+    this.sink = sink;
+    this.stopped = false;
+    try {
+      await this.connect();
+    } catch (error) {
+      throw new EdgeStartError('EDGE_GREENGRASS_CONNECT', `cannot connect to the Greengrass nucleus at ${this.socketPath}: ${describe(error)}`, {
+        cause: error,
+        retryable: true,
+      });
+    }
+  }
+
+  private async connect(): Promise<void> {
+    const authToken = this.authToken;
+    const client = greengrasscoreipc.createClient({
+      hostName: this.socketPath,
+      port: 0,
+      socketOptions: new io.SocketOptions(io.SocketType.STREAM, io.SocketDomain.LOCAL),
+      connectTransform: async (options) => {
+        if (authToken !== undefined) options.message.payload = JSON.stringify({ authToken });
+        return options.message;
+      },
+    });
+    client.on('disconnection', (event) => {
+      if (this.client !== client || this.stopped) return;
+      this.logger.warn({ reason: event?.reason.message }, 'lost the Greengrass IPC connection; reconnecting');
+      this.client = undefined;
+      void client.close().catch(() => undefined);
+      this.scheduleReconnect();
+    });
+    await client.connect();
+    try {
+      await this.subscribe(client);
+    } catch (error) {
+      await client.close().catch(() => undefined);
+      throw error;
+    }
+    this.client = client;
+    this.attempts = 0;
+    this.logger.info({ mode: this.options.config.mode, topic: this.requestTopic }, 'subscribed through Greengrass IPC');
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopped) return;
+    const min = this.options.reconnectMinMs ?? 250;
+    const max = this.options.reconnectMaxMs ?? 30_000;
+    const base = Math.min(max, min * 2 ** Math.min(this.attempts, 16));
+    this.attempts++;
+    const delay = Math.round(base / 2 + (Math.random() * base) / 2);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      this.connect().catch((error: unknown) => {
+        this.logger.warn({ err: error, attempt: this.attempts }, 'Greengrass IPC reconnect failed');
+        this.scheduleReconnect();
+      });
+    }, delay);
+  }
+
+  private async subscribe(client: IpcClient): Promise<void> {
+    if (this.options.config.mode === 'iotcore') {
+      const op = client.subscribeToIoTCore({ topicName: this.requestTopic, qos: greengrasscoreipc.model.QOS.AT_LEAST_ONCE });
+      op.on('message', (event) => {
+        const m = event.message;
+        if (!m) return;
+        this.deliver(toBuffer(m.payload), m.contentType, m.responseTopic, m.correlationData === undefined ? undefined : toBuffer(m.correlationData));
+      });
+      op.on('streamError', (error) => this.logger.warn({ err: error }, 'IoT Core subscription stream error'));
+      await op.activate();
+    } else {
+      const op = client.subscribeToTopic({ topic: this.requestTopic });
+      op.on('message', (event) => {
+        if (event.binaryMessage) this.deliver(toBuffer(event.binaryMessage.message), undefined);
+        else if (event.jsonMessage) this.deliver(Buffer.from(JSON.stringify(event.jsonMessage.message ?? null)), 'application/json');
+      });
+      op.on('streamError', (error) => this.logger.warn({ err: error }, 'local pub/sub subscription stream error'));
+      await op.activate();
+    }
+  }
+
+  private deliver(payload: Buffer, contentType: string | undefined, responseTopic?: string, correlationData?: Buffer): void {
+    const sink = this.sink;
+    if (!sink) return;
+    // IPC delivery has no acknowledgement to hold back; QoS 1 towards IoT Core is the nucleus's job.
+    sink
+      .accept(this.name, { payload, contentType }, async (reply) => {
+        const topic = responseTopic ?? reply.replyTo ?? this.resultsTopic;
+        await this.publish(topic, reply.payload, reply.contentType, correlationData);
+      })
+      .catch((error: unknown) => this.logger.error({ err: error }, 'could not hand a Greengrass message to the agent'));
+  }
+
+  private async publish(topic: string, payload: Buffer, contentType: string, correlationData?: Buffer): Promise<void> {
+    const client = this.client;
+    if (!client) throw new EdgeStartError('EDGE_GREENGRASS_DISCONNECTED', 'no Greengrass IPC connection to publish the reply on', { retryable: true });
+    if (this.options.config.mode === 'iotcore') {
+      await client.publishToIoTCore({
+        topicName: topic,
+        qos: greengrasscoreipc.model.QOS.AT_LEAST_ONCE,
+        payload,
+        contentType,
+        ...(correlationData ? { correlationData } : {}),
+      });
+    } else {
+      await client.publishToTopic({ topic, publishMessage: { binaryMessage: { message: payload } } });
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    const client = this.client;
+    this.client = undefined;
+    if (client) await client.close();
+  }
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  if (error !== null && typeof error === 'object' && 'description' in error) return String((error as { description: unknown }).description);
+  return String(error);
+}

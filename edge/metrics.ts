@@ -1,0 +1,88 @@
+/**
+ * The agent's Prometheus metrics, on a registry of its own so that several agents (tests,
+ * the demo) can live in one process without clashing on prom-client's global registry.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Plan } from '../src/planner/plan.js';
+import { describePlan } from '../src/planner/plan.js';
+
+export interface AgentMetrics {
+  readonly registry: Registry;
+  readonly requests: Counter<'front' | 'outcome'>;
+  readonly latency: Histogram<'plan_kind' | 'plan'>;
+  readonly fallbacks: Counter<'plan'>;
+  readonly malformed: Counter<'front' | 'reason'>;
+  readonly residencyRefusals: Counter<'data_class'>;
+  readonly duplicates: Counter<'front'>;
+  readonly inFlight: Gauge;
+  readonly outboxDepth: Gauge;
+  observePlan(plan: Plan, seconds: number, fellBack: boolean): void;
+}
+
+/** `outboxDepth` is read at scrape time so the gauge is never stale. */
+export function createMetrics(options: { outboxDepth: () => number; defaultMetrics?: boolean }): AgentMetrics {
+  const registry = new Registry();
+  if (options.defaultMetrics ?? false) collectDefaultMetrics({ register: registry, prefix: 'tandem_agent_' });
+  const requests = new Counter({
+    name: 'tandem_requests_total',
+    help: 'Requests handled, by front and outcome (ok, error, malformed, too_large, refused).',
+    labelNames: ['front', 'outcome'] as const,
+    registers: [registry],
+  });
+  const latency = new Histogram({
+    name: 'tandem_request_duration_seconds',
+    help: 'End-to-end request latency inside the agent, by plan kind and plan.',
+    labelNames: ['plan_kind', 'plan'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
+  const fallbacks = new Counter({
+    name: 'tandem_fallbacks_total',
+    help: 'Requests whose remote part failed or ran late and that completed on the edge, by the plan first chosen.',
+    labelNames: ['plan'] as const,
+    registers: [registry],
+  });
+  const malformed = new Counter({
+    name: 'tandem_malformed_messages_total',
+    help: 'Messages refused before inference (undecodable, invalid, oversize).',
+    labelNames: ['front', 'reason'] as const,
+    registers: [registry],
+  });
+  const residencyRefusals = new Counter({
+    name: 'tandem_residency_refusals_total',
+    help: 'Requests or writes the residency policy refused, by data class.',
+    labelNames: ['data_class'] as const,
+    registers: [registry],
+  });
+  const duplicates = new Counter({
+    name: 'tandem_duplicate_requests_total',
+    help: 'Redelivered requests (same request id) answered from the reply cache or joined to the running request.',
+    labelNames: ['front'] as const,
+    registers: [registry],
+  });
+  const inFlight = new Gauge({ name: 'tandem_in_flight_requests', help: 'Requests being processed now.', registers: [registry] });
+  const outboxDepth = new Gauge({
+    name: 'tandem_outbox_depth',
+    help: 'Results accepted but not yet acknowledged by their store.',
+    registers: [registry],
+    collect() {
+      this.set(options.outboxDepth());
+    },
+  });
+  return {
+    registry,
+    requests,
+    latency,
+    fallbacks,
+    malformed,
+    residencyRefusals,
+    duplicates,
+    inFlight,
+    outboxDepth,
+    observePlan(plan, seconds, fellBack) {
+      const label = describePlan(plan);
+      latency.observe({ plan_kind: plan.kind, plan: label }, seconds);
+      if (fellBack) fallbacks.inc({ plan: label });
+    },
+  };
+}

@@ -1,0 +1,240 @@
+/**
+ * Builds the production {@link TandemService} from a validated edge.yaml: the residency
+ * policy, gate, audit log, stores and outbox; a provider client per endpoint; one runtime
+ * per model package with its planner (adaptive when the model has a profile, local
+ * otherwise) and the gate's endpoint filter. Everything opened here is closed again if a
+ * later step fails, so a bad config never leaks workers or file handles.
+ */
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { createRuntime, type Runtime, type RuntimeOptions } from '../src/index.js';
+import { TandemError } from '../src/errors.js';
+import { AdaptivePlanner, type AdaptivePlannerOptions } from '../src/planner/adaptive.js';
+import type { Plan, PlanChooser } from '../src/planner/plan.js';
+import { ProfileSchema, type Profile } from '../src/planner/profile.js';
+import { createProviderClient, type ProviderOverrides } from '../src/providers/index.js';
+import type { EndpointConfig, ProviderClient } from '../src/providers/types.js';
+import {
+  AuditLog,
+  LocalKeyFile,
+  Outbox,
+  ResidencyGate,
+  allowedStores,
+  createStores,
+  filterEndpoints,
+  loadPolicy,
+  type OutboxEvent,
+  type Policy,
+  type StoreFactoryOptions,
+} from '../src/residency/index.js';
+import type { EdgeConfig } from './config.js';
+import { EdgeConfigError } from './config.js';
+import { TandemService, type OutboxLike, type ResidencyLike, type ServedModel } from './tandem-service.js';
+
+/** Planner options accepted under `planner:` in edge.yaml. */
+const PlannerOptionsSchema = z
+  .object({
+    objective: z.enum(['latency', 'cost']).default('latency'),
+    /** For the cost objective: the deadline a plan must meet, when the request sets none. */
+    deadlineMs: z.number().positive().optional(),
+    hysteresis: z.number().min(0).max(0.99).optional(),
+    hysteresisMs: z.number().nonnegative().optional(),
+    exploration: z.union([z.literal(false), z.object({ afterDecisions: z.number().int().positive(), budget: z.number().min(0).max(1) }).strict()]).optional(),
+    edgeScale: z.number().positive().optional(),
+    /** Round trip and bandwidth assumed for every endpoint until measured. */
+    rttMs: z.number().nonnegative().optional(),
+    bandwidthBitsPerSecond: z.number().positive().optional(),
+  })
+  .strict();
+
+export type PlannerOptions = z.infer<typeof PlannerOptionsSchema>;
+
+export interface ServiceFactoryOptions {
+  logger: Logger;
+  /** SDK overrides for the provider clients (tests, local emulation). */
+  providerOverrides?: ProviderOverrides;
+  /** Extra runtime options per model (e.g. `slowdown` to emulate a slower device, `partitions`). */
+  runtimeOptions?: (model: string) => Partial<RuntimeOptions>;
+  /** A planner to use instead of the one built from the config and profile. */
+  planner?: (model: string, endpoints: readonly EndpointConfig[]) => PlanChooser | Plan | undefined;
+  /** Called for every outbox event (delivered, retry, dead). */
+  onOutboxEvent?: (event: OutboxEvent) => void;
+}
+
+/** A service and the pieces the caller may want to look at (the demo reads the policy and stores). */
+export interface BuiltService {
+  service: TandemService;
+  policy?: Policy;
+  outbox?: Outbox;
+  planners: Map<string, PlanChooser | Plan>;
+}
+
+async function loadProfile(file: string): Promise<Profile> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(file, 'utf8'));
+  } catch (error) {
+    throw new EdgeConfigError(file, [{ path: 'models[].profile', message: `cannot read the profile: ${(error as Error).message}` }], error);
+  }
+  const parsed = ProfileSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new EdgeConfigError(file, parsed.error.issues.map((i) => ({ path: `profile.${i.path.map(String).join('.')}`, message: i.message })));
+  }
+  return parsed.data;
+}
+
+function plannerFor(profile: Profile | undefined, endpoints: readonly EndpointConfig[], options: PlannerOptions): PlanChooser | Plan {
+  if (!profile) return { kind: 'local' };
+  const planner: AdaptivePlannerOptions = {
+    profile,
+    endpoints: endpoints.map((e) => ({
+      name: e.name,
+      ...(e.pricePerRequest !== undefined ? { pricePerRequest: e.pricePerRequest } : {}),
+      ...(e.pricePerGB !== undefined ? { pricePerGB: e.pricePerGB } : {}),
+      ...(options.rttMs !== undefined ? { rttMs: options.rttMs } : {}),
+      ...(options.bandwidthBitsPerSecond !== undefined ? { bandwidthBitsPerSecond: options.bandwidthBitsPerSecond } : {}),
+    })),
+    objective: options.objective === 'cost' ? { kind: 'cost', ...(options.deadlineMs !== undefined ? { deadlineMs: options.deadlineMs } : {}) } : { kind: 'latency' },
+    ...(options.hysteresis !== undefined ? { hysteresis: options.hysteresis } : {}),
+    ...(options.hysteresisMs !== undefined ? { hysteresisMs: options.hysteresisMs } : {}),
+    ...(options.exploration !== undefined ? { exploration: options.exploration } : {}),
+    ...(options.edgeScale !== undefined ? { edgeScale: options.edgeScale } : {}),
+  };
+  return new AdaptivePlanner(planner);
+}
+
+/** Builds the service; rejects with a TandemError naming what could not be set up. */
+export async function createServiceFromConfig(config: EdgeConfig, options: ServiceFactoryOptions): Promise<BuiltService> {
+  const { logger } = options;
+  const plannerParsed = PlannerOptionsSchema.safeParse(config.planner);
+  if (!plannerParsed.success) {
+    throw new EdgeConfigError('edge config', plannerParsed.error.issues.map((i) => ({ path: `planner.${i.path.map(String).join('.')}`, message: i.message })));
+  }
+  const plannerOptions = plannerParsed.data;
+  const cleanups: Array<() => Promise<unknown>> = [];
+  // Closed by the service after its runtimes and outbox: clients, stores, audit log.
+  const closeLast: Array<() => Promise<unknown>> = [];
+  try {
+    // Residency first: a request must never run before the policy that governs it is loaded.
+    let policy: Policy | undefined;
+    let residency: ResidencyLike | undefined;
+    let outbox: Outbox | undefined;
+    let outboxLike: OutboxLike | undefined;
+    if (config.residency) {
+      const r = config.residency;
+      policy = await loadPolicy(r.policy);
+      const audit = r.audit !== undefined ? await AuditLog.open(r.audit) : undefined;
+      if (audit) {
+        cleanups.push(() => audit.close());
+        closeLast.push(() => audit.close());
+      }
+      const gate = new ResidencyGate(policy, audit);
+      const stores = createStores(policy, config.stores as StoreFactoryOptions);
+      const closeStores = (): Promise<unknown> => Promise.allSettled([...stores.values()].map((s) => s.close()));
+      cleanups.push(closeStores);
+      closeLast.push(closeStores);
+      const keys = await LocalKeyFile.open(r.keyFile ?? join(dirname(config.outbox.dir), 'tandem-data.key'), { create: true });
+      const box = await Outbox.open({
+        dir: config.outbox.dir,
+        gate,
+        stores,
+        keys,
+        ...(config.outbox.maxBytes !== undefined ? { maxBytes: config.outbox.maxBytes } : {}),
+        onEvent: (event) => {
+          if (event.type === 'dead') logger.error({ ...event }, 'result could not be delivered to its store');
+          else if (event.type === 'retry') logger.warn({ requestId: event.requestId, store: event.store, attempt: event.attempt, delayMs: event.delayMs, code: event.error.code }, 'store write failed; retrying');
+          options.onOutboxEvent?.(event);
+        },
+      });
+      outbox = box;
+      cleanups.push(() => box.close());
+      const p = policy;
+      const origin = r.origin;
+      residency = {
+        allowedEndpoints: (dataClass, context) => gate.allowedEndpoints(dataClass, { requestId: context.requestId, ...(origin !== undefined ? { origin } : {}), candidates: config.endpoints.map((e) => ({ name: e.name, region: e.region })) }),
+        allowedStores: (dataClass) => allowedStores(p, dataClass, origin),
+        storeRegion: (store) => p.stores[store]?.region,
+      };
+      outboxLike = {
+        append: async (record) =>
+          (
+            await box.accept({
+              requestId: record.requestId,
+              dataClass: record.dataClass,
+              store: record.store,
+              body: record.body,
+              contentType: record.contentType,
+              ...(origin !== undefined ? { origin } : {}),
+            })
+          ).key,
+        depth: () => box.stats().pending,
+        flush: (timeoutMs) => box.drain(timeoutMs),
+        close: () => box.close(),
+      };
+    }
+
+    const clients: ProviderClient[] = config.endpoints.map((e) => createProviderClient(e, options.providerOverrides ?? {}));
+    const closeClients = (): Promise<unknown> => Promise.allSettled(clients.map((c) => c.close()));
+    cleanups.push(closeClients);
+    closeLast.push(closeClients);
+
+    const gateFilter = policy
+      ? (dataClass: string | undefined): readonly string[] => {
+          // Default deny: without a class nothing leaves the device.
+          if (dataClass === undefined) return [];
+          try {
+            return filterEndpoints(policy, dataClass, config.residency?.origin, config.endpoints.map((e) => ({ name: e.name, region: e.region }))).allowed;
+          } catch {
+            return [];
+          }
+        }
+      : undefined;
+
+    const models: ServedModel[] = [];
+    const planners = new Map<string, PlanChooser | Plan>();
+    for (const m of config.models) {
+      const profile = m.profile !== undefined ? await loadProfile(m.profile) : undefined;
+      const planner = options.planner?.(m.name, config.endpoints) ?? plannerFor(profile, config.endpoints, plannerOptions);
+      if (!profile && options.planner === undefined && config.endpoints.length > 0) {
+        logger.warn({ model: m.name }, 'no profile for this model: every request runs on the edge (run `tandem profile` and set models[].profile)');
+      }
+      planners.set(m.name, planner);
+      let runtime: Runtime;
+      try {
+        runtime = await createRuntime({
+          model: m.path,
+          modelName: m.name,
+          endpoints: clients,
+          planner,
+          ...(m.workers !== undefined ? { workers: m.workers } : {}),
+          ...(gateFilter ? { allowedEndpoints: gateFilter } : {}),
+          ...(profile ? { profile } : {}),
+          ...(options.runtimeOptions?.(m.name) ?? {}),
+        });
+      } catch (error) {
+        throw error instanceof TandemError ? error : new TandemError('EDGE_MODEL_LOAD', `cannot load model "${m.name}" from ${m.path}: ${(error as Error).message}`, { cause: error });
+      }
+      const rt = runtime;
+      cleanups.push(() => rt.close());
+      models.push({ name: m.name, runtime: { model: rt.model, infer: (input, o) => rt.infer(input, o), close: () => rt.close() }, ...(m.postprocess ? { postprocess: m.postprocess } : {}) });
+    }
+
+    const service = new TandemService({
+      models,
+      // Runtimes and the outbox are closed by the service itself; these are the rest.
+      onClose: async () => {
+        for (const c of closeLast.reverse()) await c().catch(() => undefined);
+      },
+      ...(residency ? { residency } : {}),
+      ...(outboxLike ? { outbox: outboxLike } : {}),
+      ...(config.residency?.defaultDataClass !== undefined ? { defaultDataClass: config.residency.defaultDataClass } : {}),
+      storePreference: config.residency?.storePreference ?? [],
+    });
+    return { service, ...(policy ? { policy } : {}), ...(outbox ? { outbox } : {}), planners };
+  } catch (error) {
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+    throw error;
+  }
+}

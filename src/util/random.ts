@@ -1,0 +1,14 @@
+/**
+ * A small, fast, seedable PRNG (mulberry32). Weights of generated models, demo images and
+ * test inputs must be the same on every machine, which `Math.random` cannot promise.
+ */
+export function mulberry32(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
