@@ -287,8 +287,13 @@ export class AdaptivePlanner implements PlanChooser {
     if (o.plan.kind === 'local') {
       const fresh = this.takeFresh(E);
       if (o.ok && o.edgeMs > 0 && t.localMs > 0) {
-        if (fresh) this.edgeScale.updateFresh(o.edgeMs / t.localMs);
-        else this.edgeScale.update(o.edgeMs / t.localMs);
+        const scale = o.edgeMs / t.localMs;
+        // Fresh news replaces the estimate only when it says the edge is faster: a too
+        // pessimistic edge belief locks local out (it is then rarely tried again), a too
+        // optimistic one corrects itself on the next local run. One run slowed by a load
+        // spike must not make local look 4× slower for the next hundred decisions.
+        if (fresh && scale < this.edgeScale.value) this.edgeScale.updateFresh(scale);
+        else this.edgeScale.update(scale);
         this.edgeService.update(o.edgeMs);
       }
       return;
