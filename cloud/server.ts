@@ -47,7 +47,7 @@ export interface CloudServiceOptions {
   maxBodyBytes?: number;
   /** Default per-request deadline (default 60 s, SageMaker's). */
   requestTimeoutMs?: number;
-  /** Credentials the emulated fronts accept; default from the environment (see docs/cloud.md). */
+  /** Credentials the emulated fronts accept; default from the environment (see the README's cloud section). */
   credentials?: { aws?: AwsCredentials; vertexToken?: string; easToken?: string; easSigning?: { keyId: string; secret: string } };
   /** Extracts tails for split inference (the graph toolkit's `splitModel`). */
   extractTail?: TailExtractor;

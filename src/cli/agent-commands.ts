@@ -31,7 +31,7 @@ export function registerAgentCommands(program: Command): void {
   edge
     .command('run')
     .description('run the edge agent: MQTT / Greengrass IPC / HTTP fronts over the runtime, residency gate and outbox')
-    .requiredOption('--config <file>', 'edge.yaml (see docs/agent.md)')
+    .requiredOption('--config <file>', 'edge.yaml (see the README, "The edge agent")')
     .action(async (opts: { config: string }) => {
       const { loadEdgeConfig } = await import('../../edge/config.js');
       const { createServiceFromConfig } = await import('../../edge/service-factory.js');
