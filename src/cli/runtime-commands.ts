@@ -6,16 +6,11 @@ import type { Command } from 'commander';
 import { writeFile } from 'node:fs/promises';
 import { TandemError, ValidationError } from '../errors.js';
 import type { EndpointConfig } from '../providers/types.js';
+import { collectShape } from './graph-commands.js';
 
-/** Parses repeated `NAME=D1,D2,...` options into a shape map. */
+/** Parses repeated `NAME=D1,D2,...` options into a shape map (the same syntax as `inspect`). */
 export function parseShapes(values: readonly string[]): Record<string, number[]> {
-  const shapes: Record<string, number[]> = {};
-  for (const value of values) {
-    const match = /^([^=]+)=(\d+(?:,\d+)*)$/.exec(value.trim());
-    if (!match) throw new ValidationError('CLI_SHAPE', `--shape expects NAME=D1,D2,..., got "${value}"`);
-    shapes[match[1]!] = match[2]!.split(',').map(Number);
-  }
-  return shapes;
+  return values.reduce<Record<string, number[]>>((shapes, value) => collectShape(value, shapes), {});
 }
 
 /** `NAME=URL` or a bare URL (named after its host and port) → an OIP endpoint. */
