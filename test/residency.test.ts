@@ -1,13 +1,13 @@
 import { mkdtemp, readFile, rm, writeFile, appendFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { main } from '../src/cli/main.js';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { realIo, type AppendIo } from '../src/residency/append-file.js';
 import { AuditLog, verifyAuditFile } from '../src/residency/audit.js';
 import { AuditTamperError, PolicyError, ResidencyDeniedError, UnknownDataClassError } from '../src/residency/errors.js';
 import { ResidencyGate, allowedStores, evaluateSend, filterEndpoints } from '../src/residency/gate.js';
 import { loadPolicy, parsePolicy } from '../src/residency/policy.js';
+import { runCliInProcess } from './helpers/cli.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -200,19 +200,7 @@ describe('gate and audit log', () => {
 });
 
 describe('CLI', () => {
-  async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
-    let out = '';
-    let err = '';
-    const o = vi.spyOn(process.stdout, 'write').mockImplementation((c: string | Uint8Array) => ((out += String(c)), true));
-    const e = vi.spyOn(process.stderr, 'write').mockImplementation((c: string | Uint8Array) => ((err += String(c)), true));
-    try {
-      const code = await main(['node', 'tandem', ...args]);
-      return { code, out, err };
-    } finally {
-      o.mockRestore();
-      e.mockRestore();
-    }
-  }
+  const run = runCliInProcess;
 
   it('policy check prints a JSON summary, or the line of the error', async () => {
     const ok = await run(['policy', 'check', 'edge/policies/hipaa-ohio.yaml']);

@@ -36,3 +36,23 @@ export function lastJsonLine<T = unknown>(stdout: string): T {
   const lines = stdout.trim().split('\n').filter((l) => l.trim() !== '');
   return JSON.parse(lines[lines.length - 1] ?? 'null') as T;
 }
+
+/**
+ * Runs the CLI in this process (faster than a child; for commands that do not need a fresh
+ * process), capturing what it writes.
+ */
+export async function runCliInProcess(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const { vi } = await import('vitest');
+  const { main } = await import('../../src/cli/main.js');
+  let out = '';
+  let err = '';
+  const o = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => ((out += String(chunk)), true));
+  const e = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => ((err += String(chunk)), true));
+  try {
+    const code = await main(['node', 'tandem', ...args]);
+    return { code, out, err };
+  } finally {
+    o.mockRestore();
+    e.mockRestore();
+  }
+}
