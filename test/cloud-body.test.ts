@@ -6,7 +6,12 @@ import { CLS, expectSameOutputs, localRun, modelsDir, randomInput, startService 
 /** POSTs `body` in `pieces` separate writes (with pauses), with or without a Content-Length. */
 function postInPieces(url: string, body: Uint8Array, pieces: number, withLength: boolean): Promise<{ status: number; body: Buffer }> {
   return new Promise((resolve, reject) => {
+    let responded = false;
     const req = request(url, { method: 'POST', headers: { 'content-type': 'application/x-msgpack', ...(withLength ? { 'content-length': body.byteLength } : {}) } }, (res) => {
+      // A refusal (413) arrives before the body is sent; like a real client, stop sending.
+      // The server then resets the socket, which is expected and no longer this request's error.
+      responded = true;
+      res.socket.on('error', () => undefined);
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
@@ -15,6 +20,7 @@ function postInPieces(url: string, body: Uint8Array, pieces: number, withLength:
     const step = Math.ceil(body.byteLength / pieces);
     let at = 0;
     const next = (): void => {
+      if (responded) return;
       if (at >= body.byteLength) {
         req.end();
         return;
