@@ -97,6 +97,15 @@ const TlsSchema = z
   })
   .strict();
 
+/** Request and results topics, the same for MQTT and Greengrass IPC. */
+const TopicsSchema = z
+  .object({
+    request: TopicSchema.default('tandem/{thingName}/infer'),
+    results: TopicSchema.default('tandem/{thingName}/results'),
+  })
+  .strict()
+  .default({ request: 'tandem/{thingName}/infer', results: 'tandem/{thingName}/results' });
+
 const MqttSchema = z
   .object({
     url: z.string().regex(/^(mqtts?|wss?|tcp|tls):\/\/.+/, 'must be an mqtt://, mqtts://, ws:// or wss:// URL'),
@@ -104,13 +113,7 @@ const MqttSchema = z
     /** Fixed so that the broker keeps the persistent session across reconnects. */
     clientId: z.string().min(1).optional(),
     protocolVersion: z.union([z.literal(4), z.literal(5)]).default(5),
-    topics: z
-      .object({
-        request: TopicSchema.default('tandem/{thingName}/infer'),
-        results: TopicSchema.default('tandem/{thingName}/results'),
-      })
-      .strict()
-      .default({ request: 'tandem/{thingName}/infer', results: 'tandem/{thingName}/results' }),
+    topics: TopicsSchema,
     tls: TlsSchema.optional(),
     username: z.string().optional(),
     password: z.string().optional(),
@@ -128,13 +131,7 @@ const GreengrassSchema = z
     /** `iotcore` relays through AWS IoT Core (mqttproxy); `local` uses Greengrass local pub/sub. */
     mode: z.enum(['iotcore', 'local']).default('iotcore'),
     thingName: z.string().min(1).optional(),
-    topics: z
-      .object({
-        request: TopicSchema.default('tandem/{thingName}/infer'),
-        results: TopicSchema.default('tandem/{thingName}/results'),
-      })
-      .strict()
-      .default({ request: 'tandem/{thingName}/infer', results: 'tandem/{thingName}/results' }),
+    topics: TopicsSchema,
   })
   .strict();
 

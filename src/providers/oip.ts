@@ -6,7 +6,7 @@
 import { callScope } from './deadline.js';
 import { ProviderError } from './errors.js';
 import { post } from './http.js';
-import { COMPUTE_HEADER, decodeResponse, timing } from './payload.js';
+import { httpInferResponse } from './payload.js';
 import type { EndpointConfig, InferOptions, InferRequest, InferResponse, ProviderClient } from './types.js';
 import { encodeOipRequest, OIP_HEADER_LENGTH } from './wire/oip.js';
 
@@ -29,12 +29,7 @@ export class OipClient implements ProviderClient {
       const url = request.cut ? `${base}/v2/models/${model}/versions/${encodeURIComponent(request.cut)}/infer` : `${base}/v2/models/${model}/infer`;
       const encoded = performance.now();
       const res = await post(this.endpoint.name, url, headers, enc.body, scope);
-      const received = performance.now();
-      const hl = res.headers.get(OIP_HEADER_LENGTH);
-      const decoded = decodeResponse(this.endpoint.name, res.body, hl === null ? undefined : Number(hl));
-      const header = res.headers.get(COMPUTE_HEADER);
-      const remote = header !== null ? Number(header) : decoded.remoteMs;
-      return { outputs: decoded.outputs, timing: timing({ start, encoded, received, decoded: performance.now() }, remote), bytesSent: enc.body.byteLength, bytesReceived: res.body.byteLength };
+      return httpInferResponse(this.endpoint.name, res, enc.body.byteLength, { start, encoded, received: performance.now() });
     } catch (error) {
       throw scope.classify(error, this.endpoint.name);
     } finally {

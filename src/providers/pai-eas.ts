@@ -5,7 +5,7 @@
 import { callScope } from './deadline.js';
 import { ProviderError } from './errors.js';
 import { post } from './http.js';
-import { COMPUTE_HEADER, decodeResponse, encodeRequest, timing } from './payload.js';
+import { encodeRequest, httpInferResponse } from './payload.js';
 import type { EndpointConfig, InferOptions, InferRequest, InferResponse, ProviderClient } from './types.js';
 import { easSignature } from './wire/eas.js';
 
@@ -33,11 +33,7 @@ export class PaiEasClient implements ProviderClient {
       headers['authorization'] = this.signing ? easSignature('POST', path, headers, enc.body, this.signing) : this.endpoint.token ?? '';
       const encoded = performance.now();
       const res = await post(this.endpoint.name, `${(this.endpoint.url ?? '').replace(/\/$/, '')}${path}`, headers, enc.body, scope);
-      const received = performance.now();
-      const decoded = decodeResponse(this.endpoint.name, res.body);
-      const header = res.headers.get(COMPUTE_HEADER);
-      const remote = header !== null ? Number(header) : decoded.remoteMs;
-      return { outputs: decoded.outputs, timing: timing({ start, encoded, received, decoded: performance.now() }, remote), bytesSent: enc.body.byteLength, bytesReceived: res.body.byteLength };
+      return httpInferResponse(this.endpoint.name, res, enc.body.byteLength, { start, encoded, received: performance.now() });
     } catch (error) {
       throw scope.classify(error, this.endpoint.name);
     } finally {

@@ -5,8 +5,8 @@
 import { decodePayload, encodeTensorMapWithReport, looksLikeTensorPayload, TENSOR_CONTENT_TYPE } from '../codec/index.js';
 import type { TensorMap } from '../tensor.js';
 import { ProviderError } from './errors.js';
-import type { InferRequest } from './types.js';
-import { decodeOipResponse, encodeOipRequest } from './wire/oip.js';
+import type { InferRequest, InferResponse } from './types.js';
+import { decodeOipResponse, encodeOipRequest, OIP_HEADER_LENGTH } from './wire/oip.js';
 
 /** Header the Tandem cloud service sets to its compute time in ms. */
 export const COMPUTE_HEADER = 'x-tandem-compute-ms';
@@ -71,4 +71,21 @@ export function timing(marks: { start: number; encoded: number; received: number
     decodeMs: marks.decoded - marks.received,
     totalMs: marks.decoded - marks.start,
   };
+}
+
+/**
+ * The response of an HTTP provider call: outputs decoded from whichever body the service
+ * sent, the compute time it reported (header first, else inside the body), and the timing.
+ */
+export function httpInferResponse(
+  endpoint: string,
+  res: { headers: Headers; body: Uint8Array },
+  bytesSent: number,
+  marks: { start: number; encoded: number; received: number },
+): InferResponse {
+  const headerLength = res.headers.get(OIP_HEADER_LENGTH);
+  const decoded = decodeResponse(endpoint, res.body, headerLength === null ? undefined : Number(headerLength));
+  const header = res.headers.get(COMPUTE_HEADER);
+  const remote = header !== null ? Number(header) : decoded.remoteMs;
+  return { outputs: decoded.outputs, timing: timing({ ...marks, decoded: performance.now() }, remote), bytesSent, bytesReceived: res.body.byteLength };
 }
