@@ -1,17 +1,30 @@
 /**
  * The cloud service's overhead over a bare onnxruntime-node run of the same partition at
- * batch 1: median client-observed round trip through `tandem cloud serve` on loopback
- * (Tandem msgpack fast path: encode, HTTP, decode, queue, run, encode, HTTP, decode) over
- * the median `session.run` of a session on the same bytes. Runs are paired (one bare, one
- * through the service, order alternating) and the ratio reported is the median of the
- * per-pair ratios, so that background load on a shared machine hits both sides alike.
- * The client is node:http with a keep-alive agent, the leanest Node client, so that the
- * figure is the service's overhead rather than a client library's.
+ * batch 1.
+ *
+ * Service time is the queueing-theory quantity: how long the service is busy with one
+ * request, from the moment node:http hands it the request to the moment the answer is
+ * handed to the socket (read and verify the body, decode, admit, run, encode, write, log), as
+ * the service itself records it in its `inference` log line (`totalMs`). Bare time is
+ * `await session.run(feeds)` on the service's own onnxruntime session, feeds built once.
+ * `overheadRatio` is service time over bare time.
+ *
+ * What a client sees on top (its own encode and decode, the kernel moving the bytes, node:http
+ * on the client) is reported beside it as `roundTripMs` / `roundTripRatio`, together with
+ * `transportFloorMs`: a bare node:http POST of the same number of bytes to a server that
+ * answers at once with as many bytes as the service does, i.e. what any HTTP service costs on
+ * this loopback before it does anything.
+ *
+ * Runs are paired (one bare run and one request, order alternating) and each ratio is the
+ * median of the per-pair ratios, so that load from other jobs on a shared machine hits both
+ * sides of a pair alike. Client and service share the process (and the machine's two cores).
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
+import { Agent, createServer, request, type RequestOptions } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import * as ort from 'onnxruntime-node';
 import { pino } from 'pino';
 import { threadingSessionOptions, type OrtThreading } from '../cloud/models.js';
@@ -30,64 +43,134 @@ export interface OverheadSubject {
 
 export interface CloudOverheadResult {
   subject: string;
+  /** Requests (and bare runs) timed, after warm-up. */
   iterations: number;
   /** The onnxruntime threading both sides ran with ("default" = onnxruntime's). */
   intraOpNumThreads: number | 'default';
   spinning: boolean | 'default';
   bareMs: number;
+  /** Median service time (the service's own record of the request, write included). */
   serviceMs: number;
+  /** Median `session.run` inside the service. */
   serverComputeMs: number;
   overheadMs: number;
-  /** Median over pairs of (service round trip / bare run). */
+  /** Median over pairs of (service time / bare time). */
   overheadRatio: number;
-  /** Median service time over median bare time (unpaired). */
-  medianRatio: number;
+  /** Median round trip a node:http client sees, its own encode and decode included. */
+  roundTripMs: number;
+  /** Median over pairs of (round trip / bare time). */
+  roundTripRatio: number;
+  /** Median bare node:http POST of the same request and answer sizes on this loopback. */
+  transportFloorMs: number;
+  requestBytes: number;
+  responseBytes: number;
 }
 
-const median = (xs: number[]): number => {
+const median = (xs: readonly number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
   return s.length % 2 ? s[m] ?? 0 : ((s[m - 1] ?? 0) + (s[m] ?? 0)) / 2;
 };
 
+interface InferenceRecord { totalMs: number; computeMs: number }
+
+/** Collects the service's `inference` log records by request id. */
+function inferenceLog(): { stream: Writable; records: Map<string, InferenceRecord> } {
+  const records = new Map<string, InferenceRecord>();
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (!line.includes('"inference"')) continue;
+        const r = JSON.parse(line) as { msg?: string; requestId?: string; totalMs?: number; computeMs?: number };
+        if (r.msg === 'inference' && r.requestId && typeof r.totalMs === 'number' && typeof r.computeMs === 'number') {
+          records.set(r.requestId, { totalMs: r.totalMs, computeMs: r.computeMs });
+        }
+      }
+      done();
+    },
+  });
+  return { stream, records };
+}
+
+// Nagle off: node:http clients leave it on, and on loopback it held the body's last segment
+// until the previous one was acknowledged (≈ 0.2 ms of every round trip). Agents hand their
+// options to net.connect, which takes `noDelay`.
+const leanAgent = (): Agent => new Agent({ keepAlive: true, maxSockets: 1, noDelay: true } as ConstructorParameters<typeof Agent>[0]);
+
+function post(options: RequestOptions, body: Uint8Array): Promise<{ status: number; body: Buffer; headers: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ ...options, method: 'POST' }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: chunks.length === 1 && chunks[0] ? chunks[0] : Buffer.concat(chunks), headers: res.headers }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** Median node:http POST of `requestBytes` answered at once with `responseBytes`. */
+async function transportFloor(requestBytes: number, responseBytes: number, iterations: number): Promise<number> {
+  const answer = Buffer.alloc(responseBytes, 1);
+  const server = createServer((req, res) => {
+    req.on('data', () => undefined);
+    req.on('end', () => res.writeHead(200, { 'content-length': answer.byteLength }).end(answer));
+  });
+  server.on('connection', (socket) => socket.setNoDelay(true));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const agent = leanAgent();
+  try {
+    const target = { host: '127.0.0.1', port: (server.address() as AddressInfo).port, path: '/', agent, headers: { 'content-length': requestBytes } };
+    const body = Buffer.alloc(requestBytes, 2);
+    const times: number[] = [];
+    for (let i = 0; i < iterations + 10; i++) {
+      const t0 = performance.now();
+      await post(target, body);
+      if (i >= 10) times.push(performance.now() - t0);
+    }
+    return median(times);
+  } finally {
+    agent.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
+
 export async function runCloudOverheadBench(subject: OverheadSubject, options: { iterations?: number; warmup?: number } & OrtThreading = {}): Promise<CloudOverheadResult> {
-  const iterations = options.iterations ?? 40;
+  const iterations = Math.max(1, options.iterations ?? 40);
   const warmup = options.warmup ?? 5;
-  const sessionOptions = threadingSessionOptions(options);
   const dir = mkdtempSync(join(tmpdir(), 'tandem-overhead-'));
   writeFileSync(join(dir, 'subject.onnx'), subject.onnx);
-  const service = await startCloudService({ models: dir, port: 0, host: '127.0.0.1', logger: process.env.LOGINFO ? pino({ level: 'info' }, pino.destination({ dest: '/dev/null', sync: true })) : pino({ level: 'silent' }), credentials: {}, sessionOptions });
-  const session = await ort.InferenceSession.create(subject.onnx, sessionOptions);
+  const log = inferenceLog();
+  // At info level, as a deployed service logs: its log line is part of its cost.
+  const service = await startCloudService({ models: dir, port: 0, host: '127.0.0.1', logger: pino({ level: 'info' }, log.stream), credentials: {}, sessionOptions: threadingSessionOptions(options) });
+  const agent = leanAgent();
   try {
+    // The bare side runs the service's own session: one session, so neither side pays for
+    // another session's intra-op threads (two sessions taking turns on two cores cost ≈ 1 ms a run).
+    const { session } = await service.models.partition('subject', null);
     const feeds: Record<string, ort.Tensor> = {};
     for (const [k, t] of Object.entries(subject.inputs)) feeds[k] = new ort.Tensor(t.dtype, t.data as Float32Array, t.dims as number[]);
-    // Options rather than a URL string: node would parse the string again on every request.
-    const target = { host: '127.0.0.1', port: service.port, path: '/v1/models/subject/infer', method: 'POST' };
-    // Nagle off: node:http clients leave it on, and on loopback it held the body's last
-    // segment until the previous one was acknowledged (≈ 0.2 ms of every round trip).
-    // (Agents hand their options to net.connect, which takes `noDelay`.)
-    const agentOptions: { keepAlive: boolean; maxSockets: number; noDelay: boolean } = { keepAlive: true, maxSockets: 1, noDelay: true };
-    const agent = new Agent(agentOptions);
-    const viaService = (): Promise<{ ms: number; compute: number }> => new Promise((resolve, reject) => {
+    let requestBytes = 0;
+    let responseBytes = 0;
+    let sequence = 0;
+    const viaService = async (): Promise<{ roundTripMs: number; record: InferenceRecord }> => {
+      const requestId = `overhead-${sequence++}`;
       const t0 = performance.now();
       const body = encodeTensorMap(subject.inputs);
-      const req = request({ ...target, agent, headers: { 'content-type': 'application/x-msgpack', 'content-length': body.byteLength } }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', reject);
-        res.on('end', () => {
-          const bytes = Buffer.concat(chunks);
-          if (res.statusCode !== 200) {
-            reject(new Error(`service answered ${res.statusCode ?? 0}: ${bytes.toString('utf8')}`));
-            return;
-          }
-          decodePayload(bytes);
-          resolve({ ms: performance.now() - t0, compute: Number(res.headers['x-tandem-compute-ms']) });
-        });
-      });
-      req.on('error', reject);
-      req.end(body);
-    });
+      // Options rather than a URL string: node would parse the string again on every request.
+      const res = await post({ host: '127.0.0.1', port: service.port, path: '/v1/models/subject/infer', agent, headers: { 'content-type': 'application/x-msgpack', 'content-length': body.byteLength, 'x-request-id': requestId } }, body);
+      if (res.status !== 200) throw new Error(`service answered ${res.status}: ${res.body.toString('utf8')}`);
+      decodePayload(res.body);
+      const roundTripMs = performance.now() - t0;
+      requestBytes = body.byteLength;
+      responseBytes = res.body.byteLength;
+      // The service logs after handing the answer to the socket, before the client reads it.
+      const record = log.records.get(requestId);
+      if (!record) throw new Error(`the service logged no inference record for ${requestId}`);
+      log.records.delete(requestId);
+      return { roundTripMs, record };
+    };
     const bare = async (): Promise<number> => {
       const t0 = performance.now();
       await session.run(feeds);
@@ -98,30 +181,32 @@ export async function runCloudOverheadBench(subject: OverheadSubject, options: {
       await viaService();
     }
     const bareTimes: number[] = [];
-    const serviceTimes: number[] = [];
-    const computeTimes: number[] = [];
+    const served: Array<{ roundTripMs: number; record: InferenceRecord }> = [];
     const ratios: number[] = [];
+    const roundTripRatios: number[] = [];
     for (let i = 0; i < iterations; i++) {
       // Alternate the order so neither side always runs with warm caches.
       let b = i % 2 === 0 ? await bare() : 0;
       const s = await viaService();
       if (i % 2 === 1) b = await bare();
       bareTimes.push(b);
-      serviceTimes.push(s.ms);
-      computeTimes.push(s.compute);
-      ratios.push(s.ms / b);
+      served.push(s);
+      ratios.push(s.record.totalMs / b);
+      roundTripRatios.push(s.roundTripMs / b);
     }
     const bareMs = median(bareTimes);
-    const serviceMs = median(serviceTimes);
-    agent.destroy();
+    const serviceMs = median(served.map((s) => s.record.totalMs));
     return {
       subject: subject.label, iterations,
       intraOpNumThreads: options.intraOpNumThreads ?? 'default', spinning: options.spinning ?? 'default',
-      bareMs, serviceMs, serverComputeMs: median(computeTimes), overheadMs: serviceMs - bareMs,
-      overheadRatio: median(ratios), medianRatio: serviceMs / bareMs,
+      bareMs, serviceMs, serverComputeMs: median(served.map((s) => s.record.computeMs)), overheadMs: serviceMs - bareMs,
+      overheadRatio: median(ratios),
+      roundTripMs: median(served.map((s) => s.roundTripMs)), roundTripRatio: median(roundTripRatios),
+      transportFloorMs: await transportFloor(requestBytes, responseBytes, iterations),
+      requestBytes, responseBytes,
     };
   } finally {
-    await session.release();
+    agent.destroy();
     await service.drain();
     rmSync(dir, { recursive: true, force: true });
   }

@@ -344,8 +344,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     return status;
   }
 
-  async function infer(req: IncomingMessage, res: ServerResponse, r: Route, path: string, reqLog: Logger): Promise<{ status: number; model: string }> {
-    const started = performance.now();
+  async function infer(req: IncomingMessage, res: ServerResponse, r: Route, path: string, reqLog: Logger, started: number): Promise<{ status: number; model: string }> {
     const budget = Number(header(req, DEADLINE_HEADER) ?? timeoutMs);
     const deadline = Date.now() + (Number.isFinite(budget) && budget > 0 ? Math.min(budget, timeoutMs) : timeoutMs);
     // Token checks need no body: refuse before reading (and buffering) it.
@@ -418,7 +417,8 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
   }
 
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
-    const started = process.hrtime.bigint();
+    // From node:http handing over the request: the log's totalMs is the whole service time.
+    const started = performance.now();
     const requestId = header(req, 'x-request-id') ?? header(req, 'x-amzn-requestid') ?? randomUUID();
     res.setHeader('x-request-id', requestId);
     // A child logger only when something will be logged: it is not free on the hot path.
@@ -475,7 +475,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       return;
     }
     inflight += 1;
-    infer(req, res, rt, path, reqLog)
+    infer(req, res, rt, path, reqLog, started)
       .catch((error: unknown) => {
         const status = sendError(res, rt, error, reqLog);
         reqLog.info({ route: rt.name, status, code: isTandemError(error) ? error.code : undefined, message: error instanceof Error ? error.message : String(error) }, 'request refused');
@@ -486,7 +486,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       })
       .then(({ status, model }) => {
         metrics.requests.inc({ route: rt.name, model, status: String(status) });
-        metrics.latency.observe({ route: rt.name, model }, Number(process.hrtime.bigint() - started) / 1e9);
+        metrics.latency.observe({ route: rt.name, model }, (performance.now() - started) / 1000);
       })
       .finally(() => {
         inflight -= 1;

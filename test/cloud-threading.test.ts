@@ -50,5 +50,13 @@ describe('onnxruntime threading of the service', () => {
     expect(String(last['subject'])).toContain('after c96');
     expect(last['overheadRatio']).toBeGreaterThan(0);
     expect(last['bareMs']).toBeGreaterThan(0);
+    // Each request's service time holds its run, and each round trip holds the service time,
+    // so the medians keep that order.
+    expect(last['serviceMs']).toBeGreaterThanOrEqual(last['serverComputeMs'] as number);
+    expect(last['roundTripMs']).toBeGreaterThanOrEqual(last['serviceMs'] as number);
+    expect(last['transportFloorMs']).toBeGreaterThan(0);
+    // c96's tail reads the 7×7×1280 feature map (250 880 bytes) and answers 1000 logits.
+    expect(last['requestBytes']).toBeGreaterThan(250_880);
+    expect(last['responseBytes']).toBeGreaterThan(4000);
   }, 60_000);
 });

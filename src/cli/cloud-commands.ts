@@ -29,7 +29,7 @@ export function registerCloudBenchCommands(bench: Command): void {
       writeResult(opts.json === true, { ...r }, `codec: ${r.tensorBytes} B float32, encode ${r.encodeMs.toFixed(3)} ms, decode ${r.decodeMs.toFixed(3)} ms, ${r.encodeDecodeGBps.toFixed(2)} GB/s encode+decode`);
     });
   bench.command('cloud-overhead')
-    .description('cloud service round trip on loopback over a bare onnxruntime-node run of the same partition (batch 1)')
+    .description('cloud service time over a bare onnxruntime-node run of the same partition (batch 1), and the client round trip on loopback')
     .option('--json', 'print the result as JSON on the last line')
     .option('--iterations <n>', 'timed iterations', positiveInt('--iterations'), 40)
     .option('--cut <id>', 'the cut of the reference MobileNetV2 whose tail runs (default: c16, nearest 25 % of the FLOPs)')
@@ -42,7 +42,7 @@ export function registerCloudBenchCommands(bench: Command): void {
         ...(opts.intraOpThreads !== undefined ? { intraOpNumThreads: opts.intraOpThreads } : {}),
         ...(opts.spinning ? {} : { spinning: false }),
       });
-      writeResult(opts.json === true, { ...r }, `cloud overhead (${r.subject}): bare ${r.bareMs.toFixed(2)} ms, service ${r.serviceMs.toFixed(2)} ms (+${r.overheadMs.toFixed(2)} ms), ratio ${r.overheadRatio.toFixed(3)}`);
+      writeResult(opts.json === true, { ...r }, `cloud overhead (${r.subject}): bare ${r.bareMs.toFixed(2)} ms, service ${r.serviceMs.toFixed(2)} ms (+${r.overheadMs.toFixed(2)} ms), ratio ${r.overheadRatio.toFixed(3)}; client round trip ${r.roundTripMs.toFixed(2)} ms (ratio ${r.roundTripRatio.toFixed(3)}), of which node:http alone ${r.transportFloorMs.toFixed(2)} ms`);
     });
 }
 
