@@ -37,7 +37,7 @@ export async function runSweep(options: SweepOptions = {}): Promise<{ result: Sw
   const models = options.models ?? (quick ? ['resnet18', 'mobilenetv2'] : ['mobilenetv2', 'resnet18', 'ppocrv4-det']);
   const bandwidths = options.bandwidthsMbit ?? (quick ? QUICK_GRID : FULL_GRID).bandwidthsMbit;
   const rtts = options.rttsMs ?? (quick ? QUICK_GRID : FULL_GRID).rttsMs;
-  const rounds = options.rounds ?? (quick ? 8 : 10);
+  const rounds = options.rounds ?? (quick ? 8 : 16);
   const warmup = options.adaptiveWarmup ?? 3;
   const log = options.log ?? (() => undefined);
   const specs = models.map((name) => {

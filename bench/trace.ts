@@ -30,7 +30,7 @@ export async function runTrace(options: TraceOptions = {}): Promise<{ result: Tr
   const slowdown = options.slowdown ?? 8;
   const modelName = options.model ?? 'resnet18';
   const perStep = options.requestsPerStep ?? 12;
-  const reps = options.repetitions ?? 3;
+  const reps = options.repetitions ?? 8;
   const log = options.log ?? (() => undefined);
   const loadStart = loadavg()[0] ?? Number.NaN;
   const trace = await loadTrace(options.traceFile ?? DEFAULT_TRACE);

@@ -63,13 +63,15 @@ export function registerBenchCommand(program: Command): Command {
     .option('--quick', 'a CI-size subset (ResNet-18 and MobileNetV2 styles; 2, 10, 50 Mbit/s × 10, 50 ms)')
     .option('--slowdown <factor>', 'edge slowdown factor (e.g. 8 for a Raspberry-Pi-class device)', '8')
     .option('--models <names>', 'comma-separated: mobilenetv2, resnet18, ppocrv4-det')
+    .option('--rounds <n>', 'measured rounds per point (default: 16, --quick 8)')
     .option('--json', 'print one JSON object as the last line')
-    .action(async (opts: { quick?: boolean; slowdown: string; models?: string; json?: boolean }) => {
+    .action(async (opts: { quick?: boolean; slowdown: string; models?: string; rounds?: string; json?: boolean }) => {
       const { runSweep } = await import('../../bench/sweep.js');
       const { result, files } = await runSweep({
         quick: opts.quick ?? false,
         slowdown: positiveNumber(opts.slowdown, '--slowdown'),
         ...(opts.models ? { models: opts.models.split(',').map((s) => s.trim()) } : {}),
+        ...(opts.rounds !== undefined ? { rounds: positiveInt(opts.rounds, '--rounds') } : {}),
         log: (line) => process.stderr.write(`${line}\n`),
       });
       const summary = {
@@ -108,13 +110,15 @@ export function registerBenchCommand(program: Command): Command {
     .option('--model <name>', 'mobilenetv2, resnet18 or ppocrv4-det', 'resnet18')
     .option('--trace <file>', 'trace file (seconds bandwidth rtt per line) for the second part')
     .option('--requests <n>', 'adaptive requests per condition', '12')
+    .option('--repetitions <n>', 'requests of each candidate plan per condition, for the oracle', '8')
     .option('--json', 'print one JSON object as the last line')
-    .action(async (opts: { slowdown: string; model: string; trace?: string; requests: string; json?: boolean }) => {
+    .action(async (opts: { slowdown: string; model: string; trace?: string; requests: string; repetitions: string; json?: boolean }) => {
       const { runTrace } = await import('../../bench/trace.js');
       const { result, files } = await runTrace({
         slowdown: positiveNumber(opts.slowdown, '--slowdown'),
         model: opts.model,
         requestsPerStep: positiveInt(opts.requests, '--requests'),
+        repetitions: positiveInt(opts.repetitions, '--repetitions'),
         ...(opts.trace ? { traceFile: opts.trace } : {}),
         log: (line) => process.stderr.write(`${line}\n`),
       });
