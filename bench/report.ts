@@ -56,6 +56,8 @@ export interface SweepResult {
   loadAverage?: { start: number; end: number };
   points: SweepPoint[];
   slowdown: number;
+  /** Whether each edge run's host jitter was stretched too (else only the typical run time). */
+  stretchJitter?: boolean;
   quick: boolean;
   notes: string[];
 }
@@ -158,7 +160,7 @@ export function sweepMarkdown(result: SweepResult): string {
   const lines = [
     `# Sweep${result.quick ? ' (quick)' : ''}`,
     '',
-    `Edge slowdown factor: **×${result.slowdown}** (every edge computation is stretched to ${result.slowdown}× its real duration).${result.loadAverage ? ` Machine load (1-min average, 2 cores): ${result.loadAverage.start.toFixed(1)} at the start, ${result.loadAverage.end.toFixed(1)} at the end.` : ''}`,
+    `Edge slowdown factor: **×${result.slowdown}** (${slowdownMeaning(result.slowdown, result.stretchJitter)}).${result.loadAverage ? ` Machine load (1-min average, 2 cores): ${result.loadAverage.start.toFixed(1)} at the start, ${result.loadAverage.end.toFixed(1)} at the end.` : ''}`,
     `Worst adaptive / oracle: **${result.adaptiveOverOracle.toFixed(3)}** (median ${medianOf(result.points.map((p) => p.adaptiveMs / p.oracleMs)).toFixed(3)}); worst adaptive / better of edge-only and cloud-only: **${result.adaptiveOverBestFixed.toFixed(3)}**${result.choiceOverOracle !== undefined ? `; worst choice ratio (pooled plan means): **${result.choiceOverOracle.toFixed(3)}**` : ''}.`,
     '',
     ...result.notes.map((n) => `- ${n}`),
@@ -265,6 +267,8 @@ export interface TraceResult {
   maxRequestsToConverge: number;
   steps: TraceStep[];
   slowdown: number;
+  /** Whether each edge run's host jitter was stretched too (else only the typical run time). */
+  stretchJitter?: boolean;
   model: string;
   notes: string[];
 }
@@ -317,7 +321,7 @@ export async function writeTraceReport(result: TraceResult, dir = RESULTS_DIR): 
   const lines = [
     `# Trace: ${result.model}`,
     '',
-    `Edge slowdown factor: **×${result.slowdown}**. Most requests needed after a change to come within 10% of the oracle (three in a row): **${result.maxRequestsToConverge}**.`,
+    `Edge slowdown factor: **×${result.slowdown}** (${slowdownMeaning(result.slowdown, result.stretchJitter)}). Most requests needed after a change to come within 10% of the oracle (three in a row): **${result.maxRequestsToConverge}**.`,
     '',
     ...result.notes.map((n) => `- ${n}`),
     '',
@@ -332,4 +336,11 @@ export async function writeTraceReport(result: TraceResult, dir = RESULTS_DIR): 
   await writeFile(markdown, lines.join('\n'));
   await writeFile(join(dir, 'trace.json'), `${JSON.stringify(result, null, 2)}\n`);
   return { markdown, svg: [chart.svg], png: [chart.png] };
+}
+
+/** What the slowdown factor did to edge runs, in words, for the reports. */
+function slowdownMeaning(slowdown: number, stretchJitter: boolean | undefined): string {
+  return stretchJitter
+    ? `every edge run is stretched to ${slowdown}× its real duration, host jitter included`
+    : `every edge run takes ${slowdown}× this host's typical time for it, plus its own deviation from that typical time once`;
 }

@@ -14,6 +14,8 @@ import { writeSweepReport, type ModelSummary, type ReportFiles, type SweepPoint,
 export interface SweepOptions {
   quick?: boolean;
   slowdown?: number;
+  /** Stretch each edge run's host jitter by the slowdown too (default: only the typical run time). */
+  stretchJitter?: boolean;
   models?: string[];
   bandwidthsMbit?: number[];
   rttsMs?: number[];
@@ -34,6 +36,7 @@ export const QUICK_GRID = { bandwidthsMbit: [2, 10, 50], rttsMs: [10, 50] };
 export async function runSweep(options: SweepOptions = {}): Promise<{ result: SweepResult; files?: ReportFiles }> {
   const quick = options.quick ?? false;
   const slowdown = options.slowdown ?? 8;
+  const stretchJitter = options.stretchJitter ?? false;
   const models = options.models ?? (quick ? ['resnet18', 'mobilenetv2'] : ['mobilenetv2', 'resnet18', 'ppocrv4-det']);
   const bandwidths = options.bandwidthsMbit ?? (quick ? QUICK_GRID : FULL_GRID).bandwidthsMbit;
   const rtts = options.rttsMs ?? (quick ? QUICK_GRID : FULL_GRID).rttsMs;
@@ -45,7 +48,7 @@ export async function runSweep(options: SweepOptions = {}): Promise<{ result: Sw
     if (!spec) throw new Error(`unknown model ${name}`);
     return spec;
   });
-  const testbed = await Testbed.create({ slowdown, maxCuts: options.maxCuts ?? (quick ? 6 : 10), models: specs, log });
+  const testbed = await Testbed.create({ slowdown, stretchJitter, maxCuts: options.maxCuts ?? (quick ? 6 : 10), models: specs, log });
   const loadStart = loadavg()[0] ?? Number.NaN;
   const points: SweepPoint[] = [];
   const summaries: ModelSummary[] = [];
@@ -94,6 +97,7 @@ export async function runSweep(options: SweepOptions = {}): Promise<{ result: Sw
     loadAverage: { start: loadStart, end: loadavg()[0] ?? Number.NaN },
     points,
     slowdown,
+    stretchJitter,
     quick,
     notes,
   };

@@ -15,6 +15,8 @@ import { adaptiveRequest, planFromDescription } from './sweep.js';
 export interface TraceOptions {
   model?: string;
   slowdown?: number;
+  /** Stretch each edge run's host jitter by the slowdown too (default: only the typical run time). */
+  stretchJitter?: boolean;
   requestsPerStep?: number;
   repetitions?: number;
   /** Trace file for the second part (default: bench/traces/4g-style.txt). */
@@ -28,6 +30,7 @@ export const DEFAULT_TRACE = fileURLToPath(new URL(`${import.meta.url.includes('
 
 export async function runTrace(options: TraceOptions = {}): Promise<{ result: TraceResult; files?: ReportFiles }> {
   const slowdown = options.slowdown ?? 8;
+  const stretchJitter = options.stretchJitter ?? false;
   const modelName = options.model ?? 'resnet18';
   const perStep = options.requestsPerStep ?? 12;
   const reps = options.repetitions ?? 8;
@@ -43,7 +46,7 @@ export async function runTrace(options: TraceOptions = {}): Promise<{ result: Tr
   ];
   const spec = MODELS[modelName];
   if (!spec) throw new Error(`unknown model ${modelName}`);
-  const testbed = await Testbed.create({ slowdown, maxCuts: options.maxCuts ?? 8, models: [spec], log });
+  const testbed = await Testbed.create({ slowdown, stretchJitter, maxCuts: options.maxCuts ?? 8, models: [spec], log });
   const steps: TraceStep[] = [];
   try {
     const m = await testbed.prepare(spec);
@@ -96,6 +99,7 @@ export async function runTrace(options: TraceOptions = {}): Promise<{ result: Tr
     maxRequestsToConverge: Math.max(...steps.slice(1).map((s) => s.requestsToConverge)),
     steps,
     slowdown,
+    stretchJitter,
     model: modelName,
     notes: [
       `Network: the shaping proxy on loopback; each condition is applied at once (a step), then ${perStep} adaptive requests run. Edge: Tandem's runtime (createRuntime, one worker, slowdown ×${slowdown}) with the AdaptivePlanner as its PlanChooser; cloud: Tandem's cloud service in-process on 127.0.0.1 behind the shaper, through the OIP v2 binary provider client. Load average (1 min) at the start: ${loadStart.toFixed(1)}, at the end: ${(loadavg()[0] ?? 0).toFixed(1)}.`,

@@ -76,6 +76,8 @@ export interface PreparedModel {
 export interface TestbedOptions {
   /** The edge pool's slowdown: every edge computation is stretched to this many times its real duration. */
   slowdown: number;
+  /** Stretch each edge run's host jitter too, instead of the typical run time only (`EdgePoolOptions.stretchJitter`). */
+  stretchJitter?: boolean;
   /** Most split points kept per model (chosen from the Pareto front of head FLOPs and bytes). */
   maxCuts: number;
   /** Models the cloud service serves (all must be known at start: the service discovers its directory once). */
@@ -198,6 +200,7 @@ export class Testbed {
       workers: 1,
       intraOpThreads: 1,
       slowdown: this.options.slowdown,
+      stretchJitter: this.options.stretchJitter ?? false,
       shapes: Object.fromEntries(analysis.inputs.map((i) => [i.name, [...i.shape]])),
     });
     const prepared: PreparedModel = {

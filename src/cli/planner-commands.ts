@@ -64,12 +64,14 @@ export function registerBenchCommand(program: Command): Command {
     .option('--slowdown <factor>', 'edge slowdown factor (e.g. 8 for a Raspberry-Pi-class device)', '8')
     .option('--models <names>', 'comma-separated: mobilenetv2, resnet18, ppocrv4-det')
     .option('--rounds <n>', 'measured rounds per point (default: 16, --quick 8)')
+    .option('--stretch-jitter', "stretch each edge run's host jitter by the slowdown too (default: only the typical run time)")
     .option('--json', 'print one JSON object as the last line')
-    .action(async (opts: { quick?: boolean; slowdown: string; models?: string; rounds?: string; json?: boolean }) => {
+    .action(async (opts: { quick?: boolean; slowdown: string; models?: string; rounds?: string; stretchJitter?: boolean; json?: boolean }) => {
       const { runSweep } = await import('../../bench/sweep.js');
       const { result, files } = await runSweep({
         quick: opts.quick ?? false,
         slowdown: positiveNumber(opts.slowdown, '--slowdown'),
+        stretchJitter: opts.stretchJitter ?? false,
         ...(opts.models ? { models: opts.models.split(',').map((s) => s.trim()) } : {}),
         ...(opts.rounds !== undefined ? { rounds: positiveInt(opts.rounds, '--rounds') } : {}),
         log: (line) => process.stderr.write(`${line}\n`),
@@ -79,6 +81,7 @@ export function registerBenchCommand(program: Command): Command {
         adaptiveOverBestFixed: result.adaptiveOverBestFixed,
         choiceOverOracle: result.choiceOverOracle,
         edgeSlowdown: result.slowdown,
+        stretchJitter: result.stretchJitter,
         loadAverage: result.loadAverage,
         points: result.points.map((p) => ({
           model: p.model,
@@ -111,11 +114,13 @@ export function registerBenchCommand(program: Command): Command {
     .option('--trace <file>', 'trace file (seconds bandwidth rtt per line) for the second part')
     .option('--requests <n>', 'adaptive requests per condition', '12')
     .option('--repetitions <n>', 'requests of each candidate plan per condition, for the oracle', '8')
+    .option('--stretch-jitter', "stretch each edge run's host jitter by the slowdown too (default: only the typical run time)")
     .option('--json', 'print one JSON object as the last line')
-    .action(async (opts: { slowdown: string; model: string; trace?: string; requests: string; repetitions: string; json?: boolean }) => {
+    .action(async (opts: { slowdown: string; model: string; trace?: string; requests: string; repetitions: string; stretchJitter?: boolean; json?: boolean }) => {
       const { runTrace } = await import('../../bench/trace.js');
       const { result, files } = await runTrace({
         slowdown: positiveNumber(opts.slowdown, '--slowdown'),
+        stretchJitter: opts.stretchJitter ?? false,
         model: opts.model,
         requestsPerStep: positiveInt(opts.requests, '--requests'),
         repetitions: positiveInt(opts.repetitions, '--repetitions'),
@@ -125,6 +130,7 @@ export function registerBenchCommand(program: Command): Command {
       const summary = {
         maxRequestsToConverge: result.maxRequestsToConverge,
         edgeSlowdown: result.slowdown,
+        stretchJitter: result.stretchJitter,
         steps: result.steps.map((s) => ({
           label: s.label,
           bandwidthMbit: s.bandwidthMbit,

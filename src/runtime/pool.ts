@@ -24,6 +24,11 @@ export interface EdgePoolOptions {
   whenFull?: 'wait' | 'reject';
   /** Stretches every edge computation by this factor to emulate a slower device (default 1). */
   slowdown?: number;
+  /**
+   * With a slowdown: stretch each run's own time, host jitter included (`true`), or this host's
+   * typical time for that run, adding the run's deviation from it once (`false`, default).
+   */
+  stretchJitter?: boolean;
   /** Models every worker loads at start-up. */
   preload?: ModelRef[];
   /** Sessions each worker keeps cached (default 8); least recently used ones are released. */
@@ -76,6 +81,7 @@ export class EdgePool {
   readonly intraOpThreads: number;
   readonly maxQueue: number;
   readonly slowdown: number;
+  readonly stretchJitter: boolean;
   private readonly whenFull: 'wait' | 'reject';
   private readonly piscina: Piscina;
   private readonly waiting: Waiter[] = [];
@@ -91,6 +97,7 @@ export class EdgePool {
     this.maxQueue = nonNegativeInt(options.maxQueue ?? 4 * this.workers, 'maxQueue');
     this.whenFull = options.whenFull ?? 'reject';
     this.slowdown = options.slowdown ?? 1;
+    this.stretchJitter = options.stretchJitter ?? false;
     if (!(this.slowdown >= 1) || !Number.isFinite(this.slowdown)) {
       throw new EdgeExecutionError('RUNTIME_OPTION', `slowdown must be a finite number ≥ 1, got ${this.slowdown}`);
     }
@@ -138,6 +145,7 @@ export class EdgePool {
       model,
       inputs: toWire(inputs, options.transfer ?? true, transferList),
       slowdown: this.slowdown,
+      stretchJitter: this.stretchJitter,
       ...(options.outputs ? { outputs: options.outputs } : {}),
       ...(options.keep ? { keep: options.keep } : {}),
     };

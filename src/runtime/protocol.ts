@@ -45,8 +45,14 @@ export type WorkerTask =
       outputs?: string[];
       /** Input names whose buffers the worker should hand back after the run. */
       keep?: string[];
-      /** Edge slowdown factor: after a run of t ms the worker waits (factor − 1)·t more. */
+      /** Edge slowdown factor: after a run the worker waits (factor − 1) × the run's time (see `stretchJitter`). */
       slowdown: number;
+      /**
+       * `false`: the wait is (factor − 1) × this host's typical time for the same run (median of
+       * recent runs), so the host's run-to-run jitter is added once, not multiplied; `true`: the
+       * wait is (factor − 1) × this very run's time.
+       */
+      stretchJitter: boolean;
     };
 
 export interface WorkerError {

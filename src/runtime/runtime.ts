@@ -41,6 +41,8 @@ export interface RuntimeOptions {
   whenFull?: 'wait' | 'reject';
   /** Stretch every edge computation by this factor, to emulate a slower device (default 1). */
   slowdown?: number;
+  /** With a slowdown, stretch each run's host jitter too (default: only the typical run time is stretched; see `EdgePoolOptions`). */
+  stretchJitter?: boolean;
   /**
    * Endpoints a request of the given data class may be processed at (the residency gate
    * plugs in here). Plans naming any other endpoint are executed on the edge instead.
@@ -328,6 +330,7 @@ function createPool(options: RuntimeOptions, pkg: ModelPackage): EdgePool {
     ...(options.maxQueue !== undefined ? { maxQueue: options.maxQueue } : {}),
     ...(options.whenFull !== undefined ? { whenFull: options.whenFull } : {}),
     ...(options.slowdown !== undefined ? { slowdown: options.slowdown } : {}),
+    ...(options.stretchJitter !== undefined ? { stretchJitter: options.stretchJitter } : {}),
     preload: [pkg.model],
   });
 }

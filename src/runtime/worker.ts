@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import * as ort from 'onnxruntime-node';
 import { Piscina } from 'piscina';
 import type { DType, TensorData } from '../tensor.js';
+import { SlowdownEmulator, runKey } from './slowdown.js';
 import { isTransferable, type ModelRef, type WireTensor, type WorkerConfig, type WorkerError, type WorkerResult, type WorkerTask } from './protocol.js';
 
 const config = Piscina.workerData as WorkerConfig;
@@ -73,6 +74,8 @@ function evict(): void {
 // Preload the models named at pool creation so the first request does not pay for them.
 for (const model of config.preload) session(model).catch(() => undefined);
 
+const emulator = new SlowdownEmulator();
+
 function toOrt(t: WireTensor): ort.Tensor {
   return new ort.Tensor(t.dtype as ort.Tensor.Type, t.data as ort.Tensor.DataType, t.dims);
 }
@@ -114,7 +117,7 @@ export default async function handle(task: WorkerTask): Promise<unknown> {
     const start = performance.now();
     const out = await s.run(feeds, [...fetches]);
     const runMs = performance.now() - start;
-    if (task.slowdown > 1) await sleep((task.slowdown - 1) * runMs);
+    if (task.slowdown > 1) await sleep(emulator.extraMs(task, runKey(task, fetches), runMs));
     const edgeMs = performance.now() - start;
     const outputs = fetches.map((name) => {
       const t = out[name];
