@@ -56,7 +56,7 @@ export interface SweepResult {
   loadAverage?: { start: number; end: number };
   points: SweepPoint[];
   slowdown: number;
-  /** Whether each edge run's host jitter was stretched too (else only the typical run time). */
+  /** Whether each edge run's host jitter was stretched too (else only the undisturbed (fastest recent) run time). */
   stretchJitter?: boolean;
   quick: boolean;
   notes: string[];
@@ -267,7 +267,7 @@ export interface TraceResult {
   maxRequestsToConverge: number;
   steps: TraceStep[];
   slowdown: number;
-  /** Whether each edge run's host jitter was stretched too (else only the typical run time). */
+  /** Whether each edge run's host jitter was stretched too (else only the undisturbed (fastest recent) run time). */
   stretchJitter?: boolean;
   model: string;
   notes: string[];
@@ -342,5 +342,5 @@ export async function writeTraceReport(result: TraceResult, dir = RESULTS_DIR): 
 function slowdownMeaning(slowdown: number, stretchJitter: boolean | undefined): string {
   return stretchJitter
     ? `every edge run is stretched to ${slowdown}× its real duration, host jitter included`
-    : `every edge run takes ${slowdown}× this host's typical time for it, plus its own deviation from that typical time once`;
+    : `every edge run takes ${slowdown}× this host's undisturbed time for it (the fastest of its last 15 runs), plus its own excess over that once`;
 }

@@ -14,7 +14,7 @@ import { writeSweepReport, type ModelSummary, type ReportFiles, type SweepPoint,
 export interface SweepOptions {
   quick?: boolean;
   slowdown?: number;
-  /** Stretch each edge run's host jitter by the slowdown too (default: only the typical run time). */
+  /** Stretch each edge run's host jitter by the slowdown too (default: only the undisturbed (fastest recent) run time). */
   stretchJitter?: boolean;
   models?: string[];
   bandwidthsMbit?: number[];

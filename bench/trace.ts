@@ -15,7 +15,7 @@ import { adaptiveRequest, planFromDescription } from './sweep.js';
 export interface TraceOptions {
   model?: string;
   slowdown?: number;
-  /** Stretch each edge run's host jitter by the slowdown too (default: only the typical run time). */
+  /** Stretch each edge run's host jitter by the slowdown too (default: only the undisturbed (fastest recent) run time). */
   stretchJitter?: boolean;
   requestsPerStep?: number;
   repetitions?: number;

@@ -76,7 +76,7 @@ export interface PreparedModel {
 export interface TestbedOptions {
   /** The edge pool's slowdown: every edge computation is stretched to this many times its real duration. */
   slowdown: number;
-  /** Stretch each edge run's host jitter too, instead of the typical run time only (`EdgePoolOptions.stretchJitter`). */
+  /** Stretch each edge run's host jitter too, instead of the undisturbed (fastest recent) run time only (`EdgePoolOptions.stretchJitter`). */
   stretchJitter?: boolean;
   /** Most split points kept per model (chosen from the Pareto front of head FLOPs and bytes). */
   maxCuts: number;

@@ -64,7 +64,7 @@ export function registerBenchCommand(program: Command): Command {
     .option('--slowdown <factor>', 'edge slowdown factor (e.g. 8 for a Raspberry-Pi-class device)', '8')
     .option('--models <names>', 'comma-separated: mobilenetv2, resnet18, ppocrv4-det')
     .option('--rounds <n>', 'measured rounds per point (default: 16, --quick 8)')
-    .option('--stretch-jitter', "stretch each edge run's host jitter by the slowdown too (default: only the typical run time)")
+    .option('--stretch-jitter', "stretch each edge run's host jitter by the slowdown too (default: only the undisturbed (fastest recent) run time)")
     .option('--json', 'print one JSON object as the last line')
     .action(async (opts: { quick?: boolean; slowdown: string; models?: string; rounds?: string; stretchJitter?: boolean; json?: boolean }) => {
       const { runSweep } = await import('../../bench/sweep.js');
@@ -114,7 +114,7 @@ export function registerBenchCommand(program: Command): Command {
     .option('--trace <file>', 'trace file (seconds bandwidth rtt per line) for the second part')
     .option('--requests <n>', 'adaptive requests per condition', '12')
     .option('--repetitions <n>', 'requests of each candidate plan per condition, for the oracle', '8')
-    .option('--stretch-jitter', "stretch each edge run's host jitter by the slowdown too (default: only the typical run time)")
+    .option('--stretch-jitter', "stretch each edge run's host jitter by the slowdown too (default: only the undisturbed (fastest recent) run time)")
     .option('--json', 'print one JSON object as the last line')
     .action(async (opts: { slowdown: string; model: string; trace?: string; requests: string; repetitions: string; stretchJitter?: boolean; json?: boolean }) => {
       const { runTrace } = await import('../../bench/trace.js');

@@ -26,7 +26,8 @@ export interface EdgePoolOptions {
   slowdown?: number;
   /**
    * With a slowdown: stretch each run's own time, host jitter included (`true`), or this host's
-   * typical time for that run, adding the run's deviation from it once (`false`, default).
+   * undisturbed time for that run (the fastest of its last 15), adding the run's excess over it
+   * once (`false`, default).
    */
   stretchJitter?: boolean;
   /** Models every worker loads at start-up. */

@@ -48,9 +48,9 @@ export type WorkerTask =
       /** Edge slowdown factor: after a run the worker waits (factor − 1) × the run's time (see `stretchJitter`). */
       slowdown: number;
       /**
-       * `false`: the wait is (factor − 1) × this host's typical time for the same run (median of
-       * recent runs), so the host's run-to-run jitter is added once, not multiplied; `true`: the
-       * wait is (factor − 1) × this very run's time.
+       * `false`: the wait is (factor − 1) × this host's undisturbed time for the same run (the
+       * fastest of its recent runs), so the host's run-to-run jitter is added once, not
+       * multiplied; `true`: the wait is (factor − 1) × this very run's time.
        */
       stretchJitter: boolean;
     };

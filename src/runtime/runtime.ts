@@ -41,7 +41,7 @@ export interface RuntimeOptions {
   whenFull?: 'wait' | 'reject';
   /** Stretch every edge computation by this factor, to emulate a slower device (default 1). */
   slowdown?: number;
-  /** With a slowdown, stretch each run's host jitter too (default: only the typical run time is stretched; see `EdgePoolOptions`). */
+  /** With a slowdown, stretch each run's host jitter too (default: only the undisturbed run time is stretched; see `EdgePoolOptions`). */
   stretchJitter?: boolean;
   /**
    * Endpoints a request of the given data class may be processed at (the residency gate

@@ -5,13 +5,15 @@
  * A device `slowdown`× slower has `slowdown`× the compute, not `slowdown`× the scheduling
  * hiccups of the host emulating it: stretching each run's own time turned a 10 ms hiccup on a
  * shared build machine into an 80 ms one at ×8. So by default the wait stretches this host's
- * typical time for the same run (the median of its recent runs), and the run's deviation
- * from that typical time passes through once.
+ * undisturbed time for the same run — the fastest of its recent runs — and the run's excess
+ * over it (contention, hiccups) passes through once. The fastest, not the median: a session's
+ * first runs are slow (allocation, warm-up), and a median over a short history would carry
+ * them into the next several runs.
  */
 import type { WireTensor } from './protocol.js';
 
-/** Recent runs whose median is a run's typical time. */
-const TYPICAL_WINDOW = 15;
+/** Recent runs whose fastest is a run's undisturbed time (short enough to follow a lasting change). */
+const RECENT_WINDOW = 15;
 /** Distinct runs (model, fetches, shapes) remembered; the oldest is forgotten first. */
 const MAX_TRACKED_RUNS = 256;
 
@@ -34,18 +36,12 @@ export class SlowdownEmulator {
       this.recent.set(key, runs);
     }
     runs.push(runMs);
-    if (runs.length > TYPICAL_WINDOW) runs.shift();
-    return (task.slowdown - 1) * median(runs);
+    if (runs.length > RECENT_WINDOW) runs.shift();
+    return (task.slowdown - 1) * Math.min(...runs);
   }
 
   /** Distinct runs currently remembered. */
   get tracked(): number {
     return this.recent.size;
   }
-}
-
-function median(xs: readonly number[]): number {
-  const sorted = [...xs].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
