@@ -110,4 +110,20 @@ describe('LinkEstimator', () => {
     expect(link.observations).toBe(0);
     expect(link.rtt.value).toBe(20);
   });
+
+  it('does not take a small transfer carried by a burst for a fast link', () => {
+    // 2 Mbit/s, 10 ms: probes of 416 B and 128 KB set the estimate; then a 6 KB split tensor
+    // goes out inside the shaper's burst allowance in one round trip, as fresh news.
+    const link = new LinkEstimator(100, 5e6);
+    for (let i = 0; i < 4; i++) {
+      link.observe(msFor(10, 2e6, 416), 416, 0, i === 0);
+      link.observe(msFor(10, 2e6, 131_232), 131_232, 0, i === 0, false);
+    }
+    expect(link.bandwidthBitsPerSecond / 1e6).toBeCloseTo(2, 0);
+    link.observe(11, 6 * 1024, 0, true);
+    expect(link.bandwidthBitsPerSecond / 1e6).toBeGreaterThan(1.6);
+    expect(link.bandwidthBitsPerSecond / 1e6).toBeLessThan(2.5);
+    // An offload of 588 KB is still predicted at ≈ 2.4 s, not as if the link were free.
+    expect(link.predict(602_263)).toBeGreaterThan(2000);
+  });
 });

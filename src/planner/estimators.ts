@@ -232,6 +232,19 @@ export class LinkEstimator {
     const rtt = this.rttValue;
     const perByte = this.perByteValue;
     const transferMs = perByte * bytes;
+    // A transfer this small whose byte time should exceed the round trip is weak evidence: a
+    // shaper's burst allowance or TCP's initial window (10 segments ≈ 14.6 KB) can carry it in
+    // one round trip at any bandwidth. Taken as fresh news it once made a 2 Mbit/s link look
+    // like 10 Gbit/s (a 6 KB split tensor inside an 8 KB burst), and three 2.4 s offloads
+    // followed. So it only nudges the time per byte (at most 4× per sample, never as fresh
+    // news) and leaves the fitted pairs alone; a link that really got faster shows in repeated
+    // samples and in the next large transfer.
+    if (bytes < MIN_BANDWIDTH_SAMPLE_BYTES && transferMs > rtt) {
+      this.msPerByte.update(Math.max(perByte / 4, MIN_MS_PER_BYTE, (networkMs - rtt) / bytes));
+      this.samples += 1;
+      this.lastAt = at;
+      return;
+    }
     // Small transfers tell the round trip, large ones the time per byte. A transfer counts as
     // large when its byte time dominates the current estimate or, whatever the estimate says,
     // when it is large in absolute terms: otherwise a steep fall in bandwidth seen on a mid-size
@@ -322,6 +335,8 @@ export class LinkEstimator {
 }
 
 const MIN_MS_PER_BYTE = bitsPerSecondToMsPerByte(10e9);
+/** Smallest transfer whose byte time is trusted when it should exceed the round trip. */
+export const MIN_BANDWIDTH_SAMPLE_BYTES = 16 * 1024;
 
 /** Converts a bandwidth in bits per second to milliseconds per byte. */
 export function bitsPerSecondToMsPerByte(bitsPerSecond: number): number {
