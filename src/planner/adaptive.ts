@@ -83,7 +83,7 @@ const LOCAL = -1;
 const EDGE_SETTLED_SAMPLES = 3;
 /** An option within this factor of the chosen one counts as a near miss. */
 const NEAR_MISS = 1.25;
-/** Weight of a split's later runs in its cut's head correction. */
+/** Weight of a split's later runs in its cut's corrected head time. */
 const HEAD_SCALE_WEIGHT = 0.1;
 /** The predicted gap (fraction of the chosen option's time) re-measured every `afterDecisions`. */
 const REFERENCE_GAP = 0.5;
@@ -107,14 +107,16 @@ export class AdaptivePlanner implements PlanChooser {
   private readonly endpointIndex: Map<string, number>;
   private readonly edgeScale: RobustEwma;
   /**
-   * Per cut: its head's measured time over the profile's × the edge scale. A profile's head
+   * Per cut: the head's time at edge scale 1, the profile's until the cut has run, then
+   * corrected by its own runs (kept as a time, not a factor, so a decision reads one number
+   * per cut as before). A profile's head
    * times carry a few per cent of local time in noise (ResNet-18's last cut measured 0.97–1.08
    * of local in three profiles; the PP-OCRv4 detector's first 0.16–0.43), and a split's runs
    * judged through one shared edge scale made local look slower by the cut's error — while
    * counting as news from the edge, so local was not re-measured: a lock-in. A cut's first run
    * sets its correction; later runs, judged with it, teach the edge scale.
    */
-  private readonly headScale: Float64Array;
+  private readonly headMs: Float64Array;
   private readonly headSeen: Uint8Array;
   private readonly edgeService: RobustEwma;
   private readonly queueWait: RobustEwma;
@@ -175,7 +177,7 @@ export class AdaptivePlanner implements PlanChooser {
     });
     this.endpointIndex = new Map(names.map((n, i) => [n, i]));
     this.edgeScale = new RobustEwma(est).seed(options.edgeScale ?? 1);
-    this.headScale = new Float64Array(this.tables.cutCount).fill(1);
+    this.headMs = Float64Array.from(this.tables.head);
     this.headSeen = new Uint8Array(this.tables.cutCount);
     this.edgeService = new RobustEwma(est).seed(options.profile.localMs * (options.edgeScale ?? 1));
     this.queueWait = new RobustEwma({ ...est, absoluteFloor: 0.5 }).seed(0);
@@ -247,8 +249,7 @@ export class AdaptivePlanner implements PlanChooser {
       const down = dec + perByte;
       const fixed = queueMs + rtt;
       const off = e * n;
-      const head = t.head;
-      const headScale = this.headScale;
+      const head = this.headMs;
       const sentBytes = t.sent;
       const recvBytes = t.received;
       const tail = t.tail;
@@ -258,7 +259,7 @@ export class AdaptivePlanner implements PlanChooser {
         let bestId = this.bestId;
         const currentK = this.current - base - 1;
         for (let k = 0; k < n; k++) {
-          const ms = fixed + (head[k] as number) * (headScale[k] as number) * es + up * (sentBytes[k] as number) + down * (recvBytes[k] as number) + (tail[off + k] as number) * rs;
+          const ms = fixed + (head[k] as number) * es + up * (sentBytes[k] as number) + down * (recvBytes[k] as number) + (tail[off + k] as number) * rs;
           if (ms < bestMs) {
             bestMs = ms;
             bestId = base + 1 + k;
@@ -275,7 +276,7 @@ export class AdaptivePlanner implements PlanChooser {
         for (let k = 0; k < n; k++) {
           const sent = sentBytes[k] as number;
           const recv = recvBytes[k] as number;
-          const ms = fixed + (head[k] as number) * (headScale[k] as number) * es + up * sent + down * recv + (tail[off + k] as number) * rs;
+          const ms = fixed + (head[k] as number) * es + up * sent + down * recv + (tail[off + k] as number) * rs;
           if (health === 'healthy') this.consider(base + 1 + k, ms, s.pricePerRequest + s.pricePerByte * (sent + recv), budgetMs);
           if (ms < groupMs) {
             groupMs = ms;
@@ -330,16 +331,16 @@ export class AdaptivePlanner implements PlanChooser {
     if (k !== undefined && o.edgeMs > 0) {
       const profiled = t.head[k] as number;
       if (profiled * this.edgeScale.value >= MIN_HEAD_MS_FOR_SCALE) {
+        const corrected = this.headMs[k] as number;
         if (this.headSeen[k] === 1) {
           // Judged with the cut's own correction, the run tells the device's speed…
-          this.edgeScale.update(o.edgeMs / (profiled * (this.headScale[k] as number)));
+          this.edgeScale.update(o.edgeMs / corrected);
           this.lastNews[E] = this.decisions;
           // …and what is left refines the correction slowly.
-          const residual = o.edgeMs / (profiled * this.edgeScale.value);
-          this.headScale[k] = (this.headScale[k] as number) + HEAD_SCALE_WEIGHT * (residual - (this.headScale[k] as number));
+          this.headMs[k] = corrected + HEAD_SCALE_WEIGHT * (o.edgeMs / this.edgeScale.value - corrected);
         } else {
           // A cut's first run: its gap to the prediction is the profile's error for this cut.
-          this.headScale[k] = o.edgeMs / (profiled * this.edgeScale.value);
+          this.headMs[k] = o.edgeMs / this.edgeScale.value;
           this.headSeen[k] = 1;
         }
       }
@@ -456,7 +457,7 @@ export class AdaptivePlanner implements PlanChooser {
           option(
             this.splitPlans[e * t.cutCount + k] as Plan,
             queueMs,
-            (t.head[k] as number) * (this.headScale[k] as number) * es,
+            (this.headMs[k] as number) * es,
             t.sent[k] as number,
             t.received[k] as number,
             t.tail[e * t.cutCount + k] as number,
