@@ -68,6 +68,8 @@ export interface PlannerSnapshot {
     remoteScale: number;
     health: HealthState;
     observations: number;
+    /** How many times longer network times are predicted while a far slower transfer is unconfirmed (1: none). */
+    linkSuspicion: number;
   }>;
 }
 
@@ -87,6 +89,13 @@ const NEAR_MISS = 1.25;
 const HEAD_SCALE_WEIGHT = 0.1;
 /** The predicted gap (fraction of the chosen option's time) re-measured every `afterDecisions`. */
 const REFERENCE_GAP = 0.5;
+/**
+ * A transfer that took this many times its predicted network time, even after the estimator
+ * saw it, puts the link under suspicion (see `suspect`).
+ */
+const SUSPECT_RATIO = 2;
+/** …and by at least this many ms (timer and scheduling noise on short round trips). */
+const SUSPECT_MIN_MS = 5;
 
 interface EndpointState {
   readonly link: LinkEstimator;
@@ -118,6 +127,13 @@ export class AdaptivePlanner implements PlanChooser {
    */
   private readonly headMs: Float64Array;
   private readonly headSeen: Uint8Array;
+  /**
+   * Decision count of the last local run (-1: none yet). A split's head runs are news about the
+   * edge's speed too, but only through the cut's correction: while local is a near miss, the
+   * correction's error alone can hold it out, so it is re-measured by local runs.
+   */
+  private lastLocalRun = -1;
+  private localMeasured = false;
   private readonly edgeService: RobustEwma;
   private readonly queueWait: RobustEwma;
   private readonly encodePerByte: RobustEwma;
@@ -136,6 +152,19 @@ export class AdaptivePlanner implements PlanChooser {
   private readonly probeRound: Float64Array;
   /** Per endpoint: the decision count of the last large transfer, which alone tells bandwidth. */
   private readonly lastLarge: Float64Array;
+  /**
+   * Per endpoint: how many times slower than predicted its last transfer was, while that is
+   * unconfirmed (1: no suspicion). The estimators clip a lone outlier, so one transfer 10×
+   * slower than expected hardly moves them — right for a stall, but after a real collapse the
+   * next request would go the same way and take as long again (3.3 s for ResNet-18 offloaded
+   * at 1.5 Mbit/s). Until a transfer at least as telling (a probe or a request of that size)
+   * confirms or clears it, the endpoint's network times are predicted this many times longer
+   * and its link is due for a probe: a stall costs one request on the runner-up, a collapse
+   * no second slow request.
+   */
+  private readonly suspect: Float64Array;
+  /** Per endpoint: bytes of the transfer that raised the suspicion. */
+  private readonly suspectBytes: Float64Array;
   private readonly groupBestMs: Float64Array;
   private readonly groupBestId: Int32Array;
   private predictedTotalMs = 0;
@@ -192,6 +221,8 @@ export class AdaptivePlanner implements PlanChooser {
     this.exploring = new Uint8Array(names.length + 1);
     this.probeRound = new Float64Array(names.length).fill(-1);
     this.lastLarge = new Float64Array(names.length);
+    this.suspect = new Float64Array(names.length).fill(1);
+    this.suspectBytes = new Float64Array(names.length);
     this.groupBestMs = new Float64Array(names.length + 1);
     this.groupBestId = new Int32Array(names.length + 1);
   }
@@ -236,8 +267,9 @@ export class AdaptivePlanner implements PlanChooser {
       const s = this.state[e] as EndpointState;
       const health = s.health.state(now);
       if (health === 'down') continue;
-      const rtt = s.link.rttValue;
-      const perByte = s.link.perByteValue;
+      const suspicion = this.suspect[e] as number;
+      const rtt = s.link.rttValue * suspicion;
+      const perByte = s.link.perByteValue * suspicion;
       const rs = s.remoteScale.value;
       const base = e * (n + 1);
       let groupMs = enc * t.inputBytes + rtt + perByte * (t.inputBytes + t.outputBytes) + (t.remoteWhole[e] as number) * rs + dec * t.outputBytes;
@@ -310,15 +342,27 @@ export class AdaptivePlanner implements PlanChooser {
     if (Number.isFinite(o.queueMs) && o.queueMs >= 0) this.queueWait.update(o.queueMs);
     if (o.plan.kind === 'local') {
       const fresh = this.takeFresh(E);
+      this.lastLocalRun = this.decisions;
       if (o.ok && o.edgeMs > 0 && t.localMs > 0) {
+        const firstLocal = !this.localMeasured;
+        this.localMeasured = true;
         const scale = o.edgeMs / t.localMs;
+        const before = this.edgeScale.value;
         // Fresh news replaces the estimate only when it says the edge is faster: a too
         // pessimistic edge belief locks local out (it is then rarely tried again), a too
         // optimistic one corrects itself on the next local run. One run slowed by a load
         // spike must not make local look 4× slower for the next hundred decisions.
-        if (fresh && scale < this.edgeScale.value) this.edgeScale.updateFresh(scale);
+        // The first local run is the first direct measurement of the device's speed: it
+        // replaces whatever the prior and the heads' runs (through uncorrected cuts) implied.
+        if (firstLocal) this.edgeScale.seed(scale).update(scale);
+        else if (fresh && scale < this.edgeScale.value) this.edgeScale.updateFresh(scale);
         else this.edgeScale.update(scale);
         this.edgeService.update(o.edgeMs);
+        // Cuts that ran before the first local run took the prior edge scale as the device's
+        // speed, and their corrections absorbed its error. The first local run measures that
+        // speed; re-expressing those corrections against it keeps their head predictions as
+        // measured — otherwise the split's next runs would drag the scale back to the prior.
+        if (firstLocal) this.rescaleSeenHeads(before / this.edgeScale.value);
       }
       return;
     }
@@ -352,7 +396,7 @@ export class AdaptivePlanner implements PlanChooser {
     }
     s.health.success();
     if (o.bytesSent + o.bytesReceived >= LARGE_TRANSFER_BYTES) this.lastLarge[e] = this.decisions;
-    s.link.observe(o.networkMs, o.bytesSent + o.bytesReceived, o.at, fresh);
+    this.observeLink(e, o.networkMs, o.bytesSent + o.bytesReceived, o.at, fresh, fresh);
     const profiled = k !== undefined ? (t.tail[e * t.cutCount + k] as number) : (t.remoteWhole[e] as number);
     if (o.remoteMs > 0 && profiled > 0) {
       if (fresh) s.remoteScale.updateFresh(o.remoteMs / profiled);
@@ -372,11 +416,11 @@ export class AdaptivePlanner implements PlanChooser {
     const s = this.state[e] as EndpointState;
     // Probes come in rounds (a small and a large transfer): the whole round is fresh news.
     const continues = this.probeRound[e] === this.decisions;
-    const fresh = continues || this.decisions - (this.lastNews[e] as number) >= this.probeAfter() || s.link.observations === 0;
+    const fresh = continues || this.decisions - (this.lastNews[e] as number) >= this.linkProbeAfter() || s.link.observations === 0;
     if (fresh) this.probeRound[e] = this.decisions;
     this.lastNews[e] = this.decisions;
     if (bytes >= LARGE_TRANSFER_BYTES) this.lastLarge[e] = this.decisions;
-    s.link.observe(networkMs, bytes, this.now(), fresh, fresh && !continues);
+    this.observeLink(e, networkMs, bytes, this.now(), fresh, fresh && !continues);
   }
 
   /**
@@ -393,10 +437,10 @@ export class AdaptivePlanner implements PlanChooser {
       if (e === undefined) continue;
       const s = this.state[e] as EndpointState;
       if (s.health.state(now) !== 'healthy') continue;
-      const silent = this.decisions - (this.lastNews[e] as number) >= this.probeAfter();
+      const silent = this.decisions - (this.lastNews[e] as number) >= this.linkProbeAfter();
       // Requests that move only small tensors keep the round trip fresh but not the bandwidth.
-      const noBandwidth = this.decisions - (this.lastLarge[e] as number) >= 2 * this.probeAfter();
-      if (s.link.observations === 0 || silent || noBandwidth) due.push(name);
+      const noBandwidth = this.decisions - (this.lastLarge[e] as number) >= 2 * this.linkProbeAfter();
+      if (s.link.observations === 0 || silent || noBandwidth || (this.suspect[e] as number) > 1) due.push(name);
     }
     return due;
   }
@@ -444,7 +488,7 @@ export class AdaptivePlanner implements PlanChooser {
           queueMs: q,
           edgeMs,
           encodeMs: enc * sent,
-          networkMs: s.link.predict(sent + recv),
+          networkMs: s.link.predict(sent + recv) * (this.suspect[e] as number),
           remoteMs: remote * s.remoteScale.value,
           decodeMs: dec * recv,
         };
@@ -494,6 +538,7 @@ export class AdaptivePlanner implements PlanChooser {
           remoteScale: s.remoteScale.value,
           health: s.health.state(now),
           observations: s.link.observations,
+          linkSuspicion: this.suspect[e] as number,
         };
       }),
     };
@@ -565,10 +610,13 @@ export class AdaptivePlanner implements PlanChooser {
       if (g === chosenGroup) continue;
       const ms = this.groupBestMs[g] as number;
       if (!(ms < candidateMs) || ms > budgetMs) continue;
-      const soon = g === E && edgeUnsettled && ms <= chosenMs * NEAR_MISS;
+      const near = ms <= chosenMs * NEAR_MISS;
+      const soon = g === E && edgeUnsettled && near;
       const gap = chosenMs > 0 ? Math.max(0, ms - chosenMs) / chosenMs : 0;
       const after = soon ? this.probeAfter() : Math.max(this.probeAfter(), Math.ceil((this.exploration.afterDecisions * gap) / REFERENCE_GAP));
-      if (this.decisions - (this.lastNews[g] as number) < after) continue;
+      // A near-miss local counts only its own runs as news (see lastLocalRun).
+      const last = g === E && near ? this.lastLocalRun : (this.lastNews[g] as number);
+      if (this.decisions - last < after) continue;
       candidate = g;
       candidateMs = ms;
     }
@@ -578,8 +626,30 @@ export class AdaptivePlanner implements PlanChooser {
     this.explorationSpentMs += regret;
     this.explorations += 1;
     this.lastNews[candidate] = this.decisions;
+    if (candidate === E) this.lastLocalRun = this.decisions;
     this.exploring[candidate] = 1;
     return this.planOf(this.groupBestId[candidate] as number);
+  }
+
+  /** Feeds one transfer to the endpoint's link estimator and updates the suspicion on it. */
+  private observeLink(e: number, networkMs: number, bytes: number, at: number, fresh: boolean, newRound: boolean): void {
+    const link = (this.state[e] as EndpointState).link;
+    link.observe(networkMs, bytes, at, fresh, newRound);
+    const predicted = link.predict(bytes);
+    if (networkMs > SUSPECT_RATIO * predicted && networkMs - predicted > SUSPECT_MIN_MS) {
+      this.suspect[e] = networkMs / predicted;
+      this.suspectBytes[e] = bytes;
+    } else if (bytes >= Math.min(this.suspectBytes[e] as number, LARGE_TRANSFER_BYTES)) {
+      // As telling as the transfer that raised it: the estimators now hold the answer.
+      this.suspect[e] = 1;
+    }
+  }
+
+  private rescaleSeenHeads(factor: number): void {
+    if (!(factor > 0) || !Number.isFinite(factor)) return;
+    for (let k = 0; k < this.headMs.length; k++) {
+      if (this.headSeen[k] === 1) this.headMs[k] = (this.headMs[k] as number) * factor;
+    }
   }
 
   /** Whether the group's observation answers an exploration (and clears the mark). */
@@ -592,6 +662,15 @@ export class AdaptivePlanner implements PlanChooser {
 
   private probeAfter(): number {
     return this.exploration === false ? 20 : Math.max(2, Math.floor(this.exploration.afterDecisions / 4));
+  }
+
+  /**
+   * Decisions without news from an endpoint before its link is due for an out-of-band probe:
+   * sooner than an exploration, since a probe costs bytes, not the request's time. A link that
+   * got several times faster while the edge ran locally is noticed within this many requests.
+   */
+  private linkProbeAfter(): number {
+    return Math.max(2, Math.floor(this.probeAfter() / 2) + 1);
   }
 
   private groupOf(id: number): number {
