@@ -496,6 +496,17 @@ describe('exploration of an unsettled edge', () => {
     expect(near.indexOf('local')).toBeGreaterThan(2);
     expect(near.indexOf('local')).toBeLessThan(10);
   });
+  it('moves to local after one re-measurement that finds the edge faster than believed', () => {
+    // Local believed 110 ms (three runs) against offload's 101; the device now runs it in 80.
+    // The first re-measurement replaces the belief; blended in as a fifth, it would leave
+    // local predicted slower than offload until a second re-measurement, 5–6 decisions on.
+    const plans = run(1.1, 3, 16);
+    const first = plans.indexOf('local');
+    expect(first).toBeGreaterThan(0);
+    expect(first).toBeLessThan(8);
+    // Kept from then on (offload's own re-measurement, a 26% miss, is due ≈ 11 decisions later).
+    expect(plans.slice(first, first + 8)).toEqual(Array(8).fill('local'));
+  });
   it('re-measures a far miss rarely: its exploration costs a bounded share of the time', () => {
     // Local predicted 300 ms against 101 (≈ 2× gap): spacing ≈ 20 × 2 / 0.5 = 80 decisions.
     const far = run(3, 3, 120);

@@ -85,6 +85,8 @@ const LOCAL = -1;
 const EDGE_SETTLED_SAMPLES = 3;
 /** An option within this factor of the chosen one counts as a near miss. */
 const NEAR_MISS = 1.25;
+/** A fresh local run this much faster (relative) than the edge scale replaces it. */
+const FRESH_FASTER_EDGE = 0.1;
 /** Weight of a split's later runs in its cut's corrected head time. */
 const HEAD_SCALE_WEIGHT = 0.1;
 /** The predicted gap (fraction of the chosen option's time) re-measured every `afterDecisions`. */
@@ -348,14 +350,16 @@ export class AdaptivePlanner implements PlanChooser {
         this.localMeasured = true;
         const scale = o.edgeMs / t.localMs;
         const before = this.edgeScale.value;
-        // Fresh news replaces the estimate only when it says the edge is faster: a too
-        // pessimistic edge belief locks local out (it is then rarely tried again), a too
-        // optimistic one corrects itself on the next local run. One run slowed by a load
-        // spike must not make local look 4× slower for the next hundred decisions.
+        // Fresh news replaces the estimate only when it says the edge is faster — by more
+        // than twice the estimators' noise floor, not the usual 50%: a too pessimistic edge
+        // belief locks local out (it is then re-measured only now and then, and each run
+        // would move it by a fifth), a too optimistic one corrects itself on the next local
+        // run. One run slowed by a load spike must not make local look 4× slower for the next
+        // hundred decisions.
         // The first local run is the first direct measurement of the device's speed: it
         // replaces whatever the prior and the heads' runs (through uncorrected cuts) implied.
         if (firstLocal) this.edgeScale.seed(scale).update(scale);
-        else if (fresh && scale < this.edgeScale.value) this.edgeScale.updateFresh(scale);
+        else if (fresh && scale < this.edgeScale.value) this.edgeScale.updateFresh(scale, FRESH_FASTER_EDGE);
         else this.edgeScale.update(scale);
         this.edgeService.update(o.edgeMs);
         // Cuts that ran before the first local run took the prior edge scale as the device's
