@@ -422,6 +422,31 @@ describe('a transfer far slower than predicted', () => {
   });
 });
 
+describe('a cut the profile put just behind the chosen one', () => {
+  it('is run once, and chosen when it turns out faster', () => {
+    // Edge 1.3× the profile, 8 Mbit/s, 10 ms: really c2 ≈ 102 ms, c3 ≈ 128, local 130. The
+    // profile says c2's head takes 65 ms (it takes 40): c2 predicted ≈ 135, 4–5% behind both,
+    // and never the best of its group (c3 is), so group exploration alone would not try it.
+    const misprofiled: Profile = { ...profile, cuts: profile.cuts.map((c) => (c.id === 'c2' ? { ...c, headMs: 65 } : c)) };
+    const world = new World({ a: { rttMs: 10, bitsPerSecond: 8e6 } }, 0.02);
+    world.edgeScale = 1.3;
+    const p = new AdaptivePlanner({ profile: misprofiled, endpoints: [{ name: 'a', rttMs: 10, bandwidthBitsPerSecond: 8e6 }], edgeScale: 1.3 });
+    const ctx = { allowedEndpoints: ['a'] };
+    const plans: string[] = [];
+    for (let i = 0; i < 30; i++) {
+      const plan = p.choose(ctx);
+      plans.push(describePlan(plan));
+      p.observe(world.run(plan));
+    }
+    // Local and c3 are predicted within the hysteresis of each other; c2 is not tried at first.
+    expect(['local', 'split@c3→a']).toContain(plans[0]);
+    const tried = plans.indexOf('split@c2→a');
+    expect(tried).toBeGreaterThan(0);
+    expect(tried).toBeLessThan(12);
+    expect(plans.slice(-10).filter((x) => x === 'split@c2→a').length).toBeGreaterThanOrEqual(8);
+  });
+});
+
 describe('a device faster than its profile, seen first through a split', () => {
   it('measures local once it becomes a near miss, and moves to it when the link slows', () => {
     // The device runs at 0.85 of the profile. The split c2 (profiled 80 ms, really 74) wins at
