@@ -34,6 +34,8 @@ export interface SweepPoint {
   /** Mean over adaptive's requests of the pooled mean of the plan each chose; and the best pooled mean. */
   adaptiveChoiceMs?: number;
   oracleChoiceMs?: number;
+  /** The lower of edge-only's and cloud-only's pooled means (their own requests and adaptive's of the same plan). */
+  bestFixedChoiceMs?: number;
 }
 
 /** What the report needs of a model's profile to explain the crossovers. */
@@ -52,6 +54,8 @@ export interface SweepResult {
   adaptiveOverBestFixed: number;
   /** Worst point of adaptiveChoiceMs / oracleChoiceMs. */
   choiceOverOracle?: number;
+  /** Worst point of adaptiveChoiceMs / bestFixedChoiceMs. */
+  choiceOverBestFixed?: number;
   /** 1-minute load average of the machine at the start and the end of the run. */
   loadAverage?: { start: number; end: number };
   points: SweepPoint[];
@@ -161,7 +165,7 @@ export function sweepMarkdown(result: SweepResult): string {
     `# Sweep${result.quick ? ' (quick)' : ''}`,
     '',
     `Edge slowdown factor: **×${result.slowdown}** (${slowdownMeaning(result.slowdown, result.stretchJitter)}).${result.loadAverage ? ` Machine load (1-min average, 2 cores): ${result.loadAverage.start.toFixed(1)} at the start, ${result.loadAverage.end.toFixed(1)} at the end.` : ''}`,
-    `Worst adaptive / oracle: **${result.adaptiveOverOracle.toFixed(3)}** (median ${medianOf(result.points.map((p) => p.adaptiveMs / p.oracleMs)).toFixed(3)}); worst adaptive / better of edge-only and cloud-only: **${result.adaptiveOverBestFixed.toFixed(3)}**${result.choiceOverOracle !== undefined ? `; worst choice ratio (pooled plan means): **${result.choiceOverOracle.toFixed(3)}**` : ''}.`,
+    `Worst adaptive / oracle: **${result.adaptiveOverOracle.toFixed(3)}** (median ${medianOf(result.points.map((p) => p.adaptiveMs / p.oracleMs)).toFixed(3)}); worst adaptive / better of edge-only and cloud-only: **${result.adaptiveOverBestFixed.toFixed(3)}**${result.choiceOverOracle !== undefined ? `; worst choice ratio (pooled plan means): **${result.choiceOverOracle.toFixed(3)}**` : ''}${result.choiceOverBestFixed !== undefined ? `, against the better of edge-only and cloud-only: **${result.choiceOverBestFixed.toFixed(3)}**` : ''}.`,
     '',
     ...result.notes.map((n) => `- ${n}`),
     '',

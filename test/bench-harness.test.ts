@@ -20,6 +20,11 @@ describe('bench harness over the real runtime and cloud service', () => {
     }
     expect(p.oracleMs).toBeLessThanOrEqual(Math.min(p.edgeOnlyMs, p.cloudOnlyMs));
     expect(p.adaptivePlans).toHaveLength(2);
+    // Pooled means: the better fixed strategy's includes its own requests, so it is finite and
+    // no worse than the pooled best; adaptive's choice figure is charged against both.
+    expect(Number.isFinite(p.bestFixedChoiceMs ?? Number.NaN)).toBe(true);
+    expect(p.bestFixedChoiceMs).toBeGreaterThanOrEqual(p.oracleChoiceMs ?? Number.POSITIVE_INFINITY);
+    expect(result.choiceOverBestFixed).toBeCloseTo((p.adaptiveChoiceMs ?? 0) / (p.bestFixedChoiceMs ?? 1), 9);
     expect(result.slowdown).toBe(2);
   }, 60_000);
 

@@ -80,6 +80,7 @@ export function registerBenchCommand(program: Command): Command {
         adaptiveOverOracle: result.adaptiveOverOracle,
         adaptiveOverBestFixed: result.adaptiveOverBestFixed,
         choiceOverOracle: result.choiceOverOracle,
+        choiceOverBestFixed: result.choiceOverBestFixed,
         edgeSlowdown: result.slowdown,
         stretchJitter: result.stretchJitter,
         loadAverage: result.loadAverage,
@@ -96,6 +97,7 @@ export function registerBenchCommand(program: Command): Command {
           adaptivePlan: p.adaptivePlan,
           adaptiveChoiceMs: p.adaptiveChoiceMs,
           oracleChoiceMs: p.oracleChoiceMs,
+          bestFixedChoiceMs: p.bestFixedChoiceMs,
         })),
       };
       if (!opts.json) {
