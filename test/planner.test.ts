@@ -420,6 +420,22 @@ describe('a transfer far slower than predicted', () => {
     expect(p.choose(ctx).kind).not.toBe('local');
     expect(p.snapshot().endpoints[0]?.bandwidthMbit).toBeGreaterThan(100);
   });
+
+  it('after a lone stall and no probe, lets the suspicion lapse within 7 decisions', () => {
+    const { world, p, ctx, remote } = setup();
+    const stalled = world.run(remote);
+    p.observe({ ...stalled, networkMs: stalled.networkMs + 400, totalMs: stalled.totalMs + 400 });
+    const plans: string[] = [];
+    for (let i = 0; i < 12; i++) {
+      const plan = p.choose(ctx);
+      plans.push(describePlan(plan));
+      p.observe(world.run(plan));
+    }
+    const back = plans.findIndex((x) => x !== 'local');
+    expect(back).toBeGreaterThan(0);
+    expect(back).toBeLessThanOrEqual(7);
+    expect(plans.slice(back).filter((x) => x === 'local').length).toBeLessThanOrEqual(1);
+  });
 });
 
 describe('a cut the profile put just behind the chosen one', () => {

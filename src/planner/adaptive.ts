@@ -169,11 +169,14 @@ export class AdaptivePlanner implements PlanChooser {
    * at 1.5 Mbit/s). Until a transfer at least as telling (a probe or a request of that size)
    * confirms or clears it, the endpoint's network times are predicted this many times longer
    * and its link is due for a probe: a stall costs one request on the runner-up, a collapse
-   * no second slow request.
+   * no second slow request. Without a probe the suspicion lapses after 2 × linkProbeAfter
+   * decisions, so a caller that never probes pays a stall with at most that many requests.
    */
   private readonly suspect: Float64Array;
   /** Per endpoint: bytes of the transfer that raised the suspicion. */
   private readonly suspectBytes: Float64Array;
+  /** Per endpoint: the decision count when the suspicion was raised. */
+  private readonly suspectSince: Float64Array;
   private readonly groupBestMs: Float64Array;
   private readonly groupBestId: Int32Array;
   private predictedTotalMs = 0;
@@ -233,6 +236,7 @@ export class AdaptivePlanner implements PlanChooser {
     this.lastLarge = new Float64Array(names.length);
     this.suspect = new Float64Array(names.length).fill(1);
     this.suspectBytes = new Float64Array(names.length);
+    this.suspectSince = new Float64Array(names.length);
     this.groupBestMs = new Float64Array(names.length + 1);
     this.groupBestId = new Int32Array(names.length + 1);
   }
@@ -278,6 +282,9 @@ export class AdaptivePlanner implements PlanChooser {
       const s = this.state[e] as EndpointState;
       const health = s.health.state(now);
       if (health === 'down') continue;
+      // Unconfirmed for long (no caller probed the link): it was most likely a stall, and the
+      // next request there tells (a second far slower transfer is a change the detector adopts).
+      if ((this.suspect[e] as number) > 1 && this.decisions - (this.suspectSince[e] as number) > 2 * this.linkProbeAfter()) this.suspect[e] = 1;
       const suspicion = this.suspect[e] as number;
       const rtt = s.link.rttValue * suspicion;
       const perByte = s.link.perByteValue * suspicion;
@@ -702,6 +709,7 @@ export class AdaptivePlanner implements PlanChooser {
     if (networkMs > SUSPECT_RATIO * predicted && networkMs - predicted > SUSPECT_MIN_MS) {
       this.suspect[e] = networkMs / predicted;
       this.suspectBytes[e] = bytes;
+      this.suspectSince[e] = this.decisions;
     } else if (bytes >= Math.min(this.suspectBytes[e] as number, LARGE_TRANSFER_BYTES)) {
       // As telling as the transfer that raised it: the estimators now hold the answer.
       this.suspect[e] = 1;
