@@ -573,6 +573,19 @@ describe('out-of-band link probes', () => {
     // Not for endpoints outside the context or down.
     expect(p.linkProbesDue({ allowedEndpoints: ['b'] })).toEqual([]);
   });
+  it('asks again after 3 decisions without news from the link, sooner than an exploration', () => {
+    const p = planner({ endpoints: [{ name: 'a', rttMs: 10, bandwidthBitsPerSecond: 0.5e6 }] });
+    const ctx = { allowedEndpoints: ['a'] };
+    p.choose(ctx);
+    p.reportLinkProbe('a', 10 + (256 * 8000) / 0.5e6, 256);
+    p.reportLinkProbe('a', 10 + (131_072 * 8000) / 0.5e6, 131_072);
+    const due: boolean[] = [];
+    for (let i = 0; i < 4; i++) {
+      expect(p.choose(ctx).kind).toBe('local');
+      due.push(p.linkProbesDue(ctx).length > 0);
+    }
+    expect(due).toEqual([false, false, true, true]);
+  });
 });
 
 describe('units', () => {
