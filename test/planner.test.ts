@@ -95,6 +95,18 @@ class World {
   }
 }
 
+/** Runs `decisions` requests through the planner in the world; returns the plans it chose, in order. */
+function drive(p: AdaptivePlanner, world: World, ctx: { allowedEndpoints: string[] }, decisions: number, onChosen?: (plan: Plan) => void): string[] {
+  const plans: string[] = [];
+  for (let i = 0; i < decisions; i++) {
+    const plan = p.choose(ctx);
+    plans.push(describePlan(plan));
+    onChosen?.(plan);
+    p.observe(world.run(plan));
+  }
+  return plans;
+}
+
 function planner(extra: Partial<AdaptivePlannerOptions> = {}, clock = { t: 0 }): AdaptivePlanner {
   return new AdaptivePlanner({
     profile,
@@ -356,12 +368,7 @@ describe('a profile that misjudged one head', () => {
     const world = new World({ a: { rttMs: 20, bitsPerSecond: 5.5e6 } }, 0.02);
     const p = new AdaptivePlanner({ profile: misprofiled, endpoints: [{ name: 'a', rttMs: 20, bandwidthBitsPerSecond: 5.5e6 }] });
     const ctx = { allowedEndpoints: ['a'] };
-    const plans: string[] = [];
-    for (let i = 0; i < 40; i++) {
-      const plan = p.choose(ctx);
-      plans.push(describePlan(plan));
-      p.observe(world.run(plan));
-    }
+    const plans = drive(p, world, ctx, 40);
     expect(plans[0]).toBe('split@c2→a');
     // One run of the split shows its head is slow; local is then chosen and kept, but for the
     // split's re-measurements as a near miss (≈ 15% slower: every 6 or so decisions).
@@ -396,13 +403,9 @@ describe('a transfer far slower than predicted', () => {
     p.observe(world.run(remote));
     expect(p.snapshot().endpoints[0]?.linkSuspicion).toBeGreaterThan(2);
     expect(p.linkProbesDue(ctx)).toEqual(['a']);
-    const plans: string[] = [];
-    for (let i = 0; i < 10; i++) {
-      const plan = p.choose(ctx);
-      plans.push(describePlan(plan));
+    const plans = drive(p, world, ctx, 10, (plan) => {
       if (plan.kind === 'local' && p.linkProbesDue(ctx).length > 0) probe(world, p);
-      p.observe(world.run(plan));
-    }
+    });
     expect(plans).toEqual(Array(10).fill('local'));
     // The probe confirmed it: the estimate holds the new bandwidth and the suspicion is gone.
     const a = p.snapshot().endpoints[0];
@@ -425,12 +428,7 @@ describe('a transfer far slower than predicted', () => {
     const { world, p, ctx, remote } = setup();
     const stalled = world.run(remote);
     p.observe({ ...stalled, networkMs: stalled.networkMs + 400, totalMs: stalled.totalMs + 400 });
-    const plans: string[] = [];
-    for (let i = 0; i < 12; i++) {
-      const plan = p.choose(ctx);
-      plans.push(describePlan(plan));
-      p.observe(world.run(plan));
-    }
+    const plans = drive(p, world, ctx, 12);
     const back = plans.findIndex((x) => x !== 'local');
     expect(back).toBeGreaterThan(0);
     expect(back).toBeLessThanOrEqual(7);
@@ -448,12 +446,7 @@ describe('a cut the profile put just behind the chosen one', () => {
     world.edgeScale = 1.3;
     const p = new AdaptivePlanner({ profile: misprofiled, endpoints: [{ name: 'a', rttMs: 10, bandwidthBitsPerSecond: 8e6 }], edgeScale: 1.3 });
     const ctx = { allowedEndpoints: ['a'] };
-    const plans: string[] = [];
-    for (let i = 0; i < 30; i++) {
-      const plan = p.choose(ctx);
-      plans.push(describePlan(plan));
-      p.observe(world.run(plan));
-    }
+    const plans = drive(p, world, ctx, 30);
     // Local and c3 are predicted within the hysteresis of each other; c2 is not tried at first.
     expect(['local', 'split@c3→a']).toContain(plans[0]);
     const tried = plans.indexOf('split@c2→a');
@@ -472,20 +465,10 @@ describe('a device faster than its profile, seen first through a split', () => {
     world.edgeScale = 0.85;
     const p = new AdaptivePlanner({ profile, endpoints: [{ name: 'a', rttMs: 20, bandwidthBitsPerSecond: 20e6 }] });
     const ctx = { allowedEndpoints: ['a'] };
-    const before: string[] = [];
-    for (let i = 0; i < 10; i++) {
-      const plan = p.choose(ctx);
-      before.push(describePlan(plan));
-      p.observe(world.run(plan));
-    }
+    const before = drive(p, world, ctx, 10);
     expect(before.filter((x) => x === 'split@c2→a').length).toBeGreaterThanOrEqual(9);
     (world.links['a'] as Link).rttMs = 40;
-    const after: string[] = [];
-    for (let i = 0; i < 40; i++) {
-      const plan = p.choose(ctx);
-      after.push(describePlan(plan));
-      p.observe(world.run(plan));
-    }
+    const after = drive(p, world, ctx, 40);
     // Local is measured within a few decisions and kept; the split (≈ 10% slower) runs only
     // as a near miss's re-measurement, never twice in a row.
     const firstLocal = after.indexOf('local');
@@ -513,12 +496,7 @@ describe('exploration of an unsettled edge', () => {
     const slow: Observation = { ...world.run({ kind: 'local' }), edgeMs: 100 * edgeScale, totalMs: 100 * edgeScale };
     for (let i = 0; i < settledRuns; i++) p.observe(slow);
     const ctx = { allowedEndpoints: ['a'] };
-    const plans: string[] = [];
-    for (let i = 0; i < decisions; i++) {
-      const plan = p.choose(ctx);
-      plans.push(describePlan(plan));
-      p.observe(world.run(plan));
-    }
+    const plans = drive(p, world, ctx, decisions);
     return plans;
   };
   it('re-measures the edge soon when its speed rests on fewer than 3 runs and local is a near miss', () => {
