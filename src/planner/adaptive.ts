@@ -141,8 +141,6 @@ export class AdaptivePlanner implements PlanChooser {
   /** Per cut: whether a split at it has run (on any endpoint). */
   private readonly cutTried: Uint8Array;
   private lastCutTrial = 0;
-  /** Scratch: the edge queue wait of the current decision. */
-  private queueScratch = 0;
   private readonly edgeService: RobustEwma;
   private readonly queueWait: RobustEwma;
   private readonly encodePerByte: RobustEwma;
@@ -268,7 +266,6 @@ export class AdaptivePlanner implements PlanChooser {
     this.currentMs = Number.NaN;
     this.groupBestMs.fill(Number.POSITIVE_INFINITY);
 
-    this.queueScratch = queueMs;
     const localMs = queueMs + t.localMs * es;
     this.consider(LOCAL, localMs, 0, budgetMs);
     this.groupBestMs[E] = localMs;
@@ -348,7 +345,7 @@ export class AdaptivePlanner implements PlanChooser {
     this.current = chosen;
     this.predictedTotalMs += chosenMs;
 
-    const explored = this.explore(probing, chosenMs, budgetMs);
+    const explored = this.explore(probing, chosenMs, budgetMs, queueMs);
     if (explored !== undefined) return explored;
     return this.planOf(chosen);
   }
@@ -609,7 +606,7 @@ export class AdaptivePlanner implements PlanChooser {
    * from for a while, when the predicted extra time fits the exploration budget. An endpoint
    * due for its health probe is always tried once per back-off period.
    */
-  private explore(probing: number, chosenMs: number, budgetMs: number): Plan | undefined {
+  private explore(probing: number, chosenMs: number, budgetMs: number, queueMs: number): Plan | undefined {
     const E = this.state.length;
     if (probing >= 0) {
       const id = this.groupBestId[probing] as number;
@@ -641,7 +638,7 @@ export class AdaptivePlanner implements PlanChooser {
       candidate = g;
       candidateMs = ms;
     }
-    if (candidate < 0) return this.tryUntriedCut(chosenMs, budgetMs);
+    if (candidate < 0) return this.tryUntriedCut(chosenMs, budgetMs, queueMs);
     const regret = Math.max(0, candidateMs - chosenMs);
     if (this.explorationSpentMs + regret > this.exploration.budget * this.predictedTotalMs) return undefined;
     this.explorationSpentMs += regret;
@@ -661,7 +658,7 @@ export class AdaptivePlanner implements PlanChooser {
    * scan over the cuts runs at most every `probeAfter` decisions, so a decision stays cheap
    * on average.
    */
-  private tryUntriedCut(chosenMs: number, budgetMs: number): Plan | undefined {
+  private tryUntriedCut(chosenMs: number, budgetMs: number, queueMs: number): Plan | undefined {
     if (this.exploration === false || this.objective.kind !== 'latency') return undefined;
     if (this.decisions - this.lastCutTrial < this.probeAfter()) return undefined;
     this.lastCutTrial = this.decisions;
@@ -678,7 +675,7 @@ export class AdaptivePlanner implements PlanChooser {
       if (!Number.isFinite(this.groupBestMs[e] as number) || s.health.state(now) !== 'healthy') continue;
       const suspicion = this.suspect[e] as number;
       const perByte = s.link.perByteValue * suspicion;
-      const fixed = this.queueScratch + s.link.rttValue * suspicion;
+      const fixed = queueMs + s.link.rttValue * suspicion;
       const rs = s.remoteScale.value;
       const up = this.encodePerByte.value + perByte;
       const down = this.decodePerByte.value + perByte;
