@@ -363,14 +363,14 @@ export class AdaptivePlanner implements PlanChooser {
         this.localMeasured = true;
         const scale = o.edgeMs / t.localMs;
         const before = this.edgeScale.value;
-        // Fresh news replaces the estimate only when it says the edge is faster — by more
-        // than twice the estimators' noise floor, not the usual 50%: a too pessimistic edge
-        // belief locks local out (it is then re-measured only now and then, and each run
+        // The first local run is the first direct measurement of the device's speed: it
+        // replaces whatever the prior and the heads' runs (through uncorrected cuts) implied.
+        // Later, fresh news replaces the estimate only when it says the edge is faster — by
+        // more than twice the estimators' noise floor, not the usual 50%: a too pessimistic
+        // edge belief locks local out (it is then re-measured only now and then, and each run
         // would move it by a fifth), a too optimistic one corrects itself on the next local
         // run. One run slowed by a load spike must not make local look 4× slower for the next
         // hundred decisions.
-        // The first local run is the first direct measurement of the device's speed: it
-        // replaces whatever the prior and the heads' runs (through uncorrected cuts) implied.
         if (firstLocal) this.edgeScale.seed(scale).update(scale);
         else if (fresh && scale < this.edgeScale.value) this.edgeScale.updateFresh(scale, FRESH_FASTER_EDGE);
         else this.edgeScale.update(scale);
