@@ -127,10 +127,13 @@ export class AdaptivePlanner implements PlanChooser {
    * of local in three profiles; the PP-OCRv4 detector's first 0.16–0.43), and a split's runs
    * judged through one shared edge scale made local look slower by the cut's error — while
    * counting as news from the edge, so local was not re-measured: a lock-in. A cut's first run
-   * sets its correction; later runs, judged with it, teach the edge scale.
+   * sets its correction, and its second replaces it when faster (host hiccups only ever slow
+   * a run: MobileNetV2's c38 was anchored by one 42 ms head run against 33–36 later, and fell
+   * behind c21 for good); later runs, judged with it, teach the edge scale.
    */
   private readonly headMs: Float64Array;
-  private readonly headSeen: Uint8Array;
+  /** Per cut: runs that set or refined its head correction (saturating at 255). */
+  private readonly headRuns: Uint8Array;
   /**
    * Decision count of the last local run (-1: none yet). A split's head runs are news about the
    * edge's speed too, but only through the cut's correction: while local is a near miss, the
@@ -138,8 +141,8 @@ export class AdaptivePlanner implements PlanChooser {
    */
   private lastLocalRun = -1;
   private localMeasured = false;
-  /** Per cut: whether a split at it has run (on any endpoint). */
-  private readonly cutTried: Uint8Array;
+  /** Per cut: how many splits at it have run, on any endpoint (saturating at 255). */
+  private readonly cutRuns: Uint8Array;
   private lastCutTrial = 0;
   private readonly edgeService: RobustEwma;
   private readonly queueWait: RobustEwma;
@@ -217,8 +220,8 @@ export class AdaptivePlanner implements PlanChooser {
     this.endpointIndex = new Map(names.map((n, i) => [n, i]));
     this.edgeScale = new RobustEwma(est).seed(options.edgeScale ?? 1);
     this.headMs = Float64Array.from(this.tables.head);
-    this.headSeen = new Uint8Array(this.tables.cutCount);
-    this.cutTried = new Uint8Array(this.tables.cutCount);
+    this.headRuns = new Uint8Array(this.tables.cutCount);
+    this.cutRuns = new Uint8Array(this.tables.cutCount);
     this.edgeService = new RobustEwma(est).seed(options.profile.localMs * (options.edgeScale ?? 1));
     this.queueWait = new RobustEwma({ ...est, absoluteFloor: 0.5 }).seed(0);
     this.encodePerByte = new RobustEwma(est).seed(DEFAULT_CODEC_MS_PER_BYTE);
@@ -389,12 +392,19 @@ export class AdaptivePlanner implements PlanChooser {
     const fresh = this.takeFresh(e);
     const k = o.plan.kind === 'split' ? t.cutIndex.get(o.plan.cut) : undefined;
     if (o.plan.kind === 'split' && k === undefined) return;
-    if (k !== undefined) this.cutTried[k] = 1;
+    if (k !== undefined && (this.cutRuns[k] as number) < 255) this.cutRuns[k] = (this.cutRuns[k] as number) + 1;
     if (k !== undefined && o.edgeMs > 0) {
       const profiled = t.head[k] as number;
       if (profiled * this.edgeScale.value >= MIN_HEAD_MS_FOR_SCALE) {
         const corrected = this.headMs[k] as number;
-        if (this.headSeen[k] === 1) {
+        const runs = this.headRuns[k] as number;
+        if (runs < 255) this.headRuns[k] = runs + 1;
+        const measured = o.edgeMs / this.edgeScale.value;
+        if (runs === 1 && measured < corrected) {
+          // A cut's second run, faster than its first: the first was the disturbed one, and
+          // says nothing of the device's speed either.
+          this.headMs[k] = measured;
+        } else if (runs > 0) {
           // Judged with the cut's own correction, the run tells the device's speed…
           this.edgeScale.update(o.edgeMs / corrected);
           this.lastNews[E] = this.decisions;
@@ -402,8 +412,7 @@ export class AdaptivePlanner implements PlanChooser {
           this.headMs[k] = corrected + HEAD_SCALE_WEIGHT * (o.edgeMs / this.edgeScale.value - corrected);
         } else {
           // A cut's first run: its gap to the prediction is the profile's error for this cut.
-          this.headMs[k] = o.edgeMs / this.edgeScale.value;
-          this.headSeen[k] = 1;
+          this.headMs[k] = measured;
         }
       }
     }
@@ -650,13 +659,13 @@ export class AdaptivePlanner implements PlanChooser {
   }
 
   /**
-   * Runs once a cut that has never run but is predicted within CUT_TRIAL_GAP of the chosen
-   * option. Its prediction rests on the profile's head time alone, which is noisy per cut,
-   * and the exploration of groups re-measures only each group's best option: a
-   * neighbouring cut the profile put 5% behind could be 5% ahead for good (MobileNetV2 at
-   * 100 Mbit/s, 10 ms: split@c38 at 67 ms all point long against c21's 60, never tried). The
-   * scan over the cuts runs at most every `probeAfter` decisions, so a decision stays cheap
-   * on average.
+   * Runs a cut predicted within CUT_TRIAL_GAP of the chosen option whose prediction rests on
+   * the profile alone or on a single run (see `wantsTrial`). A profile's head time is noisy
+   * per cut, so is one run, and the exploration of groups re-measures only each group's best
+   * option: a neighbouring cut the profile put 5% behind could be 5% ahead for good
+   * (MobileNetV2 at 100 Mbit/s, 10 ms: split@c38 at 67 ms all point long against c21's 60,
+   * never tried). The scan over the cuts runs at most every `probeAfter` decisions, so a
+   * decision stays cheap on average.
    */
   private tryUntriedCut(chosenMs: number, budgetMs: number, queueMs: number): Plan | undefined {
     if (this.exploration === false || this.objective.kind !== 'latency') return undefined;
@@ -681,7 +690,7 @@ export class AdaptivePlanner implements PlanChooser {
       const down = this.decodePerByte.value + perByte;
       const base = e * (n + 1);
       for (let k = 0; k < n; k++) {
-        if (this.cutTried[k] === 1 || base + 1 + k === this.current) continue;
+        if (!this.wantsTrial(k) || base + 1 + k === this.current) continue;
         const ms =
           fixed + (this.headMs[k] as number) * es + up * (t.sent[k] as number) + down * (t.received[k] as number) + (t.tail[e * n + k] as number) * rs;
         if (ms <= limit && ms < bestMs) {
@@ -696,6 +705,12 @@ export class AdaptivePlanner implements PlanChooser {
     this.explorationSpentMs += regret;
     this.explorations += 1;
     return this.planOf(bestId);
+  }
+
+  /** Whether a cut's prediction rests on too little to rule it out: never run, or run once with its head corrected by that run. */
+  private wantsTrial(k: number): boolean {
+    const runs = this.cutRuns[k] as number;
+    return runs === 0 || (runs === 1 && this.headRuns[k] === 1);
   }
 
   /** Feeds one transfer to the endpoint's link estimator and updates the suspicion on it. */
@@ -716,7 +731,7 @@ export class AdaptivePlanner implements PlanChooser {
   private rescaleSeenHeads(factor: number): void {
     if (!(factor > 0) || !Number.isFinite(factor)) return;
     for (let k = 0; k < this.headMs.length; k++) {
-      if (this.headSeen[k] === 1) this.headMs[k] = (this.headMs[k] as number) * factor;
+      if ((this.headRuns[k] as number) > 0) this.headMs[k] = (this.headMs[k] as number) * factor;
     }
   }
 
