@@ -487,6 +487,38 @@ describe('a cut whose first run was disturbed', () => {
   });
 });
 
+describe('a slow first local run', () => {
+  it('does not leave the cuts measured against it dragging the edge scale back once local runs again', () => {
+    // The device runs at the profile's speed (local 100 ms, c2's head 40 ms). Its first local
+    // run hits a hiccup (140 ms), so c2's first head run (40 ms) is anchored against an edge
+    // 1.4× slow. A fresh local run later replaces the scale with the truth; c2's next runs
+    // must then re-anchor c2, not pull the scale back up toward 1.4 and local with it.
+    const p = new AdaptivePlanner({ profile, endpoints: [{ name: 'a', rttMs: 10, bandwidthBitsPerSecond: 8e6 }] });
+    const ctx = { allowedEndpoints: ['a'] };
+    const world = new World({ a: { rttMs: 10, bitsPerSecond: 8e6 } }, 0);
+    const local: Plan = { kind: 'local' };
+    const c2: Plan = { kind: 'split', cut: 'c2', endpoint: 'a' };
+    const observe = (plan: Plan, edgeMs?: number): void => {
+      p.choose(ctx);
+      const o = world.run(plan);
+      if (edgeMs !== undefined) o.edgeMs = edgeMs;
+      p.observe(o);
+    };
+    observe(local, 140);
+    observe(c2);
+    for (let i = 0; i < 6; i++) observe(c2);
+    expect(p.snapshot().edgeScale).toBeCloseTo(1.4, 1);
+    // Requests elsewhere (another model's, say) make the next local run fresh news.
+    for (let i = 0; i < 5; i++) p.choose(ctx);
+    observe(local, 100);
+    expect(p.snapshot().edgeScale).toBeCloseTo(1, 1);
+    for (let i = 0; i < 8; i++) observe(c2);
+    expect(p.snapshot().edgeScale).toBeLessThan(1.03);
+    const localMs = p.rank(ctx).find((r) => r.plan.kind === 'local')?.totalMs ?? 0;
+    expect(localMs).toBeLessThan(103);
+  });
+});
+
 describe('a device faster than its profile, seen first through a split', () => {
   it('measures local once it becomes a near miss, and moves to it when the link slows', () => {
     // The device runs at 0.85 of the profile. The split c2 (profiled 80 ms, really 74) wins at

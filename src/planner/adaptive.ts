@@ -135,6 +135,16 @@ export class AdaptivePlanner implements PlanChooser {
   /** Per cut: runs that set or refined its head correction (saturating at 255). */
   private readonly headRuns: Uint8Array;
   /**
+   * Per cut: the edge scale's change count (`RobustEwma.changes`) when its correction was set.
+   * A correction is a head time relative to the scale of its day: when a fresh local run
+   * replaces the scale, or a change is detected, it no longer holds — the old scale was
+   * either wrong (one slow local run: PP-OCRv4 det's first local run took 194 ms where 135–
+   * 150 was usual, and c21's head was anchored against that) or the device's speed changed.
+   * Either way the cut's next run sets its correction anew instead of dragging the new scale
+   * back to the old one: c21's runs had made local look 192 ms and locked it out.
+   */
+  private readonly headEpoch: Uint32Array;
+  /**
    * Decision count of the last local run (-1: none yet). A split's head runs are news about the
    * edge's speed too, but only through the cut's correction: while local is a near miss, the
    * correction's error alone can hold it out, so it is re-measured by local runs.
@@ -221,6 +231,7 @@ export class AdaptivePlanner implements PlanChooser {
     this.edgeScale = new RobustEwma(est).seed(options.edgeScale ?? 1);
     this.headMs = Float64Array.from(this.tables.head);
     this.headRuns = new Uint8Array(this.tables.cutCount);
+    this.headEpoch = new Uint32Array(this.tables.cutCount);
     this.cutRuns = new Uint8Array(this.tables.cutCount);
     this.edgeService = new RobustEwma(est).seed(options.profile.localMs * (options.edgeScale ?? 1));
     this.queueWait = new RobustEwma({ ...est, absoluteFloor: 0.5 }).seed(0);
@@ -397,8 +408,10 @@ export class AdaptivePlanner implements PlanChooser {
       const profiled = t.head[k] as number;
       if (profiled * this.edgeScale.value >= MIN_HEAD_MS_FOR_SCALE) {
         const corrected = this.headMs[k] as number;
-        const runs = this.headRuns[k] as number;
-        if (runs < 255) this.headRuns[k] = runs + 1;
+        const epoch = this.edgeScale.changes;
+        const runs = this.headEpoch[k] === epoch ? (this.headRuns[k] as number) : 0;
+        this.headEpoch[k] = epoch;
+        this.headRuns[k] = Math.min(255, runs + 1);
         const measured = o.edgeMs / this.edgeScale.value;
         if (runs === 1 && measured < corrected) {
           // A cut's second run, faster than its first: the first was the disturbed one, and
@@ -411,7 +424,8 @@ export class AdaptivePlanner implements PlanChooser {
           // …and what is left refines the correction slowly.
           this.headMs[k] = corrected + HEAD_SCALE_WEIGHT * (o.edgeMs / this.edgeScale.value - corrected);
         } else {
-          // A cut's first run: its gap to the prediction is the profile's error for this cut.
+          // A cut's first run (under this edge scale): its gap to the prediction is the
+          // profile's error for this cut.
           this.headMs[k] = measured;
         }
       }
