@@ -519,6 +519,38 @@ describe('a slow first local run', () => {
   });
 });
 
+describe('a slow first local run that cut runs contradict', () => {
+  // The device runs at the profile's speed; at 20 Mbit/s, 10 ms, c2 (≈ 70 ms) beats local
+  // (100), a far miss that plain exploration re-measures only after ≈ 18 decisions.
+  const firstLocalThen = (firstLocalMs: number): { plans: string[]; scale: number } => {
+    const p = new AdaptivePlanner({ profile, endpoints: [{ name: 'a', rttMs: 10, bandwidthBitsPerSecond: 20e6 }] });
+    const world = new World({ a: { rttMs: 10, bitsPerSecond: 20e6 } }, 0.02);
+    const ctx = { allowedEndpoints: ['a'] };
+    p.choose(ctx);
+    p.observe({ ...world.run({ kind: 'local' }), edgeMs: firstLocalMs, totalMs: firstLocalMs });
+    const plans = drive(p, world, ctx, 12);
+    return { plans, scale: p.snapshot().edgeScale };
+  };
+
+  it('gets local a second look soon, and the faster run sets the edge scale', () => {
+    // A hiccup (140 ms) puts the edge scale at 1.4; c2's head then runs 40 ms where 56 were predicted.
+    const { plans, scale } = firstLocalThen(140);
+    expect(plans[0]).toBe('split@c2→a');
+    const second = plans.indexOf('local');
+    expect(second).toBeGreaterThan(0);
+    expect(second).toBeLessThan(8);
+    expect(scale).toBeGreaterThan(0.9);
+    expect(scale).toBeLessThan(1.1);
+  });
+
+  it('spends no second look when the cut runs agree with the first local run', () => {
+    const { plans, scale } = firstLocalThen(100);
+    expect(plans.every((x) => x === 'split@c2→a')).toBe(true);
+    expect(scale).toBeGreaterThan(0.9);
+    expect(scale).toBeLessThan(1.1);
+  });
+});
+
 describe('a device faster than its profile, seen first through a split', () => {
   it('measures local once it becomes a near miss, and moves to it when the link slows', () => {
     // The device runs at 0.85 of the profile. The split c2 (profiled 80 ms, really 74) wins at

@@ -87,6 +87,10 @@ const EDGE_SETTLED_SAMPLES = 3;
 const NEAR_MISS = 1.25;
 /** An untried cut predicted within this fraction of the chosen option is run once (see `tryUntriedCut`). */
 const CUT_TRIAL_GAP = 0.1;
+/** A cut's first head run this many times faster than the profile at the edge scale puts a one-run scale in doubt. */
+const SCALE_DOUBT_RATIO = 1.2;
+/** Local gets its second look only when predicted within this factor of the chosen option. */
+const LOCAL_SECOND_LOOK = 2;
 /** A fresh local run this much faster (relative) than the edge scale replaces it. */
 const FRESH_FASTER_EDGE = 0.1;
 /** Weight of a split's later runs in its cut's corrected head time. */
@@ -150,7 +154,15 @@ export class AdaptivePlanner implements PlanChooser {
    * correction's error alone can hold it out, so it is re-measured by local runs.
    */
   private lastLocalRun = -1;
-  private localMeasured = false;
+  /** Local runs measured so far. */
+  private localRuns = 0;
+  /**
+   * The edge scale rests on one local run, and a cut's first head run came in far faster
+   * than that scale predicts from the profile. One local run can be a hiccup (MobileNetV2's
+   * first, 118 ms where 85–90 was usual, put the scale at 1.39 and every untried cut 39%
+   * too slow, so c21 was never tried): local gets a second look (see `explore`).
+   */
+  private scaleDoubt = false;
   /** Per cut: how many splits at it have run, on any endpoint (saturating at 255). */
   private readonly cutRuns: Uint8Array;
   private lastCutTrial = 0;
@@ -373,8 +385,9 @@ export class AdaptivePlanner implements PlanChooser {
       const fresh = this.takeFresh(E);
       this.lastLocalRun = this.decisions;
       if (o.ok && o.edgeMs > 0 && t.localMs > 0) {
-        const firstLocal = !this.localMeasured;
-        this.localMeasured = true;
+        const firstLocal = this.localRuns === 0;
+        this.localRuns += 1;
+        this.scaleDoubt = false;
         const scale = o.edgeMs / t.localMs;
         const before = this.edgeScale.value;
         // The first local run is the first direct measurement of the device's speed: it
@@ -425,7 +438,8 @@ export class AdaptivePlanner implements PlanChooser {
           this.headMs[k] = corrected + HEAD_SCALE_WEIGHT * (o.edgeMs / this.edgeScale.value - corrected);
         } else {
           // A cut's first run (under this edge scale): its gap to the prediction is the
-          // profile's error for this cut.
+          // profile's error for this cut — or the scale's, when one local run set it.
+          if (this.localRuns === 1 && measured * SCALE_DOUBT_RATIO < profiled) this.scaleDoubt = true;
           this.headMs[k] = measured;
         }
       }
@@ -641,6 +655,8 @@ export class AdaptivePlanner implements PlanChooser {
       return this.planOf(id);
     }
     if (this.exploration === false) return undefined;
+    const secondLook = this.localSecondLook(chosenMs, budgetMs);
+    if (secondLook !== undefined) return secondLook;
     let candidate = -1;
     let candidateMs = Number.POSITIVE_INFINITY;
     const chosenGroup = this.groupOf(this.current);
@@ -670,6 +686,27 @@ export class AdaptivePlanner implements PlanChooser {
     if (candidate === E) this.lastLocalRun = this.decisions;
     this.exploring[candidate] = 1;
     return this.planOf(this.groupBestId[candidate] as number);
+  }
+
+  /**
+   * Runs local a second time when the edge scale is in doubt (see `scaleDoubt`), once and
+   * outside the exploration budget, if local is predicted within LOCAL_SECOND_LOOK× the
+   * chosen option: if the first run was the slow one, the second, fresher and faster,
+   * replaces the scale, and the cuts measured against it re-anchor on their next runs.
+   */
+  private localSecondLook(chosenMs: number, budgetMs: number): Plan | undefined {
+    if (!this.scaleDoubt || this.localRuns !== 1 || this.current === LOCAL) return undefined;
+    if (this.decisions - this.lastLocalRun < this.probeAfter()) return undefined;
+    const E = this.state.length;
+    const ms = this.groupBestMs[E] as number;
+    if (ms > budgetMs || ms > LOCAL_SECOND_LOOK * chosenMs) return undefined;
+    this.scaleDoubt = false;
+    this.explorationSpentMs += Math.max(0, ms - chosenMs);
+    this.explorations += 1;
+    this.lastNews[E] = this.decisions;
+    this.lastLocalRun = this.decisions;
+    this.exploring[E] = 1;
+    return this.localPlan;
   }
 
   /**
