@@ -487,12 +487,13 @@ describe('a cut whose first run was disturbed', () => {
   });
 });
 
-describe('a slow first local run', () => {
-  it('does not leave the cuts measured against it dragging the edge scale back once local runs again', () => {
-    // The device runs at the profile's speed (local 100 ms, c2's head 40 ms). Its first local
-    // run hits a hiccup (140 ms), so c2's first head run (40 ms) is anchored against an edge
-    // 1.4× slow. A fresh local run later replaces the scale with the truth; c2's next runs
-    // must then re-anchor c2, not pull the scale back up toward 1.4 and local with it.
+describe('a slow spell that the edge scale and a cut were measured in', () => {
+  it('does not leave the cut dragging the edge scale back once a fresh local run replaces it', () => {
+    // The device runs at the profile's speed (local 100 ms, c2's head 40 ms). Its first two
+    // local runs fall in a slow spell (140 ms), but c2's first head run does not (40 ms), so
+    // c2 is anchored against an edge 1.4× slow. A fresh local run later replaces the scale
+    // with the truth; c2's next runs must then re-anchor c2, not pull the scale back up
+    // toward 1.4 and local with it.
     const p = new AdaptivePlanner({ profile, endpoints: [{ name: 'a', rttMs: 10, bandwidthBitsPerSecond: 8e6 }] });
     const ctx = { allowedEndpoints: ['a'] };
     const world = new World({ a: { rttMs: 10, bitsPerSecond: 8e6 } }, 0);
@@ -505,8 +506,8 @@ describe('a slow first local run', () => {
       p.observe(o);
     };
     observe(local, 140);
-    observe(c2);
-    for (let i = 0; i < 6; i++) observe(c2);
+    observe(local, 140);
+    for (let i = 0; i < 7; i++) observe(c2);
     expect(p.snapshot().edgeScale).toBeCloseTo(1.4, 1);
     // Requests elsewhere (another model's, say) make the next local run fresh news.
     for (let i = 0; i < 5; i++) p.choose(ctx);
@@ -522,25 +523,36 @@ describe('a slow first local run', () => {
 describe('a slow first local run that cut runs contradict', () => {
   // The device runs at the profile's speed; at 20 Mbit/s, 10 ms, c2 (≈ 70 ms) beats local
   // (100), a far miss that plain exploration re-measures only after ≈ 18 decisions.
-  const firstLocalThen = (firstLocalMs: number): { plans: string[]; scale: number } => {
+  const firstLocalThen = (firstLocalMs: number): { plans: string[]; scale: number; c2AfterSecondLocal: number } => {
     const p = new AdaptivePlanner({ profile, endpoints: [{ name: 'a', rttMs: 10, bandwidthBitsPerSecond: 20e6 }] });
     const world = new World({ a: { rttMs: 10, bitsPerSecond: 20e6 } }, 0.02);
     const ctx = { allowedEndpoints: ['a'] };
     p.choose(ctx);
     p.observe({ ...world.run({ kind: 'local' }), edgeMs: firstLocalMs, totalMs: firstLocalMs });
-    const plans = drive(p, world, ctx, 12);
-    return { plans, scale: p.snapshot().edgeScale };
+    const plans: string[] = [];
+    let c2AfterSecondLocal = Number.NaN;
+    for (let i = 0; i < 12; i++) {
+      const plan = p.choose(ctx);
+      plans.push(describePlan(plan));
+      p.observe(world.run(plan));
+      if (plan.kind === 'local') c2AfterSecondLocal = p.rank(ctx).find((r) => describePlan(r.plan) === 'split@c2→a')?.totalMs ?? 0;
+    }
+    return { plans, scale: p.snapshot().edgeScale, c2AfterSecondLocal };
   };
 
   it('gets local a second look soon, and the faster run sets the edge scale', () => {
     // A hiccup (140 ms) puts the edge scale at 1.4; c2's head then runs 40 ms where 56 were predicted.
-    const { plans, scale } = firstLocalThen(140);
+    const { plans, scale, c2AfterSecondLocal } = firstLocalThen(140);
     expect(plans[0]).toBe('split@c2→a');
     const second = plans.indexOf('local');
     expect(second).toBeGreaterThan(0);
     expect(second).toBeLessThan(8);
     expect(scale).toBeGreaterThan(0.9);
     expect(scale).toBeLessThan(1.1);
+    // c2's head, measured at 40 ms against the 1.4 scale, is re-expressed against the new
+    // one: still predicted as measured (≈ 70 ms in all), not 40 / 1.4 ms of head (≈ 58).
+    expect(c2AfterSecondLocal).toBeGreaterThan(66);
+    expect(c2AfterSecondLocal).toBeLessThan(74);
   });
 
   it('spends no second look when the cut runs agree with the first local run', () => {

@@ -132,8 +132,8 @@ export class AdaptivePlanner implements PlanChooser {
    * judged through one shared edge scale made local look slower by the cut's error — while
    * counting as news from the edge, so local was not re-measured: a lock-in. A cut's first run
    * sets its correction, and its second replaces it when faster (host hiccups only ever slow
-   * a run: MobileNetV2's c38 was anchored by one 42 ms head run against 33–36 later, and fell
-   * behind c21 for good); later runs, judged with it, teach the edge scale.
+   * a run: MobileNetV2's c38 was anchored by one 42 ms head run where 37–39 ms is usual, and
+   * fell behind c21 for good); later runs, judged with it, teach the edge scale.
    */
   private readonly headMs: Float64Array;
   /** Per cut: runs that set or refined its head correction (saturating at 255). */
@@ -386,6 +386,8 @@ export class AdaptivePlanner implements PlanChooser {
       this.lastLocalRun = this.decisions;
       if (o.ok && o.edgeMs > 0 && t.localMs > 0) {
         const firstLocal = this.localRuns === 0;
+        // The faster of the first two local runs anchors the scale: one run can be a hiccup.
+        const fasterSecond = this.localRuns === 1 && o.edgeMs / t.localMs < this.edgeScale.value;
         this.localRuns += 1;
         this.scaleDoubt = false;
         const scale = o.edgeMs / t.localMs;
@@ -398,7 +400,7 @@ export class AdaptivePlanner implements PlanChooser {
         // would move it by a fifth), a too optimistic one corrects itself on the next local
         // run. One run slowed by a load spike must not make local look 4× slower for the next
         // hundred decisions.
-        if (firstLocal) this.edgeScale.seed(scale).update(scale);
+        if (firstLocal || fasterSecond) this.edgeScale.seed(scale).update(scale);
         else if (fresh && scale < this.edgeScale.value) this.edgeScale.updateFresh(scale, FRESH_FASTER_EDGE);
         else this.edgeScale.update(scale);
         this.edgeService.update(o.edgeMs);
@@ -406,7 +408,8 @@ export class AdaptivePlanner implements PlanChooser {
         // speed, and their corrections absorbed its error. The first local run measures that
         // speed; re-expressing those corrections against it keeps their head predictions as
         // measured — otherwise the split's next runs would drag the scale back to the prior.
-        if (firstLocal) this.rescaleSeenHeads(before / this.edgeScale.value);
+        // Likewise when a faster second local run shows the first was disturbed.
+        if (firstLocal || fasterSecond) this.rescaleSeenHeads(before / this.edgeScale.value);
       }
       return;
     }
@@ -691,8 +694,8 @@ export class AdaptivePlanner implements PlanChooser {
   /**
    * Runs local a second time when the edge scale is in doubt (see `scaleDoubt`), once and
    * outside the exploration budget, if local is predicted within LOCAL_SECOND_LOOK× the
-   * chosen option: if the first run was the slow one, the second, fresher and faster,
-   * replaces the scale, and the cuts measured against it re-anchor on their next runs.
+   * chosen option: if the first run was the slow one, the second, faster, replaces the
+   * scale, and the corrections of the cuts measured against it are re-expressed.
    */
   private localSecondLook(chosenMs: number, budgetMs: number): Plan | undefined {
     if (!this.scaleDoubt || this.localRuns !== 1 || this.current === LOCAL) return undefined;
