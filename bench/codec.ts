@@ -3,12 +3,15 @@
  * of a typical early cut). Throughput = payload bytes / (encode time + decode time).
  */
 import { decodeTensorMap, encodeTensorMap } from '../src/codec/index.js';
+import { crc32Implementation } from '../src/util/crc32.js';
 
 export interface CodecBenchResult {
   tensorBytes: number;
   iterations: number;
   encodeMs: number;
   decodeMs: number;
+  /** The CRC-32 implementation the payload checks ran on. */
+  crc32: string;
   encodeDecodeGBps: number;
 }
 
@@ -35,5 +38,5 @@ export function runCodecBench(options: { bytes?: number; iterations?: number } =
   if (!Number.isFinite(checksum)) throw new Error('decoded data corrupted');
   const encodeMs = Number(encodeNs) / 1e6 / iterations;
   const decodeMs = Number(decodeNs) / 1e6 / iterations;
-  return { tensorBytes: bytes, iterations, encodeMs, decodeMs, encodeDecodeGBps: bytes / ((encodeMs + decodeMs) * 1e6) };
+  return { tensorBytes: bytes, iterations, encodeMs, decodeMs, crc32: crc32Implementation, encodeDecodeGBps: bytes / ((encodeMs + decodeMs) * 1e6) };
 }

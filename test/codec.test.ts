@@ -1,3 +1,4 @@
+import { crc32 as zlibCrc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { decode as msgpackDecode } from 'msgpackr';
@@ -5,6 +6,7 @@ import {
   CodecError, decodePayload, decodeTensorMap, encodeTensorMap, encodeTensorMapWithReport, fromFloat16Bits, toFloat16Bits,
 } from '../src/codec/index.js';
 import type { TensorData, TensorMap } from '../src/tensor.js';
+import { crc32, crc32Implementation } from '../src/util/crc32.js';
 
 const arr = (d: TensorData | undefined): unknown[] => (d ? Array.from(d as ArrayLike<unknown>) : []);
 
@@ -215,5 +217,24 @@ describe('codec fuzzing', () => {
         expect(error).toBeInstanceOf(CodecError);
       }
     }), { numRuns: 2000 });
+  });
+});
+
+describe('payload checksum', () => {
+  it('is zlib\'s CRC-32, chained the same way, whichever implementation runs', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 4096 }), fc.nat(), (bytes, at) => {
+        const split = bytes.length === 0 ? 0 : at % bytes.length;
+        expect(crc32(bytes)).toBe(zlibCrc32(bytes));
+        expect(crc32(bytes.subarray(split), crc32(bytes.subarray(0, split)))).toBe(zlibCrc32(bytes));
+      }),
+    );
+  });
+
+  it('runs on the SIMD implementation where a binary ships for the platform', () => {
+    // The lock file holds the prebuilt binaries for these (CI and the usual edge devices).
+    const shipped = process.platform === 'linux' && (process.arch === 'x64' || process.arch === 'arm64');
+    expect(['@node-rs/crc32', 'node:zlib']).toContain(crc32Implementation);
+    if (shipped) expect(crc32Implementation).toBe('@node-rs/crc32');
   });
 });

@@ -26,7 +26,7 @@ export function registerCloudBenchCommands(bench: Command): void {
     .action(async (opts: { json?: boolean; iterations: number }) => {
       const { runCodecBench } = await import('../../bench/codec.js');
       const r = runCodecBench({ iterations: opts.iterations });
-      writeResult(opts.json === true, { ...r }, `codec: ${r.tensorBytes} B float32, encode ${r.encodeMs.toFixed(3)} ms, decode ${r.decodeMs.toFixed(3)} ms, ${r.encodeDecodeGBps.toFixed(2)} GB/s encode+decode`);
+      writeResult(opts.json === true, { ...r }, `codec: ${r.tensorBytes} B float32, encode ${r.encodeMs.toFixed(3)} ms, decode ${r.decodeMs.toFixed(3)} ms (CRC-32: ${r.crc32}), ${r.encodeDecodeGBps.toFixed(2)} GB/s encode+decode`);
     });
   bench.command('cloud-overhead')
     .description('cloud service time over a bare onnxruntime-node run of the same partition (batch 1), and the client round trip on loopback')

@@ -16,7 +16,7 @@
  * The fixed prefix is parsed by hand so that limits, truncation and integrity are checked
  * before msgpackr touches the descriptor and before anything is allocated for the tensors.
  */
-import { crc32 } from 'node:zlib';
+import { crc32 } from '../util/crc32.js';
 import { endianness } from 'node:os';
 import { Packr, Unpackr } from 'msgpackr';
 import { z } from 'zod';

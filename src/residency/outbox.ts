@@ -13,7 +13,7 @@
  */
 import { mkdir, open, readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { crc32 } from 'node:zlib';
+import { crc32 } from '../util/crc32.js';
 import { Packr } from 'msgpackr';
 import { TandemError, ValidationError } from '../errors.js';
 import { DurableAppendFile, type AppendIo } from './append-file.js';
