@@ -487,6 +487,29 @@ describe('a cut whose first run was disturbed', () => {
   });
 });
 
+describe('a cut whose first two runs differ by noise only', () => {
+  it('is anchored on their mean, so its later runs leave the edge scale where local put it', () => {
+    // c2's head takes 40 ms; its first two runs read 42 and 38 (±5%). Anchored on the faster,
+    // every later 40 ms run would report the edge 5% slower than it is, and local with it.
+    const p = new AdaptivePlanner({ profile, endpoints: [{ name: 'a', rttMs: 10, bandwidthBitsPerSecond: 8e6 }] });
+    const ctx = { allowedEndpoints: ['a'] };
+    const world = new World({ a: { rttMs: 10, bitsPerSecond: 8e6 } }, 0);
+    const c2: Plan = { kind: 'split', cut: 'c2', endpoint: 'a' };
+    const observe = (plan: Plan, edgeMs?: number): void => {
+      p.choose(ctx);
+      const o = world.run(plan);
+      if (edgeMs !== undefined) o.edgeMs = edgeMs;
+      p.observe(o);
+    };
+    observe({ kind: 'local' });
+    observe(c2, 42);
+    observe(c2, 38);
+    for (let i = 0; i < 10; i++) observe(c2);
+    expect(p.snapshot().edgeScale).toBeGreaterThan(0.98);
+    expect(p.snapshot().edgeScale).toBeLessThan(1.02);
+  });
+});
+
 describe('a slow spell that the edge scale and a cut were measured in', () => {
   it('does not leave the cut dragging the edge scale back once a fresh local run replaces it', () => {
     // The device runs at the profile's speed (local 100 ms, c2's head 40 ms). Its first two
