@@ -107,6 +107,19 @@ function drive(p: AdaptivePlanner, world: World, ctx: { allowedEndpoints: string
   return plans;
 }
 
+/**
+ * Scripts the planner's experience: each call lets it decide (whatever it picks), then reports
+ * a run of `plan` in the world, with the edge time given when there is one.
+ */
+function scripted(p: AdaptivePlanner, world: World, ctx: { allowedEndpoints: string[] }): (plan: Plan, edgeMs?: number) => void {
+  return (plan, edgeMs) => {
+    p.choose(ctx);
+    const o = world.run(plan);
+    if (edgeMs !== undefined) o.edgeMs = edgeMs;
+    p.observe(o);
+  };
+}
+
 function planner(extra: Partial<AdaptivePlannerOptions> = {}, clock = { t: 0 }): AdaptivePlanner {
   return new AdaptivePlanner({
     profile,
@@ -495,12 +508,7 @@ describe('a cut whose first two runs differ by noise only', () => {
     const ctx = { allowedEndpoints: ['a'] };
     const world = new World({ a: { rttMs: 10, bitsPerSecond: 8e6 } }, 0);
     const c2: Plan = { kind: 'split', cut: 'c2', endpoint: 'a' };
-    const observe = (plan: Plan, edgeMs?: number): void => {
-      p.choose(ctx);
-      const o = world.run(plan);
-      if (edgeMs !== undefined) o.edgeMs = edgeMs;
-      p.observe(o);
-    };
+    const observe = scripted(p, world, ctx);
     observe({ kind: 'local' });
     observe(c2, 42);
     observe(c2, 38);
@@ -522,12 +530,7 @@ describe('a slow spell that the edge scale and a cut were measured in', () => {
     const world = new World({ a: { rttMs: 10, bitsPerSecond: 8e6 } }, 0);
     const local: Plan = { kind: 'local' };
     const c2: Plan = { kind: 'split', cut: 'c2', endpoint: 'a' };
-    const observe = (plan: Plan, edgeMs?: number): void => {
-      p.choose(ctx);
-      const o = world.run(plan);
-      if (edgeMs !== undefined) o.edgeMs = edgeMs;
-      p.observe(o);
-    };
+    const observe = scripted(p, world, ctx);
     observe(local, 140);
     observe(local, 140);
     for (let i = 0; i < 7; i++) observe(c2);

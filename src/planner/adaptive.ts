@@ -388,14 +388,14 @@ export class AdaptivePlanner implements PlanChooser {
       const fresh = this.takeFresh(E);
       this.lastLocalRun = this.decisions;
       if (o.ok && o.edgeMs > 0 && t.localMs > 0) {
+        const scale = o.edgeMs / t.localMs;
+        const before = this.edgeScale.value;
         const firstLocal = this.localRuns === 0;
         // A second local run clearly faster than the first shows the first was disturbed: it
         // anchors the scale instead.
-        const fasterSecond = this.localRuns === 1 && o.edgeMs / t.localMs < (1 - DISTURBED_RUN) * this.edgeScale.value;
+        const fasterSecond = this.localRuns === 1 && scale < (1 - DISTURBED_RUN) * before;
         this.localRuns += 1;
         this.scaleDoubt = false;
-        const scale = o.edgeMs / t.localMs;
-        const before = this.edgeScale.value;
         // The first local run is the first direct measurement of the device's speed: it
         // replaces whatever the prior and the heads' runs (through uncorrected cuts) implied.
         // Later, fresh news replaces the estimate only when it says the edge is faster — by
@@ -659,13 +659,8 @@ export class AdaptivePlanner implements PlanChooser {
   private explore(probing: number, chosenMs: number, budgetMs: number, queueMs: number): Plan | undefined {
     const E = this.state.length;
     if (probing >= 0) {
-      const id = this.groupBestId[probing] as number;
       (this.state[probing] as EndpointState).health.probeSent();
-      this.lastNews[probing] = this.decisions;
-      this.exploring[probing] = 1;
-      this.explorationSpentMs += Math.max(0, (this.groupBestMs[probing] as number) - chosenMs);
-      this.explorations += 1;
-      return this.planOf(id);
+      return this.exploreGroup(probing, chosenMs);
     }
     if (this.exploration === false) return undefined;
     const secondLook = this.localSecondLook(chosenMs, budgetMs);
@@ -691,14 +686,18 @@ export class AdaptivePlanner implements PlanChooser {
       candidateMs = ms;
     }
     if (candidate < 0) return this.tryUntriedCut(chosenMs, budgetMs, queueMs);
-    const regret = Math.max(0, candidateMs - chosenMs);
-    if (this.explorationSpentMs + regret > this.exploration.budget * this.predictedTotalMs) return undefined;
-    this.explorationSpentMs += regret;
+    if (this.explorationSpentMs + Math.max(0, candidateMs - chosenMs) > this.exploration.budget * this.predictedTotalMs) return undefined;
+    return this.exploreGroup(candidate, chosenMs);
+  }
+
+  /** Sends this request to a group's best option as an exploration, and books its predicted extra time. */
+  private exploreGroup(group: number, chosenMs: number): Plan {
+    this.explorationSpentMs += Math.max(0, (this.groupBestMs[group] as number) - chosenMs);
     this.explorations += 1;
-    this.lastNews[candidate] = this.decisions;
-    if (candidate === E) this.lastLocalRun = this.decisions;
-    this.exploring[candidate] = 1;
-    return this.planOf(this.groupBestId[candidate] as number);
+    this.lastNews[group] = this.decisions;
+    if (group === this.state.length) this.lastLocalRun = this.decisions;
+    this.exploring[group] = 1;
+    return this.planOf(this.groupBestId[group] as number);
   }
 
   /**
@@ -708,18 +707,14 @@ export class AdaptivePlanner implements PlanChooser {
    * scale, and the corrections of the cuts measured against it are re-expressed.
    */
   private localSecondLook(chosenMs: number, budgetMs: number): Plan | undefined {
-    if (!this.scaleDoubt || this.localRuns !== 1 || this.current === LOCAL) return undefined;
+    // Only set while the scale rests on one local run; any local run clears it.
+    if (!this.scaleDoubt || this.current === LOCAL) return undefined;
     if (this.decisions - this.lastLocalRun < this.probeAfter()) return undefined;
     const E = this.state.length;
     const ms = this.groupBestMs[E] as number;
     if (ms > budgetMs || ms > LOCAL_SECOND_LOOK * chosenMs) return undefined;
     this.scaleDoubt = false;
-    this.explorationSpentMs += Math.max(0, ms - chosenMs);
-    this.explorations += 1;
-    this.lastNews[E] = this.decisions;
-    this.lastLocalRun = this.decisions;
-    this.exploring[E] = 1;
-    return this.localPlan;
+    return this.exploreGroup(E, chosenMs);
   }
 
   /**
