@@ -546,6 +546,45 @@ describe('a slow spell that the edge scale and a cut were measured in', () => {
   });
 });
 
+describe('a local run that moves the edge scale a little', () => {
+  it('is not undone by the runs of a cut anchored under the old scale', () => {
+    // The device's first local run is slow (116 ms: scale 1.16) and c2 (40 ms of head) is
+    // anchored under it. A later local run reads 108 ms: 7% faster, not enough to replace the
+    // scale, so it only moves it. c2's runs must then re-anchor c2 under the moved scale, not
+    // judge the device with the old correction and pull the scale back toward 1.16.
+    const p = new AdaptivePlanner({ profile, endpoints: [{ name: 'a', rttMs: 10, bandwidthBitsPerSecond: 8e6 }] });
+    const ctx = { allowedEndpoints: ['a'] };
+    const world = new World({ a: { rttMs: 10, bitsPerSecond: 8e6 } }, 0);
+    const local: Plan = { kind: 'local' };
+    const c2: Plan = { kind: 'split', cut: 'c2', endpoint: 'a' };
+    const observe = scripted(p, world, ctx);
+    observe(local, 116);
+    for (let i = 0; i < 4; i++) observe(c2);
+    expect(p.snapshot().edgeScale).toBeCloseTo(1.16, 2);
+    observe(local, 108);
+    const moved = p.snapshot().edgeScale;
+    expect(moved).toBeLessThan(1.15);
+    for (let i = 0; i < 10; i++) observe(c2);
+    expect(p.snapshot().edgeScale).toBeLessThan(moved + 0.005);
+    // c2 itself is still predicted as it runs.
+    const c2Ms = p.rank(ctx).find((r) => describePlan(r.plan) === 'split@c2→a')?.totalMs ?? 0;
+    expect(Math.abs(c2Ms - world.truth(c2))).toBeLessThan(0.03 * world.truth(c2));
+  });
+
+  it('still lets a held cut\'s runs tell that the device slowed down', () => {
+    const p = new AdaptivePlanner({ profile, endpoints: [{ name: 'a', rttMs: 10, bandwidthBitsPerSecond: 8e6 }] });
+    const ctx = { allowedEndpoints: ['a'] };
+    const world = new World({ a: { rttMs: 10, bitsPerSecond: 8e6 } }, 0);
+    const c2: Plan = { kind: 'split', cut: 'c2', endpoint: 'a' };
+    const observe = scripted(p, world, ctx);
+    observe({ kind: 'local' });
+    for (let i = 0; i < 4; i++) observe(c2);
+    world.edgeScale = 2;
+    for (let i = 0; i < 4; i++) observe(c2);
+    expect(p.snapshot().edgeScale).toBeGreaterThan(1.8);
+  });
+});
+
 describe('a slow first local run that cut runs contradict', () => {
   // The device runs at the profile's speed; at 20 Mbit/s, 10 ms, c2 (≈ 70 ms) beats local
   // (100), a far miss that plain exploration re-measures only after ≈ 18 decisions.

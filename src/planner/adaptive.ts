@@ -142,13 +142,17 @@ export class AdaptivePlanner implements PlanChooser {
   /** Per cut: runs that set or refined its head correction (saturating at 255). */
   private readonly headRuns: Uint8Array;
   /**
-   * Per cut: the edge scale's change count (`RobustEwma.changes`) when its correction was set.
-   * A correction is a head time relative to the scale of its day: when a fresh local run
-   * replaces the scale, or a change is detected, it no longer holds — the old scale was
-   * either wrong (one slow local run: PP-OCRv4 det's first local run took 194 ms where 135–
-   * 150 was usual, and c21's head was anchored against that) or the device's speed changed.
-   * Either way the cut's next run sets its correction anew instead of dragging the new scale
-   * back to the old one: c21's runs had made local look 192 ms and locked it out.
+   * Per cut: the edge scale's change count (`RobustEwma.changes`) plus the local runs so far,
+   * when its correction was set. A correction is a head time relative to the scale of its day:
+   * once a local run has moved the scale, or a change was detected, it no longer holds — the
+   * old scale was either wrong (one slow local run: PP-OCRv4 det's first local run took 194 ms
+   * where 135–150 was usual, and c21's head was anchored against that) or the device's speed
+   * changed. Either way the cut's next run sets its correction anew instead of dragging the
+   * new scale back to the old one: c21's runs had made local look 192 ms and locked it out.
+   * A local run that moves the scale only gradually counts too: c21's runs, anchored under a
+   * scale of 1.16, pulled it from the 1.10 a later local run left to 1.21 (local predicted
+   * 190 ms where it took 141–149). Between local runs, a cut's runs still teach the scale, so
+   * a device that slows down while a split is held is still noticed.
    */
   private readonly headEpoch: Uint32Array;
   /**
@@ -428,7 +432,7 @@ export class AdaptivePlanner implements PlanChooser {
       const profiled = t.head[k] as number;
       if (profiled * this.edgeScale.value >= MIN_HEAD_MS_FOR_SCALE) {
         const corrected = this.headMs[k] as number;
-        const epoch = this.edgeScale.changes;
+        const epoch = this.edgeScale.changes + this.localRuns;
         const runs = this.headEpoch[k] === epoch ? (this.headRuns[k] as number) : 0;
         this.headEpoch[k] = epoch;
         this.headRuns[k] = Math.min(255, runs + 1);
