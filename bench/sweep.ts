@@ -141,7 +141,7 @@ export async function adaptiveRequest(testbed: Testbed, m: PreparedModel, planne
   if (process.env['TANDEM_BENCH_DEBUG']) {
     const ctx = { allowedEndpoints: [ENDPOINT] };
     const top = planner.rank(ctx).slice(0, 3).map((r) => `${describePlan(r.plan)}=${r.totalMs.toFixed(0)}`);
-    process.stderr.write(`  ${describePlan(obs.plan)} ${obs.totalMs.toFixed(0)} ms (edge ${obs.edgeMs.toFixed(0)} net ${obs.networkMs.toFixed(0)} remote ${obs.remoteMs.toFixed(0)}) edge×${planner.snapshot().edgeScale.toFixed(2)} top ${top.join(' ')}\n`);
+    process.stderr.write(`  ${describePlan(obs.plan)} ${obs.totalMs.toFixed(0)} ms (edge ${obs.edgeMs.toFixed(0)} net ${obs.networkMs.toFixed(0)} remote ${obs.remoteMs.toFixed(0)}) edge×${planner.snapshot().edgeScale.toFixed(2)} h${(planner.snapshot().hysteresis * 100).toFixed(1)}% top ${top.join(' ')}\n`);
   }
   return { plan: obs.plan, obs };
 }

@@ -258,6 +258,36 @@ describe('hysteresis', () => {
     };
     expect(count(0.05)).toBeLessThanOrEqual(3);
   });
+
+  it('narrows on steady runs, so a quiet system moves to an option a few per cent faster', () => {
+    // b's round trip is 2 ms shorter than a's; the prior says they are equal, so a is held
+    // first. Runs scatter 1% around their means: the hysteresis shrinks toward 2% and b,
+    // once measured ≈ 4% faster, takes over. A fixed 5% keeps a.
+    const world = new World({ a: { rttMs: 20, bitsPerSecond: 100e6 }, b: { rttMs: 18, bitsPerSecond: 100e6 } }, 0.01);
+    const ctx = { allowedEndpoints: ['a', 'b'] };
+    const bestOn = (e: string): number =>
+      Math.min(world.truth({ kind: 'offload', endpoint: e }), ...['c1', 'c2', 'c3'].map((cut) => world.truth({ kind: 'split', cut, endpoint: e })));
+    const gain = bestOn('a') / bestOn('b');
+    expect(gain).toBeGreaterThan(1.025);
+    expect(gain).toBeLessThan(1.05);
+    const tail = (minHysteresis: number): { onB: number; hysteresis: number } => {
+      const p = planner({ minHysteresis, endpoints: [{ name: 'a', rttMs: 20, bandwidthBitsPerSecond: 100e6 }, { name: 'b', rttMs: 20, bandwidthBitsPerSecond: 100e6 }] });
+      expect(p.snapshot().hysteresis).toBe(0.05);
+      let onB = 0;
+      for (let i = 0; i < 80; i++) {
+        const plan = p.choose(ctx);
+        p.observe(world.run(plan));
+        if (i >= 60 && plan.kind !== 'local' && plan.endpoint === 'b') onB += 1;
+      }
+      return { onB, hysteresis: p.snapshot().hysteresis };
+    };
+    const adaptive = tail(0.02);
+    // Over the last 20 requests: held on b, a near miss re-measured every 5 decisions.
+    expect(adaptive.onB).toBeGreaterThanOrEqual(15);
+    expect(adaptive.hysteresis).toBeLessThan(0.03);
+    // Held on a, b the re-measured near miss.
+    expect(tail(0.05).onB).toBeLessThanOrEqual(5);
+  });
 });
 
 describe('health', () => {

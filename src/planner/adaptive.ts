@@ -40,8 +40,15 @@ export interface AdaptivePlannerOptions {
   profile: Profile;
   endpoints: readonly PlannerEndpoint[];
   objective?: Objective;
-  /** Switch only when the alternative is predicted faster by this fraction… */
+  /**
+   * Switch only when the alternative is predicted faster by this fraction (default 0.05)…
+   * The fraction applied is smaller while the held option's runs are steady: it follows
+   * the noise of their times around their predictions (see `AdaptivePlanner`), down to
+   * `minHysteresis`.
+   */
   hysteresis?: number;
+  /** The smallest fraction the hysteresis shrinks to on steady runs (default 0.02, at most `hysteresis`). */
+  minHysteresis?: number;
   /** …and by at least this many ms. */
   hysteresisMs?: number;
   /** `false` turns exploration off. */
@@ -61,6 +68,8 @@ export interface AdaptivePlannerOptions {
 export interface PlannerSnapshot {
   edgeScale: number;
   edgeQueueMs: number;
+  /** The hysteresis fraction in force (see `AdaptivePlannerOptions.hysteresis`). */
+  hysteresis: number;
   endpoints: Array<{
     name: string;
     rttMs: number;
@@ -97,6 +106,16 @@ const DISTURBED_RUN = 0.1;
 const FRESH_FASTER_EDGE = 0.1;
 /** Weight of a split's later runs in its cut's corrected head time. */
 const HEAD_SCALE_WEIGHT = 0.1;
+/**
+ * Hysteresis per unit of the held option's relative noise (RMS of its runs' times around
+ * their predictions). Two equal options' predictions differ by about √2 × √(α / (2 − α)) ≈ 0.47
+ * of one run's noise (EWMA weight α = 0.2): half a run's noise absorbs that, not more.
+ */
+const HYSTERESIS_PER_NOISE = 0.5;
+/** Weight of one run in the held option's noise estimate. */
+const NOISE_ALPHA = 0.2;
+/** One run's relative error counts at most this much (a stall is not noise). */
+const NOISE_CLIP = 0.3;
 /** The predicted gap (fraction of the chosen option's time) re-measured every `afterDecisions`. */
 const REFERENCE_GAP = 0.5;
 /**
@@ -119,7 +138,20 @@ export class AdaptivePlanner implements PlanChooser {
   readonly tables: CostTables;
   private readonly objective: Objective;
   private readonly hysteresis: number;
+  private readonly minHysteresis: number;
   private readonly hysteresisMs: number;
+  /**
+   * Mean squared relative error of the held option's runs against its prediction at the
+   * time it was chosen. The hysteresis is there to absorb noise, so it follows it: a fixed
+   * 5% kept MobileNetV2 on c10 at 64–67 ms while c21, predicted 61 and measured 57–62, sat
+   * inside it (the first point of a sweep, 100 Mbit/s, 10 ms), and on local at 81 ms while
+   * c38 ran 76 (20 Mbit/s, 10 ms), where the runs scattered 2–4% around their predictions.
+   * Starts at the noise the configured hysteresis corresponds to.
+   */
+  private heldNoise: number;
+  /** The held option and its prediction at the last decision, for `heldNoise`. */
+  private heldId = Number.NaN;
+  private heldPredictedMs = Number.NaN;
   private readonly exploration: ExplorationOptions | false;
   private readonly now: () => number;
   private readonly state: EndpointState[];
@@ -225,11 +257,15 @@ export class AdaptivePlanner implements PlanChooser {
     this.tables = new CostTables(options.profile, names);
     this.objective = options.objective ?? { kind: 'latency' };
     this.hysteresis = options.hysteresis ?? 0.05;
+    this.minHysteresis = Math.min(this.hysteresis, options.minHysteresis ?? 0.02);
     this.hysteresisMs = options.hysteresisMs ?? 0.5;
+    this.heldNoise = (this.hysteresis / HYSTERESIS_PER_NOISE) ** 2;
     this.exploration = options.exploration ?? { afterDecisions: 20, budget: 0.05 };
     this.now = options.now ?? Date.now;
-    if (!(this.hysteresis >= 0 && this.hysteresis < 1)) {
-      throw new ValidationError('PLANNER_BAD_OPTION', 'hysteresis must be in [0, 1)', { details: { hysteresis: this.hysteresis } });
+    if (!(this.hysteresis >= 0 && this.hysteresis < 1) || !(this.minHysteresis >= 0)) {
+      throw new ValidationError('PLANNER_BAD_OPTION', 'hysteresis must be in [0, 1) and minHysteresis ≥ 0', {
+        details: { hysteresis: this.hysteresis, minHysteresis: options.minHysteresis },
+      });
     }
     const est = options.estimator ?? {};
     this.state = options.endpoints.map((e) => {
@@ -376,6 +412,8 @@ export class AdaptivePlanner implements PlanChooser {
       chosenMs = this.currentMs;
     }
     this.current = chosen;
+    this.heldId = chosen;
+    this.heldPredictedMs = chosenMs;
     this.predictedTotalMs += chosenMs;
 
     const explored = this.explore(probing, chosenMs, budgetMs, queueMs);
@@ -388,6 +426,7 @@ export class AdaptivePlanner implements PlanChooser {
     const t = this.tables;
     const E = this.state.length;
     if (Number.isFinite(o.queueMs) && o.queueMs >= 0) this.queueWait.update(o.queueMs);
+    if (o.ok && !o.fellBack) this.learnHeldNoise(o);
     if (o.plan.kind === 'local') {
       const fresh = this.takeFresh(E);
       this.lastLocalRun = this.decisions;
@@ -601,6 +640,7 @@ export class AdaptivePlanner implements PlanChooser {
     return {
       edgeScale: this.edgeScale.value,
       edgeQueueMs: Math.max(0, this.queueWait.value),
+      hysteresis: this.latencyHysteresis(),
       endpoints: this.tables.endpoints.map((name, e) => {
         const s = this.state[e] as EndpointState;
         return {
@@ -649,10 +689,22 @@ export class AdaptivePlanner implements PlanChooser {
   /** Whether the held option is close enough to the best that switching is not worth it. */
   private keepCurrent(budgetMs: number): boolean {
     const gap = this.currentMs - this.bestMs;
-    const nearInTime = gap < Math.max(this.currentMs * this.hysteresis, this.hysteresisMs);
+    const nearInTime = gap < Math.max(this.currentMs * this.latencyHysteresis(), this.hysteresisMs);
     if (this.objective.kind === 'latency' || !this.bestFeasible) return nearInTime;
     // Cost: keep the held option while it still meets the deadline and costs about the same.
     return this.currentMs <= budgetMs && this.currentPrice <= this.bestPrice * (1 + this.hysteresis) + Number.EPSILON;
+  }
+
+  /** The hysteresis fraction in time: the held option's noise, within [minHysteresis, hysteresis]. */
+  private latencyHysteresis(): number {
+    return Math.min(this.hysteresis, Math.max(this.minHysteresis, HYSTERESIS_PER_NOISE * Math.sqrt(this.heldNoise)));
+  }
+
+  /** Feeds the held option's run (explorations are not held, and are judged by what they teach). */
+  private learnHeldNoise(o: Observation): void {
+    if (!(this.heldPredictedMs > 0) || !(o.totalMs > 0) || this.idOf(o.plan) !== this.heldId) return;
+    const error = Math.min(NOISE_CLIP, Math.abs(o.totalMs / this.heldPredictedMs - 1));
+    this.heldNoise += NOISE_ALPHA * (error * error - this.heldNoise);
   }
 
   /**
@@ -821,6 +873,16 @@ export class AdaptivePlanner implements PlanChooser {
 
   private groupOf(id: number): number {
     return id === LOCAL ? this.state.length : Math.floor(id / (this.tables.cutCount + 1));
+  }
+
+  private idOf(plan: Plan): number {
+    if (plan.kind === 'local') return LOCAL;
+    const e = this.endpointIndex.get(plan.endpoint);
+    if (e === undefined) return Number.NaN;
+    const base = e * (this.tables.cutCount + 1);
+    if (plan.kind === 'offload') return base;
+    const k = this.tables.cutIndex.get(plan.cut);
+    return k === undefined ? Number.NaN : base + 1 + k;
   }
 
   private planOf(id: number): Plan {
