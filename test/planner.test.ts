@@ -120,6 +120,24 @@ function scripted(p: AdaptivePlanner, world: World, ctx: { allowedEndpoints: str
   };
 }
 
+/**
+ * One endpoint at 10 ms, 8 Mbit/s, a noise-free world at the profile's speed, and a script of
+ * local and split@c2 runs (edge times given where a test needs them).
+ */
+function c2Script(): {
+  p: AdaptivePlanner;
+  ctx: { allowedEndpoints: string[] };
+  world: World;
+  local: Plan;
+  c2: Plan;
+  observe: (plan: Plan, edgeMs?: number) => void;
+} {
+  const p = new AdaptivePlanner({ profile, endpoints: [{ name: 'a', rttMs: 10, bandwidthBitsPerSecond: 8e6 }] });
+  const ctx = { allowedEndpoints: ['a'] };
+  const world = new World({ a: { rttMs: 10, bitsPerSecond: 8e6 } }, 0);
+  return { p, ctx, world, local: { kind: 'local' }, c2: { kind: 'split', cut: 'c2', endpoint: 'a' }, observe: scripted(p, world, ctx) };
+}
+
 function planner(extra: Partial<AdaptivePlannerOptions> = {}, clock = { t: 0 }): AdaptivePlanner {
   return new AdaptivePlanner({
     profile,
@@ -555,12 +573,8 @@ describe('a cut whose first two runs differ by noise only', () => {
   it('is anchored on their mean, so its later runs leave the edge scale where local put it', () => {
     // c2's head takes 40 ms; its first two runs read 42 and 38 (±5%). Anchored on the faster,
     // every later 40 ms run would report the edge 5% slower than it is, and local with it.
-    const p = new AdaptivePlanner({ profile, endpoints: [{ name: 'a', rttMs: 10, bandwidthBitsPerSecond: 8e6 }] });
-    const ctx = { allowedEndpoints: ['a'] };
-    const world = new World({ a: { rttMs: 10, bitsPerSecond: 8e6 } }, 0);
-    const c2: Plan = { kind: 'split', cut: 'c2', endpoint: 'a' };
-    const observe = scripted(p, world, ctx);
-    observe({ kind: 'local' });
+    const { p, local, c2, observe } = c2Script();
+    observe(local);
     observe(c2, 42);
     observe(c2, 38);
     for (let i = 0; i < 10; i++) observe(c2);
@@ -576,12 +590,7 @@ describe('a slow spell that the edge scale and a cut were measured in', () => {
     // c2 is anchored against an edge 1.4× slow. A fresh local run later replaces the scale
     // with the truth; c2's next runs must then re-anchor c2, not pull the scale back up
     // toward 1.4 and local with it.
-    const p = new AdaptivePlanner({ profile, endpoints: [{ name: 'a', rttMs: 10, bandwidthBitsPerSecond: 8e6 }] });
-    const ctx = { allowedEndpoints: ['a'] };
-    const world = new World({ a: { rttMs: 10, bitsPerSecond: 8e6 } }, 0);
-    const local: Plan = { kind: 'local' };
-    const c2: Plan = { kind: 'split', cut: 'c2', endpoint: 'a' };
-    const observe = scripted(p, world, ctx);
+    const { p, ctx, local, c2, observe } = c2Script();
     observe(local, 140);
     observe(local, 140);
     for (let i = 0; i < 7; i++) observe(c2);
@@ -603,12 +612,7 @@ describe('a local run that moves the edge scale a little', () => {
     // anchored under it. A later local run reads 108 ms: 7% faster, not enough to replace the
     // scale, so it only moves it. c2's runs must then re-anchor c2 under the moved scale, not
     // judge the device with the old correction and pull the scale back toward 1.16.
-    const p = new AdaptivePlanner({ profile, endpoints: [{ name: 'a', rttMs: 10, bandwidthBitsPerSecond: 8e6 }] });
-    const ctx = { allowedEndpoints: ['a'] };
-    const world = new World({ a: { rttMs: 10, bitsPerSecond: 8e6 } }, 0);
-    const local: Plan = { kind: 'local' };
-    const c2: Plan = { kind: 'split', cut: 'c2', endpoint: 'a' };
-    const observe = scripted(p, world, ctx);
+    const { p, ctx, world, local, c2, observe } = c2Script();
     observe(local, 116);
     for (let i = 0; i < 4; i++) observe(c2);
     expect(p.snapshot().edgeScale).toBeCloseTo(1.16, 2);
@@ -623,12 +627,8 @@ describe('a local run that moves the edge scale a little', () => {
   });
 
   it('still lets a held cut\'s runs tell that the device slowed down', () => {
-    const p = new AdaptivePlanner({ profile, endpoints: [{ name: 'a', rttMs: 10, bandwidthBitsPerSecond: 8e6 }] });
-    const ctx = { allowedEndpoints: ['a'] };
-    const world = new World({ a: { rttMs: 10, bitsPerSecond: 8e6 } }, 0);
-    const c2: Plan = { kind: 'split', cut: 'c2', endpoint: 'a' };
-    const observe = scripted(p, world, ctx);
-    observe({ kind: 'local' });
+    const { p, world, local, c2, observe } = c2Script();
+    observe(local);
     for (let i = 0; i < 4; i++) observe(c2);
     world.edgeScale = 2;
     for (let i = 0; i < 4; i++) observe(c2);

@@ -154,8 +154,7 @@ export class AdaptivePlanner implements PlanChooser {
    * Starts at the noise the configured hysteresis corresponds to.
    */
   private heldNoise: number;
-  /** The held option and its prediction at the last decision, for `heldNoise` and `heldBias`. */
-  private heldId = Number.NaN;
+  /** The held option's prediction at the last decision, for `heldNoise` and `heldBias`. */
   private heldPredictedMs = Number.NaN;
   /**
    * What the held option's runs take beyond its prediction, ms (EWMA of the residuals, added
@@ -226,7 +225,7 @@ export class AdaptivePlanner implements PlanChooser {
   private readonly localPlan: Plan = Object.freeze({ kind: 'local' });
   private readonly offloadPlans: Plan[];
   private readonly splitPlans: Plan[];
-  /** Option currently held for hysteresis (LOCAL or an option id). */
+  /** Option currently held for hysteresis (LOCAL or an option id); its runs feed `heldNoise` and `heldBias`. */
   private current = LOCAL;
   private decisions = 0;
   /** Per group (endpoints 0..E-1, local at E): decision count at the last news from it. */
@@ -433,7 +432,6 @@ export class AdaptivePlanner implements PlanChooser {
     }
     if (chosen !== this.current) this.heldBias = 0;
     this.current = chosen;
-    this.heldId = chosen;
     this.heldPredictedMs = chosenMs;
     this.predictedTotalMs += chosenMs;
 
@@ -447,7 +445,7 @@ export class AdaptivePlanner implements PlanChooser {
     const t = this.tables;
     const E = this.state.length;
     if (Number.isFinite(o.queueMs) && o.queueMs >= 0) this.queueWait.update(o.queueMs);
-    if (o.ok && !o.fellBack) this.learnHeldNoise(o);
+    if (o.ok && !o.fellBack) this.learnFromHeldRun(o);
     if (o.plan.kind === 'local') {
       const fresh = this.takeFresh(E);
       this.lastLocalRun = this.decisions;
@@ -722,8 +720,8 @@ export class AdaptivePlanner implements PlanChooser {
   }
 
   /** Feeds the held option's run to its noise and bias (explorations are not held, and are judged by what they teach). */
-  private learnHeldNoise(o: Observation): void {
-    if (!(this.heldPredictedMs > 0) || !(o.totalMs > 0) || this.idOf(o.plan) !== this.heldId) return;
+  private learnFromHeldRun(o: Observation): void {
+    if (!(this.heldPredictedMs > 0) || !(o.totalMs > 0) || this.idOf(o.plan) !== this.current) return;
     const relative = Math.max(-NOISE_CLIP, Math.min(NOISE_CLIP, o.totalMs / this.heldPredictedMs - 1));
     this.heldNoise += NOISE_ALPHA * (relative * relative - this.heldNoise);
     this.heldBias += BIAS_ALPHA * relative * this.heldPredictedMs;
