@@ -26,10 +26,11 @@ export type Objective =
 export interface ExplorationOptions {
   /**
    * Decisions without news from an option group (local, or one endpoint) before it may be
-   * re-measured, for a group predicted 50% slower than the chosen option. The spacing scales
-   * with the predicted gap (at least a quarter of this): a near miss, which a profile error or
-   * a small change could have reversed, is checked soon; a far miss rarely — each group's
-   * re-measurements cost at most 0.5 / `afterDecisions` of the time (2.5% at the default 20).
+   * re-measured, for a group predicted 25% slower than the chosen option. The spacing scales
+   * with the predicted gap (at least a quarter of this, at most 4× this): a near miss, which
+   * a profile error or a small change could have reversed, is checked soon; a far miss rarely —
+   * each group's re-measurements cost at most 0.25 / `afterDecisions` of the time (1.25% at
+   * the default 20) while its gap is under 100%, and gap / (4 × `afterDecisions`) beyond.
    */
   afterDecisions: number;
   /** Extra predicted time spent exploring, as a fraction of the predicted time of all decisions so far. */
@@ -121,8 +122,18 @@ const NOISE_ALPHA = 0.2;
 const BIAS_ALPHA = 0.3;
 /** One run's relative error counts at most this much (a stall is not noise). */
 const NOISE_CLIP = 0.3;
-/** The predicted gap (fraction of the chosen option's time) re-measured every `afterDecisions`. */
-const REFERENCE_GAP = 0.5;
+/**
+ * The predicted gap (fraction of the chosen option's time) re-measured every `afterDecisions`.
+ * At 0.5 each group cost up to 2.5% of the time: with two groups, a point of the sweep spent
+ * 3.6–6.5% of its 16 requests re-measuring a local 14–22% behind (ResNet-18 20 Mbit/s 10 ms,
+ * PP-OCRv4 det 100 Mbit/s 10 ms), the whole of the 5% a user allows over the better fixed plan.
+ */
+const REFERENCE_GAP = 0.25;
+/**
+ * The longest spacing, in `afterDecisions`: the only news of a link that got fast while the edge
+ * runs locally, when nobody probes it out of band, is a re-measurement.
+ */
+const MAX_SPACING = 4;
 /**
  * A transfer that took this many times its predicted network time, even after the estimator
  * saw it, puts the link under suspicion (see `suspect`).
@@ -754,7 +765,8 @@ export class AdaptivePlanner implements PlanChooser {
       const near = ms <= chosenMs * NEAR_MISS;
       const soon = g === E && edgeUnsettled && near;
       const gap = chosenMs > 0 ? Math.max(0, ms - chosenMs) / chosenMs : 0;
-      const after = soon ? this.probeAfter() : Math.max(this.probeAfter(), Math.ceil((this.exploration.afterDecisions * gap) / REFERENCE_GAP));
+      const paced = Math.min(MAX_SPACING * this.exploration.afterDecisions, Math.ceil((this.exploration.afterDecisions * gap) / REFERENCE_GAP));
+      const after = soon ? this.probeAfter() : Math.max(this.probeAfter(), paced);
       // A near-miss local counts only its own runs as news (see lastLocalRun).
       const last = g === E && near ? this.lastLocalRun : (this.lastNews[g] as number);
       if (this.decisions - last < after) continue;
