@@ -217,6 +217,13 @@ export class AdaptivePlanner implements PlanChooser {
    * correction's error alone can hold it out, so it is re-measured by local runs.
    */
   private lastLocalRun = -1;
+  /**
+   * Per endpoint: decision count of the last request run on it (0: none yet). A link probe is
+   * news about the link only: a near-miss endpoint whose remote compute or cut corrections
+   * are off would never be re-measured while probes keep coming (MobileNetV2 at 20 Mbit/s,
+   * 10 ms: split@c38 predicted 92–95 ms, 6% behind local, for a whole point, and measured 83).
+   */
+  private readonly lastRemoteRun: Float64Array;
   /** Local runs measured so far. */
   private localRuns = 0;
   /**
@@ -322,6 +329,7 @@ export class AdaptivePlanner implements PlanChooser {
       for (const cut of this.tables.cutIds) this.splitPlans.push(Object.freeze({ kind: 'split', cut, endpoint }) as Plan);
     }
     this.lastNews = new Float64Array(names.length + 1);
+    this.lastRemoteRun = new Float64Array(names.length);
     this.exploring = new Uint8Array(names.length + 1);
     this.probeRound = new Float64Array(names.length).fill(-1);
     this.lastLarge = new Float64Array(names.length);
@@ -494,6 +502,7 @@ export class AdaptivePlanner implements PlanChooser {
     if (e === undefined) return;
     const s = this.state[e] as EndpointState;
     const fresh = this.takeFresh(e);
+    this.lastRemoteRun[e] = this.decisions;
     const k = o.plan.kind === 'split' ? t.cutIndex.get(o.plan.cut) : undefined;
     if (o.plan.kind === 'split' && k === undefined) return;
     if (k !== undefined && (this.cutRuns[k] as number) < 255) this.cutRuns[k] = (this.cutRuns[k] as number) + 1;
@@ -767,8 +776,8 @@ export class AdaptivePlanner implements PlanChooser {
       const gap = chosenMs > 0 ? Math.max(0, ms - chosenMs) / chosenMs : 0;
       const paced = Math.min(MAX_SPACING * this.exploration.afterDecisions, Math.ceil((this.exploration.afterDecisions * gap) / REFERENCE_GAP));
       const after = soon ? this.probeAfter() : Math.max(this.probeAfter(), paced);
-      // A near-miss local counts only its own runs as news (see lastLocalRun).
-      const last = g === E && near ? this.lastLocalRun : (this.lastNews[g] as number);
+      // A near miss counts only its own runs as news (see lastLocalRun, lastRemoteRun).
+      const last = near ? (g === E ? this.lastLocalRun : (this.lastRemoteRun[g] as number)) : (this.lastNews[g] as number);
       if (this.decisions - last < after) continue;
       candidate = g;
       candidateMs = ms;
@@ -784,6 +793,7 @@ export class AdaptivePlanner implements PlanChooser {
     this.explorations += 1;
     this.lastNews[group] = this.decisions;
     if (group === this.state.length) this.lastLocalRun = this.decisions;
+    else this.lastRemoteRun[group] = this.decisions;
     this.exploring[group] = 1;
     return this.planOf(this.groupBestId[group] as number);
   }
