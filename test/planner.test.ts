@@ -709,9 +709,11 @@ describe('a device faster than its profile, seen first through a split', () => {
   });
 });
 
+/** Only local and offload: splits would measure the edge through their heads. */
+const twoOptions: Profile = { ...profile, cuts: [profile.cuts[0]!, profile.cuts[4]!] };
+
 describe('a near-miss endpoint while link probes keep coming', () => {
   it('is still re-measured by requests: a probe tells the link, not the remote compute', () => {
-    const twoOptions: Profile = { ...profile, cuts: [profile.cuts[0]!, profile.cuts[4]!] };
     const link: Link = { rttMs: 10, bitsPerSecond: 80e6, remoteScale: 4 };
     const world = new World({ a: link }, 0.02); // local 100 ms; offload 70 + 40 = 110
     const p = new AdaptivePlanner({ profile: twoOptions, endpoints: [{ name: 'a', rttMs: 10, bandwidthBitsPerSecond: 80e6 }] });
@@ -732,8 +734,6 @@ describe('a near-miss endpoint while link probes keep coming', () => {
 });
 
 describe('exploration of an unsettled edge', () => {
-  // Only local and offload: splits would measure the edge through their heads.
-  const twoOptions: Profile = { ...profile, cuts: [profile.cuts[0]!, profile.cuts[4]!] };
   const run = (edgeScale: number, settledRuns: number, decisions = 16): string[] => {
     const world = new World({ a: { rttMs: 10, bitsPerSecond: 60e6 } }, 0);
     world.edgeScale = 0.8; // local 80 ms; offload about 101 ms

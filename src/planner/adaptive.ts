@@ -212,18 +212,16 @@ export class AdaptivePlanner implements PlanChooser {
    */
   private readonly headEpoch: Uint32Array;
   /**
-   * Decision count of the last local run (-1: none yet). A split's head runs are news about the
-   * edge's speed too, but only through the cut's correction: while local is a near miss, the
-   * correction's error alone can hold it out, so it is re-measured by local runs.
+   * Per group (endpoints 0..E-1, local at E): decision count of the last request run on it
+   * (local -1, endpoints 0: none yet). Unlike `lastNews`, only a group's own runs count. A
+   * split's head runs are news about the edge's speed too, but only through the cut's
+   * correction: while local is a near miss, the correction's error alone can hold it out. A
+   * link probe is news about the link only: a near-miss endpoint whose remote compute or cut
+   * corrections are off would never be re-measured while probes keep coming (MobileNetV2 at
+   * 20 Mbit/s, 10 ms: split@c38 predicted 92–95 ms, 6% behind local, for a whole point, and
+   * measured 83). So a near miss is re-measured by its own runs.
    */
-  private lastLocalRun = -1;
-  /**
-   * Per endpoint: decision count of the last request run on it (0: none yet). A link probe is
-   * news about the link only: a near-miss endpoint whose remote compute or cut corrections
-   * are off would never be re-measured while probes keep coming (MobileNetV2 at 20 Mbit/s,
-   * 10 ms: split@c38 predicted 92–95 ms, 6% behind local, for a whole point, and measured 83).
-   */
-  private readonly lastRemoteRun: Float64Array;
+  private readonly lastRun: Float64Array;
   /** Local runs measured so far. */
   private localRuns = 0;
   /**
@@ -329,7 +327,8 @@ export class AdaptivePlanner implements PlanChooser {
       for (const cut of this.tables.cutIds) this.splitPlans.push(Object.freeze({ kind: 'split', cut, endpoint }) as Plan);
     }
     this.lastNews = new Float64Array(names.length + 1);
-    this.lastRemoteRun = new Float64Array(names.length);
+    this.lastRun = new Float64Array(names.length + 1);
+    this.lastRun[names.length] = -1;
     this.exploring = new Uint8Array(names.length + 1);
     this.probeRound = new Float64Array(names.length).fill(-1);
     this.lastLarge = new Float64Array(names.length);
@@ -467,7 +466,7 @@ export class AdaptivePlanner implements PlanChooser {
     if (o.ok && !o.fellBack) this.learnFromHeldRun(o);
     if (o.plan.kind === 'local') {
       const fresh = this.takeFresh(E);
-      this.lastLocalRun = this.decisions;
+      this.lastRun[E] = this.decisions;
       if (o.ok && o.edgeMs > 0 && t.localMs > 0) {
         const scale = o.edgeMs / t.localMs;
         const before = this.edgeScale.value;
@@ -502,7 +501,7 @@ export class AdaptivePlanner implements PlanChooser {
     if (e === undefined) return;
     const s = this.state[e] as EndpointState;
     const fresh = this.takeFresh(e);
-    this.lastRemoteRun[e] = this.decisions;
+    this.lastRun[e] = this.decisions;
     const k = o.plan.kind === 'split' ? t.cutIndex.get(o.plan.cut) : undefined;
     if (o.plan.kind === 'split' && k === undefined) return;
     if (k !== undefined && (this.cutRuns[k] as number) < 255) this.cutRuns[k] = (this.cutRuns[k] as number) + 1;
@@ -776,8 +775,8 @@ export class AdaptivePlanner implements PlanChooser {
       const gap = chosenMs > 0 ? Math.max(0, ms - chosenMs) / chosenMs : 0;
       const paced = Math.min(MAX_SPACING * this.exploration.afterDecisions, Math.ceil((this.exploration.afterDecisions * gap) / REFERENCE_GAP));
       const after = soon ? this.probeAfter() : Math.max(this.probeAfter(), paced);
-      // A near miss counts only its own runs as news (see lastLocalRun, lastRemoteRun).
-      const last = near ? (g === E ? this.lastLocalRun : (this.lastRemoteRun[g] as number)) : (this.lastNews[g] as number);
+      // A near miss counts only its own runs as news (see lastRun).
+      const last = (near ? this.lastRun[g] : this.lastNews[g]) as number;
       if (this.decisions - last < after) continue;
       candidate = g;
       candidateMs = ms;
@@ -792,8 +791,7 @@ export class AdaptivePlanner implements PlanChooser {
     this.explorationSpentMs += Math.max(0, (this.groupBestMs[group] as number) - chosenMs);
     this.explorations += 1;
     this.lastNews[group] = this.decisions;
-    if (group === this.state.length) this.lastLocalRun = this.decisions;
-    else this.lastRemoteRun[group] = this.decisions;
+    this.lastRun[group] = this.decisions;
     this.exploring[group] = 1;
     return this.planOf(this.groupBestId[group] as number);
   }
@@ -807,8 +805,8 @@ export class AdaptivePlanner implements PlanChooser {
   private localSecondLook(chosenMs: number, budgetMs: number): Plan | undefined {
     // Only set while the scale rests on one local run; any local run clears it.
     if (!this.scaleDoubt || this.current === LOCAL) return undefined;
-    if (this.decisions - this.lastLocalRun < this.probeAfter()) return undefined;
     const E = this.state.length;
+    if (this.decisions - (this.lastRun[E] as number) < this.probeAfter()) return undefined;
     const ms = this.groupBestMs[E] as number;
     if (ms > budgetMs || ms > LOCAL_SECOND_LOOK * chosenMs) return undefined;
     this.scaleDoubt = false;
