@@ -826,6 +826,69 @@ describe('out-of-band link probes', () => {
   });
 });
 
+describe('a link step while the edge runs a split that sends a small tensor', () => {
+  const c4: Plan = { kind: 'split', cut: 'c4', endpoint: 'a' };
+  /** A probe round in the world's link, as the harness sends it while the link is quiet. */
+  const probe = (world: World, p: AdaptivePlanner): void => {
+    const link = world.links['a'] as Link;
+    for (const bytes of [256, 131_072]) p.reportLinkProbe('a', link.rttMs + (bytes * 8000) / link.bitsPerSecond, bytes);
+  };
+  const setup = (): { world: World; p: AdaptivePlanner; ctx: { allowedEndpoints: string[] }; observe: (plan: Plan) => void } => {
+    const world = new World({ a: { rttMs: 20, bitsPerSecond: 2e6 } }, 0);
+    const p = new AdaptivePlanner({ profile, endpoints: [{ name: 'a', rttMs: 20, bandwidthBitsPerSecond: 2e6 }] });
+    const ctx = { allowedEndpoints: ['a'] };
+    return { world, p, ctx, observe: scripted(p, world, ctx) };
+  };
+
+  it('asks for the bandwidth 3 decisions after the last large transfer, small transfers notwithstanding', () => {
+    const { world, p, ctx, observe } = setup();
+    observe({ kind: 'local' });
+    probe(world, p);
+    const due: boolean[] = [];
+    for (let i = 0; i < 4; i++) {
+      // Each c4 run moves 8 KB: news of the round trip, not of the bandwidth.
+      observe(c4);
+      due.push(p.linkProbesDue(ctx).length > 0);
+    }
+    expect(due).toEqual([false, false, true, true]);
+  });
+
+  it('takes the probe\'s large transfer as fresh news: one round moves the bandwidth 10×', () => {
+    const { world, p, ctx, observe } = setup();
+    for (let i = 0; i < 6; i++) observe(c4);
+    probe(world, p);
+    for (let i = 0; i < 3; i++) observe(c4);
+    expect(p.snapshot().endpoints[0]?.bandwidthMbit).toBeLessThan(3);
+    (world.links['a'] as Link).bitsPerSecond = 20e6;
+    expect(p.linkProbesDue(ctx)).toEqual(['a']);
+    probe(world, p);
+    expect(p.snapshot().endpoints[0]?.bandwidthMbit).toBeGreaterThan(15);
+  });
+});
+
+describe('a switch after a link step', () => {
+  it('holds the new plan for a few decisions before trying a cut the re-based link puts within 10%', () => {
+    // 5 ms round trip. At 2 Mbit/s local wins by far; at 350 Mbit/s offload ≈ 28.8 ms and c1,
+    // never run, ≈ 31 (8% behind): a cut trial candidate as soon as the switch happens.
+    const world = new World({ a: { rttMs: 5, bitsPerSecond: 2e6 } }, 0);
+    const p = new AdaptivePlanner({ profile, endpoints: [{ name: 'a', rttMs: 5, bandwidthBitsPerSecond: 2e6 }] });
+    const ctx = { allowedEndpoints: ['a'] };
+    // The cut-trial scan runs every 5 decisions (5, 10, …): after 14 decisions the next
+    // request would be one, so a trial clock that did not restart would try c1 at once.
+    const plans = drive(p, world, ctx, 14);
+    expect(plans.every((x) => x === 'local')).toBe(true);
+    (world.links['a'] as Link).bitsPerSecond = 350e6;
+    const link = world.links['a'] as Link;
+    for (const bytes of [256, 131_072]) p.reportLinkProbe('a', link.rttMs + (bytes * 8000) / link.bitsPerSecond, bytes);
+    const after = drive(p, world, ctx, 16);
+    expect(after[0]).toBe('offload→a');
+    // The new held plan's own runs come first (the re-based link restarts the trial clock) ...
+    expect(after.slice(0, 4)).toEqual(Array(4).fill('offload→a'));
+    // ... and the untried cut still gets its trial.
+    expect(after.slice(4)).toContain('split@c1→a');
+  });
+});
+
 describe('units', () => {
   it('parses bandwidths and durations', () => {
     expect(parseBandwidth('10mbit')).toBe(10e6);

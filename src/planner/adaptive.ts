@@ -565,10 +565,14 @@ export class AdaptivePlanner implements PlanChooser {
     const s = this.state[e] as EndpointState;
     // Probes come in rounds (a small and a large transfer): the whole round is fresh news.
     const continues = this.probeRound[e] === this.decisions;
-    const fresh = continues || this.decisions - (this.lastNews[e] as number) >= this.linkProbeAfter() || s.link.observations === 0;
+    // A large transfer is news of the bandwidth when the last one is old, even if small
+    // transfers (a split sending a small tensor) kept the round trip fresh in between.
+    const large = bytes >= LARGE_TRANSFER_BYTES;
+    const stale = this.decisions - ((large ? this.lastLarge[e] : this.lastNews[e]) as number) >= this.linkProbeAfter();
+    const fresh = continues || stale || s.link.observations === 0;
     if (fresh) this.probeRound[e] = this.decisions;
     this.lastNews[e] = this.decisions;
-    if (bytes >= LARGE_TRANSFER_BYTES) this.lastLarge[e] = this.decisions;
+    if (large) this.lastLarge[e] = this.decisions;
     this.observeLink(e, networkMs, bytes, this.now(), fresh, fresh && !continues);
   }
 
@@ -586,10 +590,11 @@ export class AdaptivePlanner implements PlanChooser {
       if (e === undefined) continue;
       const s = this.state[e] as EndpointState;
       if (s.health.state(now) !== 'healthy') continue;
-      const silent = this.decisions - (this.lastNews[e] as number) >= this.linkProbeAfter();
-      // Requests that move only small tensors keep the round trip fresh but not the bandwidth.
-      const noBandwidth = this.decisions - (this.lastLarge[e] as number) >= 2 * this.linkProbeAfter();
-      if (s.link.observations === 0 || silent || noBandwidth || (this.suspect[e] as number) > 1) due.push(name);
+      // Requests that move only small tensors keep the round trip fresh but not the bandwidth,
+      // so only large transfers count: otherwise a link step that lands while the edge runs
+      // such a split (or trials one) is noticed a whole probe interval late.
+      const noBandwidth = this.decisions - (this.lastLarge[e] as number) >= this.linkProbeAfter();
+      if (s.link.observations === 0 || noBandwidth || (this.suspect[e] as number) > 1) due.push(name);
     }
     return due;
   }
@@ -871,7 +876,12 @@ export class AdaptivePlanner implements PlanChooser {
   /** Feeds one transfer to the endpoint's link estimator and updates the suspicion on it. */
   private observeLink(e: number, networkMs: number, bytes: number, at: number, fresh: boolean, newRound: boolean): void {
     const link = (this.state[e] as EndpointState).link;
+    const changes = link.changes;
     link.observe(networkMs, bytes, at, fresh, newRound);
+    // A re-based link (a step) rests on one or two transfers: the plan it moves the edge to
+    // gets its own runs to correct it before a cut those numbers put within CUT_TRIAL_GAP of
+    // that plan is tried, so the trial clock restarts.
+    if (link.changes !== changes) this.lastCutTrial = this.decisions;
     const predicted = link.predict(bytes);
     if (networkMs > SUSPECT_RATIO * predicted && networkMs - predicted > SUSPECT_MIN_MS) {
       this.suspect[e] = networkMs / predicted;

@@ -228,7 +228,7 @@ export class LinkEstimator {
    */
   observe(networkMs: number, bytes: number, at = 0, fresh = false, newRound = fresh): void {
     if (!Number.isFinite(networkMs) || networkMs < 0 || !(bytes >= 0)) return;
-    const changesBefore = this.rtt.changes + this.msPerByte.changes;
+    const changesBefore = this.changes;
     const rtt = this.rttValue;
     const perByte = this.perByteValue;
     const transferMs = perByte * bytes;
@@ -261,7 +261,7 @@ export class LinkEstimator {
     }
     // After a detected change, or when fresh news opens a round of measurements after a
     // silence, the older pairs describe another network: fit only what came since.
-    if ((fresh && newRound) || (!fresh && this.rtt.changes + this.msPerByte.changes !== changesBefore)) {
+    if ((fresh && newRound) || (!fresh && this.changes !== changesBefore)) {
       this.xs.length = 0;
       this.ys.length = 0;
     }
@@ -274,6 +274,11 @@ export class LinkEstimator {
     this.refit();
     this.samples += 1;
     this.lastAt = at;
+  }
+
+  /** Times the round trip or the time per byte was re-based (a detected change, or fresh news far off). */
+  get changes(): number {
+    return this.rtt.changes + this.msPerByte.changes;
   }
 
   /** Predicted network time for a call moving `bytes` in total. */
