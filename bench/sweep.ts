@@ -8,6 +8,7 @@ import { AdaptivePlanner } from '../src/planner/adaptive.js';
 import { LARGE_TRANSFER_BYTES } from '../src/planner/estimators.js';
 import { describePlan, type Observation, type Plan, type PlanChooser } from '../src/planner/plan.js';
 import type { Profile } from '../src/planner/profile.js';
+import { LINK_PROBE_LARGE_BYTES, LINK_PROBE_SMALL_BYTES, probeRound } from '../src/runtime/link-probe.js';
 import { ENDPOINT, MODELS, Testbed, mean, type PreparedModel } from './harness/testbed.js';
 import { writeSweepReport, type ModelSummary, type ReportFiles, type SweepPoint, type SweepResult } from './report.js';
 
@@ -263,26 +264,16 @@ export function quietLink(plan: Plan, m: PreparedModel): boolean {
   return cut !== undefined && cut.bytes + cut.outputBytes < LARGE_TRANSFER_BYTES;
 }
 
-/** Small transfers per probe round; the fastest is reported, as pings are read. */
-const ROUND_TRIP_PINGS = 3;
-
 /**
- * Small and large transfers over the idle link, reported to the planner. The round trip is
- * the fastest of a few small transfers: delay on a round trip is one-sided (queueing, a host
- * hiccup), and the planner fits the round's two sizes with a line, so one slow small transfer
- * tilts it flat. One did in a full sweep (PP-OCRv4 det, 50 Mbit/s, 10 ms): a 256 B probe
- * that took about as long as the 128 KB one made a 786 KB offload look 50 ms where it took
- * 197, and the planner offloaded twice.
+ * One probe round over the idle link (the runtime's own round: the fastest of three small
+ * transfers, then one of 128 KB), reported to the planner. The fastest small one matters: one
+ * slow small transfer tilts the planner's fit flat, and once (PP-OCRv4 det, 50 Mbit/s, 10 ms)
+ * a 256 B probe that took about as long as the 128 KB one made a 786 KB offload look 50 ms
+ * where it took 197, and the planner offloaded twice.
  */
 export async function probeLink(testbed: Testbed, planner: AdaptivePlanner): Promise<void> {
-  const small = 256;
-  let fastest = Number.POSITIVE_INFINITY;
-  for (let i = 0; i < ROUND_TRIP_PINGS; i++) fastest = Math.min(fastest, await testbed.probeLink(small));
-  planner.reportLinkProbe(ENDPOINT, fastest, small + 160);
-  const large = 128 * 1024;
-  const largeMs = await testbed.probeLink(large);
-  planner.reportLinkProbe(ENDPOINT, largeMs, large + 160);
-  if (process.env['TANDEM_BENCH_DEBUG']) process.stderr.write(`  probe ${fastest.toFixed(1)} ms / ${small} B, ${largeMs.toFixed(1)} ms / ${large} B\n`);
+  const { smallMs, largeMs } = await probeRound((bytes) => testbed.probeLink(bytes), (networkMs, bytes) => planner.reportLinkProbe(ENDPOINT, networkMs, bytes));
+  if (process.env['TANDEM_BENCH_DEBUG']) process.stderr.write(`  probe ${smallMs.toFixed(1)} ms / ${LINK_PROBE_SMALL_BYTES} B, ${largeMs.toFixed(1)} ms / ${LINK_PROBE_LARGE_BYTES} B\n`);
 }
 
 function predictedBest(profile: Profile, bitsPerSecond: number, rttMs: number): Plan {

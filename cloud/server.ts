@@ -13,7 +13,7 @@ import { pino, type Logger } from 'pino';
 import { z } from 'zod';
 import { decodePayload, encodeTensorMap, looksLikeTensorPayload, TENSOR_CONTENT_TYPE, type CodecLimits } from '../src/codec/index.js';
 import { isTandemError } from '../src/errors.js';
-import { decodeOipRequest, encodeOipResponse, OIP_HEADER_LENGTH } from '../src/providers/wire/oip.js';
+import { decodeOipRequest, encodeOipResponse, LINK_PROBE_MAX_BYTES, LINK_PROBE_PATH, OIP_HEADER_LENGTH } from '../src/providers/wire/oip.js';
 import { instancesToTensors, tensorsToPredictions } from '../src/providers/wire/vertex.js';
 import type { TensorMap } from '../src/tensor.js';
 import { verifyBearer, verifyEas, verifySigV4, type AwsCredentials } from './auth.js';
@@ -165,7 +165,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
 
   const single = (): string | undefined => (repo.names().length === 1 ? repo.names()[0] : undefined);
 
-  function route(method: string, path: string, req: IncomingMessage): Route | 'ping' | 'ready' | 'metrics' | 'model-meta' | undefined {
+  function route(method: string, path: string, req: IncomingMessage): Route | 'ping' | 'ready' | 'metrics' | 'model-meta' | 'link-probe' | undefined {
     if (method === 'GET') {
       if (path === '/ping' || path === vertexRoutes.health || path === '/v2/health/ready' || path === '/v2/health/live' || path === '/v2/models/ready') return 'ping';
       if (path === '/metrics') return 'metrics';
@@ -174,6 +174,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       return undefined;
     }
     if (method !== 'POST') return undefined;
+    if (path === LINK_PROBE_PATH) return 'link-probe';
     const attrs = customAttributes(req.headers['x-amzn-sagemaker-custom-attributes']);
     const target = header(req, 'x-amzn-sagemaker-target-model')?.replace(/(\.tar\.gz|\.onnx)$/, '');
     const explicitCut = header(req, CUT_HEADER) ?? attrs['cut'];
@@ -446,6 +447,23 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       metrics.registry.metrics().then(
         (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
         (error: unknown) => sendError(res, undefined, error, reqLog),
+      );
+      return;
+    }
+    if (r === 'link-probe') {
+      if (draining) {
+        sendError(res, undefined, new CloudError(503, 'CLOUD_DRAINING', 'the service is shutting down; retry on another instance'), reqLog);
+        return;
+      }
+      readBody(req, LINK_PROBE_MAX_BYTES).then(
+        (body) => {
+          metrics.bytesIn.inc({ route: 'link-probe' }, body.byteLength);
+          res.writeHead(204).end();
+        },
+        (error: unknown) => {
+          sendError(res, undefined, error, reqLog);
+          if (!req.complete) req.resume();
+        },
       );
       return;
     }

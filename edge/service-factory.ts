@@ -46,6 +46,8 @@ const PlannerOptionsSchema = z
     /** Round trip and bandwidth assumed for every endpoint until measured. */
     rttMs: z.number().nonnegative().optional(),
     bandwidthBitsPerSecond: z.number().positive().optional(),
+    /** Probe idle links out of band (through endpoints that can: OIP to `tandem cloud serve`). */
+    linkProbes: z.boolean().default(true),
   })
   .strict();
 
@@ -208,6 +210,7 @@ export async function createServiceFromConfig(config: EdgeConfig, options: Servi
           modelName: m.name,
           endpoints: clients,
           planner,
+          linkProbes: plannerOptions.linkProbes,
           ...(m.workers !== undefined ? { workers: m.workers } : {}),
           ...(gateFilter ? { allowedEndpoints: gateFilter } : {}),
           ...(profile ? { profile } : {}),

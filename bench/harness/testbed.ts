@@ -20,7 +20,7 @@ import { analyzeModel, parseModel, type CutInfo } from '../../src/graph/index.js
 import { createRuntime, type Runtime } from '../../src/index.js';
 import type { Observation, Plan, PlanChooser, PlanContext } from '../../src/planner/plan.js';
 import type { Profile } from '../../src/planner/profile.js';
-import { TENSOR_CONTENT_TYPE, encodeTensorMap } from '../../src/codec/index.js';
+import { LINK_PROBE_PATH } from '../../src/providers/wire/oip.js';
 import type { TensorMap } from '../../src/tensor.js';
 import { generateReferenceModel } from '../../models/generate.js';
 import { Shaper } from '../shaper.js';
@@ -197,6 +197,8 @@ export class Testbed {
       modelName: spec.name,
       endpoints: [{ name: ENDPOINT, kind: 'oip', region: 'local', url: this.cloudUrl, wire: 'binary' }],
       planner: chooser,
+      // The harness probes the link itself, between requests (see adaptiveRequest).
+      linkProbes: false,
       workers: 1,
       intraOpThreads: 1,
       slowdown: this.options.slowdown,
@@ -238,16 +240,13 @@ export class Testbed {
   }
 
   /**
-   * Measures the link out of band with one transfer of about `bytes` to the cloud service
-   * through the shaper, returning the wall time (network ms, for the planner's link probes).
-   * Small probes are OIP health checks; large ones are tensor payloads addressed to a model
-   * the service does not serve, which it reads whole before answering 404.
+   * Measures the link out of band with one transfer of `bytes` to the cloud service's link
+   * probe route through the shaper, returning the wall time (network ms, for the planner's
+   * link probes).
    */
   async probeLink(bytes: number): Promise<number> {
-    if (bytes <= 1024) return (await this.request('GET', '/v2/health/ready')).wallMs;
-    const payload = encodeTensorMap({ probe: { dtype: 'uint8', dims: [bytes], data: new Uint8Array(bytes) } });
-    const r = await this.request('POST', '/v1/models/tandem-link-probe/infer', Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength));
-    if (r.status !== 404) throw new TandemError('HARNESS_PROBE', `link probe answered ${r.status}, expected 404`);
+    const r = await this.request('POST', LINK_PROBE_PATH, Buffer.alloc(bytes));
+    if (r.status !== 204) throw new TandemError('HARNESS_PROBE', `link probe answered ${r.status}, expected 204`);
     return r.wallMs;
   }
 
@@ -272,7 +271,7 @@ export class Testbed {
           path,
           method,
           agent: this.agent,
-          headers: body ? { 'content-type': TENSOR_CONTENT_TYPE, 'content-length': String(body.length) } : {},
+          headers: body ? { 'content-type': 'application/octet-stream', 'content-length': String(body.length) } : {},
         },
         (res) => {
           res.resume();

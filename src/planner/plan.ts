@@ -51,4 +51,11 @@ export interface PlanContext {
 export interface PlanChooser {
   choose(context: PlanContext): Plan;
   observe(observation: Observation): void;
+  /**
+   * Optional: endpoints whose link the chooser wants measured out of band (the runtime probes
+   * them after a request that left the link quiet, when their client can send probes).
+   */
+  linkProbesDue?(context: PlanContext): string[];
+  /** Optional: one out-of-band transfer of `bytes` (both directions, headers included) that took `networkMs`. */
+  reportLinkProbe?(endpoint: string, networkMs: number, bytes: number): void;
 }

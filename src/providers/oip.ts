@@ -8,7 +8,7 @@ import { ProviderError } from './errors.js';
 import { post } from './http.js';
 import { httpInferResponse } from './payload.js';
 import type { EndpointConfig, InferOptions, InferRequest, InferResponse, ProviderClient } from './types.js';
-import { encodeOipRequest, OIP_HEADER_LENGTH } from './wire/oip.js';
+import { encodeOipRequest, LINK_PROBE_PATH, OIP_HEADER_LENGTH } from './wire/oip.js';
 
 export class OipClient implements ProviderClient {
   constructor(readonly endpoint: EndpointConfig, private readonly extraHeaders: Record<string, string> = {}) {
@@ -30,6 +30,24 @@ export class OipClient implements ProviderClient {
       const encoded = performance.now();
       const res = await post(this.endpoint.name, url, headers, enc.body, scope);
       return httpInferResponse(this.endpoint.name, res, enc.body.byteLength, { start, encoded, received: performance.now() });
+    } catch (error) {
+      throw scope.classify(error, this.endpoint.name);
+    } finally {
+      scope.dispose();
+    }
+  }
+
+  /**
+   * A link probe: a body of `bytes` zero bytes to `POST /v2/tandem/link-probe`, which
+   * `tandem cloud serve` reads whole and answers with 204. Other OIP servers answer 404.
+   */
+  async probeLink(bytes: number, options: InferOptions = {}): Promise<number> {
+    const scope = callScope(options);
+    try {
+      const base = (this.endpoint.url ?? '').replace(/\/$/, '');
+      const start = performance.now();
+      await post(this.endpoint.name, `${base}${LINK_PROBE_PATH}`, { 'content-type': 'application/octet-stream', ...this.extraHeaders }, new Uint8Array(Math.max(0, Math.floor(bytes))), scope);
+      return performance.now() - start;
     } catch (error) {
       throw scope.classify(error, this.endpoint.name);
     } finally {

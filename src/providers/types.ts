@@ -68,5 +68,12 @@ export interface InferOptions {
 export interface ProviderClient {
   readonly endpoint: EndpointConfig;
   infer(request: InferRequest, options?: InferOptions): Promise<InferResponse>;
+  /**
+   * Optional: moves about `bytes` bytes to the endpoint and back as cheaply as it can (no
+   * inference), resolving with the wall time in ms; the planner's out-of-band link probe.
+   * Rejects with a `PROVIDER_VALIDATION` error (status 404/405) when the server has no probe
+   * route.
+   */
+  probeLink?(bytes: number, options?: InferOptions): Promise<number>;
   close(): Promise<void>;
 }

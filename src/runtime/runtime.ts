@@ -17,6 +17,7 @@ import { loadPackage, type ModelPackage } from './package.js';
 import { graphPartitions } from './partitions.js';
 import { syntheticTensor } from './synthetic.js';
 import { analyzeModel, loadModel } from '../graph/index.js';
+import { LinkProber, wantsLinkProbes } from './link-probe.js';
 import { EdgePool } from './pool.js';
 
 /** Options of {@link createRuntime}. */
@@ -65,6 +66,12 @@ export interface RuntimeOptions {
   deadlineHeadroom?: { factor?: number; marginMs?: number };
   /** Input shapes for the warm-up run (default: the manifest's `shapes`). */
   shapes?: Record<string, number[]>;
+  /**
+   * Probe the links the planner asks about (`PlanChooser.linkProbesDue`) after a request that
+   * left the link quiet, through clients that can (`ProviderClient.probeLink`: the OIP client,
+   * against `tandem cloud serve`). Default true; the probe runs after the request returns.
+   */
+  linkProbes?: boolean;
 }
 
 /** Per-request options of {@link Runtime.infer}. */
@@ -149,7 +156,8 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     ...(options.deadlineHeadroom ? { headroom: options.deadlineHeadroom } : {}),
   });
   if (options.warmup !== false) await warmup(pkg, executor, options.shapes ?? pkg.manifest.shapes ?? {});
-  return new EmbeddedRuntime(pkg, signature, pool, executor, planner, clients, owned, options.allowedEndpoints);
+  const prober = options.linkProbes !== false && !isPlan(planner) && wantsLinkProbes(planner) ? new LinkProber(planner, clients) : undefined;
+  return new EmbeddedRuntime(pkg, signature, pool, executor, planner, clients, owned, options.allowedEndpoints, prober);
 }
 
 async function warmup(pkg: ModelPackage, executor: Executor, shapes: Record<string, number[]>): Promise<void> {
@@ -177,6 +185,7 @@ class EmbeddedRuntime implements Runtime {
     private readonly clients: ReadonlyMap<string, ProviderClient>,
     private readonly owned: readonly ProviderClient[],
     private readonly gate: RuntimeOptions['allowedEndpoints'],
+    private readonly prober: LinkProber | undefined,
   ) {
     this.model = { name: pkg.name, sha256: pkg.model.sha256, inputs: signature.inputs, outputs: signature.outputs };
   }
@@ -184,10 +193,15 @@ class EmbeddedRuntime implements Runtime {
   infer(input: RuntimeInput, options: InferCallOptions = {}): Promise<InferResult> {
     if (this.closed) return Promise.reject(new ClosedError('runtime'));
     const run = this.run(input, options);
-    this.inFlight.add(run);
-    const forget = (): void => void this.inFlight.delete(run);
-    run.then(forget, forget);
+    this.track(run);
     return run;
+  }
+
+  /** Keeps `work` in the set that `close` waits for, until it settles. */
+  private track(work: Promise<unknown>): void {
+    this.inFlight.add(work);
+    const forget = (): void => void this.inFlight.delete(work);
+    work.then(forget, forget);
   }
 
   async close(): Promise<void> {
@@ -217,6 +231,10 @@ class EmbeddedRuntime implements Runtime {
         plan, ok: true, fellBack: execution.fellBack, ...timing, networkMs: timing.transferMs,
         bytesSent: execution.bytesSent, bytesReceived: execution.bytesReceived, at: Date.now(),
       });
+      if (this.prober && !this.closed) {
+        const probing = this.prober.afterRequest({ allowedEndpoints: allowed }, execution.bytesSent + execution.bytesReceived);
+        if (probing) this.track(probing);
+      }
       const classes = postprocess(execution.outputs, this.pkg.manifest.postprocess, this.pkg.labels);
       return {
         outputs: execution.outputs,

@@ -10,6 +10,15 @@ import { flatten, nestedShape, tensorFromValues, valuesOf } from './json-tensors
 
 export const OIP_HEADER_LENGTH = 'inference-header-content-length';
 
+/**
+ * Tandem's extension route for out-of-band link probes: the body is read whole and dropped,
+ * and the answer is an empty 204, so a probe's time is the link's alone.
+ */
+export const LINK_PROBE_PATH = '/v2/tandem/link-probe';
+
+/** The largest link probe body the service reads (larger ones get 413). */
+export const LINK_PROBE_MAX_BYTES = 1024 * 1024;
+
 const TO_OIP: Record<DType, string> = {
   float32: 'FP32', float16: 'FP16', float64: 'FP64', int64: 'INT64', int32: 'INT32', int16: 'INT16', int8: 'INT8',
   uint8: 'UINT8', uint16: 'UINT16', uint32: 'UINT32', uint64: 'UINT64', bool: 'BOOL',

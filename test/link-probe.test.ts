@@ -1,0 +1,154 @@
+/**
+ * Out-of-band link probes: the cloud service's probe route, the OIP client's `probeLink`, and
+ * the runtime probing, after a request that left the link quiet, the links its planner asks
+ * about.
+ */
+import { createServer, type Server } from 'node:http';
+import { createServer as createNetServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CloudService } from '../cloud/server.js';
+import { createRuntime, type Observation, type Plan, type PlanChooser, type PlanContext } from '../src/index.js';
+import { OipClient } from '../src/providers/oip.js';
+import { LINK_PROBE_HEADER_BYTES, LINK_PROBE_LARGE_BYTES, LINK_PROBE_SMALL_BYTES } from '../src/runtime/link-probe.js';
+import { modelsDir, startService } from './cloud-helpers.js';
+import { CLS_MODEL, randomInput } from './helpers/runtime-fixtures.js';
+
+const DIMS = [1, 3, 48, 192];
+const SMALL = LINK_PROBE_SMALL_BYTES + LINK_PROBE_HEADER_BYTES;
+const LARGE = LINK_PROBE_LARGE_BYTES + LINK_PROBE_HEADER_BYTES;
+
+/** A chooser that runs a fixed plan and asks for every allowed link to be probed. */
+class ProbingChooser implements PlanChooser {
+  reports: Array<{ endpoint: string; networkMs: number; bytes: number }> = [];
+  constructor(public plan: Plan) {}
+  choose(): Plan {
+    return this.plan;
+  }
+  observe(_observation: Observation): void {}
+  linkProbesDue(context: PlanContext): string[] {
+    return [...context.allowedEndpoints];
+  }
+  reportLinkProbe(endpoint: string, networkMs: number, bytes: number): void {
+    this.reports.push({ endpoint, networkMs, bytes });
+  }
+}
+
+/** An OIP-like server without the probe route: it reads every body and answers 404. */
+async function serverWithoutProbeRoute(): Promise<{ server: Server; url: string; hits: () => number }> {
+  let hits = 0;
+  const server = createServer((req, res) => {
+    hits += 1;
+    req.resume();
+    req.on('end', () => res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}'));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, hits: () => hits };
+}
+
+async function closedPort(): Promise<number> {
+  const server = createNetServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > end) throw new Error('timed out waiting for the probes');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+describe('link probes', () => {
+  let models: ReturnType<typeof modelsDir>;
+  let service: CloudService;
+  let plain: Awaited<ReturnType<typeof serverWithoutProbeRoute>>;
+
+  beforeAll(async () => {
+    models = modelsDir();
+    service = await startService(models.dir, { maxBodyBytes: 8 * 1024 * 1024 });
+    plain = await serverWithoutProbeRoute();
+  });
+  afterAll(async () => {
+    await service?.drain();
+    await new Promise<void>((resolve) => plain?.server.close(() => resolve()));
+    models?.cleanup();
+  });
+
+  it('the service reads a probe whole and answers 204; it refuses one over 1 MB and stays healthy', async () => {
+    const client = new OipClient({ name: 'loop', kind: 'oip', region: 'local', url: service.url });
+    const ms = await client.probeLink(LINK_PROBE_LARGE_BYTES);
+    expect(ms).toBeGreaterThan(0);
+    const metrics = await service.metrics.registry.metrics();
+    expect(metrics).toMatch(new RegExp(`tandem_cloud_request_bytes_total\\{route="link-probe"\\} ${LINK_PROBE_LARGE_BYTES}`));
+    await expect(client.probeLink(2 * 1024 * 1024)).rejects.toMatchObject({ code: 'PROVIDER_VALIDATION', status: 413 });
+    expect(await client.probeLink(LINK_PROBE_SMALL_BYTES)).toBeGreaterThan(0);
+    const ping = await fetch(`${service.url}/ping`);
+    expect(ping.status).toBe(200);
+  });
+
+  it('a server without the route answers the client with a final PROVIDER_VALIDATION error', async () => {
+    const client = new OipClient({ name: 'plain', kind: 'oip', region: 'local', url: plain.url });
+    await expect(client.probeLink(LINK_PROBE_SMALL_BYTES)).rejects.toMatchObject({ code: 'PROVIDER_VALIDATION', status: 404, retryable: false });
+  });
+
+  it('the runtime probes after a local request, stops probing a server without the route, and not after a large transfer', async () => {
+    const chooser = new ProbingChooser({ kind: 'local' });
+    const runtime = await createRuntime({
+      model: CLS_MODEL,
+      modelName: 'cls',
+      endpoints: [
+        { name: 'loop', kind: 'oip', region: 'local', url: service.url },
+        { name: 'plain', kind: 'oip', region: 'local', url: plain.url },
+        { name: 'down', kind: 'oip', region: 'local', url: `http://127.0.0.1:${await closedPort()}` },
+      ],
+      planner: chooser,
+      workers: 1,
+    });
+    try {
+      const hitsBefore = plain.hits();
+      await runtime.infer(randomInput(DIMS, 3));
+      // A round: the fastest of the small transfers, then the large one; only the service answers.
+      await until(() => chooser.reports.length >= 2);
+      await until(() => plain.hits() > hitsBefore);
+      expect(chooser.reports.map((r) => [r.endpoint, r.bytes])).toEqual([['loop', SMALL], ['loop', LARGE]]);
+      expect(chooser.reports.every((r) => r.networkMs > 0)).toBe(true);
+
+      // The 404 server is not asked again; the service is.
+      const plainHits = plain.hits();
+      await runtime.infer(randomInput(DIMS, 4));
+      await until(() => chooser.reports.length >= 4);
+      expect(plain.hits()).toBe(plainHits);
+
+      // An offload of the 110 KB input measured the link itself: no round follows it.
+      chooser.plan = { kind: 'offload', endpoint: 'loop' };
+      const offload = await runtime.infer(randomInput(DIMS, 5));
+      expect(offload.bytesSent).toBeGreaterThan(64 * 1024);
+    } finally {
+      await runtime.close();
+    }
+    // close() waited for any probe still running: nothing arrives after it.
+    expect(chooser.reports).toHaveLength(4);
+  });
+
+  it('does not probe when told not to', async () => {
+    const chooser = new ProbingChooser({ kind: 'local' });
+    const runtime = await createRuntime({
+      model: CLS_MODEL,
+      modelName: 'cls',
+      endpoints: [{ name: 'loop', kind: 'oip', region: 'local', url: service.url }],
+      planner: chooser,
+      workers: 1,
+      linkProbes: false,
+    });
+    try {
+      await runtime.infer(randomInput(DIMS, 6));
+    } finally {
+      await runtime.close();
+    }
+    expect(chooser.reports).toEqual([]);
+  });
+});
