@@ -63,7 +63,7 @@ export function registerBenchCommand(program: Command): Command {
     .option('--quick', 'a CI-size subset (ResNet-18 and MobileNetV2 styles; 2, 10, 50 Mbit/s × 10, 50 ms)')
     .option('--slowdown <factor>', 'edge slowdown factor (e.g. 8 for a Raspberry-Pi-class device)', '8')
     .option('--models <names>', 'comma-separated: mobilenetv2, resnet18, ppocrv4-det')
-    .option('--rounds <n>', 'measured rounds per point (default: 16, --quick 8)')
+    .option('--rounds <n>', 'measured rounds per point (default: 32, --quick 8)')
     .option('--stretch-jitter', "stretch each edge run's host jitter by the slowdown too (default: only the undisturbed (fastest recent) run time)")
     .option('--json', 'print one JSON object as the last line')
     .action(async (opts: { quick?: boolean; slowdown: string; models?: string; rounds?: string; stretchJitter?: boolean; json?: boolean }) => {
