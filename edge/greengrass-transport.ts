@@ -33,6 +33,13 @@ export interface GreengrassTransportOptions {
   thingName?: string;
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
+  /**
+   * Time allowed for connecting and subscribing (default 10 s). The IPC handshake has no
+   * deadline of its own: a nucleus that accepts the socket and never answers (restarting, or
+   * hung) would hold a start, or a reconnect, forever. Past it the attempt is closed and, on a
+   * reconnect, retried with back-off.
+   */
+  connectTimeoutMs?: number;
 }
 
 function toBuffer(payload: Payload): Buffer {
@@ -106,12 +113,21 @@ export class GreengrassTransport implements Transport {
       void client.close().catch(() => undefined);
       this.scheduleReconnect();
     });
-    await client.connect();
+    const timeoutMs = this.options.connectTimeoutMs ?? 10_000;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer from the nucleus within ${timeoutMs} ms (connect and subscribe)`)), timeoutMs);
+    });
     try {
-      await this.subscribe(client);
+      await Promise.race([(async () => {
+        await client.connect();
+        await this.subscribe(client);
+      })(), timedOut]);
     } catch (error) {
       await client.close().catch(() => undefined);
       throw error;
+    } finally {
+      clearTimeout(timer);
     }
     this.client = client;
     this.attempts = 0;

@@ -166,6 +166,8 @@ export interface FakeNucleusOptions {
   authToken: string;
   /** Topics the component may use (like the recipe's accessControl resources); `*` allows all. */
   allowedTopics?: string[];
+  /** Accept sockets but never answer a Connect (a hung or restarting nucleus). */
+  silent?: boolean;
 }
 
 /**
@@ -174,6 +176,10 @@ export interface FakeNucleusOptions {
 export class FakeNucleus extends EventEmitter {
   readonly published: PublishedMessage[] = [];
   readonly connects: Array<{ version?: string; authToken?: string; accepted: boolean }> = [];
+  /** Connect messages left unanswered while silent. */
+  unanswered = 0;
+  /** While true, sockets are accepted but Connect messages get no answer (a hung nucleus). */
+  silent: boolean;
   private readonly options: FakeNucleusOptions;
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
@@ -182,6 +188,7 @@ export class FakeNucleus extends EventEmitter {
   constructor(options: FakeNucleusOptions) {
     super();
     this.options = options;
+    this.silent = options.silent ?? false;
   }
 
   async start(): Promise<void> {
@@ -274,6 +281,10 @@ export class FakeNucleus extends EventEmitter {
         const type = int(m, ':message-type');
         const streamId = int(m, ':stream-id') ?? 0;
         if (type === MessageType.Connect) {
+          if (this.silent) {
+            this.unanswered += 1;
+            continue;
+          }
           const version = str(m, ':version');
           let authToken: string | undefined;
           try {

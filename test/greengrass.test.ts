@@ -33,10 +33,13 @@ describe('Greengrass IPC transport', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function startAgent(mode: 'iotcore' | 'local', authToken = TOKEN): Promise<EdgeAgent> {
+  async function startAgent(mode: 'iotcore' | 'local', authToken = TOKEN, connectTimeoutMs?: number): Promise<EdgeAgent> {
     const { config } = parseEdgeConfig(JSON.stringify({ models: [{ name: 'sum', path: 's.onnx' }], greengrass: { mode, thingName: 'gg-thing' } }));
     if (!config.greengrass) throw new Error('greengrass section missing');
-    const transport = new GreengrassTransport({ config: config.greengrass, logger, socketPath: join(dir, 'ipc.socket'), authToken, reconnectMinMs: 50, reconnectMaxMs: 200 });
+    const transport = new GreengrassTransport({
+      config: config.greengrass, logger, socketPath: join(dir, 'ipc.socket'), authToken, reconnectMinMs: 50, reconnectMaxMs: 200,
+      ...(connectTimeoutMs !== undefined ? { connectTimeoutMs } : {}),
+    });
     const agent = new EdgeAgent({ config, service: new FakeService(), logger, transports: [transport] });
     await agent.start();
     agents.push(agent);
@@ -111,6 +114,28 @@ describe('Greengrass IPC transport', () => {
     const published = nextPublished();
     nucleus.deliver('iotcore', 'tandem/gg-thing/infer', encodeRequest({ requestId: 'r-after', model: 'sum', image: new Uint8Array([3]) }, 'json'));
     expect(JSON.parse((await published).payload.toString())).toMatchObject({ requestId: 'r-after', ok: true });
+  });
+
+  it('gives up on a nucleus that never answers the handshake, at start and on a reconnect', async () => {
+    nucleus.silent = true;
+    const started = Date.now();
+    await expect(startAgent('iotcore', TOKEN, 300)).rejects.toMatchObject({ code: 'EDGE_GREENGRASS_CONNECT', message: expect.stringMatching(/no answer from the nucleus within 300 ms/) });
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(nucleus.unanswered).toBe(1);
+
+    // Connected, then the nucleus restarts and hangs: the reconnect attempt times out and is
+    // retried, and the first answer after it recovers resubscribes.
+    nucleus.silent = false;
+    await startAgent('iotcore', TOKEN, 300);
+    nucleus.silent = true;
+    nucleus.dropConnections();
+    while (nucleus.unanswered < 3) await new Promise((resolve) => setTimeout(resolve, 20));
+    const resubscribed = new Promise((resolve) => nucleus.once('subscribed', resolve));
+    nucleus.silent = false;
+    await resubscribed;
+    const published = nextPublished();
+    nucleus.deliver('iotcore', 'tandem/gg-thing/infer', encodeRequest({ requestId: 'r-hung', model: 'sum', image: new Uint8Array([4]) }, 'json'));
+    expect(JSON.parse((await published).payload.toString())).toMatchObject({ requestId: 'r-hung', ok: true });
   });
 
   it('says clearly when no nucleus socket is configured', async () => {
