@@ -4,7 +4,6 @@
  * about.
  */
 import { createServer, type Server } from 'node:http';
-import { createServer as createNetServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CloudService } from '../cloud/server.js';
@@ -12,6 +11,7 @@ import { createRuntime, type Observation, type Plan, type PlanChooser, type Plan
 import { OipClient } from '../src/providers/oip.js';
 import { LINK_PROBE_HEADER_BYTES, LINK_PROBE_LARGE_BYTES, LINK_PROBE_SMALL_BYTES } from '../src/runtime/link-probe.js';
 import { modelsDir, startService } from './cloud-helpers.js';
+import { closedPort } from './helpers/net.js';
 import { CLS_MODEL, randomInput } from './helpers/runtime-fixtures.js';
 
 const DIMS = [1, 3, 48, 192];
@@ -44,14 +44,6 @@ async function serverWithoutProbeRoute(): Promise<{ server: Server; url: string;
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, hits: () => hits };
-}
-
-async function closedPort(): Promise<number> {
-  const server = createNetServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void> {

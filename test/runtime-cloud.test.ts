@@ -9,18 +9,10 @@ import { analyzeModel, loadModel } from '../src/graph/index.js';
 import { createRuntime, type Plan, type PlanChooser, type Runtime } from '../src/index.js';
 import type { CloudService } from '../cloud/server.js';
 import { modelsDir, startService } from './cloud-helpers.js';
+import { closedPort } from './helpers/net.js';
 import { CLS_MODEL, cloneMap, maxAbsDiff, randomInput, referenceRun } from './helpers/runtime-fixtures.js';
 
 const DIMS = [1, 3, 48, 192];
-
-/** A loopback port with nothing listening on it. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 describe('runtime against the cloud service on loopback', () => {
   let models: ReturnType<typeof modelsDir>;
