@@ -163,6 +163,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
   let inflight = 0;
   let idle: (() => void) | undefined;
 
+  const drainingError = (): CloudError => new CloudError(503, 'CLOUD_DRAINING', 'the service is shutting down; retry on another instance');
   const single = (): string | undefined => (repo.names().length === 1 ? repo.names()[0] : undefined);
 
   function route(method: string, path: string, req: IncomingMessage): Route | 'ping' | 'ready' | 'metrics' | 'model-meta' | 'link-probe' | undefined {
@@ -452,7 +453,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     }
     if (r === 'link-probe') {
       if (draining) {
-        sendError(res, undefined, new CloudError(503, 'CLOUD_DRAINING', 'the service is shutting down; retry on another instance'), reqLog);
+        sendError(res, undefined, drainingError(), reqLog);
         return;
       }
       readBody(req, LINK_PROBE_MAX_BYTES).then(
@@ -489,7 +490,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     }
     const rt = r;
     if (draining) {
-      sendError(res, rt, new CloudError(503, 'CLOUD_DRAINING', 'the service is shutting down; retry on another instance'), reqLog);
+      sendError(res, rt, drainingError(), reqLog);
       return;
     }
     inflight += 1;

@@ -107,6 +107,11 @@ function drive(p: AdaptivePlanner, world: World, ctx: { allowedEndpoints: string
   return plans;
 }
 
+/** A noise-free probe round over `link` (256 B, then 128 KB), as the harness sends it while the link is quiet. */
+function probeRound(p: AdaptivePlanner, link: Link): void {
+  for (const bytes of [256, 131_072]) p.reportLinkProbe('a', link.rttMs + (bytes * 8000) / link.bitsPerSecond, bytes);
+}
+
 /**
  * Scripts the planner's experience: each call lets it decide (whatever it picks), then reports
  * a run of `plan` in the world, with the edge time given when there is one.
@@ -473,11 +478,7 @@ describe('a transfer far slower than predicted', () => {
     expect(remote.kind).not.toBe('local');
     return { world, p, ctx, remote };
   };
-  /** A probe round as the harness sends it while the link is quiet. */
-  const probe = (world: World, p: AdaptivePlanner): void => {
-    const link = world.links['a'] as Link;
-    for (const bytes of [256, 131_072]) p.reportLinkProbe('a', link.rttMs + (bytes * 8000) / link.bitsPerSecond, bytes);
-  };
+  const probe = (world: World, p: AdaptivePlanner): void => probeRound(p, world.links['a'] as Link);
 
   it('after a collapse, sends no second request the slow way: the link is probed instead', () => {
     const { world, p, ctx, remote } = setup();
@@ -721,7 +722,7 @@ describe('a near-miss endpoint while link probes keep coming', () => {
     const plans: string[] = [];
     for (let i = 0; i < 120; i++) {
       // As the sweep harness does: a clean probe round every third decision.
-      if (i % 3 === 0) for (const bytes of [256, 131_072]) p.reportLinkProbe('a', link.rttMs + (bytes * 8000) / link.bitsPerSecond, bytes);
+      if (i % 3 === 0) probeRound(p, link);
       if (i === 60) link.remoteScale = 1; // offload now 80 ms, still predicted ≈ 110
       const plan = p.choose(ctx);
       plans.push(describePlan(plan));
@@ -828,11 +829,7 @@ describe('out-of-band link probes', () => {
 
 describe('a link step while the edge runs a split that sends a small tensor', () => {
   const c4: Plan = { kind: 'split', cut: 'c4', endpoint: 'a' };
-  /** A probe round in the world's link, as the harness sends it while the link is quiet. */
-  const probe = (world: World, p: AdaptivePlanner): void => {
-    const link = world.links['a'] as Link;
-    for (const bytes of [256, 131_072]) p.reportLinkProbe('a', link.rttMs + (bytes * 8000) / link.bitsPerSecond, bytes);
-  };
+  const probe = (world: World, p: AdaptivePlanner): void => probeRound(p, world.links['a'] as Link);
   const setup = (): { world: World; p: AdaptivePlanner; ctx: { allowedEndpoints: string[] }; observe: (plan: Plan) => void } => {
     const world = new World({ a: { rttMs: 20, bitsPerSecond: 2e6 } }, 0);
     const p = new AdaptivePlanner({ profile, endpoints: [{ name: 'a', rttMs: 20, bandwidthBitsPerSecond: 2e6 }] });
@@ -878,8 +875,7 @@ describe('a switch after a link step', () => {
     const plans = drive(p, world, ctx, 14);
     expect(plans.every((x) => x === 'local')).toBe(true);
     (world.links['a'] as Link).bitsPerSecond = 350e6;
-    const link = world.links['a'] as Link;
-    for (const bytes of [256, 131_072]) p.reportLinkProbe('a', link.rttMs + (bytes * 8000) / link.bitsPerSecond, bytes);
+    probeRound(p, world.links['a'] as Link);
     const after = drive(p, world, ctx, 16);
     expect(after[0]).toBe('offload→a');
     // The new held plan's own runs come first (the re-based link restarts the trial clock) ...

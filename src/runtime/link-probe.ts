@@ -70,14 +70,13 @@ export class LinkProber {
   }
 
   private async probe(name: string): Promise<void> {
-    const client = this.clients.get(name) as ProviderClient;
+    const client = this.clients.get(name);
+    const send = client?.probeLink?.bind(client);
+    if (!send) return;
     this.busy.add(name);
     try {
       const signal = AbortSignal.timeout(this.timeoutMs);
-      await probeRound(
-        (bytes) => (client.probeLink as NonNullable<ProviderClient['probeLink']>).call(client, bytes, { signal }),
-        (networkMs, bytes) => this.chooser.reportLinkProbe(name, networkMs, bytes),
-      );
+      await probeRound((bytes) => send(bytes, { signal }), (networkMs, bytes) => this.chooser.reportLinkProbe(name, networkMs, bytes));
     } catch (error) {
       if (error instanceof ProviderError && error.code === 'PROVIDER_VALIDATION') this.unsupported.add(name);
     } finally {
