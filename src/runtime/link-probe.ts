@@ -5,7 +5,7 @@
  * away when the cloud looked far behind. A probe round costs bytes, not the request's time.
  */
 import { LARGE_TRANSFER_BYTES } from '../planner/estimators.js';
-import type { PlanChooser, PlanContext } from '../planner/plan.js';
+import type { Plan, PlanChooser, PlanContext } from '../planner/plan.js';
 import { ProviderError } from '../providers/errors.js';
 import type { ProviderClient } from '../providers/types.js';
 
@@ -43,16 +43,29 @@ export function wantsLinkProbes(chooser: PlanChooser): chooser is ProbingChooser
   return typeof chooser.linkProbesDue === 'function' && typeof chooser.reportLinkProbe === 'function';
 }
 
+/** Ends a probe round whose transfer overlapped a request's: its time measured both. */
+class ProbeYielded extends Error {}
+
 /**
  * Probes, after a request that left the link quiet, the endpoints the chooser has had no
  * bandwidth news from, through the clients that can (`ProviderClient.probeLink`). One round
  * per endpoint at a time; an endpoint whose server has no probe route (a 4xx answer) is not
  * probed again; other failures are left to the requests, which tell the planner about the
  * endpoint's health.
+ *
+ * Probes yield to requests: a round starts only while no request is using the link, and a
+ * request that starts using it aborts the rounds in flight. A transfer that shared the uplink
+ * with a request measured neither of them, and a probe must never slow the traffic it serves;
+ * what such a transfer took is not reported.
  */
 export class LinkProber {
   private readonly busy = new Set<string>();
   private readonly unsupported = new Set<string>();
+  private readonly rounds = new Set<AbortController>();
+  /** Requests in flight whose plan uses the link. */
+  private remoteRequests = 0;
+  /** Counts requests that started using the link: a transfer is clean if it did not change while the transfer ran. */
+  private linkEpoch = 0;
 
   constructor(
     private readonly chooser: ProbingChooser,
@@ -60,10 +73,28 @@ export class LinkProber {
     private readonly timeoutMs = 10_000,
   ) {}
 
+  /**
+   * Tells the prober a request is starting with `plan`: one that uses the link aborts the
+   * rounds in flight and holds new ones off until the returned function is called (once the
+   * request's transfers are over).
+   */
+  requestStarting(plan: Plan): () => void {
+    if (plan.kind === 'local') return () => undefined;
+    this.remoteRequests += 1;
+    this.linkEpoch += 1;
+    for (const round of this.rounds) round.abort(new ProbeYielded('a request started using the link'));
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.remoteRequests -= 1;
+    };
+  }
+
   /** Starts the rounds due after a request that moved `bytesMoved` bytes; resolves (never rejects) when they end, or undefined when none is due. */
   afterRequest(context: PlanContext, bytesMoved: number): Promise<void> | undefined {
-    // A request that moved a large tensor measured the link itself.
-    if (bytesMoved >= LARGE_TRANSFER_BYTES) return undefined;
+    // A request that moved a large tensor measured the link itself; one in flight is using it.
+    if (bytesMoved >= LARGE_TRANSFER_BYTES || this.remoteRequests > 0) return undefined;
     const due = this.chooser.linkProbesDue(context).filter((name) => !this.busy.has(name) && !this.unsupported.has(name) && this.clients.get(name)?.probeLink !== undefined);
     if (due.length === 0) return undefined;
     return Promise.all(due.map((name) => this.probe(name))).then(() => undefined);
@@ -74,12 +105,22 @@ export class LinkProber {
     const send = client?.probeLink?.bind(client);
     if (!send) return;
     this.busy.add(name);
+    const round = new AbortController();
+    this.rounds.add(round);
+    const timer = setTimeout(() => round.abort(new ProbeYielded(`probe round over ${this.timeoutMs} ms`)), this.timeoutMs);
     try {
-      const signal = AbortSignal.timeout(this.timeoutMs);
-      await probeRound((bytes) => send(bytes, { signal }), (networkMs, bytes) => this.chooser.reportLinkProbe(name, networkMs, bytes));
+      const cleanSend = async (bytes: number): Promise<number> => {
+        const epoch = this.linkEpoch;
+        const ms = await send(bytes, { signal: round.signal });
+        if (epoch !== this.linkEpoch) throw new ProbeYielded('a request used the link during the transfer');
+        return ms;
+      };
+      await probeRound(cleanSend, (networkMs, bytes) => this.chooser.reportLinkProbe(name, networkMs, bytes));
     } catch (error) {
       if (error instanceof ProviderError && error.code === 'PROVIDER_VALIDATION') this.unsupported.add(name);
     } finally {
+      clearTimeout(timer);
+      this.rounds.delete(round);
       this.busy.delete(name);
     }
   }

@@ -219,13 +219,15 @@ class EmbeddedRuntime implements Runtime {
     const plan = isPlan(this.planner)
       ? this.planner
       : this.planner.choose({ allowedEndpoints: allowed, ...(options.deadline !== undefined ? { deadline: options.deadline } : {}), edgeQueue: this.pool.queueLength });
+    // A probe round sharing the uplink with this request would slow it and measure neither.
+    const linkReleased = this.prober?.requestStarting(plan);
     try {
       const execution = await this.executor.execute(plan, inputs, {
         allowedEndpoints: allowed,
         ...(options.signal ? { signal: options.signal } : {}),
         ...(options.deadline !== undefined ? { deadline: options.deadline } : {}),
         ...(options.requestId !== undefined ? { requestId: options.requestId } : {}),
-      });
+      }).finally(linkReleased);
       const timing: RuntimeTiming = { ...execution.timing, preprocessMs, totalMs: performance.now() - started };
       this.observe({
         plan, ok: true, fellBack: execution.fellBack, ...timing, networkMs: timing.transferMs,
