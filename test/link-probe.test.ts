@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CloudService } from '../cloud/server.js';
-import { createRuntime, type Observation, type Plan, type PlanChooser, type PlanContext } from '../src/index.js';
+import { createRuntime, type EndpointConfig, type Observation, type Plan, type PlanChooser, type PlanContext } from '../src/index.js';
 import { OipClient } from '../src/providers/oip.js';
 import type { ProviderClient } from '../src/providers/types.js';
 import { LINK_PROBE_HEADER_BYTES, LINK_PROBE_LARGE_BYTES, LINK_PROBE_SMALL_BYTES, LinkProber } from '../src/runtime/link-probe.js';
@@ -81,6 +81,11 @@ class ManualProbeClient {
   }
 }
 
+/** A one-worker runtime of the small classifier whose plans come from `chooser`. */
+function probingRuntime(chooser: ProbingChooser, endpoints: EndpointConfig[], options: { linkProbes?: boolean } = {}): ReturnType<typeof createRuntime> {
+  return createRuntime({ model: CLS_MODEL, modelName: 'cls', endpoints, planner: chooser, workers: 1, ...options });
+}
+
 async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!condition()) {
@@ -124,17 +129,11 @@ describe('link probes', () => {
 
   it('the runtime probes after a local request, stops probing a server without the route, and not after a large transfer', async () => {
     const chooser = new ProbingChooser({ kind: 'local' });
-    const runtime = await createRuntime({
-      model: CLS_MODEL,
-      modelName: 'cls',
-      endpoints: [
-        { name: 'loop', kind: 'oip', region: 'local', url: service.url },
-        { name: 'plain', kind: 'oip', region: 'local', url: plain.url },
-        { name: 'down', kind: 'oip', region: 'local', url: `http://127.0.0.1:${await closedPort()}` },
-      ],
-      planner: chooser,
-      workers: 1,
-    });
+    const runtime = await probingRuntime(chooser, [
+      { name: 'loop', kind: 'oip', region: 'local', url: service.url },
+      { name: 'plain', kind: 'oip', region: 'local', url: plain.url },
+      { name: 'down', kind: 'oip', region: 'local', url: `http://127.0.0.1:${await closedPort()}` },
+    ]);
     try {
       const hitsBefore = plain.hits();
       await runtime.infer(randomInput(DIMS, 3));
@@ -163,14 +162,7 @@ describe('link probes', () => {
 
   it('does not probe when told not to', async () => {
     const chooser = new ProbingChooser({ kind: 'local' });
-    const runtime = await createRuntime({
-      model: CLS_MODEL,
-      modelName: 'cls',
-      endpoints: [{ name: 'loop', kind: 'oip', region: 'local', url: service.url }],
-      planner: chooser,
-      workers: 1,
-      linkProbes: false,
-    });
+    const runtime = await probingRuntime(chooser, [{ name: 'loop', kind: 'oip', region: 'local', url: service.url }], { linkProbes: false });
     try {
       await runtime.infer(randomInput(DIMS, 6));
     } finally {
@@ -182,16 +174,10 @@ describe('link probes', () => {
   it('a request that starts using the link aborts the round in flight, which reports nothing', async () => {
     const stalling = await stallingProbeServer();
     const chooser = new ProbingChooser({ kind: 'local' }, ['slow']);
-    const runtime = await createRuntime({
-      model: CLS_MODEL,
-      modelName: 'cls',
-      endpoints: [
-        { name: 'loop', kind: 'oip', region: 'local', url: service.url },
-        { name: 'slow', kind: 'oip', region: 'local', url: stalling.url },
-      ],
-      planner: chooser,
-      workers: 1,
-    });
+    const runtime = await probingRuntime(chooser, [
+      { name: 'loop', kind: 'oip', region: 'local', url: service.url },
+      { name: 'slow', kind: 'oip', region: 'local', url: stalling.url },
+    ]);
     try {
       await runtime.infer(randomInput(DIMS, 7));
       await until(() => stalling.held() === 1);

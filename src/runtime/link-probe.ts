@@ -59,9 +59,9 @@ class ProbeYielded extends Error {}
  * what such a transfer took is not reported.
  */
 export class LinkProber {
-  private readonly busy = new Set<string>();
+  /** The round in flight per endpoint (one at a time). */
+  private readonly rounds = new Map<string, AbortController>();
   private readonly unsupported = new Set<string>();
-  private readonly rounds = new Set<AbortController>();
   /** Requests in flight whose plan uses the link. */
   private remoteRequests = 0;
   /** Counts requests that started using the link: a transfer is clean if it did not change while the transfer ran. */
@@ -82,7 +82,7 @@ export class LinkProber {
     if (plan.kind === 'local') return () => undefined;
     this.remoteRequests += 1;
     this.linkEpoch += 1;
-    for (const round of this.rounds) round.abort(new ProbeYielded('a request started using the link'));
+    for (const round of this.rounds.values()) round.abort(new ProbeYielded('a request started using the link'));
     let done = false;
     return () => {
       if (done) return;
@@ -95,7 +95,7 @@ export class LinkProber {
   afterRequest(context: PlanContext, bytesMoved: number): Promise<void> | undefined {
     // A request that moved a large tensor measured the link itself; one in flight is using it.
     if (bytesMoved >= LARGE_TRANSFER_BYTES || this.remoteRequests > 0) return undefined;
-    const due = this.chooser.linkProbesDue(context).filter((name) => !this.busy.has(name) && !this.unsupported.has(name) && this.clients.get(name)?.probeLink !== undefined);
+    const due = this.chooser.linkProbesDue(context).filter((name) => !this.rounds.has(name) && !this.unsupported.has(name) && this.clients.get(name)?.probeLink !== undefined);
     if (due.length === 0) return undefined;
     return Promise.all(due.map((name) => this.probe(name))).then(() => undefined);
   }
@@ -104,10 +104,9 @@ export class LinkProber {
     const client = this.clients.get(name);
     const send = client?.probeLink?.bind(client);
     if (!send) return;
-    this.busy.add(name);
     const round = new AbortController();
-    this.rounds.add(round);
-    const timer = setTimeout(() => round.abort(new ProbeYielded(`probe round over ${this.timeoutMs} ms`)), this.timeoutMs);
+    this.rounds.set(name, round);
+    const timer = setTimeout(() => round.abort(new Error(`probe round over ${this.timeoutMs} ms`)), this.timeoutMs);
     try {
       const cleanSend = async (bytes: number): Promise<number> => {
         const epoch = this.linkEpoch;
@@ -120,8 +119,7 @@ export class LinkProber {
       if (error instanceof ProviderError && error.code === 'PROVIDER_VALIDATION') this.unsupported.add(name);
     } finally {
       clearTimeout(timer);
-      this.rounds.delete(round);
-      this.busy.delete(name);
+      this.rounds.delete(name);
     }
   }
 }
