@@ -13,7 +13,7 @@
 import type { WireTensor } from './protocol.js';
 
 /** Recent runs whose fastest is a run's undisturbed time (short enough to follow a lasting change). */
-const RECENT_WINDOW = 15;
+export const RECENT_WINDOW = 15;
 /** Distinct runs (model, fetches, shapes) remembered; the oldest is forgotten first. */
 const MAX_TRACKED_RUNS = 256;
 
