@@ -7,7 +7,9 @@
  * handed to the socket (read and verify the body, decode, admit, run, encode, write, log), as
  * the service itself records it in its `inference` log line (`totalMs`). Bare time is
  * `await session.run(feeds)` on the service's own onnxruntime session, feeds built once.
- * `overheadRatio` is service time over bare time.
+ * `overheadRatio` is service time over bare time. `afterBodyRatio` counts the service time from
+ * the request's last byte only: on a real link the body arrives at the link's pace, and what
+ * the service adds to the client's latency is what it does once the body is in.
  *
  * What a client sees on top (its own encode and decode, the kernel moving the bytes, node:http
  * on the client) is reported beside it as `roundTripMs` / `roundTripRatio`, together with
@@ -56,6 +58,14 @@ export interface CloudOverheadResult {
   overheadMs: number;
   /** Median over pairs of (service time / bare time). */
   overheadRatio: number;
+  /**
+   * Median service time from the request's last byte to the answer handed to the socket: what
+   * the service adds once the link has delivered the request. The rest of the service time is
+   * the body's reception, which over a real link is the link's time.
+   */
+  afterBodyMs: number;
+  /** Median over pairs of (service time after the last byte / bare time). */
+  afterBodyRatio: number;
   /** Median round trip a node:http client sees, its own encode and decode included. */
   roundTripMs: number;
   /** Median over pairs of (round trip / bare time). */
@@ -72,7 +82,7 @@ const median = (xs: readonly number[]): number => {
   return s.length % 2 ? s[m] ?? 0 : ((s[m - 1] ?? 0) + (s[m] ?? 0)) / 2;
 };
 
-interface InferenceRecord { totalMs: number; computeMs: number }
+interface InferenceRecord { totalMs: number; computeMs: number; bodyMs: number }
 
 /** Collects the service's `inference` log records by request id. */
 function inferenceLog(): { stream: Writable; records: Map<string, InferenceRecord> } {
@@ -81,9 +91,9 @@ function inferenceLog(): { stream: Writable; records: Map<string, InferenceRecor
     write(chunk: Buffer, _encoding, done) {
       for (const line of chunk.toString('utf8').split('\n')) {
         if (!line.includes('"inference"')) continue;
-        const r = JSON.parse(line) as { msg?: string; requestId?: string; totalMs?: number; computeMs?: number };
-        if (r.msg === 'inference' && r.requestId && typeof r.totalMs === 'number' && typeof r.computeMs === 'number') {
-          records.set(r.requestId, { totalMs: r.totalMs, computeMs: r.computeMs });
+        const r = JSON.parse(line) as { msg?: string; requestId?: string; totalMs?: number; computeMs?: number; bodyMs?: number };
+        if (r.msg === 'inference' && r.requestId && typeof r.totalMs === 'number' && typeof r.computeMs === 'number' && typeof r.bodyMs === 'number') {
+          records.set(r.requestId, { totalMs: r.totalMs, computeMs: r.computeMs, bodyMs: r.bodyMs });
         }
       }
       done();
@@ -183,6 +193,7 @@ export async function runCloudOverheadBench(subject: OverheadSubject, options: {
     const bareTimes: number[] = [];
     const served: Array<{ roundTripMs: number; record: InferenceRecord }> = [];
     const ratios: number[] = [];
+    const afterBodyRatios: number[] = [];
     const roundTripRatios: number[] = [];
     for (let i = 0; i < iterations; i++) {
       // Alternate the order so neither side always runs with warm caches.
@@ -192,6 +203,7 @@ export async function runCloudOverheadBench(subject: OverheadSubject, options: {
       bareTimes.push(b);
       served.push(s);
       ratios.push(s.record.totalMs / b);
+      afterBodyRatios.push((s.record.totalMs - s.record.bodyMs) / b);
       roundTripRatios.push(s.roundTripMs / b);
     }
     const bareMs = median(bareTimes);
@@ -201,6 +213,7 @@ export async function runCloudOverheadBench(subject: OverheadSubject, options: {
       intraOpNumThreads: options.intraOpNumThreads ?? 'default', spinning: options.spinning ?? 'default',
       bareMs, serviceMs, serverComputeMs: median(served.map((s) => s.record.computeMs)), overheadMs: serviceMs - bareMs,
       overheadRatio: median(ratios),
+      afterBodyMs: median(served.map((s) => s.record.totalMs - s.record.bodyMs)), afterBodyRatio: median(afterBodyRatios),
       roundTripMs: median(served.map((s) => s.roundTripMs)), roundTripRatio: median(roundTripRatios),
       transportFloorMs: await transportFloor(requestBytes, responseBytes, iterations),
       requestBytes, responseBytes,

@@ -151,13 +151,27 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
   const limiterFor = (model: string): Limiter => {
     let l = limiters.get(model);
     if (!l) {
-      l = new Limiter(options.maxConcurrent ?? 2, options.maxQueue ?? 16, (queued, active) => {
-        metrics.queueDepth.set({ model }, queued);
-        metrics.active.set({ model }, active);
+      // Labelled children, made once: prom-client hashes a label object on every call otherwise,
+      // and the gauges move twice per request.
+      const queueDepth = metrics.queueDepth.labels({ model });
+      const active = metrics.active.labels({ model });
+      l = new Limiter(options.maxConcurrent ?? 2, options.maxQueue ?? 16, (queued, running) => {
+        queueDepth.set(queued);
+        active.set(running);
       });
       limiters.set(model, l);
     }
     return l;
+  };
+  const computeSeconds = new Map<string, ReturnType<CloudMetrics['compute']['labels']>>();
+  const observeCompute = (model: string, cut: string | null, seconds: number): void => {
+    const key = `${model}\u0000${cut ?? ''}`;
+    let child = computeSeconds.get(key);
+    if (!child) {
+      child = metrics.compute.labels({ model, cut: cut ?? 'whole' });
+      computeSeconds.set(key, child);
+    }
+    child.observe(seconds);
   };
   let draining = false;
   let inflight = 0;
@@ -213,7 +227,8 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     }
     m = /^\/v1\/models\/([^/]+)\/infer$/.exec(path);
     if (m) {
-      const cut = new URL(req.url ?? '/', 'http://x').searchParams.get('cut') ?? undefined;
+      const url = req.url ?? '/';
+      const cut = url.includes('?') ? new URL(url, 'http://x').searchParams.get('cut') ?? undefined : undefined;
       return withCut({ name: 'tandem', front: 'tandem', maxBody, model: decodeURIComponent(m[1] ?? ''), ...(cut ? { cut } : {}) });
     }
     return undefined;
@@ -346,12 +361,14 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     return status;
   }
 
-  async function infer(req: IncomingMessage, res: ServerResponse, r: Route, path: string, reqLog: Logger, started: number): Promise<{ status: number; model: string }> {
+  async function infer(req: IncomingMessage, res: ServerResponse, r: Route, path: string, requestId: string, started: number): Promise<{ status: number; model: string }> {
     const budget = Number(header(req, DEADLINE_HEADER) ?? timeoutMs);
     const deadline = Date.now() + (Number.isFinite(budget) && budget > 0 ? Math.min(budget, timeoutMs) : timeoutMs);
     // Token checks need no body: refuse before reading (and buffering) it.
     if (r.front === 'vertex') verifyBearer(req.headers, credentials.vertexToken);
     const body = await readBody(req, r.maxBody);
+    // Until here the service mostly waits for the link; from here on, every moment is its own.
+    const bodyMs = performance.now() - started;
     metrics.bytesIn.inc({ route: r.name }, body.byteLength);
     if (r.front === 'sagemaker') {
       const url = new URL(req.url ?? '/', 'http://x');
@@ -386,7 +403,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       const t0 = performance.now();
       outputs = await partition.run(inputs);
       computeMs = performance.now() - t0;
-      metrics.compute.observe({ model, cut: cut ?? 'whole' }, computeMs / 1000);
+      observeCompute(model, cut, computeMs / 1000);
     } finally {
       release();
     }
@@ -414,7 +431,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     }
     headers['content-length'] = payload.byteLength;
     res.writeHead(200, headers).end(payload);
-    reqLog.info({ route: r.name, model, cut, status: 200, bytesIn: body.byteLength, bytesOut: payload.byteLength, computeMs: Number(compute), totalMs: +(performance.now() - started).toFixed(3) }, 'inference');
+    log.info({ requestId, route: r.name, model, cut, status: 200, bytesIn: body.byteLength, bytesOut: payload.byteLength, computeMs: Number(compute), bodyMs: +bodyMs.toFixed(3), totalMs: +(performance.now() - started).toFixed(3) }, 'inference');
     return { status: 200, model };
   }
 
@@ -423,15 +440,17 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     const started = performance.now();
     const requestId = header(req, 'x-request-id') ?? header(req, 'x-amzn-requestid') ?? randomUUID();
     res.setHeader('x-request-id', requestId);
-    // A child logger only when something will be logged: it is not free on the hot path.
-    const reqLog = log.isLevelEnabled('info') ? log.child({ requestId }) : log;
+    // A child logger only for the paths that log more than the one inference line: making one
+    // is not free on the hot path.
+    let child: Logger | undefined;
+    const reqLog = (): Logger => (child ??= log.child({ requestId }));
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     const method = req.method ?? 'GET';
     let r: ReturnType<typeof route>;
     try {
       r = route(method, path, req);
     } catch (error) {
-      sendError(res, undefined, error, reqLog);
+      sendError(res, undefined, error, reqLog());
       return;
     }
     if (r === 'ready') {
@@ -447,13 +466,13 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     if (r === 'metrics') {
       metrics.registry.metrics().then(
         (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
-        (error: unknown) => sendError(res, undefined, error, reqLog),
+        (error: unknown) => sendError(res, undefined, error, reqLog()),
       );
       return;
     }
     if (r === 'link-probe') {
       if (draining) {
-        sendError(res, undefined, drainingError(), reqLog);
+        sendError(res, undefined, drainingError(), reqLog());
         return;
       }
       readBody(req, LINK_PROBE_MAX_BYTES).then(
@@ -462,7 +481,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
           res.writeHead(204).end();
         },
         (error: unknown) => {
-          sendError(res, undefined, error, reqLog);
+          sendError(res, undefined, error, reqLog());
           if (!req.complete) req.resume();
         },
       );
@@ -471,7 +490,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     if (r === 'model-meta') {
       const name = decodeURIComponent(path.split('/')[3] ?? '');
       if (!repo.has(name)) {
-        sendError(res, undefined, new CloudError(404, 'CLOUD_MODEL_NOT_FOUND', `no model named "${name}"`), reqLog);
+        sendError(res, undefined, new CloudError(404, 'CLOUD_MODEL_NOT_FOUND', `no model named "${name}"`), reqLog());
         return;
       }
       repo.partition(name, null).then(
@@ -480,24 +499,24 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
           inputs: p.inputs.map((i) => ({ name: i.name, datatype: i.dtype, shape: i.shape.map((d) => (typeof d === 'number' ? d : -1)) })),
           outputs: p.outputs.map((o) => ({ name: o.name, datatype: o.dtype, shape: o.shape.map((d) => (typeof d === 'number' ? d : -1)) })),
         })),
-        (error: unknown) => sendError(res, undefined, error, reqLog),
+        (error: unknown) => sendError(res, undefined, error, reqLog()),
       );
       return;
     }
     if (!r) {
-      sendError(res, undefined, new CloudError(404, 'CLOUD_ROUTE_NOT_FOUND', `no route for ${method} ${path}`), reqLog);
+      sendError(res, undefined, new CloudError(404, 'CLOUD_ROUTE_NOT_FOUND', `no route for ${method} ${path}`), reqLog());
       return;
     }
     const rt = r;
     if (draining) {
-      sendError(res, rt, drainingError(), reqLog);
+      sendError(res, rt, drainingError(), reqLog());
       return;
     }
     inflight += 1;
-    infer(req, res, rt, path, reqLog, started)
+    infer(req, res, rt, path, requestId, started)
       .catch((error: unknown) => {
-        const status = sendError(res, rt, error, reqLog);
-        reqLog.info({ route: rt.name, status, code: isTandemError(error) ? error.code : undefined, message: error instanceof Error ? error.message : String(error) }, 'request refused');
+        const status = sendError(res, rt, error, reqLog());
+        reqLog().info({ route: rt.name, status, code: isTandemError(error) ? error.code : undefined, message: error instanceof Error ? error.message : String(error) }, 'request refused');
         // Drain what is left of a refused body so the connection can be reused.
         if (!req.complete) req.resume();
         // Only served names become label values: a hostile path must not grow the metric set.

@@ -54,6 +54,10 @@ describe('onnxruntime threading of the service', () => {
     // so the medians keep that order.
     expect(last['serviceMs']).toBeGreaterThanOrEqual(last['serverComputeMs'] as number);
     expect(last['roundTripMs']).toBeGreaterThanOrEqual(last['serviceMs'] as number);
+    // After the body's last byte the service still runs the tail, and it has not yet run it before.
+    expect(last['afterBodyMs']).toBeGreaterThanOrEqual(last['serverComputeMs'] as number);
+    expect(last['afterBodyMs']).toBeLessThanOrEqual(last['serviceMs'] as number);
+    expect(last['afterBodyRatio']).toBeLessThanOrEqual(last['overheadRatio'] as number);
     expect(last['transportFloorMs']).toBeGreaterThan(0);
     // c96's tail reads the 7×7×1280 feature map (250 880 bytes) and answers 1000 logits.
     expect(last['requestBytes']).toBeGreaterThan(250_880);
