@@ -34,6 +34,28 @@ function postInPieces(url: string, body: Uint8Array, pieces: number, withLength:
 }
 
 describe('request bodies however they arrive', () => {
+  it('concurrent requests with distinct inputs each get their own outputs, round after round', async () => {
+    const m = modelsDir();
+    // Two run at once and the rest queue, so bodies are on loan while others are read.
+    const s = await startService(m.dir, { maxConcurrent: 2, maxQueue: 16 });
+    try {
+      const inputs = [0, 1, 2, 3, 4, 5].map((i) => randomInput([1, 3, 48, 192], 100 + i));
+      const wants = await Promise.all(inputs.map((x) => localRun(CLS, x)));
+      const bodies = inputs.map((x) => encodeTensorMap(x));
+      for (let round = 0; round < 3; round++) {
+        // In pieces, so that every body is copied into a buffer sized from its Content-Length.
+        const answers = await Promise.all(bodies.map((b) => postInPieces(`${s.url}/v1/models/cls/infer`, b, 3, true)));
+        answers.forEach((res, i) => {
+          expect(res.status).toBe(200);
+          expectSameOutputs(decodeTensorMap(res.body), wants[i] ?? {});
+        });
+      }
+    } finally {
+      await s.drain();
+      m.cleanup();
+    }
+  });
+
   it('a body in many pieces, with a Content-Length or chunked, decodes to the same outputs as a bare run', async () => {
     const m = modelsDir();
     const s = await startService(m.dir);
