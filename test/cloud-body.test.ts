@@ -36,7 +36,7 @@ function postInPieces(url: string, body: Uint8Array, pieces: number, withLength:
 describe('request bodies however they arrive', () => {
   it('concurrent requests with distinct inputs each get their own outputs, round after round', async () => {
     const m = modelsDir();
-    // Two run at once and the rest queue, so bodies are on loan while others are read.
+    // Two run at once and the rest queue, so some bodies are held while others are still read.
     const s = await startService(m.dir, { maxConcurrent: 2, maxQueue: 16 });
     try {
       const inputs = [0, 1, 2, 3, 4, 5].map((i) => randomInput([1, 3, 48, 192], 100 + i));

@@ -17,7 +17,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateReferenceModel } from '../models/generate.js';
 import { decodePayload, encodeTensorMap, TENSOR_CONTENT_TYPE } from '../src/codec/index.js';
-import { listCuts, parseModel, splitModel } from '../src/graph/index.js';
+import { listCuts, parseModel, splitModel, type OnnxModel } from '../src/graph/index.js';
 import { createProviderClient, type EndpointConfig } from '../src/providers/index.js';
 import type { TensorMap } from '../src/tensor.js';
 import { CREDS, expectSameOutputs, localRun, randomInput } from './cloud-helpers.js';
@@ -36,11 +36,16 @@ describe.skipIf(!IMAGE)('the cloud image', () => {
   let dir: string;
   let id = '';
   let base = '';
+  let model: OnnxModel;
+  let inputs: TensorMap;
   const modelBytes = generateReferenceModel({ arch: 'mobilenetv2', width: 0.5, resolution: 96, classes: 10, seed: 3 });
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tandem-image-'));
     writeFileSync(join(dir, 'mnv2.onnx'), modelBytes);
+    model = await parseModel(modelBytes);
+    const name = listCuts(model)[0]?.tensors[0] ?? 'input';
+    inputs = { [name]: randomInput([1, 3, 96, 96], 11)['x'] as TensorMap[string] };
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
     id = await engine(
@@ -64,25 +69,16 @@ describe.skipIf(!IMAGE)('the cloud image', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const input = async (): Promise<TensorMap> => {
-    const name = listCuts(await parseModel(modelBytes))[0]?.tensors[0] ?? 'input';
-    return { [name]: randomInput([1, 3, 96, 96], 11)['x'] as TensorMap[string] };
-  };
-
   it('answers the SageMaker container contract (/invocations) with the whole model\'s outputs', async () => {
-    const inputs = await input();
     const res = await fetch(`${base}/invocations`, { method: 'POST', headers: { 'content-type': TENSOR_CONTENT_TYPE }, body: encodeTensorMap(inputs) });
     expect(res.status).toBe(200);
-    const model = join(dir, 'mnv2.onnx');
-    expectSameOutputs(decodePayload(new Uint8Array(await res.arrayBuffer())).tensors, await localRun(model, inputs), 1e-5);
+    expectSameOutputs(decodePayload(new Uint8Array(await res.arrayBuffer())).tensors, await localRun(join(dir, 'mnv2.onnx'), inputs), 1e-5);
   });
 
   it('runs a tail it extracts itself, through every provider client (the SageMaker and Vertex AI SDKs among them)', async () => {
-    const model = await parseModel(modelBytes);
     const cut = listCuts(model)[8];
     if (!cut) throw new Error('no cut');
     const { head, tail, manifest } = await splitModel(model, cut.id);
-    const inputs = await input();
     const scratch = mkdtempSync(join(tmpdir(), 'tandem-image-split-'));
     try {
       writeFileSync(join(scratch, 'head.onnx'), head);
