@@ -361,6 +361,24 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     return status;
   }
 
+  /** The answer in the request's own family; sets the content type (and OIP's header length). */
+  function encodeAnswer(outputs: TensorMap, parsed: ParsedBody, headers: Record<string, string | number>, about: { model: string; cut: string | null; compute: string }): Uint8Array {
+    const { model, cut, compute } = about;
+    if (parsed.family === 'tandem') {
+      headers['content-type'] = TENSOR_CONTENT_TYPE;
+      return encodeTensorMap(outputs, { meta: { computeMs: compute, model, ...(cut ? { cut } : {}) } });
+    }
+    if (parsed.family === 'oip') {
+      const enc = encodeOipResponse(model, outputs, { binary: parsed.binaryOutputs ?? false, ...(parsed.id !== undefined ? { id: parsed.id } : {}), ...(cut ? { version: cut } : {}), parameters: { compute_ms: Number(compute) } });
+      headers['content-type'] = enc.contentType;
+      if (enc.headerLength !== undefined) headers[OIP_HEADER_LENGTH] = enc.headerLength;
+      return enc.body;
+    }
+    const dtypes = Object.fromEntries(Object.entries(outputs).map(([k, t]) => [k, { dtype: t.dtype, dims: t.dims }]));
+    headers['content-type'] = 'application/json';
+    return Buffer.from(JSON.stringify({ predictions: tensorsToPredictions(outputs, parsed.shaped ?? false), deployedModelId: model, metadata: { computeMs: Number(compute), outputs: dtypes } }));
+  }
+
   async function infer(req: IncomingMessage, res: ServerResponse, r: Route, path: string, requestId: string, started: number): Promise<{ status: number; model: string }> {
     const budget = Number(header(req, DEADLINE_HEADER) ?? timeoutMs);
     const deadline = Date.now() + (Number.isFinite(budget) && budget > 0 ? Math.min(budget, timeoutMs) : timeoutMs);
@@ -394,44 +412,35 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       metrics.rejections.inc({ model, reason: error instanceof CloudError && error.status === 429 ? 'queue_full' : 'deadline' });
       throw error;
     }
-    let outputs: TensorMap;
-    let computeMs: number;
+    // The slot is held until the answer is written (its encoding is part of the run's memory)
+    // and the bookkeeping waits until then: it adds nothing to the client's latency.
+    let computeMs: number | undefined;
+    let payload: Uint8Array;
+    let answered: number;
     try {
       const partition = await repo.partition(model, cut);
       const inputs = parsed.tensors(partition);
       if (Date.now() > deadline) throw new CloudError(504, 'CLOUD_DEADLINE', 'the request deadline passed before it could run');
       const t0 = performance.now();
-      outputs = await partition.run(inputs);
+      const outputs = await partition.run(inputs);
       computeMs = performance.now() - t0;
-      observeCompute(model, cut, computeMs / 1000);
+      const compute = computeMs.toFixed(3);
+      const headers: Record<string, string | number> = { 'x-request-id': requestId, [COMPUTE_HEADER]: compute };
+      if (r.front === 'sagemaker' || r.name === 'sagemaker-container') headers['x-amzn-sagemaker-custom-attributes'] = `tandem-compute-ms=${compute}`;
+      payload = encodeAnswer(outputs, parsed, headers, { model, cut, compute });
+      if (r.vertexRaw && header(req, 'content-type')?.startsWith('application/json') && parsed.family !== 'vertex') {
+        // gax REST sends rawPredict as JSON {httpBody}; it expects an HttpBody JSON back.
+        payload = Buffer.from(JSON.stringify({ contentType: String(headers['content-type']), data: Buffer.from(payload).toString('base64') }));
+        headers['content-type'] = 'application/json';
+      }
+      headers['content-length'] = payload.byteLength;
+      res.writeHead(200, headers).end(payload);
+      answered = performance.now();
     } finally {
       release();
+      if (computeMs !== undefined) observeCompute(model, cut, computeMs / 1000);
     }
-    const compute = computeMs.toFixed(3);
-    const headers: Record<string, string | number> = { [COMPUTE_HEADER]: compute };
-    if (r.front === 'sagemaker' || r.name === 'sagemaker-container') headers['x-amzn-sagemaker-custom-attributes'] = `tandem-compute-ms=${compute}`;
-    let payload: Uint8Array;
-    if (parsed.family === 'tandem') {
-      payload = encodeTensorMap(outputs, { meta: { computeMs: compute, model, ...(cut ? { cut } : {}) } });
-      headers['content-type'] = TENSOR_CONTENT_TYPE;
-    } else if (parsed.family === 'oip') {
-      const enc = encodeOipResponse(model, outputs, { binary: parsed.binaryOutputs ?? false, ...(parsed.id !== undefined ? { id: parsed.id } : {}), ...(cut ? { version: cut } : {}), parameters: { compute_ms: Number(compute) } });
-      payload = enc.body;
-      headers['content-type'] = enc.contentType;
-      if (enc.headerLength !== undefined) headers[OIP_HEADER_LENGTH] = enc.headerLength;
-    } else {
-      const dtypes = Object.fromEntries(Object.entries(outputs).map(([k, t]) => [k, { dtype: t.dtype, dims: t.dims }]));
-      payload = Buffer.from(JSON.stringify({ predictions: tensorsToPredictions(outputs, parsed.shaped ?? false), deployedModelId: model, metadata: { computeMs: Number(compute), outputs: dtypes } }));
-      headers['content-type'] = 'application/json';
-    }
-    if (r.vertexRaw && header(req, 'content-type')?.startsWith('application/json') && parsed.family !== 'vertex') {
-      // gax REST sends rawPredict as JSON {httpBody}; it expects an HttpBody JSON back.
-      payload = Buffer.from(JSON.stringify({ contentType: String(headers['content-type']), data: Buffer.from(payload).toString('base64') }));
-      headers['content-type'] = 'application/json';
-    }
-    headers['content-length'] = payload.byteLength;
-    res.writeHead(200, headers).end(payload);
-    log.info({ requestId, route: r.name, model, cut, status: 200, bytesIn: body.byteLength, bytesOut: payload.byteLength, computeMs: Number(compute), bodyMs: +bodyMs.toFixed(3), totalMs: +(performance.now() - started).toFixed(3) }, 'inference');
+    log.info({ requestId, route: r.name, model, cut, status: 200, bytesIn: body.byteLength, bytesOut: payload.byteLength, computeMs: +computeMs.toFixed(3), bodyMs: +bodyMs.toFixed(3), totalMs: +(answered - started).toFixed(3) }, 'inference');
     return { status: 200, model };
   }
 
@@ -439,20 +448,26 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     // From node:http handing over the request: the log's totalMs is the whole service time.
     const started = performance.now();
     const requestId = header(req, 'x-request-id') ?? header(req, 'x-amzn-requestid') ?? randomUUID();
-    res.setHeader('x-request-id', requestId);
     // A child logger only for the paths that log more than the one inference line: making one
     // is not free on the hot path.
     let child: Logger | undefined;
     const reqLog = (): Logger => (child ??= log.child({ requestId }));
+    const fail = (rt: Route | undefined, error: unknown): number => {
+      res.setHeader('x-request-id', requestId);
+      return sendError(res, rt, error, reqLog());
+    };
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     const method = req.method ?? 'GET';
     let r: ReturnType<typeof route>;
     try {
       r = route(method, path, req);
     } catch (error) {
-      sendError(res, undefined, error, reqLog());
+      fail(undefined, error);
       return;
     }
+    // An inference answer carries the id in its writeHead: a header set beforehand would put
+    // node:http on its slower path of merging the two header sets.
+    if (typeof r !== 'object') res.setHeader('x-request-id', requestId);
     if (r === 'ready') {
       // OIP v2 server metadata.
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ name: 'tandem', version: '1', extensions: ['binary_tensor_data'] }));
@@ -466,13 +481,13 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     if (r === 'metrics') {
       metrics.registry.metrics().then(
         (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
-        (error: unknown) => sendError(res, undefined, error, reqLog()),
+        (error: unknown) => fail(undefined, error),
       );
       return;
     }
     if (r === 'link-probe') {
       if (draining) {
-        sendError(res, undefined, drainingError(), reqLog());
+        fail(undefined, drainingError());
         return;
       }
       readBody(req, LINK_PROBE_MAX_BYTES).then(
@@ -481,7 +496,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
           res.writeHead(204).end();
         },
         (error: unknown) => {
-          sendError(res, undefined, error, reqLog());
+          fail(undefined, error);
           if (!req.complete) req.resume();
         },
       );
@@ -490,7 +505,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     if (r === 'model-meta') {
       const name = decodeURIComponent(path.split('/')[3] ?? '');
       if (!repo.has(name)) {
-        sendError(res, undefined, new CloudError(404, 'CLOUD_MODEL_NOT_FOUND', `no model named "${name}"`), reqLog());
+        fail(undefined, new CloudError(404, 'CLOUD_MODEL_NOT_FOUND', `no model named "${name}"`));
         return;
       }
       repo.partition(name, null).then(
@@ -499,23 +514,23 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
           inputs: p.inputs.map((i) => ({ name: i.name, datatype: i.dtype, shape: i.shape.map((d) => (typeof d === 'number' ? d : -1)) })),
           outputs: p.outputs.map((o) => ({ name: o.name, datatype: o.dtype, shape: o.shape.map((d) => (typeof d === 'number' ? d : -1)) })),
         })),
-        (error: unknown) => sendError(res, undefined, error, reqLog()),
+        (error: unknown) => fail(undefined, error),
       );
       return;
     }
     if (!r) {
-      sendError(res, undefined, new CloudError(404, 'CLOUD_ROUTE_NOT_FOUND', `no route for ${method} ${path}`), reqLog());
+      fail(undefined, new CloudError(404, 'CLOUD_ROUTE_NOT_FOUND', `no route for ${method} ${path}`));
       return;
     }
     const rt = r;
     if (draining) {
-      sendError(res, rt, drainingError(), reqLog());
+      fail(rt, drainingError());
       return;
     }
     inflight += 1;
     infer(req, res, rt, path, requestId, started)
       .catch((error: unknown) => {
-        const status = sendError(res, rt, error, reqLog());
+        const status = fail(rt, error);
         reqLog().info({ route: rt.name, status, code: isTandemError(error) ? error.code : undefined, message: error instanceof Error ? error.message : String(error) }, 'request refused');
         // Drain what is left of a refused body so the connection can be reused.
         if (!req.complete) req.resume();

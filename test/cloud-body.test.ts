@@ -4,17 +4,17 @@ import { decodeTensorMap, encodeTensorMap } from '../src/codec/index.js';
 import { CLS, expectSameOutputs, localRun, modelsDir, randomInput, startService } from './cloud-helpers.js';
 
 /** POSTs `body` in `pieces` separate writes (with pauses), with or without a Content-Length. */
-function postInPieces(url: string, body: Uint8Array, pieces: number, withLength: boolean): Promise<{ status: number; body: Buffer }> {
+function postInPieces(url: string, body: Uint8Array, pieces: number, withLength: boolean, extraHeaders: Record<string, string> = {}): Promise<{ status: number; body: Buffer; requestId: unknown }> {
   return new Promise((resolve, reject) => {
     let responded = false;
-    const req = request(url, { method: 'POST', headers: { 'content-type': 'application/x-msgpack', ...(withLength ? { 'content-length': body.byteLength } : {}) } }, (res) => {
+    const req = request(url, { method: 'POST', headers: { 'content-type': 'application/x-msgpack', ...(withLength ? { 'content-length': body.byteLength } : {}), ...extraHeaders } }, (res) => {
       // A refusal (413) arrives before the body is sent; like a real client, stop sending.
       // The server then resets the socket, which is expected and no longer this request's error.
       responded = true;
       res.socket.on('error', () => undefined);
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), requestId: res.headers['x-request-id'] }));
     });
     req.on('error', reject);
     const step = Math.ceil(body.byteLength / pieces);
@@ -76,6 +76,30 @@ describe('request bodies however they arrive', () => {
       } finally {
         await small.drain();
       }
+    } finally {
+      await s.drain();
+      m.cleanup();
+    }
+  });
+
+  it('every answer echoes the request id: inference, refusals, other routes; one is made up when none is given', async () => {
+    const m = modelsDir();
+    const s = await startService(m.dir);
+    try {
+      const body = encodeTensorMap(randomInput([1, 3, 48, 192]));
+      const ok = await postInPieces(`${s.url}/v1/models/cls/infer`, body, 1, true, { 'x-request-id': 'req-ok' });
+      expect([ok.status, ok.requestId]).toEqual([200, 'req-ok']);
+      const malformed = await postInPieces(`${s.url}/v1/models/cls/infer`, Uint8Array.from([1, 2, 3]), 1, true, { 'x-request-id': 'req-bad' });
+      expect([malformed.status, malformed.requestId]).toEqual([400, 'req-bad']);
+      const unknownModel = await postInPieces(`${s.url}/v1/models/nope/infer`, body, 1, true, { 'x-amzn-requestid': 'req-aws' });
+      expect([unknownModel.status, unknownModel.requestId]).toEqual([404, 'req-aws']);
+      const noRoute = await postInPieces(`${s.url}/no/such/route`, body, 1, true, { 'x-request-id': 'req-404' });
+      expect([noRoute.status, noRoute.requestId]).toEqual([404, 'req-404']);
+      const ping = await fetch(`${s.url}/ping`, { headers: { 'x-request-id': 'req-ping' } });
+      expect([ping.status, ping.headers.get('x-request-id')]).toEqual([200, 'req-ping']);
+      const anonymous = await postInPieces(`${s.url}/v1/models/cls/infer`, body, 1, true);
+      expect(anonymous.status).toBe(200);
+      expect(anonymous.requestId).toMatch(/^[0-9a-f-]{36}$/);
     } finally {
       await s.drain();
       m.cleanup();

@@ -31,8 +31,10 @@ describe('onnxruntime threading of the service', () => {
     const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
     expect(await main(['node', 'tandem', 'cloud', 'serve', '--port', '0', '--intra-op-threads', '0'])).toBe(2);
     expect(await main(['node', 'tandem', 'bench', 'cloud-overhead', '--cut', 'c9999', '--iterations', '1'])).not.toBe(0);
+    expect(await main(['node', 'tandem', 'bench', 'cloud-overhead', '--warmup', '-1'])).toBe(2);
     const text = err.mock.calls.map((c) => String(c[0])).join('');
     expect(text).toMatch(/--intra-op-threads must be a positive integer/);
+    expect(text).toMatch(/--warmup must be a non-negative integer, got "-1"/);
     expect(text).toMatch(/no cut "c9999"/);
   });
 
@@ -42,10 +44,11 @@ describe('onnxruntime threading of the service', () => {
       chunks.push(String(chunk));
       return true;
     });
-    const code = await main(['node', 'tandem', 'bench', 'cloud-overhead', '--json', '--iterations', '3', '--cut', 'c96', '--intra-op-threads', '1', '--no-spinning']);
+    const code = await main(['node', 'tandem', 'bench', 'cloud-overhead', '--json', '--iterations', '3', '--warmup', '2', '--cut', 'c96', '--intra-op-threads', '1', '--no-spinning']);
     expect(code).toBe(0);
     const last = JSON.parse(chunks.join('').trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
     expect(last['intraOpNumThreads']).toBe(1);
+    expect([last['iterations'], last['warmup']]).toEqual([3, 2]);
     expect(last['spinning']).toBe(false);
     expect(String(last['subject'])).toContain('after c96');
     expect(last['overheadRatio']).toBeGreaterThan(0);

@@ -10,9 +10,17 @@ function writeResult(json: boolean, result: Record<string, unknown>, human: stri
 }
 
 function positiveInt(name: string) {
+  return intAtLeast(name, 1);
+}
+
+function nonNegativeInt(name: string) {
+  return intAtLeast(name, 0);
+}
+
+function intAtLeast(name: string, min: 0 | 1) {
   return (value: string): number => {
     const n = Number(value);
-    if (!Number.isInteger(n) || n <= 0) throw new ValidationError('CLI_ARGUMENT', `${name} must be a positive integer, got "${value}"`);
+    if (!Number.isInteger(n) || n < min) throw new ValidationError('CLI_ARGUMENT', `${name} must be ${min > 0 ? 'a positive' : 'a non-negative'} integer, got "${value}"`);
     return n;
   };
 }
@@ -31,14 +39,16 @@ export function registerCloudBenchCommands(bench: Command): void {
   bench.command('cloud-overhead')
     .description('cloud service time over a bare onnxruntime-node run of the same partition (batch 1), and the client round trip on loopback')
     .option('--json', 'print the result as JSON on the last line')
-    .option('--iterations <n>', 'timed iterations', positiveInt('--iterations'), 40)
+    .option('--iterations <n>', 'timed pairs (bare run and request)', positiveInt('--iterations'), 200)
+    .option('--warmup <n>', 'warm-up pairs (bare run and request) before the timed ones (default: 500, the service\'s steady state)', nonNegativeInt('--warmup'))
     .option('--cut <id>', 'the cut of the reference MobileNetV2 whose tail runs (default: c16, nearest 25 % of the FLOPs)')
     .option('--intra-op-threads <n>', 'onnxruntime intra-op threads, for the bare run and the service alike', positiveInt('--intra-op-threads'))
     .option('--no-spinning', 'stop idle onnxruntime threads spin-waiting, on both sides')
-    .action(async (opts: { json?: boolean; iterations: number; cut?: string; intraOpThreads?: number; spinning: boolean }) => {
+    .action(async (opts: { json?: boolean; iterations: number; warmup?: number; cut?: string; intraOpThreads?: number; spinning: boolean }) => {
       const { runCloudOverheadBench, defaultOverheadSubject } = await import('../../bench/cloud-overhead.js');
       const r = await runCloudOverheadBench(await defaultOverheadSubject(opts.cut), {
         iterations: opts.iterations,
+        ...(opts.warmup !== undefined ? { warmup: opts.warmup } : {}),
         ...(opts.intraOpThreads !== undefined ? { intraOpNumThreads: opts.intraOpThreads } : {}),
         ...(opts.spinning ? {} : { spinning: false }),
       });
