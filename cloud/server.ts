@@ -453,7 +453,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     let child: Logger | undefined;
     const reqLog = (): Logger => (child ??= log.child({ requestId }));
     const fail = (rt: Route | undefined, error: unknown): number => {
-      res.setHeader('x-request-id', requestId);
+      if (!res.headersSent) res.setHeader('x-request-id', requestId);
       return sendError(res, rt, error, reqLog());
     };
     const path = (req.url ?? '/').split('?')[0] ?? '/';
