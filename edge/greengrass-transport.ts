@@ -62,6 +62,8 @@ export class GreengrassTransport implements Transport {
   private stopped = false;
   private attempts = 0;
   private reconnectTimer: NodeJS.Timeout | undefined;
+  /** Clients this transport has closed: no reply may go out on one of them. */
+  private readonly closed = new WeakSet<IpcClient>();
 
   constructor(options: GreengrassTransportOptions) {
     this.options = options;
@@ -110,6 +112,7 @@ export class GreengrassTransport implements Transport {
       if (this.client !== client || this.stopped) return;
       this.logger.warn({ reason: event?.reason.message }, 'lost the Greengrass IPC connection; reconnecting');
       this.client = undefined;
+      this.closed.add(client);
       void client.close().catch(() => undefined);
       this.scheduleReconnect();
     });
@@ -124,6 +127,7 @@ export class GreengrassTransport implements Transport {
         await this.subscribe(client);
       })(), timedOut]);
     } catch (error) {
+      this.closed.add(client);
       await client.close().catch(() => undefined);
       throw error;
     } finally {
@@ -156,35 +160,40 @@ export class GreengrassTransport implements Transport {
       op.on('message', (event) => {
         const m = event.message;
         if (!m) return;
-        this.deliver(toBuffer(m.payload), m.contentType, m.responseTopic, m.correlationData === undefined ? undefined : toBuffer(m.correlationData));
+        this.deliver(client, toBuffer(m.payload), m.contentType, m.responseTopic, m.correlationData === undefined ? undefined : toBuffer(m.correlationData));
       });
       op.on('streamError', (error) => this.logger.warn({ err: error }, 'IoT Core subscription stream error'));
       await op.activate();
     } else {
       const op = client.subscribeToTopic({ topic: this.requestTopic });
       op.on('message', (event) => {
-        if (event.binaryMessage) this.deliver(toBuffer(event.binaryMessage.message), undefined);
-        else if (event.jsonMessage) this.deliver(Buffer.from(JSON.stringify(event.jsonMessage.message ?? null)), 'application/json');
+        if (event.binaryMessage) this.deliver(client, toBuffer(event.binaryMessage.message), undefined);
+        else if (event.jsonMessage) this.deliver(client, Buffer.from(JSON.stringify(event.jsonMessage.message ?? null)), 'application/json');
       });
       op.on('streamError', (error) => this.logger.warn({ err: error }, 'local pub/sub subscription stream error'));
       await op.activate();
     }
   }
 
-  private deliver(payload: Buffer, contentType: string | undefined, responseTopic?: string, correlationData?: Buffer): void {
+  /** `origin`: the client the message came on, which may not have finished connecting yet. */
+  private deliver(origin: IpcClient, payload: Buffer, contentType: string | undefined, responseTopic?: string, correlationData?: Buffer): void {
     const sink = this.sink;
     if (!sink) return;
     // IPC delivery has no acknowledgement to hold back; QoS 1 towards IoT Core is the nucleus's job.
     sink
       .accept(this.name, { payload, contentType }, async (reply) => {
         const topic = responseTopic ?? reply.replyTo ?? this.resultsTopic;
-        await this.publish(topic, reply.payload, reply.contentType, correlationData);
+        await this.publish(topic, reply.payload, reply.contentType, correlationData, origin);
       })
       .catch((error: unknown) => this.logger.error({ err: error }, 'could not hand a Greengrass message to the agent'));
   }
 
-  private async publish(topic: string, payload: Buffer, contentType: string, correlationData?: Buffer): Promise<void> {
-    const client = this.client;
+  private async publish(topic: string, payload: Buffer, contentType: string, correlationData?: Buffer, origin?: IpcClient): Promise<void> {
+    // A subscription's first messages can be handed over before its activation settles, so
+    // before connect() has made the client current: the reply then goes out on the client the
+    // request came on. Once a client is current (the same one, or a newer one after a
+    // reconnect), the reply uses it.
+    const client = this.client ?? (origin !== undefined && !this.closed.has(origin) ? origin : undefined);
     if (!client) throw new EdgeStartError('EDGE_GREENGRASS_DISCONNECTED', 'no Greengrass IPC connection to publish the reply on', { retryable: true });
     if (this.options.config.mode === 'iotcore') {
       await client.publishToIoTCore({
@@ -204,7 +213,10 @@ export class GreengrassTransport implements Transport {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     const client = this.client;
     this.client = undefined;
-    if (client) await client.close();
+    if (client) {
+      this.closed.add(client);
+      await client.close();
+    }
   }
 }
 

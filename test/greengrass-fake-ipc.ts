@@ -180,6 +180,12 @@ export class FakeNucleus extends EventEmitter {
   unanswered = 0;
   /** While true, sockets are accepted but Connect messages get no answer (a hung nucleus). */
   silent: boolean;
+  /**
+   * Messages queued for the next subscription to their topic, sent in the same write as its
+   * acknowledgement: what a nucleus relaying a backlog does, and the tightest race there is
+   * between a subscription completing and its first message.
+   */
+  readonly backlog: Array<{ kind: 'iotcore' | 'local'; topic: string; payload: Buffer }> = [];
   private readonly options: FakeNucleusOptions;
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
@@ -222,23 +228,27 @@ export class FakeNucleus extends EventEmitter {
     let n = 0;
     for (const s of this.subscriptions) {
       if (s.kind !== kind || s.topic !== topic) continue;
-      const body =
-        kind === 'iotcore'
-          ? {
-              message: {
-                topicName: topic,
-                payload: payload.toString('base64'),
-                ...(props.responseTopic ? { responseTopic: props.responseTopic } : {}),
-                ...(props.correlationData ? { correlationData: props.correlationData.toString('base64') } : {}),
-                ...(props.contentType ? { contentType: props.contentType } : {}),
-              },
-            }
-          : { binaryMessage: { message: payload.toString('base64'), context: { topic } } };
-      const shape = kind === 'iotcore' ? 'aws.greengrass#IoTCoreMessage' : 'aws.greengrass#SubscriptionResponseMessage';
-      s.socket.write(this.appMessage(s.streamId, shape, body, 0));
+      s.socket.write(this.messageFor(s.streamId, kind, topic, payload, props));
       n++;
     }
     return n;
+  }
+
+  private messageFor(streamId: number, kind: 'iotcore' | 'local', topic: string, payload: Buffer, props: { responseTopic?: string; correlationData?: Buffer; contentType?: string } = {}): Buffer {
+    const body =
+      kind === 'iotcore'
+        ? {
+            message: {
+              topicName: topic,
+              payload: payload.toString('base64'),
+              ...(props.responseTopic ? { responseTopic: props.responseTopic } : {}),
+              ...(props.correlationData ? { correlationData: props.correlationData.toString('base64') } : {}),
+              ...(props.contentType ? { contentType: props.contentType } : {}),
+            },
+          }
+        : { binaryMessage: { message: payload.toString('base64'), context: { topic } } };
+    const shape = kind === 'iotcore' ? 'aws.greengrass#IoTCoreMessage' : 'aws.greengrass#SubscriptionResponseMessage';
+    return this.appMessage(streamId, shape, body, 0);
   }
 
   private appMessage(streamId: number, shape: string, body: unknown, flags: number, type: number = MessageType.ApplicationMessage): Buffer {
@@ -340,7 +350,10 @@ export class FakeNucleus extends EventEmitter {
         const topic = String(kind === 'iotcore' ? body['topicName'] : body['topic']);
         if (!this.allowed(topic)) return deny(topic);
         this.subscriptions.push({ kind, topic, socket, streamId });
-        socket.write(this.appMessage(streamId, kind === 'iotcore' ? 'aws.greengrass#SubscribeToIoTCoreResponse' : 'aws.greengrass#SubscribeToTopicResponse', {}, 0));
+        const ack = this.appMessage(streamId, kind === 'iotcore' ? 'aws.greengrass#SubscribeToIoTCoreResponse' : 'aws.greengrass#SubscribeToTopicResponse', {}, 0);
+        const queued = this.backlog.filter((m) => m.kind === kind && m.topic === topic);
+        this.backlog.splice(0, this.backlog.length, ...this.backlog.filter((m) => !queued.includes(m)));
+        socket.write(Buffer.concat([ack, ...queued.map((m) => this.messageFor(streamId, kind, topic, m.payload))]));
         this.emit('subscribed', `${kind}:${topic}`);
         return;
       }

@@ -138,6 +138,22 @@ describe('Greengrass IPC transport', () => {
     expect(JSON.parse((await published).payload.toString())).toMatchObject({ requestId: 'r-hung', ok: true });
   });
 
+  it('answers a message that arrives in the same write as the subscription\'s acknowledgement, at start and after a reconnect', async () => {
+    for (const mode of ['iotcore', 'local'] as const) {
+      const topic = 'tandem/gg-thing/infer';
+      nucleus.backlog.push({ kind: mode, topic, payload: encodeRequest({ requestId: `first-${mode}`, model: 'sum', image: new Uint8Array([1]) }, 'json') });
+      const first = nextPublished();
+      await startAgent(mode);
+      expect(JSON.parse((await first).payload.toString())).toMatchObject({ requestId: `first-${mode}`, ok: true });
+      // A nucleus restart with a backlog: the first message comes with the new subscription.
+      nucleus.backlog.push({ kind: mode, topic, payload: encodeRequest({ requestId: `again-${mode}`, model: 'sum', image: new Uint8Array([2]) }, 'json') });
+      const again = nextPublished();
+      nucleus.dropConnections();
+      expect(JSON.parse((await again).payload.toString())).toMatchObject({ requestId: `again-${mode}`, ok: true });
+      for (const a of agents.splice(0)) await a.stop();
+    }
+  }, 20_000);
+
   it('says clearly when no nucleus socket is configured', async () => {
     const { config } = parseEdgeConfig(JSON.stringify({ models: [{ name: 'sum', path: 's.onnx' }], greengrass: { thingName: 't' } }));
     const saved = process.env['AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT'];
