@@ -56,12 +56,22 @@ describe('the container entrypoint', () => {
     ['SageMaker', 'SAGEMAKER_BIND_TO_PORT', '/ping'],
     ['Vertex AI', 'AIP_HTTP_PORT', '/health'],
   ])('serves as %s runs it, and drains on SIGTERM', async (_platform, portVariable, health) => {
-    const port = await freePort();
-    const c = container(['serve'], { [portVariable]: String(port), TANDEM_MODELS: dir });
-    try {
-      await serveAndStop(c, `http://127.0.0.1:${port}`, health);
-    } finally {
-      c.cleanup();
+    // freePort's port can be taken by another test's server before the service binds it (the
+    // service then exits with EADDRINUSE, and the other server would answer the probes): take
+    // another port then.
+    for (let attempt = 1; ; attempt++) {
+      const port = await freePort();
+      const c = container(['serve'], { [portVariable]: String(port), TANDEM_MODELS: dir });
+      try {
+        if (!(await listening(c, port))) {
+          if (attempt < 3) continue;
+          throw new Error(`the service could not listen on three free ports:\n${c.output()}`);
+        }
+        await serveAndStop(c, `http://127.0.0.1:${port}`, health);
+        return;
+      } finally {
+        c.cleanup();
+      }
     }
   });
 
@@ -75,6 +85,23 @@ describe('the container entrypoint', () => {
     }
   });
 });
+
+/**
+ * Resolves true once the service logs that it listens on `port` (its own line: a probe of the
+ * port could reach another test's server), false if it exits first.
+ */
+async function listening(c: Container, port: number): Promise<boolean> {
+  let exited = false;
+  void c.exited.then(() => (exited = true));
+  const until = Date.now() + 60_000;
+  for (;;) {
+    const line = c.output().split('\n').find((l) => l.includes('tandem cloud service listening'));
+    if (line !== undefined) return line.includes(`:${port}"`);
+    if (exited) return false;
+    if (Date.now() > until) throw new Error(`the service did not start:\n${c.output()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 /** Waits until the container answers its health route, infers once, and stops it with SIGTERM. */
 async function serveAndStop(c: Container, base: string, health: string): Promise<void> {
