@@ -171,6 +171,7 @@ export async function runCloudOverheadBench(subject: OverheadSubject, options: {
     // The bare side runs the service's own session: one session, so neither side pays for
     // another session's intra-op threads (two sessions taking turns on two cores cost ≈ 1 ms a run).
     const { session } = await service.models.partition('subject', null);
+    if (!session) throw new Error('the service runs its partitions in worker threads: the bare side needs its session on this thread');
     const feeds: Record<string, ort.Tensor> = {};
     for (const [k, t] of Object.entries(subject.inputs)) feeds[k] = new ort.Tensor(t.dtype, t.data as Float32Array, t.dims as number[]);
     let requestBytes = 0;

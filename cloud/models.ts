@@ -8,6 +8,8 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { z } from 'zod';
+import type { EdgePool, EdgePoolOptions } from '../src/runtime/pool.js';
+import type { ModelRef, ValueInfo } from '../src/runtime/protocol.js';
 import { isDType, type DType, type Tensor, type TensorMap } from '../src/tensor.js';
 import { CloudError, badRequest } from './errors.js';
 
@@ -47,8 +49,11 @@ export interface LoadedPartition {
   inputs: TensorInfo[];
   outputs: TensorInfo[];
   run(inputs: TensorMap): Promise<TensorMap>;
-  /** The onnxruntime session behind `run` (benchmarks time it bare). */
-  readonly session: ort.InferenceSession;
+  /**
+   * The onnxruntime session behind `run` (benchmarks time it bare); absent where the
+   * partition runs in worker threads, whose sessions live there.
+   */
+  readonly session?: ort.InferenceSession;
 }
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -104,7 +109,7 @@ const ORT_TYPES: Record<string, DType> = {
   uint8: 'uint8', uint16: 'uint16', uint32: 'uint32', uint64: 'uint64', bool: 'bool',
 };
 
-function tensorInfo(meta: readonly ort.InferenceSession.ValueMetadata[]): TensorInfo[] {
+function tensorInfo(meta: readonly (ort.InferenceSession.ValueMetadata | ValueInfo)[]): TensorInfo[] {
   return meta.map((m) => {
     if (!m.isTensor) return { name: m.name, dtype: 'float32', shape: [] };
     const dtype = ORT_TYPES[m.type] ?? 'float32';
@@ -146,6 +151,41 @@ export function threadingSessionOptions(threading: OrtThreading): ort.InferenceS
   };
 }
 
+/** The worker-pool threading `sessionOptions` asks for, as {@link threadingSessionOptions} writes it. */
+export function threadingOf(sessionOptions: ort.InferenceSession.SessionOptions): Pick<EdgePoolOptions, 'intraOpThreads' | 'spinning'> {
+  const extra = sessionOptions.extra as { session?: { intra_op?: { allow_spinning?: unknown } } } | undefined;
+  const spinning = extra?.session?.intra_op?.allow_spinning;
+  return {
+    ...(sessionOptions.intraOpNumThreads !== undefined ? { intraOpThreads: sessionOptions.intraOpNumThreads } : {}),
+    ...(spinning === '0' || spinning === '1' ? { spinning: spinning === '1' } : {}),
+  };
+}
+
+/** Checks a request's tensors against the partition's declared inputs (all there, no others, dtypes and static dims). */
+function checkFeeds(feeds: TensorMap, inputs: readonly TensorInfo[], label: string): void {
+  for (const info of inputs) {
+    const t = feeds[info.name];
+    if (!t) throw badRequest('CLOUD_INPUT_MISSING', `${label} needs input "${info.name}" (inputs: ${inputs.map((i) => i.name).join(', ')})`);
+    if (t.dtype !== info.dtype) throw badRequest('CLOUD_INPUT_DTYPE', `${label}: input "${info.name}" must be ${info.dtype}, got ${t.dtype}`);
+    // An empty declared shape also means "unknown" (tails cut from shape-less graphs); onnxruntime checks those.
+    if (info.shape.length > 0 && (info.shape.length !== t.dims.length || info.shape.some((d, i) => typeof d === 'number' && d !== t.dims[i]))) {
+      throw badRequest('CLOUD_INPUT_SHAPE', `${label}: input "${info.name}" has shape [${t.dims.join(', ')}] but the model expects [${info.shape.join(', ')}]`);
+    }
+  }
+  const extra = Object.keys(feeds).filter((n) => !inputs.some((i) => i.name === n));
+  if (extra.length > 0) throw badRequest('CLOUD_INPUT_UNKNOWN', `${label} has no input named ${extra.map((e) => `"${e}"`).join(', ')}`);
+}
+
+/** A worker pool's typed failure as the service's: the model's refusal is the client's, a crash is retryable. */
+function poolFailure(error: unknown, label: string): CloudError {
+  const code = (error as { code?: unknown } | null)?.code;
+  const message = error instanceof Error ? error.message : String(error);
+  if (code === 'RUNTIME_EDGE_RUN') return new CloudError(400, 'CLOUD_MODEL_ERROR', `${label} rejected the inputs: ${message}`, { cause: error, retryable: false });
+  if (code === 'RUNTIME_WORKER_FAILED') return new CloudError(503, 'CLOUD_WORKER_FAILED', `the worker running ${label} failed; retry: ${message}`, { cause: error, retryable: true });
+  if (code === 'RUNTIME_CLOSED') return new CloudError(503, 'CLOUD_DRAINING', 'the service is shutting down; retry on another instance', { cause: error, retryable: true });
+  return new CloudError(500, 'CLOUD_MODEL_RUN', `${label} could not run: ${message}`, { cause: error, retryable: false });
+}
+
 /** Holds the packages and a cache of sessions keyed by model and cut. */
 export class ModelRepository {
   private readonly packages = new Map<string, ModelPackage>();
@@ -153,7 +193,12 @@ export class ModelRepository {
   private readonly bytes = new Map<string, Promise<Uint8Array>>();
   private readonly sessions: ort.InferenceSession[] = [];
 
-  constructor(packages: readonly ModelPackage[], private readonly extractTail?: TailExtractor, private readonly sessionOptions: ort.InferenceSession.SessionOptions = {}) {
+  /**
+   * `pool`: run every partition in these worker threads (sessions created there, inputs and
+   * outputs moved across) instead of on the calling thread, whose event loop then stays free
+   * while a run lasts; `sessionOptions` then do not apply (the pool's own threading does).
+   */
+  constructor(packages: readonly ModelPackage[], private readonly extractTail?: TailExtractor, private readonly sessionOptions: ort.InferenceSession.SessionOptions = {}, private readonly pool?: EdgePool) {
     for (const p of packages) this.packages.set(p.name, p);
   }
 
@@ -210,6 +255,8 @@ export class ModelRepository {
         throw new CloudError(500, 'CLOUD_SPLIT_FAILED', `model "${pkg.name}" could not be split at ${cut}: ${message}`, { cause: error, retryable: false, details: { model: pkg.name, cut } });
       }
     }
+    const label = cut ? `${pkg.name} (tail after ${cut})` : pkg.name;
+    if (this.pool) return this.loadInPool(this.pool, pkg, cut, onnx, label);
     let session: ort.InferenceSession;
     try {
       session = await ort.InferenceSession.create(onnx, this.sessionOptions);
@@ -219,7 +266,6 @@ export class ModelRepository {
     this.sessions.push(session);
     const inputs = tensorInfo(session.inputMetadata);
     const outputs = tensorInfo(session.outputMetadata);
-    const label = cut ? `${pkg.name} (tail after ${cut})` : pkg.name;
     return {
       model: pkg.name,
       cut,
@@ -227,19 +273,9 @@ export class ModelRepository {
       outputs,
       session,
       run: async (feeds: TensorMap): Promise<TensorMap> => {
+        checkFeeds(feeds, inputs, label);
         const ortFeeds: Record<string, ort.Tensor> = {};
-        for (const info of inputs) {
-          const t = feeds[info.name];
-          if (!t) throw badRequest('CLOUD_INPUT_MISSING', `${label} needs input "${info.name}" (inputs: ${inputs.map((i) => i.name).join(', ')})`);
-          if (t.dtype !== info.dtype) throw badRequest('CLOUD_INPUT_DTYPE', `${label}: input "${info.name}" must be ${info.dtype}, got ${t.dtype}`);
-          // An empty declared shape also means "unknown" (tails cut from shape-less graphs); onnxruntime checks those.
-          if (info.shape.length > 0 && (info.shape.length !== t.dims.length || info.shape.some((d, i) => typeof d === 'number' && d !== t.dims[i]))) {
-            throw badRequest('CLOUD_INPUT_SHAPE', `${label}: input "${info.name}" has shape [${t.dims.join(', ')}] but the model expects [${info.shape.join(', ')}]`);
-          }
-          ortFeeds[info.name] = toOrt(t);
-        }
-        const extra = Object.keys(feeds).filter((n) => !inputs.some((i) => i.name === n));
-        if (extra.length > 0) throw badRequest('CLOUD_INPUT_UNKNOWN', `${label} has no input named ${extra.map((e) => `"${e}"`).join(', ')}`);
+        for (const info of inputs) ortFeeds[info.name] = toOrt(feeds[info.name] as Tensor);
         let result: ort.InferenceSession.OnnxValueMapType;
         try {
           result = await session.run(ortFeeds);
@@ -254,7 +290,41 @@ export class ModelRepository {
     };
   }
 
-  /** Releases every session. */
+  private async loadInPool(pool: EdgePool, pkg: ModelPackage, cut: string | null, onnx: Uint8Array, label: string): Promise<LoadedPartition> {
+    // Shared memory: every worker reads the same bytes, and posting them copies nothing.
+    const shared = new Uint8Array(new SharedArrayBuffer(onnx.byteLength));
+    shared.set(onnx);
+    const ref: ModelRef = { sha256: sha256Hex(onnx), bytes: shared };
+    let metadata: NonNullable<Awaited<ReturnType<EdgePool['warm']>>['metadata']>;
+    try {
+      const signature = await pool.warm(ref);
+      if (!signature.metadata) throw new Error('the worker reported no input and output metadata');
+      metadata = signature.metadata;
+    } catch (error) {
+      throw new CloudError(500, 'CLOUD_MODEL_LOAD', `model "${pkg.name}"${cut ? ` cut ${cut}` : ''} failed to load in onnxruntime: ${error instanceof Error ? error.message : String(error)}`, { cause: error, retryable: false });
+    }
+    const inputs = tensorInfo(metadata.inputs);
+    const outputs = tensorInfo(metadata.outputs);
+    return {
+      model: pkg.name,
+      cut,
+      inputs,
+      outputs,
+      run: async (feeds: TensorMap): Promise<TensorMap> => {
+        checkFeeds(feeds, inputs, label);
+        const checked: TensorMap = {};
+        for (const info of inputs) checked[info.name] = feeds[info.name] as Tensor;
+        try {
+          // Input buffers that only these tensors use move to the worker; the others are copied.
+          return (await pool.run(ref, checked)).outputs;
+        } catch (error) {
+          throw poolFailure(error, label);
+        }
+      },
+    };
+  }
+
+  /** Releases every session (a pool's workers are its owner's to close). */
   async close(): Promise<void> {
     await Promise.allSettled([...this.partitions.values()]);
     this.partitions.clear();

@@ -20,7 +20,7 @@ import { verifyBearer, verifyEas, verifySigV4, type AwsCredentials } from './aut
 import { badRequest, CloudError } from './errors.js';
 import { Limiter } from './limiter.js';
 import { CloudMetrics } from './metrics.js';
-import { discoverModels, ModelRepository, type LoadedPartition, type ModelPackage, type TailExtractor } from './models.js';
+import { discoverModels, ModelRepository, threadingOf, type LoadedPartition, type ModelPackage, type TailExtractor } from './models.js';
 
 /** SageMaker's own request limit for real-time endpoints. */
 export const SAGEMAKER_MAX_BODY_BYTES = 6 * 1024 * 1024;
@@ -58,6 +58,14 @@ export interface CloudServiceOptions {
   processMetrics?: boolean;
   /** onnxruntime session options for every partition (threads, spinning, optimisation level). */
   sessionOptions?: InferenceSession.SessionOptions;
+  /**
+   * Worker threads that run the partitions (default 0: they run on the event loop's thread,
+   * which is the fastest at batch 1 but answers nothing else, `/ping` included, while a run
+   * lasts). With workers, each holds its own sessions with `intraOpNumThreads` (default:
+   * cores ÷ workers) and the spinning choice of `sessionOptions`; other session options
+   * are the pool's.
+   */
+  workers?: number;
 }
 
 export interface CloudService {
@@ -140,7 +148,11 @@ const rawHttpBodySchema = z.object({ httpBody: z.object({ contentType: z.string(
 export async function startCloudService(options: CloudServiceOptions): Promise<CloudService> {
   const log = options.logger ?? pino({ name: 'tandem-cloud' });
   const packages = typeof options.models === 'string' ? await discoverModels(options.models) : options.models;
-  const repo = new ModelRepository(packages, options.extractTail, options.sessionOptions);
+  const workers = options.workers ?? 0;
+  if (!Number.isSafeInteger(workers) || workers < 0) throw new CloudError(500, 'CLOUD_OPTION', `workers must be a non-negative integer, got ${workers}`, { retryable: false });
+  // Loaded only when asked for: piscina's start-up is not free, and most services run inline.
+  const pool = workers > 0 ? new (await import('../src/runtime/pool.js')).EdgePool({ workers, ...threadingOf(options.sessionOptions ?? {}), maxQueue: Number.MAX_SAFE_INTEGER, whenFull: 'wait' }) : undefined;
+  const repo = new ModelRepository(packages, options.extractTail, options.sessionOptions, pool);
   const metrics = new CloudMetrics(options.processMetrics ?? false);
   const credentials = options.credentials ?? envCredentials();
   const maxBody = options.maxBodyBytes ?? 64 * 1024 * 1024;
@@ -555,13 +567,18 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
   // A client that trickles its request (slowloris) cannot hold a connection past the deadline.
   server.requestTimeout = timeoutMs;
   server.headersTimeout = Math.min(timeoutMs, 60_000);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host ?? '0.0.0.0', () => {
-      server.off('error', reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port, options.host ?? '0.0.0.0', () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  });
+  } catch (error) {
+    await pool?.close();
+    throw error;
+  }
   const address = server.address() as AddressInfo;
   const host = options.host && options.host !== '0.0.0.0' ? options.host : '127.0.0.1';
   const url = `${options.tls ? 'https' : 'http'}://${host}:${address.port}`;
@@ -583,6 +600,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       server.closeAllConnections();
       await closed;
       await repo.close();
+      await pool?.close();
       log.info('drained');
     },
   };

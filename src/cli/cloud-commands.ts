@@ -68,6 +68,16 @@ interface ServeOptions {
   logLevel: string;
   intraOpThreads?: number;
   spinning: boolean;
+  workers: number;
+}
+
+/** TANDEM_WORKERS, for containers whose platform starts them with `serve` and no flags. */
+function workersFromEnv(): number {
+  const v = process.env['TANDEM_WORKERS'];
+  if (v === undefined || v === '') return 0;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new ValidationError('CLI_ARGUMENT', `TANDEM_WORKERS=${v} is not a non-negative integer`);
+  return n;
 }
 
 /** Port: --port, then SAGEMAKER_BIND_TO_PORT, then AIP_HTTP_PORT, then 8080. */
@@ -106,6 +116,7 @@ async function serve(opts: ServeOptions): Promise<void> {
     logger,
     processMetrics: true,
     sessionOptions: threadingSessionOptions({ ...(opts.intraOpThreads !== undefined ? { intraOpNumThreads: opts.intraOpThreads } : {}), ...(opts.spinning ? {} : { spinning: false }) }),
+    workers: opts.workers,
   });
   process.stdout.write(`tandem cloud service on ${service.url} serving ${service.models.names().join(', ') || 'no models'}\n`);
   // SageMaker and Vertex stop containers with SIGTERM; finish in-flight requests first.
@@ -148,7 +159,12 @@ export function registerCloudCommands(program: Command): void {
     .option('--log-level <level>', 'pino log level', 'info')
     .option('--intra-op-threads <n>', 'onnxruntime intra-op threads per session (default: one per physical core)', positiveInt('--intra-op-threads'))
     .option('--no-spinning', 'stop idle onnxruntime threads spin-waiting (for cores shared with other work)')
-    .action(serve);
+    .option('--workers <n>', 'worker threads that run the models, keeping the event loop free during runs (default: TANDEM_WORKERS, else 0: runs on the event loop)', (v: string) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0) throw new ValidationError('CLI_ARGUMENT', `--workers must be a non-negative integer, got "${v}"`);
+      return n;
+    })
+    .action((opts: Omit<ServeOptions, 'workers'> & { workers?: number }) => serve({ ...opts, workers: opts.workers ?? workersFromEnv() }));
 
   const existing = program.commands.find((c) => c.name() === 'bench');
   const bench = existing ?? program.command('bench').description('benchmarks');

@@ -18,6 +18,8 @@ export interface EdgePoolOptions {
   workers?: number;
   /** onnxruntime intra-op threads per worker (default: cores ÷ workers, at least 1). */
   intraOpThreads?: number;
+  /** Whether idle intra-op threads spin-wait between parallel sections (default: onnxruntime's, yes). */
+  spinning?: boolean;
   /** Requests allowed to wait for a worker (default 4 × workers). */
   maxQueue?: number;
   /** What `run` does when the queue is full: wait for room, or reject with `RUNTIME_QUEUE_FULL` (default). */
@@ -103,7 +105,7 @@ export class EdgePool {
       throw new EdgeExecutionError('RUNTIME_OPTION', `slowdown must be a finite number ≥ 1, got ${this.slowdown}`);
     }
     const entry = workerEntry();
-    const workerData: WorkerConfig = { intraOpThreads: this.intraOpThreads, maxSessions: positiveInt(options.maxSessions ?? 8, 'maxSessions'), preload: options.preload ?? [] };
+    const workerData: WorkerConfig = { intraOpThreads: this.intraOpThreads, ...(options.spinning !== undefined ? { spinning: options.spinning } : {}), maxSessions: positiveInt(options.maxSessions ?? 8, 'maxSessions'), preload: options.preload ?? [] };
     this.piscina = new Piscina({
       filename: entry.filename,
       execArgv: [...process.execArgv, ...entry.execArgv],

@@ -19,6 +19,17 @@ export interface ModelRef {
 export interface ModelSignature {
   inputs: string[];
   outputs: string[];
+  /** Element type and shape of each input and output, as onnxruntime reports them (a load task's answer). */
+  metadata?: { inputs: ValueInfo[]; outputs: ValueInfo[] };
+}
+
+/** One input or output of a session: a tensor's onnxruntime element type and its shape (symbolic dimensions as names). */
+export interface ValueInfo {
+  name: string;
+  isTensor: boolean;
+  /** onnxruntime's element type name (`float32`, `int64`, …); empty for non-tensors. */
+  type: string;
+  shape: (number | string)[];
 }
 
 export interface WireTensor {
@@ -30,6 +41,8 @@ export interface WireTensor {
 
 export interface WorkerConfig {
   intraOpThreads: number;
+  /** Whether idle intra-op threads spin-wait (onnxruntime's default when absent). */
+  spinning?: boolean;
   /** Sessions a worker keeps; the least recently used beyond this are released. */
   maxSessions: number;
   preload: ModelRef[];

@@ -10,7 +10,7 @@ import * as ort from 'onnxruntime-node';
 import { Piscina } from 'piscina';
 import type { DType, TensorData } from '../tensor.js';
 import { SlowdownEmulator, runKey } from './slowdown.js';
-import { isTransferable, type ModelRef, type WireTensor, type WorkerConfig, type WorkerError, type WorkerResult, type WorkerTask } from './protocol.js';
+import { isTransferable, type ModelRef, type ValueInfo, type WireTensor, type WorkerConfig, type WorkerError, type WorkerResult, type WorkerTask } from './protocol.js';
 
 const config = Piscina.workerData as WorkerConfig;
 /** Sessions by model hash, in least-recently-used order (Map iteration order). */
@@ -50,6 +50,7 @@ function session(model: ModelRef): Promise<ort.InferenceSession> {
           interOpNumThreads: 1,
           executionMode: 'sequential',
           graphOptimizationLevel: 'all',
+          ...(config.spinning !== undefined ? { extra: { session: { intra_op: { allow_spinning: config.spinning ? '1' : '0' } } } } : {}),
         });
       } catch (error) {
         throw new WorkerFailure('RUNTIME_MODEL_LOAD', `onnxruntime could not load model ${model.sha256.slice(0, 12)}: ${(error as Error).message}`);
@@ -87,6 +88,10 @@ function fromOrt(name: string, t: ort.Tensor): WireTensor {
   return { name, dtype: t.type as DType, dims: [...t.dims], data };
 }
 
+function valueInfo(m: ort.InferenceSession.ValueMetadata): ValueInfo {
+  return m.isTensor ? { name: m.name, isTensor: true, type: m.type, shape: [...m.shape] } : { name: m.name, isTensor: false, type: '', shape: [] };
+}
+
 function failure(error: unknown): WorkerError {
   if (error instanceof WorkerFailure) return { code: error.code, message: error.message, retryable: error.retryable };
   return { code: 'RUNTIME_EDGE_RUN', message: error instanceof Error ? error.message : String(error), retryable: false };
@@ -107,7 +112,7 @@ export default async function handle(task: WorkerTask): Promise<unknown> {
     const s = await session(task.model);
     const loadMs = performance.now() - loadStart;
     if (task.kind === 'load') {
-      const signature = { inputs: [...s.inputNames], outputs: [...s.outputNames] };
+      const signature = { inputs: [...s.inputNames], outputs: [...s.outputNames], metadata: { inputs: s.inputMetadata.map(valueInfo), outputs: s.outputMetadata.map(valueInfo) } };
       return { ok: true, outputs: [], kept: [], loadMs, runMs: 0, edgeMs: 0, signature } satisfies WorkerResult;
     }
 

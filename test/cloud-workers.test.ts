@@ -1,0 +1,165 @@
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { threadingOf, threadingSessionOptions } from '../cloud/models.js';
+import type { CloudService } from '../cloud/server.js';
+import { generateReferenceModel } from '../models/generate.js';
+import { main } from '../src/cli/main.js';
+import { decodeTensorMap, encodeTensorMap } from '../src/codec/index.js';
+import { listCuts, parseModel, splitModel } from '../src/graph/index.js';
+import { createProviderClient } from '../src/providers/index.js';
+import type { TensorMap } from '../src/tensor.js';
+import { CLS, CREDS, DET, expectSameOutputs, localRun, randomInput, startService } from './cloud-helpers.js';
+
+let dir: string;
+let mnv2: Uint8Array;
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'tandem-workers-'));
+  symlinkSync(CLS, join(dir, 'cls.onnx'));
+  symlinkSync(DET, join(dir, 'det.onnx'));
+  mnv2 = generateReferenceModel({ arch: 'mobilenetv2', width: 0.5, resolution: 96, classes: 10, seed: 3 });
+  writeFileSync(join(dir, 'mnv2.onnx'), mnv2);
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+async function bare(onnx: Uint8Array, feeds: TensorMap): Promise<TensorMap> {
+  const session = await ort.InferenceSession.create(onnx);
+  try {
+    const ortFeeds: Record<string, ort.Tensor> = {};
+    for (const [k, t] of Object.entries(feeds)) ortFeeds[k] = new ort.Tensor(t.dtype, t.data as Float32Array, t.dims as number[]);
+    const out = await session.run(ortFeeds);
+    return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, { dtype: 'float32', dims: [...v.dims], data: v.data as Float32Array }]));
+  } finally {
+    await session.release();
+  }
+}
+
+const post = (svc: CloudService, model: string, inputs: TensorMap): Promise<Response> =>
+  fetch(`${svc.url}/v1/models/${model}/infer`, { method: 'POST', body: encodeTensorMap(inputs), headers: { 'content-type': 'application/x-msgpack' } });
+
+/** Resolves once the service reports `model` running (its gauge is read over HTTP, so the event loop answered). */
+async function untilRunning(svc: CloudService, model: string): Promise<void> {
+  for (let i = 0; i < 2000; i++) {
+    const text = await (await fetch(`${svc.url}/metrics`)).text();
+    if (new RegExp(`tandem_cloud_active_requests\\{model="${model}"\\} 1`).test(text)) return;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  throw new Error(`${model} never ran`);
+}
+
+/** Settles to the order in which the promises settled. */
+function order(named: Record<string, Promise<unknown>>): Promise<string[]> {
+  const seen: string[] = [];
+  return Promise.all(Object.entries(named).map(([name, p]) => p.then(() => seen.push(name), () => seen.push(name)))).then(() => seen);
+}
+
+describe('the cloud service with worker threads (--workers)', () => {
+  it('answers what a bare session does, for a whole model and for tails through a provider SDK, with no session on the event loop', async () => {
+    const svc = await startService(dir, { workers: 2 });
+    try {
+      const inputs = randomInput([1, 3, 48, 192]);
+      const res = await post(svc, 'cls', inputs);
+      expect(res.status).toBe(200);
+      expectSameOutputs(decodeTensorMap(new Uint8Array(await res.arrayBuffer())), await localRun(CLS, inputs));
+      expect((await svc.models.partition('cls', null)).session).toBeUndefined();
+
+      const model = await parseModel(mnv2);
+      const cut = listCuts(model).slice(1, -1)[4];
+      if (!cut) throw new Error('no cut');
+      const { head, tail, manifest } = await splitModel(model, cut.id);
+      const inputName = listCuts(model)[0]?.tensors[0] ?? 'input';
+      const image = { [inputName]: randomInput([1, 3, 96, 96], 5)['x']! };
+      const headOut = await bare(head, image);
+      const tailInputs: TensorMap = {};
+      for (const name of manifest.tail.inputs) tailInputs[name] = headOut[name] ?? image[name]!;
+      const want = await bare(tail, tailInputs);
+      for (const cfg of [
+        { name: 'sm', kind: 'sagemaker', region: 'eu-west-1', url: svc.url, target: 'ep' },
+        { name: 'oip-json', kind: 'oip', region: 'local', url: svc.url, wire: 'json' },
+      ] as const) {
+        const client = createProviderClient(cfg, { sagemaker: { credentials: CREDS.aws } });
+        try {
+          const got = await client.infer({ model: 'mnv2', cut: cut.id, inputs: tailInputs });
+          expectSameOutputs(got.outputs, want, 1e-5);
+        } finally {
+          await client.close();
+        }
+      }
+      // The caller's tensors are its own: nothing it passed was detached by the move to a worker.
+      expect(Object.values(tailInputs).every((t) => t.data.byteLength > 0)).toBe(true);
+    } finally {
+      await svc.drain();
+    }
+  });
+
+  it('refuses bad inputs with the same typed errors, and an onnxruntime refusal as CLOUD_MODEL_ERROR, then still serves', async () => {
+    const svc = await startService(dir, { workers: 1 });
+    try {
+      const wrongShape = await post(svc, 'cls', randomInput([1, 3, 48]));
+      expect(wrongShape.status).toBe(400);
+      expect(((await wrongShape.json()) as { code: string }).code).toBe('CLOUD_INPUT_SHAPE');
+      const unknown = await post(svc, 'cls', { ...randomInput([1, 3, 48, 192]), y: randomInput([1])['x']! });
+      expect(((await unknown.json()) as { code: string }).code).toBe('CLOUD_INPUT_UNKNOWN');
+      // DET's height and width are symbolic, so 33 × 47 passes the static check; its FPN's Add then refuses the uneven maps.
+      const odd = await post(svc, 'det', randomInput([1, 3, 33, 47]));
+      const oddBody = (await odd.json()) as { code: string; message: string };
+      expect([odd.status, oddBody.code]).toEqual([400, 'CLOUD_MODEL_ERROR']);
+      expect(oddBody.message).toMatch(/det rejected the inputs: .*broadcast/);
+      const ok = await post(svc, 'cls', randomInput([1, 3, 48, 192]));
+      expect(ok.status).toBe(200);
+    } finally {
+      await svc.drain();
+    }
+  });
+
+  it('answers /ping and refuses overload with 429 while a run is in progress (the event loop is not blocked)', async () => {
+    const svc = await startService(dir, { workers: 1, maxConcurrent: 1, maxQueue: 0 });
+    try {
+      await post(svc, 'det', randomInput([1, 3, 64, 64])).then((r) => r.arrayBuffer());
+      // A run of ≈ 0.2 s here (PP-OCRv4 detection at 960 × 960).
+      const long = post(svc, 'det', randomInput([1, 3, 960, 960], 7)).then(async (r) => ({ status: r.status, body: await r.arrayBuffer() }));
+      await untilRunning(svc, 'det');
+      const ping = fetch(`${svc.url}/ping`).then(async (r) => ({ status: r.status, text: await r.text() }));
+      const refused = post(svc, 'det', randomInput([1, 3, 64, 64])).then(async (r) => ({ status: r.status, retryAfter: r.headers.get('retry-after') }));
+      // On the event loop's thread the ping and the refusal would wait for the run and come after it.
+      const settled = await order({ ping, refused, long });
+      expect(settled.at(-1)).toBe('long');
+      expect((await ping).status).toBe(200);
+      expect(await refused).toEqual({ status: 429, retryAfter: '1' });
+      expect((await long).status).toBe(200);
+    } finally {
+      await svc.drain();
+    }
+  });
+
+  it('drains: a run in progress finishes and is answered, then the workers are stopped', async () => {
+    const svc = await startService(dir, { workers: 1 });
+    const long = post(svc, 'det', randomInput([1, 3, 640, 640], 9));
+    await untilRunning(svc, 'det');
+    const drained = svc.drain();
+    const res = await long;
+    expect(res.status).toBe(200);
+    expect(decodeTensorMap(new Uint8Array(await res.arrayBuffer()))).toHaveProperty(['sigmoid_0.tmp_0']);
+    await drained;
+  });
+
+  it('reads the pool threading back from the session options; the CLI refuses a negative --workers and a bad TANDEM_WORKERS', async () => {
+    expect(threadingOf(threadingSessionOptions({ intraOpNumThreads: 3, spinning: false }))).toEqual({ intraOpThreads: 3, spinning: false });
+    expect(threadingOf({})).toEqual({});
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      expect(await main(['node', 'tandem', 'cloud', 'serve', '--port', '0', '--workers', '-1'])).toBe(2);
+      vi.stubEnv('TANDEM_WORKERS', 'two');
+      expect(await main(['node', 'tandem', 'cloud', 'serve', '--port', '0', '--models', dir])).toBe(2);
+      const text = err.mock.calls.map((c) => String(c[0])).join('');
+      expect(text).toMatch(/--workers must be a non-negative integer, got "-1"/);
+      expect(text).toMatch(/TANDEM_WORKERS=two is not a non-negative integer/);
+    } finally {
+      vi.unstubAllEnvs();
+      err.mockRestore();
+    }
+  });
+});
