@@ -6,7 +6,8 @@
  * request, from the moment node:http hands it the request to the moment the answer is
  * handed to the socket (read and verify the body, decode, admit, run, encode, write, log), as
  * the service itself records it in its `inference` log line (`totalMs`). Bare time is
- * `await session.run(feeds)` on the service's own onnxruntime session, feeds built once.
+ * `await session.run(feeds)` on the service's own onnxruntime session, timed where the session
+ * lives (the event loop's thread, or with `workers` a worker thread, by that worker's clock).
  * `overheadRatio` is service time over bare time. `afterBodyRatio` counts the service time from
  * the request's last byte only: on a real link the body arrives at the link's pace, and what
  * the service adds to the client's latency is what it does once the body is in.
@@ -51,6 +52,8 @@ export interface CloudOverheadResult {
   iterations: number;
   /** Warm-up pairs (one bare run and one request each) before the timed ones. */
   warmup: number;
+  /** Worker threads the service ran its partition in (0: on the event loop's thread, the default). */
+  workers: number;
   /** The onnxruntime threading both sides ran with ("default" = onnxruntime's). */
   intraOpNumThreads: number | 'default';
   spinning: boolean | 'default';
@@ -158,22 +161,21 @@ async function transportFloor(requestBytes: number, responseBytes: number, itera
  */
 export const DEFAULT_WARMUP = 500;
 
-export async function runCloudOverheadBench(subject: OverheadSubject, options: { iterations?: number; warmup?: number } & OrtThreading = {}): Promise<CloudOverheadResult> {
+export async function runCloudOverheadBench(subject: OverheadSubject, options: { iterations?: number; warmup?: number; workers?: number } & OrtThreading = {}): Promise<CloudOverheadResult> {
   const iterations = Math.max(1, options.iterations ?? 200);
   const warmup = Math.max(0, options.warmup ?? DEFAULT_WARMUP);
   const dir = mkdtempSync(join(tmpdir(), 'tandem-overhead-'));
   writeFileSync(join(dir, 'subject.onnx'), subject.onnx);
   const log = inferenceLog();
   // At info level, as a deployed service logs: its log line is part of its cost.
-  const service = await startCloudService({ models: dir, port: 0, host: '127.0.0.1', logger: pino({ level: 'info' }, log.stream), credentials: {}, sessionOptions: threadingSessionOptions(options) });
+  const workers = options.workers ?? 0;
+  const service = await startCloudService({ models: dir, port: 0, host: '127.0.0.1', logger: pino({ level: 'info' }, log.stream), credentials: {}, sessionOptions: threadingSessionOptions(options), workers });
   const agent = leanAgent();
   try {
-    // The bare side runs the service's own session: one session, so neither side pays for
+    // The bare side runs the service's own session, where it lives (this thread, or a worker
+    // with --workers, timed by the worker's clock): one session, so neither side pays for
     // another session's intra-op threads (two sessions taking turns on two cores cost ≈ 1 ms a run).
-    const { session } = await service.models.partition('subject', null);
-    if (!session) throw new Error('the service runs its partitions in worker threads: the bare side needs its session on this thread');
-    const feeds: Record<string, ort.Tensor> = {};
-    for (const [k, t] of Object.entries(subject.inputs)) feeds[k] = new ort.Tensor(t.dtype, t.data as Float32Array, t.dims as number[]);
+    const partition = await service.models.partition('subject', null);
     let requestBytes = 0;
     let responseBytes = 0;
     let sequence = 0;
@@ -194,11 +196,7 @@ export async function runCloudOverheadBench(subject: OverheadSubject, options: {
       log.records.delete(requestId);
       return { roundTripMs, record };
     };
-    const bare = async (): Promise<number> => {
-      const t0 = performance.now();
-      await session.run(feeds);
-      return performance.now() - t0;
-    };
+    const bare = (): Promise<number> => partition.timeSession(subject.inputs);
     for (let i = 0; i < warmup; i++) {
       await bare();
       await viaService();
@@ -222,7 +220,7 @@ export async function runCloudOverheadBench(subject: OverheadSubject, options: {
     const bareMs = median(bareTimes);
     const serviceMs = median(served.map((s) => s.record.totalMs));
     return {
-      subject: subject.label, iterations, warmup,
+      subject: subject.label, iterations, warmup, workers,
       intraOpNumThreads: options.intraOpNumThreads ?? 'default', spinning: options.spinning ?? 'default',
       bareMs, serviceMs, serverComputeMs: median(served.map((s) => s.record.computeMs)), overheadMs: serviceMs - bareMs,
       overheadRatio: median(ratios),

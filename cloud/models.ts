@@ -50,6 +50,11 @@ export interface LoadedPartition {
   outputs: TensorInfo[];
   run(inputs: TensorMap): Promise<TensorMap>;
   /**
+   * Runs the session alone on checked inputs and resolves to how long `session.run` took
+   * where the session lives (this thread or a worker): a benchmark's bare run.
+   */
+  timeSession(inputs: TensorMap): Promise<number>;
+  /**
    * The onnxruntime session behind `run` (benchmarks time it bare); absent where the
    * partition runs in worker threads, whose sessions live there.
    */
@@ -287,6 +292,14 @@ export class ModelRepository {
         for (const [name, value] of Object.entries(result)) out[name] = fromOrt(value as ort.Tensor);
         return out;
       },
+      timeSession: async (feeds: TensorMap): Promise<number> => {
+        checkFeeds(feeds, inputs, label);
+        const ortFeeds: Record<string, ort.Tensor> = {};
+        for (const info of inputs) ortFeeds[info.name] = toOrt(feeds[info.name] as Tensor);
+        const t0 = performance.now();
+        await session.run(ortFeeds);
+        return performance.now() - t0;
+      },
     };
   }
 
@@ -317,6 +330,17 @@ export class ModelRepository {
         try {
           // Input buffers that only these tensors use move to the worker; the others are copied.
           return (await pool.run(ref, checked)).outputs;
+        } catch (error) {
+          throw poolFailure(error, label);
+        }
+      },
+      timeSession: async (feeds: TensorMap): Promise<number> => {
+        checkFeeds(feeds, inputs, label);
+        const checked: TensorMap = {};
+        for (const info of inputs) checked[info.name] = feeds[info.name] as Tensor;
+        try {
+          // The worker's own clock around session.run: the hop across threads is not in it.
+          return (await pool.run(ref, checked, { transfer: false })).edgeMs;
         } catch (error) {
           throw poolFailure(error, label);
         }

@@ -146,6 +146,25 @@ describe('the cloud service with worker threads (--workers)', () => {
     await drained;
   });
 
+  it('bench cloud-overhead --workers 1 times the bare side in the worker and reports the workers', async () => {
+    const chunks: string[] = [];
+    const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      chunks.push(String(chunk));
+      return true;
+    });
+    try {
+      expect(await main(['node', 'tandem', 'bench', 'cloud-overhead', '--json', '--iterations', '3', '--warmup', '2', '--cut', 'c96', '--workers', '1'])).toBe(0);
+    } finally {
+      out.mockRestore();
+    }
+    const last = JSON.parse(chunks.join('').trim().split('\n').at(-1) ?? '{}') as Record<string, number>;
+    expect(last['workers']).toBe(1);
+    expect(last['bareMs']).toBeGreaterThan(0);
+    // The service's run crosses to the worker and back, the bare one is timed inside it.
+    expect(last['serverComputeMs']).toBeGreaterThan(0);
+    expect(last['serviceMs']).toBeGreaterThanOrEqual(last['serverComputeMs'] ?? Infinity);
+  });
+
   it('reads the pool threading back from the session options; the CLI refuses a negative --workers and a bad TANDEM_WORKERS', async () => {
     expect(threadingOf(threadingSessionOptions({ intraOpNumThreads: 3, spinning: false }))).toEqual({ intraOpThreads: 3, spinning: false });
     expect(threadingOf({})).toEqual({});

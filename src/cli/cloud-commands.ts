@@ -44,15 +44,17 @@ export function registerCloudBenchCommands(bench: Command): void {
     .option('--cut <id>', 'the cut of the reference MobileNetV2 whose tail runs (default: c16, nearest 25 % of the FLOPs)')
     .option('--intra-op-threads <n>', 'onnxruntime intra-op threads, for the bare run and the service alike', positiveInt('--intra-op-threads'))
     .option('--no-spinning', 'stop idle onnxruntime threads spin-waiting, on both sides')
-    .action(async (opts: { json?: boolean; iterations: number; warmup?: number; cut?: string; intraOpThreads?: number; spinning: boolean }) => {
+    .option('--workers <n>', 'run the partition in this many service worker threads (bare runs timed in the worker; default 0: on the event loop)', nonNegativeInt('--workers'), 0)
+    .action(async (opts: { json?: boolean; iterations: number; warmup?: number; cut?: string; intraOpThreads?: number; spinning: boolean; workers: number }) => {
       const { runCloudOverheadBench, defaultOverheadSubject } = await import('../../bench/cloud-overhead.js');
       const r = await runCloudOverheadBench(await defaultOverheadSubject(opts.cut), {
         iterations: opts.iterations,
         ...(opts.warmup !== undefined ? { warmup: opts.warmup } : {}),
         ...(opts.intraOpThreads !== undefined ? { intraOpNumThreads: opts.intraOpThreads } : {}),
         ...(opts.spinning ? {} : { spinning: false }),
+        workers: opts.workers,
       });
-      writeResult(opts.json === true, { ...r }, `cloud overhead (${r.subject}): bare ${r.bareMs.toFixed(2)} ms, service ${r.serviceMs.toFixed(2)} ms (+${r.overheadMs.toFixed(2)} ms), ratio ${r.overheadRatio.toFixed(3)}; after the body's last byte ${r.afterBodyMs.toFixed(2)} ms (ratio ${r.afterBodyRatio.toFixed(3)}); client round trip ${r.roundTripMs.toFixed(2)} ms (ratio ${r.roundTripRatio.toFixed(3)}), of which node:http alone ${r.transportFloorMs.toFixed(2)} ms`);
+      writeResult(opts.json === true, { ...r }, `cloud overhead (${r.subject}${r.workers > 0 ? `, ${r.workers} worker thread(s)` : ''}): bare ${r.bareMs.toFixed(2)} ms, service ${r.serviceMs.toFixed(2)} ms (+${r.overheadMs.toFixed(2)} ms), ratio ${r.overheadRatio.toFixed(3)}; after the body's last byte ${r.afterBodyMs.toFixed(2)} ms (ratio ${r.afterBodyRatio.toFixed(3)}); client round trip ${r.roundTripMs.toFixed(2)} ms (ratio ${r.roundTripRatio.toFixed(3)}), of which node:http alone ${r.transportFloorMs.toFixed(2)} ms`);
     });
 }
 
