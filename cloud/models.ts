@@ -48,7 +48,11 @@ export interface LoadedPartition {
   cut: string | null;
   inputs: TensorInfo[];
   outputs: TensorInfo[];
-  run(inputs: TensorMap): Promise<TensorMap>;
+  /**
+   * `owned`: the request's own buffers that its input tensors view (its body), which the
+   * run may move to a worker thread instead of copying; the caller must not read them after.
+   */
+  run(inputs: TensorMap, owned?: readonly ArrayBuffer[]): Promise<TensorMap>;
   /**
    * Runs the session alone on checked inputs and resolves to how long `session.run` took
    * where the session lives (this thread or a worker): a benchmark's bare run.
@@ -323,13 +327,14 @@ export class ModelRepository {
       cut,
       inputs,
       outputs,
-      run: async (feeds: TensorMap): Promise<TensorMap> => {
+      run: async (feeds: TensorMap, owned?: readonly ArrayBuffer[]): Promise<TensorMap> => {
         checkFeeds(feeds, inputs, label);
         const checked: TensorMap = {};
         for (const info of inputs) checked[info.name] = feeds[info.name] as Tensor;
         try {
-          // Input buffers that only these tensors use move to the worker; the others are copied.
-          return (await pool.run(ref, checked)).outputs;
+          // The body's buffer and input buffers that only these tensors use move to the
+          // worker; anything else is copied.
+          return (await pool.run(ref, checked, owned ? { move: owned } : {})).outputs;
         } catch (error) {
           throw poolFailure(error, label);
         }

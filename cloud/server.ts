@@ -246,6 +246,14 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     return undefined;
   }
 
+  // Bodies whose memory this service allocated itself, alone in their ArrayBuffer: a run in a
+  // worker thread may take the buffer instead of a copy. A chunk node:http read is not ours.
+  const ownedBodies = new WeakSet<Buffer>();
+  const own = (b: Buffer): Buffer => {
+    if (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && b.buffer instanceof ArrayBuffer) ownedBodies.add(b);
+    return b;
+  };
+
   async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     const declared = Number(req.headers['content-length'] ?? NaN);
     if (Number.isFinite(declared) && declared > limit) {
@@ -273,8 +281,9 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       };
       const onEnd = (): void => {
         cleanup();
-        if (whole) resolve(whole.subarray(0, size));
-        else resolve(chunks.length === 1 && chunks[0] ? chunks[0] : Buffer.concat(chunks, size));
+        if (whole) resolve(own(whole.subarray(0, size)));
+        else if (chunks.length === 1 && chunks[0]) resolve(chunks[0]);
+        else resolve(own(Buffer.concat(chunks, size)));
       };
       const onError = (error: Error): void => {
         cleanup();
@@ -399,7 +408,8 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     const body = await readBody(req, r.maxBody);
     // Until here the service mostly waits for the link; from here on, every moment is its own.
     const bodyMs = performance.now() - started;
-    metrics.bytesIn.inc({ route: r.name }, body.byteLength);
+    const bytesIn = body.byteLength;
+    metrics.bytesIn.inc({ route: r.name }, bytesIn);
     if (r.front === 'sagemaker') {
       const url = new URL(req.url ?? '/', 'http://x');
       const query: Record<string, string> = {};
@@ -434,7 +444,8 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       const inputs = parsed.tensors(partition);
       if (Date.now() > deadline) throw new CloudError(504, 'CLOUD_DEADLINE', 'the request deadline passed before it could run');
       const t0 = performance.now();
-      const outputs = await partition.run(inputs);
+      // The body is read no more from here on (its size is kept for the log): a worker may take it.
+      const outputs = await partition.run(inputs, ownedBodies.has(body) ? [body.buffer as ArrayBuffer] : undefined);
       computeMs = performance.now() - t0;
       const compute = computeMs.toFixed(3);
       const headers: Record<string, string | number> = { 'x-request-id': requestId, [COMPUTE_HEADER]: compute };
@@ -452,7 +463,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       release();
       if (computeMs !== undefined) observeCompute(model, cut, computeMs / 1000);
     }
-    log.info({ requestId, route: r.name, model, cut, status: 200, bytesIn: body.byteLength, bytesOut: payload.byteLength, computeMs: +computeMs.toFixed(3), bodyMs: +bodyMs.toFixed(3), totalMs: +(answered - started).toFixed(3) }, 'inference');
+    log.info({ requestId, route: r.name, model, cut, status: 200, bytesIn, bytesOut: payload.byteLength, computeMs: +computeMs.toFixed(3), bodyMs: +bodyMs.toFixed(3), totalMs: +(answered - started).toFixed(3) }, 'inference');
     return { status: 200, model };
   }
 

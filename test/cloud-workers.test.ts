@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { threadingOf, threadingSessionOptions } from '../cloud/models.js';
 import type { CloudService } from '../cloud/server.js';
@@ -58,12 +59,17 @@ function order(named: Record<string, Promise<unknown>>): Promise<string[]> {
 
 describe('the cloud service with worker threads (--workers)', () => {
   it('answers what a bare session does, for a whole model and for tails through a provider SDK, with no session on the event loop', async () => {
-    const svc = await startService(dir, { workers: 2 });
+    const lines: string[] = [];
+    const svc = await startService(dir, { workers: 2, logger: pino({ level: 'info' }, { write: (l: string) => void lines.push(l) }) });
     try {
       const inputs = randomInput([1, 3, 48, 192]);
-      const res = await post(svc, 'cls', inputs);
+      const body = encodeTensorMap(inputs);
+      const res = await fetch(`${svc.url}/v1/models/cls/infer`, { method: 'POST', body, headers: { 'content-type': 'application/x-msgpack' } });
       expect(res.status).toBe(200);
       expectSameOutputs(decodeTensorMap(new Uint8Array(await res.arrayBuffer())), await localRun(CLS, inputs));
+      // The body's buffer moved to the worker; the log still has its size.
+      const logged = lines.map((l) => JSON.parse(l) as { msg: string; bytesIn?: number }).find((l) => l.msg === 'inference');
+      expect(logged?.bytesIn).toBe(body.byteLength);
       expect((await svc.models.partition('cls', null)).session).toBeUndefined();
 
       const model = await parseModel(mnv2);

@@ -53,6 +53,27 @@ describe('EdgePool', () => {
     }
   });
 
+  it('moves a buffer the caller gives up with every view over it (move), and copies a partial view otherwise', async () => {
+    const pool = new EdgePool({ workers: 1 });
+    try {
+      const input = randomInput(CLS_DIMS, 4);
+      const expected = await referenceRun(CLS_MODEL, input);
+      const n = input['x']!.data.length;
+      // The tensor as a request body holds it: 64 bytes into a larger buffer.
+      const body = new ArrayBuffer(64 + n * 4 + 16);
+      const view = new Float32Array(body, 64, n);
+      view.set(input['x']!.data as Float32Array);
+      const copied = await pool.run(cls, { x: { dtype: 'float32', dims: CLS_DIMS, data: view } });
+      expect(body.byteLength).toBe(64 + n * 4 + 16); // a partial view is not transferable: copied
+      expect(maxAbsDiff(copied.outputs, expected)).toBeLessThan(1e-5);
+      const moved = await pool.run(cls, { x: { dtype: 'float32', dims: CLS_DIMS, data: view } }, { move: [body] });
+      expect(body.byteLength).toBe(0); // detached: it went to the worker, view and all
+      expect(maxAbsDiff(moved.outputs, expected)).toBeLessThan(1e-5);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('creates a session once per worker and reuses it', async () => {
     const pool = new EdgePool({ workers: 1, preload: [cls] });
     try {

@@ -48,6 +48,12 @@ export interface EdgeRunOptions {
   keep?: string[];
   /** Transfer input buffers to the worker instead of copying them (default true); they become detached. */
   transfer?: boolean;
+  /**
+   * Buffers the caller gives up although the inputs only view part of them (a request body
+   * holding several tensors): they move to the worker with every view over them, uncopied,
+   * and are detached here. Never a buffer anything else still reads.
+   */
+  move?: readonly ArrayBuffer[];
   /** Per-request override of the queue-full behaviour. */
   whenFull?: 'wait' | 'reject';
 }
@@ -142,7 +148,7 @@ export class EdgePool {
     const queuedAt = performance.now();
     await this.acquire(options);
     const queueMs = performance.now() - queuedAt;
-    const transferList: ArrayBuffer[] = [];
+    const transferList: ArrayBuffer[] = [...new Set(options.move ?? [])];
     const task: WorkerTask = {
       kind: 'run',
       model,
