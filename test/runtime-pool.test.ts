@@ -74,6 +74,27 @@ describe('EdgePool', () => {
     }
   });
 
+  it('close() has every worker release its sessions before the workers are terminated', async () => {
+    const pool = new EdgePool({ workers: 2, intraOpThreads: 1 });
+    await pool.warm(cls);
+    const piscina = (pool as unknown as { piscina: { run: (task: unknown) => Promise<unknown>; destroy: () => Promise<void> } }).piscina;
+    const events: string[] = [];
+    const run = piscina.run.bind(piscina);
+    const destroy = piscina.destroy.bind(piscina);
+    piscina.run = async (task: unknown) => {
+      const result = (await run(task)) as { released?: number };
+      events.push(`${(task as { kind: string }).kind}:${String(result.released)}`);
+      return result;
+    };
+    piscina.destroy = () => {
+      events.push('destroy');
+      return destroy();
+    };
+    await pool.close();
+    // One release per worker, each dropping the session warm() made there, then the termination.
+    expect(events).toEqual(['release:1', 'release:1', 'destroy']);
+  });
+
   it('creates a session once per worker and reuses it', async () => {
     const pool = new EdgePool({ workers: 1, preload: [cls] });
     try {

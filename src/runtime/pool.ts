@@ -175,9 +175,21 @@ export class EdgePool {
     if (options.force) for (const w of this.waiting.splice(0)) w.fail(new ClosedError('edge pool'));
     this.closing ??= (async () => {
       if (this.running > 0 || this.waiting.length > 0) await new Promise<void>((resolve) => (this.idle = resolve));
+      // Sessions released by the workers themselves: left to finalizers during the workers'
+      // termination, onnxruntime-node once aborted the process (a Napi::Error thrown while
+      // its environment was going away).
+      await this.releaseEverywhere().catch(() => undefined);
       await this.piscina.destroy();
     })();
     return this.closing;
+  }
+
+  /**
+   * One release task per worker, outside the slots (the pool is closed and idle by then): with
+   * all of them posted at once, each idle worker takes one.
+   */
+  private async releaseEverywhere(): Promise<void> {
+    await Promise.all(Array.from({ length: this.workers }, () => this.piscina.run({ kind: 'release' } satisfies WorkerTask)));
   }
 
   /** Runs a task that already holds a slot and frees the slot when the worker is done. */

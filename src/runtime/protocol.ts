@@ -50,6 +50,8 @@ export interface WorkerConfig {
 
 export type WorkerTask =
   | { kind: 'load'; model: ModelRef }
+  /** Release every cached session (before the pool terminates its workers, or to give memory back). */
+  | { kind: 'release' }
   | {
       kind: 'run';
       model: ModelRef;
@@ -75,7 +77,7 @@ export interface WorkerError {
 }
 
 export type WorkerResult =
-  | { ok: true; outputs: WireTensor[]; kept: WireTensor[]; loadMs: number; runMs: number; edgeMs: number; signature?: ModelSignature }
+  | { ok: true; outputs: WireTensor[]; kept: WireTensor[]; loadMs: number; runMs: number; edgeMs: number; signature?: ModelSignature; released?: number }
   | { ok: false; error: WorkerError };
 
 /**

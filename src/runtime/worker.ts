@@ -106,7 +106,18 @@ function moved(result: WorkerResult): unknown {
   return Piscina.move(transferable as unknown as Parameters<typeof Piscina.move>[0]);
 }
 
+/** Releases every session now, rather than in finalizers while the worker is being torn down. */
+async function releaseAll(): Promise<number> {
+  const pending = [...sessions.values()];
+  sessions.clear();
+  const results = await Promise.allSettled(pending.map((p) => p.then((s) => s.release())));
+  return results.filter((r) => r.status === 'fulfilled').length;
+}
+
 export default async function handle(task: WorkerTask): Promise<unknown> {
+  if (task.kind === 'release') {
+    return { ok: true, outputs: [], kept: [], loadMs: 0, runMs: 0, edgeMs: 0, released: await releaseAll() } satisfies WorkerResult;
+  }
   try {
     const loadStart = performance.now();
     const s = await session(task.model);
