@@ -10,7 +10,6 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ocrModelPath } from '../edge/demo/model-files.js';
 import { encodeRequest } from '../edge/protocol.js';
-import { freePort } from './mqtt-brokers.js';
 
 const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 let entry = '';
@@ -44,7 +43,6 @@ describe('tandem edge run', () => {
   });
 
   it('serves HTTP, stores results where the policy allows, and drains on SIGTERM', async () => {
-    const port = await freePort();
     await writeFile(
       join(dir, 'policy.yaml'),
       `version: 1\nclasses:\n  eu-personal:\n    store: [{ provider: local, regions: ["eu-*"] }]\nstores:\n  local-eu: { type: local, region: eu-central-1, root: ${JSON.stringify(join(dir, 'results'))} }\n  local-us: { type: local, region: us-east-1, root: ${JSON.stringify(join(dir, 'results-us'))} }\n`,
@@ -56,16 +54,21 @@ describe('tandem edge run', () => {
         `  - { name: cls, path: ${JSON.stringify(ocrModelPath('ch_ppocr_mobile_v2.0_cls_infer.onnx'))} }`,
         'residency: { policy: policy.yaml, defaultDataClass: eu-personal, audit: audit.log }',
         'outbox: { dir: outbox }',
-        `http: { port: ${port} }`,
+        // Port 0 and the port the agent logs: a port picked free beforehand can be taken by
+        // another test's server before the agent binds it.
+        'http: { port: 0 }',
         'log: { level: info }',
       ].join('\n'),
     );
     const cli = runCli(['edge', 'run', '--config', join(dir, 'edge.yaml')]);
-    const base = `http://127.0.0.1:${port}`;
     const until = Date.now() + 60_000;
+    let base = '';
     for (;;) {
-      const ok = await fetch(`${base}/healthz`).then((r) => r.ok, () => false);
-      if (ok) break;
+      const listening = cli.output().split('\n').filter((l) => l.includes('"HTTP front listening"')).map((l) => JSON.parse(l) as { port?: number })[0];
+      if (listening?.port) {
+        base = `http://127.0.0.1:${listening.port}`;
+        if (await fetch(`${base}/healthz`).then((r) => r.ok, () => false)) break;
+      }
       if (Date.now() > until) throw new Error(`agent did not start:\n${cli.output()}`);
       await new Promise((r) => setTimeout(r, 200));
     }
