@@ -42,17 +42,27 @@ export interface TensorInfo {
   shape: (number | string)[];
 }
 
+export interface PartitionRunOptions {
+  /**
+   * The request's own buffers that its input tensors view (its body), which a run in a
+   * worker thread may take instead of a copy; the caller must not read them afterwards.
+   */
+  owned?: readonly ArrayBuffer[];
+  /**
+   * Epoch ms. In a worker thread, waiting for a free worker and the run itself end there with
+   * 504 `CLOUD_DEADLINE` (the worker finishes the run regardless); on the event loop's thread a
+   * run, once started, cannot be left.
+   */
+  deadline?: number;
+}
+
 /** One loaded partition (whole model or a tail) ready to run. */
 export interface LoadedPartition {
   model: string;
   cut: string | null;
   inputs: TensorInfo[];
   outputs: TensorInfo[];
-  /**
-   * `owned`: the request's own buffers that its input tensors view (its body), which the
-   * run may move to a worker thread instead of copying; the caller must not read them after.
-   */
-  run(inputs: TensorMap, owned?: readonly ArrayBuffer[]): Promise<TensorMap>;
+  run(inputs: TensorMap, options?: PartitionRunOptions): Promise<TensorMap>;
   /**
    * Runs the session alone on checked inputs and resolves to how long `session.run` took
    * where the session lives (this thread or a worker): a benchmark's bare run.
@@ -191,6 +201,7 @@ function poolFailure(error: unknown, label: string): CloudError {
   const message = error instanceof Error ? error.message : String(error);
   if (code === 'RUNTIME_EDGE_RUN') return new CloudError(400, 'CLOUD_MODEL_ERROR', `${label} rejected the inputs: ${message}`, { cause: error, retryable: false });
   if (code === 'RUNTIME_WORKER_FAILED') return new CloudError(503, 'CLOUD_WORKER_FAILED', `the worker running ${label} failed; retry: ${message}`, { cause: error, retryable: true });
+  if (code === 'RUNTIME_DEADLINE_EXCEEDED') return new CloudError(504, 'CLOUD_DEADLINE', `the request deadline passed while ${label} waited for or ran in a worker thread`, { cause: error, retryable: true });
   if (code === 'RUNTIME_CLOSED') return new CloudError(503, 'CLOUD_DRAINING', 'the service is shutting down; retry on another instance', { cause: error, retryable: true });
   return new CloudError(500, 'CLOUD_MODEL_RUN', `${label} could not run: ${message}`, { cause: error, retryable: false });
 }
@@ -327,14 +338,14 @@ export class ModelRepository {
       cut,
       inputs,
       outputs,
-      run: async (feeds: TensorMap, owned?: readonly ArrayBuffer[]): Promise<TensorMap> => {
+      run: async (feeds: TensorMap, options: PartitionRunOptions = {}): Promise<TensorMap> => {
         checkFeeds(feeds, inputs, label);
         const checked: TensorMap = {};
         for (const info of inputs) checked[info.name] = feeds[info.name] as Tensor;
         try {
           // The body's buffer and input buffers that only these tensors use move to the
           // worker; anything else is copied.
-          return (await pool.run(ref, checked, owned ? { move: owned } : {})).outputs;
+          return (await pool.run(ref, checked, { ...(options.owned ? { move: options.owned } : {}), ...(options.deadline !== undefined ? { deadline: options.deadline } : {}) })).outputs;
         } catch (error) {
           throw poolFailure(error, label);
         }

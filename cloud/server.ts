@@ -445,7 +445,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       if (Date.now() > deadline) throw new CloudError(504, 'CLOUD_DEADLINE', 'the request deadline passed before it could run');
       const t0 = performance.now();
       // The body is read no more from here on (its size is kept for the log): a worker may take it.
-      const outputs = await partition.run(inputs, ownedBodies.has(body) ? [body.buffer as ArrayBuffer] : undefined);
+      const outputs = await partition.run(inputs, ownedBodies.has(body) ? { owned: [body.buffer as ArrayBuffer], deadline } : { deadline });
       computeMs = performance.now() - t0;
       const compute = computeMs.toFixed(3);
       const headers: Record<string, string | number> = { 'x-request-id': requestId, [COMPUTE_HEADER]: compute };

@@ -141,6 +141,28 @@ describe('the cloud service with worker threads (--workers)', () => {
     }
   });
 
+  it('with more models than workers, a request whose deadline passes while it waits for the worker gets 504 at its deadline', async () => {
+    const svc = await startService(dir, { workers: 1 });
+    try {
+      // Both sessions loaded first: a load holds the worker too, and the waiting request would get it next.
+      await post(svc, 'cls', randomInput([1, 3, 48, 192])).then((r) => r.arrayBuffer());
+      await post(svc, 'det', randomInput([1, 3, 64, 64])).then((r) => r.arrayBuffer());
+      const long = post(svc, 'det', randomInput([1, 3, 960, 960], 8)).then(async (r) => ({ status: r.status, body: await r.arrayBuffer() }));
+      await untilRunning(svc, 'det');
+      const late = fetch(`${svc.url}/v1/models/cls/infer`, { method: 'POST', body: encodeTensorMap(randomInput([1, 3, 48, 192])), headers: { 'content-type': 'application/x-msgpack', 'x-tandem-deadline-ms': '60' } })
+        .then(async (r) => ({ status: r.status, body: (await r.json()) as { code: string; message: string } }));
+      const settled = await order({ late, long });
+      expect(settled).toEqual(['late', 'long']);
+      expect((await late).status).toBe(504);
+      expect((await late).body.code).toBe('CLOUD_DEADLINE');
+      expect((await late).body.message).toMatch(/waited for or ran in a worker thread/);
+      expect((await long).status).toBe(200);
+      expect((await post(svc, 'cls', randomInput([1, 3, 48, 192]))).status).toBe(200);
+    } finally {
+      await svc.drain();
+    }
+  });
+
   it('drains: a run in progress finishes and is answered, then the workers are stopped', async () => {
     const svc = await startService(dir, { workers: 1 });
     const long = post(svc, 'det', randomInput([1, 3, 640, 640], 9));
