@@ -180,8 +180,12 @@ export function threadingOf(sessionOptions: ort.InferenceSession.SessionOptions)
   };
 }
 
-/** Checks a request's tensors against the partition's declared inputs (all there, no others, dtypes and static dims). */
-function checkFeeds(feeds: TensorMap, inputs: readonly TensorInfo[], label: string): void {
+/**
+ * Checks a request's tensors against the partition's declared inputs (all there, no others,
+ * dtypes and static dims) and returns them in the inputs' order.
+ */
+function pickFeeds(feeds: TensorMap, inputs: readonly TensorInfo[], label: string): TensorMap {
+  const picked: TensorMap = {};
   for (const info of inputs) {
     const t = feeds[info.name];
     if (!t) throw badRequest('CLOUD_INPUT_MISSING', `${label} needs input "${info.name}" (inputs: ${inputs.map((i) => i.name).join(', ')})`);
@@ -190,9 +194,11 @@ function checkFeeds(feeds: TensorMap, inputs: readonly TensorInfo[], label: stri
     if (info.shape.length > 0 && (info.shape.length !== t.dims.length || info.shape.some((d, i) => typeof d === 'number' && d !== t.dims[i]))) {
       throw badRequest('CLOUD_INPUT_SHAPE', `${label}: input "${info.name}" has shape [${t.dims.join(', ')}] but the model expects [${info.shape.join(', ')}]`);
     }
+    picked[info.name] = t;
   }
   const extra = Object.keys(feeds).filter((n) => !inputs.some((i) => i.name === n));
   if (extra.length > 0) throw badRequest('CLOUD_INPUT_UNKNOWN', `${label} has no input named ${extra.map((e) => `"${e}"`).join(', ')}`);
+  return picked;
 }
 
 /** A worker pool's typed failure as the service's: the model's refusal is the client's, a crash is retryable. */
@@ -286,6 +292,11 @@ export class ModelRepository {
     this.sessions.push(session);
     const inputs = tensorInfo(session.inputMetadata);
     const outputs = tensorInfo(session.outputMetadata);
+    const toOrtFeeds = (feeds: TensorMap): Record<string, ort.Tensor> => {
+      const ortFeeds: Record<string, ort.Tensor> = {};
+      for (const [name, t] of Object.entries(pickFeeds(feeds, inputs, label))) ortFeeds[name] = toOrt(t);
+      return ortFeeds;
+    };
     return {
       model: pkg.name,
       cut,
@@ -293,9 +304,7 @@ export class ModelRepository {
       outputs,
       session,
       run: async (feeds: TensorMap): Promise<TensorMap> => {
-        checkFeeds(feeds, inputs, label);
-        const ortFeeds: Record<string, ort.Tensor> = {};
-        for (const info of inputs) ortFeeds[info.name] = toOrt(feeds[info.name] as Tensor);
+        const ortFeeds = toOrtFeeds(feeds);
         let result: ort.InferenceSession.OnnxValueMapType;
         try {
           result = await session.run(ortFeeds);
@@ -308,9 +317,7 @@ export class ModelRepository {
         return out;
       },
       timeSession: async (feeds: TensorMap): Promise<number> => {
-        checkFeeds(feeds, inputs, label);
-        const ortFeeds: Record<string, ort.Tensor> = {};
-        for (const info of inputs) ortFeeds[info.name] = toOrt(feeds[info.name] as Tensor);
+        const ortFeeds = toOrtFeeds(feeds);
         const t0 = performance.now();
         await session.run(ortFeeds);
         return performance.now() - t0;
@@ -339,9 +346,7 @@ export class ModelRepository {
       inputs,
       outputs,
       run: async (feeds: TensorMap, options: PartitionRunOptions = {}): Promise<TensorMap> => {
-        checkFeeds(feeds, inputs, label);
-        const checked: TensorMap = {};
-        for (const info of inputs) checked[info.name] = feeds[info.name] as Tensor;
+        const checked = pickFeeds(feeds, inputs, label);
         try {
           // The body's buffer and input buffers that only these tensors use move to the
           // worker; anything else is copied.
@@ -351,9 +356,7 @@ export class ModelRepository {
         }
       },
       timeSession: async (feeds: TensorMap): Promise<number> => {
-        checkFeeds(feeds, inputs, label);
-        const checked: TensorMap = {};
-        for (const info of inputs) checked[info.name] = feeds[info.name] as Tensor;
+        const checked = pickFeeds(feeds, inputs, label);
         try {
           // The worker's own clock around session.run: the hop across threads is not in it.
           return (await pool.run(ref, checked, { transfer: false })).edgeMs;
