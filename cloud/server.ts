@@ -151,7 +151,12 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
   const workers = options.workers ?? 0;
   if (!Number.isSafeInteger(workers) || workers < 0) throw new CloudError(500, 'CLOUD_OPTION', `workers must be a non-negative integer, got ${workers}`, { retryable: false });
   // Loaded only when asked for: piscina's start-up is not free, and most services run inline.
-  const pool = workers > 0 ? new (await import('../src/runtime/pool.js')).EdgePool({ workers, ...threadingOf(options.sessionOptions ?? {}), maxQueue: Number.MAX_SAFE_INTEGER, whenFull: 'wait' }) : undefined;
+  // The per-model limiters bound the requests; the pool only orders them. Every partition
+  // stays loaded, as on the event loop's thread (the edge's bounded session cache would reload
+  // tails in turn when more than its size are in use).
+  const pool = workers > 0
+    ? new (await import('../src/runtime/pool.js')).EdgePool({ workers, ...threadingOf(options.sessionOptions ?? {}), maxQueue: Number.MAX_SAFE_INTEGER, whenFull: 'wait', maxSessions: Number.MAX_SAFE_INTEGER })
+    : undefined;
   const repo = new ModelRepository(packages, options.extractTail, options.sessionOptions, pool);
   const metrics = new CloudMetrics(options.processMetrics ?? false);
   const credentials = options.credentials ?? envCredentials();
