@@ -598,7 +598,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
   const address = server.address() as AddressInfo;
   const host = options.host && options.host !== '0.0.0.0' ? options.host : '127.0.0.1';
   const url = `${options.tls ? 'https' : 'http'}://${host}:${address.port}`;
-  log.info({ url, models: repo.names() }, 'tandem cloud service listening');
+  log.info({ url, models: repo.names(), workers }, 'tandem cloud service listening');
 
   return {
     url,

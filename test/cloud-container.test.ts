@@ -53,20 +53,23 @@ describe('the container entrypoint', () => {
   });
 
   it.each([
-    ['SageMaker', 'SAGEMAKER_BIND_TO_PORT', '/ping'],
-    ['Vertex AI', 'AIP_HTTP_PORT', '/health'],
-  ])('serves as %s runs it, and drains on SIGTERM', async (_platform, portVariable, health) => {
+    ['SageMaker', 'SAGEMAKER_BIND_TO_PORT', '/ping', {}],
+    ['Vertex AI', 'AIP_HTTP_PORT', '/health', {}],
+    ['SageMaker, with TANDEM_WORKERS=1,', 'SAGEMAKER_BIND_TO_PORT', '/ping', { TANDEM_WORKERS: '1' }],
+  ])('serves as %s runs it, and drains on SIGTERM', async (_platform, portVariable, health, extraEnv: NodeJS.ProcessEnv) => {
     // freePort's port can be taken by another test's server before the service binds it (the
     // service then exits with EADDRINUSE, and the other server would answer the probes): take
     // another port then.
     for (let attempt = 1; ; attempt++) {
       const port = await freePort();
-      const c = container(['serve'], { [portVariable]: String(port), TANDEM_MODELS: dir });
+      const c = container(['serve'], { [portVariable]: String(port), TANDEM_MODELS: dir, ...extraEnv });
       try {
         if (!(await listening(c, port))) {
           if (attempt < 3) continue;
           throw new Error(`the service could not listen on three free ports:\n${c.output()}`);
         }
+        // The platform passes no flags: the worker threads come from the environment.
+        expect(c.output()).toContain(`"workers":${extraEnv['TANDEM_WORKERS'] ?? 0}`);
         await serveAndStop(c, `http://127.0.0.1:${port}`, health);
         return;
       } finally {
