@@ -161,11 +161,7 @@ export function registerCloudCommands(program: Command): void {
     .option('--log-level <level>', 'pino log level', 'info')
     .option('--intra-op-threads <n>', 'onnxruntime intra-op threads per session (default: one per physical core)', positiveInt('--intra-op-threads'))
     .option('--no-spinning', 'stop idle onnxruntime threads spin-waiting (for cores shared with other work)')
-    .option('--workers <n>', 'worker threads that run the models, keeping the event loop free during runs (default: TANDEM_WORKERS, else 0: runs on the event loop)', (v: string) => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 0) throw new ValidationError('CLI_ARGUMENT', `--workers must be a non-negative integer, got "${v}"`);
-      return n;
-    })
+    .option('--workers <n>', 'worker threads that run the models, keeping the event loop free during runs (default: TANDEM_WORKERS, else 0: runs on the event loop)', nonNegativeInt('--workers'))
     .action((opts: Omit<ServeOptions, 'workers'> & { workers?: number }) => serve({ ...opts, workers: opts.workers ?? workersFromEnv() }));
 
   const existing = program.commands.find((c) => c.name() === 'bench');
