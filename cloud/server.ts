@@ -13,6 +13,7 @@ import { pino, type Logger } from 'pino';
 import { z } from 'zod';
 import { decodePayload, encodeTensorMap, looksLikeTensorPayload, TENSOR_CONTENT_TYPE, type CodecLimits } from '../src/codec/index.js';
 import { isTandemError } from '../src/errors.js';
+import { isTransferable } from '../src/runtime/protocol.js';
 import { decodeOipRequest, encodeOipResponse, LINK_PROBE_MAX_BYTES, LINK_PROBE_PATH, OIP_HEADER_LENGTH } from '../src/providers/wire/oip.js';
 import { instancesToTensors, tensorsToPredictions } from '../src/providers/wire/vertex.js';
 import type { TensorMap } from '../src/tensor.js';
@@ -253,9 +254,10 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
 
   // Bodies whose memory this service allocated itself, alone in their ArrayBuffer: a run in a
   // worker thread may take the buffer instead of a copy. A chunk node:http read is not ours.
+  // Without workers nothing is moved, so nothing is recorded.
   const ownedBodies = new WeakSet<Buffer>();
   const own = (b: Buffer): Buffer => {
-    if (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && b.buffer instanceof ArrayBuffer) ownedBodies.add(b);
+    if (pool && isTransferable(b)) ownedBodies.add(b);
     return b;
   };
 
