@@ -10,6 +10,7 @@ import * as ort from 'onnxruntime-node';
 import { z } from 'zod';
 import type { EdgePool, EdgePoolOptions } from '../src/runtime/pool.js';
 import type { ModelRef, ValueInfo } from '../src/runtime/protocol.js';
+import { spinningOf, spinningSessionOptions } from '../src/runtime/session-options.js';
 import { isDType, type DType, type Tensor, type TensorMap } from '../src/tensor.js';
 import { CloudError, badRequest } from './errors.js';
 
@@ -166,17 +167,16 @@ export interface OrtThreading {
 export function threadingSessionOptions(threading: OrtThreading): ort.InferenceSession.SessionOptions {
   return {
     ...(threading.intraOpNumThreads !== undefined ? { intraOpNumThreads: threading.intraOpNumThreads } : {}),
-    ...(threading.spinning !== undefined ? { extra: { session: { intra_op: { allow_spinning: threading.spinning ? '1' : '0' } } } } : {}),
+    ...(threading.spinning !== undefined ? spinningSessionOptions(threading.spinning) : {}),
   };
 }
 
 /** The worker-pool threading `sessionOptions` asks for, as {@link threadingSessionOptions} writes it. */
 export function threadingOf(sessionOptions: ort.InferenceSession.SessionOptions): Pick<EdgePoolOptions, 'intraOpThreads' | 'spinning'> {
-  const extra = sessionOptions.extra as { session?: { intra_op?: { allow_spinning?: unknown } } } | undefined;
-  const spinning = extra?.session?.intra_op?.allow_spinning;
+  const spinning = spinningOf(sessionOptions);
   return {
     ...(sessionOptions.intraOpNumThreads !== undefined ? { intraOpThreads: sessionOptions.intraOpNumThreads } : {}),
-    ...(spinning === '0' || spinning === '1' ? { spinning: spinning === '1' } : {}),
+    ...(spinning !== undefined ? { spinning } : {}),
   };
 }
 

@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import * as ort from 'onnxruntime-node';
 import { Piscina } from 'piscina';
 import type { DType, TensorData } from '../tensor.js';
+import { spinningSessionOptions } from './session-options.js';
 import { SlowdownEmulator, runKey } from './slowdown.js';
 import { isTransferable, type ModelRef, type ValueInfo, type WireTensor, type WorkerConfig, type WorkerError, type WorkerResult, type WorkerTask } from './protocol.js';
 
@@ -50,7 +51,7 @@ function session(model: ModelRef): Promise<ort.InferenceSession> {
           interOpNumThreads: 1,
           executionMode: 'sequential',
           graphOptimizationLevel: 'all',
-          ...(config.spinning !== undefined ? { extra: { session: { intra_op: { allow_spinning: config.spinning ? '1' : '0' } } } } : {}),
+          ...(config.spinning !== undefined ? spinningSessionOptions(config.spinning) : {}),
         });
       } catch (error) {
         throw new WorkerFailure('RUNTIME_MODEL_LOAD', `onnxruntime could not load model ${model.sha256.slice(0, 12)}: ${(error as Error).message}`);
