@@ -182,10 +182,10 @@ export function threadingOf(sessionOptions: ort.InferenceSession.SessionOptions)
 
 /**
  * Checks a request's tensors against the partition's declared inputs (all there, no others,
- * dtypes and static dims) and returns them in the inputs' order.
+ * dtypes and static dims) and returns them in the inputs' order, each as `as` makes it.
  */
-function pickFeeds(feeds: TensorMap, inputs: readonly TensorInfo[], label: string): TensorMap {
-  const picked: TensorMap = {};
+function pickFeeds<T>(feeds: TensorMap, inputs: readonly TensorInfo[], label: string, as: (t: Tensor) => T): Record<string, T> {
+  const picked: Record<string, T> = {};
   for (const info of inputs) {
     const t = feeds[info.name];
     if (!t) throw badRequest('CLOUD_INPUT_MISSING', `${label} needs input "${info.name}" (inputs: ${inputs.map((i) => i.name).join(', ')})`);
@@ -194,7 +194,7 @@ function pickFeeds(feeds: TensorMap, inputs: readonly TensorInfo[], label: strin
     if (info.shape.length > 0 && (info.shape.length !== t.dims.length || info.shape.some((d, i) => typeof d === 'number' && d !== t.dims[i]))) {
       throw badRequest('CLOUD_INPUT_SHAPE', `${label}: input "${info.name}" has shape [${t.dims.join(', ')}] but the model expects [${info.shape.join(', ')}]`);
     }
-    picked[info.name] = t;
+    picked[info.name] = as(t);
   }
   const extra = Object.keys(feeds).filter((n) => !inputs.some((i) => i.name === n));
   if (extra.length > 0) throw badRequest('CLOUD_INPUT_UNKNOWN', `${label} has no input named ${extra.map((e) => `"${e}"`).join(', ')}`);
@@ -292,11 +292,7 @@ export class ModelRepository {
     this.sessions.push(session);
     const inputs = tensorInfo(session.inputMetadata);
     const outputs = tensorInfo(session.outputMetadata);
-    const toOrtFeeds = (feeds: TensorMap): Record<string, ort.Tensor> => {
-      const ortFeeds: Record<string, ort.Tensor> = {};
-      for (const [name, t] of Object.entries(pickFeeds(feeds, inputs, label))) ortFeeds[name] = toOrt(t);
-      return ortFeeds;
-    };
+    const toOrtFeeds = (feeds: TensorMap): Record<string, ort.Tensor> => pickFeeds(feeds, inputs, label, toOrt);
     return {
       model: pkg.name,
       cut,
@@ -346,7 +342,7 @@ export class ModelRepository {
       inputs,
       outputs,
       run: async (feeds: TensorMap, options: PartitionRunOptions = {}): Promise<TensorMap> => {
-        const checked = pickFeeds(feeds, inputs, label);
+        const checked: TensorMap = pickFeeds(feeds, inputs, label, (t) => t);
         try {
           // The body's buffer and input buffers that only these tensors use move to the
           // worker; anything else is copied.
@@ -356,7 +352,7 @@ export class ModelRepository {
         }
       },
       timeSession: async (feeds: TensorMap): Promise<number> => {
-        const checked = pickFeeds(feeds, inputs, label);
+        const checked: TensorMap = pickFeeds(feeds, inputs, label, (t) => t);
         try {
           // The worker's own clock around session.run: the hop across threads is not in it.
           return (await pool.run(ref, checked, { transfer: false })).edgeMs;
