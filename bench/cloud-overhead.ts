@@ -79,6 +79,23 @@ export interface CloudOverheadResult {
   roundTripRatio: number;
   /** Median bare node:http POST of the same request and answer sizes on this loopback. */
   transportFloorMs: number;
+  /**
+   * Median service time of the least any node:http service can do with the same request: read
+   * the body into one buffer, run the same session on ready-made feeds, answer with as many
+   * bytes (no decoding, checks, encoding or log), timed the same way as `serviceMs`.
+   */
+  serviceFloorMs: number;
+  /**
+   * Median over pairs of (that floor's service time / bare time): what an `overheadRatio` goal
+   * can ask of a service on node:http on this machine. Above a goal, no change to the service's
+   * own work can meet it.
+   */
+  serviceFloorRatio: number;
+  /**
+   * Median over pairs of (that floor's service time − bare time). Per pair, because the bare
+   * run can change speed between the two phases of one process (its two modes).
+   */
+  serviceFloorOverheadMs: number;
   requestBytes: number;
   responseBytes: number;
 }
@@ -154,6 +171,61 @@ async function transportFloor(requestBytes: number, responseBytes: number, itera
 }
 
 /**
+ * The {@link CloudOverheadResult.serviceFloorMs} service: node:http, the body copied into one
+ * buffer as it arrives (as the service reads it), then `run` (the partition's bare run), then
+ * a ready answer of `responseBytes`. Paired with bare runs exactly as the service is.
+ */
+async function serviceFloor(run: () => Promise<number>, body: () => Uint8Array, responseBytes: number, warmup: number, iterations: number): Promise<{ ms: number; ratio: number; overheadMs: number }> {
+  const answer = Buffer.alloc(responseBytes, 1);
+  const times: number[] = [];
+  const server = createServer((req, res) => {
+    const started = performance.now();
+    const whole = Buffer.allocUnsafe(Number(req.headers['content-length']));
+    let size = 0;
+    req.on('data', (b: Buffer) => { size += b.copy(whole, size); });
+    req.on('end', () => {
+      void run().then(() => {
+        res.writeHead(200, { 'content-length': answer.byteLength }).end(answer);
+        times.push(performance.now() - started);
+      }, (error: unknown) => res.destroy(error instanceof Error ? error : new Error(String(error))));
+    });
+  });
+  server.on('connection', (socket) => socket.setNoDelay(true));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const agent = leanAgent();
+  try {
+    const port = (server.address() as AddressInfo).port;
+    const served = async (): Promise<number> => {
+      const bytes = body();
+      const res = await post({ host: '127.0.0.1', port, path: '/', agent, headers: { 'content-length': bytes.byteLength } }, bytes);
+      if (res.status !== 200) throw new Error(`the floor service answered ${res.status}`);
+      const t = times.pop();
+      if (t === undefined) throw new Error('the floor service recorded no time');
+      return t;
+    };
+    for (let i = 0; i < warmup; i++) {
+      await run();
+      await served();
+    }
+    const serviceTimes: number[] = [];
+    const ratios: number[] = [];
+    const over: number[] = [];
+    for (let i = 0; i < iterations; i++) {
+      let b = i % 2 === 0 ? await run() : 0;
+      const s = await served();
+      if (i % 2 === 1) b = await run();
+      serviceTimes.push(s);
+      ratios.push(s / b);
+      over.push(s - b);
+    }
+    return { ms: median(serviceTimes), ratio: median(ratios), overheadMs: median(over) };
+  } finally {
+    agent.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
+
+/**
  * Warm-up pairs by default. A deployed service is measured in its steady state: V8 optimises
  * the request path only after some hundreds of requests, and after 5 warm-up pairs (this
  * bench's earlier default) the timed requests still ran partly unoptimised code, ≈ 0.4 ms more
@@ -219,6 +291,7 @@ export async function runCloudOverheadBench(subject: OverheadSubject, options: {
     }
     const bareMs = median(bareTimes);
     const serviceMs = median(served.map((s) => s.record.totalMs));
+    const floor = await serviceFloor(bare, () => encodeTensorMap(subject.inputs), responseBytes, warmup, iterations);
     return {
       subject: subject.label, iterations, warmup, workers,
       intraOpNumThreads: options.intraOpNumThreads ?? 'default', spinning: options.spinning ?? 'default',
@@ -227,6 +300,7 @@ export async function runCloudOverheadBench(subject: OverheadSubject, options: {
       afterBodyMs: median(served.map((s) => s.record.totalMs - s.record.bodyMs)), afterBodyRatio: median(afterBodyRatios),
       roundTripMs: median(served.map((s) => s.roundTripMs)), roundTripRatio: median(roundTripRatios),
       transportFloorMs: await transportFloor(requestBytes, responseBytes, iterations),
+      serviceFloorMs: floor.ms, serviceFloorRatio: floor.ratio, serviceFloorOverheadMs: floor.overheadMs,
       requestBytes, responseBytes,
     };
   } finally {

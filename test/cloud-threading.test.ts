@@ -62,6 +62,9 @@ describe('onnxruntime threading of the service', () => {
     expect(last['afterBodyMs']).toBeLessThanOrEqual(last['serviceMs'] as number);
     expect(last['afterBodyRatio']).toBeLessThanOrEqual(last['overheadRatio'] as number);
     expect(last['transportFloorMs']).toBeGreaterThan(0);
+    // The floor service runs the same tail on each request, so it takes at least a run's time.
+    expect(last['serviceFloorMs']).toBeGreaterThanOrEqual(Math.min(last['bareMs'] as number, last['serverComputeMs'] as number) * 0.5);
+    expect(Number.isFinite(last['serviceFloorRatio'])).toBe(true);
     // c96's tail reads the 7×7×1280 feature map (250 880 bytes) and answers 1000 logits.
     expect(last['requestBytes']).toBeGreaterThan(250_880);
     expect(last['responseBytes']).toBeGreaterThan(4000);
