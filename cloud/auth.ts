@@ -50,6 +50,11 @@ const unauthorized = (code: string, message: string): CloudError => new CloudErr
 export interface AwsCredentials {
   accessKeyId: string;
   secretAccessKey: string;
+  /**
+   * Set for temporary credentials (STS: role assumption, web identity): every request must
+   * then carry this token in a signed `X-Amz-Security-Token`, as AWS requires of them.
+   */
+  sessionToken?: string;
 }
 
 const AUTH_RE = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, ?SignedHeaders=([a-z0-9;-]+), ?Signature=([0-9a-f]{64})$/;
@@ -83,6 +88,15 @@ export async function verifySigV4(
   if (declaredHash === 'UNSIGNED-PAYLOAD') throw unauthorized('CLOUD_AUTH_SIGNATURE', 'unsigned payloads are not accepted');
   const names = signedHeaders.split(';');
   if (!names.includes('host')) throw unauthorized('CLOUD_AUTH_INVALID', 'the signature must cover the host header');
+  const token = request.headers['x-amz-security-token'];
+  if (credentials.sessionToken !== undefined) {
+    if (typeof token !== 'string') throw unauthorized('CLOUD_AUTH_MISSING', 'temporary credentials need their session token in X-Amz-Security-Token');
+    // Unsigned, the token could be swapped under a valid signature.
+    if (!names.includes('x-amz-security-token')) throw unauthorized('CLOUD_AUTH_INVALID', 'the signature must cover X-Amz-Security-Token');
+    if (!safeEqual(token, credentials.sessionToken)) throw unauthorized('CLOUD_AUTH_INVALID', 'the security token included in the request is invalid (wrong session token)');
+  } else if (token !== undefined) {
+    throw unauthorized('CLOUD_AUTH_INVALID', 'the security token included in the request is invalid (this front holds long-term keys, which have no session token)');
+  }
   const headers: Record<string, string> = {};
   for (const name of names) {
     const value = request.headers[name];

@@ -107,7 +107,9 @@ interface ParsedBody {
 
 function envCredentials(): NonNullable<CloudServiceOptions['credentials']> {
   const env = process.env;
-  const aws = env['AWS_ACCESS_KEY_ID'] && env['AWS_SECRET_ACCESS_KEY'] ? { accessKeyId: env['AWS_ACCESS_KEY_ID'], secretAccessKey: env['AWS_SECRET_ACCESS_KEY'] } : undefined;
+  const aws = env['AWS_ACCESS_KEY_ID'] && env['AWS_SECRET_ACCESS_KEY']
+    ? { accessKeyId: env['AWS_ACCESS_KEY_ID'], secretAccessKey: env['AWS_SECRET_ACCESS_KEY'], ...(env['AWS_SESSION_TOKEN'] ? { sessionToken: env['AWS_SESSION_TOKEN'] } : {}) }
+    : undefined;
   const easSigning = env['TANDEM_EAS_ACCESS_KEY_ID'] && env['TANDEM_EAS_ACCESS_KEY_SECRET'] ? { keyId: env['TANDEM_EAS_ACCESS_KEY_ID'], secret: env['TANDEM_EAS_ACCESS_KEY_SECRET'] } : undefined;
   return {
     ...(aws ? { aws } : {}),
