@@ -173,6 +173,8 @@ describe('Greengrass recipe', () => {
     const { parse } = await import('yaml');
     const recipe = parse(await readFile(new URL('../edge/greengrass/recipe.yaml', import.meta.url), 'utf8')) as Record<string, any>;
     expect(recipe['RecipeFormatVersion']).toBe('2020-01-25');
+    // AWS credentials on the device (SageMaker endpoints, S3 stores) come from the token exchange service.
+    expect(recipe['ComponentDependencies']['aws.greengrass.TokenExchangeService']).toMatchObject({ DependencyType: 'HARD' });
     const defaults = recipe['ComponentConfiguration']['DefaultConfiguration'];
     const acl = defaults['accessControl'];
     const mqttproxy = Object.values(acl['aws.greengrass.ipc.mqttproxy'])[0] as { operations: string[]; resources: string[] };
