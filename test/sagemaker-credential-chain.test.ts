@@ -145,7 +145,7 @@ describe('SageMaker credentials from the SDK default chain', () => {
       const error = await client.infer({ model: 'cls', inputs: randomInput([1, 3, 8, 10], 5) }, { deadline: Date.now() + 30_000 }).then(() => undefined, (e: unknown) => e);
       expect(error).toBeInstanceOf(ProviderError);
       expect(error).toMatchObject({ code: 'PROVIDER_AUTH', retryable: false });
-      expect(String((error as Error).message)).toMatch(/InvalidIdentityToken|credentials/i);
+      expect(String((error as Error).message)).toMatch(/credential chain failed: the credential service answered 400 InvalidIdentityToken/);
       expect(sts.calls.map((c) => c.status)).toEqual([400]);
       expect(await invocations()).toBe(requestsBefore);
     } finally {

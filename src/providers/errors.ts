@@ -53,3 +53,24 @@ export function networkCode(error: unknown): string | undefined {
   }
   return undefined;
 }
+
+/**
+ * A failure of a client's credential chain (AWS STS, a token exchange, Google ADC), told apart
+ * from the endpoint's own answer: the credential service's status decides. A refused token,
+ * role or key (4xx), or no credentials at all, is final; throttling, 5xx or an unreachable
+ * credential service is worth a retry.
+ */
+export function credentialError(endpoint: string, error: unknown, status: number | undefined, serverCode?: string): ProviderError {
+  const what = `endpoint "${endpoint}": the client's credential chain failed`;
+  const message = error instanceof Error ? error.message : String(error);
+  const details = { endpoint, ...(serverCode ? { serverCode } : {}) };
+  if (status !== undefined) {
+    const text = `${what}: the credential service answered ${status}${serverCode ? ` ${serverCode}` : ''}: ${message}`;
+    if (status === 429 || serverCode?.startsWith('Throttling') === true) return new ProviderError('PROVIDER_THROTTLED', text, { cause: error, details });
+    if (status >= 500) return new ProviderError('PROVIDER_UNAVAILABLE', text, { cause: error, details });
+    return new ProviderError('PROVIDER_AUTH', text, { cause: error, details });
+  }
+  const net = networkCode(error);
+  if (net) return new ProviderError('PROVIDER_NETWORK', `${what}: the credential service could not be reached (${net})`, { cause: error, details: { ...details, errno: net } });
+  return new ProviderError('PROVIDER_AUTH', `${what}: ${message}`, { cause: error, details });
+}

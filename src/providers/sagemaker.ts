@@ -7,7 +7,7 @@
 import type { SageMakerRuntimeClient, SageMakerRuntimeClientConfig } from '@aws-sdk/client-sagemaker-runtime';
 import { LazyValue } from '../lazy.js';
 import { callScope, raceAbort } from './deadline.js';
-import { errorForStatus, networkCode, ProviderError } from './errors.js';
+import { credentialError, errorForStatus, ProviderError } from './errors.js';
 import { computeFromAttributes, decodeResponse, encodeRequest, timing } from './payload.js';
 import type { EndpointConfig, InferOptions, InferRequest, InferResponse, ProviderClient } from './types.js';
 
@@ -24,27 +24,6 @@ const sageMakerSdk = new LazyValue<SageMakerSdk>(() => import('@aws-sdk/client-s
 
 function isServiceError(e: unknown): e is AwsServiceError {
   return e instanceof Error && '$metadata' in e;
-}
-
-/**
- * Classifies a failure of the SDK's credential chain: the credential service's own status
- * decides (a refused token or role is final; STS throttling, 5xx or a dropped connection is
- * worth a retry). Undefined for what the call scope classifies (abort, deadline).
- */
-function credentialsError(endpoint: string, error: unknown): ProviderError | undefined {
-  if (!(error instanceof Error) || error.name === 'AbortError' || error.message === 'deadline exceeded') return undefined;
-  const what = `endpoint "${endpoint}": the AWS SDK's credential chain failed`;
-  const details = { endpoint, awsError: error.name };
-  const status = isServiceError(error) ? (error as AwsServiceError).$metadata?.httpStatusCode : undefined;
-  if (status !== undefined) {
-    const text = `${what}: the credential service answered ${status} ${error.name}: ${error.message}`;
-    if (status === 429 || error.name.startsWith('Throttling')) return new ProviderError('PROVIDER_THROTTLED', text, { cause: error, details });
-    if (status >= 500) return new ProviderError('PROVIDER_UNAVAILABLE', text, { cause: error, details });
-    return new ProviderError('PROVIDER_AUTH', text, { cause: error, details });
-  }
-  const net = networkCode(error);
-  if (net) return new ProviderError('PROVIDER_NETWORK', `${what}: the credential service could not be reached (${net})`, { cause: error, details: { ...details, errno: net } });
-  return new ProviderError('PROVIDER_AUTH', `${what}: ${error.message}`, { cause: error, details });
 }
 
 export class SageMakerClient implements ProviderClient {
@@ -86,7 +65,9 @@ export class SageMakerClient implements ProviderClient {
       try {
         await raceAbort(client.config.credentials(), scope.signal);
       } catch (error) {
-        throw credentialsError(this.endpoint.name, error) ?? error;
+        if (scope.signal.aborted) throw error;
+        const status = isServiceError(error) ? error.$metadata?.httpStatusCode : undefined;
+        throw credentialError(this.endpoint.name, error, status, error instanceof Error ? error.name : undefined);
       }
       const start = performance.now();
       const enc = encodeRequest(request, this.endpoint.wire ?? 'binary');

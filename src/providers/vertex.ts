@@ -11,7 +11,7 @@ import type { ClientOptions } from 'google-gax';
 import { LazyValue } from '../lazy.js';
 import type { DType } from '../tensor.js';
 import { callScope, raceAbort } from './deadline.js';
-import { errorForStatus, ProviderError } from './errors.js';
+import { credentialError, errorForStatus, ProviderError } from './errors.js';
 import { decodeResponse, encodeRequest, timing } from './payload.js';
 import type { EndpointConfig, InferOptions, InferRequest, InferResponse, ProviderClient } from './types.js';
 import { predictionsToTensors, tensorsToInstances } from './wire/vertex.js';
@@ -60,6 +60,13 @@ function statusOf(error: unknown): { status: number | undefined; code: string | 
   return { status: undefined, code: undefined };
 }
 
+/** The OAuth 2.0 `error` field of a token endpoint's refusal (`invalid_grant`…), where there is one. */
+function oauthErrorCode(error: unknown): string | undefined {
+  const data = (error as { response?: { data?: unknown } } | undefined)?.response?.data;
+  const code = data !== null && typeof data === 'object' ? (data as { error?: unknown }).error : undefined;
+  return typeof code === 'string' ? code : undefined;
+}
+
 export class VertexClient implements ProviderClient {
   private readonly client: LazyValue<v1.PredictionServiceClient>;
   private readonly path: string;
@@ -67,7 +74,9 @@ export class VertexClient implements ProviderClient {
   /** `clientOptions` overrides what is passed to PredictionServiceClient. */
   constructor(readonly endpoint: EndpointConfig, clientOptions: ClientOptions = {}) {
     if (!endpoint.project || !endpoint.target) throw new ProviderError('PROVIDER_CONFIG', `endpoint "${endpoint.name}" (vertex) needs project and target (the endpoint id)`);
-    const opts: ClientOptions = { apiEndpoint: `${endpoint.region}-aiplatform.googleapis.com` };
+    // The project is known: without it, ADC looks it up, and for workload identity federation
+    // that is a call to Cloud Resource Manager before the first prediction.
+    const opts: ClientOptions = { apiEndpoint: `${endpoint.region}-aiplatform.googleapis.com`, projectId: endpoint.project };
     if (endpoint.url) {
       const u = new URL(endpoint.url);
       Object.assign(opts, { apiEndpoint: u.hostname, port: Number(u.port || (u.protocol === 'https:' ? 443 : 80)), protocol: u.protocol.replace(':', ''), fallback: 'rest' });
@@ -101,6 +110,16 @@ export class VertexClient implements ProviderClient {
     const scope = callScope(options);
     try {
       const client = await raceAbort(this.client.get(), scope.signal);
+      // Resolved here, not inside the call, so that a failure of ADC (a refused workload
+      // identity token, say) is not mistaken for the endpoint's answer. The auth library keeps
+      // the token: the exchange happens once, then again near expiry.
+      try {
+        await raceAbort(client.auth.getRequestHeaders(), scope.signal);
+      } catch (error) {
+        if (scope.signal.aborted) throw error;
+        const { status, code } = statusOf(error);
+        throw credentialError(this.endpoint.name, error, status, code ?? oauthErrorCode(error));
+      }
       const remaining = scope.remaining();
       const callOptions = Number.isFinite(remaining) ? { timeout: Math.max(1, Math.floor(remaining)) } : {};
       return (this.endpoint.wire ?? 'binary') === 'json'
