@@ -171,6 +171,25 @@ async function transportFloor(requestBytes: number, responseBytes: number, itera
 }
 
 /**
+ * The bench's pairing: `warmup` untimed pairs, then `iterations` pairs of one bare run and one
+ * request, their order alternating so that neither side always runs with warm caches.
+ */
+async function paired<T>(bare: () => Promise<number>, request: () => Promise<T>, warmup: number, iterations: number): Promise<Array<{ bareMs: number; served: T }>> {
+  for (let i = 0; i < warmup; i++) {
+    await bare();
+    await request();
+  }
+  const pairs: Array<{ bareMs: number; served: T }> = [];
+  for (let i = 0; i < iterations; i++) {
+    let bareMs = i % 2 === 0 ? await bare() : 0;
+    const served = await request();
+    if (i % 2 === 1) bareMs = await bare();
+    pairs.push({ bareMs, served });
+  }
+  return pairs;
+}
+
+/**
  * The {@link CloudOverheadResult.serviceFloorMs} service: node:http, the body copied into one
  * buffer as it arrives (as the service reads it), then `run` (the partition's bare run), then
  * a ready answer of `responseBytes`. Paired with bare runs exactly as the service is.
@@ -203,22 +222,12 @@ async function serviceFloor(run: () => Promise<number>, body: () => Uint8Array, 
       if (t === undefined) throw new Error('the floor service recorded no time');
       return t;
     };
-    for (let i = 0; i < warmup; i++) {
-      await run();
-      await served();
-    }
-    const serviceTimes: number[] = [];
-    const ratios: number[] = [];
-    const over: number[] = [];
-    for (let i = 0; i < iterations; i++) {
-      let b = i % 2 === 0 ? await run() : 0;
-      const s = await served();
-      if (i % 2 === 1) b = await run();
-      serviceTimes.push(s);
-      ratios.push(s / b);
-      over.push(s - b);
-    }
-    return { ms: median(serviceTimes), ratio: median(ratios), overheadMs: median(over) };
+    const pairs = await paired(run, served, warmup, iterations);
+    return {
+      ms: median(pairs.map((p) => p.served)),
+      ratio: median(pairs.map((p) => p.served / p.bareMs)),
+      overheadMs: median(pairs.map((p) => p.served - p.bareMs)),
+    };
   } finally {
     agent.destroy();
     await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -269,27 +278,12 @@ export async function runCloudOverheadBench(subject: OverheadSubject, options: {
       return { roundTripMs, record };
     };
     const bare = (): Promise<number> => partition.timeSession(subject.inputs);
-    for (let i = 0; i < warmup; i++) {
-      await bare();
-      await viaService();
-    }
-    const bareTimes: number[] = [];
-    const served: Array<{ roundTripMs: number; record: InferenceRecord }> = [];
-    const ratios: number[] = [];
-    const afterBodyRatios: number[] = [];
-    const roundTripRatios: number[] = [];
-    for (let i = 0; i < iterations; i++) {
-      // Alternate the order so neither side always runs with warm caches.
-      let b = i % 2 === 0 ? await bare() : 0;
-      const s = await viaService();
-      if (i % 2 === 1) b = await bare();
-      bareTimes.push(b);
-      served.push(s);
-      ratios.push(s.record.totalMs / b);
-      afterBodyRatios.push((s.record.totalMs - s.record.bodyMs) / b);
-      roundTripRatios.push(s.roundTripMs / b);
-    }
-    const bareMs = median(bareTimes);
+    const pairs = await paired(bare, viaService, warmup, iterations);
+    const served = pairs.map((p) => p.served);
+    const ratios = pairs.map((p) => p.served.record.totalMs / p.bareMs);
+    const afterBodyRatios = pairs.map((p) => (p.served.record.totalMs - p.served.record.bodyMs) / p.bareMs);
+    const roundTripRatios = pairs.map((p) => p.served.roundTripMs / p.bareMs);
+    const bareMs = median(pairs.map((p) => p.bareMs));
     const serviceMs = median(served.map((s) => s.record.totalMs));
     const floor = await serviceFloor(bare, () => encodeTensorMap(subject.inputs), responseBytes, warmup, iterations);
     return {

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { CloudService } from '../cloud/server.js';
 import { createProviderClient, ProviderError, type EndpointConfig } from '../src/providers/index.js';
+import { isolateEnv } from './helpers/env.js';
 import { CLS, CREDS, expectSameOutputs, localRun, modelsDir, randomInput, startService } from './cloud-helpers.js';
 import { closedPort } from './helpers/net.js';
 import { StsFake } from './servers/sts-fake.js';
@@ -30,7 +31,7 @@ let svc: CloudService;
 let sts: StsFake;
 let cleanupModels: () => void;
 let dir: string;
-let saved: Record<string, string | undefined>;
+let restoreEnv: () => void;
 
 beforeAll(async () => {
   const m = modelsDir();
@@ -46,8 +47,7 @@ afterAll(async () => {
 });
 
 beforeEach(() => {
-  saved = Object.fromEntries(CHAIN_ENV.map((k) => [k, process.env[k]]));
-  for (const k of CHAIN_ENV) Reflect.deleteProperty(process.env, k);
+  restoreEnv = isolateEnv(CHAIN_ENV);
   dir = mkdtempSync(join(tmpdir(), 'tandem-aws-'));
   process.env['AWS_CONFIG_FILE'] = join(dir, 'config');
   process.env['AWS_SHARED_CREDENTIALS_FILE'] = join(dir, 'credentials');
@@ -57,11 +57,7 @@ beforeEach(() => {
   sts.calls.length = 0;
 });
 afterEach(() => {
-  for (const k of CHAIN_ENV) {
-    const v = saved[k];
-    if (v === undefined) Reflect.deleteProperty(process.env, k);
-    else process.env[k] = v;
-  }
+  restoreEnv();
   rmSync(dir, { recursive: true, force: true });
 });
 

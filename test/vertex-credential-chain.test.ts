@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { CloudService } from '../cloud/server.js';
 import { createProviderClient, ProviderError, type EndpointConfig } from '../src/providers/index.js';
+import { isolateEnv } from './helpers/env.js';
 import { CLS, CREDS, expectSameOutputs, localRun, modelsDir, randomInput, startService } from './cloud-helpers.js';
 
 const AUDIENCE = '//iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/edge-pool/providers/gateways';
@@ -28,7 +29,7 @@ let metadata: Server;
 let metadataHits: string[];
 let exchanges: TokenExchange[];
 let dir: string;
-let saved: Record<string, string | undefined>;
+let restoreEnv: () => void;
 
 const listen = async (server: Server): Promise<number> => {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -73,8 +74,7 @@ afterAll(async () => {
 });
 
 beforeEach(() => {
-  saved = Object.fromEntries(ADC_ENV.map((k) => [k, process.env[k]]));
-  for (const k of ADC_ENV) Reflect.deleteProperty(process.env, k);
+  restoreEnv = isolateEnv(ADC_ENV);
   dir = mkdtempSync(join(tmpdir(), 'tandem-adc-'));
   // No gcloud user credentials from the machine, and every metadata lookup lands on the trap.
   process.env['CLOUDSDK_CONFIG'] = join(dir, 'gcloud');
@@ -84,11 +84,7 @@ beforeEach(() => {
   exchanges = [];
 });
 afterEach(() => {
-  for (const k of ADC_ENV) {
-    const v = saved[k];
-    if (v === undefined) Reflect.deleteProperty(process.env, k);
-    else process.env[k] = v;
-  }
+  restoreEnv();
   rmSync(dir, { recursive: true, force: true });
 });
 
