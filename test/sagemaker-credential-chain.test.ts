@@ -172,6 +172,27 @@ describe('SageMaker credentials from the SDK default chain', () => {
     expect(sts.calls).toEqual([]);
   });
 
+  it('an STS that never answers is bounded by the call\'s deadline (PROVIDER_TIMEOUT, retryable)', async () => {
+    const silent = createServer(() => undefined);
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const tokenFile = join(dir, 'token');
+    writeFileSync(tokenFile, WEB_TOKEN);
+    process.env['AWS_WEB_IDENTITY_TOKEN_FILE'] = tokenFile;
+    process.env['AWS_ROLE_ARN'] = ROLE;
+    process.env['AWS_ENDPOINT_URL_STS'] = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    const client = createProviderClient(endpoint());
+    const started = Date.now();
+    try {
+      await expect(client.infer({ model: 'cls', inputs: randomInput([1, 3, 8, 10], 5) }, { deadline: Date.now() + 300 }))
+        .rejects.toMatchObject({ code: 'PROVIDER_TIMEOUT', retryable: true });
+      expect(Date.now() - started).toBeLessThan(5_000);
+    } finally {
+      await client.close();
+      silent.closeAllConnections();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
+  });
+
   it('the service refuses temporary keys without their session token, or with another one', async () => {
     const wrong = [
       { accessKeyId: ISSUED.accessKeyId, secretAccessKey: ISSUED.secretAccessKey },
