@@ -212,20 +212,42 @@ function poolFailure(error: unknown, label: string): CloudError {
   return new CloudError(500, 'CLOUD_MODEL_RUN', `${label} could not run: ${message}`, { cause: error, retryable: false });
 }
 
-/** Holds the packages and a cache of sessions keyed by model and cut. */
+/**
+ * Partitions (whole models and tails) kept loaded by default. A model has as many tails as
+ * cuts (PP-OCRv4 det: 407), and any caller can name any cut: unbounded, distinct cuts alone
+ * grew a service by ≈ 9 MB each, refused requests included.
+ */
+export const DEFAULT_MAX_PARTITIONS = 32;
+
+/** Holds the packages and a bounded, least-recently-used cache of sessions keyed by model and cut. */
 export class ModelRepository {
   private readonly packages = new Map<string, ModelPackage>();
+  // In use order, least recent first: a hit moves its entry to the end.
   private readonly partitions = new Map<string, Promise<LoadedPartition>>();
   private readonly bytes = new Map<string, Promise<Uint8Array>>();
-  private readonly sessions: ort.InferenceSession[] = [];
+  private readonly sessions = new Set<ort.InferenceSession>();
+  // What an evicted partition does to let go of its session once no run uses it.
+  private readonly retire = new WeakMap<LoadedPartition, () => void>();
 
   /**
    * `pool`: run every partition in these worker threads (sessions created there, inputs and
    * outputs moved across) instead of on the calling thread, whose event loop then stays free
    * while a run lasts; `sessionOptions` then do not apply (the pool's own threading does).
    */
-  constructor(packages: readonly ModelPackage[], private readonly extractTail?: TailExtractor, private readonly sessionOptions: ort.InferenceSession.SessionOptions = {}, private readonly pool?: EdgePool) {
+  constructor(
+    packages: readonly ModelPackage[],
+    private readonly extractTail?: TailExtractor,
+    private readonly sessionOptions: ort.InferenceSession.SessionOptions = {},
+    private readonly pool?: EdgePool,
+    private readonly maxPartitions = DEFAULT_MAX_PARTITIONS,
+  ) {
+    if (!Number.isSafeInteger(maxPartitions) || maxPartitions < 1) throw new CloudError(500, 'CLOUD_OPTION', `maxPartitions must be a positive integer, got ${maxPartitions}`, { retryable: false });
     for (const p of packages) this.packages.set(p.name, p);
+  }
+
+  /** Partitions loaded (or loading) now. */
+  get loaded(): number {
+    return this.partitions.size;
   }
 
   names(): string[] {
@@ -258,12 +280,22 @@ export class ModelRepository {
     const pkg = this.packages.get(model);
     if (!pkg) return Promise.reject(new CloudError(404, 'CLOUD_MODEL_NOT_FOUND', `no model named "${model}" (serving: ${this.names().join(', ') || 'none'})`, { details: { model } }));
     const key = `${model}#${cut ?? ''}`;
-    let p = this.partitions.get(key);
-    if (!p) {
-      p = this.load(pkg, cut);
-      // A failed load is not cached, so a fixed file or a transient error can recover.
-      p.catch(() => this.partitions.delete(key));
-      this.partitions.set(key, p);
+    const hit = this.partitions.get(key);
+    if (hit) {
+      this.partitions.delete(key);
+      this.partitions.set(key, hit);
+      return hit;
+    }
+    const p = this.load(pkg, cut);
+    // A failed load is not cached, so a fixed file or a transient error can recover.
+    p.catch(() => {
+      if (this.partitions.get(key) === p) this.partitions.delete(key);
+    });
+    this.partitions.set(key, p);
+    while (this.partitions.size > this.maxPartitions) {
+      const [oldest, victim] = this.partitions.entries().next().value as [string, Promise<LoadedPartition>];
+      this.partitions.delete(oldest);
+      victim.then((part) => this.retire.get(part)?.(), () => undefined);
     }
     return p;
   }
@@ -289,24 +321,43 @@ export class ModelRepository {
     } catch (error) {
       throw new CloudError(500, 'CLOUD_MODEL_LOAD', `model "${pkg.name}"${cut ? ` cut ${cut}` : ''} failed to load in onnxruntime`, { cause: error, retryable: false });
     }
-    this.sessions.push(session);
+    this.sessions.add(session);
     const inputs = tensorInfo(session.inputMetadata);
     const outputs = tensorInfo(session.outputMetadata);
     const toOrtFeeds = (feeds: TensorMap): Record<string, ort.Tensor> => pickFeeds(feeds, inputs, label, toOrt);
-    return {
+    // Runs in progress, and whether the cache has let this partition go: its session is
+    // released when both say so, never under a run.
+    let running = 0;
+    let retired = false;
+    const releaseIfDone = (): void => {
+      if (!retired || running > 0 || !this.sessions.delete(session)) return;
+      session.release().catch(() => undefined);
+    };
+    const partition: LoadedPartition = {
       model: pkg.name,
       cut,
       inputs,
       outputs,
       session,
       run: async (feeds: TensorMap): Promise<TensorMap> => {
-        const ortFeeds = toOrtFeeds(feeds);
+        let ortFeeds: Record<string, ort.Tensor>;
+        try {
+          ortFeeds = toOrtFeeds(feeds);
+        } catch (error) {
+          if (error instanceof CloudError) throw error;
+          // onnxruntime's own tensor checks (dims it cannot represent): the caller's inputs, as with workers.
+          throw new CloudError(400, 'CLOUD_MODEL_ERROR', `${label} cannot take the inputs: ${error instanceof Error ? error.message : String(error)}`, { cause: error, retryable: false });
+        }
         let result: ort.InferenceSession.OnnxValueMapType;
+        running += 1;
         try {
           result = await session.run(ortFeeds);
         } catch (error) {
           // Shapes that pass the static check can still be rejected by an operator.
           throw new CloudError(400, 'CLOUD_MODEL_ERROR', `${label} rejected the inputs: ${error instanceof Error ? error.message : String(error)}`, { cause: error, retryable: false });
+        } finally {
+          running -= 1;
+          releaseIfDone();
         }
         const out: TensorMap = {};
         for (const [name, value] of Object.entries(result)) out[name] = fromOrt(value as ort.Tensor);
@@ -314,11 +365,22 @@ export class ModelRepository {
       },
       timeSession: async (feeds: TensorMap): Promise<number> => {
         const ortFeeds = toOrtFeeds(feeds);
-        const t0 = performance.now();
-        await session.run(ortFeeds);
-        return performance.now() - t0;
+        running += 1;
+        try {
+          const t0 = performance.now();
+          await session.run(ortFeeds);
+          return performance.now() - t0;
+        } finally {
+          running -= 1;
+          releaseIfDone();
+        }
       },
     };
+    this.retire.set(partition, () => {
+      retired = true;
+      releaseIfDone();
+    });
+    return partition;
   }
 
   private async loadInPool(pool: EdgePool, pkg: ModelPackage, cut: string | null, onnx: Uint8Array, label: string): Promise<LoadedPartition> {
@@ -367,6 +429,8 @@ export class ModelRepository {
   async close(): Promise<void> {
     await Promise.allSettled([...this.partitions.values()]);
     this.partitions.clear();
-    await Promise.allSettled(this.sessions.splice(0).map((s) => s.release()));
+    const sessions = [...this.sessions];
+    this.sessions.clear();
+    await Promise.allSettled(sessions.map((s) => s.release()));
   }
 }

@@ -14,14 +14,14 @@ import { z } from 'zod';
 import { decodePayload, encodeTensorMap, looksLikeTensorPayload, TENSOR_CONTENT_TYPE, type CodecLimits } from '../src/codec/index.js';
 import { isTandemError } from '../src/errors.js';
 import { isTransferable } from '../src/runtime/protocol.js';
-import { decodeOipRequest, encodeOipResponse, LINK_PROBE_MAX_BYTES, LINK_PROBE_PATH, OIP_HEADER_LENGTH } from '../src/providers/wire/oip.js';
+import { decodeOipRequest, encodeOipResponse, LINK_PROBE_MAX_BYTES, LINK_PROBE_PATH, OIP_HEADER_LENGTH, oipDatatype } from '../src/providers/wire/oip.js';
 import { instancesToTensors, tensorsToPredictions } from '../src/providers/wire/vertex.js';
 import type { TensorMap } from '../src/tensor.js';
 import { verifyBearer, verifyEas, verifySigV4, type AwsCredentials } from './auth.js';
 import { badRequest, CloudError } from './errors.js';
 import { Limiter } from './limiter.js';
 import { CloudMetrics } from './metrics.js';
-import { discoverModels, ModelRepository, threadingOf, type LoadedPartition, type ModelPackage, type TailExtractor } from './models.js';
+import { DEFAULT_MAX_PARTITIONS, discoverModels, ModelRepository, threadingOf, type LoadedPartition, type ModelPackage, type TailExtractor } from './models.js';
 
 /** SageMaker's own request limit for real-time endpoints. */
 export const SAGEMAKER_MAX_BODY_BYTES = 6 * 1024 * 1024;
@@ -67,6 +67,11 @@ export interface CloudServiceOptions {
    * are the pool's.
    */
   workers?: number;
+  /**
+   * Partitions (whole models and tails) kept loaded, least recently used evicted beyond
+   * (default {@link DEFAULT_MAX_PARTITIONS}); with workers, each worker holds as many sessions.
+   */
+  maxPartitions?: number;
 }
 
 export interface CloudService {
@@ -103,6 +108,31 @@ interface ParsedBody {
   /** Vertex instances arrived as `{shape, data}`: answer in the same form. */
   shaped?: boolean;
   id?: string;
+}
+
+/** How long past the request timeout a drain waits for requests still in flight. */
+const DRAIN_GRACE_MS = 1000;
+
+/**
+ * Milliseconds a request may take: its `x-tandem-deadline-ms`, capped by the service's
+ * timeout. A budget already spent is answered 504 at once (the client has stopped waiting); a
+ * value that is not a number of milliseconds is the client's error, not "no deadline".
+ */
+function requestBudget(value: string | undefined, timeoutMs: number): number {
+  if (value === undefined) return timeoutMs;
+  if (!/^-?\d+(\.\d+)?$/.test(value.trim())) throw badRequest('CLOUD_DEADLINE_INVALID', `${DEADLINE_HEADER} must be a number of milliseconds, got "${value.slice(0, 40)}"`);
+  const budget = Number(value);
+  if (budget <= 0) throw new CloudError(504, 'CLOUD_DEADLINE', `the request's deadline (${DEADLINE_HEADER}: ${value.trim()}) had passed when it arrived`, { retryable: false });
+  return Math.min(budget, timeoutMs);
+}
+
+/** A percent-decoded path segment; a malformed escape is the client's error, not a crash. */
+function pathSegment(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch (error) {
+    throw new CloudError(400, 'CLOUD_PATH_INVALID', `the request path has a malformed percent-escape in "${raw.slice(0, 100)}"`, { cause: error, retryable: false });
+  }
 }
 
 function envCredentials(): NonNullable<CloudServiceOptions['credentials']> {
@@ -154,13 +184,13 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
   const workers = options.workers ?? 0;
   if (!Number.isSafeInteger(workers) || workers < 0) throw new CloudError(500, 'CLOUD_OPTION', `workers must be a non-negative integer, got ${workers}`, { retryable: false });
   // Loaded only when asked for: piscina's start-up is not free, and most services run inline.
-  // The per-model limiters bound the requests; the pool only orders them. Every partition
-  // stays loaded, as on the event loop's thread (the edge's bounded session cache would reload
-  // tails in turn when more than its size are in use).
+  // The per-model limiters bound the requests; the pool only orders them. Each worker keeps as
+  // many sessions as the repository keeps partitions, so the two caches hold the same set.
+  const maxPartitions = options.maxPartitions ?? DEFAULT_MAX_PARTITIONS;
   const pool = workers > 0
-    ? new (await import('../src/runtime/pool.js')).EdgePool({ workers, ...threadingOf(options.sessionOptions ?? {}), maxQueue: Number.MAX_SAFE_INTEGER, whenFull: 'wait', maxSessions: Number.MAX_SAFE_INTEGER })
+    ? new (await import('../src/runtime/pool.js')).EdgePool({ workers, ...threadingOf(options.sessionOptions ?? {}), maxQueue: Number.MAX_SAFE_INTEGER, whenFull: 'wait', maxSessions: maxPartitions })
     : undefined;
-  const repo = new ModelRepository(packages, options.extractTail, options.sessionOptions, pool);
+  const repo = new ModelRepository(packages, options.extractTail, options.sessionOptions, pool, maxPartitions);
   const metrics = new CloudMetrics(options.processMetrics ?? false);
   const credentials = options.credentials ?? envCredentials();
   const maxBody = options.maxBodyBytes ?? 64 * 1024 * 1024;
@@ -224,32 +254,32 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     }
     let m = /^\/endpoints\/([^/]+)\/invocations$/.exec(path);
     if (m) {
-      const endpoint = decodeURIComponent(m[1] ?? '');
+      const endpoint = pathSegment(m[1] ?? '');
       const model = target ?? explicitModel ?? (repo.has(endpoint) ? endpoint : undefined);
       return withCut({ name: 'sagemaker-front', front: 'sagemaker', maxBody: SAGEMAKER_MAX_BODY_BYTES, ...(model ? { model } : {}) });
     }
     m = /^\/v1(?:beta1)?\/projects\/[^/]+\/locations\/[^/]+\/endpoints\/([^/:]+):(predict|rawPredict)$/.exec(path);
     if (m) {
-      const endpoint = decodeURIComponent(m[1] ?? '');
+      const endpoint = pathSegment(m[1] ?? '');
       const model = explicitModel ?? (repo.has(endpoint) ? endpoint : undefined);
       return withCut({ name: `vertex-${m[2] ?? 'predict'}`, front: 'vertex', maxBody, googleErrors: true, vertexRaw: m[2] === 'rawPredict', ...(model ? { model } : {}) });
     }
     m = /^\/api\/predict\/([^/]+)$/.exec(path);
     if (m) {
-      const service = decodeURIComponent(m[1] ?? '');
+      const service = pathSegment(m[1] ?? '');
       const model = explicitModel ?? (repo.has(service) ? service : undefined);
       return withCut({ name: 'eas-front', front: 'eas', maxBody, ...(model ? { model } : {}) });
     }
     m = /^\/v2\/models\/([^/]+)(?:\/versions\/([^/]+))?\/infer$/.exec(path);
     if (m) {
-      const version = m[2] ? decodeURIComponent(m[2]) : undefined;
-      return withCut({ name: 'oip', front: 'oip', maxBody, model: decodeURIComponent(m[1] ?? ''), ...(version ? { cut: version } : {}) });
+      const version = m[2] ? pathSegment(m[2]) : undefined;
+      return withCut({ name: 'oip', front: 'oip', maxBody, model: pathSegment(m[1] ?? ''), ...(version ? { cut: version } : {}) });
     }
     m = /^\/v1\/models\/([^/]+)\/infer$/.exec(path);
     if (m) {
       const url = req.url ?? '/';
       const cut = url.includes('?') ? new URL(url, 'http://x').searchParams.get('cut') ?? undefined : undefined;
-      return withCut({ name: 'tandem', front: 'tandem', maxBody, model: decodeURIComponent(m[1] ?? ''), ...(cut ? { cut } : {}) });
+      return withCut({ name: 'tandem', front: 'tandem', maxBody, model: pathSegment(m[1] ?? ''), ...(cut ? { cut } : {}) });
     }
     return undefined;
   }
@@ -334,7 +364,10 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     }
     if (json !== null && typeof json === 'object' && 'instances' in json) {
       const v = vertexBodySchema.safeParse(json);
-      if (!v.success) throw badRequest('CLOUD_VERTEX_BODY', `"instances" must be an array: ${v.error.issues[0]?.message ?? ''}`);
+      if (!v.success) {
+        const issue = v.error.issues[0];
+        throw badRequest('CLOUD_VERTEX_BODY', `a Vertex body is {"instances": [...], "parameters"?: {...}}; "${issue?.path.join('.') || 'body'}" is wrong: ${issue?.message ?? 'invalid'}`);
+      }
       const params = v.data.parameters ?? {};
       const model = typeof params['model'] === 'string' ? params['model'] : undefined;
       const cut = typeof params['cut'] === 'string' ? params['cut'] : undefined;
@@ -410,8 +443,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
   }
 
   async function infer(req: IncomingMessage, res: ServerResponse, r: Route, path: string, requestId: string, started: number): Promise<{ status: number; model: string }> {
-    const budget = Number(header(req, DEADLINE_HEADER) ?? timeoutMs);
-    const deadline = Date.now() + (Number.isFinite(budget) && budget > 0 ? Math.min(budget, timeoutMs) : timeoutMs);
+    const deadline = Date.now() + requestBudget(header(req, DEADLINE_HEADER), timeoutMs);
     // Token checks need no body: refuse before reading (and buffering) it.
     if (r.front === 'vertex') verifyBearer(req.headers, credentials.vertexToken);
     const body = await readBody(req, r.maxBody);
@@ -535,7 +567,13 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       return;
     }
     if (r === 'model-meta') {
-      const name = decodeURIComponent(path.split('/')[3] ?? '');
+      let name: string;
+      try {
+        name = pathSegment(path.split('/')[3] ?? '');
+      } catch (error) {
+        fail(undefined, error);
+        return;
+      }
       if (!repo.has(name)) {
         fail(undefined, new CloudError(404, 'CLOUD_MODEL_NOT_FOUND', `no model named "${name}"`));
         return;
@@ -543,8 +581,8 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       repo.partition(name, null).then(
         (p) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({
           name, versions: [], platform: 'onnxruntime_onnx',
-          inputs: p.inputs.map((i) => ({ name: i.name, datatype: i.dtype, shape: i.shape.map((d) => (typeof d === 'number' ? d : -1)) })),
-          outputs: p.outputs.map((o) => ({ name: o.name, datatype: o.dtype, shape: o.shape.map((d) => (typeof d === 'number' ? d : -1)) })),
+          inputs: p.inputs.map((i) => ({ name: i.name, datatype: oipDatatype(i.dtype), shape: i.shape.map((d) => (typeof d === 'number' ? d : -1)) })),
+          outputs: p.outputs.map((o) => ({ name: o.name, datatype: oipDatatype(o.dtype), shape: o.shape.map((d) => (typeof d === 'number' ? d : -1)) })),
         })),
         (error: unknown) => fail(undefined, error),
       );
@@ -616,7 +654,21 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       log.info({ inflight }, 'draining');
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
-      if (inflight > 0) await new Promise<void>((resolve) => { idle = resolve; });
+      if (inflight > 0) {
+        // Bounded: node:http stops enforcing requestTimeout once the server is closing, so a
+        // client trickling its body would otherwise hold the drain (and the container) forever.
+        // By then every request has had its whole deadline; what is left waits on its client.
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => {
+            log.warn({ inflight }, 'drain deadline passed: closing the connections still open');
+            resolve();
+          }, timeoutMs + DRAIN_GRACE_MS);
+          idle = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
       server.closeAllConnections();
       await closed;
       await repo.close();

@@ -98,3 +98,11 @@ export function tensor<D extends DType>(dtype: D, dims: readonly number[], data:
   assertTensor('tensor', t);
   return t;
 }
+
+/**
+ * Adds `tensor` to `map` under `name` as an own property, whatever the name: an assignment
+ * of a name from the wire such as `__proto__` would replace the map's prototype instead.
+ */
+export function setTensor(map: TensorMap, name: string, tensor: Tensor): void {
+  Object.defineProperty(map, name, { value: tensor, enumerable: true, writable: true, configurable: true });
+}

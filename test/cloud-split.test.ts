@@ -130,3 +130,36 @@ describe('split inference: head on the edge, tail extracted and run by the servi
     expect(((await bad.json()) as { message: string }).message).toMatch(/needs input/);
   });
 });
+
+describe('the tail cache is bounded', () => {
+  it('keeps at most maxPartitions loaded, refused requests included, and reloads an evicted tail with the same outputs', async () => {
+    const bounded = await startService(dir, { maxPartitions: 2 });
+    try {
+      const model = await parseModel(modelBytes);
+      const cuts = listCuts(model).slice(2, 8);
+      // Refused requests (a bogus input) still make the service extract the tail they name.
+      for (const cut of cuts) {
+        const res = await fetch(`${bounded.url}/v2/models/mnv2/versions/${cut.id}/infer`, { method: 'POST', body: JSON.stringify({ inputs: [{ name: 'bogus', shape: [1], datatype: 'FP32', data: [1] }] }) });
+        expect(res.status).toBe(400);
+        expect(bounded.models.loaded).toBeLessThanOrEqual(2);
+      }
+      const first = cuts[0];
+      if (!first) throw new Error('no cut');
+      const { head, tail, manifest } = await splitModel(model, first.id);
+      const input = await modelInput(8);
+      const headOut = await run(head, input);
+      const tailInputs: TensorMap = Object.fromEntries(manifest.tail.inputs.map((n) => [n, headOut[n] ?? input[n]])) as TensorMap;
+      const client = createProviderClient({ name: 'oip', kind: 'oip', region: 'local', url: bounded.url });
+      try {
+        // c-first was evicted long ago: it is extracted and loaded again, and answers the same.
+        const res = await client.infer({ model: 'mnv2', cut: first.id, inputs: tailInputs });
+        expectSameOutputs(res.outputs, await run(tail, tailInputs), 1e-5);
+      } finally {
+        await client.close();
+      }
+      expect(bounded.models.loaded).toBeLessThanOrEqual(2);
+    } finally {
+      await bounded.drain();
+    }
+  });
+});

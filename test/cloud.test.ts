@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -95,7 +96,8 @@ describe('container contracts', () => {
   it('OIP v2: health, metadata, JSON and binary inference', async () => {
     expect((await fetch(`${svc.url}/v2/health/ready`)).status).toBe(200);
     const meta = (await (await fetch(`${svc.url}/v2/models/det`)).json()) as { inputs: { name: string; datatype: string }[] };
-    expect(meta.inputs[0]).toMatchObject({ name: 'x', datatype: 'float32' });
+    // OIP v2 datatype names, as Triton and KServe clients read them.
+    expect(meta.inputs[0]).toMatchObject({ name: 'x', datatype: 'FP32' });
     const small = randomInput([1, 3, 32, 32], 4);
     const want = await localRun(DET, small);
     for (const binary of [false, true]) {
@@ -127,6 +129,14 @@ describe('bad requests get 400/413 with a clear message, and the service stays h
     ['over 6 MB on /invocations', '/invocations', new Uint8Array(6 * 1024 * 1024 + 1), { 'x-amzn-sagemaker-target-model': 'cls' }, 413, /limit of 6291456/],
     ['unknown model', '/v2/models/nope/infer', encodeTensorMap(randomInput([1, 3, 8, 8])), {}, 404, /no model named "nope"/],
     ['bad cut id', '/v2/models/cls/versions/zz/infer', encodeTensorMap(randomInput([1, 3, 8, 8])), {}, 400, /not a cut id/],
+    ['malformed percent-escape in the path', '/v1/models/%E0%A4%A/infer', encodeTensorMap(randomInput([1, 3, 8, 8])), {}, 400, /malformed percent-escape/],
+    ['OIP input named twice', '/v2/models/cls/infer', JSON.stringify({ inputs: [{ name: 'x', shape: [1], datatype: 'FP32', data: [1] }, { name: 'x', shape: [1], datatype: 'FP32', data: [2] }] }), {}, 400, /"x" appears twice/],
+    ['OIP INT8 value out of range', '/v2/models/cls/infer', JSON.stringify({ inputs: [{ name: 'x', shape: [2], datatype: 'INT8', data: [300, -200] }] }), {}, 400, /300 is not a valid int8 value/],
+    ['Vertex instance nested 200 000 deep', '/v1/endpoints/e1/deployedModels/d1:predict', `{"instances":[${'['.repeat(200_000)}1${']'.repeat(200_000)}]}`, { 'x-tandem-model': 'cls' }, 400, /deeper than 16 levels/],
+    ['Vertex {shape,data} with an unsafe dim', '/v1/endpoints/e1/deployedModels/d1:predict', JSON.stringify({ instances: [{ x: { shape: [3, 0, 2 ** 60], data: [] } }] }), { 'x-tandem-model': 'cls' }, 400, /not a valid float32 value/],
+    ['Vertex parameters not an object', '/v1/endpoints/e1/deployedModels/d1:predict', JSON.stringify({ instances: [[1]], parameters: [1] }), { 'x-tandem-model': 'cls' }, 400, /"parameters" is wrong/],
+    ['deadline already spent', '/v2/models/cls/infer', encodeTensorMap(randomInput([1, 3, 8, 8])), { 'x-tandem-deadline-ms': '0' }, 504, /had passed when it arrived/],
+    ['deadline not a number', '/v2/models/cls/infer', encodeTensorMap(randomInput([1, 3, 8, 8])), { 'x-tandem-deadline-ms': 'soon' }, 400, /must be a number of milliseconds/],
   ];
   for (const [name, path, body, headers, status, message] of cases) {
     it(name, async () => {
@@ -137,6 +147,14 @@ describe('bad requests get 400/413 with a clear message, and the service stays h
       expect(json.code).toMatch(/^[A-Z_]+$/);
     });
   }
+
+  it('a malformed percent-escape in a GET path is a 400, not a crash', async () => {
+    for (const path of ['/v2/models/%E0', '/v2/models/%E0/ready']) {
+      const res = await fetch(`${svc.url}${path}`);
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { code: string }).code).toBe('CLOUD_PATH_INVALID');
+    }
+  });
 
   it('is still healthy and correct afterwards', async () => {
     expect((await fetch(`${svc.url}/ping`)).status).toBe(200);
@@ -238,6 +256,27 @@ describe('overload, metrics, integrity, drain, TLS', () => {
     await res.arrayBuffer();
     await drained;
     await g.cleanup();
+  });
+
+  it('a client trickling its body cannot hold the drain past the request timeout', async () => {
+    const m = modelsDir();
+    const s = await startService(m.dir, { requestTimeoutMs: 400 });
+    const socket = connect(s.port, '127.0.0.1');
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    socket.on('error', () => undefined);
+    socket.write('POST /v2/models/cls/infer HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n');
+    const trickle = setInterval(() => socket.write('a'), 100);
+    try {
+      await new Promise((r) => setTimeout(r, 150));
+      const started = Date.now();
+      await s.drain();
+      // The request timeout (400 ms) and the drain's grace (1 s), not the client, end it.
+      expect(Date.now() - started).toBeLessThan(3_000);
+    } finally {
+      clearInterval(trickle);
+      socket.destroy();
+      m.cleanup();
+    }
   });
 
   it('serves HTTPS when given a key and certificate', async () => {

@@ -71,14 +71,15 @@ interface ServeOptions {
   intraOpThreads?: number;
   spinning: boolean;
   workers: number;
+  maxPartitions?: number;
 }
 
-/** TANDEM_WORKERS, for containers whose platform starts them with `serve` and no flags. */
-function workersFromEnv(): number {
-  const v = process.env['TANDEM_WORKERS'];
-  if (v === undefined || v === '') return 0;
+/** TANDEM_WORKERS, TANDEM_MAX_PARTITIONS: for containers whose platform starts them with `serve` and no flags. */
+function intFromEnv(name: string, min: 0 | 1): number | undefined {
+  const v = process.env[name];
+  if (v === undefined || v === '') return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new ValidationError('CLI_ARGUMENT', `TANDEM_WORKERS=${v} is not a non-negative integer`);
+  if (!Number.isInteger(n) || n < min) throw new ValidationError('CLI_ARGUMENT', `${name}=${v} is not a ${min === 0 ? 'non-negative' : 'positive'} integer`);
   return n;
 }
 
@@ -119,6 +120,7 @@ async function serve(opts: ServeOptions): Promise<void> {
     processMetrics: true,
     sessionOptions: threadingSessionOptions({ ...(opts.intraOpThreads !== undefined ? { intraOpNumThreads: opts.intraOpThreads } : {}), ...(opts.spinning ? {} : { spinning: false }) }),
     workers: opts.workers,
+    ...(opts.maxPartitions !== undefined ? { maxPartitions: opts.maxPartitions } : {}),
   });
   process.stdout.write(`tandem cloud service on ${service.url} serving ${service.models.names().join(', ') || 'no models'}\n`);
   // SageMaker and Vertex stop containers with SIGTERM; finish in-flight requests first.
@@ -162,7 +164,11 @@ export function registerCloudCommands(program: Command): void {
     .option('--intra-op-threads <n>', 'onnxruntime intra-op threads per session (default: one per physical core)', positiveInt('--intra-op-threads'))
     .option('--no-spinning', 'stop idle onnxruntime threads spin-waiting (for cores shared with other work)')
     .option('--workers <n>', 'worker threads that run the models, keeping the event loop free during runs (default: TANDEM_WORKERS, else 0: runs on the event loop)', nonNegativeInt('--workers'))
-    .action((opts: Omit<ServeOptions, 'workers'> & { workers?: number }) => serve({ ...opts, workers: opts.workers ?? workersFromEnv() }));
+    .option('--max-partitions <n>', 'whole models and tails kept loaded, least recently used evicted beyond (default: TANDEM_MAX_PARTITIONS, else 32)', positiveInt('--max-partitions'))
+    .action((opts: Omit<ServeOptions, 'workers'> & { workers?: number }) => {
+      const maxPartitions = opts.maxPartitions ?? intFromEnv('TANDEM_MAX_PARTITIONS', 1);
+      return serve({ ...opts, workers: opts.workers ?? intFromEnv('TANDEM_WORKERS', 0) ?? 0, ...(maxPartitions !== undefined ? { maxPartitions } : {}) });
+    });
 
   const existing = program.commands.find((c) => c.name() === 'bench');
   const bench = existing ?? program.command('bench').description('benchmarks');

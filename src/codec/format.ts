@@ -20,7 +20,7 @@ import { crc32 } from '../util/crc32.js';
 import { endianness } from 'node:os';
 import { Packr, Unpackr } from 'msgpackr';
 import { z } from 'zod';
-import { BYTES_PER_ELEMENT, DTYPES, assertTensor, bytesOf, isDType, viewAs, type DType, type Tensor, type TensorMap } from '../tensor.js';
+import { BYTES_PER_ELEMENT, DTYPES, assertTensor, bytesOf, isDType, setTensor, viewAs, type DType, type Tensor, type TensorMap } from '../tensor.js';
 import { CodecError } from './errors.js';
 import { float16ToFloat32 } from './float16.js';
 import { compressFloat16, compressInt8, dequantizeInt8, type CompressionReport } from './quantize.js';
@@ -376,7 +376,7 @@ export function decodePayload(bytes: Uint8Array, limits: Partial<CodecLimits> = 
     } else {
       t = { dtype: entry.dtype, dims: entry.dims, data: viewAs(entry.dtype, slice) } as Tensor;
     }
-    tensors[entry.name] = t;
+    setTensor(tensors, entry.name, t);
   }
   return { tensors, meta: descriptor.meta ?? {}, compressed };
 }

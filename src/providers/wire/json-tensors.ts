@@ -11,11 +11,28 @@ export function nestedShape(value: unknown): number[] {
   const shape: number[] = [];
   let v = value;
   while (Array.isArray(v)) {
+    // Bounded before anything recurses over the nesting: a body of 200 000 brackets would
+    // otherwise overflow the stack.
+    if (shape.length === MAX_JSON_RANK) throw new ValidationError('WIRE_SHAPE', `nested arrays deeper than ${MAX_JSON_RANK} levels are not a tensor this service takes`);
     shape.push(v.length);
     v = v[0];
   }
   return shape;
 }
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** Deepest nesting (rank) accepted from JSON tensors, as OIP's shapes are bounded. */
+export const MAX_JSON_RANK = 16;
+
+/** Integer ranges of the dtypes JSON numbers are stored into: a value outside is refused, not wrapped. */
+const INTEGER_RANGE: Partial<Record<DType, readonly [number, number]>> = {
+  int8: [-128, 127], uint8: [0, 255], int16: [-32768, 32767], uint16: [0, 65535],
+  int32: [-2147483648, 2147483647], uint32: [0, 4294967295],
+};
+const BIGINT_RANGE: Partial<Record<DType, readonly [bigint, bigint]>> = {
+  int64: [-(2n ** 63n), 2n ** 63n - 1n], uint64: [0n, 2n ** 64n - 1n],
+};
 
 /** Flattens a nested array of the given shape, checking it is rectangular. */
 export function flatten(value: unknown, shape: readonly number[], what: string): unknown[] {
@@ -46,11 +63,13 @@ export function tensorFromValues(dtype: DType, dims: readonly number[], values: 
     throw new ValidationError('WIRE_VALUE', `${what}: ${(JSON.stringify(v) ?? String(v)).slice(0, 60)} is not a valid ${dtype} value`);
   };
   if (data instanceof BigInt64Array || data instanceof BigUint64Array) {
+    const [min, max] = BIGINT_RANGE[dtype] ?? [0n, 0n];
     for (let i = 0; i < count; i++) {
       const v = values[i];
-      if (typeof v === 'number' && Number.isInteger(v)) data[i] = BigInt(v);
-      else if (typeof v === 'string' && /^-?\d+$/.test(v)) data[i] = BigInt(v);
-      else bad(v);
+      // Past 2^53 a JSON number is already rounded: such values must come as strings.
+      const big = typeof v === 'number' && Number.isSafeInteger(v) ? BigInt(v) : typeof v === 'string' && /^-?\d{1,20}$/.test(v) ? BigInt(v) : undefined;
+      if (big === undefined || big < min || big > max) bad(v);
+      else data[i] = big;
     }
   } else if (dtype === 'bool') {
     for (let i = 0; i < count; i++) {
@@ -67,22 +86,27 @@ export function tensorFromValues(dtype: DType, dims: readonly number[], values: 
     }
   } else {
     const numeric = data as Exclude<typeof data, BigInt64Array | BigUint64Array>;
-    const integral = dtype !== 'float32' && dtype !== 'float64';
+    const range = INTEGER_RANGE[dtype];
     for (let i = 0; i < count; i++) {
       const v = values[i];
-      if (typeof v !== 'number' || (integral && !Number.isInteger(v))) bad(v);
+      if (typeof v !== 'number' || (range && (!Number.isInteger(v) || v < range[0] || v > range[1]))) bad(v);
       numeric[i] = v as number;
     }
   }
   return { dtype, dims: [...dims], data } as Tensor;
 }
 
-/** Flat JSON values of a tensor (int64 as numbers; float16 decoded; bool as booleans). */
-export function valuesOf(t: Tensor): (number | boolean)[] {
-  const out: (number | boolean)[] = new Array<number | boolean>(t.data.length);
+/** Flat JSON values of a tensor (64-bit integers as numbers, or exact strings past ±2^53; float16 decoded; bool as booleans). */
+export function valuesOf(t: Tensor): (number | boolean | string)[] {
+  const out: (number | boolean | string)[] = new Array<number | boolean | string>(t.data.length);
   const d = t.data;
   if (d instanceof BigInt64Array || d instanceof BigUint64Array) {
-    for (let i = 0; i < d.length; i++) out[i] = Number(d[i]);
+    // A JSON number past ±2^53 is rounded by every JavaScript reader (INT64_MAX read back as
+    // INT64_MIN): such values travel as exact decimal strings, which the decoders accept.
+    for (let i = 0; i < d.length; i++) {
+      const v = d[i] ?? 0n;
+      out[i] = v >= -MAX_SAFE && v <= MAX_SAFE ? Number(v) : v.toString();
+    }
   } else if (t.dtype === 'bool') {
     for (let i = 0; i < d.length; i++) out[i] = d[i] !== 0;
   } else if (t.dtype === 'float16') {

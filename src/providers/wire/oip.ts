@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { ValidationError } from '../../errors.js';
-import { BYTES_PER_ELEMENT, bytesOf, viewAs, type DType, type Tensor, type TensorMap } from '../../tensor.js';
+import { BYTES_PER_ELEMENT, bytesOf, setTensor, viewAs, type DType, type Tensor, type TensorMap } from '../../tensor.js';
 import { flatten, nestedShape, tensorFromValues, valuesOf } from './json-tensors.js';
 
 export const OIP_HEADER_LENGTH = 'inference-header-content-length';
@@ -73,6 +73,8 @@ function parseEntries(entries: z.infer<typeof tensorEntry>[], binary: Uint8Array
   const out: TensorMap = {};
   let offset = 0;
   for (const e of entries) {
+    // A second entry of the same name would silently replace the first.
+    if (Object.hasOwn(out, e.name)) throw new ValidationError('OIP_DUPLICATE', `${what} "${e.name}" appears twice`);
     const dtype = FROM_OIP[e.datatype];
     if (!dtype) throw new ValidationError('OIP_DATATYPE', `${what} "${e.name}": datatype ${e.datatype} is not supported (use one of ${Object.keys(FROM_OIP).join(', ')})`);
     let count = 1;
@@ -85,13 +87,13 @@ function parseEntries(entries: z.infer<typeof tensorEntry>[], binary: Uint8Array
         throw new ValidationError('OIP_DIMS_MISMATCH', `${what} "${e.name}": shape [${e.shape.join(', ')}] of ${e.datatype} needs ${count * BYTES_PER_ELEMENT[dtype]} bytes but binary_data_size is ${size}`);
       }
       if (offset + size > binary.byteLength) throw new ValidationError('OIP_TRUNCATED', `${what} "${e.name}": the binary section ends before its ${size} bytes`);
-      out[e.name] = { dtype, dims: e.shape, data: viewAs(dtype, binary.subarray(offset, offset + size)) } as Tensor;
+      setTensor(out, e.name, { dtype, dims: e.shape, data: viewAs(dtype, binary.subarray(offset, offset + size)) } as Tensor);
       offset += size;
     } else {
       if (e.data === undefined) throw new ValidationError('OIP_DATA', `${what} "${e.name}" has neither data nor binary_data_size`);
       const values = nestedShape(e.data).length > 1 ? flatten(e.data, e.shape, `${what} "${e.name}"`) : e.data;
       if (!Array.isArray(values)) throw new ValidationError('OIP_DATA', `${what} "${e.name}": data must be an array`);
-      out[e.name] = tensorFromValues(dtype, e.shape, values, `${what} "${e.name}"`);
+      setTensor(out, e.name, tensorFromValues(dtype, e.shape, values, `${what} "${e.name}"`));
     }
   }
   if (offset !== binary.byteLength) throw new ValidationError('OIP_BINARY', `${binary.byteLength - offset} binary bytes are not claimed by any tensor`);

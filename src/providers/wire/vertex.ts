@@ -5,7 +5,7 @@
  */
 import { ValidationError } from '../../errors.js';
 import { elementCount, type DType, type Tensor, type TensorMap } from '../../tensor.js';
-import { flatten, nest, nestedShape, tensorFromValues, valuesOf } from './json-tensors.js';
+import { flatten, MAX_JSON_RANK, nest, nestedShape, tensorFromValues, valuesOf } from './json-tensors.js';
 
 export interface InstanceInput {
   name: string;
@@ -25,7 +25,7 @@ interface Shaped {
 function isShaped(v: unknown): v is Shaped {
   if (v === null || typeof v !== 'object' || Array.isArray(v)) return false;
   const o = v as { shape?: unknown; data?: unknown };
-  return Array.isArray(o.shape) && o.shape.every((d) => Number.isInteger(d) && (d as number) >= 0) && Array.isArray(o.data);
+  return Array.isArray(o.shape) && o.shape.length <= MAX_JSON_RANK && o.shape.every((d) => Number.isSafeInteger(d) && (d as number) >= 0) && Array.isArray(o.data);
 }
 
 export function instancesToTensors(instances: readonly unknown[], inputs: readonly InstanceInput[], maxElements: number): TensorMap {
