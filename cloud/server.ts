@@ -415,7 +415,14 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     if (status === 429 || status === 503) headers['retry-after'] = 1;
     let body: unknown;
     if (r?.googleErrors) {
-      body = { error: { code: status, message: `${code}: ${message}`, status: GRPC_STATUS[status] ?? 'UNKNOWN', details: [] } };
+      // The stable code travels as google.rpc.ErrorInfo's reason, where Google's clients read it.
+      body = { error: { code: status, message: `${code}: ${message}`, status: GRPC_STATUS[status] ?? 'UNKNOWN', details: [{ '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: code, domain: 'tandem.cloud' }] } };
+    } else if (r?.front === 'sagemaker' && code === 'CLOUD_MODEL_ERROR') {
+      // What SageMaker's runtime answers when the container refuses the inputs: 424 ModelError
+      // carrying the container's own status and message.
+      headers['x-amzn-errortype'] = 'ModelError:http://internal.amazon.com/coral/com.amazon.sagemaker/';
+      res.writeHead(424, headers).end(JSON.stringify({ ErrorCode: 'CLIENT_ERROR_FROM_MODEL', OriginalStatusCode: status, OriginalMessage: message, Message: `Received client error (${status}) from primary with message "${message}"` }));
+      return 424;
     } else {
       body = { code, message, error: { code, message, status } };
       if (r?.front === 'sagemaker' || r?.front === 'container') headers['x-amzn-errortype'] = `${AWS_ERROR_TYPE[status] ?? 'InternalFailure'}:http://internal.amazon.com/coral/com.amazon.sagemaker/`;

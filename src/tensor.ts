@@ -82,10 +82,24 @@ export function bytesOf(data: TensorData): Uint8Array {
 }
 
 /** Checks that a tensor's data length agrees with its dims and dtype. */
+// Float16Array where the runtime has it (Node 24+): the same 2-byte layout as the Uint16Array bit patterns.
+const Float16ArrayCtor = (globalThis as { Float16Array?: abstract new (...args: never[]) => unknown }).Float16Array;
+
+function hasArrayTypeOf(dtype: DType, data: unknown): boolean {
+  if (data instanceof ARRAY_CONSTRUCTORS[dtype]) return true;
+  return dtype === 'float16' && Float16ArrayCtor !== undefined && data instanceof Float16ArrayCtor;
+}
+
 export function assertTensor(name: string, tensor: Tensor): void {
   if (!isDType(tensor.dtype)) throw new ValidationError('TENSOR_DTYPE', `tensor "${name}" has unknown dtype ${String(tensor.dtype)}`);
   for (const d of tensor.dims) {
     if (!Number.isInteger(d) || d < 0) throw new ValidationError('TENSOR_DIMS', `tensor "${name}" has an invalid dimension ${d}`);
+  }
+  // Bytes are written as the array holds them: another array type would travel as garbage
+  // (int32 given a Float32Array) or as nothing at all (int64 given plain numbers).
+  if (!hasArrayTypeOf(tensor.dtype, tensor.data)) {
+    const kind = (tensor.data as unknown as { constructor?: { name?: string } } | null)?.constructor?.name ?? typeof tensor.data;
+    throw new ValidationError('TENSOR_DTYPE', `tensor "${name}" is ${tensor.dtype} but its data is a ${kind} (needs a ${ARRAY_CONSTRUCTORS[tensor.dtype].name})`);
   }
   const expected = elementCount(tensor.dims);
   if (tensor.data.length !== expected) {

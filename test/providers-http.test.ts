@@ -82,3 +82,39 @@ describe('the plain-HTTP transport of the EAS and OIP clients', () => {
     scope.dispose();
   });
 });
+
+describe('answers the client must not trust', () => {
+  it('an announced Content-Length past the limit fails the call before anything is allocated for it', async () => {
+    // A raw socket: node:http would not send a length it cannot back with bytes.
+    const { createServer: createNetServer } = await import('node:net');
+    const raw = createNetServer((socket) => {
+      socket.on('data', () => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 8589934592\r\n\r\n0123456789'));
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
+    const before = process.memoryUsage().arrayBuffers;
+    const scope = callScope({ deadline: Date.now() + 5_000 });
+    try {
+      const error = await post('e', `http://127.0.0.1:${(raw.address() as AddressInfo).port}/x`, {}, new Uint8Array(10), scope).then(() => undefined, (e: unknown) => e);
+      expect(error).toBeInstanceOf(ProviderError);
+      expect(error).toMatchObject({ code: 'PROVIDER_RESPONSE', retryable: false });
+      expect((error as Error).message).toMatch(/8589934592 bytes .* exceeds/);
+      expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(64 * 1024 * 1024);
+    } finally {
+      scope.dispose();
+      await new Promise<void>((resolve) => raw.close(() => resolve()));
+    }
+  });
+
+  it('a compute time that is not a number counts as unreported', async () => {
+    const { httpInferResponse } = await import('../src/providers/payload.js');
+    const { encodeTensorMap } = await import('../src/codec/index.js');
+    const body = encodeTensorMap({ y: { dtype: 'float32', dims: [1], data: new Float32Array([1]) } }, { meta: { computeMs: '3' } });
+    for (const [header, want] of [['n/a', 3], ['-50', 3], ['', 3], ['4', 4]] as const) {
+      const marks = { start: 0, encoded: 1, received: 11 };
+      const r = httpInferResponse('e', { headers: new Headers({ 'x-tandem-compute-ms': header }), body }, 10, marks);
+      expect(r.timing.remoteMs, header).toBe(want);
+      expect(r.timing.networkMs).toBe(10 - want);
+    }
+  });
+});

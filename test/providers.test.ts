@@ -159,6 +159,45 @@ describe('provider errors are classified', () => {
     expect(err.message).toMatch(/shape/);
   });
 
+  it('inputs the model itself refuses are a final PROVIDER_MODEL on the SageMaker, PAI-EAS and OIP clients', async () => {
+    // Passes the static shape check (dynamic width) and is refused by an operator.
+    const empty = randomInput([1, 3, 48, 0]);
+    // Vertex's REST errors do not yet surface the ErrorInfo reason to the client (left open).
+    for (const key of ['sagemaker-binary', 'eas-binary', 'oip-binary']) {
+      const c = client(key);
+      try {
+        const err = await failure(c.infer({ model: 'cls', inputs: empty }));
+        expect(err.code, `${key}: ${err.message}`).toBe('PROVIDER_MODEL');
+        expect(err.retryable).toBe(false);
+      } finally {
+        await c.close();
+      }
+    }
+  });
+
+  it('a SageMaker answer cut off mid-body is a retryable network error, not the endpoint\'s refusal', async () => {
+    const { createServer: createNetServer } = await import('node:net');
+    const raw = createNetServer((socket) => {
+      socket.on('error', () => undefined);
+      socket.once('data', () => {
+        socket.write('HTTP/1.1 200 OK\r\ncontent-type: application/x-msgpack\r\ncontent-length: 100000\r\n\r\n');
+        socket.write(Buffer.alloc(1000));
+        setTimeout(() => socket.destroy(), 20);
+      });
+    });
+    await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
+    const { port } = raw.address() as { port: number };
+    const c = createProviderClient({ name: 'sm', kind: 'sagemaker', region: 'eu-central-1', url: `http://127.0.0.1:${port}`, target: 'ep' }, sdk);
+    try {
+      const err = await failure(c.infer({ model: 'cls', inputs: input }, { deadline: Date.now() + 10_000 }));
+      expect(err.code, err.message).toBe('PROVIDER_NETWORK');
+      expect(err.retryable).toBe(true);
+    } finally {
+      await c.close();
+      await new Promise<void>((resolve) => raw.close(() => resolve()));
+    }
+  });
+
   it('an oversize SageMaker request is refused with the 6 MB limit', async () => {
     const c = client('sagemaker-binary');
     const err = await failure(c.infer({ model: 'det', inputs: randomInput([1, 3, 800, 800]) }));

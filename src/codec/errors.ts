@@ -13,7 +13,8 @@ export type CodecErrorCode =
   | 'CODEC_TOO_LARGE'
   | 'CODEC_INTEGRITY'
   | 'CODEC_MALFORMED'
-  | 'CODEC_UNSUPPORTED';
+  | 'CODEC_UNSUPPORTED'
+  | 'CODEC_VALUE';
 
 /** A payload or tensor the codec refuses. Never retryable: the same bytes fail the same way. */
 export class CodecError extends ValidationError {

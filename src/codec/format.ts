@@ -175,12 +175,14 @@ export function encodeTensorMapWithReport(tensors: TensorMap, options: EncodeOpt
     try {
       assertTensor(name, t);
     } catch (error) {
-      throw new CodecError(t !== null && typeof t === 'object' && !isDType(t.dtype) ? 'CODEC_DTYPE' : 'CODEC_DIMS_MISMATCH',
+      const wrongType = (t !== null && typeof t === 'object' && !isDType(t.dtype)) || (error as { code?: unknown } | null)?.code === 'TENSOR_DTYPE';
+      throw new CodecError(wrongType ? 'CODEC_DTYPE' : 'CODEC_DIMS_MISMATCH',
         error instanceof Error ? error.message : String(error), { cause: error, details: { tensor: name } });
     }
     const entry: TensorEntry = { name, dtype: t.dtype, dims: [...t.dims], offset, length: 0 };
     let bytes: Uint8Array;
-    const method = t.dtype === 'float32' ? compressionFor(options, name) : 'none';
+    // An empty tensor has nothing to compress (and its channel layout can be absurdly long).
+    const method = t.dtype === 'float32' && t.data.length > 0 ? compressionFor(options, name) : 'none';
     if (method === 'float16') {
       const c = compressFloat16(t.data as Float32Array);
       entry.encoding = 'float16';
@@ -314,6 +316,7 @@ export function decodePayload(bytes: Uint8Array, limits: Partial<CodecLimits> = 
   }
   const entries: TensorEntry[] = [];
   let totalElements = 0;
+  let claimed = 0;
   for (const item of descriptor.tensors) {
     let entry: z.infer<typeof entrySchema>;
     if (isWellFormedEntry(item)) {
@@ -351,6 +354,12 @@ export function decodePayload(bytes: Uint8Array, limits: Partial<CodecLimits> = 
     if (entry.offset + entry.length > dataLength) {
       throw new CodecError('CODEC_TRUNCATED', `tensor "${entry.name}" extends past the end of the data section`, { details: { tensor: entry.name } });
     }
+    // In order and disjoint, as the encoder lays them out: entries sharing bytes would let a
+    // small payload decode into many times its size (1024 views of one 256 KiB range: 1 GiB).
+    if (entry.offset < claimed) {
+      throw new CodecError('CODEC_MALFORMED', `tensor "${entry.name}" overlaps the bytes of the tensor before it (offset ${entry.offset} < ${claimed})`, { details: { tensor: entry.name } });
+    }
+    claimed = entry.offset + entry.length;
     if (entry.encoding === 'int8') {
       const channels = entry.axis === null || entry.axis === undefined ? 1 : entry.dims[entry.axis];
       if (channels === undefined) throw new CodecError('CODEC_DIMS_MISMATCH', `tensor "${entry.name}": int8 axis ${String(entry.axis)} is outside its rank`);

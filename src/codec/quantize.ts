@@ -3,6 +3,7 @@
  * tensor or per channel. Every compression reports the error it introduced so that the
  * planner and users can judge whether the bandwidth saved is worth it.
  */
+import { CodecError } from './errors.js';
 import { float16ToFloat32, float32ToFloat16 } from './float16.js';
 
 /** What compressing one tensor cost in accuracy (measured against the original values). */
@@ -32,11 +33,14 @@ function errorStats(original: Float32Array, decoded: Float32Array): { maxAbsErro
   let maxAbs = 0;
   for (let i = 0; i < original.length; i++) {
     const o = original[i] ?? 0;
-    const d = Math.abs(o - (decoded[i] ?? 0));
+    const r = decoded[i] ?? 0;
+    // Inf restored as the same Inf and NaN as NaN are exact; any other non-finite pair is an
+    // unbounded error (NaN differences would otherwise drop out of every comparison).
+    const d = Object.is(o, r) || o === r ? 0 : Number.isFinite(o) && Number.isFinite(r) ? Math.abs(o - r) : Infinity;
     if (d > maxErr) maxErr = d;
     sumSq += d * d;
     const a = Math.abs(o);
-    if (a > maxAbs) maxAbs = a;
+    if (Number.isFinite(a) && a > maxAbs) maxAbs = a;
   }
   const rmse = original.length === 0 ? 0 : Math.sqrt(sumSq / original.length);
   return { maxAbsError: maxErr, rmse, relativeError: maxAbs === 0 ? 0 : maxErr / maxAbs };
@@ -63,6 +67,10 @@ function channelLayout(dims: readonly number[], axis: number | null): { outer: n
  * includes 0 so that zero (padding, ReLU output) is represented exactly.
  */
 export function compressInt8(src: Float32Array, dims: readonly number[], axis: number | null): { data: Int8Array; params: Int8Params; report: CompressionReport } {
+  for (let i = 0; i < src.length; i++) {
+    // An affine int8 range cannot hold Inf, and NaN would come back as a number.
+    if (!Number.isFinite(src[i] ?? 0)) throw new CodecError('CODEC_VALUE', `int8 compression needs finite values; element ${i} is ${String(src[i])} (use float16 or no compression)`, { details: { index: i } });
+  }
   const { outer, channels, inner } = channelLayout(dims, axis);
   const min = new Float64Array(channels);
   const max = new Float64Array(channels);
@@ -107,6 +115,8 @@ export function compressInt8(src: Float32Array, dims: readonly number[], axis: n
 }
 
 export function dequantizeInt8(data: Int8Array, dims: readonly number[], params: Int8Params, out: Float32Array = new Float32Array(data.length)): Float32Array {
+  // With no elements, outer × channels can still be 2^52 loops of nothing (dims [2^52, 1, 0]).
+  if (data.length === 0) return out;
   const { outer, channels, inner } = channelLayout(dims, params.axis);
   for (let o = 0; o < outer; o++) {
     for (let c = 0; c < channels; c++) {

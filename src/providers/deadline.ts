@@ -42,7 +42,7 @@ export function callScope(options: InferOptions = {}): CallScope {
       const net = networkCode(error);
       if (net) return new ProviderError('PROVIDER_NETWORK', `endpoint "${endpoint}" connection failed (${net})`, { cause: error, details: { errno: net } });
       const message = error instanceof Error ? error.message : String(error);
-      if (/fetch failed|socket hang up|other side closed/i.test(message)) return new ProviderError('PROVIDER_NETWORK', `endpoint "${endpoint}" connection failed: ${message}`, { cause: error });
+      if (/fetch failed|socket hang up|other side closed|^aborted$/i.test(message)) return new ProviderError('PROVIDER_NETWORK', `endpoint "${endpoint}" connection failed: ${message}`, { cause: error });
       return new ProviderError('PROVIDER_RESPONSE', `endpoint "${endpoint}" call failed: ${message}`, { cause: error });
     },
     dispose(): void {

@@ -7,8 +7,11 @@
  */
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { errorForStatus } from './errors.js';
+import { errorForStatus, ProviderError } from './errors.js';
 import type { CallScope } from './deadline.js';
+
+/** Largest answer read (the decoders' own limit): beyond it the call fails before buffering more. */
+export const MAX_ANSWER_BYTES = 1024 * 1024 * 1024;
 
 export interface HttpResult {
   status: number;
@@ -39,18 +42,31 @@ function send(url: string, headers: Record<string, string>, body: Uint8Array, si
       headers: { ...headers, 'content-length': String(body.byteLength) },
       signal,
     }, (res) => {
+      res.on('error', reject);
+      const tooLarge = (what: string): void => {
+        req.destroy();
+        reject(new ProviderError('PROVIDER_RESPONSE', `the answer ${what} exceeds the ${MAX_ANSWER_BYTES}-byte limit`, { details: { limit: MAX_ANSWER_BYTES } }));
+      };
       // Pre-size the answer when its length is announced (node's parser holds the server to
-      // it): one copy per chunk and no concatenation.
+      // it): one copy per chunk and no concatenation. The announcement is the server's word:
+      // checked before anything is allocated for it.
       const announced = Number(res.headers['content-length']);
+      if (Number.isSafeInteger(announced) && announced > MAX_ANSWER_BYTES) {
+        tooLarge(`of ${announced} bytes (Content-Length)`);
+        return;
+      }
       const sized = Number.isSafeInteger(announced) && announced >= 0 ? Buffer.allocUnsafe(announced) : undefined;
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (chunk: Buffer) => {
-        if (sized) chunk.copy(sized, size);
-        else chunks.push(chunk);
         size += chunk.byteLength;
+        if (size > MAX_ANSWER_BYTES) {
+          tooLarge('streamed so far');
+          return;
+        }
+        if (sized) chunk.copy(sized, size - chunk.byteLength);
+        else chunks.push(chunk);
       });
-      res.on('error', reject);
       res.on('end', () => {
         if (!res.complete) {
           reject(new Error('socket hang up'));

@@ -5,6 +5,7 @@
 import { decodePayload, encodeTensorMapWithReport, looksLikeTensorPayload, TENSOR_CONTENT_TYPE } from '../codec/index.js';
 import type { TensorMap } from '../tensor.js';
 import { ProviderError } from './errors.js';
+import { MAX_ANSWER_BYTES } from './http.js';
 import type { InferRequest, InferResponse } from './types.js';
 import { decodeOipResponse, encodeOipRequest, OIP_HEADER_LENGTH } from './wire/oip.js';
 
@@ -37,7 +38,7 @@ export interface DecodedResponse {
   remoteMs?: number;
 }
 
-const LIMITS = { maxBytes: 1024 * 1024 * 1024, maxElements: 512 * 1024 * 1024 };
+const LIMITS = { maxBytes: MAX_ANSWER_BYTES, maxElements: 512 * 1024 * 1024 };
 
 export function decodeResponse(endpoint: string, body: Uint8Array, headerLength?: number): DecodedResponse {
   try {
@@ -60,9 +61,18 @@ export function computeFromAttributes(attrs: string | undefined): number | undef
   return m ? Number(m[1]) : undefined;
 }
 
-/** Builds the timing breakdown from the marks a client took. */
+/** A server's compute-time report, where it is a usable number of milliseconds. */
+function reportedMs(value: string | number | null | undefined): number | undefined {
+  const ms = typeof value === 'string' ? (value.trim() === '' ? NaN : Number(value)) : value ?? NaN;
+  return Number.isFinite(ms) && ms >= 0 ? ms : undefined;
+}
+
+/**
+ * Builds the timing breakdown from the marks a client took. A remote time that is not a
+ * non-negative number ("n/a", -50) counts as unreported, and none exceeds the wire time.
+ */
 export function timing(marks: { start: number; encoded: number; received: number; decoded: number }, remoteMs: number | undefined) {
-  const remote = remoteMs ?? 0;
+  const remote = Math.min(reportedMs(remoteMs) ?? 0, Math.max(0, marks.received - marks.encoded));
   const wire = marks.received - marks.encoded;
   return {
     encodeMs: marks.encoded - marks.start,
@@ -85,7 +95,7 @@ export function httpInferResponse(
 ): InferResponse {
   const headerLength = res.headers.get(OIP_HEADER_LENGTH);
   const decoded = decodeResponse(endpoint, res.body, headerLength === null ? undefined : Number(headerLength));
-  const header = res.headers.get(COMPUTE_HEADER);
-  const remote = header !== null ? Number(header) : decoded.remoteMs;
+  const header = reportedMs(res.headers.get(COMPUTE_HEADER));
+  const remote = header ?? decoded.remoteMs;
   return { outputs: decoded.outputs, timing: timing({ ...marks, decoded: performance.now() }, remote), bytesSent, bytesReceived: res.body.byteLength };
 }

@@ -85,7 +85,8 @@ export class SageMakerClient implements ProviderClient {
       try {
         out = await client.send(command, { abortSignal: scope.signal });
       } catch (error) {
-        if (isServiceError(error) && error.$metadata?.httpStatusCode !== undefined) {
+        // A 2xx status on an error is the answer failing in transit (cut off, undecodable), not a refusal.
+        if (isServiceError(error) && error.$metadata?.httpStatusCode !== undefined && error.$metadata.httpStatusCode >= 300) {
           const status = error.$metadata.httpStatusCode;
           const mapped = errorForStatus(this.endpoint.name, status, error.name === 'ModelError' ? 'ModelError' : error.name, error.message);
           throw new ProviderError(mapped.code, mapped.message, { cause: error, status, details: { endpoint: this.endpoint.name, awsError: error.name } });

@@ -48,15 +48,37 @@ function fromValue(v: ProtoValue | null | undefined): unknown {
 /** gRPC status codes the SDK reports, mapped to the HTTP statuses they stand for. */
 const GRPC_TO_HTTP: Record<number, number> = { 3: 400, 4: 504, 5: 404, 7: 403, 8: 429, 9: 400, 13: 500, 14: 503, 16: 401 };
 
+/** The google.rpc.ErrorInfo reason in a REST error body (`{"error": {"details": [...]}}`), if any. */
+function errorInfoReason(data: unknown): string | undefined {
+  let body = data;
+  if (typeof body === 'string' || body instanceof Uint8Array) {
+    try {
+      body = JSON.parse(typeof body === 'string' ? body : Buffer.from(body).toString('utf8'));
+    } catch {
+      return undefined;
+    }
+  }
+  const details = (body as { error?: { details?: unknown } } | null)?.error?.details;
+  if (!Array.isArray(details)) return undefined;
+  for (const d of details) {
+    const reason = (d as { reason?: unknown } | null)?.reason;
+    if (typeof reason === 'string') return reason;
+  }
+  return undefined;
+}
+
 function statusOf(error: unknown): { status: number | undefined; code: string | undefined } {
   if (!(error instanceof Error)) return { status: undefined, code: undefined };
-  const e = error as Error & { code?: unknown; status?: unknown; response?: { status?: unknown } };
+  const e = error as Error & { code?: unknown; status?: unknown; reason?: unknown; response?: { status?: unknown } };
   if (typeof e.code === 'number') {
     // gax REST errors carry the HTTP status in `code` for some paths and the gRPC code in others.
     const status = e.code >= 100 ? e.code : GRPC_TO_HTTP[e.code];
-    return { status, code: typeof e.status === 'string' ? e.status : undefined };
+    // google.rpc.ErrorInfo's reason (the service's stable code) says more than the gRPC status.
+    // gRPC errors carry it as `reason`; REST (gaxios) errors only in the body they kept.
+    const reason = typeof e.reason === 'string' ? e.reason : errorInfoReason((e.response as { data?: unknown } | undefined)?.data);
+    return { status, code: reason ?? (typeof e.status === 'string' ? e.status : undefined) };
   }
-  if (typeof e.response?.status === 'number') return { status: e.response.status, code: undefined };
+  if (typeof e.response?.status === 'number') return { status: e.response.status, code: errorInfoReason((e.response as { data?: unknown }).data) };
   return { status: undefined, code: undefined };
 }
 
