@@ -159,11 +159,10 @@ describe('provider errors are classified', () => {
     expect(err.message).toMatch(/shape/);
   });
 
-  it('inputs the model itself refuses are a final PROVIDER_MODEL on the SageMaker, PAI-EAS and OIP clients', async () => {
+  it('inputs the model itself refuses are a final PROVIDER_MODEL on every client', async () => {
     // Passes the static shape check (dynamic width) and is refused by an operator.
     const empty = randomInput([1, 3, 48, 0]);
-    // Vertex's REST errors do not yet surface the ErrorInfo reason to the client (left open).
-    for (const key of ['sagemaker-binary', 'eas-binary', 'oip-binary']) {
+    for (const key of ['sagemaker-binary', 'vertex-raw', 'eas-binary', 'oip-binary']) {
       const c = client(key);
       try {
         const err = await failure(c.infer({ model: 'cls', inputs: empty }));

@@ -48,15 +48,14 @@ function fromValue(v: ProtoValue | null | undefined): unknown {
 /** gRPC status codes the SDK reports, mapped to the HTTP statuses they stand for. */
 const GRPC_TO_HTTP: Record<number, number> = { 3: 400, 4: 504, 5: 404, 7: 403, 8: 429, 9: 400, 13: 500, 14: 503, 16: 401 };
 
-/** The google.rpc.ErrorInfo reason in a REST error body (`{"error": {"details": [...]}}`), if any. */
-function errorInfoReason(data: unknown): string | undefined {
-  let body = data;
-  if (typeof body === 'string' || body instanceof Uint8Array) {
-    try {
-      body = JSON.parse(typeof body === 'string' ? body : Buffer.from(body).toString('utf8'));
-    } catch {
-      return undefined;
-    }
+/** The google.rpc.ErrorInfo reason in a REST error body (`{"error": {"details": [...]}}`) given as text, if any. */
+function errorInfoReason(text: string): string | undefined {
+  if (!text.startsWith('{')) return undefined;
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return undefined;
   }
   const details = (body as { error?: { details?: unknown } } | null)?.error?.details;
   if (!Array.isArray(details)) return undefined;
@@ -74,11 +73,11 @@ function statusOf(error: unknown): { status: number | undefined; code: string | 
     // gax REST errors carry the HTTP status in `code` for some paths and the gRPC code in others.
     const status = e.code >= 100 ? e.code : GRPC_TO_HTTP[e.code];
     // google.rpc.ErrorInfo's reason (the service's stable code) says more than the gRPC status.
-    // gRPC errors carry it as `reason`; REST (gaxios) errors only in the body they kept.
-    const reason = typeof e.reason === 'string' ? e.reason : errorInfoReason((e.response as { data?: unknown } | undefined)?.data);
+    // gRPC errors carry it as `reason`; gax's REST errors keep the error body as their message.
+    const reason = typeof e.reason === 'string' ? e.reason : errorInfoReason(e.message);
     return { status, code: reason ?? (typeof e.status === 'string' ? e.status : undefined) };
   }
-  if (typeof e.response?.status === 'number') return { status: e.response.status, code: errorInfoReason((e.response as { data?: unknown }).data) };
+  if (typeof e.response?.status === 'number') return { status: e.response.status, code: errorInfoReason(e.message) };
   return { status: undefined, code: undefined };
 }
 
