@@ -333,6 +333,15 @@ export class ModelRepository {
       if (!retired || running > 0 || !this.sessions.delete(session)) return;
       session.release().catch(() => undefined);
     };
+    const inUse = async <T>(work: () => Promise<T>): Promise<T> => {
+      running += 1;
+      try {
+        return await work();
+      } finally {
+        running -= 1;
+        releaseIfDone();
+      }
+    };
     const partition: LoadedPartition = {
       model: pkg.name,
       cut,
@@ -348,32 +357,21 @@ export class ModelRepository {
           // onnxruntime's own tensor checks (dims it cannot represent): the caller's inputs, as with workers.
           throw new CloudError(400, 'CLOUD_MODEL_ERROR', `${label} cannot take the inputs: ${error instanceof Error ? error.message : String(error)}`, { cause: error, retryable: false });
         }
-        let result: ort.InferenceSession.OnnxValueMapType;
-        running += 1;
-        try {
-          result = await session.run(ortFeeds);
-        } catch (error) {
+        const result = await inUse(() => session.run(ortFeeds)).catch((error: unknown) => {
           // Shapes that pass the static check can still be rejected by an operator.
           throw new CloudError(400, 'CLOUD_MODEL_ERROR', `${label} rejected the inputs: ${error instanceof Error ? error.message : String(error)}`, { cause: error, retryable: false });
-        } finally {
-          running -= 1;
-          releaseIfDone();
-        }
+        });
         const out: TensorMap = {};
         for (const [name, value] of Object.entries(result)) out[name] = fromOrt(value as ort.Tensor);
         return out;
       },
       timeSession: async (feeds: TensorMap): Promise<number> => {
         const ortFeeds = toOrtFeeds(feeds);
-        running += 1;
-        try {
+        return inUse(async () => {
           const t0 = performance.now();
           await session.run(ortFeeds);
           return performance.now() - t0;
-        } finally {
-          running -= 1;
-          releaseIfDone();
-        }
+        });
       },
     };
     this.retire.set(partition, () => {

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { decodePayload, encodeTensorMap, encodeTensorMapWithReport } from '../src/codec/index.js';
 import { crc32 } from '../src/util/crc32.js';
 import type { TensorMap } from '../src/tensor.js';
+import { codeOf } from './helpers/errors.js';
 
 /** A version-1 payload around any descriptor, with a valid checksum. */
 function forge(descriptor: unknown, data: Uint8Array = new Uint8Array(0)): Buffer {
@@ -30,14 +31,6 @@ function forge(descriptor: unknown, data: Uint8Array = new Uint8Array(0)): Buffe
   return out;
 }
 
-const codeOf = (f: () => unknown): string | undefined => {
-  try {
-    f();
-    return undefined;
-  } catch (error) {
-    return (error as { code?: string }).code;
-  }
-};
 
 describe('hostile payloads', () => {
   it('an empty int8 tensor with 2^52 outer rows decodes at once (it used to loop 2^52 times)', () => {

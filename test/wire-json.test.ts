@@ -5,17 +5,10 @@ import { describe, expect, it } from 'vitest';
 import { decodeOipRequest, encodeOipRequest } from '../src/providers/wire/oip.js';
 import { instancesToTensors } from '../src/providers/wire/vertex.js';
 import type { TensorMap } from '../src/tensor.js';
+import { codeOf } from './helpers/errors.js';
 
 const limits = { maxElements: 1e6 };
 const oip = (inputs: unknown[]): Uint8Array => Buffer.from(JSON.stringify({ inputs }));
-const code = (f: () => unknown): string | undefined => {
-  try {
-    f();
-    return undefined;
-  } catch (error) {
-    return (error as { code?: string }).code;
-  }
-};
 
 describe('JSON tensors', () => {
   it('refuses integers outside their dtype instead of wrapping them', () => {
@@ -25,7 +18,7 @@ describe('JSON tensors', () => {
       ['UINT64', ['-1']], ['UINT64', ['18446744073709551616']], ['INT32', [1.5]],
     ];
     for (const [datatype, data] of cases) {
-      expect(code(() => decodeOipRequest(oip([{ name: 'x', shape: [1], datatype, data }]), undefined, limits)), `${datatype} ${String(data[0])}`).toBe('WIRE_VALUE');
+      expect(codeOf(() => decodeOipRequest(oip([{ name: 'x', shape: [1], datatype, data }]), undefined, limits)), `${datatype} ${String(data[0])}`).toBe('WIRE_VALUE');
     }
     const ok = decodeOipRequest(oip([{ name: 'x', shape: [4], datatype: 'INT8', data: [-128, 127, 0, 5] }]), undefined, limits);
     expect(Array.from(ok.tensors['x']?.data as Int8Array)).toEqual([-128, 127, 0, 5]);
@@ -43,7 +36,7 @@ describe('JSON tensors', () => {
   });
 
   it('refuses a name given twice, and keeps __proto__ an ordinary own name', () => {
-    expect(code(() => decodeOipRequest(oip([{ name: 'x', shape: [1], datatype: 'FP32', data: [1] }, { name: 'x', shape: [1], datatype: 'FP32', data: [2] }]), undefined, limits))).toBe('OIP_DUPLICATE');
+    expect(codeOf(() => decodeOipRequest(oip([{ name: 'x', shape: [1], datatype: 'FP32', data: [1] }, { name: 'x', shape: [1], datatype: 'FP32', data: [2] }]), undefined, limits))).toBe('OIP_DUPLICATE');
     const decoded = decodeOipRequest(oip([{ name: '__proto__', shape: [1], datatype: 'FP32', data: [1] }, { name: 'y', shape: [1], datatype: 'FP32', data: [2] }]), undefined, limits).tensors;
     expect(Object.keys(decoded).sort()).toEqual(['__proto__', 'y']);
     expect(Object.getPrototypeOf(decoded)).toBe(Object.prototype);
@@ -53,7 +46,7 @@ describe('JSON tensors', () => {
   it('bounds nesting before walking it', () => {
     let deep: unknown = 1;
     for (let i = 0; i < 200_000; i++) deep = [deep];
-    expect(code(() => instancesToTensors([deep], [{ name: 'x', dtype: 'float32' }], 1e6))).toBe('WIRE_SHAPE');
-    expect(code(() => instancesToTensors([{ x: { shape: [3, 0, 2 ** 60], data: [] } }], [{ name: 'x', dtype: 'float32' }], 1e6))).toBe('WIRE_VALUE');
+    expect(codeOf(() => instancesToTensors([deep], [{ name: 'x', dtype: 'float32' }], 1e6))).toBe('WIRE_SHAPE');
+    expect(codeOf(() => instancesToTensors([{ x: { shape: [3, 0, 2 ** 60], data: [] } }], [{ name: 'x', dtype: 'float32' }], 1e6))).toBe('WIRE_VALUE');
   });
 });

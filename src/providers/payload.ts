@@ -72,8 +72,8 @@ function reportedMs(value: string | number | null | undefined): number | undefin
  * non-negative number ("n/a", -50) counts as unreported, and none exceeds the wire time.
  */
 export function timing(marks: { start: number; encoded: number; received: number; decoded: number }, remoteMs: number | undefined) {
-  const remote = Math.min(reportedMs(remoteMs) ?? 0, Math.max(0, marks.received - marks.encoded));
   const wire = marks.received - marks.encoded;
+  const remote = Math.min(reportedMs(remoteMs) ?? 0, Math.max(0, wire));
   return {
     encodeMs: marks.encoded - marks.start,
     networkMs: Math.max(0, wire - remote),
