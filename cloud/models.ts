@@ -4,10 +4,13 @@
  * created on first use and cached per model and cut.
  */
 import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { readFile, readdir, stat } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename, dirname, isAbsolute, join, normalize } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import * as ort from 'onnxruntime-node';
 import { z } from 'zod';
+import { decodeModel, encodeModel } from '../src/graph/onnx.js';
 import type { EdgePool, EdgePoolOptions } from '../src/runtime/pool.js';
 import type { ModelRef, ValueInfo } from '../src/runtime/protocol.js';
 import { spinningOf, spinningSessionOptions } from '../src/runtime/session-options.js';
@@ -26,6 +29,11 @@ export interface ModelPackage {
   path: string;
   /** Expected SHA-256 of the ONNX file, from the manifest. */
   sha256?: string;
+  /**
+   * Expected SHA-256 of every other file the manifest lists (external weights, labels…), by
+   * path relative to the package folder.
+   */
+  files?: Readonly<Record<string, string>>;
 }
 
 /** Extracts the tail of `model` after cut `cut` (ONNX bytes in, ONNX bytes out). */
@@ -78,6 +86,13 @@ export interface LoadedPartition {
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
+/** A relative path that stays inside the package folder once normalised. */
+function isInsidePackage(path: string): boolean {
+  if (path.includes('\\') || path.includes('\0') || isAbsolute(path)) return false;
+  const normal = normalize(path);
+  return normal !== '.' && normal !== '..' && !normal.startsWith('../');
+}
+
 /** Finds every `NAME.onnx` and `NAME/model.onnx` (with optional manifest) in `dir`. */
 export async function discoverModels(dir: string): Promise<ModelPackage[]> {
   let entries: string[];
@@ -117,8 +132,15 @@ export async function discoverModels(dir: string): Promise<ModelPackage[]> {
       const path = join(full, file);
       const exists = await stat(path).then((s) => s.isFile(), () => false);
       if (!exists) continue;
-      const sha = manifest.sha256?.[file]?.toLowerCase();
-      found.push({ name: entry, path, ...(sha ? { sha256: sha } : {}) });
+      const checksums: Record<string, string> = {};
+      for (const [listed, hex] of Object.entries(manifest.sha256 ?? {})) {
+        if (!isInsidePackage(listed)) {
+          throw new CloudError(500, 'CLOUD_MANIFEST', `${manifestPath}: sha256 key "${listed}" must be a path inside the package`, { retryable: false });
+        }
+        checksums[normalize(listed)] = hex.toLowerCase();
+      }
+      const { [file]: sha, ...files } = checksums;
+      found.push({ name: entry, path, ...(sha ? { sha256: sha } : {}), ...(Object.keys(files).length > 0 ? { files } : {}) });
     }
   }
   return found;
@@ -148,6 +170,54 @@ function fromOrt(t: ort.Tensor): Tensor {
 
 function sha256Hex(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
+}
+
+function integrityError(pkg: ModelPackage, message: string, cause?: unknown): CloudError {
+  return new CloudError(500, 'CLOUD_MODEL_INTEGRITY', `model "${pkg.name}": ${message}`, { retryable: false, ...(cause === undefined ? {} : { cause }) });
+}
+
+async function fileSha256(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  await pipeline(createReadStream(path), hash);
+  return hash.digest('hex');
+}
+
+async function readPackage(pkg: ModelPackage): Promise<Uint8Array> {
+  const buf = await readFile(pkg.path);
+  const bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+  if (pkg.sha256 && sha256Hex(bytes) !== pkg.sha256) throw integrityError(pkg, `${pkg.path} does not match the SHA-256 in its manifest`);
+  const folder = dirname(pkg.path);
+  for (const [listed, expected] of Object.entries(pkg.files ?? {})) {
+    const path = join(folder, listed);
+    let actual: string;
+    try {
+      actual = await fileSha256(path);
+    } catch (error) {
+      throw integrityError(pkg, `its manifest lists ${listed}, which cannot be read (${(error as NodeJS.ErrnoException).code ?? String(error)})`, error);
+    }
+    if (actual !== expected) throw integrityError(pkg, `${path} does not match the SHA-256 in its manifest`);
+  }
+  return inlineExternalData(pkg, bytes);
+}
+
+/**
+ * Self-contained model bytes. Decoding without a folder fails exactly when some tensor lives
+ * in an external file; only then is the model decoded again with its folder and re-encoded.
+ * Any other decoding failure is left for onnxruntime to report when it loads the bytes.
+ */
+async function inlineExternalData(pkg: ModelPackage, bytes: Uint8Array): Promise<Uint8Array> {
+  try {
+    await decodeModel(bytes, pkg.path);
+    return bytes;
+  } catch (error) {
+    if ((error as { code?: unknown }).code !== 'GRAPH_EXTERNAL_DATA_MISSING') return bytes;
+  }
+  try {
+    return encodeModel(await decodeModel(bytes, pkg.path, dirname(pkg.path)));
+  } catch (error) {
+    // Past 2 GiB protobuf cannot hold the inlined model.
+    throw new CloudError(500, 'CLOUD_MODEL_LOAD', `model "${pkg.name}": its external data cannot be loaded: ${error instanceof Error ? error.message : String(error)}`, { cause: error, retryable: false });
+  }
 }
 
 /** How onnxruntime threads a partition's session. */
@@ -258,17 +328,15 @@ export class ModelRepository {
     return this.packages.has(name);
   }
 
-  /** The model bytes, read once and checked against the manifest's SHA-256. */
+  /**
+   * The model bytes, read once, with every file the manifest lists checked against its
+   * SHA-256 and any external data inlined: tails, sessions and workers all take bytes, and
+   * bytes cannot point at files beside them.
+   */
   private modelBytes(pkg: ModelPackage): Promise<Uint8Array> {
     let p = this.bytes.get(pkg.name);
     if (!p) {
-      p = readFile(pkg.path).then((buf) => {
-        const bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
-        if (pkg.sha256 && sha256Hex(bytes) !== pkg.sha256) {
-          throw new CloudError(500, 'CLOUD_MODEL_INTEGRITY', `model "${pkg.name}": ${pkg.path} does not match the SHA-256 in its manifest`, { retryable: false });
-        }
-        return bytes;
-      });
+      p = readPackage(pkg);
       p.catch(() => this.bytes.delete(pkg.name));
       this.bytes.set(pkg.name, p);
     }

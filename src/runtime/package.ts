@@ -63,6 +63,21 @@ export async function loadPackage(path: string): Promise<ModelPackage> {
   if (declared && declared.toLowerCase() !== sha256) {
     throw new ModelPackageError('RUNTIME_PACKAGE_SHA256', `${manifest.model} does not match the sha256 in manifest.json`, { details: { declared, actual: sha256 } });
   }
+  // The rest of what the manifest vouches for (external weights, labels…): a package is
+  // trusted whole or not at all.
+  for (const [listed, hex] of Object.entries(manifest.sha256 ?? {})) {
+    const file = inside(dir, listed, 'sha256');
+    if (file === modelPath) continue;
+    let actual: string;
+    try {
+      actual = sha256Hex(await readFile(file));
+    } catch (error) {
+      throw new ModelPackageError('RUNTIME_PACKAGE_SHA256', `manifest.json lists ${listed}, which cannot be read`, { cause: error, details: { path: file } });
+    }
+    if (actual !== hex.toLowerCase()) {
+      throw new ModelPackageError('RUNTIME_PACKAGE_SHA256', `${listed} does not match the sha256 in manifest.json`, { details: { declared: hex, actual } });
+    }
+  }
   const pkg: ModelPackage = { name: manifest.name ?? basename(dir), modelPath, model: { sha256, path: modelPath }, manifest };
   const post = manifest.postprocess;
   if (post?.kind === 'classification') {

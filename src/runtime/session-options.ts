@@ -1,13 +1,26 @@
 /**
- * onnxruntime's spin-wait choice for intra-op threads, which it takes only as a string entry of
- * the session's extra configuration. One encoding for every session Tandem creates, on the
- * event loop's thread or in a worker, and its reading back.
+ * onnxruntime's spin-wait choice for intra-op threads and the folder of a model's external
+ * data, which it takes only as string entries of the session's extra configuration. One
+ * encoding for every session Tandem creates, on the event loop's thread or in a worker, and
+ * its reading back.
  */
 import type { InferenceSession } from 'onnxruntime-node';
 
 /** The session-options fragment that turns spinning on or off. */
 export function spinningSessionOptions(spinning: boolean): Pick<InferenceSession.SessionOptions, 'extra'> {
-  return { extra: { session: { intra_op: { allow_spinning: spinning ? '1' : '0' } } } };
+  return sessionExtra({ spinning });
+}
+
+/**
+ * The extra configuration for spinning and, for a model created from bytes whose weights live
+ * in external files, the folder they are in: from bytes, onnxruntime otherwise looks for them
+ * in the process's working directory and refuses.
+ */
+export function sessionExtra(options: { spinning?: boolean; externalDataFolder?: string }): Pick<InferenceSession.SessionOptions, 'extra'> {
+  const session: Record<string, unknown> = {};
+  if (options.spinning !== undefined) session.intra_op = { allow_spinning: options.spinning ? '1' : '0' };
+  if (options.externalDataFolder !== undefined) session.model_external_initializers_file_folder_path = options.externalDataFolder;
+  return { extra: { session } };
 }
 
 /** The spinning choice `options` make, if they make one. */

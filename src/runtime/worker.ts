@@ -4,12 +4,13 @@
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as ort from 'onnxruntime-node';
 import { Piscina } from 'piscina';
 import type { DType, TensorData } from '../tensor.js';
-import { spinningSessionOptions } from './session-options.js';
+import { sessionExtra } from './session-options.js';
 import { SlowdownEmulator, runKey } from './slowdown.js';
 import { isTransferable, type ModelRef, type ValueInfo, type WireTensor, type WorkerConfig, type WorkerError, type WorkerResult, type WorkerTask } from './protocol.js';
 
@@ -51,7 +52,8 @@ function session(model: ModelRef): Promise<ort.InferenceSession> {
           interOpNumThreads: 1,
           executionMode: 'sequential',
           graphOptimizationLevel: 'all',
-          ...(config.spinning !== undefined ? spinningSessionOptions(config.spinning) : {}),
+          // A model registered by path may keep its weights in files beside it.
+          ...sessionExtra({ ...(config.spinning !== undefined ? { spinning: config.spinning } : {}), ...(model.path ? { externalDataFolder: dirname(model.path) } : {}) }),
         });
       } catch (error) {
         throw new WorkerFailure('RUNTIME_MODEL_LOAD', `onnxruntime could not load model ${model.sha256.slice(0, 12)}: ${(error as Error).message}`);
