@@ -3,7 +3,7 @@
  * file the manifest lists checked against its SHA-256 before anything runs.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -13,7 +13,7 @@ import { decodePayload, encodeTensorMap } from '../src/codec/index.js';
 import { loadModel, splitModel } from '../src/graph/index.js';
 import type { TensorMap } from '../src/tensor.js';
 import { expectSameOutputs, localRun, randomInput, startService } from './cloud-helpers.js';
-import { writeExternalDataModel } from './fixtures/graphs.js';
+import { writeExternalDataPackage } from './fixtures/graphs.js';
 
 const sha = (path: string): string => createHash('sha256').update(readFileSync(path)).digest('hex');
 
@@ -22,9 +22,7 @@ let pkg: string;
 
 beforeEach(async () => {
   root = mkdtempSync(join(tmpdir(), 'tandem-extpkg-'));
-  pkg = join(root, 'mlp');
-  mkdirSync(pkg);
-  renameSync(await writeExternalDataModel(pkg), join(pkg, 'model.onnx'));
+  pkg = await writeExternalDataPackage(root);
 });
 afterEach(() => rmSync(root, { recursive: true, force: true }));
 

@@ -3,12 +3,12 @@
  * and refuses the package when a file the manifest vouches for is altered or missing.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createRuntime } from '../src/index.js';
-import { writeExternalDataModel } from './fixtures/graphs.js';
+import { writeExternalDataPackage } from './fixtures/graphs.js';
 import { maxAbsDiff, randomInput, referenceRun } from './helpers/runtime-fixtures.js';
 
 const sha = (path: string): string => createHash('sha256').update(readFileSync(path)).digest('hex');
@@ -17,9 +17,7 @@ let root: string;
 let pkg: string;
 beforeEach(async () => {
   root = mkdtempSync(join(tmpdir(), 'tandem-edgepkg-'));
-  pkg = join(root, 'mlp');
-  mkdirSync(pkg);
-  renameSync(await writeExternalDataModel(pkg), join(pkg, 'model.onnx'));
+  pkg = await writeExternalDataPackage(root);
 });
 afterEach(() => rmSync(root, { recursive: true, force: true }));
 
