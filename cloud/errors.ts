@@ -15,3 +15,10 @@ export class CloudError extends TandemError {
 
 export const badRequest = (code: string, message: string, details?: Record<string, unknown>): CloudError =>
   new CloudError(400, code, message, details ? { details } : {});
+
+/**
+ * The client closed its connection before its answer. Nothing is answered (there is no one
+ * to read it); 499 is what the request is counted and logged as, as nginx does.
+ */
+export const clientClosed = (when: string, cause?: unknown): CloudError =>
+  new CloudError(499, 'CLOUD_CLIENT_CLOSED', `the client closed the connection ${when}`, { retryable: false, ...(cause !== undefined ? { cause } : {}) });

@@ -2,12 +2,10 @@
  * Bounded concurrency with a bounded queue. When both are full a request is refused at
  * once (the caller answers 429) instead of waiting and holding its body in memory.
  */
-import { CloudError } from './errors.js';
+import { clientClosed, CloudError } from './errors.js';
 
 interface Waiter {
-  resolve: (release: () => void) => void;
-  reject: (error: unknown) => void;
-  timer: NodeJS.Timeout | undefined;
+  grant: (release: () => void) => void;
 }
 
 export class Limiter {
@@ -24,11 +22,18 @@ export class Limiter {
     return this.active;
   }
 
+  /** Whether `acquire` would not resolve at once (it would queue, or refuse with 429). */
+  get full(): boolean {
+    return this.active >= this.maxConcurrent;
+  }
+
   /**
    * Resolves to a release function once a slot is free. Rejects with 429 when the queue is
-   * full and with 504 when `deadline` (epoch ms) passes while queued.
+   * full, with 504 when `deadline` (epoch ms) passes while queued, and with 499
+   * `CLOUD_CLIENT_CLOSED` when `signal` aborts first (or has already).
    */
-  acquire(deadline: number): Promise<() => void> {
+  acquire(deadline: number, signal?: AbortSignal): Promise<() => void> {
+    if (signal?.aborted) return Promise.reject(clientClosed('before the request was queued; it was not run', signal.reason));
     if (this.active < this.maxConcurrent) {
       this.active += 1;
       this.onChange(this.waiting.length, this.active);
@@ -38,14 +43,31 @@ export class Limiter {
       return Promise.reject(new CloudError(429, 'CLOUD_OVERLOADED', `model is busy (${this.active} running, ${this.waiting.length} queued); retry later`, { retryable: true }));
     }
     return new Promise((resolve, reject) => {
-      const waiter: Waiter = { resolve, reject, timer: undefined };
-      const wait = deadline - Date.now();
-      waiter.timer = setTimeout(() => {
+      const leave = (): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
         const i = this.waiting.indexOf(waiter);
         if (i >= 0) this.waiting.splice(i, 1);
+      };
+      // A waiter that leaves gives its place up at once: the queue bound counts only
+      // requests that will run.
+      const onAbort = (): void => {
+        leave();
+        this.onChange(this.waiting.length, this.active);
+        reject(clientClosed('while the request was queued; it was not run', signal?.reason));
+      };
+      const timer = setTimeout(() => {
+        leave();
         this.onChange(this.waiting.length, this.active);
         reject(new CloudError(504, 'CLOUD_DEADLINE', 'the request deadline passed while it was queued', { retryable: true }));
-      }, Math.max(0, wait));
+      }, Math.max(0, deadline - Date.now()));
+      const waiter: Waiter = {
+        grant: (release) => {
+          leave();
+          resolve(release);
+        },
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
       this.waiting.push(waiter);
       this.onChange(this.waiting.length, this.active);
     });
@@ -57,12 +79,8 @@ export class Limiter {
       if (done) return;
       done = true;
       const next = this.waiting.shift();
-      if (next) {
-        clearTimeout(next.timer);
-        next.resolve(this.releaser());
-      } else {
-        this.active -= 1;
-      }
+      if (next) next.grant(this.releaser());
+      else this.active -= 1;
       this.onChange(this.waiting.length, this.active);
     };
   }

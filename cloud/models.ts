@@ -15,7 +15,7 @@ import type { EdgePool, EdgePoolOptions } from '../src/runtime/pool.js';
 import type { ModelRef, ValueInfo } from '../src/runtime/protocol.js';
 import { spinningOf, spinningSessionOptions } from '../src/runtime/session-options.js';
 import { isDType, type DType, type Tensor, type TensorMap } from '../src/tensor.js';
-import { CloudError, badRequest } from './errors.js';
+import { CloudError, badRequest, clientClosed } from './errors.js';
 
 const manifestSchema = z.object({
   name: z.string().min(1).optional(),
@@ -63,6 +63,12 @@ export interface PartitionRunOptions {
    * run, once started, cannot be left.
    */
   deadline?: number;
+  /**
+   * The client has gone: in a worker thread, a request still waiting for a worker leaves the
+   * queue and is never run (499 `CLOUD_CLIENT_CLOSED`); a run already started is finished by
+   * its worker, unread. On the event loop's thread a run, once started, cannot be left.
+   */
+  signal?: AbortSignal;
 }
 
 /** One loaded partition (whole model or a tail) ready to run. */
@@ -278,6 +284,7 @@ function poolFailure(error: unknown, label: string): CloudError {
   if (code === 'RUNTIME_EDGE_RUN') return new CloudError(400, 'CLOUD_MODEL_ERROR', `${label} rejected the inputs: ${message}`, { cause: error, retryable: false });
   if (code === 'RUNTIME_WORKER_FAILED') return new CloudError(503, 'CLOUD_WORKER_FAILED', `the worker running ${label} failed; retry: ${message}`, { cause: error, retryable: true });
   if (code === 'RUNTIME_DEADLINE_EXCEEDED') return new CloudError(504, 'CLOUD_DEADLINE', `the request deadline passed while ${label} waited for or ran in a worker thread`, { cause: error, retryable: true });
+  if (code === 'RUNTIME_ABORTED') return clientClosed(`while ${label} waited for or ran in a worker thread`, error);
   if (code === 'RUNTIME_CLOSED') return new CloudError(503, 'CLOUD_DRAINING', 'the service is shutting down; retry on another instance', { cause: error, retryable: true });
   return new CloudError(500, 'CLOUD_MODEL_RUN', `${label} could not run: ${message}`, { cause: error, retryable: false });
 }
@@ -474,7 +481,7 @@ export class ModelRepository {
         try {
           // The body's buffer and input buffers that only these tensors use move to the
           // worker; anything else is copied.
-          return (await pool.run(ref, checked, { ...(options.owned ? { move: options.owned } : {}), ...(options.deadline !== undefined ? { deadline: options.deadline } : {}) })).outputs;
+          return (await pool.run(ref, checked, { ...(options.owned ? { move: options.owned } : {}), ...(options.deadline !== undefined ? { deadline: options.deadline } : {}), ...(options.signal ? { signal: options.signal } : {}) })).outputs;
         } catch (error) {
           throw poolFailure(error, label);
         }

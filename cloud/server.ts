@@ -18,7 +18,7 @@ import { decodeOipRequest, encodeOipResponse, LINK_PROBE_MAX_BYTES, LINK_PROBE_P
 import { instancesToTensors, tensorsToPredictions } from '../src/providers/wire/vertex.js';
 import type { TensorMap } from '../src/tensor.js';
 import { verifyBearer, verifyEas, verifySigV4, type AwsCredentials } from './auth.js';
-import { badRequest, CloudError } from './errors.js';
+import { badRequest, clientClosed, CloudError } from './errors.js';
 import { Limiter } from './limiter.js';
 import { CloudMetrics } from './metrics.js';
 import { DEFAULT_MAX_PARTITIONS, discoverModels, ModelRepository, threadingOf, type LoadedPartition, type ModelPackage, type TailExtractor } from './models.js';
@@ -124,6 +124,27 @@ function requestBudget(value: string | undefined, timeoutMs: number): number {
   const budget = Number(value);
   if (budget <= 0) throw new CloudError(504, 'CLOUD_DEADLINE', `the request's deadline (${DEADLINE_HEADER}: ${value.trim()}) had passed when it arrived`, { retryable: false });
   return Math.min(budget, timeoutMs);
+}
+
+/**
+ * Aborts once the client has gone. node:http emits 'close' on a response when it is finished
+ * and also when its socket closes first, so 'close' before `writableFinished` means nobody
+ * will read the answer. The request's own 'close' only says its body was read, and a
+ * keep-alive socket outlives the request: the response is the one to watch.
+ */
+function clientSignal(res: ServerResponse): AbortSignal {
+  const controller = new AbortController();
+  if (res.destroyed) controller.abort();
+  else res.once('close', () => {
+    if (!res.writableFinished) controller.abort();
+  });
+  return controller.signal;
+}
+
+/** The `reason` label of a request the limiter refused. */
+function rejectionReason(error: unknown): string {
+  const status = error instanceof CloudError ? error.status : 0;
+  return status === 429 ? 'queue_full' : status === 499 ? 'client_closed' : 'deadline';
 }
 
 /** A percent-decoded path segment; a malformed escape is the client's error, not a crash. */
@@ -407,6 +428,8 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     } else {
       log.error({ err: error }, 'unexpected failure');
     }
+    // The client has gone: there is nothing to write to (node:http would drop it silently).
+    if (res.destroyed) return status;
     if (res.headersSent) {
       res.destroy();
       return status;
@@ -475,11 +498,14 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     if (cut !== null && !/^c\d{1,6}$/.test(cut)) throw badRequest('CLOUD_CUT_INVALID', `cut "${cut}" is not a cut id (c0, c1, …)`);
     if (!repo.has(model)) throw new CloudError(404, 'CLOUD_MODEL_NOT_FOUND', `no model named "${model}" (serving: ${repo.names().join(', ')})`);
     const limiter = limiterFor(model);
+    // Only a request that may wait (for a slot, or for a worker) watches for its client
+    // leaving: one that runs at once pays no listener and no allocation for it.
+    const signal = pool !== undefined || limiter.full ? clientSignal(res) : undefined;
     let release: () => void;
     try {
-      release = await limiter.acquire(deadline);
+      release = await limiter.acquire(deadline, signal);
     } catch (error) {
-      metrics.rejections.inc({ model, reason: error instanceof CloudError && error.status === 429 ? 'queue_full' : 'deadline' });
+      metrics.rejections.inc({ model, reason: rejectionReason(error) });
       throw error;
     }
     // The slot is held until the answer is written (its encoding is part of the run's memory)
@@ -488,12 +514,18 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     let payload: Uint8Array;
     let answered: number;
     try {
+      // The socket, not the response: a pipelined request's response gets no 'close' while
+      // an earlier one is being answered.
+      if (req.socket.destroyed) throw clientClosed('before the request could run');
+      // A load is shared with every request for the partition: it goes on even if this
+      // client leaves, only this request's run is skipped.
       const partition = await repo.partition(model, cut);
+      if (req.socket.destroyed) throw clientClosed('while the model was loading; the request was not run');
       const inputs = parsed.tensors(partition);
       if (Date.now() > deadline) throw new CloudError(504, 'CLOUD_DEADLINE', 'the request deadline passed before it could run');
       const t0 = performance.now();
       // The body is read no more from here on (its size is kept for the log): a worker may take it.
-      const outputs = await partition.run(inputs, ownedBodies.has(body) ? { owned: [body.buffer as ArrayBuffer], deadline } : { deadline });
+      const outputs = await partition.run(inputs, ownedBodies.has(body) ? { owned: [body.buffer as ArrayBuffer], deadline, signal } : { deadline, signal });
       computeMs = performance.now() - t0;
       const compute = computeMs.toFixed(3);
       const headers: Record<string, string | number> = { 'x-request-id': requestId, [COMPUTE_HEADER]: compute };
@@ -507,6 +539,9 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       headers['content-length'] = payload.byteLength;
       res.writeHead(200, headers).end(payload);
       answered = performance.now();
+    } catch (error) {
+      if (error instanceof CloudError && error.code === 'CLOUD_CLIENT_CLOSED') metrics.rejections.inc({ model, reason: 'client_closed' });
+      throw error;
     } finally {
       release();
       if (computeMs !== undefined) observeCompute(model, cut, computeMs / 1000);
@@ -608,7 +643,8 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     infer(req, res, rt, path, requestId, started)
       .catch((error: unknown) => {
         const status = fail(rt, error);
-        reqLog().info({ route: rt.name, status, code: isTandemError(error) ? error.code : undefined, message: error instanceof Error ? error.message : String(error) }, 'request refused');
+        const code = isTandemError(error) ? error.code : undefined;
+        reqLog().info({ route: rt.name, status, code, message: error instanceof Error ? error.message : String(error) }, code === 'CLOUD_CLIENT_CLOSED' ? 'client closed the connection' : 'request refused');
         // Drain what is left of a refused body so the connection can be reused.
         if (!req.complete) req.resume();
         // Only served names become label values: a hostile path must not grow the metric set.

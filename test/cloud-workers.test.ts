@@ -51,6 +51,16 @@ async function untilRunning(svc: CloudService, model: string): Promise<void> {
   throw new Error(`${model} never ran`);
 }
 
+/** Resolves to the service's metrics once they match `pattern`. */
+async function untilMetrics(svc: CloudService, pattern: RegExp): Promise<string> {
+  for (let i = 0; i < 300; i++) {
+    const text = await (await fetch(`${svc.url}/metrics`)).text();
+    if (pattern.test(text)) return text;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`the metrics never matched ${pattern}`);
+}
+
 /** Settles to the order in which the promises settled. */
 function order(named: Record<string, Promise<unknown>>): Promise<string[]> {
   const seen: string[] = [];
@@ -159,6 +169,72 @@ describe('the cloud service with worker threads (--workers)', () => {
       expect((await long).status).toBe(200);
       expect((await post(svc, 'cls', randomInput([1, 3, 48, 192]))).status).toBe(200);
     } finally {
+      await svc.drain();
+    }
+  });
+
+  it('with more models than workers, a request whose client leaves while it waits for the worker leaves the pool\'s queue and never runs', async () => {
+    const svc = await startService(dir, { workers: 1 });
+    try {
+      await post(svc, 'cls', randomInput([1, 3, 48, 192])).then((r) => r.arrayBuffer());
+      await post(svc, 'det', randomInput([1, 3, 64, 64])).then((r) => r.arrayBuffer());
+      const long = post(svc, 'det', randomInput([1, 3, 1280, 1280], 8)).then(async (r) => ({ status: r.status, body: await r.arrayBuffer() }));
+      await untilRunning(svc, 'det');
+      const controller = new AbortController();
+      const leaves = fetch(`${svc.url}/v1/models/cls/infer`, { method: 'POST', body: encodeTensorMap(randomInput([1, 3, 48, 192])), signal: controller.signal })
+        .then(() => 'answered', (error: unknown) => (error as Error).name);
+      // Past its model's limiter (a slot of two), waiting for the one worker.
+      await untilMetrics(svc, /tandem_cloud_active_requests\{model="cls"\} 1\n/);
+      controller.abort();
+      expect(await leaves).toBe('AbortError');
+      const left = untilMetrics(svc, /tandem_cloud_requests_total\{route="tandem",model="cls",status="499"\} 1\n/);
+      // It left while the worker was still busy with the other model's run.
+      expect(await order({ left, long })).toEqual(['left', 'long']);
+      expect((await long).status).toBe(200);
+      const text = await untilMetrics(svc, /tandem_cloud_active_requests\{model="cls"\} 0\n/);
+      expect(text).toMatch(/tandem_cloud_compute_duration_seconds_count\{model="cls",cut="whole"\} 1\n/);
+      expect(text).toMatch(/tandem_cloud_rejections_total\{model="cls",reason="client_closed"\} 1\n/);
+      expect((await post(svc, 'cls', randomInput([1, 3, 48, 192]))).status).toBe(200);
+    } finally {
+      await svc.drain();
+    }
+  });
+
+  it('a request whose client leaves while its partition loads is not run; the load it shares with another request goes on', async () => {
+    let loads = 0;
+    let open: () => void = () => undefined;
+    let entered: () => void = () => undefined;
+    const inside = new Promise<void>((r) => { entered = r; });
+    const svc = await startService(dir, {
+      workers: 1,
+      extractTail: async (bytes) => {
+        loads += 1;
+        entered();
+        await new Promise<void>((r) => { open = r; });
+        return bytes;
+      },
+    });
+    try {
+      const url = `${svc.url}/v1/models/det/infer?cut=c1`;
+      const body = encodeTensorMap(randomInput([1, 3, 64, 64]));
+      const stays = fetch(url, { method: 'POST', body }).then((r) => r.status, (error: unknown) => error);
+      await inside;
+      const controller = new AbortController();
+      const leaves = fetch(url, { method: 'POST', body, signal: controller.signal }).then(() => 'answered', (error: unknown) => (error as Error).name);
+      // Both hold a slot of the model's two and wait for the same tail.
+      await untilMetrics(svc, /tandem_cloud_active_requests\{model="det"\} 2\n/);
+      controller.abort();
+      expect(await leaves).toBe('AbortError');
+      open();
+      expect(await stays).toBe(200);
+      const text = await untilMetrics(svc, /tandem_cloud_active_requests\{model="det"\} 0\n/);
+      expect(text).toMatch(/tandem_cloud_compute_duration_seconds_count\{model="det",cut="c1"\} 1\n/);
+      expect(text).toMatch(/tandem_cloud_rejections_total\{model="det",reason="client_closed"\} 1\n/);
+      expect(text).toMatch(/tandem_cloud_requests_total\{route="tandem",model="det",status="499"\} 1\n/);
+      expect((await fetch(url, { method: 'POST', body })).status).toBe(200);
+      expect(loads).toBe(1);
+    } finally {
+      open();
       await svc.drain();
     }
   });

@@ -6,7 +6,8 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CloudService } from '../cloud/server.js';
+import { pino } from 'pino';
+import type { CloudService, CloudServiceOptions } from '../cloud/server.js';
 import { decodePayload, encodeTensorMap } from '../src/codec/index.js';
 import { encodeOipRequest, decodeOipResponse } from '../src/providers/wire/oip.js';
 import { CLS, DET, expectSameOutputs, localRun, modelsDir, randomInput, startService } from './cloud-helpers.js';
@@ -27,11 +28,12 @@ afterAll(async () => {
 });
 
 /** A service whose only slot can be held: split requests wait in tail extraction until released. */
-async function gatedService(maxQueue: number): Promise<{ svc: CloudService; hold: (cut: string) => Promise<{ response: Promise<Response> }>; release: () => void; cleanup: () => Promise<void> }> {
+async function gatedService(maxQueue: number, extra: Partial<CloudServiceOptions> = {}): Promise<{ svc: CloudService; hold: (cut: string) => Promise<{ response: Promise<Response> }>; release: () => void; cleanup: () => Promise<void> }> {
   const m = modelsDir();
   let open: () => void = () => undefined;
   let entered: () => void = () => undefined;
   const gated = await startService(m.dir, {
+    ...extra,
     maxConcurrent: 1,
     maxQueue,
     extractTail: async (bytes) => {
@@ -215,6 +217,68 @@ describe('overload, metrics, integrity, drain, TLS', () => {
       g.release();
       expect((await held).status).toBe(200);
     } finally {
+      await g.cleanup();
+    }
+  });
+
+  it('a queued request whose client goes away leaves the queue and never runs; one whose client stays runs', async () => {
+    const lines: string[] = [];
+    const g = await gatedService(3, { logger: pino({ level: 'info' }, { write: (l: string) => void lines.push(l) }) });
+    const socket = connect(g.svc.port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    try {
+      const { response: held } = await g.hold('c1');
+      const body = encodeTensorMap(randomInput([1, 3, 32, 32]));
+      const infer = `${g.svc.url}/v2/models/det/infer`;
+      const metrics = async (): Promise<string> => (await fetch(`${g.svc.url}/metrics`)).text();
+      const untilQueued = async (n: number): Promise<void> => {
+        for (let i = 0; i < 300; i++) {
+          if (new RegExp(`tandem_cloud_queue_depth\\{model="det"\\} ${n}\n`).test(await metrics())) return;
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        throw new Error(`the queue never held ${n}`);
+      };
+      const controller = new AbortController();
+      const abandoned = fetch(infer, { method: 'POST', body, signal: controller.signal }).then(() => 'answered', (error: unknown) => (error as Error).name);
+      await untilQueued(1);
+      const kept = fetch(infer, { method: 'POST', body }).then((r) => r.status, (error: unknown) => error);
+      await untilQueued(2);
+      // A keep-alive socket already answered once: that response's 'close' is not this request's.
+      let received = '';
+      socket.on('data', (d: Buffer) => { received += d.toString('latin1'); });
+      socket.write('GET /ping HTTP/1.1\r\nhost: x\r\n\r\n');
+      for (let i = 0; i < 500 && !received.endsWith('\r\n0\r\n\r\n'); i++) await new Promise((r) => setTimeout(r, 10));
+      expect(received).toMatch(/^HTTP\/1\.1 200 /);
+      socket.write(`POST /v2/models/det/infer HTTP/1.1\r\nhost: x\r\ncontent-length: ${body.byteLength}\r\n\r\n`);
+      socket.write(body);
+      await untilQueued(3);
+
+      controller.abort();
+      socket.destroy();
+      expect(await abandoned).toBe('AbortError');
+      // Both leave while the slot is still held: the queue keeps only the client that stayed.
+      await untilQueued(1);
+      const during = await metrics();
+      expect(during).toMatch(/tandem_cloud_rejections_total\{model="det",reason="client_closed"\} 2\n/);
+      expect(during).toMatch(/tandem_cloud_requests_total\{route="oip",model="det",status="499"\} 2\n/);
+
+      g.release();
+      expect((await held).status).toBe(200);
+      expect(await kept).toBe(200);
+      const after = await metrics();
+      // Of the three queued for the whole model, only the one whose client stayed ran.
+      expect(after).toMatch(/tandem_cloud_compute_duration_seconds_count\{model="det",cut="whole"\} 1\n/);
+      expect(after).toMatch(/tandem_cloud_queue_depth\{model="det"\} 0\n/);
+      expect(after).toMatch(/tandem_cloud_active_requests\{model="det"\} 0\n/);
+      const logged = lines.map((l) => JSON.parse(l) as { level: number; msg: string; status?: number; code?: string });
+      expect(logged.filter((l) => l.msg === 'client closed the connection').map((l) => [l.status, l.code])).toEqual([[499, 'CLOUD_CLIENT_CLOSED'], [499, 'CLOUD_CLIENT_CLOSED']]);
+      expect(logged.filter((l) => l.level >= 40)).toEqual([]);
+      expect((await fetch(`${g.svc.url}/ping`)).status).toBe(200);
+      expect((await fetch(infer, { method: 'POST', body })).status).toBe(200);
+    } finally {
+      socket.destroy();
+      // Without it a failed expectation would leave the held run gated and the drain waiting.
+      g.release();
       await g.cleanup();
     }
   });
