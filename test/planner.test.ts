@@ -374,6 +374,107 @@ describe('health', () => {
     expect(back.kind !== 'local' && back.endpoint).toBe('a');
   });
 
+  /** Two endpoints, a the faster; a 1 s first back-off; the clock is the test's. */
+  function twoEndpoints(clock: { t: number }, health: AdaptivePlannerOptions['health'] = { initialBackoffMs: 1000 }): { p: AdaptivePlanner; world: World; ctx: { allowedEndpoints: string[] }; endpoint: () => string } {
+    const world = new World({ a: { rttMs: 5, bitsPerSecond: 1e9 }, b: { rttMs: 15, bitsPerSecond: 1e9 } });
+    const p = planner({ endpoints: [{ name: 'a', rttMs: 5, bandwidthBitsPerSecond: 1e9 }, { name: 'b', rttMs: 15, bandwidthBitsPerSecond: 1e9 }], health, exploration: false }, clock);
+    const ctx = { allowedEndpoints: ['a', 'b'] };
+    const endpoint = (): string => {
+      const plan = p.choose(ctx);
+      return plan.kind === 'local' ? 'local' : plan.endpoint;
+    };
+    return { p, world, ctx, endpoint };
+  }
+
+  it('sends no probe before a failure\'s Retry-After, when it ends after the back-off', () => {
+    const clock = { t: 0 };
+    const { p, world, endpoint } = twoEndpoints(clock);
+    expect(endpoint()).toBe('a');
+    p.observe({ ...world.run({ kind: 'offload', endpoint: 'a' }), fellBack: true, retryAfterMs: 5000 });
+    // The back-off (1 s) is over, the server's 5 s are not: b serves, a gets no probe.
+    for (const t of [1000, 1500, 3000, 4999]) {
+      clock.t = t;
+      expect(endpoint(), `t=${t}`).toBe('b');
+      expect(p.snapshot().endpoints[0]?.health).toBe('down');
+    }
+    clock.t = 5000;
+    expect(p.snapshot().endpoints[0]?.health).toBe('probing');
+    expect(endpoint()).toBe('a');
+    // One probe at a time, as without a Retry-After.
+    expect(endpoint()).toBe('b');
+    p.observe(world.run({ kind: 'offload', endpoint: 'a' }));
+    expect(endpoint()).toBe('a');
+  });
+
+  it('keeps the back-off when a Retry-After ends before it', () => {
+    const clock = { t: 0 };
+    const { p, world, endpoint } = twoEndpoints(clock);
+    p.observe({ ...world.run({ kind: 'offload', endpoint: 'a' }), fellBack: true, retryAfterMs: 200 });
+    clock.t = 999;
+    expect(endpoint()).toBe('b');
+    clock.t = 1000;
+    expect(endpoint()).toBe('a');
+  });
+
+  it('holds a Retry-After below the failure threshold, and past a success that arrives meanwhile', () => {
+    const clock = { t: 0 };
+    const { p, world, endpoint } = twoEndpoints(clock, { failureThreshold: 3, initialBackoffMs: 1000 });
+    // Without a Retry-After one failure of three changes nothing.
+    p.observe({ ...world.run({ kind: 'offload', endpoint: 'a' }), fellBack: true });
+    expect(endpoint()).toBe('a');
+    p.observe({ ...world.run({ kind: 'offload', endpoint: 'a' }), fellBack: true, retryAfterMs: 2000 });
+    expect(endpoint()).toBe('b');
+    // A request sent before the server asked for the pause comes back fine: the pause stands.
+    clock.t = 100;
+    p.observe(world.run({ kind: 'offload', endpoint: 'a' }));
+    expect(endpoint()).toBe('b');
+    clock.t = 1999;
+    expect(endpoint()).toBe('b');
+    clock.t = 2000;
+    expect(p.snapshot().endpoints[0]?.health).toBe('healthy');
+    expect(endpoint()).toBe('a');
+  });
+
+  it('lets a later, longer Retry-After extend the pause, and a shorter one (or none) not cut it', () => {
+    // Requests that were in flight when the first 429 came fail too, each with its own answer.
+    const clock = { t: 0 };
+    const longer = twoEndpoints(clock);
+    longer.p.observe({ ...longer.world.run({ kind: 'offload', endpoint: 'a' }), fellBack: true, retryAfterMs: 2000 });
+    clock.t = 10;
+    longer.p.observe({ ...longer.world.run({ kind: 'offload', endpoint: 'a' }), fellBack: true, retryAfterMs: 8000 });
+    clock.t = 8009;
+    expect(longer.endpoint()).toBe('b');
+    clock.t = 8010;
+    expect(longer.endpoint()).toBe('a');
+
+    clock.t = 0;
+    const shorter = twoEndpoints(clock);
+    shorter.p.observe({ ...shorter.world.run({ kind: 'offload', endpoint: 'a' }), fellBack: true, retryAfterMs: 10_000 });
+    clock.t = 10;
+    shorter.p.observe({ ...shorter.world.run({ kind: 'offload', endpoint: 'a' }), fellBack: true, retryAfterMs: 500 });
+    shorter.p.observe({ ...shorter.world.run({ kind: 'offload', endpoint: 'a' }), fellBack: true });
+    // The back-off (1 s, not lengthened by the requests that were already in flight) ended at 1000.
+    clock.t = 9999;
+    expect(shorter.endpoint()).toBe('b');
+    clock.t = 10_000;
+    expect(shorter.endpoint()).toBe('a');
+  });
+
+  it('lengthens the back-off on a failed probe only, not on requests that were in flight when the circuit opened', () => {
+    const clock = { t: 0 };
+    const { p, world, endpoint } = twoEndpoints(clock);
+    for (let i = 0; i < 3; i++) p.observe({ ...world.run({ kind: 'offload', endpoint: 'a' }), fellBack: true });
+    clock.t = 999;
+    expect(endpoint()).toBe('b');
+    clock.t = 1000;
+    expect(endpoint()).toBe('a');
+    p.observe({ ...world.run({ kind: 'offload', endpoint: 'a' }), fellBack: true });
+    clock.t = 2999;
+    expect(endpoint()).toBe('b');
+    clock.t = 3000;
+    expect(endpoint()).toBe('a');
+  });
+
   it('treats a fallback as a failure and accepts out-of-band probes', () => {
     const p = planner({ exploration: false });
     p.observe({ ...new World({ a: { rttMs: 1, bitsPerSecond: 1e9 } }).run({ kind: 'offload', endpoint: 'a' }), fellBack: true });

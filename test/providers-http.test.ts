@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { callScope } from '../src/providers/deadline.js';
-import { ProviderError } from '../src/providers/errors.js';
+import { errorForStatus, MAX_RETRY_AFTER_MS, parseHttpDate, parseRetryAfter, ProviderError, retryAfterOf } from '../src/providers/errors.js';
 import { post } from '../src/providers/http.js';
 
 let server: Server | undefined;
@@ -116,5 +116,98 @@ describe('answers the client must not trust', () => {
       expect(r.timing.remoteMs, header).toBe(want);
       expect(r.timing.networkMs).toBe(10 - want);
     }
+  });
+});
+
+describe('Retry-After', () => {
+  const now = Date.UTC(2026, 11, 2, 12, 0, 0);
+
+  it('delta-seconds are taken as given; fractions, signs, units and folded values are refused', () => {
+    expect(parseRetryAfter('0', undefined, now)).toBe(0);
+    expect(parseRetryAfter('1', undefined, now)).toBe(1000);
+    expect(parseRetryAfter(' 120 ', undefined, now)).toBe(120_000);
+    for (const bad of ['1.5', '.5', '-1', '+1', '1s', '1e3', '0x10', '1, 2', '', ' ', 'soon', 'Infinity', 'NaN']) {
+      expect(parseRetryAfter(bad, undefined, now), JSON.stringify(bad)).toBeUndefined();
+    }
+    expect(parseRetryAfter(undefined, undefined, now)).toBeUndefined();
+    expect(parseRetryAfter(null, undefined, now)).toBeUndefined();
+  });
+
+  it('waits past an hour are cut to an hour, however they are written', () => {
+    expect(MAX_RETRY_AFTER_MS).toBe(3_600_000);
+    expect(parseRetryAfter('3600', undefined, now)).toBe(3_600_000);
+    expect(parseRetryAfter('3601', undefined, now)).toBe(MAX_RETRY_AFTER_MS);
+    expect(parseRetryAfter('99999999999999999999999999', undefined, now)).toBe(MAX_RETRY_AFTER_MS);
+    expect(parseRetryAfter('9'.repeat(400), undefined, now)).toBe(MAX_RETRY_AFTER_MS);
+    expect(parseRetryAfter('Fri, 31 Dec 9999 23:59:59 GMT', undefined, now)).toBe(MAX_RETRY_AFTER_MS);
+  });
+
+  it('an HTTP-date in the future is the time until it, one already past is 0', () => {
+    expect(parseRetryAfter('Wed, 02 Dec 2026 12:00:30 GMT', undefined, now)).toBe(30_000);
+    expect(parseRetryAfter('Wed, 02 Dec 2026 12:00:00 GMT', undefined, now)).toBe(0);
+    expect(parseRetryAfter('Wed, 02 Dec 2026 11:59:00 GMT', undefined, now)).toBe(0);
+    expect(parseRetryAfter('Sun, 06 Nov 1994 08:49:37 GMT', undefined, now)).toBe(0);
+  });
+
+  it('an HTTP-date is measured from the answer\'s Date header when it has one, so a wrong edge clock does not matter', () => {
+    const serverDate = 'Sun, 06 Nov 1994 08:49:37 GMT';
+    expect(parseRetryAfter('Sun, 06 Nov 1994 08:50:07 GMT', serverDate, now)).toBe(30_000);
+    // An unreadable Date falls back to the local clock.
+    expect(parseRetryAfter('Wed, 02 Dec 2026 12:00:30 GMT', 'yesterday', now)).toBe(30_000);
+    // delta-seconds need no clock.
+    expect(parseRetryAfter('5', serverDate, now)).toBe(5000);
+  });
+
+  it('reads the three HTTP-date forms, in UTC, and nothing Date.parse would guess at', () => {
+    const t = Date.UTC(1994, 10, 6, 8, 49, 37);
+    expect(parseHttpDate('Sun, 06 Nov 1994 08:49:37 GMT', now)).toBe(t);
+    expect(parseHttpDate('Sunday, 06-Nov-94 08:49:37 GMT', now)).toBe(t);
+    // asctime carries no zone: HTTP says UTC (Date.parse says local time).
+    expect(parseHttpDate('Sun Nov  6 08:49:37 1994', now)).toBe(t);
+    // RFC 850's two-digit year: the latest past year ending in it when it would be > 50 years ahead.
+    expect(parseHttpDate('Thursday, 02-Dec-49 12:00:00 GMT', now)).toBe(Date.UTC(2049, 11, 2, 12));
+    expect(parseHttpDate('Sunday, 02-Dec-80 12:00:00 GMT', now)).toBe(Date.UTC(1980, 11, 2, 12));
+    for (const bad of ['2026-12-02T12:00:00Z', 'Wed, 31 Feb 2026 12:00:00 GMT', 'Wed, 02 Dec 2026 24:00:00 GMT', 'Wed, 02 Foo 2026 12:00:00 GMT',
+      'Wed, 02 Dec 2026 12:00:00 PST', 'Wed, 2 Dec 2026 12:00:00 GMT', 'Dec 2 2026', 'tomorrow 2027']) {
+      expect(parseHttpDate(bad, now), bad).toBeUndefined();
+      expect(parseRetryAfter(bad, undefined, now), bad).toBeUndefined();
+    }
+  });
+
+  it('is found in fetch Headers and in plain header objects, whatever the case of the name', () => {
+    expect(retryAfterOf(new Headers({ 'Retry-After': '2' }), now)).toBe(2000);
+    expect(retryAfterOf({ 'retry-after': '3', date: 'Sun, 06 Nov 1994 08:49:37 GMT' }, now)).toBe(3000);
+    expect(retryAfterOf({ 'Retry-After': 'Sun, 06 Nov 1994 08:49:47 GMT', Date: 'Sun, 06 Nov 1994 08:49:37 GMT' }, now)).toBe(10_000);
+    expect(retryAfterOf({ 'content-type': 'application/json' }, now)).toBeUndefined();
+    expect(retryAfterOf(undefined, now)).toBeUndefined();
+  });
+
+  it('is kept on throttling and unavailability only, and never past the cap', () => {
+    expect(errorForStatus('e', 429, undefined, 'slow down', 2000)).toMatchObject({ code: 'PROVIDER_THROTTLED', retryAfterMs: 2000 });
+    expect(errorForStatus('e', 503, undefined, 'draining', 0)).toMatchObject({ code: 'PROVIDER_UNAVAILABLE', retryAfterMs: 0 });
+    expect(errorForStatus('e', 429, undefined, 'slow down').retryAfterMs).toBeUndefined();
+    for (const status of [400, 401, 404, 504]) expect(errorForStatus('e', status, undefined, 'no', 2000).retryAfterMs, String(status)).toBeUndefined();
+    expect(new ProviderError('PROVIDER_THROTTLED', 'x', { retryAfterMs: -5 }).retryAfterMs).toBeUndefined();
+    expect(new ProviderError('PROVIDER_THROTTLED', 'x', { retryAfterMs: 1e12 }).retryAfterMs).toBe(MAX_RETRY_AFTER_MS);
+  });
+
+  it('the plain-HTTP transport carries a 429\'s and a 503\'s Retry-After on the error', async () => {
+    const { url } = await serve((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        const mode = req.headers['x-mode'];
+        if (mode === 'seconds') res.writeHead(429, { 'retry-after': '7' }).end('slow down');
+        else if (mode === 'date') res.writeHead(503, { date: 'Sun, 06 Nov 1994 08:49:37 GMT', 'retry-after': 'Sun, 06 Nov 1994 08:50:07 GMT' }).end('draining');
+        else if (mode === 'garbage') res.writeHead(429, { 'retry-after': '1.5' }).end('slow down');
+        else res.writeHead(429).end('slow down');
+      });
+    });
+    const scope = callScope();
+    const fail = (mode: string): Promise<ProviderError> => post('e', url, { 'x-mode': mode }, new Uint8Array(1), scope).then(() => { throw new Error('expected a failure'); }, (e: unknown) => e as ProviderError);
+    expect(await fail('seconds')).toMatchObject({ code: 'PROVIDER_THROTTLED', status: 429, retryAfterMs: 7000 });
+    expect(await fail('date')).toMatchObject({ code: 'PROVIDER_UNAVAILABLE', status: 503, retryAfterMs: 30_000 });
+    expect((await fail('garbage')).retryAfterMs).toBeUndefined();
+    expect((await fail('none')).retryAfterMs).toBeUndefined();
+    scope.dispose();
   });
 });

@@ -233,10 +233,13 @@ describe('provider errors are classified', () => {
         await holding;
         const c = createProviderClient(cfg, sdk);
         const err = await failure(c.infer({ model: 'det', inputs: small }));
+        // Released before any assertion: a failing one must not leave the holder (and the test) hanging.
+        open();
         expect(err.code, `${cfg.name}: ${err.message}`).toBe('PROVIDER_THROTTLED');
         expect(err.retryable).toBe(true);
         expect(err.status).toBe(429);
-        open();
+        // The service's `retry-after: 1`, read off the answer by each client's own transport.
+        expect(err.retryAfterMs, cfg.name).toBe(1000);
         expect((await holder).outputs['sigmoid_0.tmp_0']?.dims).toEqual([1, 1, 32, 32]);
         // Once the slot is free the same client succeeds.
         expect((await c.infer({ model: 'det', inputs: small })).outputs['sigmoid_0.tmp_0']?.dims).toEqual([1, 1, 32, 32]);
@@ -245,6 +248,54 @@ describe('provider errors are classified', () => {
     } finally {
       await s.drain();
       m.cleanup();
+    }
+  });
+
+  it('every client carries a 429\'s and a 503\'s Retry-After (seconds, or an HTTP-date against the answer\'s Date)', async () => {
+    const { createServer } = await import('node:http');
+    // Answers what real fronts send when they shed load: SageMaker's error type header, Google's error body.
+    const fake = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        const unavailable = (req.url ?? '').includes('unavailable') || req.headers['x-amzn-sagemaker-custom-attributes']?.toString().includes('model=unavailable') === true;
+        const status = unavailable ? 503 : 429;
+        const headers: Record<string, string> = unavailable
+          ? { date: 'Sun, 06 Nov 1994 08:49:37 GMT', 'retry-after': 'Sun, 06 Nov 1994 08:50:07 GMT' }
+          : { 'retry-after': '7' };
+        headers['content-type'] = 'application/json';
+        headers['x-amzn-errortype'] = `${unavailable ? 'ServiceUnavailable' : 'ThrottlingException'}:http://internal.amazon.com/coral/com.amazon.sagemaker/`;
+        const body = (req.url ?? '').includes(':')
+          ? { error: { code: status, message: 'shed', status: unavailable ? 'UNAVAILABLE' : 'RESOURCE_EXHAUSTED' } }
+          : { code: 'SHED', message: 'shed' };
+        res.writeHead(status, headers).end(JSON.stringify(body));
+      });
+    });
+    await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(fake.address() as { port: number }).port}`;
+    try {
+      // The model (or the Vertex endpoint id, the EAS service) names which answer the fake gives.
+      for (const [model, code, retryAfterMs] of [['throttled', 'PROVIDER_THROTTLED', 7000], ['unavailable', 'PROVIDER_UNAVAILABLE', 30_000]] as const) {
+        const cfgs: EndpointConfig[] = [
+          { name: 'sm', kind: 'sagemaker', region: 'eu-central-1', url, target: 'ep' },
+          { name: 'vx', kind: 'vertex', region: 'europe-west4', url, project: 'p', target: model, token: CREDS.vertexToken },
+          { name: 'vx-json', kind: 'vertex', region: 'europe-west4', url, project: 'p', target: model, token: CREDS.vertexToken, wire: 'json' },
+          { name: 'eas', kind: 'pai-eas', region: 'cn-shanghai', url, target: model, token: CREDS.easToken },
+          { name: 'oip', kind: 'oip', region: 'local', url },
+        ];
+        for (const cfg of cfgs) {
+          const c = createProviderClient(cfg, sdk);
+          try {
+            const err = await failure(c.infer({ model, inputs: input }, { deadline: Date.now() + 10_000 }));
+            expect(err.code, `${cfg.name}: ${err.message}`).toBe(code);
+            expect(err.retryAfterMs, `${cfg.name} ${model}`).toBe(retryAfterMs);
+          } finally {
+            await c.close();
+          }
+        }
+      }
+    } finally {
+      fake.closeAllConnections();
+      await new Promise<void>((resolve) => fake.close(() => resolve()));
     }
   });
 

@@ -3,10 +3,11 @@
  * through the OIP provider client: local, split and offload agree with a single
  * onnxruntime-node session; an endpoint that is down or refuses the request falls back.
  */
+import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { analyzeModel, loadModel } from '../src/graph/index.js';
-import { createRuntime, type Plan, type PlanChooser, type Runtime } from '../src/index.js';
+import { createRuntime, type Observation, type Plan, type PlanChooser, type Runtime } from '../src/index.js';
 import type { CloudService } from '../cloud/server.js';
 import { modelsDir, startService } from './cloud-helpers.js';
 import { closedPort } from './helpers/net.js';
@@ -98,6 +99,31 @@ describe('runtime against the cloud service on loopback', () => {
       await slow.close();
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => hung.close(() => resolve()));
+    }
+  });
+
+  it('tells the planner an endpoint\'s Retry-After along with the fallback', async () => {
+    const shedding = createHttpServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '3' }).end(JSON.stringify({ code: 'CLOUD_QUEUE_FULL', message: 'queue full' })));
+    });
+    await new Promise<void>((resolve) => shedding.listen(0, '127.0.0.1', resolve));
+    const observations: Observation[] = [];
+    const recording: PlanChooser = { choose: () => ({ kind: 'offload', endpoint: 'shed' }), observe: (o) => void observations.push(o) };
+    const other = await createRuntime({
+      model: CLS_MODEL, modelName: 'cls', endpoints: [{ name: 'shed', kind: 'oip', region: 'local', url: `http://127.0.0.1:${(shedding.address() as { port: number }).port}` }],
+      planner: recording, workers: 1, warmup: false,
+    });
+    try {
+      const result = await other.infer(randomInput(DIMS, 35));
+      expect(result.fellBack).toBe(true);
+      expect(result.fallback).toMatchObject({ reason: 'endpoint-error', code: 'PROVIDER_THROTTLED', retryable: true, retryAfterMs: 3000 });
+      expect(observations).toHaveLength(1);
+      expect(observations[0]).toMatchObject({ fellBack: true, retryAfterMs: 3000 });
+    } finally {
+      await other.close();
+      shedding.closeAllConnections();
+      await new Promise<void>((resolve) => shedding.close(() => resolve()));
     }
   });
 

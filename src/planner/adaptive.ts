@@ -540,7 +540,7 @@ export class AdaptivePlanner implements PlanChooser {
     }
     if (!o.ok || o.fellBack) {
       // Timings of a failed or abandoned call describe the failure, not the link.
-      s.health.failure(this.now());
+      s.health.failure(this.now(), o.retryAfterMs);
       return;
     }
     s.health.success();

@@ -1,7 +1,8 @@
 /**
  * Endpoint health as a circuit breaker: an endpoint that fails is avoided, then offered one
  * probe request after a back-off; a successful probe closes the circuit, a failed one doubles
- * the back-off.
+ * the back-off. A failure that came with the server's Retry-After also keeps the endpoint out
+ * until then, whichever of the two ends later.
  */
 
 export type HealthState = 'healthy' | 'down' | 'probing';
@@ -23,6 +24,8 @@ export class EndpointHealth {
   private failures = 0;
   private backoff: number;
   private retryAt = 0;
+  /** Before this the server asked not to be called (its Retry-After); epoch ms. */
+  private notBefore = 0;
   private down = false;
   private probeOut = false;
 
@@ -35,6 +38,7 @@ export class EndpointHealth {
 
   /** `healthy`: use freely; `probing`: the back-off elapsed, one probe may go; `down`: avoid. */
   state(now: number): HealthState {
+    if (now < this.notBefore) return 'down';
     if (!this.down) return 'healthy';
     return !this.probeOut && now >= this.retryAt ? 'probing' : 'down';
   }
@@ -51,10 +55,18 @@ export class EndpointHealth {
     this.backoff = this.initialBackoff;
   }
 
-  failure(now: number): void {
+  /**
+   * A failed request. `retryAfterMs`, the server's Retry-After, holds the endpoint out for that
+   * long even below the failure threshold, and is not cut short by a success: one that arrives
+   * meanwhile was sent before the server asked for the pause, or slipped through it.
+   */
+  failure(now: number, retryAfterMs?: number): void {
+    if (retryAfterMs !== undefined && retryAfterMs > 0) this.notBefore = Math.max(this.notBefore, now + retryAfterMs);
     this.failures += 1;
     if (this.down) {
-      // A failed probe: wait longer before the next one.
+      // Requests already in flight when the circuit opened fail too; only the probe's failure
+      // says the endpoint is still bad, so only it lengthens the wait.
+      if (!this.probeOut) return;
       this.backoff = Math.min(this.maxBackoff, this.backoff * 2);
     } else if (this.failures < this.threshold) {
       return;

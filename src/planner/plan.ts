@@ -36,6 +36,12 @@ export interface Observation {
   bytesReceived: number;
   /** Epoch milliseconds when the request finished. */
   at: number;
+  /**
+   * When the endpoint failed with a Retry-After (`ProviderError.retryAfterMs`): how long it
+   * asked not to be called, ms. The planner counts it from when it is told, which is later than
+   * the answer by the edge fallback's time: the pause errs long, never short.
+   */
+  retryAfterMs?: number;
 }
 
 export interface PlanContext {

@@ -7,7 +7,7 @@
  */
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { errorForStatus, ProviderError } from './errors.js';
+import { errorForStatus, ProviderError, retryAfterOf } from './errors.js';
 import type { CallScope } from './deadline.js';
 
 /** Largest answer read (the decoders' own limit): beyond it the call fails before buffering more. */
@@ -100,7 +100,7 @@ export async function post(endpoint: string, url: string, headers: Record<string
     } catch {
       // not JSON: keep the text
     }
-    throw errorForStatus(endpoint, response.status, code, message);
+    throw errorForStatus(endpoint, response.status, code, message, retryAfterOf(response.headers));
   }
   return { status: response.status, headers: response.headers, body: bytes };
 }

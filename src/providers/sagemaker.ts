@@ -7,7 +7,7 @@
 import type { SageMakerRuntimeClient, SageMakerRuntimeClientConfig } from '@aws-sdk/client-sagemaker-runtime';
 import { LazyValue } from '../lazy.js';
 import { callScope, raceAbort } from './deadline.js';
-import { credentialError, errorForStatus, ProviderError } from './errors.js';
+import { credentialError, errorForStatus, ProviderError, retryAfterOf } from './errors.js';
 import { computeFromAttributes, decodeResponse, encodeRequest, timing } from './payload.js';
 import type { EndpointConfig, InferOptions, InferRequest, InferResponse, ProviderClient } from './types.js';
 
@@ -16,6 +16,8 @@ interface AwsServiceError {
   message: string;
   $metadata?: { httpStatusCode?: number };
   $fault?: 'client' | 'server';
+  /** The raw answer (smithy's HttpResponse; non-enumerable), headers as Node gives them. */
+  $response?: { headers?: Record<string, string> };
 }
 
 type SageMakerSdk = typeof import('@aws-sdk/client-sagemaker-runtime');
@@ -89,7 +91,7 @@ export class SageMakerClient implements ProviderClient {
         if (isServiceError(error) && error.$metadata?.httpStatusCode !== undefined && error.$metadata.httpStatusCode >= 300) {
           const status = error.$metadata.httpStatusCode;
           const mapped = errorForStatus(this.endpoint.name, status, error.name === 'ModelError' ? 'ModelError' : error.name, error.message);
-          throw new ProviderError(mapped.code, mapped.message, { cause: error, status, details: { endpoint: this.endpoint.name, awsError: error.name } });
+          throw new ProviderError(mapped.code, mapped.message, { cause: error, status, details: { endpoint: this.endpoint.name, awsError: error.name }, retryAfterMs: retryAfterOf(error.$response?.headers) });
         }
         throw error;
       }

@@ -11,7 +11,7 @@ import type { ClientOptions } from 'google-gax';
 import { LazyValue } from '../lazy.js';
 import type { DType } from '../tensor.js';
 import { callScope, raceAbort } from './deadline.js';
-import { credentialError, errorForStatus, ProviderError } from './errors.js';
+import { credentialError, errorForStatus, ProviderError, retryAfterOf } from './errors.js';
 import { decodeResponse, encodeRequest, timing } from './payload.js';
 import type { EndpointConfig, InferOptions, InferRequest, InferResponse, ProviderClient } from './types.js';
 import { predictionsToTensors, tensorsToInstances } from './wire/vertex.js';
@@ -149,8 +149,14 @@ export class VertexClient implements ProviderClient {
     } catch (error) {
       const { status, code } = statusOf(error);
       if (status !== undefined && !(error instanceof ProviderError)) {
+        // The REST transport's errors are gaxios's, which keep the answer, headers included.
+        // gRPC errors (the transport without `url`) keep only the call's status metadata
+        // (`metadata`) and its decoded google.rpc details (`statusDetails`), where Google puts
+        // its retry hint, RetryInfo, rather than in a header. Neither is read here: on gRPC the
+        // error has no retryAfterMs.
+        const headers = (error as { response?: { headers?: unknown } } | null)?.response?.headers;
         const mapped = errorForStatus(this.endpoint.name, status, code, error instanceof Error ? error.message : String(error));
-        throw new ProviderError(mapped.code, mapped.message, { cause: error, status });
+        throw new ProviderError(mapped.code, mapped.message, { cause: error, status, retryAfterMs: retryAfterOf(headers) });
       }
       throw scope.classify(error, this.endpoint.name);
     } finally {

@@ -8,6 +8,7 @@ import type { Plan } from '../planner/plan.js';
 import type { InferResponse, ProviderClient } from '../providers/types.js';
 import type { TensorMap } from '../tensor.js';
 import { TandemError } from '../errors.js';
+import { ProviderError } from '../providers/errors.js';
 import { AbortedError, DeadlineExceededError, PlanError } from './errors.js';
 import type { EdgePool } from './pool.js';
 import type { ModelRef } from './protocol.js';
@@ -33,6 +34,8 @@ export interface Fallback {
   /** The endpoint error's code, when there was one. */
   code?: string;
   retryable?: boolean;
+  /** The endpoint's Retry-After, ms, when its error carried one (`ProviderError.retryAfterMs`). */
+  retryAfterMs?: number;
   message: string;
 }
 
@@ -235,10 +238,12 @@ export class Executor {
       const timedOut = cutoffHit || (cutoff !== undefined && Date.now() >= cutoff - CUTOFF_SLACK_MS);
       if (timedOut) return { fallback: { reason: 'deadline', message: 'the endpoint would have made the request miss its deadline; finished on the edge' } };
       const tandem = error instanceof TandemError ? error : undefined;
+      const retryAfterMs = error instanceof ProviderError ? error.retryAfterMs : undefined;
       return {
         fallback: {
           reason: 'endpoint-error',
           ...(tandem ? { code: tandem.code, retryable: tandem.retryable } : {}),
+          ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
           message: error instanceof Error ? error.message : String(error),
         },
       };

@@ -229,9 +229,11 @@ class EmbeddedRuntime implements Runtime {
         ...(options.requestId !== undefined ? { requestId: options.requestId } : {}),
       }).finally(linkReleased);
       const timing: RuntimeTiming = { ...execution.timing, preprocessMs, totalMs: performance.now() - started };
+      const retryAfterMs = execution.fallback?.retryAfterMs;
       this.observe({
         plan, ok: true, fellBack: execution.fellBack, ...timing, networkMs: timing.transferMs,
         bytesSent: execution.bytesSent, bytesReceived: execution.bytesReceived, at: Date.now(),
+        ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
       });
       if (this.prober && !this.closed) {
         const probing = this.prober.afterRequest({ allowedEndpoints: allowed }, execution.bytesSent + execution.bytesReceived);
