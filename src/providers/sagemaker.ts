@@ -4,10 +4,12 @@
  * web identity, role assumption, instance metadata); Tandem's config never holds AWS keys.
  * The model and cut travel in `CustomAttributes`, which SageMaker forwards to the container.
  */
+import { Transform, type Readable } from 'node:stream';
 import type { SageMakerRuntimeClient, SageMakerRuntimeClientConfig } from '@aws-sdk/client-sagemaker-runtime';
 import { LazyValue } from '../lazy.js';
 import { callScope, raceAbort } from './deadline.js';
 import { credentialError, errorForStatus, ProviderError, retryAfterOf } from './errors.js';
+import { MAX_ANSWER_BYTES } from './http.js';
 import { computeFromAttributes, decodeResponse, encodeRequest, timing } from './payload.js';
 import type { EndpointConfig, InferOptions, InferRequest, InferResponse, ProviderClient } from './types.js';
 
@@ -26,6 +28,45 @@ const sageMakerSdk = new LazyValue<SageMakerSdk>(() => import('@aws-sdk/client-s
 
 function isServiceError(e: unknown): e is AwsServiceError {
   return e instanceof Error && '$metadata' in e;
+}
+
+/** The part of smithy's raw HttpResponse the answer cap reads and replaces. */
+interface RawAnswer {
+  headers?: Record<string, string | undefined>;
+  body?: unknown;
+}
+
+function answerTooLarge(what: string, limit: number): ProviderError {
+  return new ProviderError('PROVIDER_RESPONSE', `the answer ${what} exceeds the ${limit}-byte limit`, { details: { limit } });
+}
+
+/**
+ * Refuses an answer larger than `limit` before the SDK buffers it: one whose Content-Length
+ * says so at once, a streamed one as soon as it passes the limit. The SDK collects the whole
+ * body into memory, and an endpoint's word on its size is not to be trusted on a small
+ * device. Installed in the deserialize step below the SDK's deserializer, where the raw
+ * answer passes by; only an answer without a length pays for the extra stream.
+ */
+export function capAnswerBody(response: RawAnswer, limit: number): void {
+  const announced = Number(response.headers?.['content-length']);
+  const body = response.body as Readable | undefined;
+  if (Number.isSafeInteger(announced) && announced >= 0) {
+    if (announced <= limit) return;
+    body?.destroy?.();
+    throw answerTooLarge(`of ${announced} bytes (Content-Length)`, limit);
+  }
+  if (!body || typeof body.pipe !== 'function') return;
+  let size = 0;
+  const counted = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      size += chunk.byteLength;
+      if (size > limit) done(answerTooLarge('streamed so far', limit));
+      else done(null, chunk);
+    },
+  });
+  counted.on('error', () => body.destroy());
+  body.on('error', (error) => counted.destroy(error));
+  response.body = body.pipe(counted);
 }
 
 export class SageMakerClient implements ProviderClient {
@@ -49,6 +90,14 @@ export class SageMakerClient implements ProviderClient {
           maxAttempts: 1,
           ...sdkConfig,
         });
+        client.middlewareStack.add(
+          (next) => async (args) => {
+            const result = await next(args);
+            capAnswerBody(result.response as RawAnswer, MAX_ANSWER_BYTES);
+            return result;
+          },
+          { step: 'deserialize', priority: 'low', name: 'tandemAnswerCap' },
+        );
         return { sdk, client };
       } catch (error) {
         throw new ProviderError('PROVIDER_CONFIG', `endpoint "${endpoint.name}": cannot create the SageMaker client: ${error instanceof Error ? error.message : String(error)}`, { cause: error, details: { endpoint: endpoint.name } });
