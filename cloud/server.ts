@@ -2,7 +2,9 @@
  * The Tandem cloud service: one node:http server that honours the SageMaker and Vertex AI
  * container contracts, the Open Inference Protocol v2 and Tandem's msgpack fast path, and
  * emulates the SageMaker runtime, Vertex AI and PAI-EAS front APIs so that each provider's
- * real SDK can reach it unchanged.
+ * real SDK can reach it unchanged; optionally a gRPC server for Vertex AI's PredictionService
+ * (`grpc.ts`), the transport the Vertex SDK uses by default. Both fronts run every request
+ * through the one inference path, {@link infer}.
  */
 import { randomUUID } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -21,17 +23,13 @@ import { verifyBearer, verifyEas, verifySigV4, type AwsCredentials } from './aut
 import { badRequest, clientClosed, CloudError } from './errors.js';
 import { Limiter } from './limiter.js';
 import { CloudMetrics } from './metrics.js';
-import { DEFAULT_MAX_PARTITIONS, discoverModels, ModelRepository, threadingOf, type LoadedPartition, type ModelPackage, type TailExtractor } from './models.js';
+import { DEFAULT_MAX_PARTITIONS, discoverModels, ModelRepository, threadingOf, type ModelPackage, type TailExtractor } from './models.js';
+import { COMPUTE_HEADER, CUT_HEADER, DEADLINE_HEADER, GRPC_STATUS, MODEL_HEADER, RETRY_AFTER_SECONDS, type ErrorSummary, type FrontIO, type GrpcFront, type ParsedBody, type Route, type ServiceCore, type VertexAnswer } from './front.js';
+
+export { COMPUTE_HEADER, CUT_HEADER, DEADLINE_HEADER, MODEL_HEADER } from './front.js';
 
 /** SageMaker's own request limit for real-time endpoints. */
 export const SAGEMAKER_MAX_BODY_BYTES = 6 * 1024 * 1024;
-/** Header carrying the server's compute time (ms) on every inference response. */
-export const COMPUTE_HEADER = 'x-tandem-compute-ms';
-/** Optional request header: the client's remaining time budget in ms. */
-export const DEADLINE_HEADER = 'x-tandem-deadline-ms';
-/** Optional request header naming the cut whose tail should run. */
-export const CUT_HEADER = 'x-tandem-cut';
-export const MODEL_HEADER = 'x-tandem-model';
 
 export interface CloudServiceOptions {
   /** A model directory, or packages already discovered. */
@@ -39,8 +37,13 @@ export interface CloudServiceOptions {
   /** 0 picks a free port. */
   port: number;
   host?: string;
-  /** PEM key and certificate: serve HTTPS. */
+  /** PEM key and certificate: serve HTTPS (and gRPC over TLS). */
   tls?: { key: string | Buffer; cert: string | Buffer };
+  /**
+   * Port of the gRPC front for Vertex AI's PredictionService (`Predict`, `RawPredict`), on
+   * `host` as well; 0 picks a free port. Absent: no gRPC front.
+   */
+  grpcPort?: number;
   /** Runs allowed at once per model (default 2) and requests allowed to wait (default 16). */
   maxConcurrent?: number;
   maxQueue?: number;
@@ -78,36 +81,13 @@ export interface CloudService {
   readonly url: string;
   readonly port: number;
   readonly server: Server;
+  /** The gRPC front's port and URL (`https://` with TLS, else `http://`), when it runs. */
+  readonly grpcPort: number | undefined;
+  readonly grpcUrl: string | undefined;
   readonly metrics: CloudMetrics;
   readonly models: ModelRepository;
-  /** Stops accepting, lets in-flight requests finish, then releases the sessions. */
+  /** Stops accepting, lets in-flight requests finish (on both fronts), then releases the sessions. */
   drain(): Promise<void>;
-}
-
-type Family = 'tandem' | 'oip' | 'vertex';
-type Front = 'container' | 'sagemaker' | 'vertex' | 'eas' | 'oip' | 'tandem';
-
-interface Route {
-  name: string;
-  front: Front;
-  maxBody: number;
-  model?: string;
-  cut?: string;
-  /** Vertex rawPredict / predict fronts answer errors in Google's JSON error shape. */
-  googleErrors?: boolean;
-  vertexRaw?: boolean;
-}
-
-/** A parsed request body, turned into tensors once the partition (and its input dtypes) is known. */
-interface ParsedBody {
-  family: Family;
-  tensors: (partition: LoadedPartition) => TensorMap;
-  model?: string;
-  cut?: string;
-  binaryOutputs?: boolean;
-  /** Vertex instances arrived as `{shape, data}`: answer in the same form. */
-  shaped?: boolean;
-  id?: string;
 }
 
 /** How long past the request timeout a drain waits for requests still in flight. */
@@ -186,10 +166,6 @@ const header = (req: IncomingMessage, name: string): string | undefined => {
   return Array.isArray(v) ? v[0] : v;
 };
 
-const GRPC_STATUS: Record<number, string> = {
-  400: 'INVALID_ARGUMENT', 401: 'UNAUTHENTICATED', 403: 'PERMISSION_DENIED', 404: 'NOT_FOUND', 413: 'INVALID_ARGUMENT',
-  429: 'RESOURCE_EXHAUSTED', 500: 'INTERNAL', 501: 'UNIMPLEMENTED', 503: 'UNAVAILABLE', 504: 'DEADLINE_EXCEEDED',
-};
 const AWS_ERROR_TYPE: Record<number, string> = {
   400: 'ValidationError', 401: 'UnrecognizedClientException', 403: 'InvalidSignatureException', 404: 'ValidationError', 413: 'ValidationError',
   429: 'ThrottlingException', 500: 'InternalFailure', 501: 'InternalFailure', 503: 'ServiceUnavailable', 504: 'InternalDependencyException',
@@ -360,13 +336,13 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     });
   }
 
-  function parseBody(body: Buffer, req: IncomingMessage, r: Route): ParsedBody {
+  /** `headerLength`: the OIP binary extension's `Inference-Header-Content-Length`, if sent. */
+  function parseBody(body: Buffer, headerLength: string | undefined, r: Route): ParsedBody {
     if (body.byteLength === 0) throw badRequest('CLOUD_EMPTY_BODY', 'the request body is empty');
     if (looksLikeTensorPayload(body)) {
       const decoded = decodePayload(body, codecLimits);
       return { family: 'tandem', tensors: () => decoded.tensors, ...(decoded.meta['model'] ? { model: decoded.meta['model'] } : {}), ...(decoded.meta['cut'] ? { cut: decoded.meta['cut'] } : {}) };
     }
-    const headerLength = header(req, OIP_HEADER_LENGTH);
     if (headerLength !== undefined) {
       const decoded = decodeOipRequest(body, Number(headerLength), { maxElements: maxBody });
       return oipParsed(decoded);
@@ -381,7 +357,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       const raw = rawHttpBodySchema.safeParse(json);
       if (!raw.success) throw badRequest('CLOUD_UNSUPPORTED_BODY', 'rawPredict httpBody must hold base64 "data"');
       const inner = Buffer.from(raw.data.httpBody.data ?? '', 'base64');
-      return parseBody(inner, req, { ...r, vertexRaw: false });
+      return parseBody(inner, headerLength, { ...r, vertexRaw: false });
     }
     if (json !== null && typeof json === 'object' && 'instances' in json) {
       const v = vertexBodySchema.safeParse(json);
@@ -389,19 +365,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
         const issue = v.error.issues[0];
         throw badRequest('CLOUD_VERTEX_BODY', `a Vertex body is {"instances": [...], "parameters"?: {...}}; "${issue?.path.join('.') || 'body'}" is wrong: ${issue?.message ?? 'invalid'}`);
       }
-      const params = v.data.parameters ?? {};
-      const model = typeof params['model'] === 'string' ? params['model'] : undefined;
-      const cut = typeof params['cut'] === 'string' ? params['cut'] : undefined;
-      const firstInstance = v.data.instances[0];
-      const shaped = firstInstance !== null && typeof firstInstance === 'object' && !Array.isArray(firstInstance)
-        && Object.values(firstInstance).some((x) => x !== null && typeof x === 'object' && !Array.isArray(x) && 'shape' in x);
-      return {
-        family: 'vertex',
-        shaped,
-        tensors: (p) => instancesToTensors(v.data.instances, p.inputs, maxBody),
-        ...(model ? { model } : {}),
-        ...(cut ? { cut } : {}),
-      };
+      return vertexParsed(v.data.instances, v.data.parameters ?? {});
     }
     if (json !== null && typeof json === 'object' && 'inputs' in json) {
       return oipParsed(decodeOipRequest(body, undefined, { maxElements: maxBody }));
@@ -409,25 +373,38 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     throw badRequest('CLOUD_UNSUPPORTED_BODY', 'JSON body must be an OIP v2 request ({"inputs": [...]}) or Vertex instances ({"instances": [...]})');
   }
 
+  /** Vertex `instances` and `parameters` (model, cut), from a JSON body or a gRPC PredictRequest. */
+  function vertexParsed(instances: readonly unknown[], params: Readonly<Record<string, unknown>>): ParsedBody {
+    const model = typeof params['model'] === 'string' ? params['model'] : undefined;
+    const cut = typeof params['cut'] === 'string' ? params['cut'] : undefined;
+    const firstInstance = instances[0];
+    const shaped = firstInstance !== null && typeof firstInstance === 'object' && !Array.isArray(firstInstance)
+      && Object.values(firstInstance).some((x) => x !== null && typeof x === 'object' && !Array.isArray(x) && 'shape' in x);
+    return {
+      family: 'vertex',
+      shaped,
+      tensors: (p) => instancesToTensors(instances, p.inputs, maxBody),
+      ...(model ? { model } : {}),
+      ...(cut ? { cut } : {}),
+    };
+  }
+
   function oipParsed(decoded: ReturnType<typeof decodeOipRequest>): ParsedBody {
     const cut = typeof decoded.parameters['cut'] === 'string' ? decoded.parameters['cut'] : undefined;
     return { family: 'oip', tensors: () => decoded.tensors, binaryOutputs: decoded.binaryOutputs, ...(decoded.id !== undefined ? { id: decoded.id } : {}), ...(cut ? { cut } : {}) };
   }
 
+  /** The status, code and message a failure is answered with, on either front. */
+  function describeError(error: unknown, log: Logger): ErrorSummary {
+    if (error instanceof CloudError) return { status: error.status, code: error.code, message: error.message };
+    // Codec, OIP and Vertex parse failures are the client's fault.
+    if (isTandemError(error)) return { status: error.code === 'CODEC_TOO_LARGE' ? 413 : 400, code: error.code, message: error.message };
+    log.error({ err: error }, 'unexpected failure');
+    return { status: 500, code: 'CLOUD_INTERNAL', message: 'internal error' };
+  }
+
   function sendError(res: ServerResponse, r: Route | undefined, error: unknown, log: Logger): number {
-    let status = 500;
-    let code = 'CLOUD_INTERNAL';
-    let message = 'internal error';
-    if (error instanceof CloudError) {
-      ({ status, code, message } = error);
-    } else if (isTandemError(error)) {
-      // Codec, OIP and Vertex parse failures are the client's fault.
-      status = error.code === 'CODEC_TOO_LARGE' ? 413 : 400;
-      code = error.code;
-      message = error.message;
-    } else {
-      log.error({ err: error }, 'unexpected failure');
-    }
+    const { status, code, message } = describeError(error, log);
     // The client has gone: there is nothing to write to (node:http would drop it silently).
     if (res.destroyed) return status;
     if (res.headersSent) {
@@ -435,7 +412,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       return status;
     }
     const headers: Record<string, string | number> = { 'content-type': 'application/json' };
-    if (status === 429 || status === 503) headers['retry-after'] = 1;
+    if (status === 429 || status === 503) headers['retry-after'] = RETRY_AFTER_SECONDS;
     let body: unknown;
     if (r?.googleErrors) {
       // The stable code travels as google.rpc.ErrorInfo's reason, where Google's clients read it.
@@ -467,29 +444,32 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       if (enc.headerLength !== undefined) headers[OIP_HEADER_LENGTH] = enc.headerLength;
       return enc.body;
     }
-    const dtypes = Object.fromEntries(Object.entries(outputs).map(([k, t]) => [k, { dtype: t.dtype, dims: t.dims }]));
     headers['content-type'] = 'application/json';
-    return Buffer.from(JSON.stringify({ predictions: tensorsToPredictions(outputs, parsed.shaped ?? false), deployedModelId: model, metadata: { computeMs: Number(compute), outputs: dtypes } }));
+    return Buffer.from(JSON.stringify(vertexAnswer(outputs, parsed, model, compute)));
   }
 
-  async function infer(req: IncomingMessage, res: ServerResponse, r: Route, path: string, requestId: string, started: number): Promise<{ status: number; model: string }> {
-    const deadline = Date.now() + requestBudget(header(req, DEADLINE_HEADER), timeoutMs);
+  function vertexAnswer(outputs: TensorMap, parsed: ParsedBody, model: string, compute: string): VertexAnswer {
+    const dtypes = Object.fromEntries(Object.entries(outputs).map(([k, t]) => [k, { dtype: t.dtype, dims: t.dims }]));
+    return { predictions: tensorsToPredictions(outputs, parsed.shaped ?? false), deployedModelId: model, metadata: { computeMs: Number(compute), outputs: dtypes } };
+  }
+
+  /**
+   * The one inference path of every front: deadline, credentials, body, parse, model lookup,
+   * the model's limiter, the run and the answer, then the `inference` log line. What differs
+   * between fronts is behind `io`; a refusal is thrown, and the caller answers it.
+   */
+  async function infer<X>(io: FrontIO<X>, x: X, r: Route, path: string, requestId: string, started: number): Promise<{ status: number; model: string }> {
+    const deadline = Date.now() + io.budget(x);
     // Token checks need no body: refuse before reading (and buffering) it.
-    if (r.front === 'vertex') verifyBearer(req.headers, credentials.vertexToken);
-    const body = await readBody(req, r.maxBody);
+    io.authorize(x, r);
+    const body = await io.body(x, r);
     // Until here the service mostly waits for the link; from here on, every moment is its own.
     const bodyMs = performance.now() - started;
     const bytesIn = body.byteLength;
     metrics.bytesIn.inc({ route: r.name }, bytesIn);
-    if (r.front === 'sagemaker') {
-      const url = new URL(req.url ?? '/', 'http://x');
-      const query: Record<string, string> = {};
-      url.searchParams.forEach((v, k) => { query[k] = v; });
-      await verifySigV4({ method: req.method ?? 'POST', path, query, headers: req.headers, body }, credentials.aws, 'sagemaker');
-    } else if (r.front === 'eas') {
-      verifyEas({ method: req.method ?? 'POST', path, headers: req.headers, body }, credentials.easToken, credentials.easSigning);
-    }
-    const parsed = parseBody(body, req, r);
+    const verified = io.verify(x, r, path, body);
+    if (verified) await verified;
+    const parsed = io.parse(x, body, r);
     const model = r.model ?? parsed.model ?? single();
     if (!model) throw badRequest('CLOUD_MODEL_REQUIRED', `name the model (X-Amzn-SageMaker-Target-Model, ${MODEL_HEADER}, or the route); serving: ${repo.names().join(', ')}`);
     const rawCut = r.cut ?? parsed.cut;
@@ -500,7 +480,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     const limiter = limiterFor(model);
     // Only a request that may wait (for a slot, or for a worker) watches for its client
     // leaving: one that runs at once pays no listener and no allocation for it.
-    const signal = pool !== undefined || limiter.full ? clientSignal(res) : undefined;
+    const signal = pool !== undefined || limiter.full ? io.signal(x) : undefined;
     let release: () => void;
     try {
       release = await limiter.acquire(deadline, signal);
@@ -511,33 +491,21 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     // The slot is held until the answer is written (its encoding is part of the run's memory)
     // and the bookkeeping waits until then: it adds nothing to the client's latency.
     let computeMs: number | undefined;
-    let payload: Uint8Array;
+    let bytesOut: number;
     let answered: number;
     try {
-      // The socket, not the response: a pipelined request's response gets no 'close' while
-      // an earlier one is being answered.
-      if (req.socket.destroyed) throw clientClosed('before the request could run');
+      if (io.closed(x)) throw clientClosed('before the request could run');
       // A load is shared with every request for the partition: it goes on even if this
       // client leaves, only this request's run is skipped.
       const partition = await repo.partition(model, cut);
-      if (req.socket.destroyed) throw clientClosed('while the model was loading; the request was not run');
+      if (io.closed(x)) throw clientClosed('while the model was loading; the request was not run');
       const inputs = parsed.tensors(partition);
       if (Date.now() > deadline) throw new CloudError(504, 'CLOUD_DEADLINE', 'the request deadline passed before it could run');
       const t0 = performance.now();
       // The body is read no more from here on (its size is kept for the log): a worker may take it.
       const outputs = await partition.run(inputs, ownedBodies.has(body) ? { owned: [body.buffer as ArrayBuffer], deadline, signal } : { deadline, signal });
       computeMs = performance.now() - t0;
-      const compute = computeMs.toFixed(3);
-      const headers: Record<string, string | number> = { 'x-request-id': requestId, [COMPUTE_HEADER]: compute };
-      if (r.front === 'sagemaker' || r.name === 'sagemaker-container') headers['x-amzn-sagemaker-custom-attributes'] = `tandem-compute-ms=${compute}`;
-      payload = encodeAnswer(outputs, parsed, headers, { model, cut, compute });
-      if (r.vertexRaw && header(req, 'content-type')?.startsWith('application/json') && parsed.family !== 'vertex') {
-        // gax REST sends rawPredict as JSON {httpBody}; it expects an HttpBody JSON back.
-        payload = Buffer.from(JSON.stringify({ contentType: String(headers['content-type']), data: Buffer.from(payload).toString('base64') }));
-        headers['content-type'] = 'application/json';
-      }
-      headers['content-length'] = payload.byteLength;
-      res.writeHead(200, headers).end(payload);
+      bytesOut = io.answer(x, r, requestId, outputs, parsed, model, cut, computeMs);
       answered = performance.now();
     } catch (error) {
       if (error instanceof CloudError && error.code === 'CLOUD_CLIENT_CLOSED') metrics.rejections.inc({ model, reason: 'client_closed' });
@@ -546,9 +514,48 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       release();
       if (computeMs !== undefined) observeCompute(model, cut, computeMs / 1000);
     }
-    log.info({ requestId, route: r.name, model, cut, status: 200, bytesIn, bytesOut: payload.byteLength, computeMs: +computeMs.toFixed(3), bodyMs: +bodyMs.toFixed(3), totalMs: +(answered - started).toFixed(3) }, 'inference');
+    log.info({ requestId, route: r.name, model, cut, status: 200, bytesIn, bytesOut, computeMs: +computeMs.toFixed(3), bodyMs: +bodyMs.toFixed(3), totalMs: +(answered - started).toFixed(3) }, 'inference');
     return { status: 200, model };
   }
+
+  /** The HTTP front's side of {@link infer}; the exchange is the response (its `req` is the request). */
+  const httpIO: FrontIO<ServerResponse> = {
+    budget: (res) => requestBudget(header(res.req, DEADLINE_HEADER), timeoutMs),
+    authorize(res, r) {
+      if (r.front === 'vertex') verifyBearer(res.req.headers, credentials.vertexToken);
+    },
+    body: (res, r) => readBody(res.req, r.maxBody),
+    verify(res, r, path, body) {
+      const req = res.req;
+      if (r.front === 'sagemaker') {
+        const url = new URL(req.url ?? '/', 'http://x');
+        const query: Record<string, string> = {};
+        url.searchParams.forEach((v, k) => { query[k] = v; });
+        return verifySigV4({ method: req.method ?? 'POST', path, query, headers: req.headers, body }, credentials.aws, 'sagemaker');
+      }
+      if (r.front === 'eas') verifyEas({ method: req.method ?? 'POST', path, headers: req.headers, body }, credentials.easToken, credentials.easSigning);
+      return undefined;
+    },
+    parse: (res, body, r) => parseBody(body, header(res.req, OIP_HEADER_LENGTH), r),
+    signal: clientSignal,
+    // The socket, not the response: a pipelined request's response gets no 'close' while
+    // an earlier one is being answered.
+    closed: (res) => res.req.socket.destroyed,
+    answer(res, r, requestId, outputs, parsed, model, cut, computeMs) {
+      const compute = computeMs.toFixed(3);
+      const headers: Record<string, string | number> = { 'x-request-id': requestId, [COMPUTE_HEADER]: compute };
+      if (r.front === 'sagemaker' || r.name === 'sagemaker-container') headers['x-amzn-sagemaker-custom-attributes'] = `tandem-compute-ms=${compute}`;
+      let payload = encodeAnswer(outputs, parsed, headers, { model, cut, compute });
+      if (r.vertexRaw && header(res.req, 'content-type')?.startsWith('application/json') && parsed.family !== 'vertex') {
+        // gax REST sends rawPredict as JSON {httpBody}; it expects an HttpBody JSON back.
+        payload = Buffer.from(JSON.stringify({ contentType: String(headers['content-type']), data: Buffer.from(payload).toString('base64') }));
+        headers['content-type'] = 'application/json';
+      }
+      headers['content-length'] = payload.byteLength;
+      res.writeHead(200, headers).end(payload);
+      return payload.byteLength;
+    },
+  };
 
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     // From node:http handing over the request: the log's totalMs is the whole service time.
@@ -640,26 +647,38 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       return;
     }
     inflight += 1;
-    infer(req, res, rt, path, requestId, started)
+    infer(httpIO, res, rt, path, requestId, started)
       .catch((error: unknown) => {
         const status = fail(rt, error);
-        const code = isTandemError(error) ? error.code : undefined;
-        reqLog().info({ route: rt.name, status, code, message: error instanceof Error ? error.message : String(error) }, code === 'CLOUD_CLIENT_CLOSED' ? 'client closed the connection' : 'request refused');
+        logRefusal(reqLog(), rt.name, status, error);
         // Drain what is left of a refused body so the connection can be reused.
         if (!req.complete) req.resume();
-        // Only served names become label values: a hostile path must not grow the metric set.
-        return { status, model: rt.model !== undefined && repo.has(rt.model) ? rt.model : 'unknown' };
+        return { status, model: modelLabel(rt) };
       })
-      .then(({ status, model }) => {
-        metrics.requests.inc({ route: rt.name, model, status: String(status) });
-        metrics.latency.observe({ route: rt.name, model }, (performance.now() - started) / 1000);
-      })
-      .finally(() => {
-        inflight -= 1;
-        if (inflight === 0) idle?.();
-      })
+      .then(({ status, model }) => count(rt.name, model, status, started))
+      .finally(end)
       .catch(() => undefined);
   };
+
+  function logRefusal(reqLog: Logger, route: string, status: number, error: unknown): void {
+    const code = isTandemError(error) ? error.code : undefined;
+    reqLog.info({ route, status, code, message: error instanceof Error ? error.message : String(error) }, code === 'CLOUD_CLIENT_CLOSED' ? 'client closed the connection' : 'request refused');
+  }
+
+  /** Only served names become label values: a hostile path must not grow the metric set. */
+  function modelLabel(r: Route): string {
+    return r.model !== undefined && repo.has(r.model) ? r.model : 'unknown';
+  }
+
+  function count(route: string, model: string, status: number, started: number): void {
+    metrics.requests.inc({ route, model, status: String(status) });
+    metrics.latency.observe({ route, model }, (performance.now() - started) / 1000);
+  }
+
+  function end(): void {
+    inflight -= 1;
+    if (inflight === 0) idle?.();
+  }
 
   // Nagle off explicitly (node's default today): an answer's last segment must not wait for an ACK.
   const server = options.tls ? createHttpsServer({ key: options.tls.key, cert: options.tls.cert, noDelay: true }, handler) : createHttpServer({ noDelay: true }, handler);
@@ -683,12 +702,44 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
   const address = server.address() as AddressInfo;
   const host = options.host && options.host !== '0.0.0.0' ? options.host : '127.0.0.1';
   const url = `${options.tls ? 'https' : 'http'}://${host}:${address.port}`;
-  log.info({ url, models: repo.names(), workers }, 'tandem cloud service listening');
+
+  const core: ServiceCore = {
+    log, repo, timeoutMs, maxBody, vertexToken: credentials.vertexToken,
+    draining: () => draining,
+    drainingError,
+    infer,
+    begin: () => { inflight += 1; },
+    end,
+    count,
+    logRefusal,
+    modelLabel,
+    describe: describeError,
+    parseBody,
+    vertexParsed,
+    encodeAnswer,
+    vertexAnswer,
+  };
+  let grpcFront: GrpcFront | undefined;
+  if (options.grpcPort !== undefined) {
+    try {
+      // Loaded only when asked for: grpc-js and the Vertex protos are not free to load.
+      const { startGrpcFront } = await import('./grpc.js');
+      grpcFront = await startGrpcFront(core, { port: options.grpcPort, host: options.host ?? '0.0.0.0', ...(options.tls ? { tls: options.tls } : {}) });
+    } catch (error) {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await pool?.close();
+      throw error;
+    }
+  }
+  const grpcUrl = grpcFront ? `${options.tls ? 'https' : 'http'}://${host}:${grpcFront.port}` : undefined;
+  log.info({ url, ...(grpcUrl ? { grpcUrl } : {}), models: repo.names(), workers }, 'tandem cloud service listening');
 
   return {
     url,
     port: address.port,
     server,
+    grpcPort: grpcFront?.port,
+    grpcUrl,
     metrics,
     models: repo,
     async drain(): Promise<void> {
@@ -697,6 +748,9 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       log.info({ inflight }, 'draining');
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
+      // Refuses new calls (GOAWAY) and lets the calls in flight finish; they count in `inflight`.
+      const grpcClosed = grpcFront?.shutdown();
+      const bound = Date.now() + timeoutMs + DRAIN_GRACE_MS;
       if (inflight > 0) {
         // Bounded: node:http stops enforcing requestTimeout once the server is closing, so a
         // client trickling its body would otherwise hold the drain (and the container) forever.
@@ -705,7 +759,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
           const timer = setTimeout(() => {
             log.warn({ inflight }, 'drain deadline passed: closing the connections still open');
             resolve();
-          }, timeoutMs + DRAIN_GRACE_MS);
+          }, bound - Date.now());
           idle = () => {
             clearTimeout(timer);
             resolve();
@@ -713,6 +767,21 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
         });
       }
       server.closeAllConnections();
+      if (grpcFront && grpcClosed) {
+        // The last answers may still be on their way out: the graceful shutdown ends once they
+        // are; whatever is still open at the bound is cancelled.
+        let timer: NodeJS.Timeout | undefined;
+        const graceful = await Promise.race([
+          grpcClosed.then(() => true),
+          new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), Math.max(0, bound - Date.now())); }),
+        ]);
+        clearTimeout(timer);
+        if (!graceful) {
+          log.warn('drain deadline passed: cancelling the gRPC calls still open');
+          grpcFront.forceShutdown();
+          await grpcClosed;
+        }
+      }
       await closed;
       await repo.close();
       await pool?.close();

@@ -41,6 +41,7 @@ export const EndpointSchema = z
     target: z.string().optional(),
     project: z.string().optional(),
     token: z.string().optional(),
+    transport: z.enum(['grpc', 'rest']).optional(),
     pricePerRequest: z.number().nonnegative().optional(),
     pricePerGB: z.number().nonnegative().optional(),
   })
@@ -48,6 +49,9 @@ export const EndpointSchema = z
   .superRefine((e, ctx) => {
     if ((e.kind === 'oip' || e.kind === 'pai-eas') && e.url === undefined) {
       ctx.addIssue({ code: 'custom', path: ['url'], message: `endpoints of kind ${e.kind} need a url` });
+    }
+    if (e.transport !== undefined && e.kind !== 'vertex') {
+      ctx.addIssue({ code: 'custom', path: ['transport'], message: `transport is for vertex endpoints (the SDK's gRPC or REST); ${e.kind} has one transport` });
     }
   });
 

@@ -60,6 +60,7 @@ export function registerCloudBenchCommands(bench: Command): void {
 
 interface ServeOptions {
   port?: number;
+  grpcPort?: number;
   host: string;
   models?: string;
   tlsKey?: string;
@@ -72,6 +73,14 @@ interface ServeOptions {
   spinning: boolean;
   workers: number;
   maxPartitions?: number;
+}
+
+function portOption(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ValidationError('CLI_ARGUMENT', `${name} must be 0-65535, got "${v}"`);
+    return n;
+  };
 }
 
 /** TANDEM_WORKERS, TANDEM_MAX_PARTITIONS: for containers whose platform starts them with `serve` and no flags. */
@@ -110,6 +119,7 @@ async function serve(opts: ServeOptions): Promise<void> {
   const service = await startCloudService({
     models: source.dir,
     port: resolvePort(opts.port),
+    ...(opts.grpcPort !== undefined ? { grpcPort: opts.grpcPort } : {}),
     host: opts.host,
     ...(tls ? { tls } : {}),
     maxConcurrent: opts.maxConcurrent,
@@ -122,7 +132,7 @@ async function serve(opts: ServeOptions): Promise<void> {
     workers: opts.workers,
     ...(opts.maxPartitions !== undefined ? { maxPartitions: opts.maxPartitions } : {}),
   });
-  process.stdout.write(`tandem cloud service on ${service.url} serving ${service.models.names().join(', ') || 'no models'}\n`);
+  process.stdout.write(`tandem cloud service on ${service.url}${service.grpcUrl ? ` (Vertex AI gRPC on ${service.grpcUrl})` : ''} serving ${service.models.names().join(', ') || 'no models'}\n`);
   // SageMaker and Vertex stop containers with SIGTERM; finish in-flight requests first.
   await new Promise<void>((resolve) => {
     const stop = (signal: NodeJS.Signals): void => {
@@ -144,11 +154,8 @@ export function registerCloudCommands(program: Command): void {
   const cloud = program.command('cloud').description('the Tandem cloud service');
   cloud.command('serve')
     .description('serve model packages (whole or any tail) on the SageMaker, Vertex AI, OIP v2 and Tandem contracts')
-    .option('--port <port>', 'listen port (default: SAGEMAKER_BIND_TO_PORT, AIP_HTTP_PORT, or 8080)', (v: string) => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ValidationError('CLI_ARGUMENT', `--port must be 0-65535, got "${v}"`);
-      return n;
-    })
+    .option('--port <port>', 'listen port (default: SAGEMAKER_BIND_TO_PORT, AIP_HTTP_PORT, or 8080)', portOption('--port'))
+    .option('--grpc-port <port>', 'also serve Vertex AI\'s PredictionService (Predict, RawPredict) over gRPC on this port, TLS with --tls-key/--tls-cert (0: a free port; default: off)', portOption('--grpc-port'))
     .option('--host <host>', 'listen address', '0.0.0.0')
     .option('--models <dir>', 'model package directory or gs://bucket/prefix (default: AIP_STORAGE_URI, else /opt/ml/model)')
     .option('--tls-key <file>', 'PEM private key: serve HTTPS')

@@ -25,6 +25,14 @@ export interface EndpointConfig {
    * extension for `oip`); `json` sends OIP v2 JSON, or Vertex `instances` through `predict`.
    */
   wire?: 'binary' | 'json';
+  /**
+   * Vertex AI only: the SDK's transport, `grpc` or `rest` (its HTTP/1.1 fallback). Default:
+   * `rest` with `url`, `grpc` without (the SDK's own default against Google). With `url`, its
+   * scheme says whether the channel is encrypted, for either transport: `https://` is TLS
+   * (gRPC checks the certificate against its default roots, or `GRPC_DEFAULT_SSL_ROOTS_FILE_PATH`),
+   * `http://` plaintext (gRPC then sends the bearer token as call metadata).
+   */
+  transport?: 'grpc' | 'rest';
   /** Prices for the cost objective. */
   pricePerRequest?: number;
   pricePerGB?: number;

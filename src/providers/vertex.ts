@@ -2,19 +2,19 @@
  * Google Vertex AI endpoints through `@google-cloud/aiplatform` 6.x PredictionServiceClient:
  * `rawPredict` with a Tandem msgpack body (default), or `predict` with JSON `instances`.
  * Credentials come from Application Default Credentials (workload identity federation
- * included) unless the endpoint carries a static token; with a URL override the client
- * uses the REST transport against that host, and with a token it never asks the metadata
- * server for anything.
+ * included) unless the endpoint carries a static token, with which it never asks the
+ * metadata server for anything. The transport is the SDK's gRPC, or its REST fallback
+ * (`EndpointConfig.transport`; REST by default with a URL override, as before).
  */
 import type { v1, protos } from '@google-cloud/aiplatform';
-import type { ClientOptions } from 'google-gax';
+import type { CallOptions, ClientOptions } from 'google-gax';
 import { LazyValue } from '../lazy.js';
 import type { DType } from '../tensor.js';
 import { callScope, raceAbort } from './deadline.js';
-import { credentialError, errorForStatus, ProviderError, retryAfterOf } from './errors.js';
+import { credentialError, errorForStatus, MAX_RETRY_AFTER_MS, ProviderError, retryAfterOf } from './errors.js';
 import { decodeResponse, encodeRequest, timing } from './payload.js';
 import type { EndpointConfig, InferOptions, InferRequest, InferResponse, ProviderClient } from './types.js';
-import { predictionsToTensors, tensorsToInstances } from './wire/vertex.js';
+import { predictionsToTensors, tensorsToInstances, VERTEX_MAX_MESSAGE_BYTES } from './wire/vertex.js';
 
 type ProtoValue = protos.google.protobuf.IValue;
 
@@ -46,7 +46,23 @@ function fromValue(v: ProtoValue | null | undefined): unknown {
 }
 
 /** gRPC status codes the SDK reports, mapped to the HTTP statuses they stand for. */
-const GRPC_TO_HTTP: Record<number, number> = { 3: 400, 4: 504, 5: 404, 7: 403, 8: 429, 9: 400, 13: 500, 14: 503, 16: 401 };
+const GRPC_TO_HTTP: Record<number, number> = { 2: 500, 3: 400, 4: 504, 5: 404, 7: 403, 8: 429, 9: 400, 11: 400, 12: 501, 13: 500, 14: 503, 16: 401 };
+const RESOURCE_EXHAUSTED = 8;
+/**
+ * grpc-js's refusals of a message over the size limit, on either side: it reports them as
+ * RESOURCE_EXHAUSTED, which is not the endpoint asking for a pause.
+ */
+const MESSAGE_SIZE_RE = /message larger than max|message with a size larger than|decompresses to a size larger than/i;
+const RECEIVED_RE = /^\d+ RESOURCE_EXHAUSTED: Received message/;
+
+/**
+ * Whether a status came from this client's own gRPC stack rather than from the server: grpc-js
+ * gives its local cancellations empty metadata, while a server's status carries its trailers.
+ */
+function locallyRaised(error: unknown): boolean {
+  const metadata = (error as { metadata?: { getMap?: unknown } } | null)?.metadata;
+  return typeof metadata?.getMap === 'function' && Object.keys(metadata.getMap.call(metadata) as object).length === 0;
+}
 
 /** The google.rpc.ErrorInfo reason in a REST error body (`{"error": {"details": [...]}}`) given as text, if any. */
 function errorInfoReason(text: string): string | undefined {
@@ -81,6 +97,56 @@ function statusOf(error: unknown): { status: number | undefined; code: string | 
   return { status: undefined, code: undefined };
 }
 
+/** Seconds of a google.protobuf.Duration field: a number, int64 as a string, or a Long. */
+function durationSeconds(v: unknown): number {
+  if (typeof v === 'number') return v;
+  if (typeof v === 'string' && /^\d+$/.test(v)) return Number(v);
+  const toNumber = (v as { toNumber?: unknown } | null)?.toNumber;
+  return typeof toNumber === 'function' ? Number(toNumber.call(v)) : NaN;
+}
+
+/**
+ * The wait a google.rpc.RetryInfo among a gax error's decoded `statusDetails` asks for, ms
+ * (where Google's fronts put it on gRPC, and in the REST error body), cut to an hour; undefined
+ * when there is none or it is malformed.
+ */
+export function retryInfoOf(error: unknown): number | undefined {
+  const details = (error as { statusDetails?: unknown } | null)?.statusDetails;
+  if (!Array.isArray(details)) return undefined;
+  for (const d of details) {
+    const delay = (d as { retryDelay?: unknown } | null)?.retryDelay;
+    if (delay === null || typeof delay !== 'object') continue;
+    const { seconds, nanos } = delay as { seconds?: unknown; nanos?: unknown };
+    const ms = durationSeconds(seconds ?? 0) * 1000 + (typeof nanos === 'number' ? nanos : 0) / 1e6;
+    return Number.isFinite(ms) && ms >= 0 ? Math.min(ms, MAX_RETRY_AFTER_MS) : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * The ProviderError for a Vertex call that the endpoint (or the transport on its behalf)
+ * answered with a status, or undefined when there was no answer to classify.
+ */
+export function vertexAnswerError(endpoint: string, error: unknown): ProviderError | undefined {
+  if (error instanceof ProviderError) return undefined;
+  const { status, code } = statusOf(error);
+  if (status === undefined) return undefined;
+  const message = error instanceof Error ? error.message : String(error);
+  if ((error as { code?: unknown }).code === RESOURCE_EXHAUSTED && MESSAGE_SIZE_RE.test(message)) {
+    // An answer over this client's receive limit: the endpoint's, not the request's.
+    if (RECEIVED_RE.test(message) && locallyRaised(error)) {
+      return new ProviderError('PROVIDER_RESPONSE', `endpoint "${endpoint}" sent an answer over this client's gRPC message limit: ${message}`, { cause: error, details: { endpoint } });
+    }
+    return new ProviderError('PROVIDER_VALIDATION', `endpoint "${endpoint}": the request is over the gRPC message limit (Vertex AI takes at most 10 MB a request, 1.5 MB on shared public endpoints): ${message}`, { cause: error, status: 413, details: { endpoint } });
+  }
+  // The REST transport's errors are gaxios's, which keep the answer, headers included; gRPC
+  // errors keep the call's decoded google.rpc details, where Google puts RetryInfo instead of
+  // a header.
+  const headers = (error as { response?: { headers?: unknown } } | null)?.response?.headers;
+  const mapped = errorForStatus(endpoint, status, code, message);
+  return new ProviderError(mapped.code, mapped.message, { cause: error, status, retryAfterMs: retryAfterOf(headers) ?? retryInfoOf(error) });
+}
+
 /** The OAuth 2.0 `error` field of a token endpoint's refusal (`invalid_grant`…), where there is one. */
 function oauthErrorCode(error: unknown): string | undefined {
   const data = (error as { response?: { data?: unknown } } | undefined)?.response?.data;
@@ -91,17 +157,40 @@ function oauthErrorCode(error: unknown): string | undefined {
 export class VertexClient implements ProviderClient {
   private readonly client: LazyValue<v1.PredictionServiceClient>;
   private readonly path: string;
+  /** gRPC over plaintext (an `http://` URL): the token travels as call metadata. */
+  private readonly plaintextGrpc: boolean;
 
-  /** `clientOptions` overrides what is passed to PredictionServiceClient. */
+  /** `clientOptions` overrides what is passed to PredictionServiceClient (`sslCreds` included). */
   constructor(readonly endpoint: EndpointConfig, clientOptions: ClientOptions = {}) {
-    if (!endpoint.project || !endpoint.target) throw new ProviderError('PROVIDER_CONFIG', `endpoint "${endpoint.name}" (vertex) needs project and target (the endpoint id)`);
+    const what = `endpoint "${endpoint.name}" (vertex)`;
+    if (!endpoint.project || !endpoint.target) throw new ProviderError('PROVIDER_CONFIG', `${what} needs project and target (the endpoint id)`);
+    const transport: unknown = endpoint.transport ?? (endpoint.url ? 'rest' : 'grpc');
+    if (transport !== 'grpc' && transport !== 'rest') throw new ProviderError('PROVIDER_CONFIG', `${what}: transport must be "grpc" or "rest", got ${JSON.stringify(transport)}`);
     // The project is known: without it, ADC looks it up, and for workload identity federation
     // that is a call to Cloud Resource Manager before the first prediction.
     const opts: ClientOptions = { apiEndpoint: `${endpoint.region}-aiplatform.googleapis.com`, projectId: endpoint.project };
+    let plaintext = false;
     if (endpoint.url) {
-      const u = new URL(endpoint.url);
-      Object.assign(opts, { apiEndpoint: u.hostname, port: Number(u.port || (u.protocol === 'https:' ? 443 : 80)), protocol: u.protocol.replace(':', ''), fallback: 'rest' });
+      let u: URL;
+      try {
+        u = new URL(endpoint.url);
+      } catch (error) {
+        throw new ProviderError('PROVIDER_CONFIG', `${what}: url "${endpoint.url}" is not a URL`, { cause: error });
+      }
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ProviderError('PROVIDER_CONFIG', `${what}: url must be http:// (plaintext) or https:// (TLS), for gRPC too; got "${u.protocol}"`);
+      plaintext = u.protocol === 'http:';
+      Object.assign(opts, { apiEndpoint: u.hostname, port: Number(u.port || (plaintext ? 80 : 443)) });
+      if (transport === 'rest') opts.protocol = u.protocol.replace(':', '');
     }
+    if (transport === 'rest') {
+      opts.fallback = 'rest';
+    } else {
+      // gax lifts both limits (-1); these are the platform's.
+      opts['grpc.max_send_message_length'] = VERTEX_MAX_MESSAGE_BYTES;
+      opts['grpc.max_receive_message_length'] = VERTEX_MAX_MESSAGE_BYTES;
+    }
+    this.plaintextGrpc = transport === 'grpc' && plaintext;
+    const plaintextGrpc = this.plaintextGrpc;
     const token = endpoint.token;
     this.client = new LazyValue(async () => {
       let aiplatform: typeof import('@google-cloud/aiplatform');
@@ -119,6 +208,10 @@ export class VertexClient implements ProviderClient {
           auth.setCredentials({ access_token: token, expiry_date: Date.now() + 365 * 24 * 3600 * 1000 });
           withAuth.authClient = auth;
         }
+        // Without sslCreds gax builds TLS with the default roots, combined with call
+        // credentials from the auth client: production's path. grpc-js refuses call
+        // credentials on an insecure channel, so plaintext gRPC carries the token per call.
+        if (plaintextGrpc) withAuth.sslCreds = gax.grpc.credentials.createInsecure();
         return new aiplatform.v1.PredictionServiceClient({ ...withAuth, ...clientOptions });
       } catch (error) {
         throw new ProviderError('PROVIDER_CONFIG', `endpoint "${endpoint.name}": cannot create the Vertex AI client: ${error instanceof Error ? error.message : String(error)}`, { cause: error, details: { endpoint: endpoint.name } });
@@ -134,37 +227,31 @@ export class VertexClient implements ProviderClient {
       // Resolved here, not inside the call, so that a failure of ADC (a refused workload
       // identity token, say) is not mistaken for the endpoint's answer. The auth library keeps
       // the token: the exchange happens once, then again near expiry.
+      let authHeaders: Headers;
       try {
-        await raceAbort(client.auth.getRequestHeaders(), scope.signal);
+        authHeaders = await raceAbort(client.auth.getRequestHeaders(), scope.signal);
       } catch (error) {
         if (scope.signal.aborted) throw error;
         const { status, code } = statusOf(error);
         throw credentialError(this.endpoint.name, error, status, code ?? oauthErrorCode(error));
       }
       const remaining = scope.remaining();
-      const callOptions = Number.isFinite(remaining) ? { timeout: Math.max(1, Math.floor(remaining)) } : {};
+      const callOptions: CallOptions = Number.isFinite(remaining) ? { timeout: Math.max(1, Math.floor(remaining)) } : {};
+      if (this.plaintextGrpc) {
+        const authorization = authHeaders.get('authorization');
+        if (authorization) callOptions.otherArgs = { headers: { authorization } };
+      }
       return (this.endpoint.wire ?? 'binary') === 'json'
         ? await this.predict(client, request, scope.signal, callOptions)
         : await this.rawPredict(client, request, scope.signal, callOptions);
     } catch (error) {
-      const { status, code } = statusOf(error);
-      if (status !== undefined && !(error instanceof ProviderError)) {
-        // The REST transport's errors are gaxios's, which keep the answer, headers included.
-        // gRPC errors (the transport without `url`) keep only the call's status metadata
-        // (`metadata`) and its decoded google.rpc details (`statusDetails`), where Google puts
-        // its retry hint, RetryInfo, rather than in a header. Neither is read here: on gRPC the
-        // error has no retryAfterMs.
-        const headers = (error as { response?: { headers?: unknown } } | null)?.response?.headers;
-        const mapped = errorForStatus(this.endpoint.name, status, code, error instanceof Error ? error.message : String(error));
-        throw new ProviderError(mapped.code, mapped.message, { cause: error, status, retryAfterMs: retryAfterOf(headers) });
-      }
-      throw scope.classify(error, this.endpoint.name);
+      throw vertexAnswerError(this.endpoint.name, error) ?? scope.classify(error, this.endpoint.name);
     } finally {
       scope.dispose();
     }
   }
 
-  private async rawPredict(client: v1.PredictionServiceClient, request: InferRequest, signal: AbortSignal, callOptions: { timeout?: number }): Promise<InferResponse> {
+  private async rawPredict(client: v1.PredictionServiceClient, request: InferRequest, signal: AbortSignal, callOptions: CallOptions): Promise<InferResponse> {
     const start = performance.now();
     const enc = encodeRequest(request, 'binary');
     const encoded = performance.now();
@@ -175,7 +262,7 @@ export class VertexClient implements ProviderClient {
     return { outputs: decoded.outputs, timing: timing({ start, encoded, received, decoded: performance.now() }, decoded.remoteMs), bytesSent: enc.body.byteLength, bytesReceived: data.byteLength };
   }
 
-  private async predict(client: v1.PredictionServiceClient, request: InferRequest, signal: AbortSignal, callOptions: { timeout?: number }): Promise<InferResponse> {
+  private async predict(client: v1.PredictionServiceClient, request: InferRequest, signal: AbortSignal, callOptions: CallOptions): Promise<InferResponse> {
     const start = performance.now();
     const instances = tensorsToInstances(request.inputs).map(toValue);
     const parameters = toValue({ model: request.model, ...(request.cut ? { cut: request.cut } : {}) });

@@ -7,6 +7,14 @@ import { ValidationError } from '../../errors.js';
 import { elementCount, type DType, type Tensor, type TensorMap } from '../../tensor.js';
 import { flatten, MAX_JSON_RANK, nest, nestedShape, tensorFromValues, valuesOf } from './json-tensors.js';
 
+/**
+ * The largest Vertex AI prediction request: 10 MB on dedicated public, Private Service Connect
+ * and private endpoints (1.5 MB on shared public ones), read as MiB. The gRPC message limit of
+ * both the client and the emulated front, each way: grpc-js's default (4 MiB received) would
+ * refuse payloads the platform takes, gax's (none) would let any size through.
+ */
+export const VERTEX_MAX_MESSAGE_BYTES = 10 * 1024 * 1024;
+
 export interface InstanceInput {
   name: string;
   dtype: DType;

@@ -1,0 +1,122 @@
+/**
+ * What the cloud service's fronts share: the headers of Tandem's own protocol, the status
+ * mapping Google's fronts use, and the contract between the one inference path (server.ts)
+ * and each front that feeds it (node:http there, gRPC in grpc.ts). Its own module so that
+ * grpc.ts, which server.ts loads on demand, does not import server.ts back.
+ */
+import type { Logger } from 'pino';
+import type { TensorMap } from '../src/tensor.js';
+import type { CloudError } from './errors.js';
+import type { LoadedPartition, ModelRepository } from './models.js';
+
+/** Header carrying the server's compute time (ms) on every inference response. */
+export const COMPUTE_HEADER = 'x-tandem-compute-ms';
+/** Optional request header: the client's remaining time budget in ms. */
+export const DEADLINE_HEADER = 'x-tandem-deadline-ms';
+/** Optional request header naming the cut whose tail should run. */
+export const CUT_HEADER = 'x-tandem-cut';
+export const MODEL_HEADER = 'x-tandem-model';
+
+/** What 429 and 503 answers ask a client to wait: `Retry-After` on HTTP, RetryInfo on gRPC. */
+export const RETRY_AFTER_SECONDS = 1;
+
+/** The google.rpc.Code each status stands for: the Vertex REST front's `status`, and the gRPC front's status code. */
+export const GRPC_STATUS: Readonly<Record<number, string>> = {
+  400: 'INVALID_ARGUMENT', 401: 'UNAUTHENTICATED', 403: 'PERMISSION_DENIED', 404: 'NOT_FOUND', 413: 'INVALID_ARGUMENT',
+  429: 'RESOURCE_EXHAUSTED', 499: 'CANCELLED', 500: 'INTERNAL', 501: 'UNIMPLEMENTED', 503: 'UNAVAILABLE', 504: 'DEADLINE_EXCEEDED',
+};
+
+/** The gRPC front as the service drives it (`grpc.ts`). */
+export interface GrpcFront {
+  readonly port: number;
+  /** Refuses new calls; resolves once the calls in flight have finished and the connections closed. */
+  shutdown(): Promise<void>;
+  /** Cancels whatever is still running. */
+  forceShutdown(): void;
+}
+
+export type Family = 'tandem' | 'oip' | 'vertex';
+export type Front = 'container' | 'sagemaker' | 'vertex' | 'eas' | 'oip' | 'tandem';
+
+export interface Route {
+  name: string;
+  front: Front;
+  maxBody: number;
+  model?: string;
+  cut?: string;
+  /** Vertex rawPredict / predict fronts answer errors in Google's JSON error shape. */
+  googleErrors?: boolean;
+  vertexRaw?: boolean;
+}
+
+/** A parsed request body, turned into tensors once the partition (and its input dtypes) is known. */
+export interface ParsedBody {
+  family: Family;
+  tensors: (partition: LoadedPartition) => TensorMap;
+  model?: string;
+  cut?: string;
+  binaryOutputs?: boolean;
+  /** Vertex instances arrived as `{shape, data}`: answer in the same form. */
+  shaped?: boolean;
+  id?: string;
+}
+
+/**
+ * What the HTTP and gRPC fronts do differently on the one inference path ({@link infer}): where
+ * the deadline, credentials and body come from, how a client's leaving shows, and how the
+ * answer is written. One object per front, made once, so a request allocates nothing for it.
+ */
+export interface FrontIO<X> {
+  /** Milliseconds the request may take, capped by the service's timeout. */
+  budget(x: X): number;
+  /** Credential checks that need no body: they refuse before it is read. */
+  authorize(x: X, r: Route): void;
+  /** The body, within `r.maxBody` (413 beyond). */
+  body(x: X, r: Route): Buffer | Promise<Buffer>;
+  /** Credential checks over the body (SigV4, the EAS signature). */
+  verify(x: X, r: Route, path: string, body: Buffer): Promise<void> | undefined;
+  parse(x: X, body: Buffer, r: Route): ParsedBody;
+  /** Aborts once the client has gone. */
+  signal(x: X): AbortSignal;
+  closed(x: X): boolean;
+  /** Writes the answer and returns its size in bytes; called while the run's slot is held. */
+  answer(x: X, r: Route, requestId: string, outputs: TensorMap, parsed: ParsedBody, model: string, cut: string | null, computeMs: number): number;
+}
+
+/** What the gRPC front (`grpc.ts`) uses of the service: the shared inference path and its parts. */
+export interface ServiceCore {
+  readonly log: Logger;
+  readonly repo: ModelRepository;
+  readonly timeoutMs: number;
+  readonly maxBody: number;
+  readonly vertexToken: string | undefined;
+  draining(): boolean;
+  drainingError(): CloudError;
+  infer<X>(io: FrontIO<X>, x: X, r: Route, path: string, requestId: string, started: number): Promise<{ status: number; model: string }>;
+  /** Brackets every request that reached {@link infer}: the drain waits for them. */
+  begin(): void;
+  end(): void;
+  count(route: string, model: string, status: number, started: number): void;
+  logRefusal(log: Logger, route: string, status: number, error: unknown): void;
+  /** The `model` label of a request: the route's model when it is served, else `unknown`. */
+  modelLabel(r: Route): string;
+  describe(error: unknown, log: Logger): ErrorSummary;
+  parseBody(body: Buffer, headerLength: string | undefined, r: Route): ParsedBody;
+  vertexParsed(instances: readonly unknown[], parameters: Readonly<Record<string, unknown>>): ParsedBody;
+  encodeAnswer(outputs: TensorMap, parsed: ParsedBody, headers: Record<string, string | number>, about: { model: string; cut: string | null; compute: string }): Uint8Array;
+  vertexAnswer(outputs: TensorMap, parsed: ParsedBody, model: string, compute: string): VertexAnswer;
+}
+
+/** A failure as the service answers it. */
+export interface ErrorSummary {
+  status: number;
+  code: string;
+  message: string;
+}
+
+/** Vertex's PredictResponse, as plain JSON. */
+export interface VertexAnswer {
+  predictions: unknown[];
+  deployedModelId: string;
+  metadata: { computeMs: number; outputs: Record<string, { dtype: string; dims: readonly number[] }> };
+}
