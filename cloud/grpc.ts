@@ -14,7 +14,7 @@ import { Metadata, Server, ServerCredentials, status as GrpcStatus, type sendUna
 import { loadSync, type MessageTypeDefinition, type MethodDefinition } from '@grpc/proto-loader';
 import type { Logger } from 'pino';
 import { OIP_HEADER_LENGTH } from '../src/providers/wire/oip.js';
-import { VERTEX_MAX_MESSAGE_BYTES } from '../src/providers/wire/vertex.js';
+import { toProtoValue, VERTEX_MAX_MESSAGE_BYTES } from '../src/providers/wire/vertex.js';
 import type { TensorMap } from '../src/tensor.js';
 import { verifyBearer } from './auth.js';
 import { badRequest, CloudError } from './errors.js';
@@ -102,17 +102,6 @@ function fromValue(v: ProtoValue | null | undefined, depth: number): unknown {
     }
     default: return null;
   }
-}
-
-function toValue(v: unknown): ProtoValue {
-  if (v === null || v === undefined) return { nullValue: 'NULL_VALUE' };
-  if (typeof v === 'number') return { numberValue: v };
-  if (typeof v === 'boolean') return { boolValue: v };
-  if (typeof v === 'string') return { stringValue: v };
-  if (Array.isArray(v)) return { listValue: { values: v.map(toValue) } };
-  const fields: Record<string, ProtoValue> = {};
-  for (const [k, x] of Object.entries(v as Record<string, unknown>)) fields[k] = toValue(x);
-  return { structValue: { fields } };
 }
 
 function bytesOf(data: Uint8Array | undefined): Buffer {
@@ -214,7 +203,7 @@ export async function startGrpcFront(core: ServiceCore, options: { port: number;
         bytes = payload.byteLength;
       } else {
         const answer: VertexAnswer = core.vertexAnswer(outputs, parsed, model, compute);
-        encoded = predictResponseType.serialize({ predictions: answer.predictions.map(toValue), deployedModelId: answer.deployedModelId, metadata: toValue(answer.metadata) });
+        encoded = predictResponseType.serialize({ predictions: answer.predictions.map(toProtoValue), deployedModelId: answer.deployedModelId, metadata: toProtoValue(answer.metadata) });
         bytes = encoded.byteLength;
       }
       if (encoded.byteLength > VERTEX_MAX_MESSAGE_BYTES) {

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CloudService } from '../cloud/server.js';
-import { createProviderClient, ProviderError, type EndpointConfig, type ProviderClient } from '../src/providers/index.js';
+import { createProviderClient, type EndpointConfig, type ProviderClient } from '../src/providers/index.js';
 import { CLS, CREDS, DET, expectSameOutputs, localRun, modelsDir, randomInput, startService } from './cloud-helpers.js';
+import { failure } from './helpers/errors.js';
 
 let svc: CloudService;
 let cleanup: () => void;
@@ -122,15 +123,6 @@ describe('front API details', () => {
 describe('provider errors are classified', () => {
   const input = randomInput([1, 3, 48, 96]);
 
-  async function failure(p: Promise<unknown>): Promise<ProviderError> {
-    try {
-      await p;
-    } catch (error) {
-      expect(error).toBeInstanceOf(ProviderError);
-      return error as ProviderError;
-    }
-    throw new Error('expected a failure');
-  }
 
   it('wrong credentials are refused and final, for every front', async () => {
     const e = endpoints();

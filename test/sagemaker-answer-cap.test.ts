@@ -10,6 +10,7 @@ import { encodeTensorMap } from '../src/codec/index.js';
 import { createProviderClient, ProviderError } from '../src/providers/index.js';
 import { capAnswerBody } from '../src/providers/sagemaker.js';
 import { CREDS, randomInput } from './cloud-helpers.js';
+import { failure } from './helpers/errors.js';
 
 const sdk = { sagemaker: { credentials: CREDS.aws } };
 let server: Server | undefined;
@@ -29,11 +30,6 @@ async function rawServer(answer: (socket: Socket) => void): Promise<string> {
   return `http://127.0.0.1:${(s.address() as { port: number }).port}`;
 }
 
-async function failure(p: Promise<unknown>): Promise<ProviderError> {
-  const error = await p.then(() => undefined, (e: unknown) => e);
-  expect(error).toBeInstanceOf(ProviderError);
-  return error as ProviderError;
-}
 
 describe('SageMaker answer cap', () => {
   it('refuses an answer whose Content-Length is over the limit at once, and drops the connection', async () => {

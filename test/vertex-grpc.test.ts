@@ -28,6 +28,7 @@ import type { TensorMap } from '../src/tensor.js';
 import { CLS, CREDS, DET, expectSameOutputs, localRun, randomInput, startService } from './cloud-helpers.js';
 import { ROOT } from './helpers/cli.js';
 import { isolateEnv } from './helpers/env.js';
+import { failure } from './helpers/errors.js';
 
 const run = promisify(execFile);
 const requireCjs = createRequire(import.meta.url);
@@ -65,15 +66,6 @@ const vertex = (url: string, target: string, extra: Partial<EndpointConfig> = {}
   name: 'vx-grpc', kind: 'vertex', region: 'europe-west4', url, transport: 'grpc', project: 'proj', target, token: CREDS.vertexToken, ...extra,
 });
 
-async function failure(p: Promise<unknown>): Promise<ProviderError> {
-  try {
-    await p;
-  } catch (error) {
-    expect(error).toBeInstanceOf(ProviderError);
-    return error as ProviderError;
-  }
-  throw new Error('expected a failure');
-}
 
 async function withClient<T>(cfg: EndpointConfig, f: (c: ProviderClient) => Promise<T>, overrides: Parameters<typeof createProviderClient>[1] = {}): Promise<T> {
   const c = createProviderClient(cfg, overrides);

@@ -14,7 +14,7 @@ import { callScope, raceAbort } from './deadline.js';
 import { credentialError, errorForStatus, MAX_RETRY_AFTER_MS, ProviderError, retryAfterOf } from './errors.js';
 import { decodeResponse, encodeRequest, timing } from './payload.js';
 import type { EndpointConfig, InferOptions, InferRequest, InferResponse, ProviderClient } from './types.js';
-import { predictionsToTensors, tensorsToInstances, VERTEX_MAX_MESSAGE_BYTES } from './wire/vertex.js';
+import { predictionsToTensors, tensorsToInstances, toProtoValue, VERTEX_MAX_MESSAGE_BYTES } from './wire/vertex.js';
 
 type ProtoValue = protos.google.protobuf.IValue;
 
@@ -22,18 +22,6 @@ type ProtoValue = protos.google.protobuf.IValue;
 // that importing Tandem does not pay for it.
 const aiplatformSdk = new LazyValue<typeof import('@google-cloud/aiplatform')>(() => import('@google-cloud/aiplatform'));
 const gaxSdk = new LazyValue<typeof import('google-gax')>(() => import('google-gax'));
-
-/** Plain JSON to google.protobuf.Value (the SDK helper turns nested arrays into structs). */
-function toValue(v: unknown): ProtoValue {
-  if (v === null || v === undefined) return { nullValue: 'NULL_VALUE' };
-  if (typeof v === 'number') return { numberValue: v };
-  if (typeof v === 'boolean') return { boolValue: v };
-  if (typeof v === 'string') return { stringValue: v };
-  if (Array.isArray(v)) return { listValue: { values: v.map(toValue) } };
-  const fields: Record<string, ProtoValue> = {};
-  for (const [k, x] of Object.entries(v as Record<string, unknown>)) fields[k] = toValue(x);
-  return { structValue: { fields } };
-}
 
 function fromValue(v: ProtoValue | null | undefined): unknown {
   if (!v) return null;
@@ -264,8 +252,8 @@ export class VertexClient implements ProviderClient {
 
   private async predict(client: v1.PredictionServiceClient, request: InferRequest, signal: AbortSignal, callOptions: CallOptions): Promise<InferResponse> {
     const start = performance.now();
-    const instances = tensorsToInstances(request.inputs).map(toValue);
-    const parameters = toValue({ model: request.model, ...(request.cut ? { cut: request.cut } : {}) });
+    const instances = tensorsToInstances(request.inputs).map(toProtoValue);
+    const parameters = toProtoValue({ model: request.model, ...(request.cut ? { cut: request.cut } : {}) });
     const bytesSent = JSON.stringify(instances).length;
     const encoded = performance.now();
     const [response] = await raceAbort(client.predict({ endpoint: this.path, instances, parameters }, callOptions), signal);

@@ -15,6 +15,28 @@ import { flatten, MAX_JSON_RANK, nest, nestedShape, tensorFromValues, valuesOf }
  */
 export const VERTEX_MAX_MESSAGE_BYTES = 10 * 1024 * 1024;
 
+/** google.protobuf.Value as protobufjs builds it from a plain object (the SDK's and grpc-js's encoders alike). */
+export interface ProtoValueInit {
+  nullValue?: 'NULL_VALUE';
+  numberValue?: number;
+  stringValue?: string;
+  boolValue?: boolean;
+  listValue?: { values: ProtoValueInit[] };
+  structValue?: { fields: Record<string, ProtoValueInit> };
+}
+
+/** Plain JSON to google.protobuf.Value (the SDK's helper turns nested arrays into structs). */
+export function toProtoValue(v: unknown): ProtoValueInit {
+  if (v === null || v === undefined) return { nullValue: 'NULL_VALUE' };
+  if (typeof v === 'number') return { numberValue: v };
+  if (typeof v === 'boolean') return { boolValue: v };
+  if (typeof v === 'string') return { stringValue: v };
+  if (Array.isArray(v)) return { listValue: { values: v.map(toProtoValue) } };
+  const fields: Record<string, ProtoValueInit> = {};
+  for (const [k, x] of Object.entries(v as Record<string, unknown>)) fields[k] = toProtoValue(x);
+  return { structValue: { fields } };
+}
+
 export interface InstanceInput {
   name: string;
   dtype: DType;
