@@ -17,6 +17,12 @@ export const DEADLINE_HEADER = 'x-tandem-deadline-ms';
 export const CUT_HEADER = 'x-tandem-cut';
 export const MODEL_HEADER = 'x-tandem-model';
 
+/**
+ * How long past the request timeout a drain waits for requests still in flight, and how long
+ * past its age the gRPC front lets a connection's calls finish.
+ */
+export const DRAIN_GRACE_MS = 1000;
+
 /** What 429 and 503 answers ask a client to wait: `Retry-After` on HTTP, RetryInfo on gRPC. */
 export const RETRY_AFTER_SECONDS = 1;
 

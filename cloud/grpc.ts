@@ -10,15 +10,16 @@
 import { randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { Metadata, Server, ServerCredentials, status as GrpcStatus, type sendUnaryData, type ServerUnaryCall, type ServiceDefinition } from '@grpc/grpc-js';
+import { Metadata, Server, ServerCredentials, setLogger, status as GrpcStatus, type sendUnaryData, type ServerUnaryCall, type ServiceDefinition } from '@grpc/grpc-js';
 import { loadSync, type MessageTypeDefinition, type MethodDefinition } from '@grpc/proto-loader';
 import type { Logger } from 'pino';
+import { Reader } from 'protobufjs';
 import { OIP_HEADER_LENGTH } from '../src/providers/wire/oip.js';
 import { toProtoValue, VERTEX_MAX_MESSAGE_BYTES } from '../src/providers/wire/vertex.js';
 import type { TensorMap } from '../src/tensor.js';
 import { verifyBearer } from './auth.js';
 import { badRequest, CloudError } from './errors.js';
-import { COMPUTE_HEADER, CUT_HEADER, GRPC_STATUS, MODEL_HEADER, RETRY_AFTER_SECONDS, type FrontIO, type GrpcFront, type ParsedBody, type Route, type ServiceCore, type VertexAnswer } from './front.js';
+import { COMPUTE_HEADER, CUT_HEADER, DRAIN_GRACE_MS, GRPC_STATUS, MODEL_HEADER, RETRY_AFTER_SECONDS, type FrontIO, type GrpcFront, type ParsedBody, type Route, type ServiceCore, type VertexAnswer } from './front.js';
 
 const require = createRequire(import.meta.url);
 // The protos the Vertex SDK itself is generated from; google/api, google/rpc and the
@@ -51,25 +52,21 @@ interface RawPredictMessage {
   httpBody?: { contentType?: string; data?: Uint8Array } | null;
 }
 
-/**
- * A request as the deserializer leaves it: its wire bytes (the size the body limit and the
- * metrics count), and the message or why it could not be decoded. A decoding failure is the
- * client's malformed request, answered INVALID_ARGUMENT; grpc-js would answer INTERNAL.
- */
-interface Incoming {
-  raw: Buffer;
-  message?: PredictMessage & RawPredictMessage;
-  error?: unknown;
-}
-
 type Kind = 'predict' | 'rawPredict';
 
+type Message = PredictMessage & RawPredictMessage;
+
+/**
+ * One call. `raw` is the request's wire bytes (the size the body limit and the metrics count);
+ * `message` is decoded from them only once the bearer token has been checked (see
+ * {@link endpointOf}).
+ */
 interface Exchange {
-  readonly call: ServerUnaryCall<Incoming, Buffer>;
+  readonly call: ServerUnaryCall<Buffer, Buffer>;
   readonly callback: sendUnaryData<Buffer>;
   readonly kind: Kind;
-  readonly message: PredictMessage & RawPredictMessage;
   readonly raw: Buffer;
+  message: Message;
 }
 
 const PATHS: Readonly<Record<Kind, string>> = { predict: `/${SERVICE}/Predict`, rawPredict: `/${SERVICE}/RawPredict` };
@@ -80,6 +77,13 @@ const ENDPOINT_RE = /^projects\/[^/]+\/locations\/[^/]+\/endpoints\/([^/]+)$/;
  * data}` or nested arrays of the deepest rank JSON tensors may have (16), and some room.
  */
 const MAX_VALUE_DEPTH = 32;
+
+/**
+ * A cancellation this close to the call's deadline (or past it) is grpc-js answering
+ * DEADLINE_EXCEEDED, not the client leaving: grpc-js arms its deadline timer from the event
+ * loop's cached clock, which can run that much behind the deadline it computed.
+ */
+const DEADLINE_SLACK_MS = 50;
 
 /** The first text value of a metadata key, if any. */
 function text(md: Metadata, key: string): string | undefined {
@@ -104,9 +108,57 @@ function fromValue(v: ProtoValue | null | undefined, depth: number): unknown {
   }
 }
 
+/**
+ * The `endpoint` field (1) of a PredictRequest or RawPredictRequest, read by skipping over the
+ * other fields undecoded (the last occurrence wins, as in protobuf). Decoding the whole message
+ * before the token is checked would let anyone make the service build the decoded form, tens of
+ * times larger than the wire bytes (5 M empty Values in a 10 MiB message: ≈ 600 MB of heap and
+ * 1.7 s of the event loop).
+ */
+function endpointOf(raw: Buffer): string {
+  const reader = Reader.create(raw);
+  let endpoint = '';
+  while (reader.pos < reader.len) {
+    const tag = reader.uint32();
+    if (tag === 0x0a) endpoint = reader.string();
+    else reader.skipType(tag & 7);
+  }
+  return endpoint;
+}
+
+/** Whether the call was cancelled because its deadline passed (see {@link DEADLINE_SLACK_MS}). */
+function expired(call: ServerUnaryCall<Buffer, Buffer>): boolean {
+  const deadline = call.getDeadline();
+  const at = deadline instanceof Date ? deadline.getTime() : deadline;
+  return Number.isFinite(at) && Date.now() >= at - DEADLINE_SLACK_MS;
+}
+
 function bytesOf(data: Uint8Array | undefined): Buffer {
   if (data === undefined) return Buffer.alloc(0);
   return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
+
+/** What grpc-js says a client's call carried that gRPC does not allow (a non-ASCII metadata value…). */
+const CLIENT_METADATA_RE = /^Failed to add metadata entry /;
+
+/**
+ * grpc-js logs through one process-wide logger, the console by default: every call whose
+ * metadata held a value gRPC does not allow printed an unstructured `E Failed to add metadata
+ * entry …` line on stderr, at error level, for the client's mistake. Its lines join the
+ * service's log instead, that one at info (in a process running several services, the one
+ * started last).
+ */
+function useServiceLog(log: Logger): void {
+  const line = (args: unknown[]): { grpc: string } => ({ grpc: args.map(String).join(' ') });
+  setLogger({
+    error: (...args: unknown[]) => {
+      const fields = line(args);
+      if (CLIENT_METADATA_RE.test(fields.grpc)) log.info(fields, 'grpc-js dropped a metadata entry of a call');
+      else log.error(fields, 'grpc-js');
+    },
+    info: (...args: unknown[]) => log.info(line(args), 'grpc-js'),
+    debug: (...args: unknown[]) => log.debug(line(args), 'grpc-js'),
+  });
 }
 
 /** Starts the gRPC front on `host:port`; resolves once it listens. */
@@ -124,26 +176,24 @@ export async function startGrpcFront(core: ServiceCore, options: { port: number;
   // Any keeps its snake_case field names (protobufjs's built-in type), whatever keepCase says.
   const retryInfo = { type_url: 'type.googleapis.com/google.rpc.RetryInfo', value: retryInfoType.serialize({ retryDelay: { seconds: String(RETRY_AFTER_SECONDS), nanos: 0 } }) };
 
-  const method = (name: 'Predict' | 'RawPredict'): MethodDefinition<object, Buffer, Incoming, Buffer> => {
+  const decoders = {} as Record<Kind, (raw: Buffer) => Message>;
+  const method = (name: 'Predict' | 'RawPredict', kind: Kind): MethodDefinition<object, Buffer, Buffer, Buffer> => {
     const m = service[name];
     if (!m) throw new CloudError(500, 'CLOUD_GRPC_PROTOS', `${SERVICE}/${name} is missing from the Vertex AI protos`, { retryable: false });
+    decoders[kind] = (raw) => m.requestDeserialize(raw) as Message;
     return {
       ...m,
-      requestDeserialize: (raw: Buffer): Incoming => {
-        try {
-          return { raw, message: m.requestDeserialize(raw) as PredictMessage & RawPredictMessage };
-        } catch (error) {
-          return { raw, error };
-        }
-      },
+      // Decoded in the inference path, after the token check (see endpointOf); a decoding
+      // failure is then the client's malformed request, INVALID_ARGUMENT (grpc-js would answer INTERNAL).
+      requestDeserialize: (raw: Buffer): Buffer => raw,
       // Answers are encoded in the handler, which needs their size for the limit and the log.
       responseSerialize: (b: Buffer): Buffer => b,
       responseDeserialize: (b: Buffer): Buffer => b,
-    } as MethodDefinition<object, Buffer, Incoming, Buffer>;
+    } as MethodDefinition<object, Buffer, Buffer, Buffer>;
   };
 
   /** Answers a refusal as the status its HTTP status stands for, with Google's details; returns that HTTP status. */
-  function fail(call: ServerUnaryCall<Incoming, Buffer>, callback: sendUnaryData<Buffer>, requestId: string, error: unknown, log: Logger): number {
+  function fail(call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>, requestId: string, error: unknown, log: Logger): number {
     const { status, code, message: text } = core.describe(error, log);
     // The client has gone: there is nobody to answer.
     if (call.cancelled) return status;
@@ -171,8 +221,15 @@ export async function startGrpcFront(core: ServiceCore, options: { port: number;
       verifyBearer({ authorization: text(x.call.metadata, 'authorization') }, core.vertexToken);
     },
     body(x, r) {
+      const tooLarge = (bytes: number): CloudError => new CloudError(413, 'CLOUD_TOO_LARGE', `request body of ${bytes} bytes exceeds this route's limit of ${r.maxBody} bytes`, { retryable: false });
+      if (x.kind === 'predict' && x.raw.byteLength > r.maxBody) throw tooLarge(x.raw.byteLength);
+      try {
+        x.message = decoders[x.kind](x.raw);
+      } catch (error) {
+        throw new CloudError(400, 'CLOUD_GRPC_MESSAGE', `the ${x.kind === 'predict' ? 'PredictRequest' : 'RawPredictRequest'} could not be decoded: ${error instanceof Error ? error.message : String(error)}`, { cause: error, retryable: false });
+      }
       const body = x.kind === 'rawPredict' ? bytesOf(x.message.httpBody?.data) : x.raw;
-      if (body.byteLength > r.maxBody) throw new CloudError(413, 'CLOUD_TOO_LARGE', `request body of ${body.byteLength} bytes exceeds this route's limit of ${r.maxBody} bytes`, { retryable: false });
+      if (body.byteLength > r.maxBody) throw tooLarge(body.byteLength);
       return body;
     },
     verify: () => undefined,
@@ -185,13 +242,18 @@ export async function startGrpcFront(core: ServiceCore, options: { port: number;
       }
       return core.vertexParsed(instances, parameters as Record<string, unknown>);
     },
+    // A call cancelled at its deadline is left to the service's own deadline, which ends at the
+    // same moment: it is counted and logged as the deadline's 504, as on the HTTP front.
     signal(x) {
       const controller = new AbortController();
-      if (x.call.cancelled) controller.abort();
-      else x.call.once('cancelled', () => controller.abort());
+      const left = (): void => {
+        if (!expired(x.call)) controller.abort();
+      };
+      if (x.call.cancelled) left();
+      else x.call.once('cancelled', left);
       return controller.signal;
     },
-    closed: (x) => x.call.cancelled,
+    closed: (x) => x.call.cancelled && !expired(x.call),
     answer(x, _r, requestId, outputs: TensorMap, parsed, model, cut, computeMs) {
       const compute = computeMs.toFixed(3);
       let encoded: Buffer;
@@ -218,8 +280,8 @@ export async function startGrpcFront(core: ServiceCore, options: { port: number;
     },
   };
 
-  const handler = (kind: Kind) => (call: ServerUnaryCall<Incoming, Buffer>, callback: sendUnaryData<Buffer>): void => {
-    // From grpc-js handing over the decoded call: the message has arrived whole by then.
+  const handler = (kind: Kind) => (call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>): void => {
+    // From grpc-js handing over the call: the message has arrived whole by then.
     const started = performance.now();
     const requestId = text(call.metadata, 'x-request-id') ?? randomUUID();
     let child: Logger | undefined;
@@ -227,15 +289,15 @@ export async function startGrpcFront(core: ServiceCore, options: { port: number;
     let x: Exchange;
     let r: Route;
     try {
-      const incoming = call.request;
-      if (!incoming.message) {
-        const why = incoming.error instanceof Error ? incoming.error.message : String(incoming.error);
-        throw badRequest('CLOUD_GRPC_MESSAGE', `the ${kind === 'predict' ? 'PredictRequest' : 'RawPredictRequest'} could not be decoded: ${why}`);
+      let endpoint: string;
+      try {
+        endpoint = endpointOf(call.request);
+      } catch (error) {
+        throw new CloudError(400, 'CLOUD_GRPC_MESSAGE', `the ${kind === 'predict' ? 'PredictRequest' : 'RawPredictRequest'} could not be decoded: ${error instanceof Error ? error.message : String(error)}`, { cause: error, retryable: false });
       }
-      x = { call, callback, kind, message: incoming.message, raw: incoming.raw };
-      const endpoint = typeof incoming.message.endpoint === 'string' ? incoming.message.endpoint : '';
       const m = ENDPOINT_RE.exec(endpoint);
       if (!m) throw badRequest('CLOUD_ENDPOINT_INVALID', `"endpoint" must be projects/{project}/locations/{location}/endpoints/{endpoint}, got "${endpoint.slice(0, 100)}"`);
+      x = { call, callback, kind, raw: call.request, message: {} };
       const id = m[1] ?? '';
       const model = text(call.metadata, MODEL_HEADER) ?? (core.repo.has(id) ? id : undefined);
       const cut = text(call.metadata, CUT_HEADER);
@@ -260,8 +322,20 @@ export async function startGrpcFront(core: ServiceCore, options: { port: number;
       .catch(() => undefined);
   };
 
-  const server = new Server({ 'grpc.max_receive_message_length': VERTEX_MAX_MESSAGE_BYTES, 'grpc.max_send_message_length': VERTEX_MAX_MESSAGE_BYTES });
-  const definition: ServiceDefinition = { Predict: method('Predict'), RawPredict: method('RawPredict') };
+  useServiceLog(core.log);
+  const server = new Server({
+    'grpc.max_receive_message_length': VERTEX_MAX_MESSAGE_BYTES,
+    'grpc.max_send_message_length': VERTEX_MAX_MESSAGE_BYTES,
+    // grpc-js has no counterpart of node:http's requestTimeout: a call whose message never
+    // arrives whole (slowloris) would hold its buffered part, up to 10 MiB, for as long as the
+    // client keeps the connection open. A connection is told to go (GOAWAY) once it is a
+    // request timeout old and closed a drain bound (request timeout + 1 s) later, so a call
+    // accepted before the GOAWAY has what a drain would give it. Clients reconnect for their
+    // next call.
+    'grpc.max_connection_age_ms': core.timeoutMs,
+    'grpc.max_connection_age_grace_ms': core.timeoutMs + DRAIN_GRACE_MS,
+  });
+  const definition: ServiceDefinition = { Predict: method('Predict', 'predict'), RawPredict: method('RawPredict', 'rawPredict') };
   server.addService(definition, { Predict: handler('predict'), RawPredict: handler('rawPredict') });
   const credentials = options.tls
     ? ServerCredentials.createSsl(null, [{ private_key: Buffer.from(options.tls.key), cert_chain: Buffer.from(options.tls.cert) }], false)

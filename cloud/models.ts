@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { readFile, readdir, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, normalize } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import * as ort from 'onnxruntime-node';
@@ -143,7 +143,13 @@ export async function discoverModels(dir: string): Promise<ModelPackage[]> {
         if (!isInsidePackage(listed)) {
           throw new CloudError(500, 'CLOUD_MANIFEST', `${manifestPath}: sha256 key "${listed}" must be a path inside the package`, { retryable: false });
         }
-        checksums[normalize(listed)] = hex.toLowerCase();
+        const key = normalize(listed);
+        const checksum = hex.toLowerCase();
+        // Two spellings of one path: only one of their checksums would be checked.
+        if (checksums[key] !== undefined && checksums[key] !== checksum) {
+          throw new CloudError(500, 'CLOUD_MANIFEST', `${manifestPath}: sha256 lists ${key} twice, with different checksums`, { retryable: false });
+        }
+        checksums[key] = checksum;
       }
       const { [file]: sha, ...files } = checksums;
       found.push({ name: entry, path, ...(sha ? { sha256: sha } : {}), ...(Object.keys(files).length > 0 ? { files } : {}) });
@@ -192,26 +198,41 @@ async function readPackage(pkg: ModelPackage): Promise<Uint8Array> {
   const buf = await readFile(pkg.path);
   const bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
   if (pkg.sha256 && sha256Hex(bytes) !== pkg.sha256) throw integrityError(pkg, `${pkg.path} does not match the SHA-256 in its manifest`);
+  // External data is checked in the very bytes that were inlined: a file hashed first and read
+  // again to be inlined could be replaced in between, and run unchecked.
+  const inlined = new Map<string, Buffer>();
+  let model: Uint8Array | undefined;
+  let loadError: unknown;
+  try {
+    model = await inlineExternalData(pkg, bytes, inlined);
+  } catch (error) {
+    loadError = error;
+  }
+  // Checked even when inlining failed: a listed file that does not match says more than the
+  // load failure it may have caused.
   const folder = dirname(pkg.path);
   for (const [listed, expected] of Object.entries(pkg.files ?? {})) {
     const path = join(folder, listed);
     let actual: string;
     try {
-      actual = await fileSha256(path);
+      const data = inlined.size > 0 ? inlined.get(await realpath(path)) : undefined;
+      actual = data ? sha256Hex(data) : await fileSha256(path);
     } catch (error) {
       throw integrityError(pkg, `its manifest lists ${listed}, which cannot be read (${(error as NodeJS.ErrnoException).code ?? String(error)})`, error);
     }
     if (actual !== expected) throw integrityError(pkg, `${path} does not match the SHA-256 in its manifest`);
   }
-  return inlineExternalData(pkg, bytes);
+  if (model === undefined) throw loadError;
+  return model;
 }
 
 /**
  * Self-contained model bytes. Decoding without a folder fails exactly when some tensor lives
- * in an external file; only then is the model decoded again with its folder and re-encoded.
- * Any other decoding failure is left for onnxruntime to report when it loads the bytes.
+ * in an external file; only then is the model decoded again with its folder and re-encoded,
+ * and `inlined` receives each external file read, by real path. Any other decoding failure is
+ * left for onnxruntime to report when it loads the bytes.
  */
-async function inlineExternalData(pkg: ModelPackage, bytes: Uint8Array): Promise<Uint8Array> {
+async function inlineExternalData(pkg: ModelPackage, bytes: Uint8Array, inlined: Map<string, Buffer>): Promise<Uint8Array> {
   try {
     await decodeModel(bytes, pkg.path);
     return bytes;
@@ -219,7 +240,7 @@ async function inlineExternalData(pkg: ModelPackage, bytes: Uint8Array): Promise
     if ((error as { code?: unknown }).code !== 'GRAPH_EXTERNAL_DATA_MISSING') return bytes;
   }
   try {
-    return encodeModel(await decodeModel(bytes, pkg.path, dirname(pkg.path)));
+    return encodeModel(await decodeModel(bytes, pkg.path, dirname(pkg.path), inlined));
   } catch (error) {
     // Past 2 GiB protobuf cannot hold the inlined model.
     throw new CloudError(500, 'CLOUD_MODEL_LOAD', `model "${pkg.name}": its external data cannot be loaded: ${error instanceof Error ? error.message : String(error)}`, { cause: error, retryable: false });

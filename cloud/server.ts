@@ -24,7 +24,7 @@ import { badRequest, clientClosed, CloudError } from './errors.js';
 import { Limiter } from './limiter.js';
 import { CloudMetrics } from './metrics.js';
 import { DEFAULT_MAX_PARTITIONS, discoverModels, ModelRepository, threadingOf, type ModelPackage, type TailExtractor } from './models.js';
-import { COMPUTE_HEADER, CUT_HEADER, DEADLINE_HEADER, GRPC_STATUS, MODEL_HEADER, RETRY_AFTER_SECONDS, type ErrorSummary, type FrontIO, type GrpcFront, type ParsedBody, type Route, type ServiceCore, type VertexAnswer } from './front.js';
+import { COMPUTE_HEADER, CUT_HEADER, DEADLINE_HEADER, DRAIN_GRACE_MS, GRPC_STATUS, MODEL_HEADER, RETRY_AFTER_SECONDS, type ErrorSummary, type FrontIO, type GrpcFront, type ParsedBody, type Route, type ServiceCore, type VertexAnswer } from './front.js';
 
 export { COMPUTE_HEADER, CUT_HEADER, DEADLINE_HEADER, MODEL_HEADER } from './front.js';
 
@@ -89,9 +89,6 @@ export interface CloudService {
   /** Stops accepting, lets in-flight requests finish (on both fronts), then releases the sessions. */
   drain(): Promise<void>;
 }
-
-/** How long past the request timeout a drain waits for requests still in flight. */
-const DRAIN_GRACE_MS = 1000;
 
 /**
  * Milliseconds a request may take: its `x-tandem-deadline-ms`, capped by the service's

@@ -3,11 +3,12 @@
  * and refuses the package when a file the manifest vouches for is altered or missing.
  */
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createRuntime } from '../src/index.js';
+import { loadPackage } from '../src/runtime/package.js';
 import { writeExternalDataPackage } from './fixtures/graphs.js';
 import { maxAbsDiff, randomInput, referenceRun } from './helpers/runtime-fixtures.js';
 
@@ -47,6 +48,16 @@ describe('edge packages with external data', () => {
     writeFileSync(join(pkg, 'weights.bin'), weights);
     await expect(createRuntime({ model: pkg, workers: 1, warmup: false })).rejects.toMatchObject({ code: 'RUNTIME_PACKAGE_SHA256', message: expect.stringContaining('weights.bin') });
   });
+
+  it('checks a listed file over 2 GiB (the size external data exists for) without reading it whole', async () => {
+    // Sparse: 2 GiB + 1 of zeros take no disk, and more than fs.readFile can return.
+    const big = join(pkg, 'weights-big.bin');
+    writeFileSync(big, '');
+    truncateSync(big, 2 ** 31 + 1);
+    // sha256 of 2^31 + 1 zero bytes.
+    manifest({ 'model.onnx': sha(join(pkg, 'model.onnx')), 'weights-big.bin': 'b8030a8ab89280935633d8d991da3d9907c0f12e8b6fc3bfc515f4d440872b6e' });
+    expect((await loadPackage(pkg)).name).toBe('mlp');
+  }, 60_000);
 
   it('refuses a package whose manifest lists a missing file', async () => {
     manifest({ 'labels.txt': '0'.repeat(64) });

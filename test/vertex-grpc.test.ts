@@ -10,6 +10,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server as HttpServer } from 'node:http';
+import { connect as http2Connect } from 'node:http2';
 import { request as httpsRequest } from 'node:https';
 import { createRequire } from 'node:module';
 import { connect, type AddressInfo } from 'node:net';
@@ -17,7 +18,8 @@ import { tmpdir } from 'node:os';
 import { join, sep } from 'node:path';
 import { promisify } from 'node:util';
 import * as ort from 'onnxruntime-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { CloudService, CloudServiceOptions } from '../cloud/server.js';
 import { generateReferenceModel } from '../models/generate.js';
 import { listCuts, parseModel, splitModel } from '../src/graph/index.js';
@@ -455,7 +457,11 @@ describe('Vertex AI over gRPC: overload, deadlines, drain and plaintext (an in-p
         // Left the queue at its deadline: the queue is empty while the holder still runs.
         await new Promise((r) => setTimeout(r, 200));
         expect(await second.s.metrics.registry.getSingleMetricAsString('tandem_cloud_queue_depth')).toMatch(/model="det"\} 0/);
-        expect(await second.s.metrics.registry.getSingleMetricAsString('tandem_cloud_rejections_total')).toMatch(/model="det",reason="(deadline|client_closed)"\} 1/);
+        // grpc-js cancels the call at its deadline: that is the deadline's refusal, not the client leaving.
+        expect(await second.s.metrics.registry.getSingleMetricAsString('tandem_cloud_rejections_total')).toMatch(/model="det",reason="deadline"\} 1/);
+        const requests = await second.s.metrics.registry.getSingleMetricAsString('tandem_cloud_requests_total');
+        expect(requests).toMatch(/route="vertex-grpc-rawPredict",model="det",status="504"\} 1/);
+        expect(requests).not.toMatch(/status="499"/);
       } finally {
         second.open();
         await holder.answer.catch(() => undefined);
@@ -505,6 +511,85 @@ describe('Vertex AI over gRPC: overload, deadlines, drain and plaintext (an in-p
     } finally {
       open();
       await drained;
+    }
+  });
+
+  it('a call without the token is refused before its message is decoded (UNAUTHENTICATED, not the decoder\'s INVALID_ARGUMENT), and counted under its model', async () => {
+    const { grpc } = await import('google-gax');
+    const s = await startService(modelDir, { grpcPort: 0 });
+    const raw = new grpc.Client(`127.0.0.1:${s.grpcPort as number}`, grpc.credentials.createInsecure());
+    try {
+      // A well-framed PredictRequest whose one instance is no google.protobuf.Value (a varint
+      // that never ends): only decoding the instances finds that out.
+      const endpoint = Buffer.from('projects/proj/locations/l/endpoints/cls');
+      const message = Buffer.concat([Buffer.from([0x0a, endpoint.byteLength]), endpoint, Buffer.from([0x12, 0x02, 0xff, 0xff])]);
+      const call = (token?: string): Promise<{ code: number; details: string }> => new Promise((resolve) => {
+        const md = new grpc.Metadata();
+        if (token) md.set('authorization', `Bearer ${token}`);
+        raw.makeUnaryRequest('/google.cloud.aiplatform.v1.PredictionService/Predict', (b: Buffer) => b, (b: Buffer) => b, message, md, { deadline: Date.now() + 30_000 },
+          (error) => resolve({ code: error?.code ?? 0, details: error?.details ?? '' }));
+      });
+      const anonymous = await call();
+      expect(anonymous.code, anonymous.details).toBe(grpc.status.UNAUTHENTICATED);
+      expect(anonymous.details).toMatch(/^CLOUD_AUTH_MISSING/);
+      const authorized = await call(CREDS.vertexToken);
+      expect(authorized.code, authorized.details).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(authorized.details).toMatch(/^CLOUD_GRPC_MESSAGE: the PredictRequest could not be decoded/);
+      const requests = await s.metrics.registry.getSingleMetricAsString('tandem_cloud_requests_total');
+      expect(requests).toMatch(/route="vertex-grpc-predict",model="cls",status="401"\} 1$/m);
+      expect(requests).toMatch(/route="vertex-grpc-predict",model="cls",status="400"\} 1$/m);
+    } finally {
+      raw.close();
+      await s.drain();
+    }
+  });
+
+  it('a call whose message never arrives whole does not hold its connection past two request timeouts and the drain grace', async () => {
+    const s = await startService(modelDir, { grpcPort: 0, requestTimeoutMs: 300 });
+    const session = http2Connect(`http://127.0.0.1:${s.grpcPort as number}`);
+    session.on('error', () => undefined);
+    try {
+      const stream = session.request({ ':method': 'POST', ':path': '/google.cloud.aiplatform.v1.PredictionService/Predict', 'content-type': 'application/grpc', te: 'trailers' });
+      stream.on('error', () => undefined);
+      const closed = new Promise<number>((resolve) => stream.once('close', () => resolve(Date.now())));
+      // A message announced as 9 MiB, 1 MiB of it sent, the rest never.
+      const frame = Buffer.alloc(5);
+      frame.writeUInt32BE(9 * 1024 * 1024, 1);
+      const t0 = Date.now();
+      stream.write(Buffer.concat([frame, Buffer.alloc(1024 * 1024)]));
+      const ended = await Promise.race([closed, new Promise<undefined>((r) => setTimeout(() => r(undefined), 5000))]);
+      expect(ended, 'the stream was still open after 5 s').toBeDefined();
+      // Connection age (300 ms, ±10 %) plus its grace (300 ms + 1 s).
+      expect((ended as number) - t0).toBeLessThan(2500);
+    } finally {
+      session.destroy();
+      await s.drain();
+    }
+  });
+
+  it('a metadata value grpc-js refuses is an info line of the service\'s log, not an error line on stderr', async () => {
+    const lines: string[] = [];
+    const s = await startService(modelDir, { grpcPort: 0, logger: pino({ level: 'info' }, { write: (l: string) => void lines.push(l) }) });
+    const stderr = vi.spyOn(console, 'error');
+    const session = http2Connect(`http://127.0.0.1:${s.grpcPort as number}`);
+    session.on('error', () => undefined);
+    try {
+      const stream = session.request({
+        ':method': 'POST', ':path': '/google.cloud.aiplatform.v1.PredictionService/Predict', 'content-type': 'application/grpc', te: 'trailers',
+        // Legal in HTTP/2, not in gRPC metadata: grpc-js drops the entry and says so.
+        'x-client-note': Buffer.from([0x63, 0xe9]).toString('latin1'),
+      });
+      stream.on('error', () => undefined);
+      stream.end(Buffer.alloc(5));
+      await new Promise((r) => stream.once('close', r));
+      expect(stderr.mock.calls.filter((c) => /Failed to add metadata entry/.test(String(c[0])))).toEqual([]);
+      const logged = lines.map((l) => JSON.parse(l) as { level: number; msg: string; grpc?: string });
+      const refused = logged.filter((l) => /Failed to add metadata entry x-client-note/.test(l.grpc ?? ''));
+      expect(refused.map((l) => l.level)).toEqual([30]);
+    } finally {
+      stderr.mockRestore();
+      session.destroy();
+      await s.drain();
     }
   });
 

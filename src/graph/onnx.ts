@@ -3,8 +3,8 @@
  * lives here, so the rest of the graph toolkit works on plain, validated structures.
  */
 import { createHash } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
-import { dirname, isAbsolute, join, normalize } from 'node:path';
+import { readFile, realpath, stat } from 'node:fs/promises';
+import { dirname, isAbsolute, join, normalize, relative, sep } from 'node:path';
 import onnxProto from 'onnx-proto';
 import { TandemError, ValidationError } from '../errors.js';
 import type { DType } from '../tensor.js';
@@ -70,8 +70,10 @@ export function sha256Hex(bytes: Uint8Array): string {
 /**
  * Decodes ONNX bytes. Weights kept in external data files are read from `baseDir`
  * (the model file's folder) and inlined, so everything downstream sees self-contained tensors.
+ * `externalFiles`, when given, receives each external data file read, by its real path: the
+ * bytes that were inlined, for a caller that checks them.
  */
-export async function decodeModel(bytes: Uint8Array, source: string, baseDir?: string): Promise<ModelProto> {
+export async function decodeModel(bytes: Uint8Array, source: string, baseDir?: string, externalFiles?: Map<string, Buffer>): Promise<ModelProto> {
   let model: ModelProto;
   try {
     model = onnx.ModelProto.decode(bytes);
@@ -86,7 +88,7 @@ export async function decodeModel(bytes: Uint8Array, source: string, baseDir?: s
   if (!graph || toNumber(model.irVersion) <= 0 || (graph.node?.length ?? 0) === 0 || (graph.output?.length ?? 0) === 0) {
     throw new GraphError('GRAPH_NOT_ONNX', `${source} is not an ONNX model: it has no graph with nodes and outputs`);
   }
-  await inlineExternalData(model, source, baseDir);
+  await inlineExternalData(model, source, baseDir, externalFiles);
   return model;
 }
 
@@ -122,8 +124,9 @@ function* allTensors(graph: GraphProto): Generator<TensorProto> {
   }
 }
 
-async function inlineExternalData(model: ModelProto, source: string, baseDir: string | undefined): Promise<void> {
+async function inlineExternalData(model: ModelProto, source: string, baseDir: string | undefined, externalFiles: Map<string, Buffer> | undefined): Promise<void> {
   const cache = new Map<string, Buffer>();
+  let folder: string | undefined;
   for (const tensor of allTensors(model.graph!)) {
     if (tensor.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) continue;
     const entries = new Map((tensor.externalData ?? []).map((e) => [e.key ?? '', e.value ?? '']));
@@ -140,12 +143,27 @@ async function inlineExternalData(model: ModelProto, source: string, baseDir: st
     const file = join(baseDir, location);
     let data = cache.get(file);
     if (!data) {
+      const missing = (error: unknown): GraphError =>
+        new GraphError('GRAPH_EXTERNAL_DATA_MISSING', `external data file "${location}" for tensor "${tensor.name}" of ${source} is missing (looked for ${file})`, { cause: error, details: { file } });
+      folder ??= await realpath(baseDir).catch((error: unknown) => { throw missing(error); });
+      const real = await realpath(file).catch((error: unknown) => { throw missing(error); });
+      // The lexical check above cannot see symbolic links: the file, or a folder on its way,
+      // may lead anywhere on the host. onnxruntime refuses such a path; so does this.
+      const inside = relative(folder, real);
+      if (inside === '' || inside === '..' || inside.startsWith(`..${sep}`) || isAbsolute(inside)) {
+        throw new GraphError('GRAPH_EXTERNAL_DATA_INVALID', `external data location "${location}" in ${source} escapes the model's folder through a symbolic link`, { details: { file, real } });
+      }
+      // A FIFO would hold the read forever, a device would never end it.
+      if (!(await stat(real).catch((error: unknown) => { throw missing(error); })).isFile()) {
+        throw new GraphError('GRAPH_EXTERNAL_DATA_INVALID', `external data location "${location}" in ${source} is not a regular file`);
+      }
       try {
-        data = await readFile(file);
+        data = await readFile(real);
       } catch (error) {
-        throw new GraphError('GRAPH_EXTERNAL_DATA_MISSING', `external data file "${location}" for tensor "${tensor.name}" of ${source} is missing (looked for ${file})`, { cause: error, details: { file } });
+        throw missing(error);
       }
       cache.set(file, data);
+      externalFiles?.set(real, data);
     }
     const offset = Number(entries.get('offset') ?? '0');
     const length = entries.has('length') ? Number(entries.get('length')) : data.byteLength - offset;
