@@ -322,6 +322,8 @@ export class ModelRepository {
   private readonly packages = new Map<string, ModelPackage>();
   // In use order, least recent first: a hit moves its entry to the end.
   private readonly partitions = new Map<string, Promise<LoadedPartition>>();
+  // Loads that have finished: a request for one of them waits for nothing and needs no timer.
+  private readonly settled = new WeakSet<Promise<LoadedPartition>>();
   private readonly bytes = new Map<string, Promise<Uint8Array>>();
   private readonly sessions = new Set<ort.InferenceSession>();
   // What an evicted partition does to let go of its session once no run uses it.
@@ -341,6 +343,11 @@ export class ModelRepository {
   ) {
     if (!Number.isSafeInteger(maxPartitions) || maxPartitions < 1) throw new CloudError(500, 'CLOUD_OPTION', `maxPartitions must be a positive integer, got ${maxPartitions}`, { retryable: false });
     for (const p of packages) this.packages.set(p.name, p);
+  }
+
+  /** Whether `loading` (from {@link partition}) has loaded, so that awaiting it waits for nothing. */
+  isLoaded(loading: Promise<LoadedPartition>): boolean {
+    return this.settled.has(loading);
   }
 
   /** Partitions loaded (or loading) now. */
@@ -384,7 +391,7 @@ export class ModelRepository {
     }
     const p = this.load(pkg, cut);
     // A failed load is not cached, so a fixed file or a transient error can recover.
-    p.catch(() => {
+    p.then(() => this.settled.add(p), () => {
       if (this.partitions.get(key) === p) this.partitions.delete(key);
     });
     this.partitions.set(key, p);

@@ -15,7 +15,9 @@ import { pino, type Logger } from 'pino';
 import { z } from 'zod';
 import { decodePayload, encodeTensorMap, looksLikeTensorPayload, TENSOR_CONTENT_TYPE, type CodecLimits } from '../src/codec/index.js';
 import { isTandemError } from '../src/errors.js';
+import { AbortedError, DeadlineExceededError } from '../src/runtime/errors.js';
 import { isTransferable } from '../src/runtime/protocol.js';
+import { raceCaller } from '../src/runtime/race.js';
 import { decodeOipRequest, encodeOipResponse, LINK_PROBE_MAX_BYTES, LINK_PROBE_PATH, OIP_HEADER_LENGTH, oipDatatype } from '../src/providers/wire/oip.js';
 import { instancesToTensors, tensorsToPredictions } from '../src/providers/wire/vertex.js';
 import type { TensorMap } from '../src/tensor.js';
@@ -23,7 +25,7 @@ import { verifyBearer, verifyEas, verifySigV4, type AwsCredentials } from './aut
 import { badRequest, clientClosed, CloudError } from './errors.js';
 import { Limiter } from './limiter.js';
 import { CloudMetrics } from './metrics.js';
-import { DEFAULT_MAX_PARTITIONS, discoverModels, ModelRepository, threadingOf, type ModelPackage, type TailExtractor } from './models.js';
+import { DEFAULT_MAX_PARTITIONS, discoverModels, ModelRepository, threadingOf, type LoadedPartition, type ModelPackage, type TailExtractor } from './models.js';
 import { COMPUTE_HEADER, CUT_HEADER, DEADLINE_HEADER, DRAIN_GRACE_MS, GRPC_STATUS, MODEL_HEADER, RETRY_AFTER_SECONDS, type ErrorSummary, type FrontIO, type GrpcFront, type ParsedBody, type Route, type ServiceCore, type VertexAnswer } from './front.js';
 
 export { COMPUTE_HEADER, CUT_HEADER, DEADLINE_HEADER, MODEL_HEADER } from './front.js';
@@ -116,6 +118,20 @@ function clientSignal(res: ServerResponse): AbortSignal {
     if (!res.writableFinished) controller.abort();
   });
   return controller.signal;
+}
+
+/**
+ * Waits for a partition's load until the request's deadline or its client's leaving, whichever
+ * comes first; the load, which other requests may share, goes on.
+ */
+async function untilLoaded(loading: Promise<LoadedPartition>, deadline: number, signal: AbortSignal): Promise<LoadedPartition> {
+  try {
+    return await raceCaller(loading, { deadline, signal }, 'its model loaded');
+  } catch (error) {
+    if (error instanceof AbortedError) throw clientClosed('while the model was loading; the request was not run', error);
+    if (error instanceof DeadlineExceededError) throw new CloudError(504, 'CLOUD_DEADLINE', 'the request deadline passed while its model or tail was loading; the load goes on for the requests after it', { cause: error, retryable: true });
+    throw error;
+  }
 }
 
 /** The `reason` label of a request the limiter refused. */
@@ -488,17 +504,20 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     // The slot is held until the answer is written (its encoding is part of the run's memory)
     // and the bookkeeping waits until then: it adds nothing to the client's latency.
     let computeMs: number | undefined;
+    let running = false;
     let bytesOut: number;
     let answered: number;
     try {
       if (io.closed(x)) throw clientClosed('before the request could run');
       // A load is shared with every request for the partition: it goes on even if this
       // client leaves, only this request's run is skipped.
-      const partition = await repo.partition(model, cut);
+      const loading = repo.partition(model, cut);
+      const partition = repo.isLoaded(loading) ? await loading : await untilLoaded(loading, deadline, signal ?? io.signal(x));
       if (io.closed(x)) throw clientClosed('while the model was loading; the request was not run');
       const inputs = parsed.tensors(partition);
       if (Date.now() > deadline) throw new CloudError(504, 'CLOUD_DEADLINE', 'the request deadline passed before it could run');
       const t0 = performance.now();
+      running = true;
       // The body is read no more from here on (its size is kept for the log): a worker may take it.
       const outputs = await partition.run(inputs, ownedBodies.has(body) ? { owned: [body.buffer as ArrayBuffer], deadline, signal } : { deadline, signal });
       computeMs = performance.now() - t0;
@@ -506,6 +525,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       answered = performance.now();
     } catch (error) {
       if (error instanceof CloudError && error.code === 'CLOUD_CLIENT_CLOSED') metrics.rejections.inc({ model, reason: 'client_closed' });
+      else if (error instanceof CloudError && error.code === 'CLOUD_DEADLINE' && !running) metrics.rejections.inc({ model, reason: 'deadline' });
       throw error;
     } finally {
       release();

@@ -308,6 +308,49 @@ describe('overload, metrics, integrity, drain, TLS', () => {
     }
   });
 
+  it('a request that waits for a shared tail load past its deadline gets 504 at the deadline, frees its slot, and the load goes on', async () => {
+    const m = modelsDir();
+    let open: () => void = () => undefined;
+    let extractions = 0;
+    let entered: () => void = () => undefined;
+    const loading = new Promise<void>((r) => { entered = r; });
+    const gated = await startService(m.dir, {
+      maxConcurrent: 2,
+      maxQueue: 0,
+      extractTail: async (bytes) => {
+        extractions += 1;
+        entered();
+        await new Promise<void>((r) => { open = r; });
+        return bytes;
+      },
+    });
+    try {
+      const body = encodeTensorMap(randomInput([1, 3, 32, 32]));
+      const first = fetch(`${gated.url}/v2/models/det/versions/c3/infer`, { method: 'POST', body });
+      await loading;
+      const t0 = Date.now();
+      const late = await fetch(`${gated.url}/v2/models/det/versions/c3/infer`, { method: 'POST', body, headers: { 'x-tandem-deadline-ms': '150' }, signal: AbortSignal.timeout(10_000) });
+      const waited = Date.now() - t0;
+      expect(late.status).toBe(504);
+      expect(((await late.json()) as { code: string }).code).toBe('CLOUD_DEADLINE');
+      // At its deadline, not when the load ended (it has not).
+      expect(waited).toBeLessThan(2000);
+      // Its slot is free again: with the other of det's two slots still held by the first
+      // request and no queue, a whole-model request for det is not refused 429.
+      const other = await fetch(`${gated.url}/v2/models/det/infer`, { method: 'POST', body });
+      expect(other.status).toBe(200);
+      const text = await (await fetch(`${gated.url}/metrics`)).text();
+      expect(text).toMatch(/tandem_cloud_rejections_total\{model="det",reason="deadline"\} 1\n/);
+      open();
+      expect((await first).status).toBe(200);
+      expect(extractions).toBe(1);
+    } finally {
+      open();
+      await gated.drain();
+      m.cleanup();
+    }
+  });
+
   it('drains: in-flight requests finish, new ones are refused, the port closes', async () => {
     const g = await gatedService(0);
     const { response: held } = await g.hold('c3');

@@ -497,8 +497,24 @@ describe('Vertex AI over gRPC: overload, deadlines, drain and plaintext (an in-p
   });
 
   it('a call still running at the drain bound (request timeout + 1 s) is cancelled', async () => {
-    const { s, hold, open } = await gated({ requestTimeoutMs: 300 });
-    const holder = await hold('c4');
+    const { s, open } = await gated({ requestTimeoutMs: 300 });
+    // Held in its run, which a deadline cannot end on the event loop's thread (a wait for a
+    // load it ends at the deadline): only the drain's bound is left to end the call.
+    const partition = await s.models.partition('det', null);
+    const run = partition.run.bind(partition);
+    let entered: () => void = () => undefined;
+    const inside = new Promise<void>((r) => { entered = r; });
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => { release = r; });
+    partition.run = async (inputs, options) => {
+      entered();
+      await gate;
+      return run(inputs, options);
+    };
+    const c = createProviderClient(vertex(s.grpcUrl as string, 'det'));
+    const holder = { answer: c.infer({ model: 'det', inputs: randomInput([1, 3, 32, 32]) }).finally(() => c.close()) };
+    holder.answer.catch(() => undefined);
+    await inside;
     const t0 = Date.now();
     const drained = s.drain();
     try {
@@ -509,6 +525,7 @@ describe('Vertex AI over gRPC: overload, deadlines, drain and plaintext (an in-p
       expect(elapsed).toBeGreaterThanOrEqual(1200);
       expect(elapsed).toBeLessThan(8000);
     } finally {
+      release();
       open();
       await drained;
     }

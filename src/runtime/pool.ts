@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import type { TensorMap } from '../tensor.js';
 import { AbortedError, ClosedError, DeadlineExceededError, EdgeExecutionError, QueueFullError } from './errors.js';
+import { raceCaller } from './race.js';
 import { fromWire, toWire, type ModelRef, type ModelSignature, type WorkerConfig, type WorkerResult, type WorkerTask } from './protocol.js';
 
 export interface EdgePoolOptions {
@@ -281,46 +282,6 @@ export class EdgePool {
   }
 }
 
-/**
- * Waits for `work` unless the caller's signal or deadline ends first. The work itself keeps
- * going to completion (its slot is released then); only the caller stops waiting.
- */
-export function raceCaller<T>(work: Promise<T>, options: { signal?: AbortSignal; deadline?: number }, stage: string): Promise<T> {
-  const { signal, deadline } = options;
-  if (!signal && deadline === undefined) return work;
-  return new Promise<T>((resolve, reject) => {
-    let timer: NodeJS.Timeout | undefined;
-    const done = (): void => {
-      if (timer) clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-    };
-    const onAbort = (): void => {
-      done();
-      reject(new AbortedError(signal?.reason));
-    };
-    if (signal?.aborted) {
-      onAbort();
-      return;
-    }
-    signal?.addEventListener('abort', onAbort, { once: true });
-    if (deadline !== undefined) {
-      timer = setTimeout(() => {
-        done();
-        reject(new DeadlineExceededError(deadline, stage));
-      }, Math.max(0, deadline - Date.now()));
-    }
-    work.then(
-      (value) => {
-        done();
-        resolve(value);
-      },
-      (error: unknown) => {
-        done();
-        reject(error instanceof Error ? error : new Error(String(error)));
-      },
-    );
-  });
-}
 
 function positiveInt(value: number, name: string): number {
   if (!Number.isInteger(value) || value < 1) throw new EdgeExecutionError('RUNTIME_OPTION', `${name} must be a positive integer, got ${value}`);
