@@ -69,6 +69,12 @@ export interface PartitionRunOptions {
    * its worker, unread. On the event loop's thread a run, once started, cannot be left.
    */
   signal?: AbortSignal;
+  /**
+   * In a worker thread: called exactly once per `run`, when the run no longer holds a worker
+   * (its end there, even after a deadline or the client's leaving ended the wait; at once if it
+   * never got one). Not called on the event loop's thread, where `run` outlasts the run.
+   */
+  onRunEnd?: () => void;
 }
 
 /** One loaded partition (whole model or a tail) ready to run. */
@@ -505,11 +511,18 @@ export class ModelRepository {
       inputs,
       outputs,
       run: async (feeds: TensorMap, options: PartitionRunOptions = {}): Promise<TensorMap> => {
-        const checked: TensorMap = pickFeeds(feeds, inputs, label, (t) => t);
+        let checked: TensorMap;
+        try {
+          checked = pickFeeds(feeds, inputs, label, (t) => t);
+        } catch (error) {
+          // Refused before any worker was asked: none is held.
+          options.onRunEnd?.();
+          throw error;
+        }
         try {
           // The body's buffer and input buffers that only these tensors use move to the
           // worker; anything else is copied.
-          return (await pool.run(ref, checked, { ...(options.owned ? { move: options.owned } : {}), ...(options.deadline !== undefined ? { deadline: options.deadline } : {}), ...(options.signal ? { signal: options.signal } : {}) })).outputs;
+          return (await pool.run(ref, checked, { ...(options.owned ? { move: options.owned } : {}), ...(options.deadline !== undefined ? { deadline: options.deadline } : {}), ...(options.signal ? { signal: options.signal } : {}), ...(options.onRunEnd ? { onRunEnd: options.onRunEnd } : {}) })).outputs;
         } catch (error) {
           throw poolFailure(error, label);
         }

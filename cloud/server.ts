@@ -505,6 +505,14 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     // and the bookkeeping waits until then: it adds nothing to the client's latency.
     let computeMs: number | undefined;
     let running = false;
+    // With workers a run outlives a wait that a deadline or the client's leaving ended: the
+    // slot stays taken until the worker is done, so the limiter and its gauges still count it.
+    let workerFreed = false;
+    let slotWithWorker = false;
+    const onRunEnd = pool === undefined ? undefined : (): void => {
+      workerFreed = true;
+      if (slotWithWorker) release();
+    };
     let bytesOut: number;
     let answered: number;
     try {
@@ -519,7 +527,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       const t0 = performance.now();
       running = true;
       // The body is read no more from here on (its size is kept for the log): a worker may take it.
-      const outputs = await partition.run(inputs, ownedBodies.has(body) ? { owned: [body.buffer as ArrayBuffer], deadline, signal } : { deadline, signal });
+      const outputs = await partition.run(inputs, ownedBodies.has(body) ? { owned: [body.buffer as ArrayBuffer], deadline, signal, onRunEnd } : { deadline, signal, onRunEnd });
       computeMs = performance.now() - t0;
       bytesOut = io.answer(x, r, requestId, outputs, parsed, model, cut, computeMs);
       answered = performance.now();
@@ -528,7 +536,8 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       else if (error instanceof CloudError && error.code === 'CLOUD_DEADLINE' && !running) metrics.rejections.inc({ model, reason: 'deadline' });
       throw error;
     } finally {
-      release();
+      if (running && onRunEnd !== undefined && !workerFreed) slotWithWorker = true;
+      else release();
       if (computeMs !== undefined) observeCompute(model, cut, computeMs / 1000);
     }
     log.info({ requestId, route: r.name, model, cut, status: 200, bytesIn, bytesOut, computeMs: +computeMs.toFixed(3), bodyMs: +bodyMs.toFixed(3), totalMs: +(answered - started).toFixed(3) }, 'inference');

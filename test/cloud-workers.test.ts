@@ -173,6 +173,28 @@ describe('the cloud service with worker threads (--workers)', () => {
     }
   });
 
+  it('a run whose client leaves keeps its model\'s slot until the worker has finished it', async () => {
+    const svc = await startService(dir, { workers: 1, maxConcurrent: 1, maxQueue: 0 });
+    try {
+      await post(svc, 'det', randomInput([1, 3, 64, 64])).then((r) => r.arrayBuffer());
+      const controller = new AbortController();
+      const leaves = fetch(`${svc.url}/v1/models/det/infer`, { method: 'POST', body: encodeTensorMap(randomInput([1, 3, 1280, 1280], 8)), signal: controller.signal })
+        .then(() => 'answered', (error: unknown) => (error as Error).name);
+      await untilRunning(svc, 'det');
+      controller.abort();
+      expect(await leaves).toBe('AbortError');
+      await untilMetrics(svc, /tandem_cloud_requests_total\{route="tandem",model="det",status="499"\} 1\n/);
+      // The worker is still on the run nobody reads: the one slot is still taken.
+      const meanwhile = await post(svc, 'det', randomInput([1, 3, 64, 64]));
+      expect(meanwhile.status).toBe(429);
+      expect(await (await fetch(`${svc.url}/metrics`)).text()).toMatch(/tandem_cloud_active_requests\{model="det"\} 1\n/);
+      await untilMetrics(svc, /tandem_cloud_active_requests\{model="det"\} 0\n/);
+      expect((await post(svc, 'det', randomInput([1, 3, 64, 64]))).status).toBe(200);
+    } finally {
+      await svc.drain();
+    }
+  });
+
   it('with more models than workers, a request whose client leaves while it waits for the worker leaves the pool\'s queue and never runs', async () => {
     const svc = await startService(dir, { workers: 1 });
     try {

@@ -142,6 +142,32 @@ describe('EdgePool', () => {
     }
   });
 
+  it('calls onRunEnd once per run: when the worker is done, even after the caller stopped waiting; at once for a run that never got a worker', async () => {
+    const pool = new EdgePool({ workers: 1, intraOpThreads: 1, slowdown: 4 });
+    try {
+      await pool.warm(det);
+      const ends: string[] = [];
+      const running = new AbortController();
+      const a = pool.run(det, randomInput(DET_DIMS), { signal: running.signal, onRunEnd: () => ends.push('a') });
+      const queued = new AbortController();
+      const b = pool.run(det, randomInput(DET_DIMS), { signal: queued.signal, onRunEnd: () => ends.push('b') });
+      queued.abort();
+      await expect(b).rejects.toMatchObject({ code: 'RUNTIME_ABORTED' });
+      expect(ends).toEqual(['b']);
+      running.abort();
+      await expect(a).rejects.toMatchObject({ code: 'RUNTIME_ABORTED' });
+      // The caller has stopped waiting; the worker has not finished the run.
+      expect(ends).toEqual(['b']);
+      const c = await pool.run(det, randomInput(DET_DIMS), { onRunEnd: () => ends.push('c') });
+      expect(c.outputs).toBeDefined();
+      // The worker took c only after finishing a, and each end came once.
+      await new Promise((r) => setImmediate(r));
+      expect(ends).toEqual(['b', 'a', 'c']);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('rejects with RUNTIME_DEADLINE_EXCEEDED when the deadline passes queued or running', async () => {
     const pool = new EdgePool({ workers: 1, intraOpThreads: 1, slowdown: 4 });
     try {

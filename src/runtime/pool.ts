@@ -57,6 +57,12 @@ export interface EdgeRunOptions {
   move?: readonly ArrayBuffer[];
   /** Per-request override of the queue-full behaviour. */
   whenFull?: 'wait' | 'reject';
+  /**
+   * Called once this request holds no worker any more: when its run ends in the worker, even
+   * after the caller stopped waiting for it (signal, deadline), or at once when it never got a
+   * worker. A caller bounding its own concurrency holds its slot until then.
+   */
+  onRunEnd?: () => void;
 }
 
 export interface EdgeRunResult {
@@ -146,25 +152,32 @@ export class EdgePool {
 
   /** Runs `model` on `inputs` in a worker. Rejects with a typed error; never throws synchronously. */
   async run(model: ModelRef, inputs: TensorMap, options: EdgeRunOptions = {}): Promise<EdgeRunResult> {
-    const queuedAt = performance.now();
-    await this.acquire(options);
-    const queueMs = performance.now() - queuedAt;
-    const transferList: ArrayBuffer[] = [...new Set(options.move ?? [])];
-    const task: WorkerTask = {
-      kind: 'run',
-      model,
-      inputs: toWire(inputs, options.transfer ?? true, transferList),
-      slowdown: this.slowdown,
-      stretchJitter: this.stretchJitter,
-      ...(options.outputs ? { outputs: options.outputs } : {}),
-      ...(options.keep ? { keep: options.keep } : {}),
-    };
-    const execution = this.execute(task, transferList);
-    const result = await raceCaller(execution, options, 'running on the edge');
-    if (!result.ok) {
-      throw new EdgeExecutionError(result.error.code, result.error.message, { retryable: result.error.retryable });
+    let execution: Promise<WorkerResult> | undefined;
+    try {
+      const queuedAt = performance.now();
+      await this.acquire(options);
+      const queueMs = performance.now() - queuedAt;
+      const transferList: ArrayBuffer[] = [...new Set(options.move ?? [])];
+      const task: WorkerTask = {
+        kind: 'run',
+        model,
+        inputs: toWire(inputs, options.transfer ?? true, transferList),
+        slowdown: this.slowdown,
+        stretchJitter: this.stretchJitter,
+        ...(options.outputs ? { outputs: options.outputs } : {}),
+        ...(options.keep ? { keep: options.keep } : {}),
+      };
+      execution = this.execute(task, transferList);
+      const result = await raceCaller(execution, options, 'running on the edge');
+      if (!result.ok) {
+        throw new EdgeExecutionError(result.error.code, result.error.message, { retryable: result.error.retryable });
+      }
+      return { outputs: fromWire(result.outputs), kept: fromWire(result.kept), queueMs, edgeMs: result.edgeMs, loadMs: result.loadMs };
+    } finally {
+      const onRunEnd = options.onRunEnd;
+      // execute() never rejects: it turns a worker's failure into a result.
+      if (onRunEnd) void (execution ? execution.then(() => onRunEnd()) : onRunEnd());
     }
-    return { outputs: fromWire(result.outputs), kept: fromWire(result.kept), queueMs, edgeMs: result.edgeMs, loadMs: result.loadMs };
   }
 
   /**
