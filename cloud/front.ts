@@ -1,12 +1,12 @@
 /**
- * What the cloud service's fronts share: the headers of Tandem's own protocol, the status
- * mapping Google's fronts use, and the contract between the one inference path (server.ts)
- * and each front that feeds it (node:http there, gRPC in grpc.ts). Its own module so that
- * grpc.ts, which server.ts loads on demand, does not import server.ts back.
+ * What the cloud service's fronts share: the headers of Tandem's own protocol and its request
+ * budget, the status mapping Google's fronts use, and the contract between the one inference
+ * path (server.ts) and each front that feeds it (node:http there, gRPC in grpc.ts). Its own
+ * module so that grpc.ts, which server.ts loads on demand, does not import server.ts back.
  */
 import type { Logger } from 'pino';
 import type { TensorMap } from '../src/tensor.js';
-import type { CloudError } from './errors.js';
+import { badRequest, CloudError } from './errors.js';
 import type { LoadedPartition, ModelRepository } from './models.js';
 
 /** Header carrying the server's compute time (ms) on every inference response. */
@@ -125,4 +125,18 @@ export interface VertexAnswer {
   predictions: unknown[];
   deployedModelId: string;
   metadata: { computeMs: number; outputs: Record<string, { dtype: string; dims: readonly number[] }> };
+}
+
+/**
+ * Milliseconds a request may take: its `x-tandem-deadline-ms` (an HTTP header, or gRPC
+ * metadata), capped by the service's timeout. A budget already spent is answered 504 at once
+ * (the client has stopped waiting); a value that is not a number of milliseconds is the
+ * client's error, not "no deadline".
+ */
+export function requestBudget(value: string | undefined, timeoutMs: number): number {
+  if (value === undefined) return timeoutMs;
+  if (!/^-?\d+(\.\d+)?$/.test(value.trim())) throw badRequest('CLOUD_DEADLINE_INVALID', `${DEADLINE_HEADER} must be a number of milliseconds, got "${value.slice(0, 40)}"`);
+  const budget = Number(value);
+  if (budget <= 0) throw new CloudError(504, 'CLOUD_DEADLINE', `the request's deadline (${DEADLINE_HEADER}: ${value.trim()}) had passed when it arrived`, { retryable: false });
+  return Math.min(budget, timeoutMs);
 }

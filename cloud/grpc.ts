@@ -19,7 +19,7 @@ import { toProtoValue, VERTEX_MAX_MESSAGE_BYTES } from '../src/providers/wire/ve
 import type { TensorMap } from '../src/tensor.js';
 import { verifyBearer } from './auth.js';
 import { badRequest, CloudError } from './errors.js';
-import { COMPUTE_HEADER, CUT_HEADER, DRAIN_GRACE_MS, GRPC_STATUS, MODEL_HEADER, RETRY_AFTER_SECONDS, type FrontIO, type GrpcFront, type ParsedBody, type Route, type ServiceCore, type VertexAnswer } from './front.js';
+import { COMPUTE_HEADER, CUT_HEADER, DEADLINE_HEADER, DRAIN_GRACE_MS, GRPC_STATUS, MODEL_HEADER, requestBudget, RETRY_AFTER_SECONDS, type FrontIO, type GrpcFront, type ParsedBody, type Route, type ServiceCore, type VertexAnswer } from './front.js';
 
 const require = createRequire(import.meta.url);
 // The protos the Vertex SDK itself is generated from; google/api, google/rpc and the
@@ -209,13 +209,15 @@ export async function startGrpcFront(core: ServiceCore, options: { port: number;
 
   const io: FrontIO<Exchange> = {
     budget(x) {
+      // Tandem's own budget, as metadata, as on HTTP; the call's deadline bounds it too.
+      const tandem = requestBudget(text(x.call.metadata, DEADLINE_HEADER), core.timeoutMs);
       // The client's deadline travels as grpc-timeout; grpc-js makes it absolute on arrival.
       const deadline = x.call.getDeadline();
       const at = deadline instanceof Date ? deadline.getTime() : deadline;
-      if (!Number.isFinite(at)) return core.timeoutMs;
+      if (!Number.isFinite(at)) return tandem;
       const budget = at - Date.now();
       if (budget <= 0) throw new CloudError(504, 'CLOUD_DEADLINE', 'the call\'s deadline had passed when it arrived', { retryable: false });
-      return Math.min(budget, core.timeoutMs);
+      return Math.min(budget, tandem);
     },
     authorize(x) {
       verifyBearer({ authorization: text(x.call.metadata, 'authorization') }, core.vertexToken);

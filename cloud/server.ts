@@ -26,7 +26,7 @@ import { badRequest, clientClosed, CloudError } from './errors.js';
 import { Limiter } from './limiter.js';
 import { CloudMetrics } from './metrics.js';
 import { DEFAULT_MAX_PARTITIONS, discoverModels, ModelRepository, threadingOf, type LoadedPartition, type ModelPackage, type TailExtractor } from './models.js';
-import { COMPUTE_HEADER, CUT_HEADER, DEADLINE_HEADER, DRAIN_GRACE_MS, GRPC_STATUS, MODEL_HEADER, RETRY_AFTER_SECONDS, type ErrorSummary, type FrontIO, type GrpcFront, type ParsedBody, type Route, type ServiceCore, type VertexAnswer } from './front.js';
+import { COMPUTE_HEADER, CUT_HEADER, DEADLINE_HEADER, DRAIN_GRACE_MS, GRPC_STATUS, MODEL_HEADER, requestBudget, RETRY_AFTER_SECONDS, type ErrorSummary, type FrontIO, type GrpcFront, type ParsedBody, type Route, type ServiceCore, type VertexAnswer } from './front.js';
 
 export { COMPUTE_HEADER, CUT_HEADER, DEADLINE_HEADER, MODEL_HEADER } from './front.js';
 
@@ -92,18 +92,6 @@ export interface CloudService {
   drain(): Promise<void>;
 }
 
-/**
- * Milliseconds a request may take: its `x-tandem-deadline-ms`, capped by the service's
- * timeout. A budget already spent is answered 504 at once (the client has stopped waiting); a
- * value that is not a number of milliseconds is the client's error, not "no deadline".
- */
-function requestBudget(value: string | undefined, timeoutMs: number): number {
-  if (value === undefined) return timeoutMs;
-  if (!/^-?\d+(\.\d+)?$/.test(value.trim())) throw badRequest('CLOUD_DEADLINE_INVALID', `${DEADLINE_HEADER} must be a number of milliseconds, got "${value.slice(0, 40)}"`);
-  const budget = Number(value);
-  if (budget <= 0) throw new CloudError(504, 'CLOUD_DEADLINE', `the request's deadline (${DEADLINE_HEADER}: ${value.trim()}) had passed when it arrived`, { retryable: false });
-  return Math.min(budget, timeoutMs);
-}
 
 /**
  * Aborts once the client has gone. node:http emits 'close' on a response when it is finished

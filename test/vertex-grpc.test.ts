@@ -561,6 +561,32 @@ describe('Vertex AI over gRPC: overload, deadlines, drain and plaintext (an in-p
     }
   });
 
+  it('reads x-tandem-deadline-ms from the call\'s metadata as the HTTP fronts read the header', async () => {
+    const { grpc } = await import('google-gax');
+    const s = await startService(modelDir, { grpcPort: 0 });
+    const raw = new grpc.Client(`127.0.0.1:${s.grpcPort as number}`, grpc.credentials.createInsecure());
+    try {
+      const endpoint = Buffer.from('projects/proj/locations/l/endpoints/cls');
+      const message = Buffer.concat([Buffer.from([0x0a, endpoint.byteLength]), endpoint]);
+      const call = (budget: string): Promise<{ code: number; details: string }> => new Promise((resolve) => {
+        const md = new grpc.Metadata();
+        md.set('authorization', `Bearer ${CREDS.vertexToken}`);
+        md.set('x-tandem-deadline-ms', budget);
+        raw.makeUnaryRequest('/google.cloud.aiplatform.v1.PredictionService/Predict', (b: Buffer) => b, (b: Buffer) => b, message, md, { deadline: Date.now() + 30_000 },
+          (error) => resolve({ code: error?.code ?? 0, details: error?.details ?? '' }));
+      });
+      const garbage = await call('soon');
+      expect(garbage.code, garbage.details).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(garbage.details).toMatch(/^CLOUD_DEADLINE_INVALID/);
+      const spent = await call('0');
+      expect(spent.code, spent.details).toBe(grpc.status.DEADLINE_EXCEEDED);
+      expect(spent.details).toMatch(/^CLOUD_DEADLINE: the request's deadline \(x-tandem-deadline-ms: 0\)/);
+    } finally {
+      raw.close();
+      await s.drain();
+    }
+  });
+
   it('a call whose message never arrives whole does not hold its connection past two request timeouts and the drain grace', async () => {
     const s = await startService(modelDir, { grpcPort: 0, requestTimeoutMs: 300 });
     const session = http2Connect(`http://127.0.0.1:${s.grpcPort as number}`);
