@@ -126,11 +126,21 @@ function endpointOf(raw: Buffer): string {
   return endpoint;
 }
 
+/** The call's deadline as epoch ms (it travels as grpc-timeout; grpc-js makes it absolute on arrival); Infinity for none. */
+function deadlineOf(call: ServerUnaryCall<Buffer, Buffer>): number {
+  const deadline = call.getDeadline();
+  return deadline instanceof Date ? deadline.getTime() : deadline;
+}
+
 /** Whether the call was cancelled because its deadline passed (see {@link DEADLINE_SLACK_MS}). */
 function expired(call: ServerUnaryCall<Buffer, Buffer>): boolean {
-  const deadline = call.getDeadline();
-  const at = deadline instanceof Date ? deadline.getTime() : deadline;
+  const at = deadlineOf(call);
   return Number.isFinite(at) && Date.now() >= at - DEADLINE_SLACK_MS;
+}
+
+/** A request message protobuf cannot decode: the client's malformed request (grpc-js would answer INTERNAL). */
+function undecodable(kind: Kind, error: unknown): CloudError {
+  return new CloudError(400, 'CLOUD_GRPC_MESSAGE', `the ${kind === 'predict' ? 'PredictRequest' : 'RawPredictRequest'} could not be decoded: ${error instanceof Error ? error.message : String(error)}`, { cause: error, retryable: false });
 }
 
 function bytesOf(data: Uint8Array | undefined): Buffer {
@@ -211,9 +221,7 @@ export async function startGrpcFront(core: ServiceCore, options: { port: number;
     budget(x) {
       // Tandem's own budget, as metadata, as on HTTP; the call's deadline bounds it too.
       const tandem = requestBudget(text(x.call.metadata, DEADLINE_HEADER), core.timeoutMs);
-      // The client's deadline travels as grpc-timeout; grpc-js makes it absolute on arrival.
-      const deadline = x.call.getDeadline();
-      const at = deadline instanceof Date ? deadline.getTime() : deadline;
+      const at = deadlineOf(x.call);
       if (!Number.isFinite(at)) return tandem;
       const budget = at - Date.now();
       if (budget <= 0) throw new CloudError(504, 'CLOUD_DEADLINE', 'the call\'s deadline had passed when it arrived', { retryable: false });
@@ -228,7 +236,7 @@ export async function startGrpcFront(core: ServiceCore, options: { port: number;
       try {
         x.message = decoders[x.kind](x.raw);
       } catch (error) {
-        throw new CloudError(400, 'CLOUD_GRPC_MESSAGE', `the ${x.kind === 'predict' ? 'PredictRequest' : 'RawPredictRequest'} could not be decoded: ${error instanceof Error ? error.message : String(error)}`, { cause: error, retryable: false });
+        throw undecodable(x.kind, error);
       }
       const body = x.kind === 'rawPredict' ? bytesOf(x.message.httpBody?.data) : x.raw;
       if (body.byteLength > r.maxBody) throw tooLarge(body.byteLength);
@@ -295,7 +303,7 @@ export async function startGrpcFront(core: ServiceCore, options: { port: number;
       try {
         endpoint = endpointOf(call.request);
       } catch (error) {
-        throw new CloudError(400, 'CLOUD_GRPC_MESSAGE', `the ${kind === 'predict' ? 'PredictRequest' : 'RawPredictRequest'} could not be decoded: ${error instanceof Error ? error.message : String(error)}`, { cause: error, retryable: false });
+        throw undecodable(kind, error);
       }
       const m = ENDPOINT_RE.exec(endpoint);
       if (!m) throw badRequest('CLOUD_ENDPOINT_INVALID', `"endpoint" must be projects/{project}/locations/{location}/endpoints/{endpoint}, got "${endpoint.slice(0, 100)}"`);

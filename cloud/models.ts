@@ -4,13 +4,12 @@
  * created on first use and cached per model and cut.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { readFile, readdir, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, normalize } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import * as ort from 'onnxruntime-node';
 import { z } from 'zod';
 import { decodeModel, encodeModel } from '../src/graph/onnx.js';
+import { fileSha256 } from '../src/util/file-sha256.js';
 import type { EdgePool, EdgePoolOptions } from '../src/runtime/pool.js';
 import type { ModelRef, ValueInfo } from '../src/runtime/protocol.js';
 import { spinningOf, spinningSessionOptions } from '../src/runtime/session-options.js';
@@ -192,12 +191,6 @@ function sha256Hex(bytes: Uint8Array): string {
 
 function integrityError(pkg: ModelPackage, message: string, cause?: unknown): CloudError {
   return new CloudError(500, 'CLOUD_MODEL_INTEGRITY', `model "${pkg.name}": ${message}`, { retryable: false, ...(cause === undefined ? {} : { cause }) });
-}
-
-async function fileSha256(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  await pipeline(createReadStream(path), hash);
-  return hash.digest('hex');
 }
 
 async function readPackage(pkg: ModelPackage): Promise<Uint8Array> {

@@ -122,7 +122,7 @@ async function untilLoaded(loading: Promise<LoadedPartition>, deadline: number, 
   }
 }
 
-/** The `reason` label of a request the limiter refused. */
+/** The `reason` label of a request refused before it ran. */
 function rejectionReason(error: unknown): string {
   const status = error instanceof CloudError ? error.status : 0;
   return status === 429 ? 'queue_full' : status === 499 ? 'client_closed' : 'deadline';
@@ -520,8 +520,8 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       bytesOut = io.answer(x, r, requestId, outputs, parsed, model, cut, computeMs);
       answered = performance.now();
     } catch (error) {
-      if (error instanceof CloudError && error.code === 'CLOUD_CLIENT_CLOSED') metrics.rejections.inc({ model, reason: 'client_closed' });
-      else if (error instanceof CloudError && error.code === 'CLOUD_DEADLINE' && !running) metrics.rejections.inc({ model, reason: 'deadline' });
+      // Refused before it ran: the client left, or the deadline passed while the model loaded.
+      if (error instanceof CloudError && (error.code === 'CLOUD_CLIENT_CLOSED' || (error.code === 'CLOUD_DEADLINE' && !running))) metrics.rejections.inc({ model, reason: rejectionReason(error) });
       throw error;
     } finally {
       if (running && onRunEnd !== undefined && !workerFreed) slotWithWorker = true;

@@ -13,6 +13,11 @@ import type { CallScope } from './deadline.js';
 /** Largest answer read (the decoders' own limit): beyond it the call fails before buffering more. */
 export const MAX_ANSWER_BYTES = 1024 * 1024 * 1024;
 
+/** An answer refused for its size (`what`: how it was told, announced or streamed). */
+export function answerTooLarge(what: string, limit = MAX_ANSWER_BYTES): ProviderError {
+  return new ProviderError('PROVIDER_RESPONSE', `the answer ${what} exceeds the ${limit}-byte limit`, { details: { limit } });
+}
+
 export interface HttpResult {
   status: number;
   headers: Headers;
@@ -45,7 +50,7 @@ function send(url: string, headers: Record<string, string>, body: Uint8Array, si
       res.on('error', reject);
       const tooLarge = (what: string): void => {
         req.destroy();
-        reject(new ProviderError('PROVIDER_RESPONSE', `the answer ${what} exceeds the ${MAX_ANSWER_BYTES}-byte limit`, { details: { limit: MAX_ANSWER_BYTES } }));
+        reject(answerTooLarge(what));
       };
       // Pre-size the answer when its length is announced (node's parser holds the server to
       // it): one copy per chunk and no concatenation. The announcement is the server's word:

@@ -9,7 +9,7 @@ import type { SageMakerRuntimeClient, SageMakerRuntimeClientConfig } from '@aws-
 import { LazyValue } from '../lazy.js';
 import { callScope, raceAbort } from './deadline.js';
 import { credentialError, errorForStatus, ProviderError, retryAfterOf } from './errors.js';
-import { MAX_ANSWER_BYTES } from './http.js';
+import { answerTooLarge, MAX_ANSWER_BYTES } from './http.js';
 import { computeFromAttributes, decodeResponse, encodeRequest, timing } from './payload.js';
 import type { EndpointConfig, InferOptions, InferRequest, InferResponse, ProviderClient } from './types.js';
 
@@ -34,10 +34,6 @@ function isServiceError(e: unknown): e is AwsServiceError {
 interface RawAnswer {
   headers?: Record<string, string | undefined>;
   body?: unknown;
-}
-
-function answerTooLarge(what: string, limit: number): ProviderError {
-  return new ProviderError('PROVIDER_RESPONSE', `the answer ${what} exceeds the ${limit}-byte limit`, { details: { limit } });
 }
 
 /**

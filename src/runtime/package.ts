@@ -3,14 +3,12 @@
  * `manifest.json` (see DESIGN.md). The runtime reads every manifest key; other readers
  * ignore the ones they do not own, so the schema passes unknown keys through.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, extname, join, relative, resolve, isAbsolute } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
 import { ValidationError } from '../errors.js';
 import { PipelineSchema, PostprocessSchema } from '../preprocess/schema.js';
+import { fileSha256 } from '../util/file-sha256.js';
 import { ModelPackageError } from './errors.js';
 import { sha256Hex } from './model-source.js';
 import type { ModelRef } from './protocol.js';
@@ -93,17 +91,6 @@ export async function loadPackage(path: string): Promise<ModelPackage> {
     }
   }
   return pkg;
-}
-
-/**
- * Streamed: listed files are external weights as often as not, which exist for models past
- * protobuf's 2 GiB; fs.readFile refuses those, and would hold the whole file to hash it. Read
- * in 1 MiB chunks: the 64 KiB default takes three times as long over gigabytes.
- */
-async function fileSha256(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), hash);
-  return hash.digest('hex');
 }
 
 async function readManifest(dir: string): Promise<Manifest> {
