@@ -531,58 +531,61 @@ describe('Vertex AI over gRPC: overload, deadlines, drain and plaintext (an in-p
     }
   });
 
-  it('a call without the token is refused before its message is decoded (UNAUTHENTICATED, not the decoder\'s INVALID_ARGUMENT), and counted under its model', async () => {
+  /** A bare grpc-js client of the service's gRPC front: Predict calls of hand-made bytes, their status back. */
+  async function rawFront(s: CloudService): Promise<{ predict: (message: Buffer, metadata: Record<string, string>) => Promise<{ code: number; details: string }>; status: typeof import('google-gax').grpc.status; close: () => void }> {
     const { grpc } = await import('google-gax');
-    const s = await startService(modelDir, { grpcPort: 0 });
     const raw = new grpc.Client(`127.0.0.1:${s.grpcPort as number}`, grpc.credentials.createInsecure());
+    const predict = (message: Buffer, metadata: Record<string, string>): Promise<{ code: number; details: string }> => new Promise((resolve) => {
+      const md = new grpc.Metadata();
+      for (const [k, v] of Object.entries(metadata)) md.set(k, v);
+      raw.makeUnaryRequest('/google.cloud.aiplatform.v1.PredictionService/Predict', (b: Buffer) => b, (b: Buffer) => b, message, md, { deadline: Date.now() + 30_000 },
+        (error) => resolve({ code: error?.code ?? 0, details: error?.details ?? '' }));
+    });
+    return { predict, status: grpc.status, close: () => raw.close() };
+  }
+
+  /** A PredictRequest's wire bytes: the `endpoint` field for the cls model, then `rest`. */
+  const predictRequest = (rest: Buffer = Buffer.alloc(0)): Buffer => {
+    const endpoint = Buffer.from('projects/proj/locations/l/endpoints/cls');
+    return Buffer.concat([Buffer.from([0x0a, endpoint.byteLength]), endpoint, rest]);
+  };
+
+  it('a call without the token is refused before its message is decoded (UNAUTHENTICATED, not the decoder\'s INVALID_ARGUMENT), and counted under its model', async () => {
+    const s = await startService(modelDir, { grpcPort: 0 });
+    const front = await rawFront(s);
     try {
       // A well-framed PredictRequest whose one instance is no google.protobuf.Value (a varint
       // that never ends): only decoding the instances finds that out.
-      const endpoint = Buffer.from('projects/proj/locations/l/endpoints/cls');
-      const message = Buffer.concat([Buffer.from([0x0a, endpoint.byteLength]), endpoint, Buffer.from([0x12, 0x02, 0xff, 0xff])]);
-      const call = (token?: string): Promise<{ code: number; details: string }> => new Promise((resolve) => {
-        const md = new grpc.Metadata();
-        if (token) md.set('authorization', `Bearer ${token}`);
-        raw.makeUnaryRequest('/google.cloud.aiplatform.v1.PredictionService/Predict', (b: Buffer) => b, (b: Buffer) => b, message, md, { deadline: Date.now() + 30_000 },
-          (error) => resolve({ code: error?.code ?? 0, details: error?.details ?? '' }));
-      });
-      const anonymous = await call();
-      expect(anonymous.code, anonymous.details).toBe(grpc.status.UNAUTHENTICATED);
+      const message = predictRequest(Buffer.from([0x12, 0x02, 0xff, 0xff]));
+      const anonymous = await front.predict(message, {});
+      expect(anonymous.code, anonymous.details).toBe(front.status.UNAUTHENTICATED);
       expect(anonymous.details).toMatch(/^CLOUD_AUTH_MISSING/);
-      const authorized = await call(CREDS.vertexToken);
-      expect(authorized.code, authorized.details).toBe(grpc.status.INVALID_ARGUMENT);
+      const authorized = await front.predict(message, { authorization: `Bearer ${CREDS.vertexToken}` });
+      expect(authorized.code, authorized.details).toBe(front.status.INVALID_ARGUMENT);
       expect(authorized.details).toMatch(/^CLOUD_GRPC_MESSAGE: the PredictRequest could not be decoded/);
       const requests = await s.metrics.registry.getSingleMetricAsString('tandem_cloud_requests_total');
       expect(requests).toMatch(/route="vertex-grpc-predict",model="cls",status="401"\} 1$/m);
       expect(requests).toMatch(/route="vertex-grpc-predict",model="cls",status="400"\} 1$/m);
     } finally {
-      raw.close();
+      front.close();
       await s.drain();
     }
   });
 
   it('reads x-tandem-deadline-ms from the call\'s metadata as the HTTP fronts read the header', async () => {
-    const { grpc } = await import('google-gax');
     const s = await startService(modelDir, { grpcPort: 0 });
-    const raw = new grpc.Client(`127.0.0.1:${s.grpcPort as number}`, grpc.credentials.createInsecure());
+    const front = await rawFront(s);
     try {
-      const endpoint = Buffer.from('projects/proj/locations/l/endpoints/cls');
-      const message = Buffer.concat([Buffer.from([0x0a, endpoint.byteLength]), endpoint]);
-      const call = (budget: string): Promise<{ code: number; details: string }> => new Promise((resolve) => {
-        const md = new grpc.Metadata();
-        md.set('authorization', `Bearer ${CREDS.vertexToken}`);
-        md.set('x-tandem-deadline-ms', budget);
-        raw.makeUnaryRequest('/google.cloud.aiplatform.v1.PredictionService/Predict', (b: Buffer) => b, (b: Buffer) => b, message, md, { deadline: Date.now() + 30_000 },
-          (error) => resolve({ code: error?.code ?? 0, details: error?.details ?? '' }));
-      });
+      const call = (budget: string): Promise<{ code: number; details: string }> =>
+        front.predict(predictRequest(), { authorization: `Bearer ${CREDS.vertexToken}`, 'x-tandem-deadline-ms': budget });
       const garbage = await call('soon');
-      expect(garbage.code, garbage.details).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(garbage.code, garbage.details).toBe(front.status.INVALID_ARGUMENT);
       expect(garbage.details).toMatch(/^CLOUD_DEADLINE_INVALID/);
       const spent = await call('0');
-      expect(spent.code, spent.details).toBe(grpc.status.DEADLINE_EXCEEDED);
+      expect(spent.code, spent.details).toBe(front.status.DEADLINE_EXCEEDED);
       expect(spent.details).toMatch(/^CLOUD_DEADLINE: the request's deadline \(x-tandem-deadline-ms: 0\)/);
     } finally {
-      raw.close();
+      front.close();
       await s.drain();
     }
   });
