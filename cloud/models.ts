@@ -3,13 +3,12 @@
  * against the manifest, and onnxruntime-node sessions for the whole model or any tail,
  * created on first use and cached per model and cut.
  */
-import { createHash } from 'node:crypto';
 import { readFile, readdir, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, normalize } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { z } from 'zod';
 import { decodeModel, encodeModel } from '../src/graph/onnx.js';
-import { fileSha256 } from '../src/util/file-sha256.js';
+import { fileSha256, sha256Hex } from '../src/util/sha256.js';
 import type { EdgePool, EdgePoolOptions } from '../src/runtime/pool.js';
 import type { ModelRef, ValueInfo } from '../src/runtime/protocol.js';
 import { spinningOf, spinningSessionOptions } from '../src/runtime/session-options.js';
@@ -183,10 +182,6 @@ function toOrt(tensor: Tensor): ort.Tensor {
 function fromOrt(t: ort.Tensor): Tensor {
   if (!isDType(t.type)) throw new CloudError(500, 'CLOUD_OUTPUT_DTYPE', `the model produced an unsupported output type ${t.type}`);
   return { dtype: t.type, dims: [...t.dims], data: t.data as Tensor['data'] };
-}
-
-function sha256Hex(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
 }
 
 function integrityError(pkg: ModelPackage, message: string, cause?: unknown): CloudError {

@@ -2,7 +2,6 @@
  * Reading and writing ONNX protobuf. Everything that touches the generated protobuf classes
  * lives here, so the rest of the graph toolkit works on plain, validated structures.
  */
-import { createHash } from 'node:crypto';
 import { readFile, realpath, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize, relative, sep } from 'node:path';
 import onnxProto from 'onnx-proto';
@@ -63,9 +62,7 @@ export function toNumber(value: number | { toNumber(): number } | null | undefin
   return typeof value === 'number' ? value : value.toNumber();
 }
 
-export function sha256Hex(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
+export { sha256Hex } from '../util/sha256.js';
 
 /**
  * Decodes ONNX bytes. Weights kept in external data files are read from `baseDir`

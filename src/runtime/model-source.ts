@@ -2,14 +2,12 @@
  * Model identity for the edge pool: a model is known by the SHA-256 of its ONNX bytes, so
  * the same head or whole model registered twice shares one session per worker.
  */
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { sha256Hex } from '../util/sha256.js';
 import { ModelPackageError } from './errors.js';
 import type { ModelRef } from './protocol.js';
 
-export function sha256Hex(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
+export { sha256Hex };
 
 /**
  * Builds a worker-ready reference from in-memory ONNX bytes. The bytes are copied once into

@@ -8,7 +8,7 @@ import { basename, extname, join, relative, resolve, isAbsolute } from 'node:pat
 import { z } from 'zod';
 import { ValidationError } from '../errors.js';
 import { PipelineSchema, PostprocessSchema } from '../preprocess/schema.js';
-import { fileSha256 } from '../util/file-sha256.js';
+import { fileSha256 } from '../util/sha256.js';
 import { ModelPackageError } from './errors.js';
 import { sha256Hex } from './model-source.js';
 import type { ModelRef } from './protocol.js';
