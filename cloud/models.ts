@@ -70,7 +70,8 @@ export interface PartitionRunOptions {
   /**
    * In a worker thread: called exactly once per `run`, when the run no longer holds a worker
    * (its end there, even after a deadline or the client's leaving ended the wait; at once if it
-   * never got one). Not called on the event loop's thread, where `run` outlasts the run.
+   * never got one, before `run` settles). Not called on the event loop's thread, where `run`
+   * outlasts the run.
    */
   onRunEnd?: () => void;
 }

@@ -324,16 +324,26 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       };
       const onError = (error: Error): void => {
         cleanup();
-        reject(new CloudError(400, 'CLOUD_BODY_ABORTED', `the request body could not be read: ${error.message}`, { cause: error, retryable: true }));
+        // node:http reports a client that hung up mid-body as an "aborted" ECONNRESET: that is
+        // the client leaving (499), not a body the service could not make sense of.
+        if (req.socket.destroyed || (error as NodeJS.ErrnoException).code === 'ECONNRESET') reject(clientClosed('while sending its body', error));
+        else reject(new CloudError(400, 'CLOUD_BODY_ABORTED', `the request body could not be read: ${error.message}`, { cause: error, retryable: true }));
+      };
+      // Should a connection close without node:http reporting an error, the wait must end too.
+      const onClose = (): void => {
+        cleanup();
+        reject(clientClosed('while sending its body'));
       };
       const cleanup = (): void => {
         req.off('data', onData);
         req.off('end', onEnd);
         req.off('error', onError);
+        req.off('close', onClose);
       };
       req.on('data', onData);
       req.on('end', onEnd);
       req.on('error', onError);
+      req.on('close', onClose);
     });
   }
 
@@ -520,8 +530,12 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       bytesOut = io.answer(x, r, requestId, outputs, parsed, model, cut, computeMs);
       answered = performance.now();
     } catch (error) {
-      // Refused before it ran: the client left, or the deadline passed while the model loaded.
-      if (error instanceof CloudError && (error.code === 'CLOUD_CLIENT_CLOSED' || (error.code === 'CLOUD_DEADLINE' && !running))) metrics.rejections.inc({ model, reason: rejectionReason(error) });
+      // Refused before it ran: the client left, or the deadline passed, while the model loaded
+      // or (with workers) while the run waited for a worker. The pool calls onRunEnd before it
+      // settles when the run never reached a worker, so a run a worker has taken is not counted
+      // here: it goes on, and its client merely stopped waiting.
+      const neverRan = !running || (onRunEnd !== undefined && workerFreed);
+      if (neverRan && error instanceof CloudError && (error.code === 'CLOUD_CLIENT_CLOSED' || error.code === 'CLOUD_DEADLINE')) metrics.rejections.inc({ model, reason: rejectionReason(error) });
       throw error;
     } finally {
       if (running && onRunEnd !== undefined && !workerFreed) slotWithWorker = true;

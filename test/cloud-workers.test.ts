@@ -167,6 +167,8 @@ describe('the cloud service with worker threads (--workers)', () => {
       expect((await late).body.code).toBe('CLOUD_DEADLINE');
       expect((await late).body.message).toMatch(/waited for or ran in a worker thread/);
       expect((await long).status).toBe(200);
+      // It never reached the worker: refused, as a request that waited past its deadline in the limiter is.
+      expect(await (await fetch(`${svc.url}/metrics`)).text()).toMatch(/tandem_cloud_rejections_total\{model="cls",reason="deadline"\} 1\n/);
       expect((await post(svc, 'cls', randomInput([1, 3, 48, 192]))).status).toBe(200);
     } finally {
       await svc.drain();
@@ -188,7 +190,10 @@ describe('the cloud service with worker threads (--workers)', () => {
       const meanwhile = await post(svc, 'det', randomInput([1, 3, 64, 64]));
       expect(meanwhile.status).toBe(429);
       expect(await (await fetch(`${svc.url}/metrics`)).text()).toMatch(/tandem_cloud_active_requests\{model="det"\} 1\n/);
-      await untilMetrics(svc, /tandem_cloud_active_requests\{model="det"\} 0\n/);
+      const after = await untilMetrics(svc, /tandem_cloud_active_requests\{model="det"\} 0\n/);
+      // The worker ran it: its client left, but it was not refused.
+      expect(after).not.toMatch(/tandem_cloud_rejections_total\{model="det",reason="client_closed"\}/);
+      expect(after).toMatch(/tandem_cloud_rejections_total\{model="det",reason="queue_full"\} 1\n/);
       expect((await post(svc, 'det', randomInput([1, 3, 64, 64]))).status).toBe(200);
     } finally {
       await svc.drain();

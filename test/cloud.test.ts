@@ -283,6 +283,36 @@ describe('overload, metrics, integrity, drain, TLS', () => {
     }
   });
 
+  it('a client that hangs up halfway through its body is counted and logged as 499 CLOUD_CLIENT_CLOSED, not as a bad body', async () => {
+    const lines: string[] = [];
+    const service = await startService(dir, { logger: pino({ level: 'info' }, { write: (l: string) => void lines.push(l) }) });
+    try {
+      const body = encodeTensorMap(randomInput([1, 3, 48, 96]));
+      // The service is reading the body once its first bytes reach the request.
+      const reading = new Promise<void>((resolve) => service.server.once('request', (req: import('node:http').IncomingMessage) => req.once('data', () => resolve())));
+      const socket = connect(service.port, '127.0.0.1');
+      socket.on('error', () => undefined);
+      socket.write(`POST /v2/models/cls/infer HTTP/1.1\r\nhost: x\r\ncontent-length: ${body.byteLength}\r\n\r\n`);
+      socket.write(body.subarray(0, body.byteLength >> 1));
+      await reading;
+      socket.destroy();
+      const metrics = async (): Promise<string> => (await fetch(`${service.url}/metrics`)).text();
+      let text = '';
+      for (let i = 0; i < 300 && !/status="499"/.test(text); i++) {
+        await new Promise((r) => setTimeout(r, 10));
+        text = await metrics();
+      }
+      expect(text).toMatch(/tandem_cloud_requests_total\{route="oip",model="cls",status="499"\} 1\n/);
+      expect(text).not.toMatch(/status="400"/);
+      const logged = lines.map((l) => JSON.parse(l) as { level: number; msg: string; status?: number; code?: string });
+      expect(logged.filter((l) => l.msg === 'client closed the connection').map((l) => [l.status, l.code])).toEqual([[499, 'CLOUD_CLIENT_CLOSED']]);
+      expect(logged.filter((l) => l.level >= 40)).toEqual([]);
+      expect((await fetch(`${service.url}/v2/models/cls/infer`, { method: 'POST', body })).status).toBe(200);
+    } finally {
+      await service.drain();
+    }
+  });
+
   it('checks model files against the manifest SHA-256', async () => {
     const root = mkdtempSync(join(tmpdir(), 'tandem-pkg-'));
     try {

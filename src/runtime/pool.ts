@@ -60,7 +60,9 @@ export interface EdgeRunOptions {
   /**
    * Called once this request holds no worker any more: when its run ends in the worker, even
    * after the caller stopped waiting for it (signal, deadline), or at once when it never got a
-   * worker. A caller bounding its own concurrency holds its slot until then.
+   * worker. A caller bounding its own concurrency holds its slot until then. A run that never
+   * got a worker has it called before `run` settles, so a caller can tell, when its wait ends,
+   * whether a worker took the run.
    */
   onRunEnd?: () => void;
 }
