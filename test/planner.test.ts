@@ -475,6 +475,168 @@ describe('health', () => {
     expect(endpoint()).toBe('a');
   });
 
+  describe('outcomes of requests sent before the breaker\'s last transition', () => {
+    const A: Plan = { kind: 'offload', endpoint: 'a' };
+    /** An outcome of a request to a heard of now; `sentAt` when the runtime knows it. */
+    const outcome = (world: World, ok: boolean, sentAt?: number, retryAfterMs?: number): Observation => ({
+      ...world.run(A),
+      fellBack: !ok,
+      ...(sentAt !== undefined ? { sentAt } : {}),
+      ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+    });
+    /** Trips a's circuit at 110 and closes it with a probe sent at 1110 that succeeds at 1120. */
+    function tripAndRecover(clock: { t: number }, health?: AdaptivePlannerOptions['health']): ReturnType<typeof twoEndpoints> {
+      const setup = twoEndpoints(clock, health);
+      const { p, world, endpoint } = setup;
+      clock.t = 100;
+      expect(endpoint()).toBe('a');
+      for (let i = 0; i < (health?.failureThreshold ?? 1); i++) {
+        clock.t = 110;
+        p.observe(outcome(world, false, 100));
+      }
+      clock.t = 1110;
+      expect(endpoint()).toBe('a');
+      clock.t = 1120;
+      p.observe(outcome(world, true, 1110));
+      expect(p.snapshot().endpoints[0]?.health).toBe('healthy');
+      return setup;
+    }
+
+    it('does not re-open the circuit on a failure of a request sent before the probe succeeded', () => {
+      const clock = { t: 0 };
+      const { p, world, endpoint } = tripAndRecover(clock);
+      // A slow request sent at 100, still in flight when the probe came back, fails at 1500.
+      clock.t = 1500;
+      p.observe(outcome(world, false, 100));
+      expect(p.snapshot().endpoints[0]?.health).toBe('healthy');
+      expect(endpoint()).toBe('a');
+    });
+
+    it('still trips on a failure of a request sent after the probe succeeded, with the back-off restarted', () => {
+      const clock = { t: 0 };
+      const { p, world, endpoint } = tripAndRecover(clock);
+      clock.t = 1140;
+      p.observe(outcome(world, false, 1130));
+      expect(p.snapshot().endpoints[0]?.health).toBe('down');
+      clock.t = 2139;
+      expect(endpoint()).toBe('b');
+      clock.t = 2140;
+      expect(endpoint()).toBe('a');
+    });
+
+    it('does not count such a failure towards the failure threshold', () => {
+      const clock = { t: 0 };
+      const { p, world, endpoint } = tripAndRecover(clock, { failureThreshold: 2, initialBackoffMs: 1000 });
+      clock.t = 1500;
+      p.observe(outcome(world, false, 100));
+      p.observe(outcome(world, false, 1400));
+      expect(endpoint()).toBe('a');
+      p.observe(outcome(world, false, 1450));
+      expect(endpoint()).toBe('b');
+    });
+
+    it('still applies its Retry-After: the server\'s word on the time to come', () => {
+      const clock = { t: 0 };
+      const { p, world, endpoint } = tripAndRecover(clock);
+      clock.t = 1500;
+      p.observe(outcome(world, false, 100, 2000));
+      expect(endpoint()).toBe('b');
+      clock.t = 3499;
+      expect(endpoint()).toBe('b');
+      // The pause is over and the circuit was never re-opened: healthy, no probe needed.
+      clock.t = 3500;
+      expect(p.snapshot().endpoints[0]?.health).toBe('healthy');
+      expect(endpoint()).toBe('a');
+      expect(endpoint()).toBe('a');
+    });
+
+    it('does not lengthen the back-off on a failure of a request sent before the probe, while the probe is out', () => {
+      const clock = { t: 0 };
+      const { p, world, endpoint } = twoEndpoints(clock);
+      clock.t = 100;
+      expect(endpoint()).toBe('a');
+      expect(endpoint()).toBe('a');
+      // Two requests sent at 100: one fails at 110 and trips the circuit…
+      clock.t = 110;
+      p.observe(outcome(world, false, 100));
+      clock.t = 1110;
+      expect(endpoint()).toBe('a');
+      // …the other fails at 1200, while the probe sent at 1110 is out: it is not the probe.
+      clock.t = 1200;
+      p.observe(outcome(world, false, 100));
+      expect(endpoint()).toBe('b');
+      // The probe fails at 1300: one doubling, counted from then.
+      clock.t = 1300;
+      p.observe(outcome(world, false, 1110));
+      clock.t = 3299;
+      expect(endpoint()).toBe('b');
+      clock.t = 3300;
+      expect(endpoint()).toBe('a');
+    });
+
+    it('makes the probe due at once on a success of a request sent before the circuit opened, without closing it', () => {
+      const clock = { t: 0 };
+      const { p, world, endpoint } = twoEndpoints(clock);
+      clock.t = 100;
+      expect(endpoint()).toBe('a');
+      clock.t = 110;
+      p.observe(outcome(world, false, 100));
+      // Sent at 100 too, it comes back fine at 120: a probe goes now, not after the 1 s back-off.
+      clock.t = 120;
+      p.observe(outcome(world, true, 100));
+      expect(p.snapshot().endpoints[0]?.health).toBe('probing');
+      expect(endpoint()).toBe('a');
+      expect(endpoint()).toBe('b');
+      // The probe fails at 130; the back-off doubles from then, and another success sent
+      // before the probe neither closes the circuit nor calls for another early probe.
+      clock.t = 130;
+      p.observe(outcome(world, false, 120));
+      clock.t = 140;
+      p.observe(outcome(world, true, 100));
+      expect(p.snapshot().endpoints[0]?.health).toBe('down');
+      clock.t = 2129;
+      expect(endpoint()).toBe('b');
+      clock.t = 2130;
+      expect(endpoint()).toBe('a');
+      // A success of a request sent after the circuit opened closes it.
+      clock.t = 2140;
+      p.observe(outcome(world, true, 2130));
+      expect(p.snapshot().endpoints[0]?.health).toBe('healthy');
+    });
+
+    it('behave as before when the observations carry no send time', () => {
+      const clock = { t: 0 };
+      const recovered = twoEndpoints(clock);
+      recovered.p.observe(outcome(recovered.world, false));
+      clock.t = 1000;
+      expect(recovered.endpoint()).toBe('a');
+      recovered.p.observe(outcome(recovered.world, true));
+      clock.t = 1500;
+      recovered.p.observe(outcome(recovered.world, false));
+      expect(recovered.p.snapshot().endpoints[0]?.health).toBe('down');
+
+      clock.t = 0;
+      const probing = twoEndpoints(clock);
+      probing.p.observe(outcome(probing.world, false));
+      clock.t = 1000;
+      expect(probing.endpoint()).toBe('a');
+      // Taken for the probe's failure: the back-off doubles from then.
+      clock.t = 1100;
+      probing.p.observe(outcome(probing.world, false));
+      clock.t = 3099;
+      expect(probing.endpoint()).toBe('b');
+      clock.t = 3100;
+      expect(probing.endpoint()).toBe('a');
+
+      clock.t = 0;
+      const opened = twoEndpoints(clock);
+      opened.p.observe(outcome(opened.world, false));
+      clock.t = 10;
+      opened.p.observe(outcome(opened.world, true));
+      expect(opened.p.snapshot().endpoints[0]?.health).toBe('healthy');
+    });
+  });
+
   it('treats a fallback as a failure and accepts out-of-band probes', () => {
     const p = planner({ exploration: false });
     p.observe({ ...new World({ a: { rttMs: 1, bitsPerSecond: 1e9 } }).run({ kind: 'offload', endpoint: 'a' }), fellBack: true });

@@ -65,13 +65,22 @@ describe('createRuntime: plans and parity', () => {
     planner.contexts.length = 0;
     planner.observations.length = 0;
     planner.plan = { kind: 'offload', endpoint: 'cloud' };
-    const deadline = Date.now() + 60_000;
+    const before = Date.now();
+    const deadline = before + 60_000;
     await runtime.infer(randomInput(CLS_DIMS), { deadline });
     expect(planner.contexts).toHaveLength(1);
     expect(planner.contexts[0]).toMatchObject({ allowedEndpoints: ['cloud'], deadline, edgeQueue: 0 });
     expect(planner.observations).toHaveLength(1);
-    expect(planner.observations[0]).toMatchObject({ ok: true, fellBack: false, plan: { kind: 'offload', endpoint: 'cloud' } });
-    expect(planner.observations[0]!.bytesSent).toBeGreaterThan(0);
+    const observation = planner.observations[0]!;
+    expect(observation).toMatchObject({ ok: true, fellBack: false, plan: { kind: 'offload', endpoint: 'cloud' } });
+    expect(observation.bytesSent).toBeGreaterThan(0);
+    // When the remote call went, for the circuit breaker to tell stale outcomes apart.
+    expect(observation.sentAt).toBeGreaterThanOrEqual(before);
+    expect(observation.sentAt).toBeLessThanOrEqual(observation.at);
+
+    planner.plan = { kind: 'local' };
+    await runtime.infer(randomInput(CLS_DIMS));
+    expect(planner.observations[1]).not.toHaveProperty('sentAt');
   });
 
   it('rejects inputs that do not match the model', async () => {
@@ -115,6 +124,7 @@ describe('createRuntime: fallback to the edge', () => {
       expect(result.plan).toEqual({ kind: 'offload', endpoint: 'cloud' });
       expect(maxAbsDiff(result.outputs, expected)).toBeLessThan(1e-4);
       expect(planner.observations[0]).toMatchObject({ ok: true, fellBack: true });
+      expect(planner.observations[0]!.sentAt).toBeLessThanOrEqual(planner.observations[0]!.at);
     });
   }
 
@@ -133,10 +143,14 @@ describe('createRuntime: fallback to the edge', () => {
   it('does not fall back when the caller aborts', async () => {
     client.behaviour = 'slow';
     client.slowMs = 5_000;
+    planner.observations.length = 0;
     const controller = new AbortController();
     const pending = runtime.infer(cloneMap(input), { signal: controller.signal });
     setTimeout(() => controller.abort(), 50);
     await expect(pending).rejects.toMatchObject({ code: 'RUNTIME_ABORTED' });
+    // The error's observation still says when the remote call went.
+    expect(planner.observations[0]).toMatchObject({ ok: false });
+    expect(planner.observations[0]!.sentAt).toBeLessThanOrEqual(planner.observations[0]!.at);
   });
 
   it('runs on the edge when the residency hook does not allow the endpoint', async () => {

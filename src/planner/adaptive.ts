@@ -540,10 +540,10 @@ export class AdaptivePlanner implements PlanChooser {
     }
     if (!o.ok || o.fellBack) {
       // Timings of a failed or abandoned call describe the failure, not the link.
-      s.health.failure(this.now(), o.retryAfterMs);
+      s.health.failure(this.now(), { retryAfterMs: o.retryAfterMs, sentAt: o.sentAt });
       return;
     }
-    s.health.success();
+    s.health.success(this.now(), o.sentAt);
     if (o.bytesSent + o.bytesReceived >= LARGE_TRANSFER_BYTES) this.lastLarge[e] = this.decisions;
     this.observeLink(e, o.networkMs, o.bytesSent + o.bytesReceived, o.at, fresh, fresh);
     const profiled = k !== undefined ? (t.tail[e * t.cutCount + k] as number) : (t.remoteWhole[e] as number);
@@ -604,7 +604,7 @@ export class AdaptivePlanner implements PlanChooser {
     const e = this.endpointIndex.get(endpoint);
     if (e === undefined) return;
     const s = this.state[e] as EndpointState;
-    if (ok) s.health.success();
+    if (ok) s.health.success(this.now());
     else s.health.failure(this.now());
   }
 
@@ -759,7 +759,7 @@ export class AdaptivePlanner implements PlanChooser {
   private explore(probing: number, chosenMs: number, budgetMs: number, queueMs: number): Plan | undefined {
     const E = this.state.length;
     if (probing >= 0) {
-      (this.state[probing] as EndpointState).health.probeSent();
+      (this.state[probing] as EndpointState).health.probeSent(this.now());
       return this.exploreGroup(probing, chosenMs);
     }
     if (this.exploration === false) return undefined;

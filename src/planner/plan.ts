@@ -37,6 +37,14 @@ export interface Observation {
   /** Epoch milliseconds when the request finished. */
   at: number;
   /**
+   * Epoch milliseconds when the remote call was sent (same clock as the planner's `now`);
+   * absent when none was. Requests overlap, so their outcomes arrive out of order with the
+   * endpoint's circuit breaker: a failure of a request sent before the breaker last saw the
+   * endpoint answer, or before it sent its probe, does not trip it or lengthen its back-off
+   * (see `EndpointHealth`). Without it the outcome counts as sent just now.
+   */
+  sentAt?: number;
+  /**
    * When the endpoint failed with a Retry-After (`ProviderError.retryAfterMs`): how long it
    * asked not to be called, ms. The planner counts it from when it is told, which is later than
    * the answer by the edge fallback's time: the pause errs long, never short.

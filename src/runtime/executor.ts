@@ -68,6 +68,12 @@ export interface ExecuteOptions {
   requestId?: string;
   /** Endpoints this request may be sent to (residency); all known endpoints when absent. */
   allowedEndpoints?: readonly string[];
+  /**
+   * Called with the epoch-ms time the remote call is sent, if one is: the planner's circuit
+   * breaker tells stale outcomes by it (`Observation.sentAt`), including those of requests
+   * that end in an error rather than an `Execution`.
+   */
+  onRemoteSend?: (sentAt: number) => void;
 }
 
 export interface ExecutorConfig {
@@ -223,6 +229,7 @@ export class Executor {
       controller.abort(new DeadlineExceededError(cutoff, 'waiting for the endpoint'));
     }, cutoff - Date.now());
     try {
+      options.onRemoteSend?.(Date.now());
       const response = await client.infer(
         { ...request, ...(options.requestId ? { requestId: options.requestId } : {}) },
         { signal: controller.signal, ...(cutoff !== undefined ? { deadline: cutoff } : {}) },

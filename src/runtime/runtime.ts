@@ -221,9 +221,13 @@ class EmbeddedRuntime implements Runtime {
       : this.planner.choose({ allowedEndpoints: allowed, ...(options.deadline !== undefined ? { deadline: options.deadline } : {}), edgeQueue: this.pool.queueLength });
     // A probe round sharing the uplink with this request would slow it and measure neither.
     const linkReleased = this.prober?.requestStarting(plan);
+    let sentAt: number | undefined;
     try {
       const execution = await this.executor.execute(plan, inputs, {
         allowedEndpoints: allowed,
+        onRemoteSend: (at) => {
+          sentAt = at;
+        },
         ...(options.signal ? { signal: options.signal } : {}),
         ...(options.deadline !== undefined ? { deadline: options.deadline } : {}),
         ...(options.requestId !== undefined ? { requestId: options.requestId } : {}),
@@ -233,6 +237,7 @@ class EmbeddedRuntime implements Runtime {
       this.observe({
         plan, ok: true, fellBack: execution.fellBack, ...timing, networkMs: timing.transferMs,
         bytesSent: execution.bytesSent, bytesReceived: execution.bytesReceived, at: Date.now(),
+        ...(sentAt !== undefined ? { sentAt } : {}),
         ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
       });
       if (this.prober && !this.closed) {
@@ -254,7 +259,7 @@ class EmbeddedRuntime implements Runtime {
       const totalMs = performance.now() - started;
       this.observe({
         plan, ok: false, fellBack: false, queueMs: 0, edgeMs: 0, encodeMs: 0, networkMs: 0, remoteMs: 0, decodeMs: 0,
-        totalMs, bytesSent: 0, bytesReceived: 0, at: Date.now(),
+        totalMs, bytesSent: 0, bytesReceived: 0, at: Date.now(), ...(sentAt !== undefined ? { sentAt } : {}),
       });
       throw error instanceof TandemError ? error : new TandemError('RUNTIME_FAILED', `inference failed: ${(error as Error).message}`, { cause: error });
     }
