@@ -475,6 +475,22 @@ describe('health', () => {
     expect(endpoint()).toBe('a');
   });
 
+  it('leaves an endpoint\'s health alone on a failure that was not its own (endpointAtFault: false)', () => {
+    const clock = { t: 0 };
+    const { p, world, endpoint } = twoEndpoints(clock);
+    clock.t = 100;
+    expect(endpoint()).toBe('a');
+    // Refused by residency, or abandoned by its caller: the endpoint stays in.
+    p.observe({ ...world.run({ kind: 'offload', endpoint: 'a' }), fellBack: true, endpointAtFault: false });
+    p.observe({ ...world.run({ kind: 'offload', endpoint: 'a' }), ok: false, endpointAtFault: false });
+    expect(p.snapshot().endpoints[0]?.health).toBe('healthy');
+    expect(endpoint()).toBe('a');
+    // Its own failure still takes it out.
+    p.observe({ ...world.run({ kind: 'offload', endpoint: 'a' }), fellBack: true });
+    expect(p.snapshot().endpoints[0]?.health).toBe('down');
+    expect(endpoint()).toBe('b');
+  });
+
   describe('outcomes of requests sent before the breaker\'s last transition', () => {
     const A: Plan = { kind: 'offload', endpoint: 'a' };
     /** An outcome of a request to a heard of now; `sentAt` when the runtime knows it. */

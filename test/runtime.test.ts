@@ -125,6 +125,8 @@ describe('createRuntime: fallback to the edge', () => {
       expect(maxAbsDiff(result.outputs, expected)).toBeLessThan(1e-4);
       expect(planner.observations[0]).toMatchObject({ ok: true, fellBack: true });
       expect(planner.observations[0]!.sentAt).toBeLessThanOrEqual(planner.observations[0]!.at);
+      // The endpoint was called and failed: it counts against it.
+      expect(planner.observations[0]).not.toHaveProperty('endpointAtFault');
     });
   }
 
@@ -151,12 +153,15 @@ describe('createRuntime: fallback to the edge', () => {
     // The error's observation still says when the remote call went.
     expect(planner.observations[0]).toMatchObject({ ok: false });
     expect(planner.observations[0]!.sentAt).toBeLessThanOrEqual(planner.observations[0]!.at);
+    // The caller gave up, not the endpoint: its health is left alone.
+    expect(planner.observations[0]).toMatchObject({ endpointAtFault: false });
   });
 
   it('runs on the edge when the residency hook does not allow the endpoint', async () => {
     client.behaviour = 'ok';
+    const recording = new RecordingPlanner({ kind: 'offload', endpoint: 'cloud' });
     const gated = await createRuntime({
-      model: DET_MODEL, modelName: 'det', endpoints: [client], planner: { kind: 'offload', endpoint: 'cloud' }, workers: 1,
+      model: DET_MODEL, modelName: 'det', endpoints: [client], planner: recording, workers: 1,
       allowedEndpoints: (dataClass) => (dataClass === 'public' ? ['cloud'] : []),
     });
     try {
@@ -165,6 +170,9 @@ describe('createRuntime: fallback to the edge', () => {
       expect(secret.fellBack).toBe(true);
       expect(secret.fallback?.reason).toBe('endpoint-not-allowed');
       expect(client.calls.length).toBe(calls);
+      // Never sent: no news of the endpoint, which must not be taken out for it.
+      expect(recording.observations[0]).toMatchObject({ fellBack: true, endpointAtFault: false });
+      expect(recording.observations[0]).not.toHaveProperty('sentAt');
       const open = await gated.infer(cloneMap(input), { dataClass: 'public' });
       expect(open.fellBack).toBe(false);
       expect(client.calls.length).toBe(calls + 1);

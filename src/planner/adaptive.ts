@@ -539,7 +539,9 @@ export class AdaptivePlanner implements PlanChooser {
       }
     }
     if (!o.ok || o.fellBack) {
-      // Timings of a failed or abandoned call describe the failure, not the link.
+      // Timings of a failed or abandoned call describe the failure, not the link; and one the
+      // endpoint never saw, or whose caller left, says nothing of the endpoint either.
+      if (o.endpointAtFault === false) return;
       s.health.failure(this.now(), { retryAfterMs: o.retryAfterMs, sentAt: o.sentAt });
       return;
     }

@@ -45,6 +45,13 @@ export interface Observation {
    */
   sentAt?: number;
   /**
+   * `false` when the request failed or fell back for a reason that says nothing of its
+   * endpoint: the call was never made (residency refused it, too little time was left, the
+   * head failed on the edge) or the caller gave up on it. The planner then leaves the
+   * endpoint's health alone. Absent, a failure or fallback counts against the endpoint.
+   */
+  endpointAtFault?: boolean;
+  /**
    * When the endpoint failed with a Retry-After (`ProviderError.retryAfterMs`): how long it
    * asked not to be called, ms. The planner counts it from when it is told, which is later than
    * the answer by the edge fallback's time: the pause errs long, never short.

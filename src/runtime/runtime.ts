@@ -238,6 +238,8 @@ class EmbeddedRuntime implements Runtime {
         plan, ok: true, fellBack: execution.fellBack, ...timing, networkMs: timing.transferMs,
         bytesSent: execution.bytesSent, bytesReceived: execution.bytesReceived, at: Date.now(),
         ...(sentAt !== undefined ? { sentAt } : {}),
+        // A fallback decided before any call (residency, too little time left) is no news of the endpoint.
+        ...(execution.fellBack && sentAt === undefined ? { endpointAtFault: false } : {}),
         ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
       });
       if (this.prober && !this.closed) {
@@ -260,6 +262,9 @@ class EmbeddedRuntime implements Runtime {
       this.observe({
         plan, ok: false, fellBack: false, queueMs: 0, edgeMs: 0, encodeMs: 0, networkMs: 0, remoteMs: 0, decodeMs: 0,
         totalMs, bytesSent: 0, bytesReceived: 0, at: Date.now(), ...(sentAt !== undefined ? { sentAt } : {}),
+        // Failed before the endpoint was called (the head, on the edge), or given up by the
+        // caller: the endpoint is not to blame.
+        ...(sentAt === undefined || options.signal?.aborted ? { endpointAtFault: false } : {}),
       });
       throw error instanceof TandemError ? error : new TandemError('RUNTIME_FAILED', `inference failed: ${(error as Error).message}`, { cause: error });
     }
