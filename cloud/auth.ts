@@ -7,6 +7,7 @@ import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { easSignature } from '../src/providers/wire/eas.js';
+import { sha256Hex } from '../src/util/sha256.js';
 import { CloudError } from './errors.js';
 
 /** node:crypto behind the hash interface SignatureV4 expects. */
@@ -82,7 +83,7 @@ export async function verifySigV4(
   if (Math.abs(Date.now() - when) > MAX_SKEW_MS) throw unauthorized('CLOUD_AUTH_EXPIRED', 'signature expired: the request time is too far from the server time');
   // The signer trusts a given x-amz-content-sha256; check it against the body actually received.
   const declaredHash = request.headers['x-amz-content-sha256'];
-  if (typeof declaredHash === 'string' && declaredHash !== 'UNSIGNED-PAYLOAD' && declaredHash !== createHash('sha256').update(request.body).digest('hex')) {
+  if (typeof declaredHash === 'string' && declaredHash !== 'UNSIGNED-PAYLOAD' && declaredHash !== sha256Hex(request.body)) {
     throw unauthorized('CLOUD_AUTH_SIGNATURE', 'the body does not match its signed x-amz-content-sha256');
   }
   if (declaredHash === 'UNSIGNED-PAYLOAD') throw unauthorized('CLOUD_AUTH_SIGNATURE', 'unsigned payloads are not accepted');

@@ -23,6 +23,7 @@ import type { Profile } from '../../src/planner/profile.js';
 import { RECENT_WINDOW } from '../../src/runtime/slowdown.js';
 import { LINK_PROBE_PATH } from '../../src/providers/wire/oip.js';
 import type { TensorMap } from '../../src/tensor.js';
+import { sha256Hex } from '../../src/util/sha256.js';
 import { generateReferenceModel } from '../../models/generate.js';
 import { Shaper } from '../shaper.js';
 
@@ -327,11 +328,10 @@ export class Testbed {
         outputBytes: os[0]?.bytesReceived ?? 0,
       };
     });
-    const { createHash } = await import('node:crypto');
     return {
       version: 1,
       model: m.name,
-      modelSha256: createHash('sha256').update(bytes).digest('hex'),
+      modelSha256: sha256Hex(bytes),
       shapes,
       edgeSlowdown: this.options.slowdown,
       workers: 1,
