@@ -14,8 +14,8 @@ import type { CallScope } from './deadline.js';
 export const MAX_ANSWER_BYTES = 1024 * 1024 * 1024;
 
 /** An answer refused for its size (`what`: how it was told, announced or streamed). */
-export function answerTooLarge(what: string, limit = MAX_ANSWER_BYTES): ProviderError {
-  return new ProviderError('PROVIDER_RESPONSE', `the answer ${what} exceeds the ${limit}-byte limit`, { details: { limit } });
+export function answerTooLarge(what: string, limit = MAX_ANSWER_BYTES, cause?: unknown): ProviderError {
+  return new ProviderError('PROVIDER_RESPONSE', `the answer ${what} exceeds the ${limit}-byte limit`, { cause, details: { limit } });
 }
 
 export interface HttpResult {

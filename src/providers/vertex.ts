@@ -6,12 +6,14 @@
  * metadata server for anything. The transport is the SDK's gRPC, or its REST fallback
  * (`EndpointConfig.transport`; REST by default with a URL override, as before).
  */
+import { pipeline, Readable, Transform } from 'node:stream';
 import type { v1, protos } from '@google-cloud/aiplatform';
-import type { CallOptions, ClientOptions } from 'google-gax';
+import type { CallOptions, ClientOptions, googleAuthLibrary } from 'google-gax';
 import { LazyValue } from '../lazy.js';
 import type { DType } from '../tensor.js';
 import { callScope, raceAbort } from './deadline.js';
 import { credentialError, errorForStatus, MAX_RETRY_AFTER_MS, ProviderError, retryAfterOf } from './errors.js';
+import { answerTooLarge, MAX_ANSWER_BYTES } from './http.js';
 import { decodeResponse, encodeRequest, timing } from './payload.js';
 import type { EndpointConfig, InferOptions, InferRequest, InferResponse, ProviderClient } from './types.js';
 import { predictionsToTensors, tensorsToInstances, toProtoValue, VERTEX_MAX_MESSAGE_BYTES } from './wire/vertex.js';
@@ -31,6 +33,101 @@ function fromValue(v: ProtoValue | null | undefined): unknown {
   if (v.listValue) return (v.listValue.values ?? []).map(fromValue);
   if (v.structValue) return Object.fromEntries(Object.entries(v.structValue.fields ?? {}).map(([k, x]) => [k, fromValue(x)]));
   return null;
+}
+
+type GaxiosOptions = googleAuthLibrary.gaxios.GaxiosOptions;
+type GaxiosAdapter = NonNullable<GaxiosOptions['adapter']>;
+
+/** The length an answer's Content-Length announces, if it announces one. */
+function announcedLength(response: unknown): number | undefined {
+  // node-fetch's Headers, not the global class.
+  const headers = (response as { headers?: { get?: unknown } } | null | undefined)?.headers;
+  if (typeof headers?.get !== 'function') return undefined;
+  const announced = Number((headers.get.call(headers, 'content-length') as string | null) ?? NaN);
+  return Number.isSafeInteger(announced) && announced >= 0 ? announced : undefined;
+}
+
+/** node-fetch's refusal of a body past its `size` (its FetchError of type `max-size`). */
+function overSize(error: unknown): boolean {
+  return error instanceof Error && error.name === 'FetchError' && (error as { type?: unknown }).type === 'max-size';
+}
+
+/**
+ * A gaxios adapter that refuses an answer larger than `limit`: at once when its Content-Length
+ * says so, and as soon as a streamed one passes it, a refusal's body included; either way its
+ * socket is destroyed rather than left holding the rest of the answer unread.
+ *
+ * gax's REST transport makes its calls through the auth client's `fetch`, that is its gaxios
+ * transporter, with a request it builds itself and `responseType: 'stream'`, then buffers the
+ * body with `arrayBuffer()`; nothing of gax's reaches the request to limit that. An adapter in
+ * the transporter's defaults (`transporterOptions`) wraps every request. It sets what gaxios
+ * makes of a request's own `maxContentLength` (only a request's: a default's is not turned
+ * into `size`): gaxios's check of the Content-Length, and node-fetch's `size`, which node-fetch
+ * enforces chunk by chunk while the body (decompressed) is read, destroying the response stream
+ * and so the socket.
+ */
+export function restAnswerCap(limit = MAX_ANSWER_BYTES): GaxiosAdapter {
+  return async <T>(options: Parameters<GaxiosAdapter>[0], defaultAdapter: (options: Parameters<GaxiosAdapter>[0]) => Promise<googleAuthLibrary.gaxios.GaxiosResponse<T>>) => {
+    // gaxios refuses an announced length without touching the body, which would stay unread
+    // on the socket: this aborts the request. Past node-fetch's `size`, it has destroyed the
+    // body (and with it the socket) itself.
+    const cancel = new AbortController();
+    const signal = options.signal ? AbortSignal.any([options.signal, cancel.signal]) : cancel.signal;
+    const streamedTooLarge = (cause?: unknown): ProviderError => answerTooLarge('streamed so far', limit, cause);
+    let response: googleAuthLibrary.gaxios.GaxiosResponse<T>;
+    try {
+      response = await defaultAdapter({ ...options, signal, maxContentLength: limit, size: limit });
+    } catch (error) {
+      const announced = announcedLength((error as { response?: unknown } | null)?.response);
+      if (announced !== undefined && announced > limit) {
+        cancel.abort();
+        throw answerTooLarge(`of ${announced} bytes (Content-Length)`, limit, error);
+      }
+      throw overSize(error) ? streamedTooLarge(error) : error;
+    }
+    if (options.responseType !== 'stream') return response;
+    if (!(options.validateStatus ? options.validateStatus(response.status) : response.ok)) {
+      // gaxios reads a refusal's body whole, from `data`, to put it in its error.
+      const body = response.data;
+      if (body instanceof Readable) {
+        let size = 0;
+        const counted = new Transform({
+          transform(chunk: Buffer, _encoding, done) {
+            size += chunk.byteLength;
+            if (size <= limit) {
+              done(null, chunk);
+              return;
+            }
+            // The pipeline destroys node-fetch's body, and with it the response and its socket.
+            done(streamedTooLarge());
+          },
+        });
+        response.data = pipeline(body, counted, () => undefined) as T;
+      }
+      return response;
+    }
+    // gax reads the answer with `arrayBuffer()`, after this adapter has returned: node-fetch's
+    // refusal becomes the cap's error there, on this one response.
+    const arrayBuffer = response.arrayBuffer.bind(response);
+    Object.defineProperty(response, 'arrayBuffer', {
+      configurable: true,
+      writable: true,
+      value: () => arrayBuffer().catch((error: unknown) => {
+        throw overSize(error) ? streamedTooLarge(error) : error;
+      }),
+    });
+    return response;
+  };
+}
+
+/** The answer cap's refusal among the causes of what the SDK threw, if it is one. */
+function capRefusal(error: unknown): ProviderError | undefined {
+  let e: unknown = error;
+  for (let i = 0; i < 5 && e instanceof Error; i++) {
+    if (e instanceof ProviderError) return e;
+    e = e.cause;
+  }
+  return undefined;
 }
 
 /** gRPC status codes the SDK reports, mapped to the HTTP statuses they stand for. */
@@ -148,7 +245,11 @@ export class VertexClient implements ProviderClient {
   /** gRPC over plaintext (an `http://` URL): the token travels as call metadata. */
   private readonly plaintextGrpc: boolean;
 
-  /** `clientOptions` overrides what is passed to PredictionServiceClient (`sslCreds` included). */
+  /**
+   * `clientOptions` overrides what is passed to PredictionServiceClient (`sslCreds` included).
+   * An `authClient` or `auth` given there brings its own gaxios transporter: over REST, the
+   * answer cap is then that transporter's ({@link restAnswerCap} as its adapter).
+   */
   constructor(readonly endpoint: EndpointConfig, clientOptions: ClientOptions = {}) {
     const what = `endpoint "${endpoint.name}" (vertex)`;
     if (!endpoint.project || !endpoint.target) throw new ProviderError('PROVIDER_CONFIG', `${what} needs project and target (the endpoint id)`);
@@ -180,6 +281,8 @@ export class VertexClient implements ProviderClient {
     this.plaintextGrpc = transport === 'grpc' && plaintext;
     const plaintextGrpc = this.plaintextGrpc;
     const token = endpoint.token;
+    // The REST transport's calls go through the auth client's gaxios; gRPC has its limit above.
+    const transporterOptions: GaxiosOptions | undefined = transport === 'rest' ? { adapter: restAnswerCap(MAX_ANSWER_BYTES) } : undefined;
     this.client = new LazyValue(async () => {
       let aiplatform: typeof import('@google-cloud/aiplatform');
       let gax: typeof import('google-gax');
@@ -192,9 +295,12 @@ export class VertexClient implements ProviderClient {
         const withAuth: ClientOptions = { ...opts };
         if (token) {
           // A static token: no ADC lookup, so nothing probes the metadata server.
-          const auth = new gax.googleAuthLibrary.OAuth2Client();
+          const auth = new gax.googleAuthLibrary.OAuth2Client(transporterOptions ? { transporterOptions } : {});
           auth.setCredentials({ access_token: token, expiry_date: Date.now() + 365 * 24 * 3600 * 1000 });
           withAuth.authClient = auth;
+        } else if (transporterOptions) {
+          // GoogleAuth passes these to whichever auth client ADC resolves to.
+          withAuth.clientOptions = { transporterOptions };
         }
         // Without sslCreds gax builds TLS with the default roots, combined with call
         // credentials from the auth client: production's path. grpc-js refuses call
@@ -233,7 +339,8 @@ export class VertexClient implements ProviderClient {
         ? await this.predict(client, request, scope.signal, callOptions)
         : await this.rawPredict(client, request, scope.signal, callOptions);
     } catch (error) {
-      throw vertexAnswerError(this.endpoint.name, error) ?? scope.classify(error, this.endpoint.name);
+      // The cap's refusal reaches here wrapped by gaxios (as a GaxiosError's cause) or not.
+      throw capRefusal(error) ?? vertexAnswerError(this.endpoint.name, error) ?? scope.classify(error, this.endpoint.name);
     } finally {
       scope.dispose();
     }
