@@ -2,16 +2,25 @@
  * Head and tail partitions for split plans, made on demand with the graph toolkit and
  * registered with the edge pool by content hash.
  */
-import { loadModel, splitModel, type OnnxModel } from '../graph/index.js';
+import { splitModel, type OnnxModel } from '../graph/index.js';
 import type { Partition, PartitionSource } from './executor.js';
 import { modelFromBytes } from './model-source.js';
+import { loadPackageModel, type ModelPackage } from './package.js';
 
-/** Splits the model at `modelPath` on first use of each cut. The caller caches the results. */
-export function graphPartitions(modelPath: string): PartitionSource {
+/**
+ * Splits the package's model on first use of each cut. The caller caches the results. The
+ * model is read (and checked against the package, external weights included) once, on the
+ * first split; a read that fails, a file changed since start-up among others, is tried again
+ * on the next, so a restored file splits again.
+ */
+export function graphPartitions(pkg: ModelPackage): PartitionSource {
   let model: Promise<OnnxModel> | undefined;
   return async (cut: string): Promise<Partition> => {
-    model ??= loadModel(modelPath);
-    const split = await splitModel(await model, cut);
+    const loading = (model ??= loadPackageModel(pkg));
+    loading.catch(() => {
+      if (model === loading) model = undefined;
+    });
+    const split = await splitModel(await loading, cut);
     return {
       cut,
       head: modelFromBytes(split.head),

@@ -9,10 +9,11 @@ import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
+import type { TandemError } from '../errors.js';
 import type { TensorMap } from '../tensor.js';
-import { AbortedError, ClosedError, DeadlineExceededError, EdgeExecutionError, QueueFullError } from './errors.js';
+import { AbortedError, ClosedError, DeadlineExceededError, EdgeExecutionError, ModelPackageError, QueueFullError } from './errors.js';
 import { raceCaller } from './race.js';
-import { fromWire, toWire, type ModelRef, type ModelSignature, type WorkerConfig, type WorkerResult, type WorkerTask } from './protocol.js';
+import { fromWire, toWire, type ModelRef, type ModelSignature, type WorkerConfig, type WorkerError, type WorkerResult, type WorkerTask } from './protocol.js';
 
 export interface EdgePoolOptions {
   /** Worker threads (default 1). */
@@ -171,9 +172,7 @@ export class EdgePool {
       };
       execution = this.execute(task, transferList);
       const result = await raceCaller(execution, options, 'running on the edge');
-      if (!result.ok) {
-        throw new EdgeExecutionError(result.error.code, result.error.message, { retryable: result.error.retryable });
-      }
+      if (!result.ok) throw workerError(result.error);
       return { outputs: fromWire(result.outputs), kept: fromWire(result.kept), queueMs, edgeMs: result.edgeMs, loadMs: result.loadMs };
     } finally {
       const onRunEnd = options.onRunEnd;
@@ -224,7 +223,7 @@ export class EdgePool {
   private async dispatch(task: WorkerTask, transferList: ArrayBuffer[]): Promise<WorkerResult> {
     await this.acquire({ whenFull: 'wait' });
     const result = await this.execute(task, transferList);
-    if (!result.ok) throw new EdgeExecutionError(result.error.code, result.error.message, { retryable: result.error.retryable });
+    if (!result.ok) throw workerError(result.error);
     return result;
   }
 
@@ -297,6 +296,17 @@ export class EdgePool {
   }
 }
 
+/**
+ * A worker's failure as the typed error callers branch on. A package that no longer matches
+ * what was checked at start-up (an external data file changed on disk, the model file replaced)
+ * is a `ModelPackageError`, as the same fault found at start-up is; the rest are
+ * `EdgeExecutionError`s.
+ */
+function workerError(error: WorkerError): TandemError {
+  const options = { retryable: error.retryable, ...(error.details ? { details: error.details } : {}) };
+  if (error.code.startsWith('RUNTIME_PACKAGE_') || error.code === 'RUNTIME_MODEL_CHANGED') return new ModelPackageError(error.code, error.message, options);
+  return new EdgeExecutionError(error.code, error.message, options);
+}
 
 function positiveInt(value: number, name: string): number {
   if (!Number.isInteger(value) || value < 1) throw new EdgeExecutionError('RUNTIME_OPTION', `${name} must be a positive integer, got ${value}`);

@@ -9,12 +9,12 @@
  * time in the FLOPs after the cut).
  */
 import { performance } from 'node:perf_hooks';
-import { analyzeModel, loadModel, splitModel, type CutInfo } from '../graph/index.js';
+import { analyzeModel, splitModel, type CutInfo } from '../graph/index.js';
 import { ProfileSchema, type CutProfile, type Profile } from '../planner/profile.js';
 import type { ProviderClient } from '../providers/types.js';
 import type { Tensor, TensorMap } from '../tensor.js';
 import { modelFromBytes } from './model-source.js';
-import { loadPackage } from './package.js';
+import { loadPackage, loadPackageModel } from './package.js';
 import { EdgePool } from './pool.js';
 import { syntheticTensor } from './synthetic.js';
 import type { ModelRef } from './protocol.js';
@@ -48,7 +48,8 @@ export async function profileModel(options: ProfileOptions): Promise<Profile> {
   const endpoints = options.endpoints ?? [];
   const pkg = await loadPackage(options.model);
   const name = options.modelName ?? pkg.name;
-  const graph = await loadModel(pkg.modelPath);
+  // The graph its heads are cut from, checked against the package like the model the pool runs.
+  const graph = await loadPackageModel(pkg);
   const analysis = await analyzeModel(graph, options.shapes ?? pkg.manifest.shapes ?? {});
   const inputNames = analysis.inputs.map((i) => i.name);
   const makeInputs = (): TensorMap => {

@@ -13,6 +13,52 @@ export interface ModelRef {
   path?: string;
   /** ONNX bytes backed by a SharedArrayBuffer, so posting them to a worker does not copy. */
   bytes?: Uint8Array;
+  /**
+   * The external data files of a model read by path, as its package vouches for them: the
+   * worker checks them on every session load (see `src/runtime/external-data.ts`). Absent when
+   * the manifest lists none of them: onnxruntime then reads them from the model's folder as
+   * they are.
+   */
+  external?: ExternalData;
+}
+
+/**
+ * How a worker hands a model's external data to onnxruntime. `memory`: it reads each file,
+ * checks the very bytes it read against the manifest and gives onnxruntime those bytes (the
+ * files on disk are not read again, so nothing can change between check and use). `folder`:
+ * for models that cannot be loaded so (more external data than `EXTERNAL_IN_MEMORY_LIMIT`,
+ * tensors in subgraphs, locations onnxruntime does not match as written), it checks each listed
+ * file (by fingerprint, re-hashing one whose fingerprint changed) and then lets onnxruntime read
+ * the folder.
+ */
+export interface ExternalData {
+  load: 'memory' | 'folder';
+  /** Every external file the model's tensors name (`memory`), or every listed one they may name (`folder`). */
+  files: ExternalDataFile[];
+}
+
+export interface ExternalDataFile {
+  /** The `location` the model's tensors give, as written: onnxruntime's key for bytes handed to it. */
+  location: string;
+  /** Absolute path of the file. */
+  path: string;
+  /** Lower-case hex SHA-256 the manifest lists for the file; absent when it does not list it (nothing to check). */
+  sha256?: string;
+  /** The file's fingerprint when its contents were hashed at package load (`folder` only). */
+  verified?: FileFingerprint;
+}
+
+/**
+ * What `stat` says about a file whose contents were hashed. Writing to it changes its size or
+ * mtime, and always its ctime (which, unlike mtime, cannot be set back); replacing it changes
+ * its inode. Equal fingerprints let a file go without being hashed again.
+ */
+export interface FileFingerprint {
+  size: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+  ino: bigint;
+  dev: bigint;
 }
 
 /** A model's input and output names as onnxruntime reports them. */
@@ -74,6 +120,8 @@ export interface WorkerError {
   code: string;
   message: string;
   retryable: boolean;
+  /** The failure's structured facts (file, declared and actual digests…), when it has some. */
+  details?: Record<string, unknown>;
 }
 
 export type WorkerResult =

@@ -144,7 +144,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     await Promise.allSettled(owned.map((c) => c.close()));
     throw error;
   }
-  const partitions = cachedPartitions(graphPartitions(pkg.modelPath));
+  const partitions = cachedPartitions(graphPartitions(pkg));
   const executor = new Executor({
     pool,
     model: pkg.model,

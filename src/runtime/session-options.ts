@@ -14,7 +14,8 @@ export function spinningSessionOptions(spinning: boolean): Pick<InferenceSession
 /**
  * The extra configuration for spinning and, for a model created from bytes whose weights live
  * in external files, the folder they are in: from bytes, onnxruntime otherwise looks for them
- * in the process's working directory and refuses.
+ * in the process's working directory and refuses. The edge's workers give a folder only for
+ * external data they do not hand over as checked bytes (see external-data.ts).
  */
 export function sessionExtra(options: { spinning?: boolean; externalDataFolder?: string }): Pick<InferenceSession.SessionOptions, 'extra'> {
   const session: Record<string, unknown> = {};

@@ -4,19 +4,22 @@
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as ort from 'onnxruntime-node';
 import { Piscina } from 'piscina';
+import { TandemError } from '../errors.js';
 import type { DType, TensorData } from '../tensor.js';
+import { externalDataSource } from './external-data.js';
 import { sessionExtra } from './session-options.js';
 import { SlowdownEmulator, runKey } from './slowdown.js';
-import { isTransferable, type ModelRef, type ValueInfo, type WireTensor, type WorkerConfig, type WorkerError, type WorkerResult, type WorkerTask } from './protocol.js';
+import { isTransferable, type FileFingerprint, type ModelRef, type ValueInfo, type WireTensor, type WorkerConfig, type WorkerError, type WorkerResult, type WorkerTask } from './protocol.js';
 
 const config = Piscina.workerData as WorkerConfig;
 /** Sessions by model hash, in least-recently-used order (Map iteration order). */
 const sessions = new Map<string, Promise<ort.InferenceSession>>();
+/** Fingerprints of external data files this worker hashed and found as their package vouches (see external-data.ts). */
+const verifiedFiles = new Map<string, FileFingerprint>();
 
 class WorkerFailure extends Error {
   constructor(readonly code: string, message: string, readonly retryable = false) {
@@ -46,14 +49,18 @@ function session(model: ModelRef): Promise<ort.InferenceSession> {
     evict();
     pending = (async () => {
       const bytes = await modelBytes(model);
+      // A model registered by path may keep its weights in files beside it. They are checked
+      // here, at every session load, because this is when onnxruntime reads them: possibly
+      // long after the package was checked (a replacement worker, a reload after eviction).
+      const external = await externalDataSource(model, verifiedFiles);
       try {
         return await ort.InferenceSession.create(bytes, {
           intraOpNumThreads: config.intraOpThreads,
           interOpNumThreads: 1,
           executionMode: 'sequential',
           graphOptimizationLevel: 'all',
-          // A model registered by path may keep its weights in files beside it.
-          ...sessionExtra({ ...(config.spinning !== undefined ? { spinning: config.spinning } : {}), ...(model.path ? { externalDataFolder: dirname(model.path) } : {}) }),
+          ...(external.externalData ? { externalData: external.externalData } : {}),
+          ...sessionExtra({ ...(config.spinning !== undefined ? { spinning: config.spinning } : {}), ...(external.folder !== undefined ? { externalDataFolder: external.folder } : {}) }),
         });
       } catch (error) {
         throw new WorkerFailure('RUNTIME_MODEL_LOAD', `onnxruntime could not load model ${model.sha256.slice(0, 12)}: ${(error as Error).message}`);
@@ -97,6 +104,8 @@ function valueInfo(m: ort.InferenceSession.ValueMetadata): ValueInfo {
 
 function failure(error: unknown): WorkerError {
   if (error instanceof WorkerFailure) return { code: error.code, message: error.message, retryable: error.retryable };
+  // Typed failures (an external data file that no longer matches its package…) keep their code and facts across the thread boundary.
+  if (error instanceof TandemError) return { code: error.code, message: error.message, retryable: error.retryable, details: { ...error.details } };
   return { code: 'RUNTIME_EDGE_RUN', message: error instanceof Error ? error.message : String(error), retryable: false };
 }
 
