@@ -2,13 +2,13 @@
  * The edge pool's worker: holds onnxruntime-node sessions, one per model hash, created once
  * per worker and reused for every task. Loaded by piscina, never imported by the main thread.
  */
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as ort from 'onnxruntime-node';
 import { Piscina } from 'piscina';
 import { TandemError } from '../errors.js';
+import { sha256Hex } from '../util/sha256.js';
 import type { DType, TensorData } from '../tensor.js';
 import { externalDataSource } from './external-data.js';
 import { sessionExtra } from './session-options.js';
@@ -33,7 +33,7 @@ async function modelBytes(model: ModelRef): Promise<Uint8Array> {
   if (model.path) {
     const bytes = await readFile(model.path);
     // The main thread hashed the file; a file replaced since would silently run the wrong model.
-    const digest = createHash('sha256').update(bytes).digest('hex');
+    const digest = sha256Hex(bytes);
     if (digest !== model.sha256) throw new WorkerFailure('RUNTIME_MODEL_CHANGED', `${model.path} changed on disk since it was registered`);
     return bytes;
   }
