@@ -42,6 +42,8 @@ export const EndpointSchema = z
     project: z.string().optional(),
     token: z.string().optional(),
     transport: z.enum(['grpc', 'rest']).optional(),
+    /** PEM bundle of the CAs this endpoint's certificate is checked against (EndpointConfig.caFile). */
+    caFile: z.string().min(1).optional(),
     pricePerRequest: z.number().nonnegative().optional(),
     pricePerGB: z.number().nonnegative().optional(),
   })
@@ -286,6 +288,7 @@ export function parseEdgeConfig(text: string, file = 'edge.yaml'): LoadedEdgeCon
     if (config.residency.audit !== undefined) config.residency.audit = abs(config.residency.audit);
     if (config.residency.keyFile !== undefined) config.residency.keyFile = abs(config.residency.keyFile);
   }
+  for (const e of config.endpoints) if (e.caFile !== undefined) e.caFile = abs(e.caFile);
   config.outbox.dir = abs(config.outbox.dir);
   if (config.mqtt?.tls) {
     const tls = config.mqtt.tls;

@@ -55,6 +55,23 @@ describe('edge.yaml', () => {
     expect(config.planner).toEqual({ objective: 'latency' });
   });
 
+  it('takes caFile on any endpoint kind, relative to the file like every other path', () => {
+    const { config } = parseEdgeConfig(
+      [
+        'models: [{ name: a, path: a.onnx }]',
+        'endpoints:',
+        '  - { name: oip, kind: oip, region: local, url: "https://10.0.0.7:8443", caFile: certs/private-ca.pem }',
+        '  - { name: vx, kind: vertex, region: europe-west4, project: p, target: "1", transport: grpc, caFile: /etc/ssl/vertex-ca.pem }',
+        '  - { name: sm, kind: sagemaker, region: eu-central-1, target: ep }',
+        'http: {}',
+      ].join('\n'),
+      '/etc/tandem/edge.yaml',
+    );
+    expect(config.endpoints.map((e) => e.caFile)).toEqual(['/etc/tandem/certs/private-ca.pem', '/etc/ssl/vertex-ca.pem', undefined]);
+    const empty = configError('models: [{ name: a, path: a.onnx }]\nendpoints: [{ name: o, kind: oip, region: r, url: "https://h", caFile: "" }]\nhttp: {}\n');
+    expect(empty.issues[0]).toMatchObject({ path: 'endpoints[0].caFile', line: 2 });
+  });
+
   it('points at the key path and line of each problem', () => {
     const error = configError(
       ['models:', '  - name: det', '    path: det.onnx', 'endpoints:', '  - name: sm', '    kind: sagemakr', '    region: eu-west-1', 'http:', '  port: 99999'].join('\n'),

@@ -2,7 +2,7 @@
  * One AbortSignal for a call that ends at the caller's abort or at the deadline, whichever
  * comes first, and the error that tells which of the two it was.
  */
-import { ProviderError, networkCode } from './errors.js';
+import { ProviderError, networkCode, tlsError } from './errors.js';
 import type { InferOptions } from './types.js';
 
 export interface CallScope {
@@ -39,6 +39,8 @@ export function callScope(options: InferOptions = {}): CallScope {
       if (error instanceof ProviderError) return error;
       if (timedOut) return new ProviderError('PROVIDER_TIMEOUT', `endpoint "${endpoint}" did not answer before the deadline`, { cause: error });
       if (options.signal?.aborted) return new ProviderError('PROVIDER_ABORTED', `request to endpoint "${endpoint}" was aborted`, { cause: error });
+      const tls = tlsError(endpoint, error);
+      if (tls) return tls;
       const net = networkCode(error);
       if (net) return new ProviderError('PROVIDER_NETWORK', `endpoint "${endpoint}" connection failed (${net})`, { cause: error, details: { errno: net } });
       const message = error instanceof Error ? error.message : String(error);

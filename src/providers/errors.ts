@@ -14,6 +14,7 @@ export type ProviderErrorCode =
   | 'PROVIDER_MODEL' // the model rejected the inputs: final
   | 'PROVIDER_RESPONSE' // the response could not be decoded: final
   | 'PROVIDER_ABORTED' // the caller's signal aborted: final
+  | 'PROVIDER_TLS' // the endpoint's certificate is not trusted or not its own: final
   | 'PROVIDER_CONFIG'; // bad endpoint configuration: final
 
 const RETRYABLE: ReadonlySet<ProviderErrorCode> = new Set(['PROVIDER_THROTTLED', 'PROVIDER_UNAVAILABLE', 'PROVIDER_TIMEOUT', 'PROVIDER_NETWORK']);
@@ -151,6 +152,43 @@ export function networkCode(error: unknown): string | undefined {
   for (let i = 0; i < 5 && e instanceof Error; i++) {
     const code = (e as { code?: unknown }).code;
     if (typeof code === 'string' && NETWORK_CODES.has(code)) return code;
+    e = e.cause;
+  }
+  return undefined;
+}
+
+/**
+ * OpenSSL's verification failures as Node reports them (`error.code`), and the host-name check's.
+ * Never a transient: the same certificate against the same roots fails the same way.
+ */
+const TLS_CODES = new Set([
+  'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_UNTRUSTED', 'CERT_REJECTED', 'CERT_SIGNATURE_FAILURE', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID',
+  'CERT_REVOKED', 'INVALID_CA', 'PATH_LENGTH_EXCEEDED', 'INVALID_PURPOSE', 'HOSTNAME_MISMATCH', 'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/** gRPC's UNAVAILABLE, the status grpc-js fails a call with when its channel cannot connect. */
+const GRPC_UNAVAILABLE = 14;
+
+/**
+ * grpc-js keeps no code of the TLS failure, only OpenSSL's text in the UNAVAILABLE status's
+ * details ("No connection established. Last error: Error: unable to verify the first
+ * certificate"): these are the texts of the codes above.
+ */
+const TLS_MESSAGE = /unable to (?:get (?:local )?issuer certificate|verify the first certificate|verify leaf signature)|self[- ]signed certificate|certificate (?:has expired|is not yet valid|signature failure|not trusted|rejected|revoked)|invalid CA certificate|Hostname\/IP does not match certificate's altnames/i;
+
+/**
+ * A certificate the endpoint presented and this client refused, along an error's cause chain,
+ * as a final `PROVIDER_TLS`; undefined for any other failure.
+ */
+export function tlsError(endpoint: string, error: unknown): ProviderError | undefined {
+  let e: unknown = error;
+  for (let i = 0; i < 5 && e instanceof Error; i++) {
+    const code = (e as { code?: unknown }).code;
+    if ((typeof code === 'string' && TLS_CODES.has(code)) || (i === 0 && code === GRPC_UNAVAILABLE && TLS_MESSAGE.test(e.message))) {
+      const tlsCode = typeof code === 'string' ? code : undefined;
+      return new ProviderError('PROVIDER_TLS', `endpoint "${endpoint}" presented a certificate this client does not accept: ${e.message} (a private CA? set the endpoint's caFile)`, { cause: error, details: { endpoint, ...(tlsCode ? { tlsCode } : {}) } });
+    }
     e = e.cause;
   }
   return undefined;

@@ -7,8 +7,11 @@
  */
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { LazyValue } from '../lazy.js';
+import { readCaFile } from './ca.js';
 import { errorForStatus, ProviderError, retryAfterOf } from './errors.js';
 import type { CallScope } from './deadline.js';
+import type { EndpointConfig } from './types.js';
 
 /** Largest answer read (the decoders' own limit): beyond it the call fails before buffering more. */
 export const MAX_ANSWER_BYTES = 1024 * 1024 * 1024;
@@ -29,6 +32,21 @@ const socketOptions: { keepAlive: boolean; noDelay: boolean } = { keepAlive: tru
 const httpAgent = new HttpAgent(socketOptions);
 const httpsAgent = new HttpsAgent(socketOptions);
 
+/**
+ * An agent like the shared one that trusts exactly `ca` (an endpoint's `caFile`): its own, so
+ * that no other endpoint's connection, pooled or new, is checked against these roots.
+ */
+export function httpsAgentTrusting(ca: Buffer): HttpsAgent {
+  return new HttpsAgent({ ...socketOptions, ca });
+}
+
+/** `httpsAgentTrusting` the endpoint's `caFile`, built on first use; undefined without one. */
+export function endpointAgent(endpoint: EndpointConfig): LazyValue<HttpsAgent> | undefined {
+  const file = endpoint.caFile;
+  if (file === undefined) return undefined;
+  return new LazyValue(async () => httpsAgentTrusting(await readCaFile(endpoint.name, file)));
+}
+
 function toHeaders(res: IncomingMessage): Headers {
   const headers = new Headers();
   const raw = res.rawHeaders;
@@ -37,13 +55,13 @@ function toHeaders(res: IncomingMessage): Headers {
 }
 
 /** One request; resolves with the whole answer whatever its status. */
-function send(url: string, headers: Record<string, string>, body: Uint8Array, signal: AbortSignal): Promise<{ status: number; headers: Headers; body: Uint8Array }> {
+function send(url: string, headers: Record<string, string>, body: Uint8Array, signal: AbortSignal, tlsAgent: HttpsAgent): Promise<{ status: number; headers: Headers; body: Uint8Array }> {
   return new Promise((resolve, reject) => {
     const target = new URL(url);
     const secure = target.protocol === 'https:';
     const req = (secure ? httpsRequest : httpRequest)(target, {
       method: 'POST',
-      agent: secure ? httpsAgent : httpAgent,
+      agent: secure ? tlsAgent : httpAgent,
       headers: { ...headers, 'content-length': String(body.byteLength) },
       signal,
     }, (res) => {
@@ -85,11 +103,14 @@ function send(url: string, headers: Record<string, string>, body: Uint8Array, si
   });
 }
 
-/** POSTs `body` and reads the whole answer; non-2xx answers become classified errors. */
-export async function post(endpoint: string, url: string, headers: Record<string, string>, body: Uint8Array, scope: CallScope): Promise<HttpResult> {
+/**
+ * POSTs `body` and reads the whole answer; non-2xx answers become classified errors. `agent`
+ * (an endpoint's own, see {@link endpointAgent}) replaces the shared one for `https:` URLs.
+ */
+export async function post(endpoint: string, url: string, headers: Record<string, string>, body: Uint8Array, scope: CallScope, agent: HttpsAgent = httpsAgent): Promise<HttpResult> {
   let response: { status: number; headers: Headers; body: Uint8Array };
   try {
-    response = await send(url, headers, body, scope.signal);
+    response = await send(url, headers, body, scope.signal, agent);
   } catch (error) {
     throw scope.classify(error, endpoint);
   }

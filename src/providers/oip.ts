@@ -3,21 +3,29 @@
  * binary tensor extension by default and plain JSON on request. The cut travels as the
  * model version (`/v2/models/NAME/versions/CUT/infer`).
  */
+import type { Agent as HttpsAgent } from 'node:https';
+import type { LazyValue } from '../lazy.js';
 import { callScope } from './deadline.js';
 import { ProviderError } from './errors.js';
-import { post } from './http.js';
+import { endpointAgent, post } from './http.js';
 import { httpInferResponse } from './payload.js';
 import type { EndpointConfig, InferOptions, InferRequest, InferResponse, ProviderClient } from './types.js';
 import { encodeOipRequest, LINK_PROBE_PATH, OIP_HEADER_LENGTH } from './wire/oip.js';
 
 export class OipClient implements ProviderClient {
+  /** The endpoint's own agent when it has a `caFile`; the shared one otherwise. */
+  private readonly agent: LazyValue<HttpsAgent> | undefined;
+
   constructor(readonly endpoint: EndpointConfig, private readonly extraHeaders: Record<string, string> = {}) {
     if (!endpoint.url) throw new ProviderError('PROVIDER_CONFIG', `endpoint "${endpoint.name}" (oip) needs a url`);
+    this.agent = endpointAgent(endpoint);
   }
 
   async infer(request: InferRequest, options: InferOptions = {}): Promise<InferResponse> {
     const scope = callScope(options);
     try {
+      // Before the clock starts: reading the caFile happens once, not per call.
+      const agent = this.agent ? await this.agent.get() : undefined;
       const start = performance.now();
       const binary = (this.endpoint.wire ?? 'binary') === 'binary';
       const enc = encodeOipRequest(request.inputs, { binary, ...(request.requestId ? { id: request.requestId } : {}) });
@@ -28,7 +36,7 @@ export class OipClient implements ProviderClient {
       const model = encodeURIComponent(request.model);
       const url = request.cut ? `${base}/v2/models/${model}/versions/${encodeURIComponent(request.cut)}/infer` : `${base}/v2/models/${model}/infer`;
       const encoded = performance.now();
-      const res = await post(this.endpoint.name, url, headers, enc.body, scope);
+      const res = await post(this.endpoint.name, url, headers, enc.body, scope, agent);
       return httpInferResponse(this.endpoint.name, res, enc.body.byteLength, { start, encoded, received: performance.now() });
     } catch (error) {
       throw scope.classify(error, this.endpoint.name);
@@ -44,9 +52,10 @@ export class OipClient implements ProviderClient {
   async probeLink(bytes: number, options: InferOptions = {}): Promise<number> {
     const scope = callScope(options);
     try {
+      const agent = this.agent ? await this.agent.get() : undefined;
       const base = (this.endpoint.url ?? '').replace(/\/$/, '');
       const start = performance.now();
-      await post(this.endpoint.name, `${base}${LINK_PROBE_PATH}`, { 'content-type': 'application/octet-stream', ...this.extraHeaders }, new Uint8Array(Math.max(0, Math.floor(bytes))), scope);
+      await post(this.endpoint.name, `${base}${LINK_PROBE_PATH}`, { 'content-type': 'application/octet-stream', ...this.extraHeaders }, new Uint8Array(Math.max(0, Math.floor(bytes))), scope, agent);
       return performance.now() - start;
     } catch (error) {
       throw scope.classify(error, this.endpoint.name);
@@ -55,7 +64,7 @@ export class OipClient implements ProviderClient {
     }
   }
 
-  close(): Promise<void> {
-    return Promise.resolve();
+  async close(): Promise<void> {
+    (await this.agent?.peek())?.destroy();
   }
 }

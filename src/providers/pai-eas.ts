@@ -2,9 +2,11 @@
  * Alibaba Cloud PAI-EAS: `POST {url}/api/predict/{service}` with the service token in the
  * `Authorization` header, or with the EAS request signature when access keys are given.
  */
+import type { Agent as HttpsAgent } from 'node:https';
+import type { LazyValue } from '../lazy.js';
 import { callScope } from './deadline.js';
 import { ProviderError } from './errors.js';
-import { post } from './http.js';
+import { endpointAgent, post } from './http.js';
 import { encodeRequest, httpInferResponse } from './payload.js';
 import type { EndpointConfig, InferOptions, InferRequest, InferResponse, ProviderClient } from './types.js';
 import { easSignature } from './wire/eas.js';
@@ -15,14 +17,20 @@ export interface EasSigningKey {
 }
 
 export class PaiEasClient implements ProviderClient {
+  /** The endpoint's own agent when it has a `caFile`; the shared one otherwise. */
+  private readonly agent: LazyValue<HttpsAgent> | undefined;
+
   constructor(readonly endpoint: EndpointConfig, private readonly signing?: EasSigningKey) {
     if (!endpoint.url) throw new ProviderError('PROVIDER_CONFIG', `endpoint "${endpoint.name}" (pai-eas) needs a url`);
     if (!endpoint.token && !signing) throw new ProviderError('PROVIDER_CONFIG', `endpoint "${endpoint.name}" (pai-eas) needs a token or signing keys`);
+    this.agent = endpointAgent(endpoint);
   }
 
   async infer(request: InferRequest, options: InferOptions = {}): Promise<InferResponse> {
     const scope = callScope(options);
     try {
+      // Before the clock starts: reading the caFile happens once, not per call.
+      const agent = this.agent ? await this.agent.get() : undefined;
       const start = performance.now();
       const enc = encodeRequest(request, this.endpoint.wire ?? 'binary');
       const service = this.endpoint.target ?? request.model;
@@ -32,7 +40,7 @@ export class PaiEasClient implements ProviderClient {
       if (Number.isFinite(scope.remaining())) headers['x-tandem-deadline-ms'] = String(Math.max(1, Math.floor(scope.remaining())));
       headers['authorization'] = this.signing ? easSignature('POST', path, headers, enc.body, this.signing) : this.endpoint.token ?? '';
       const encoded = performance.now();
-      const res = await post(this.endpoint.name, `${(this.endpoint.url ?? '').replace(/\/$/, '')}${path}`, headers, enc.body, scope);
+      const res = await post(this.endpoint.name, `${(this.endpoint.url ?? '').replace(/\/$/, '')}${path}`, headers, enc.body, scope, agent);
       return httpInferResponse(this.endpoint.name, res, enc.body.byteLength, { start, encoded, received: performance.now() });
     } catch (error) {
       throw scope.classify(error, this.endpoint.name);
@@ -41,7 +49,7 @@ export class PaiEasClient implements ProviderClient {
     }
   }
 
-  close(): Promise<void> {
-    return Promise.resolve();
+  async close(): Promise<void> {
+    (await this.agent?.peek())?.destroy();
   }
 }

@@ -7,6 +7,7 @@
 import { Transform, type Readable } from 'node:stream';
 import type { SageMakerRuntimeClient, SageMakerRuntimeClientConfig } from '@aws-sdk/client-sagemaker-runtime';
 import { LazyValue } from '../lazy.js';
+import { readCaFile } from './ca.js';
 import { callScope, raceAbort } from './deadline.js';
 import { credentialError, errorForStatus, ProviderError, retryAfterOf } from './errors.js';
 import { answerTooLarge, MAX_ANSWER_BYTES } from './http.js';
@@ -65,6 +66,24 @@ export function capAnswerBody(response: RawAnswer, limit: number): void {
   response.body = body.pipe(counted);
 }
 
+type RequestHandlerInput = SageMakerRuntimeClientConfig['requestHandler'];
+
+/**
+ * The SDK's request handler with an https agent that trusts exactly `ca` (the endpoint's
+ * `caFile`). Given as the handler's options, not a handler: the SDK then builds its
+ * NodeHttpHandler as it would anyway (its keep-alive agent, 50 sockets, with `ca` added) and
+ * destroys that agent with the client, and Tandem loads no smithy package of its own.
+ * Handler options from `sdkConfig` (timeouts…) are kept; a handler instance, a provider of
+ * options, or an agent instance among the options brings its own trust and is left alone.
+ */
+function trustingHandler(given: RequestHandlerInput, ca: Buffer): RequestHandlerInput {
+  if (typeof given === 'function' || (given !== undefined && typeof (given as { handle?: unknown }).handle === 'function')) return given;
+  const options = (given ?? {}) as Record<string, unknown>;
+  const agent = options['httpsAgent'];
+  if (agent !== undefined && typeof (agent as { destroy?: unknown }).destroy === 'function') return given;
+  return { ...options, httpsAgent: { ...(agent as Record<string, unknown> | undefined), ca } };
+}
+
 export class SageMakerClient implements ProviderClient {
   private readonly client: LazyValue<{ sdk: SageMakerSdk; client: SageMakerRuntimeClient }>;
 
@@ -78,6 +97,7 @@ export class SageMakerClient implements ProviderClient {
       } catch (error) {
         throw new ProviderError('PROVIDER_CONFIG', `endpoint "${endpoint.name}": cannot load @aws-sdk/client-sagemaker-runtime: ${error instanceof Error ? error.message : String(error)}`, { cause: error, details: { endpoint: endpoint.name } });
       }
+      const ca = endpoint.caFile === undefined ? undefined : await readCaFile(endpoint.name, endpoint.caFile);
       try {
         const client = new sdk.SageMakerRuntimeClient({
           region: endpoint.region,
@@ -85,6 +105,7 @@ export class SageMakerClient implements ProviderClient {
           // Retries are the runtime's decision (another endpoint or local may be better).
           maxAttempts: 1,
           ...sdkConfig,
+          ...(ca ? { requestHandler: trustingHandler(sdkConfig.requestHandler, ca) } : {}),
         });
         client.middlewareStack.add(
           (next) => async (args) => {

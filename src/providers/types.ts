@@ -29,10 +29,22 @@ export interface EndpointConfig {
    * Vertex AI only: the SDK's transport, `grpc` or `rest` (its HTTP/1.1 fallback). Default:
    * `rest` with `url`, `grpc` without (the SDK's own default against Google). With `url`, its
    * scheme says whether the channel is encrypted, for either transport: `https://` is TLS
-   * (gRPC checks the certificate against its default roots, or `GRPC_DEFAULT_SSL_ROOTS_FILE_PATH`),
+   * (gRPC checks the certificate against its default roots, `GRPC_DEFAULT_SSL_ROOTS_FILE_PATH`,
+   * or `caFile`),
    * `http://` plaintext (gRPC then sends the bearer token as call metadata).
    */
   transport?: 'grpc' | 'rest';
+  /**
+   * Path to a PEM bundle of CA certificates that this endpoint's TLS certificate is checked
+   * against, instead of the default roots (like curl's `--cacert`): for a private link or a
+   * `tandem cloud serve` whose certificate a private CA signed. Only this endpoint trusts them,
+   * on every transport (node:https, the AWS SDK's handler, Vertex gRPC and REST); the
+   * process-wide `NODE_EXTRA_CA_CERTS` / `GRPC_DEFAULT_SSL_ROOTS_FILE_PATH` are not consulted
+   * for it. Read on the client's first call; a file that cannot be read or holds no PEM
+   * certificate fails that call (and the next, until it is fixed) with `PROVIDER_CONFIG`.
+   * Unused over `http://`.
+   */
+  caFile?: string;
   /** Prices for the cost objective. */
   pricePerRequest?: number;
   pricePerGB?: number;

@@ -6,14 +6,16 @@
  * metadata server for anything. The transport is the SDK's gRPC, or its REST fallback
  * (`EndpointConfig.transport`; REST by default with a URL override, as before).
  */
+import type { Agent as HttpsAgent } from 'node:https';
 import { pipeline, Readable, Transform } from 'node:stream';
 import type { v1, protos } from '@google-cloud/aiplatform';
 import type { CallOptions, ClientOptions, googleAuthLibrary } from 'google-gax';
 import { LazyValue } from '../lazy.js';
 import type { DType } from '../tensor.js';
+import { readCaFile } from './ca.js';
 import { callScope, raceAbort } from './deadline.js';
-import { credentialError, errorForStatus, MAX_RETRY_AFTER_MS, ProviderError, retryAfterOf } from './errors.js';
-import { answerTooLarge, MAX_ANSWER_BYTES } from './http.js';
+import { credentialError, errorForStatus, MAX_RETRY_AFTER_MS, ProviderError, retryAfterOf, tlsError } from './errors.js';
+import { answerTooLarge, httpsAgentTrusting, MAX_ANSWER_BYTES } from './http.js';
 import { decodeResponse, encodeRequest, timing } from './payload.js';
 import type { EndpointConfig, InferOptions, InferRequest, InferResponse, ProviderClient } from './types.js';
 import { predictionsToTensors, tensorsToInstances, toProtoValue, VERTEX_MAX_MESSAGE_BYTES } from './wire/vertex.js';
@@ -118,6 +120,37 @@ export function restAnswerCap(limit = MAX_ANSWER_BYTES): GaxiosAdapter {
     });
     return response;
   };
+}
+
+/**
+ * Wraps a gaxios adapter so that requests to `origin` (the endpoint's) go through `agent`, one
+ * that trusts the endpoint's `caFile`. An agent in the transporter's defaults would lose: gax
+ * puts its own keep-alive agent on every request it makes, and a request's options win over
+ * the defaults. The adapter sees the request as it is about to be sent, so its agent is the
+ * last word. Only the endpoint's origin: the same transporter fetches ADC's tokens from
+ * Google, which the private CA must not stand in for.
+ */
+export function trustingAdapter(inner: GaxiosAdapter, origin: string, agent: HttpsAgent): GaxiosAdapter {
+  return (options, defaultAdapter) => {
+    const url = options.url instanceof URL ? options.url : new URL(String(options.url));
+    return inner(url.origin === origin ? { ...options, agent } : options, defaultAdapter);
+  };
+}
+
+/**
+ * TLS channel credentials that trust exactly `ca` (the endpoint's `caFile`), with the auth
+ * client's bearer token on every call. gax takes a given `sslCreds` as the whole of the
+ * channel's credentials, without the call credentials it adds to its own TLS: they are
+ * combined here as gax combines them (google-gax's `GrpcClient._getCredentials`).
+ */
+function grpcCredentialsTrusting(grpc: typeof import('google-gax').grpc, ca: Buffer, auth: () => { getRequestHeaders(url?: string): Promise<Headers> }): ReturnType<typeof grpc.credentials.createSsl> {
+  return grpc.credentials.combineChannelCredentials(
+    grpc.credentials.createSsl(ca),
+    grpc.credentials.createFromGoogleCredential({
+      // grpc-js takes the headers as a plain object, not the auth library's `Headers`.
+      getRequestHeaders: async (url?: string) => Object.fromEntries((await auth().getRequestHeaders(url)).entries()),
+    }),
+  );
 }
 
 /** The answer cap's refusal among the causes of what the SDK threw, if it is one. */
@@ -244,11 +277,14 @@ export class VertexClient implements ProviderClient {
   private readonly path: string;
   /** gRPC over plaintext (an `http://` URL): the token travels as call metadata. */
   private readonly plaintextGrpc: boolean;
+  /** REST with a `caFile`: the agent its calls to the endpoint go through. */
+  private restAgent: HttpsAgent | undefined;
 
   /**
-   * `clientOptions` overrides what is passed to PredictionServiceClient (`sslCreds` included).
-   * An `authClient` or `auth` given there brings its own gaxios transporter: over REST, the
-   * answer cap is then that transporter's ({@link restAnswerCap} as its adapter).
+   * `clientOptions` overrides what is passed to PredictionServiceClient (`sslCreds` included,
+   * over the endpoint's `caFile`). An `authClient` or `auth` given there brings its own gaxios
+   * transporter: over REST, the answer cap and the `caFile` agent are then that transporter's
+   * ({@link restAnswerCap}, {@link trustingAdapter} as its adapter).
    */
   constructor(readonly endpoint: EndpointConfig, clientOptions: ClientOptions = {}) {
     const what = `endpoint "${endpoint.name}" (vertex)`;
@@ -281,8 +317,7 @@ export class VertexClient implements ProviderClient {
     this.plaintextGrpc = transport === 'grpc' && plaintext;
     const plaintextGrpc = this.plaintextGrpc;
     const token = endpoint.token;
-    // The REST transport's calls go through the auth client's gaxios; gRPC has its limit above.
-    const transporterOptions: GaxiosOptions | undefined = transport === 'rest' ? { adapter: restAnswerCap(MAX_ANSWER_BYTES) } : undefined;
+    const caFile = endpoint.caFile;
     this.client = new LazyValue(async () => {
       let aiplatform: typeof import('@google-cloud/aiplatform');
       let gax: typeof import('google-gax');
@@ -291,7 +326,24 @@ export class VertexClient implements ProviderClient {
       } catch (error) {
         throw new ProviderError('PROVIDER_CONFIG', `endpoint "${endpoint.name}": cannot load @google-cloud/aiplatform: ${error instanceof Error ? error.message : String(error)}`, { cause: error, details: { endpoint: endpoint.name } });
       }
+      // Read (and a bad file refused) whatever the scheme, as for the other kinds; over
+      // plaintext there is no certificate to check it against.
+      const read = caFile === undefined ? undefined : await readCaFile(endpoint.name, caFile);
+      const ca = plaintext ? undefined : read;
       try {
+        // The REST transport's calls go through the auth client's gaxios; gRPC has its limit above.
+        let transporterOptions: GaxiosOptions | undefined;
+        if (transport === 'rest') {
+          const capped = restAnswerCap(MAX_ANSWER_BYTES);
+          if (ca) {
+            // Where gax's REST transport sends the endpoint's calls (`protocol://apiEndpoint:port/…`).
+            const origin = new URL(`${opts.protocol ?? 'https'}://${opts.apiEndpoint ?? ''}:${opts.port ?? 443}`).origin;
+            this.restAgent ??= httpsAgentTrusting(ca);
+            transporterOptions = { adapter: trustingAdapter(capped, origin, this.restAgent) };
+          } else {
+            transporterOptions = { adapter: capped };
+          }
+        }
         const withAuth: ClientOptions = { ...opts };
         if (token) {
           // A static token: no ADC lookup, so nothing probes the metadata server.
@@ -306,7 +358,14 @@ export class VertexClient implements ProviderClient {
         // credentials from the auth client: production's path. grpc-js refuses call
         // credentials on an insecure channel, so plaintext gRPC carries the token per call.
         if (plaintextGrpc) withAuth.sslCreds = gax.grpc.credentials.createInsecure();
-        return new aiplatform.v1.PredictionServiceClient({ ...withAuth, ...clientOptions });
+        // The client's auth (the static token's, or whatever ADC resolves to) is first asked on
+        // the first call, by when the client exists.
+        const client: v1.PredictionServiceClient = new aiplatform.v1.PredictionServiceClient({
+          ...withAuth,
+          ...(ca && transport === 'grpc' ? { sslCreds: grpcCredentialsTrusting(gax.grpc, ca, () => client.auth) } : {}),
+          ...clientOptions,
+        });
+        return client;
       } catch (error) {
         throw new ProviderError('PROVIDER_CONFIG', `endpoint "${endpoint.name}": cannot create the Vertex AI client: ${error instanceof Error ? error.message : String(error)}`, { cause: error, details: { endpoint: endpoint.name } });
       }
@@ -340,7 +399,9 @@ export class VertexClient implements ProviderClient {
         : await this.rawPredict(client, request, scope.signal, callOptions);
     } catch (error) {
       // The cap's refusal reaches here wrapped by gaxios (as a GaxiosError's cause) or not.
-      throw capRefusal(error) ?? vertexAnswerError(this.endpoint.name, error) ?? scope.classify(error, this.endpoint.name);
+      // A refused certificate first: gRPC reports it as UNAVAILABLE, which would read as a
+      // retryable 503.
+      throw capRefusal(error) ?? tlsError(this.endpoint.name, error) ?? vertexAnswerError(this.endpoint.name, error) ?? scope.classify(error, this.endpoint.name);
     } finally {
       scope.dispose();
     }
@@ -381,5 +442,6 @@ export class VertexClient implements ProviderClient {
 
   async close(): Promise<void> {
     await (await this.client.peek())?.close();
+    this.restAgent?.destroy();
   }
 }
