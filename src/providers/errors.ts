@@ -146,13 +146,23 @@ export function errorForStatus(endpoint: string, status: number, serverCode: str
 
 const NETWORK_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNABORTED', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CLOSED']);
 
-/** Finds a Node/undici network error code anywhere along an error's cause chain. */
-export function networkCode(error: unknown): string | undefined {
+/**
+ * An error and its causes, outermost first, at most five deep: SDKs wrap the socket's or the
+ * TLS layer's error a few times, and a cyclic or endless chain must not hang a classifier.
+ */
+export function* causeChain(error: unknown): Generator<Error> {
   let e: unknown = error;
   for (let i = 0; i < 5 && e instanceof Error; i++) {
+    yield e;
+    e = e.cause;
+  }
+}
+
+/** Finds a Node/undici network error code anywhere along an error's cause chain. */
+export function networkCode(error: unknown): string | undefined {
+  for (const e of causeChain(error)) {
     const code = (e as { code?: unknown }).code;
     if (typeof code === 'string' && NETWORK_CODES.has(code)) return code;
-    e = e.cause;
   }
   return undefined;
 }
@@ -182,14 +192,12 @@ const TLS_MESSAGE = /unable to (?:get (?:local )?issuer certificate|verify the f
  * as a final `PROVIDER_TLS`; undefined for any other failure.
  */
 export function tlsError(endpoint: string, error: unknown): ProviderError | undefined {
-  let e: unknown = error;
-  for (let i = 0; i < 5 && e instanceof Error; i++) {
+  for (const e of causeChain(error)) {
     const code = (e as { code?: unknown }).code;
-    if ((typeof code === 'string' && TLS_CODES.has(code)) || (i === 0 && code === GRPC_UNAVAILABLE && TLS_MESSAGE.test(e.message))) {
+    if ((typeof code === 'string' && TLS_CODES.has(code)) || (e === error && code === GRPC_UNAVAILABLE && TLS_MESSAGE.test(e.message))) {
       const tlsCode = typeof code === 'string' ? code : undefined;
       return new ProviderError('PROVIDER_TLS', `endpoint "${endpoint}" presented a certificate this client does not accept: ${e.message} (a private CA? set the endpoint's caFile)`, { cause: error, details: { endpoint, ...(tlsCode ? { tlsCode } : {}) } });
     }
-    e = e.cause;
   }
   return undefined;
 }

@@ -14,7 +14,7 @@ import { LazyValue } from '../lazy.js';
 import type { DType } from '../tensor.js';
 import { readCaFile } from './ca.js';
 import { callScope, raceAbort } from './deadline.js';
-import { credentialError, errorForStatus, MAX_RETRY_AFTER_MS, ProviderError, retryAfterOf, tlsError } from './errors.js';
+import { causeChain, credentialError, errorForStatus, MAX_RETRY_AFTER_MS, ProviderError, retryAfterOf, tlsError } from './errors.js';
 import { answerTooLarge, httpsAgentTrusting, MAX_ANSWER_BYTES } from './http.js';
 import { decodeResponse, encodeRequest, timing } from './payload.js';
 import type { EndpointConfig, InferOptions, InferRequest, InferResponse, ProviderClient } from './types.js';
@@ -155,11 +155,7 @@ function grpcCredentialsTrusting(grpc: typeof import('google-gax').grpc, ca: Buf
 
 /** The answer cap's refusal among the causes of what the SDK threw, if it is one. */
 function capRefusal(error: unknown): ProviderError | undefined {
-  let e: unknown = error;
-  for (let i = 0; i < 5 && e instanceof Error; i++) {
-    if (e instanceof ProviderError) return e;
-    e = e.cause;
-  }
+  for (const e of causeChain(error)) if (e instanceof ProviderError) return e;
   return undefined;
 }
 
