@@ -42,6 +42,8 @@ export const EndpointSchema = z
     project: z.string().optional(),
     token: z.string().optional(),
     transport: z.enum(['grpc', 'rest']).optional(),
+    /** Body encoding for every kind (EndpointConfig.wire): Tandem msgpack / OIP binary, or JSON. */
+    wire: z.enum(['binary', 'json']).optional(),
     /** PEM bundle of the CAs this endpoint's certificate is checked against (EndpointConfig.caFile). */
     caFile: z.string().min(1).optional(),
     pricePerRequest: z.number().nonnegative().optional(),

@@ -72,6 +72,24 @@ describe('edge.yaml', () => {
     expect(empty.issues[0]).toMatchObject({ path: 'endpoints[0].caFile', line: 2 });
   });
 
+  it('takes wire on an endpoint and hands it to the provider client, refusing other values', () => {
+    const { config } = parseEdgeConfig(
+      [
+        'models: [{ name: a, path: a.onnx }]',
+        'endpoints:',
+        '  - { name: oip, kind: oip, region: local, url: "http://127.0.0.1:8080", wire: json }',
+        '  - { name: sm, kind: sagemaker, region: eu-central-1, target: ep, wire: binary }',
+        '  - { name: eas, kind: pai-eas, region: cn-shanghai, url: "http://127.0.0.1:8081" }',
+        'http: {}',
+      ].join('\n'),
+      '/etc/tandem/edge.yaml',
+    );
+    expect(config.endpoints.map((e) => e.wire)).toEqual(['json', 'binary', undefined]);
+    const bad = configError('models: [{ name: a, path: a.onnx }]\nendpoints: [{ name: o, kind: oip, region: r, url: "http://h", wire: protobuf }]\nhttp: {}\n');
+    expect(bad.code).toBe('EDGE_CONFIG_INVALID');
+    expect(bad.issues[0]).toMatchObject({ path: 'endpoints[0].wire', line: 2 });
+  });
+
   it('points at the key path and line of each problem', () => {
     const error = configError(
       ['models:', '  - name: det', '    path: det.onnx', 'endpoints:', '  - name: sm', '    kind: sagemakr', '    region: eu-west-1', 'http:', '  port: 99999'].join('\n'),
