@@ -72,7 +72,7 @@ describe('edge.yaml', () => {
     expect(empty.issues[0]).toMatchObject({ path: 'endpoints[0].caFile', line: 2 });
   });
 
-  it('takes wire on an endpoint and hands it to the provider client, refusing other values', () => {
+  it('takes wire (binary | json) on an endpoint of any kind, and refuses other values', () => {
     const { config } = parseEdgeConfig(
       [
         'models: [{ name: a, path: a.onnx }]',
