@@ -15,7 +15,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['src/**/*.ts', 'edge/**/*.ts', 'cloud/**/*.ts'],
+    files: ['src/**/*.ts', 'edge/**/*.ts', 'cloud/**/*.ts', 'cli/**/*.ts', 'demo/**/*.ts'],
     rules: { '@typescript-eslint/no-explicit-any': 'error' },
   },
   {

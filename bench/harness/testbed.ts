@@ -25,7 +25,7 @@ import { LINK_PROBE_PATH } from '../../src/providers/wire/oip.js';
 import type { TensorMap } from '../../src/tensor.js';
 import { sha256Hex } from '../../src/util/sha256.js';
 import { generateReferenceModel } from '../../models/generate.js';
-import { Shaper } from '../shaper.js';
+import { Shaper } from '../../src/shaper/index.js';
 
 export const ENDPOINT = 'cloud';
 

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const ENTRY = fileURLToPath(new URL('../../src/cli/entry.ts', import.meta.url));
+const ENTRY = fileURLToPath(new URL('../../cli/entry.ts', import.meta.url));
 
 export interface CliResult {
   code: number | null;
@@ -43,7 +43,7 @@ export function lastJsonLine<T = unknown>(stdout: string): T {
  */
 export async function runCliInProcess(args: string[]): Promise<{ code: number; out: string; err: string }> {
   const { vi } = await import('vitest');
-  const { main } = await import('../../src/cli/main.js');
+  const { main } = await import('../../cli/main.js');
   let out = '';
   let err = '';
   const o = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => ((out += String(chunk)), true));

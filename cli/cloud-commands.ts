@@ -1,0 +1,183 @@
+/**
+ * `tandem cloud serve`, `tandem bench codec` and `tandem bench cloud-overhead`.
+ */
+import type { Command } from 'commander';
+import { ValidationError } from '../src/errors.js';
+
+function writeResult(json: boolean, result: Record<string, unknown>, human: string): void {
+  if (json) process.stdout.write(`${JSON.stringify(result)}\n`);
+  else process.stdout.write(`${human}\n`);
+}
+
+function positiveInt(name: string) {
+  return intAtLeast(name, 1);
+}
+
+function nonNegativeInt(name: string) {
+  return intAtLeast(name, 0);
+}
+
+function intAtLeast(name: string, min: 0 | 1) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min) throw new ValidationError('CLI_ARGUMENT', `${name} must be ${min > 0 ? 'a positive' : 'a non-negative'} integer, got "${value}"`);
+    return n;
+  };
+}
+
+/** Attaches `codec` and `cloud-overhead` to a shared `bench` command. */
+export function registerCloudBenchCommands(bench: Command): void {
+  bench.command('codec')
+    .description('encode+decode throughput of the tensor wire format for a 4 MB float32 tensor')
+    .option('--json', 'print the result as JSON on the last line')
+    .option('--iterations <n>', 'timed iterations', positiveInt('--iterations'), 50)
+    .action(async (opts: { json?: boolean; iterations: number }) => {
+      const { runCodecBench } = await import('../bench/codec.js');
+      const r = runCodecBench({ iterations: opts.iterations });
+      writeResult(opts.json === true, { ...r }, `codec: ${r.tensorBytes} B float32, encode ${r.encodeMs.toFixed(3)} ms, decode ${r.decodeMs.toFixed(3)} ms (CRC-32: ${r.crc32}), ${r.encodeDecodeGBps.toFixed(2)} GB/s encode+decode`);
+    });
+  bench.command('cloud-overhead')
+    .description('cloud service time over a bare onnxruntime-node run of the same partition (batch 1), and the client round trip on loopback')
+    .option('--json', 'print the result as JSON on the last line')
+    .option('--iterations <n>', 'timed pairs (bare run and request)', positiveInt('--iterations'), 200)
+    .option('--warmup <n>', 'warm-up pairs (bare run and request) before the timed ones (default: 500, the service\'s steady state)', nonNegativeInt('--warmup'))
+    .option('--cut <id>', 'the cut of the reference MobileNetV2 whose tail runs (default: c16, nearest 25 % of the FLOPs)')
+    .option('--intra-op-threads <n>', 'onnxruntime intra-op threads, for the bare run and the service alike', positiveInt('--intra-op-threads'))
+    .option('--no-spinning', 'stop idle onnxruntime threads spin-waiting, on both sides')
+    .option('--workers <n>', 'run the partition in this many service worker threads (bare runs timed in the worker; default 0: on the event loop)', nonNegativeInt('--workers'), 0)
+    .action(async (opts: { json?: boolean; iterations: number; warmup?: number; cut?: string; intraOpThreads?: number; spinning: boolean; workers: number }) => {
+      const { runCloudOverheadBench, defaultOverheadSubject } = await import('../bench/cloud-overhead.js');
+      const r = await runCloudOverheadBench(await defaultOverheadSubject(opts.cut), {
+        iterations: opts.iterations,
+        ...(opts.warmup !== undefined ? { warmup: opts.warmup } : {}),
+        ...(opts.intraOpThreads !== undefined ? { intraOpNumThreads: opts.intraOpThreads } : {}),
+        ...(opts.spinning ? {} : { spinning: false }),
+        workers: opts.workers,
+      });
+      writeResult(opts.json === true, { ...r }, `cloud overhead (${r.subject}${r.workers > 0 ? `, ${r.workers} worker thread(s)` : ''}): bare ${r.bareMs.toFixed(2)} ms, service ${r.serviceMs.toFixed(2)} ms (+${r.overheadMs.toFixed(2)} ms), ratio ${r.overheadRatio.toFixed(3)}; after the body's last byte ${r.afterBodyMs.toFixed(2)} ms (ratio ${r.afterBodyRatio.toFixed(3)}); client round trip ${r.roundTripMs.toFixed(2)} ms (ratio ${r.roundTripRatio.toFixed(3)}), of which node:http alone ${r.transportFloorMs.toFixed(2)} ms; the least a node:http service can do with this request: ${r.serviceFloorMs.toFixed(2)} ms (+${r.serviceFloorOverheadMs.toFixed(2)} ms, ratio ${r.serviceFloorRatio.toFixed(3)})`);
+    });
+}
+
+interface ServeOptions {
+  port?: number;
+  grpcPort?: number;
+  host: string;
+  models?: string;
+  tlsKey?: string;
+  tlsCert?: string;
+  maxConcurrent: number;
+  maxQueue: number;
+  timeoutMs: number;
+  logLevel: string;
+  intraOpThreads?: number;
+  spinning: boolean;
+  workers: number;
+  maxPartitions?: number;
+}
+
+function portOption(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ValidationError('CLI_ARGUMENT', `${name} must be 0-65535, got "${v}"`);
+    return n;
+  };
+}
+
+/** TANDEM_WORKERS, TANDEM_MAX_PARTITIONS: for containers whose platform starts them with `serve` and no flags. */
+function intFromEnv(name: string, min: 0 | 1): number | undefined {
+  const v = process.env[name];
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new ValidationError('CLI_ARGUMENT', `${name}=${v} is not a ${min === 0 ? 'non-negative' : 'positive'} integer`);
+  return n;
+}
+
+/** Port: --port, then SAGEMAKER_BIND_TO_PORT, then AIP_HTTP_PORT, then 8080. */
+function resolvePort(option: number | undefined): number {
+  if (option !== undefined) return option;
+  for (const name of ['SAGEMAKER_BIND_TO_PORT', 'AIP_HTTP_PORT']) {
+    const v = process.env[name];
+    if (v !== undefined && v !== '') {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ValidationError('CLI_ARGUMENT', `${name}=${v} is not a port`);
+      return n;
+    }
+  }
+  return 8080;
+}
+
+async function serve(opts: ServeOptions): Promise<void> {
+  const [{ readFile }, { pino }, { startCloudService }, { defaultTailExtractor }, { resolveModelSource }] = await Promise.all([
+    import('node:fs/promises'), import('pino'), import('../cloud/server.js'), import('../cloud/tails.js'), import('../cloud/sources.js'),
+  ]);
+  const { threadingSessionOptions } = await import('../cloud/models.js');
+  if ((opts.tlsKey === undefined) !== (opts.tlsCert === undefined)) throw new ValidationError('CLI_ARGUMENT', '--tls-key and --tls-cert go together');
+  const tls = opts.tlsKey && opts.tlsCert ? { key: await readFile(opts.tlsKey), cert: await readFile(opts.tlsCert) } : undefined;
+  const logger = pino({ name: 'tandem-cloud', level: opts.logLevel });
+  // Vertex AI tells a custom container where its artifacts are; SageMaker mounts them.
+  const source = await resolveModelSource(opts.models ?? process.env['AIP_STORAGE_URI'] ?? '/opt/ml/model');
+  const service = await startCloudService({
+    models: source.dir,
+    port: resolvePort(opts.port),
+    ...(opts.grpcPort !== undefined ? { grpcPort: opts.grpcPort } : {}),
+    host: opts.host,
+    ...(tls ? { tls } : {}),
+    maxConcurrent: opts.maxConcurrent,
+    maxQueue: opts.maxQueue,
+    requestTimeoutMs: opts.timeoutMs,
+    extractTail: defaultTailExtractor,
+    logger,
+    processMetrics: true,
+    sessionOptions: threadingSessionOptions({ ...(opts.intraOpThreads !== undefined ? { intraOpNumThreads: opts.intraOpThreads } : {}), ...(opts.spinning ? {} : { spinning: false }) }),
+    workers: opts.workers,
+    ...(opts.maxPartitions !== undefined ? { maxPartitions: opts.maxPartitions } : {}),
+  });
+  process.stdout.write(`tandem cloud service on ${service.url}${service.grpcUrl ? ` (Vertex AI gRPC on ${service.grpcUrl})` : ''} serving ${service.models.names().join(', ') || 'no models'}\n`);
+  // SageMaker and Vertex stop containers with SIGTERM; finish in-flight requests first.
+  await new Promise<void>((resolve) => {
+    const stop = (signal: NodeJS.Signals): void => {
+      logger.info({ signal }, 'shutting down');
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+      service.drain().then(() => source.cleanup()).then(resolve, (error: unknown) => {
+        logger.error({ err: error }, 'drain failed');
+        resolve();
+      });
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+}
+
+/** Registers `cloud serve`, and `bench` with the cloud benchmarks unless `bench` exists already. */
+export function registerCloudCommands(program: Command): void {
+  const cloud = program.command('cloud').description('the Tandem cloud service');
+  cloud.command('serve')
+    .description('serve model packages (whole or any tail) on the SageMaker, Vertex AI, OIP v2 and Tandem contracts')
+    .option('--port <port>', 'listen port (default: SAGEMAKER_BIND_TO_PORT, AIP_HTTP_PORT, or 8080)', portOption('--port'))
+    .option('--grpc-port <port>', 'also serve Vertex AI\'s PredictionService (Predict, RawPredict) over gRPC on this port, TLS with --tls-key/--tls-cert (0: a free port; default: off)', portOption('--grpc-port'))
+    .option('--host <host>', 'listen address', '0.0.0.0')
+    .option('--models <dir>', 'model package directory or gs://bucket/prefix (default: AIP_STORAGE_URI, else /opt/ml/model)')
+    .option('--tls-key <file>', 'PEM private key: serve HTTPS')
+    .option('--tls-cert <file>', 'PEM certificate chain')
+    .option('--max-concurrent <n>', 'runs at once per model', positiveInt('--max-concurrent'), 2)
+    .option('--max-queue <n>', 'requests allowed to wait per model before 429', (v: string) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0) throw new ValidationError('CLI_ARGUMENT', `--max-queue must be a non-negative integer, got "${v}"`);
+      return n;
+    }, 16)
+    .option('--timeout-ms <ms>', 'default per-request deadline', positiveInt('--timeout-ms'), 60_000)
+    .option('--log-level <level>', 'pino log level', 'info')
+    .option('--intra-op-threads <n>', 'onnxruntime intra-op threads per session (default: one per physical core)', positiveInt('--intra-op-threads'))
+    .option('--no-spinning', 'stop idle onnxruntime threads spin-waiting (for cores shared with other work)')
+    .option('--workers <n>', 'worker threads that run the models, keeping the event loop free during runs (default: TANDEM_WORKERS, else 0: runs on the event loop)', nonNegativeInt('--workers'))
+    .option('--max-partitions <n>', 'whole models and tails kept loaded, least recently used evicted beyond (default: TANDEM_MAX_PARTITIONS, else 32)', positiveInt('--max-partitions'))
+    .action((opts: Omit<ServeOptions, 'workers'> & { workers?: number }) => {
+      const maxPartitions = opts.maxPartitions ?? intFromEnv('TANDEM_MAX_PARTITIONS', 1);
+      return serve({ ...opts, workers: opts.workers ?? intFromEnv('TANDEM_WORKERS', 0) ?? 0, ...(maxPartitions !== undefined ? { maxPartitions } : {}) });
+    });
+
+  const existing = program.commands.find((c) => c.name() === 'bench');
+  const bench = existing ?? program.command('bench').description('benchmarks');
+  registerCloudBenchCommands(bench);
+}

@@ -1,0 +1,56 @@
+/**
+ * The `tandem` command. Each area registers its own subcommands; this file only wires them
+ * and turns failures into one readable line with a stable code instead of a stack trace.
+ */
+import { Command, CommanderError } from 'commander';
+import { isTandemError, ValidationError } from '../src/errors.js';
+import { registerAgentCommands } from './agent-commands.js';
+import { registerGraphCommands } from './graph-commands.js';
+import { registerCloudCommands } from './cloud-commands.js';
+import { registerBenchCommand, registerPlannerCommands } from './planner-commands.js';
+import { registerResidencyCommands } from './residency-commands.js';
+import { registerRuntimeBenchCommands, registerRuntimeCommands } from './runtime-commands.js';
+
+export function buildProgram(): Command {
+  const program = new Command('tandem')
+    .description('Edge-cloud collaborative inference: split ONNX models between edge and cloud.')
+    .showHelpAfterError()
+    .exitOverride();
+  registerGraphCommands(program);
+  registerPlannerCommands(program);
+  // `bench` first: the other areas attach their benchmarks to it.
+  registerBenchCommand(program);
+  registerAgentCommands(program);
+  registerCloudCommands(program);
+  registerResidencyCommands(program);
+  registerRuntimeCommands(program);
+  // Attach to the shared `bench` parent; create it only if no area has.
+  registerRuntimeBenchCommands(program.commands.find((c) => c.name() === 'bench') ?? program.command('bench').description('benchmarks'));
+  return program;
+}
+
+/** Runs the CLI and resolves to the process exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync([...argv]);
+    return 0;
+  } catch (error) {
+    return reportFailure(error);
+  }
+}
+
+function reportFailure(error: unknown): number {
+  if (error instanceof CommanderError) {
+    // commander has already printed help or the usage error.
+    return error.exitCode === 0 ? 0 : 2;
+  }
+  if (isTandemError(error)) {
+    process.stderr.write(`tandem: error ${error.code}: ${error.message}\n`);
+    return error.code.startsWith('CLI_') || error instanceof ValidationError ? 2 : 1;
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`tandem: unexpected error: ${message}\n`);
+  if (process.env['TANDEM_DEBUG'] && error instanceof Error) process.stderr.write(`${error.stack ?? ''}\n`);
+  return 1;
+}

@@ -1,0 +1,47 @@
+/**
+ * `tandem policy check FILE` and `tandem audit verify FILE`. Both print a JSON summary as the
+ * last stdout line; failures surface as typed errors (exit 2 for an invalid policy, 1 for a
+ * tampered log).
+ */
+import type { Command } from 'commander';
+import { verifyAuditFile } from '../src/residency/audit.js';
+import { allowedStores, evaluateWrite } from '../src/residency/gate.js';
+import { loadPolicy } from '../src/residency/policy.js';
+
+export function registerResidencyCommands(program: Command): void {
+  const policy = program.command('policy').description('Residency policies.');
+  policy
+    .command('check')
+    .argument('<file>', 'policy file (YAML or JSON)')
+    .description('Validate a residency policy; errors name the line and the JSON path.')
+    .action(async (file: string) => {
+      const p = await loadPolicy(file);
+      // Valid but probably unintended: a class that can be stored nowhere, a store no class may use.
+      const warnings: string[] = [];
+      for (const cls of Object.keys(p.classes)) if (allowedStores(p, cls).length === 0) warnings.push(`class "${cls}" may not be stored in any declared store`);
+      for (const store of Object.keys(p.stores)) if (!Object.keys(p.classes).some((cls) => evaluateWrite(p, cls, undefined, store).allowed)) warnings.push(`store "${store}" may hold no class`);
+      for (const w of warnings) process.stdout.write(`warning: ${w}\n`);
+      const summary = {
+        ok: true,
+        file,
+        classes: Object.keys(p.classes),
+        origins: Object.keys(p.origins),
+        endpoints: Object.keys(p.endpoints),
+        stores: Object.keys(p.stores),
+        warnings,
+      };
+      process.stdout.write(`policy ${file}: ${summary.classes.length} classes, ${summary.endpoints.length} endpoints, ${summary.stores.length} stores\n`);
+      process.stdout.write(`${JSON.stringify(summary)}\n`);
+    });
+
+  const audit = program.command('audit').description('The residency audit log.');
+  audit
+    .command('verify')
+    .argument('<file>', 'audit log (JSON lines)')
+    .description('Check the hash chain; exits non-zero and names the first bad line if it was tampered with.')
+    .action(async (file: string) => {
+      const { records, lastHash } = await verifyAuditFile(file);
+      process.stdout.write(`${file}: ${records} records, chain intact\n`);
+      process.stdout.write(`${JSON.stringify({ ok: true, file, records, lastHash })}\n`);
+    });
+}
