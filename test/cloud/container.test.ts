@@ -14,7 +14,7 @@ import { affineModel } from '../helpers/tiny-onnx.js';
 import { freePort } from '../helpers/mqtt-brokers.js';
 
 const SCRIPT = join(ROOT, 'cloud', 'entrypoint.sh');
-const CLI = `${process.execPath} --import tsx ${join(ROOT, 'src', 'cli', 'entry.ts')}`;
+const CLI = `${process.execPath} --import tsx ${join(ROOT, 'cli', 'entry.ts')}`;
 
 interface Container {
   pid: number;

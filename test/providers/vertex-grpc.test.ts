@@ -132,7 +132,7 @@ describe('Vertex AI over gRPC against `tandem cloud serve --grpc-port` (TLS)', (
   let grpcPort: number;
 
   beforeAll(async () => {
-    child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli', 'entry.ts'), 'cloud', 'serve',
+    child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'cli', 'entry.ts'), 'cloud', 'serve',
       '--port', '0', '--grpc-port', '0', '--host', '127.0.0.1', '--models', modelDir,
       '--tls-key', join(certDir, 'server.key'), '--tls-cert', join(certDir, 'server.crt'), '--log-level', 'info'], {
       cwd: ROOT, env: { ...process.env, TANDEM_VERTEX_TOKEN: CREDS.vertexToken }, stdio: ['ignore', 'pipe', 'pipe'],

@@ -8,7 +8,7 @@ import { LocalKeyFile, unseal } from '../../src/residency/envelope.js';
 import { resultKey } from '../../src/residency/stores/types.js';
 import { OssFake } from '../fakes/oss.js';
 
-const CHILD = join(import.meta.dirname, 'fixtures', 'residency', 'crash-child.ts');
+const CHILD = join(import.meta.dirname, '..', 'fixtures', 'residency', 'crash-child.ts');
 const KILLS = Number(process.env['RESIDENCY_CRASH_KILLS'] ?? 24);
 
 const oss = new OssFake('results-cn', { AKID: 'crash-secret' });
