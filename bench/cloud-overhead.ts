@@ -96,6 +96,12 @@ export interface CloudOverheadResult {
    * run can change speed between the two phases of one process (its two modes).
    */
   serviceFloorOverheadMs: number;
+  /**
+   * Median over the service's pairs of (service time / (bare time + the floor's overhead)): the
+   * service against what any node:http service costs on this machine, so only Tandem's own
+   * work (checks, decode, admission, encode, log) counts against it. Goal ≤ 1.03.
+   */
+  ownOverheadRatio: number;
   requestBytes: number;
   responseBytes: number;
 }
@@ -295,6 +301,7 @@ export async function runCloudOverheadBench(subject: OverheadSubject, options: {
       roundTripMs: median(served.map((s) => s.roundTripMs)), roundTripRatio: median(roundTripRatios),
       transportFloorMs: await transportFloor(requestBytes, responseBytes, iterations),
       serviceFloorMs: floor.ms, serviceFloorRatio: floor.ratio, serviceFloorOverheadMs: floor.overheadMs,
+      ownOverheadRatio: median(pairs.map((p) => p.served.record.totalMs / (p.bareMs + floor.overheadMs))),
       requestBytes, responseBytes,
     };
   } finally {

@@ -6,10 +6,15 @@
  *    options and threads, on the main thread. Runs alternate between the two so machine
  *    noise hits both alike; the ratio is median(runtime) / median(bare). Goal ≤ 1.05.
  * 2. Pool scaling: throughput of a burst of concurrent requests with 2 workers against 1
- *    worker, one intra-op thread each. Goal ≥ 1.8 on a 2-core machine.
+ *    worker, one intra-op thread each, against its physical reference measured in the same
+ *    rounds: the same burst run by one bare onnxruntime process, then split between two bare
+ *    processes at once. `poolScalingOfPhysical` is the pool's scaling over the bare
+ *    processes' scaling. Goal ≥ 0.95.
  *
  * Run: `npx tsx bench/overhead.ts [--json]` or `tandem bench overhead [--json]`.
  */
+import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as ort from 'onnxruntime-node';
@@ -35,6 +40,10 @@ export interface OverheadOptions {
 export interface OverheadResult {
   localOverheadRatio: number;
   poolScaling: number;
+  /** Two bare onnxruntime processes' throughput over one's, on the same bursts. */
+  physicalScaling: number;
+  /** `poolScaling / physicalScaling`, per round, median. */
+  poolScalingOfPhysical: number;
   details: {
     model: string;
     shape: number[];
@@ -48,6 +57,37 @@ export interface OverheadResult {
     rounds: number;
     oneWorkerRps: number;
     twoWorkerRps: number;
+    oneProcessRps: number;
+    twoProcessRps: number;
+  };
+}
+
+/** A bare onnxruntime process (bare-ort-child), compiled `.js` or `.ts` source through tsx. */
+interface BareProcess { child: ChildProcess; run(runs: number): Promise<void> }
+
+async function bareProcess(model: string, shape: number[]): Promise<BareProcess> {
+  const js = fileURLToPath(new URL('./bare-ort-child.js', import.meta.url));
+  const file = existsSync(js) ? js : fileURLToPath(new URL('./bare-ort-child.ts', import.meta.url));
+  const child = fork(file, [], { execArgv: file.endsWith('.ts') ? ['--import', 'tsx'] : [], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const next = (): Promise<Record<string, unknown>> => new Promise((resolve, reject) => {
+    const onExit = (code: number | null): void => reject(new Error(`the bare onnxruntime process exited (${code})`));
+    child.once('exit', onExit);
+    child.once('message', (m: Record<string, unknown>) => {
+      child.off('exit', onExit);
+      if (typeof m['error'] === 'string') reject(new Error(m['error']));
+      else resolve(m);
+    });
+  });
+  const ready = next();
+  child.send({ model, shape });
+  await ready;
+  return {
+    child,
+    async run(runs) {
+      const done = next();
+      child.send({ runs });
+      await done;
+    },
   };
 }
 
@@ -118,9 +158,18 @@ export async function runOverheadBench(options: OverheadOptions = {}): Promise<O
   // machine hits both sides of the ratio; the median over rounds is reported.
   const one = await createRuntime({ model, workers: 1, intraOpThreads: 1, maxQueue: burst, planner: { kind: 'local' } });
   const two = await createRuntime({ model, workers: 2, intraOpThreads: 1, maxQueue: burst, planner: { kind: 'local' } });
+  const bareA = await bareProcess(model, shape);
+  const bareB = await bareProcess(model, shape);
   const oneRps: number[] = [];
   const twoRps: number[] = [];
+  const oneProcRps: number[] = [];
+  const twoProcRps: number[] = [];
   try {
+    const bareThroughput = async (procs: BareProcess[]): Promise<number> => {
+      const t0 = performance.now();
+      await Promise.all(procs.map((p, i) => p.run(Math.floor(burst / procs.length) + (i < burst % procs.length ? 1 : 0))));
+      return burst / ((performance.now() - t0) / 1000);
+    };
     const throughput = async (rt: typeof one): Promise<number> => {
       const inputs = Array.from({ length: burst }, () => input(shape, inputName));
       const t0 = performance.now();
@@ -128,29 +177,40 @@ export async function runOverheadBench(options: OverheadOptions = {}): Promise<O
       return burst / ((performance.now() - t0) / 1000);
     };
     await Promise.all([one, one, two, two].map((rt) => rt.infer(input(shape, inputName))));
+    await bareThroughput([bareA, bareB]);
     for (let round = 0; round < rounds; round++) {
       oneRps.push(await throughput(one));
+      oneProcRps.push(await bareThroughput([bareA]));
       twoRps.push(await throughput(two));
+      twoProcRps.push(await bareThroughput([bareA, bareB]));
     }
   } finally {
+    bareA.child.disconnect();
+    bareB.child.disconnect();
     await one.close();
     await two.close();
   }
   const scalings = oneRps.map((r, i) => twoRps[i]! / r);
+  const physical = oneProcRps.map((r, i) => twoProcRps[i]! / r);
+  const ofPhysical = scalings.map((s, i) => s / physical[i]!);
   const oneWorkerRps = median(oneRps);
   const twoWorkerRps = median(twoRps);
   log(`pool: 1 worker ${oneWorkerRps.toFixed(2)} req/s, 2 workers ${twoWorkerRps.toFixed(2)} req/s (median of ${rounds} alternating bursts of ${burst}; per-round ratios ${scalings.map((x) => x.toFixed(2)).join(', ')})`);
+  log(`bare processes: 1 process ${median(oneProcRps).toFixed(2)} req/s, 2 processes ${median(twoProcRps).toFixed(2)} req/s (per-round ratios ${physical.map((x) => x.toFixed(2)).join(', ')}); pool scaling of physical per round ${ofPhysical.map((x) => x.toFixed(3)).join(', ')}`);
 
   return {
     localOverheadRatio: runtimeMedianMs / bareMedianMs,
     poolScaling: median(scalings),
-    details: { model, shape, threads, runs, bareMedianMs, runtimeMedianMs, runtimeOwnMs, burst, rounds, oneWorkerRps, twoWorkerRps },
+    physicalScaling: median(physical),
+    poolScalingOfPhysical: median(ofPhysical),
+    details: { model, shape, threads, runs, bareMedianMs, runtimeMedianMs, runtimeOwnMs, burst, rounds, oneWorkerRps, twoWorkerRps, oneProcessRps: median(oneProcRps), twoProcessRps: median(twoProcRps) },
   };
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const json = process.argv.includes('--json');
   const result = await runOverheadBench({ log: (line) => process.stderr.write(`${line}\n`) });
-  if (json) process.stdout.write(`${JSON.stringify({ localOverheadRatio: result.localOverheadRatio, poolScaling: result.poolScaling })}\n`);
+  const { localOverheadRatio, poolScaling, physicalScaling, poolScalingOfPhysical } = result;
+  if (json) process.stdout.write(`${JSON.stringify({ localOverheadRatio, poolScaling, physicalScaling, poolScalingOfPhysical })}\n`);
   else process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
 }

@@ -54,7 +54,7 @@ export function registerCloudBenchCommands(bench: Command): void {
         ...(opts.spinning ? {} : { spinning: false }),
         workers: opts.workers,
       });
-      writeResult(opts.json === true, { ...r }, `cloud overhead (${r.subject}${r.workers > 0 ? `, ${r.workers} worker thread(s)` : ''}): bare ${r.bareMs.toFixed(2)} ms, service ${r.serviceMs.toFixed(2)} ms (+${r.overheadMs.toFixed(2)} ms), ratio ${r.overheadRatio.toFixed(3)}; after the body's last byte ${r.afterBodyMs.toFixed(2)} ms (ratio ${r.afterBodyRatio.toFixed(3)}); client round trip ${r.roundTripMs.toFixed(2)} ms (ratio ${r.roundTripRatio.toFixed(3)}), of which node:http alone ${r.transportFloorMs.toFixed(2)} ms; the least a node:http service can do with this request: ${r.serviceFloorMs.toFixed(2)} ms (+${r.serviceFloorOverheadMs.toFixed(2)} ms, ratio ${r.serviceFloorRatio.toFixed(3)})`);
+      writeResult(opts.json === true, { ...r }, `cloud overhead (${r.subject}${r.workers > 0 ? `, ${r.workers} worker thread(s)` : ''}): bare ${r.bareMs.toFixed(2)} ms, service ${r.serviceMs.toFixed(2)} ms (+${r.overheadMs.toFixed(2)} ms), ratio ${r.overheadRatio.toFixed(3)}; after the body's last byte ${r.afterBodyMs.toFixed(2)} ms (ratio ${r.afterBodyRatio.toFixed(3)}); client round trip ${r.roundTripMs.toFixed(2)} ms (ratio ${r.roundTripRatio.toFixed(3)}), of which node:http alone ${r.transportFloorMs.toFixed(2)} ms; the least a node:http service can do with this request: ${r.serviceFloorMs.toFixed(2)} ms (+${r.serviceFloorOverheadMs.toFixed(2)} ms, ratio ${r.serviceFloorRatio.toFixed(3)}); own overhead over that floor: ratio ${r.ownOverheadRatio.toFixed(3)} (goal ≤ 1.03)`);
     });
 }
 

@@ -5,7 +5,7 @@ import { CLS_MODEL } from '../helpers/runtime-fixtures.js';
 afterEach(() => vi.restoreAllMocks());
 
 describe('tandem bench overhead', () => {
-  it('prints {"localOverheadRatio", "poolScaling"} as JSON on the last stdout line', async () => {
+  it('prints {"localOverheadRatio", "poolScaling", "physicalScaling", "poolScalingOfPhysical"} as JSON on the last stdout line', async () => {
     const chunks: string[] = [];
     vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
       chunks.push(String(chunk));
@@ -16,8 +16,10 @@ describe('tandem bench overhead', () => {
     vi.restoreAllMocks();
     expect(code).toBe(0);
     const last = JSON.parse(chunks.join('').trim().split('\n').at(-1) ?? '{}') as Record<string, number>;
-    expect(Object.keys(last).sort()).toEqual(['localOverheadRatio', 'poolScaling']);
+    expect(Object.keys(last).sort()).toEqual(['localOverheadRatio', 'physicalScaling', 'poolScaling', 'poolScalingOfPhysical']);
     expect(last['localOverheadRatio']).toBeGreaterThan(0);
     expect(last['poolScaling']).toBeGreaterThan(0);
+    expect(last['physicalScaling']).toBeGreaterThan(0);
+    expect(last['poolScalingOfPhysical']).toBeCloseTo(last['poolScaling']! / last['physicalScaling']!, 1);
   });
 });

@@ -65,6 +65,8 @@ describe('onnxruntime threading of the service', () => {
     // The floor service runs the same tail on each request, so it takes at least a run's time.
     expect(last['serviceFloorMs']).toBeGreaterThanOrEqual(Math.min(last['bareMs'] as number, last['serverComputeMs'] as number) * 0.5);
     expect(Number.isFinite(last['serviceFloorRatio'])).toBe(true);
+    expect(Number.isFinite(last['ownOverheadRatio'])).toBe(true);
+    expect(last['ownOverheadRatio']).toBeGreaterThan(0);
     // c96's tail reads the 7×7×1280 feature map (250 880 bytes) and answers 1000 logits.
     expect(last['requestBytes']).toBeGreaterThan(250_880);
     expect(last['responseBytes']).toBeGreaterThan(4000);
