@@ -3,9 +3,7 @@
  * measured with the `benchmark` package (many cycles, statistically settled mean).
  */
 import Benchmark from 'benchmark';
-import { AdaptivePlanner } from '../src/planner/adaptive.js';
-import type { Observation, Plan, PlanContext } from '../src/planner/plan.js';
-import type { Profile } from '../src/planner/profile.js';
+import { AdaptivePlanner, type Observation, type Plan, type PlanContext, type Profile } from '../src/planner/index.js';
 
 export interface DecisionBenchResult {
   decisionMicros: number;

@@ -1,7 +1,7 @@
 /**
  * The static half of the cost model: per-cut and per-endpoint times and sizes taken from a
  * profile, laid out in typed arrays so that a decision over hundreds of options is a few
- * multiply-adds each. The learned half (estimators) lives in `adaptive.ts`.
+ * multiply-adds each. The learned half and the cost formula live in `predict.ts`.
  */
 import { ValidationError } from '../errors.js';
 import type { Plan } from './plan.js';
@@ -34,6 +34,12 @@ export interface OptionEstimate {
   bytesReceived: number;
   /** Price of the option under the endpoint's prices (0 for local). */
   price: number;
+  /**
+   * `false` while the endpoint's circuit breaker is probing it: only the health probe goes
+   * there, so the objective never selects the option. `rank` lists such options after the
+   * available ones, with the same cost.
+   */
+  available: boolean;
 }
 
 /**
