@@ -1,19 +1,21 @@
 /**
  * Errors of the cloud service, each mapped to the HTTP status it is answered with.
  */
-import { TandemError } from '../src/errors.js';
+import type { Logger } from 'pino';
+import { isTandemError, TandemError, type ErrorCode } from '../src/index.js';
 
 export class CloudError extends TandemError {
   /** HTTP status the service answers with. */
   readonly status: number;
 
-  constructor(status: number, code: string, message: string, options: { cause?: unknown; retryable?: boolean; details?: Record<string, unknown> } = {}) {
-    super(code, message, { ...options, retryable: options.retryable ?? (status === 429 || status >= 500) });
+  /** `retryable`, where a site does not say, is the catalogue's (`src/error-codes/apps.ts`). */
+  constructor(status: number, code: ErrorCode, message: string, options: { cause?: unknown; retryable?: boolean; details?: Record<string, unknown> } = {}) {
+    super(code, message, options);
     this.status = status;
   }
 }
 
-export const badRequest = (code: string, message: string, details?: Record<string, unknown>): CloudError =>
+export const badRequest = (code: ErrorCode, message: string, details?: Record<string, unknown>): CloudError =>
   new CloudError(400, code, message, details ? { details } : {});
 
 /**
@@ -22,3 +24,22 @@ export const badRequest = (code: string, message: string, details?: Record<strin
  */
 export const clientClosed = (when: string, cause?: unknown): CloudError =>
   new CloudError(499, 'CLOUD_CLIENT_CLOSED', `the client closed the connection ${when}`, { retryable: false, ...(cause !== undefined ? { cause } : {}) });
+
+/** A failure as the service answers it, on any front. */
+export interface ErrorSummary {
+  status: number;
+  code: ErrorCode;
+  message: string;
+}
+
+/**
+ * The status, code and message a failure is answered with, on every front; each front then
+ * writes it in its own shape. Anything not the client's fault is logged here, once.
+ */
+export function describeError(error: unknown, log: Logger): ErrorSummary {
+  if (error instanceof CloudError) return { status: error.status, code: error.code, message: error.message };
+  // Codec, OIP and Vertex parse failures are the client's fault.
+  if (isTandemError(error)) return { status: error.code === 'CODEC_TOO_LARGE' ? 413 : 400, code: error.code, message: error.message };
+  log.error({ err: error }, 'unexpected failure');
+  return { status: 500, code: 'CLOUD_INTERNAL', message: 'internal error' };
+}

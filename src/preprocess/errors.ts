@@ -1,12 +1,25 @@
 /** Typed failures of image decoding and input pipelines. */
+import type { AreaErrorCode } from '../error-codes.js';
 import { TandemError } from '../errors.js';
 
+type PreprocessErrorCode = AreaErrorCode<'preprocess'>;
+type Options = { cause?: unknown; retryable?: boolean; details?: Record<string, unknown> };
+
 /**
- * An image the pipeline cannot use. Codes: `IMAGE_EMPTY`, `IMAGE_CORRUPT`, `IMAGE_FORMAT`,
- * `IMAGE_ZERO_SIZE`, `IMAGE_CHANNELS`, `IMAGE_RAW_LENGTH`, `IMAGE_TOO_LARGE`, and
+ * An image the pipeline cannot use: one of the catalogue's `IMAGE_*` codes, among them
  * `IMAGE_DECODER_UNAVAILABLE` when sharp (loaded on the first image) cannot be loaded.
  */
-export class ImageError extends TandemError {}
+export class ImageError extends TandemError {
+  declare readonly code: PreprocessErrorCode;
+  constructor(code: PreprocessErrorCode, message: string, options: Options = {}) {
+    super(code, message, options);
+  }
+}
 
 /** A manifest's pipeline or post-processing spec is invalid, or does not fit the model. */
-export class PipelineSpecError extends TandemError {}
+export class PipelineSpecError extends TandemError {
+  declare readonly code: PreprocessErrorCode;
+  constructor(code: PreprocessErrorCode, message: string, options: Options = {}) {
+    super(code, message, options);
+  }
+}

@@ -2,22 +2,15 @@
  * Provider failures, classified so that callers can tell a retry (another attempt, another
  * endpoint, or local fallback) from a final answer.
  */
+import type { AreaErrorCode } from '../error-codes.js';
 import { TandemError } from '../errors.js';
 
-export type ProviderErrorCode =
-  | 'PROVIDER_THROTTLED' // 429 / throttling: retryable
-  | 'PROVIDER_UNAVAILABLE' // 5xx: retryable
-  | 'PROVIDER_TIMEOUT' // deadline passed: retryable
-  | 'PROVIDER_NETWORK' // connection refused / reset: retryable
-  | 'PROVIDER_AUTH' // 401 / 403: final
-  | 'PROVIDER_VALIDATION' // 400 / 404 / 413: final
-  | 'PROVIDER_MODEL' // the model rejected the inputs: final
-  | 'PROVIDER_RESPONSE' // the response could not be decoded: final
-  | 'PROVIDER_ABORTED' // the caller's signal aborted: final
-  | 'PROVIDER_TLS' // the endpoint's certificate is not trusted or not its own: final
-  | 'PROVIDER_CONFIG'; // bad endpoint configuration: final
-
-const RETRYABLE: ReadonlySet<ProviderErrorCode> = new Set(['PROVIDER_THROTTLED', 'PROVIDER_UNAVAILABLE', 'PROVIDER_TIMEOUT', 'PROVIDER_NETWORK']);
+/**
+ * The providers' codes, listed with their meaning in the error catalogue
+ * (`error-codes/runtime.ts`), which also says which are retryable: throttling, 5xx, timeouts
+ * and network faults are; the rest are final.
+ */
+export type ProviderErrorCode = AreaErrorCode<'providers'>;
 
 /** Codes a server's Retry-After is kept on: the answers RFC 9110 gives the header a meaning for. */
 const RETRY_AFTER_CODES: ReadonlySet<ProviderErrorCode> = new Set(['PROVIDER_THROTTLED', 'PROVIDER_UNAVAILABLE']);
@@ -41,7 +34,8 @@ export class ProviderError extends TandemError {
   readonly retryAfterMs: number | undefined;
 
   constructor(code: ProviderErrorCode, message: string, options: { cause?: unknown; status?: number; details?: Record<string, unknown>; retryAfterMs?: number | undefined } = {}) {
-    super(code, message, { ...options, retryable: RETRYABLE.has(code) });
+    // Never a site's own retryable: a provider failure's classification is its code's.
+    super(code, message, { cause: options.cause, details: options.details });
     this.status = options.status;
     const wait = options.retryAfterMs;
     this.retryAfterMs = wait !== undefined && RETRY_AFTER_CODES.has(code) && wait >= 0 ? Math.min(wait, MAX_RETRY_AFTER_MS) : undefined;

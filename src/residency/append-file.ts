@@ -5,6 +5,7 @@
  */
 import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
+import { TandemError } from '../errors.js';
 
 /** The disk operations an appender uses; tests replace them to inject ENOSPC or EIO. */
 export interface AppendIo {
@@ -75,7 +76,7 @@ export class DurableAppendFile {
 
   /** Appends `data`; resolves with its offset once it is on disk (after fsync when durable). */
   append(data: Uint8Array): Promise<number> {
-    if (this.closed) return Promise.reject(new Error('append file is closed'));
+    if (this.closed) return Promise.reject(new TandemError('APPEND_FILE_CLOSED', 'the append file is closed'));
     if (this.failure !== undefined) return Promise.reject(this.failure);
     return new Promise<number>((resolve, reject) => {
       this.queue.push({ data, resolve, reject });

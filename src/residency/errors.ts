@@ -2,7 +2,17 @@
  * Typed failures of the residency layer. Callers branch on `code`; the classes exist so that
  * `instanceof` works for the common cases (a refused write, a full outbox).
  */
+import { errorInfo, type AreaErrorCode, type ErrorCode } from '../error-codes.js';
 import { TandemError, ValidationError } from '../errors.js';
+
+/**
+ * Whether a code is a refusal by the residency policy (the catalogue's `residency` codes it
+ * answers 403): what the edge agent answers 403 and counts as a residency refusal.
+ */
+export function isResidencyRefusal(code: ErrorCode): boolean {
+  const info = errorInfo(code);
+  return info.area === 'residency' && info.status === 403;
+}
 
 /** Where in a policy file a problem sits: a 1-based line/column for YAML/JSON text, and the key path. */
 export interface PolicyIssue {
@@ -39,7 +49,7 @@ export class UnknownDataClassError extends ValidationError {
 /** The policy forbids writing this data class to this store. Code `RESIDENCY_WRITE_DENIED`; never retryable. */
 export class ResidencyDeniedError extends TandemError {
   constructor(message: string, details: Record<string, unknown>) {
-    super('RESIDENCY_WRITE_DENIED', message, { details, retryable: false });
+    super('RESIDENCY_WRITE_DENIED', message, { details });
   }
 }
 
@@ -52,7 +62,7 @@ export class AuditTamperError extends TandemError {
 
 export type StoreFailure = 'auth' | 'unavailable' | 'not-found' | 'rejected' | 'config' | 'corrupt';
 
-const STORE_CODES: Record<StoreFailure, string> = {
+const STORE_CODES: Record<StoreFailure, AreaErrorCode<'residency'>> = {
   auth: 'STORE_AUTH',
   unavailable: 'STORE_UNAVAILABLE',
   'not-found': 'STORE_NOT_FOUND',
@@ -63,14 +73,13 @@ const STORE_CODES: Record<StoreFailure, string> = {
 
 /**
  * A result store failed. `auth` (credentials refused) and `config` are not retryable until an
- * operator acts; `unavailable` (network, 5xx, throttling) is.
+ * operator acts; `unavailable` (network, 5xx, throttling) is (the catalogue says which).
  */
 export class StoreError extends TandemError {
   readonly failure: StoreFailure;
   constructor(failure: StoreFailure, store: string, message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
     super(STORE_CODES[failure], `store "${store}": ${message}`, {
       cause: options.cause,
-      retryable: failure === 'unavailable',
       details: { store, ...options.details },
     });
     this.failure = failure;
@@ -80,23 +89,20 @@ export class StoreError extends TandemError {
 /** The outbox reached its byte budget: the result is refused, not accepted and dropped. Code `OUTBOX_FULL`. */
 export class OutboxFullError extends TandemError {
   constructor(details: { usedBytes: number; maxBytes: number; recordBytes: number }) {
-    super('OUTBOX_FULL', `outbox full: ${details.usedBytes} of ${details.maxBytes} bytes used, a ${details.recordBytes}-byte result does not fit`, {
-      retryable: true,
-      details,
-    });
+    super('OUTBOX_FULL', `outbox full: ${details.usedBytes} of ${details.maxBytes} bytes used, a ${details.recordBytes}-byte result does not fit`, { details });
   }
 }
 
 /** The outbox's disk refused the write (ENOSPC, EIO, EDQUOT...). Code `OUTBOX_DISK`. The result was not accepted. */
 export class OutboxDiskError extends TandemError {
   constructor(message: string, cause: unknown, details: Record<string, unknown>) {
-    super('OUTBOX_DISK', message, { cause, retryable: true, details });
+    super('OUTBOX_DISK', message, { cause, details });
   }
 }
 
 /** Envelope encryption failed: a missing or wrong key, or an object that does not authenticate. */
 export class EnvelopeError extends TandemError {
   constructor(code: 'ENVELOPE_KEY' | 'ENVELOPE_CORRUPT', message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
-    super(code, message, { ...options, retryable: false });
+    super(code, message, options);
   }
 }

@@ -2,12 +2,15 @@
  * Typed failures of the edge runtime. Callers branch on `code`; `retryable` says whether
  * the same request may succeed later (a full queue drains, a crashed worker is replaced).
  */
+import { errorInfo, type AreaErrorCode, type ErrorCode } from '../error-codes.js';
 import { TandemError } from '../errors.js';
+
+type Options = { cause?: unknown; retryable?: boolean; details?: Record<string, unknown> };
 
 /** The edge pool's queue is at its bound and the caller asked to be rejected rather than wait. */
 export class QueueFullError extends TandemError {
   constructor(limit: number) {
-    super('RUNTIME_QUEUE_FULL', `the edge pool queue is full (${limit} waiting)`, { retryable: true, details: { limit } });
+    super('RUNTIME_QUEUE_FULL', `the edge pool queue is full (${limit} waiting)`, { details: { limit } });
   }
 }
 
@@ -32,11 +35,24 @@ export class ClosedError extends TandemError {
   }
 }
 
-/** onnxruntime failed to load a model or to run it inside a worker. */
+/**
+ * onnxruntime failed to load a model or to run it inside a worker. Any code: a worker's
+ * failure keeps the code it was raised with on the other side of the thread boundary.
+ */
 export class EdgeExecutionError extends TandemError {}
 
-/** A model package (folder or file) is missing, unreadable or inconsistent. */
-export class ModelPackageError extends TandemError {}
+/** A code of the catalogue's `package` area: a fault of the model package rather than of the run. */
+export function isPackageCode(code: ErrorCode): code is AreaErrorCode<'package'> {
+  return errorInfo(code).area === 'package';
+}
+
+// Raised by the package layer, which the runtime shares with the cloud.
+export { ModelPackageError } from '../package/errors.js';
 
 /** The plan names something the runtime does not have (an endpoint, a cut). */
-export class PlanError extends TandemError {}
+export class PlanError extends TandemError {
+  declare readonly code: AreaErrorCode<'runtime'>;
+  constructor(code: AreaErrorCode<'runtime'>, message: string, options: Options = {}) {
+    super(code, message, options);
+  }
+}

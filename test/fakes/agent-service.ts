@@ -21,13 +21,13 @@ export class FakeService implements InferenceService {
   async infer(request: ServiceRequest, options: ServiceCallOptions = {}): Promise<ServiceResult> {
     this.calls.push(request);
     if (request.model !== 'sum') throw new TandemError('MODEL_UNKNOWN', `no model named "${request.model}"`, { details: { model: request.model } });
-    if (request.dataClass === 'forbidden') throw new TandemError('RESIDENCY_DENIED', 'no store allows this data class');
+    if (request.dataClass === 'forbidden') throw new TandemError('RESIDENCY_NO_STORE', 'no store allows this data class');
     if (this.delayMs > 0) {
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(resolve, this.delayMs);
         options.signal?.addEventListener('abort', () => {
           clearTimeout(timer);
-          reject(new TandemError('ABORTED', 'aborted'));
+          reject(new TandemError('RUNTIME_ABORTED', 'aborted'));
         }, { once: true });
       });
     }

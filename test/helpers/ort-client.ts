@@ -25,8 +25,8 @@ export class OrtTestClient implements ProviderClient {
   async infer(request: InferRequest, options: InferOptions = {}): Promise<InferResponse> {
     this.calls.push(request);
     const started = performance.now();
-    if (this.behaviour === 'down') throw new TandemError('PROVIDER_UNREACHABLE', 'connect ECONNREFUSED 127.0.0.1', { retryable: true });
-    if (this.behaviour === 'error') throw new TandemError('PROVIDER_HTTP_500', 'internal server error', { retryable: true });
+    if (this.behaviour === 'down') throw new TandemError('PROVIDER_NETWORK', 'connect ECONNREFUSED 127.0.0.1', { retryable: true });
+    if (this.behaviour === 'error') throw new TandemError('PROVIDER_UNAVAILABLE', 'internal server error', { retryable: true });
     if (this.behaviour === 'slow') {
       try {
         await sleep(this.slowMs, undefined, options.signal ? { signal: options.signal } : {});

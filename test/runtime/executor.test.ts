@@ -56,7 +56,7 @@ describe('Executor split path (hand-made partition)', () => {
       const input = randomInput([1, 3, 48, 192], 10);
       const result = await executor.execute({ kind: 'split', cut: 'c1', endpoint: 'cloud' }, cloneMap(input));
       expect(result.fellBack).toBe(true);
-      expect(result.fallback).toMatchObject({ reason: 'endpoint-error', code: 'PROVIDER_UNREACHABLE', retryable: true });
+      expect(result.fallback).toMatchObject({ reason: 'endpoint-error', code: 'PROVIDER_NETWORK', retryable: true });
       const soft = (await referenceRun(CLS_MODEL, input))[CUT]!.data as Float32Array;
       const y = result.outputs['y']!.data as Float32Array;
       expect(maxAbsDiff({ y: result.outputs['y']! }, { y: { dtype: 'float32', dims: [1, 2], data: soft.map((v) => 2 * v + 1) } })).toBeLessThan(1e-5);
