@@ -3,7 +3,7 @@
  * per distinct model file and reused for every cut asked of it.
  */
 import { parseModel, splitModel, type OnnxModel } from '../src/graph/index.js';
-import type { TailExtractor } from './models.js';
+import type { TailExtractor } from './repository.js';
 
 const parsed = new WeakMap<Uint8Array, Promise<OnnxModel>>();
 

@@ -1,5 +1,5 @@
 /**
- * The external data files a package vouches for (`weights.bin` beside `model.onnx`), checked
+ * The worker's side of external data: the files a package vouches for (`weights.bin` beside `model.onnx`), checked
  * again by the worker every time it creates a session, not only when the package is loaded: a
  * worker creates sessions long after start-up (a replacement worker, a reload after its session
  * cache released one), and onnxruntime would read the file as it is on disk then.
@@ -28,13 +28,13 @@
  * code a package refused at start-up gets. The run fails and the worker keeps going; a later
  * load checks again, so restoring the file makes the model load once more.
  */
+import { open, realpath, stat } from 'node:fs/promises';
 import { constants as bufferConstants } from 'node:buffer';
 import { createHash } from 'node:crypto';
-import type { BigIntStats } from 'node:fs';
-import { open, realpath, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, relative, sep } from 'node:path';
 import type { InferenceSession } from 'onnxruntime-node';
 import { TandemError } from '../errors.js';
+import { fingerprintOf, hashFile, sameFingerprint } from '../package/fingerprint.js';
 import { EdgeExecutionError, ModelPackageError } from './errors.js';
 import type { ExternalDataFile, FileFingerprint, ModelRef } from './protocol.js';
 
@@ -47,37 +47,6 @@ export const EXTERNAL_IN_MEMORY_LIMIT = Math.min(2 ** 32, bufferConstants.MAX_LE
 
 /** Reads go straight into the destination buffer, in chunks large enough to keep the disk busy. */
 const READ_CHUNK = 16 << 20;
-
-export function fingerprintOf(stats: BigIntStats): FileFingerprint {
-  return { size: stats.size, mtimeNs: stats.mtimeNs, ctimeNs: stats.ctimeNs, ino: stats.ino, dev: stats.dev };
-}
-
-export function sameFingerprint(a: FileFingerprint, b: FileFingerprint): boolean {
-  return a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs && a.ino === b.ino && a.dev === b.dev;
-}
-
-/**
- * Streams a file's SHA-256 (in 1 MiB reads, so files past 2 GiB are fine) and returns the
- * fingerprint of the contents that were hashed: the file is stat-ed through the same handle
- * before and after, and one written to while it was being read is refused.
- */
-export async function hashFile(path: string): Promise<{ sha256: string; fingerprint: FileFingerprint }> {
-  // A FIFO would hold the read forever, a device would never end it.
-  if (!(await stat(path)).isFile()) throw new ModelPackageError('RUNTIME_PACKAGE_SHA256', `${path} is not a regular file`, { details: { path } });
-  const handle = await open(path, 'r');
-  try {
-    const before = fingerprintOf(await handle.stat({ bigint: true }));
-    const hash = createHash('sha256');
-    for await (const chunk of handle.createReadStream({ start: 0, highWaterMark: 1 << 20, autoClose: false })) hash.update(chunk as Buffer);
-    const after = fingerprintOf(await handle.stat({ bigint: true }));
-    if (!sameFingerprint(before, after)) {
-      throw new ModelPackageError('RUNTIME_PACKAGE_SHA256', `${path} changed while it was being checked`, { details: { path } });
-    }
-    return { sha256: hash.digest('hex'), fingerprint: after };
-  } finally {
-    await handle.close();
-  }
-}
 
 /** How onnxruntime gets a model's external data: as bytes, or from a folder. */
 export interface ExternalDataSource {

@@ -5,7 +5,7 @@
 import { splitModel, type OnnxModel } from '../graph/index.js';
 import type { Partition, PartitionSource } from './executor.js';
 import { modelFromBytes } from './model-source.js';
-import { loadPackageModel, type ModelPackage } from './package.js';
+import { loadPackageModel, type EdgePackage } from './package.js';
 
 /**
  * Splits the package's model on first use of each cut. The caller caches the results. The
@@ -13,7 +13,7 @@ import { loadPackageModel, type ModelPackage } from './package.js';
  * first split; a read that fails, a file changed since start-up among others, is tried again
  * on the next, so a restored file splits again.
  */
-export function graphPartitions(pkg: ModelPackage): PartitionSource {
+export function graphPartitions(pkg: EdgePackage): PartitionSource {
   let model: Promise<OnnxModel> | undefined;
   return async (cut: string): Promise<Partition> => {
     const loading = (model ??= loadPackageModel(pkg));

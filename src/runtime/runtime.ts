@@ -13,7 +13,7 @@ import type { EndpointConfig, ProviderClient } from '../providers/types.js';
 import { assertTensor, type Tensor, type TensorMap } from '../tensor.js';
 import { ClosedError, PlanError } from './errors.js';
 import { Executor, type Fallback, type Partition, type PartitionSource, type Timing } from './executor.js';
-import { loadPackage, type ModelPackage } from './package.js';
+import { loadPackage, type EdgePackage } from './package.js';
 import { graphPartitions } from './partitions.js';
 import { syntheticTensor } from './synthetic.js';
 import { analyzeModel, loadModel } from '../graph/index.js';
@@ -160,7 +160,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
   return new EmbeddedRuntime(pkg, signature, pool, executor, planner, clients, owned, options.allowedEndpoints, prober);
 }
 
-async function warmup(pkg: ModelPackage, executor: Executor, shapes: Record<string, number[]>): Promise<void> {
+async function warmup(pkg: EdgePackage, executor: Executor, shapes: Record<string, number[]>): Promise<void> {
   let inputs: TensorMap;
   try {
     const analysis = await analyzeModel(await loadModel(pkg.modelPath), shapes);
@@ -177,7 +177,7 @@ class EmbeddedRuntime implements Runtime {
   private readonly inFlight = new Set<Promise<unknown>>();
 
   constructor(
-    private readonly pkg: ModelPackage,
+    private readonly pkg: EdgePackage,
     signature: { inputs: string[]; outputs: string[] },
     private readonly pool: EdgePool,
     private readonly executor: Executor,
@@ -355,7 +355,7 @@ function checkPlan(plan: Plan, clients: ReadonlyMap<string, ProviderClient>): vo
   }
 }
 
-function createPool(options: RuntimeOptions, pkg: ModelPackage): EdgePool {
+function createPool(options: RuntimeOptions, pkg: EdgePackage): EdgePool {
   return new EdgePool({
     ...(options.workers !== undefined ? { workers: options.workers } : {}),
     ...(options.intraOpThreads !== undefined ? { intraOpThreads: options.intraOpThreads } : {}),

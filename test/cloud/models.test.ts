@@ -225,11 +225,17 @@ describe('external-data model packages', () => {
     await expect(discoverModels(root)).rejects.toMatchObject({ code: 'CLOUD_MANIFEST', message: expect.stringContaining('weights.bin') });
     // The same checksum twice says nothing contradictory.
     writeManifest({ 'weights.bin': 'B'.repeat(64), './weights.bin': 'b'.repeat(64) });
-    expect((await discoverModels(root))[0]?.files).toEqual({ 'weights.bin': 'b'.repeat(64) });
+    expect((await discoverModels(root))[0]?.sha256).toEqual({ 'weights.bin': 'b'.repeat(64) });
   });
 
   it('keeps the checksums of every listed file, in normalised form', async () => {
     writeManifest({ 'model.onnx': 'A'.repeat(64), './weights.bin': 'b'.repeat(64) });
-    expect(await discoverModels(root)).toEqual([{ name: 'mlp', path: join(pkg, 'model.onnx'), sha256: 'a'.repeat(64), files: { 'weights.bin': 'b'.repeat(64) } }]);
+    expect(await discoverModels(root)).toEqual([{
+      name: 'mlp',
+      dir: pkg,
+      modelPath: join(pkg, 'model.onnx'),
+      manifest: { name: 'mlp', model: 'model.onnx', inputs: {}, sha256: { 'model.onnx': 'A'.repeat(64), './weights.bin': 'b'.repeat(64) } },
+      sha256: { 'model.onnx': 'a'.repeat(64), 'weights.bin': 'b'.repeat(64) },
+    }]);
   });
 });
