@@ -1,30 +1,35 @@
 /**
- * Bounded concurrency with a bounded queue. When both are full a request is refused at
- * once (the caller answers 429) instead of waiting and holding its body in memory.
+ * Bounded concurrency with a bounded queue, per model. When both are full a request is refused
+ * at once (the caller answers 429) instead of waiting and holding its body in memory. The
+ * queueing is the shared one (src/util/bounded-queue.ts); this keeps the service's errors.
  */
+import { BoundedQueue, type QueueRefusals } from '../src/util/index.js';
 import { clientClosed, CloudError } from './errors.js';
 
-interface Waiter {
-  grant: (release: () => void) => void;
-}
+const refusals: QueueRefusals = {
+  full: ({ active, queued }) => new CloudError(429, 'CLOUD_OVERLOADED', `model is busy (${active} running, ${queued} queued); retry later`, { retryable: true }),
+  aborted: (reason, when) => clientClosed(when === 'before' ? 'before the request was queued; it was not run' : 'while the request was queued; it was not run', reason),
+  expired: () => new CloudError(504, 'CLOUD_DEADLINE', 'the request deadline passed while it was queued', { retryable: true }),
+};
 
 export class Limiter {
-  private active = 0;
-  private readonly waiting: Waiter[] = [];
+  private readonly queue: BoundedQueue;
 
-  constructor(readonly maxConcurrent: number, readonly maxQueue: number, private readonly onChange: (queued: number, active: number) => void = () => undefined) {}
+  constructor(readonly maxConcurrent: number, readonly maxQueue: number, onChange: (queued: number, active: number) => void = () => undefined) {
+    this.queue = new BoundedQueue({ capacity: maxConcurrent, maxQueue, refusals, onChange });
+  }
 
   get queued(): number {
-    return this.waiting.length;
+    return this.queue.queued;
   }
 
   get running(): number {
-    return this.active;
+    return this.queue.active;
   }
 
   /** Whether `acquire` would not resolve at once (it would queue, or refuse with 429). */
   get full(): boolean {
-    return this.active >= this.maxConcurrent;
+    return this.queue.full;
   }
 
   /**
@@ -32,56 +37,13 @@ export class Limiter {
    * full, with 504 when `deadline` (epoch ms) passes while queued, and with 499
    * `CLOUD_CLIENT_CLOSED` when `signal` aborts first (or has already).
    */
-  acquire(deadline: number, signal?: AbortSignal): Promise<() => void> {
-    if (signal?.aborted) return Promise.reject(clientClosed('before the request was queued; it was not run', signal.reason));
-    if (this.active < this.maxConcurrent) {
-      this.active += 1;
-      this.onChange(this.waiting.length, this.active);
-      return Promise.resolve(this.releaser());
-    }
-    if (this.waiting.length >= this.maxQueue) {
-      return Promise.reject(new CloudError(429, 'CLOUD_OVERLOADED', `model is busy (${this.active} running, ${this.waiting.length} queued); retry later`, { retryable: true }));
-    }
-    return new Promise((resolve, reject) => {
-      const leave = (): void => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        const i = this.waiting.indexOf(waiter);
-        if (i >= 0) this.waiting.splice(i, 1);
-      };
-      // A waiter that leaves gives its place up at once: the queue bound counts only
-      // requests that will run.
-      const onAbort = (): void => {
-        leave();
-        this.onChange(this.waiting.length, this.active);
-        reject(clientClosed('while the request was queued; it was not run', signal?.reason));
-      };
-      const timer = setTimeout(() => {
-        leave();
-        this.onChange(this.waiting.length, this.active);
-        reject(new CloudError(504, 'CLOUD_DEADLINE', 'the request deadline passed while it was queued', { retryable: true }));
-      }, Math.max(0, deadline - Date.now()));
-      const waiter: Waiter = {
-        grant: (release) => {
-          leave();
-          resolve(release);
-        },
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.waiting.push(waiter);
-      this.onChange(this.waiting.length, this.active);
-    });
-  }
-
-  private releaser(): () => void {
-    let done = false;
+  async acquire(deadline: number, signal?: AbortSignal): Promise<() => void> {
+    await this.queue.acquire({ deadline, signal });
+    let released = false;
     return () => {
-      if (done) return;
-      done = true;
-      const next = this.waiting.shift();
-      if (next) next.grant(this.releaser());
-      else this.active -= 1;
-      this.onChange(this.waiting.length, this.active);
+      if (released) return;
+      released = true;
+      this.queue.release();
     };
   }
 }

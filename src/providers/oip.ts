@@ -9,14 +9,14 @@ import { callScope } from './deadline.js';
 import { ProviderError } from './errors.js';
 import { endpointAgent, post } from './http.js';
 import { httpInferResponse } from './payload.js';
-import type { EndpointConfig, InferOptions, InferRequest, InferResponse, ProviderClient } from './types.js';
+import type { InferOptions, InferRequest, InferResponse, OipEndpointConfig, ProviderClient } from './types.js';
 import { encodeOipRequest, LINK_PROBE_PATH, OIP_HEADER_LENGTH } from './wire/oip.js';
 
 export class OipClient implements ProviderClient {
   /** The endpoint's own agent when it has a `caFile`; the shared one otherwise. */
   private readonly agent: LazyValue<HttpsAgent> | undefined;
 
-  constructor(readonly endpoint: EndpointConfig, private readonly extraHeaders: Record<string, string> = {}) {
+  constructor(readonly endpoint: OipEndpointConfig, private readonly extraHeaders: Record<string, string> = {}) {
     if (!endpoint.url) throw new ProviderError('PROVIDER_CONFIG', `endpoint "${endpoint.name}" (oip) needs a url`);
     this.agent = endpointAgent(endpoint);
   }

@@ -8,7 +8,7 @@ import { callScope } from './deadline.js';
 import { ProviderError } from './errors.js';
 import { endpointAgent, post } from './http.js';
 import { encodeRequest, httpInferResponse } from './payload.js';
-import type { EndpointConfig, InferOptions, InferRequest, InferResponse, ProviderClient } from './types.js';
+import type { InferOptions, InferRequest, InferResponse, PaiEasEndpointConfig, ProviderClient } from './types.js';
 import { easSignature } from './wire/eas.js';
 
 export interface EasSigningKey {
@@ -16,11 +16,22 @@ export interface EasSigningKey {
   secret: string;
 }
 
+/**
+ * The signing keys in `TANDEM_EAS_ACCESS_KEY_ID` / `TANDEM_EAS_ACCESS_KEY_SECRET`, when both are
+ * set. For the layers that read the environment (the CLI, the config loaders); the clients
+ * take their keys as an argument.
+ */
+export function easSigningFromEnv(env: Readonly<Record<string, string | undefined>>): EasSigningKey | undefined {
+  const keyId = env['TANDEM_EAS_ACCESS_KEY_ID'];
+  const secret = env['TANDEM_EAS_ACCESS_KEY_SECRET'];
+  return keyId && secret ? { keyId, secret } : undefined;
+}
+
 export class PaiEasClient implements ProviderClient {
   /** The endpoint's own agent when it has a `caFile`; the shared one otherwise. */
   private readonly agent: LazyValue<HttpsAgent> | undefined;
 
-  constructor(readonly endpoint: EndpointConfig, private readonly signing?: EasSigningKey) {
+  constructor(readonly endpoint: PaiEasEndpointConfig, private readonly signing?: EasSigningKey) {
     if (!endpoint.url) throw new ProviderError('PROVIDER_CONFIG', `endpoint "${endpoint.name}" (pai-eas) needs a url`);
     if (!endpoint.token && !signing) throw new ProviderError('PROVIDER_CONFIG', `endpoint "${endpoint.name}" (pai-eas) needs a token or signing keys`);
     this.agent = endpointAgent(endpoint);

@@ -12,7 +12,7 @@ import { callScope, raceAbort } from './deadline.js';
 import { credentialError, errorForStatus, ProviderError, retryAfterOf } from './errors.js';
 import { answerTooLarge, MAX_ANSWER_BYTES } from './http.js';
 import { computeFromAttributes, decodeResponse, encodeRequest, timing } from './payload.js';
-import type { EndpointConfig, InferOptions, InferRequest, InferResponse, ProviderClient } from './types.js';
+import type { InferOptions, InferRequest, InferResponse, ProviderClient, SageMakerEndpointConfig } from './types.js';
 
 interface AwsServiceError {
   name: string;
@@ -88,7 +88,7 @@ export class SageMakerClient implements ProviderClient {
   private readonly client: LazyValue<{ sdk: SageMakerSdk; client: SageMakerRuntimeClient }>;
 
   /** `sdkConfig` overrides the SDK's configuration (credentials in tests, a custom agent…). */
-  constructor(readonly endpoint: EndpointConfig, sdkConfig: SageMakerRuntimeClientConfig = {}) {
+  constructor(readonly endpoint: SageMakerEndpointConfig, sdkConfig: SageMakerRuntimeClientConfig = {}) {
     if (!endpoint.target && !endpoint.name) throw new ProviderError('PROVIDER_CONFIG', 'a SageMaker endpoint needs a target (the endpoint name)');
     this.client = new LazyValue(async () => {
       let sdk: SageMakerSdk;
@@ -126,12 +126,12 @@ export class SageMakerClient implements ProviderClient {
     const scope = callScope(options);
     try {
       // Before the clock starts: the one-off SDK load is not part of this call's encode time.
-      const { sdk, client } = await raceAbort(this.client.get(), scope.signal);
+      const { sdk, client } = await raceAbort(this.client.get(), { signal: scope.signal });
       // Resolved here, not inside send(), so that a failure of the credential chain (an STS
       // refusal of a web identity token, say) is not mistaken for the endpoint's answer. The
       // provider is memoized: STS is asked once, then again only near expiry.
       try {
-        await raceAbort(client.config.credentials(), scope.signal);
+        await raceAbort(client.config.credentials(), { signal: scope.signal });
       } catch (error) {
         if (scope.signal.aborted) throw error;
         const status = isServiceError(error) ? error.$metadata?.httpStatusCode : undefined;

@@ -4,36 +4,29 @@
  */
 import type { TensorMap } from '../tensor.js';
 
-export type ProviderKind = 'sagemaker' | 'vertex' | 'pai-eas' | 'oip';
+/**
+ * How an endpoint is declared in configuration (validated with zod in edge/config.ts): the
+ * fields every kind shares, and each kind's own (`kind` tells which).
+ */
+export type EndpointConfig = SageMakerEndpointConfig | VertexEndpointConfig | PaiEasEndpointConfig | OipEndpointConfig;
 
-/** How an endpoint is declared in configuration (validated with zod in `config.ts`). */
-export interface EndpointConfig {
+export type ProviderKind = EndpointConfig['kind'];
+
+/** The endpoint configuration of one kind. */
+export type EndpointConfigOf<K extends ProviderKind> = Extract<EndpointConfig, { kind: K }>;
+
+interface EndpointCommon {
   /** Unique name used in plans, logs and residency policies. */
   name: string;
-  kind: ProviderKind;
   /** Cloud region the endpoint runs in, e.g. `eu-central-1`, `cn-shanghai`. */
   region: string;
   /** Base URL override (local emulation, private link). Required for `oip` and `pai-eas`. */
   url?: string;
-  /** Provider-specific identifiers: SageMaker endpoint name, Vertex endpoint id/project, EAS service name. */
-  target?: string;
-  project?: string;
-  /** For PAI-EAS: the service token; for the Vertex emulation: a static bearer token. Never AWS keys. */
-  token?: string;
   /**
    * Body encoding: `binary` (default) sends Tandem msgpack tensor payloads (the OIP binary
    * extension for `oip`); `json` sends OIP v2 JSON, or Vertex `instances` through `predict`.
    */
   wire?: 'binary' | 'json';
-  /**
-   * Vertex AI only: the SDK's transport, `grpc` or `rest` (its HTTP/1.1 fallback). Default:
-   * `rest` with `url`, `grpc` without (the SDK's own default against Google). With `url`, its
-   * scheme says whether the channel is encrypted, for either transport: `https://` is TLS
-   * (gRPC checks the certificate against its default roots, `GRPC_DEFAULT_SSL_ROOTS_FILE_PATH`,
-   * or `caFile`),
-   * `http://` plaintext (gRPC then sends the bearer token as call metadata).
-   */
-  transport?: 'grpc' | 'rest';
   /**
    * Path to a PEM bundle of CA certificates that this endpoint's TLS certificate is checked
    * against, instead of the default roots (like curl's `--cacert`): for a private link or a
@@ -48,6 +41,46 @@ export interface EndpointConfig {
   /** Prices for the cost objective. */
   pricePerRequest?: number;
   pricePerGB?: number;
+}
+
+/** An AWS SageMaker real-time endpoint. Credentials come from the AWS SDK's chain, never from here. */
+export interface SageMakerEndpointConfig extends EndpointCommon {
+  kind: 'sagemaker';
+  /** The SageMaker endpoint name (default: `name`). */
+  target?: string;
+}
+
+/** A Google Vertex AI endpoint. */
+export interface VertexEndpointConfig extends EndpointCommon {
+  kind: 'vertex';
+  /** The endpoint id (required). */
+  target?: string;
+  /** The Google Cloud project (required). */
+  project?: string;
+  /** A static bearer token (the Vertex emulation); without one, Application Default Credentials. */
+  token?: string;
+  /**
+   * The SDK's transport, `grpc` or `rest` (its HTTP/1.1 fallback). Default: `rest` with `url`,
+   * `grpc` without (the SDK's own default against Google). With `url`, its scheme says whether
+   * the channel is encrypted, for either transport: `https://` is TLS (gRPC checks the
+   * certificate against its default roots, `GRPC_DEFAULT_SSL_ROOTS_FILE_PATH`, or `caFile`),
+   * `http://` plaintext (gRPC then sends the bearer token as call metadata).
+   */
+  transport?: 'grpc' | 'rest';
+}
+
+/** An Alibaba Cloud PAI-EAS service. */
+export interface PaiEasEndpointConfig extends EndpointCommon {
+  kind: 'pai-eas';
+  /** The EAS service name (default: the request's model). */
+  target?: string;
+  /** The service token; without one, requests are signed with the client's signing keys. Never AWS keys. */
+  token?: string;
+}
+
+/** An Open Inference Protocol v2 server (KServe, Triton, `tandem cloud serve`). */
+export interface OipEndpointConfig extends EndpointCommon {
+  kind: 'oip';
 }
 
 export interface InferRequest {

@@ -17,7 +17,7 @@ import { callScope, raceAbort } from './deadline.js';
 import { causeChain, credentialError, errorForStatus, MAX_RETRY_AFTER_MS, ProviderError, retryAfterOf, tlsError } from './errors.js';
 import { answerTooLarge, httpsAgentTrusting, MAX_ANSWER_BYTES } from './http.js';
 import { decodeResponse, encodeRequest, timing } from './payload.js';
-import type { EndpointConfig, InferOptions, InferRequest, InferResponse, ProviderClient } from './types.js';
+import type { InferOptions, InferRequest, InferResponse, ProviderClient, VertexEndpointConfig } from './types.js';
 import { predictionsToTensors, tensorsToInstances, toProtoValue, VERTEX_MAX_MESSAGE_BYTES } from './wire/vertex.js';
 
 type ProtoValue = protos.google.protobuf.IValue;
@@ -282,7 +282,7 @@ export class VertexClient implements ProviderClient {
    * transporter: over REST, the answer cap and the `caFile` agent are then that transporter's
    * ({@link restAnswerCap}, {@link trustingAdapter} as its adapter).
    */
-  constructor(readonly endpoint: EndpointConfig, clientOptions: ClientOptions = {}) {
+  constructor(readonly endpoint: VertexEndpointConfig, clientOptions: ClientOptions = {}) {
     const what = `endpoint "${endpoint.name}" (vertex)`;
     if (!endpoint.project || !endpoint.target) throw new ProviderError('PROVIDER_CONFIG', `${what} needs project and target (the endpoint id)`);
     const transport: unknown = endpoint.transport ?? (endpoint.url ? 'rest' : 'grpc');
@@ -372,13 +372,13 @@ export class VertexClient implements ProviderClient {
   async infer(request: InferRequest, options: InferOptions = {}): Promise<InferResponse> {
     const scope = callScope(options);
     try {
-      const client = await raceAbort(this.client.get(), scope.signal);
+      const client = await raceAbort(this.client.get(), { signal: scope.signal });
       // Resolved here, not inside the call, so that a failure of ADC (a refused workload
       // identity token, say) is not mistaken for the endpoint's answer. The auth library keeps
       // the token: the exchange happens once, then again near expiry.
       let authHeaders: Headers;
       try {
-        authHeaders = await raceAbort(client.auth.getRequestHeaders(), scope.signal);
+        authHeaders = await raceAbort(client.auth.getRequestHeaders(), { signal: scope.signal });
       } catch (error) {
         if (scope.signal.aborted) throw error;
         const { status, code } = statusOf(error);
@@ -407,7 +407,7 @@ export class VertexClient implements ProviderClient {
     const start = performance.now();
     const enc = encodeRequest(request, 'binary');
     const encoded = performance.now();
-    const [body] = await raceAbort(client.rawPredict({ endpoint: this.path, httpBody: { contentType: enc.contentType, data: enc.body } }, callOptions), signal);
+    const [body] = await raceAbort(client.rawPredict({ endpoint: this.path, httpBody: { contentType: enc.contentType, data: enc.body } }, callOptions), { signal });
     const received = performance.now();
     const data = body.data instanceof Uint8Array ? body.data : typeof body.data === 'string' ? Buffer.from(body.data, 'base64') : new Uint8Array(0);
     const decoded = decodeResponse(this.endpoint.name, data);
@@ -420,7 +420,7 @@ export class VertexClient implements ProviderClient {
     const parameters = toProtoValue({ model: request.model, ...(request.cut ? { cut: request.cut } : {}) });
     const bytesSent = JSON.stringify(instances).length;
     const encoded = performance.now();
-    const [response] = await raceAbort(client.predict({ endpoint: this.path, instances, parameters }, callOptions), signal);
+    const [response] = await raceAbort(client.predict({ endpoint: this.path, instances, parameters }, callOptions), { signal });
     const received = performance.now();
     const predictions = (response.predictions ?? []).map(fromValue);
     const meta = response.metadata ? (fromValue(response.metadata) as { computeMs?: unknown; outputs?: Record<string, { dtype?: DType }> } | null) : null;

@@ -9,6 +9,7 @@ import type { InferResponse, ProviderClient } from '../providers/types.js';
 import type { TensorMap } from '../tensor.js';
 import { TandemError } from '../errors.js';
 import { ProviderError } from '../providers/errors.js';
+import { deadlineSignal } from '../util/deadline.js';
 import { AbortedError, DeadlineExceededError, PlanError } from './errors.js';
 import type { EdgePool } from './pool.js';
 import type { ModelRef } from './protocol.js';
@@ -220,19 +221,12 @@ export class Executor {
       if (Date.now() >= (deadline ?? 0)) throw new DeadlineExceededError(deadline ?? 0, 'choosing where to run');
       return { fallback: { reason: 'deadline', message: 'too little time left for the remote call; ran on the edge' } };
     }
-    const controller = new AbortController();
-    const onAbort = (): void => controller.abort(signal?.reason);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    let cutoffHit = false;
-    const timer = cutoff === undefined ? undefined : setTimeout(() => {
-      cutoffHit = true;
-      controller.abort(new DeadlineExceededError(cutoff, 'waiting for the endpoint'));
-    }, cutoff - Date.now());
+    const scope = deadlineSignal({ signal, deadline: cutoff, timeoutReason: () => new DeadlineExceededError(cutoff ?? 0, 'waiting for the endpoint') });
     try {
       options.onRemoteSend?.(Date.now());
       const response = await client.infer(
         { ...request, ...(options.requestId ? { requestId: options.requestId } : {}) },
-        { signal: controller.signal, ...(cutoff !== undefined ? { deadline: cutoff } : {}) },
+        { signal: scope.signal, ...(cutoff !== undefined ? { deadline: cutoff } : {}) },
       );
       timing.encodeMs += response.timing.encodeMs;
       timing.transferMs += response.timing.networkMs;
@@ -242,7 +236,7 @@ export class Executor {
     } catch (error) {
       if (signal?.aborted) throw new AbortedError(signal.reason);
       // The client gets the cutoff as its own deadline and may time out a moment before our timer.
-      const timedOut = cutoffHit || (cutoff !== undefined && Date.now() >= cutoff - CUTOFF_SLACK_MS);
+      const timedOut = scope.expired || (cutoff !== undefined && Date.now() >= cutoff - CUTOFF_SLACK_MS);
       if (timedOut) return { fallback: { reason: 'deadline', message: 'the endpoint would have made the request miss its deadline; finished on the edge' } };
       const tandem = error instanceof TandemError ? error : undefined;
       const retryAfterMs = error instanceof ProviderError ? error.retryAfterMs : undefined;
@@ -255,8 +249,7 @@ export class Executor {
         },
       };
     } finally {
-      if (timer) clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
+      scope.dispose();
     }
   }
 }

@@ -11,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import type { TandemError } from '../errors.js';
 import type { TensorMap } from '../tensor.js';
-import { AbortedError, ClosedError, DeadlineExceededError, EdgeExecutionError, ModelPackageError, QueueFullError } from './errors.js';
+import { BoundedQueue, type QueueRefusals } from '../util/bounded-queue.js';
+import { AbortedError, ClosedError, DeadlineExceededError, EdgeExecutionError, isPackageCode, ModelPackageError, QueueFullError } from './errors.js';
 import { raceCaller } from './race.js';
 import { fromWire, toWire, type ModelRef, type ModelSignature, type WorkerConfig, type WorkerError, type WorkerResult, type WorkerTask } from './protocol.js';
 
@@ -82,10 +83,12 @@ export interface EdgeRunResult {
 
 type RunTransferList = NonNullable<Parameters<Piscina['run']>[1]>['transferList'];
 
-interface Waiter {
-  grant: () => void;
-  fail: (error: Error) => void;
-}
+/** The pool's queue refusals: the runtime's typed errors. */
+const refusals: QueueRefusals = {
+  full: ({ maxQueue }) => new QueueFullError(maxQueue),
+  aborted: (reason) => new AbortedError(reason),
+  expired: (deadline) => new DeadlineExceededError(deadline, 'waiting for an edge worker'),
+};
 
 /** Resolves the worker module next to this file: compiled `.js`, or `.ts` source run through tsx. */
 function workerEntry(): { filename: string; execArgv: string[] } {
@@ -103,8 +106,8 @@ export class EdgePool {
   readonly stretchJitter: boolean;
   private readonly whenFull: 'wait' | 'reject';
   private readonly piscina: Piscina;
-  private readonly waiting: Waiter[] = [];
-  private running = 0;
+  /** Worker slots: one holder per worker, FIFO waiters behind them. */
+  private readonly queue: BoundedQueue;
   private closed = false;
   private idle: (() => void) | undefined;
   private closing: Promise<void> | undefined;
@@ -114,6 +117,7 @@ export class EdgePool {
     this.workers = positiveInt(options.workers ?? 1, 'workers');
     this.intraOpThreads = positiveInt(options.intraOpThreads ?? Math.max(1, Math.floor(cores / this.workers)), 'intraOpThreads');
     this.maxQueue = nonNegativeInt(options.maxQueue ?? 4 * this.workers, 'maxQueue');
+    this.queue = new BoundedQueue({ capacity: this.workers, maxQueue: this.maxQueue, refusals, onChange: () => this.settleIdle() });
     this.whenFull = options.whenFull ?? 'reject';
     this.slowdown = options.slowdown ?? 1;
     this.stretchJitter = options.stretchJitter ?? false;
@@ -135,12 +139,12 @@ export class EdgePool {
 
   /** Requests waiting for a worker right now. */
   get queueLength(): number {
-    return this.waiting.length;
+    return this.queue.queued;
   }
 
   /** Requests running in a worker right now. */
   get active(): number {
-    return this.running;
+    return this.queue.active;
   }
 
   /**
@@ -187,9 +191,9 @@ export class EdgePool {
    */
   close(options: { force?: boolean } = {}): Promise<void> {
     this.closed = true;
-    if (options.force) for (const w of this.waiting.splice(0)) w.fail(new ClosedError('edge pool'));
+    if (options.force) this.queue.rejectWaiting(() => new ClosedError('edge pool'));
     this.closing ??= (async () => {
-      if (this.running > 0 || this.waiting.length > 0) await new Promise<void>((resolve) => (this.idle = resolve));
+      if (this.queue.active > 0 || this.queue.queued > 0) await new Promise<void>((resolve) => (this.idle = resolve));
       // Sessions released by the workers themselves: left to finalizers during the workers'
       // termination, onnxruntime-node once aborted the process (a Napi::Error thrown while
       // its environment was going away).
@@ -216,7 +220,7 @@ export class EdgePool {
       // A worker that crashed is replaced by piscina; the request may succeed if retried.
       return { ok: false, error: { code: 'RUNTIME_WORKER_FAILED', message: error instanceof Error ? error.message : String(error), retryable: true } };
     } finally {
-      this.release();
+      this.queue.release();
     }
   }
 
@@ -227,68 +231,21 @@ export class EdgePool {
     return result;
   }
 
+  /**
+   * A worker slot. Checked here, before the queue: a closed pool, and a deadline already past
+   * even with a worker free (the run could not finish in time).
+   */
   private acquire(options: EdgeRunOptions): Promise<void> {
     if (this.closed) return Promise.reject(new ClosedError('edge pool'));
     if (options.signal?.aborted) return Promise.reject(new AbortedError(options.signal.reason));
     if (options.deadline !== undefined && Date.now() >= options.deadline) {
       return Promise.reject(new DeadlineExceededError(options.deadline, 'waiting for an edge worker'));
     }
-    if (this.running < this.workers && this.waiting.length === 0) {
-      this.running++;
-      return Promise.resolve();
-    }
-    if ((options.whenFull ?? this.whenFull) === 'reject' && this.waiting.length >= this.maxQueue) {
-      return Promise.reject(new QueueFullError(this.maxQueue));
-    }
-    return new Promise<void>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const leave = (): void => {
-        const i = this.waiting.indexOf(waiter);
-        if (i >= 0) this.waiting.splice(i, 1);
-        if (timer) clearTimeout(timer);
-        options.signal?.removeEventListener('abort', onAbort);
-      };
-      const onAbort = (): void => {
-        leave();
-        reject(new AbortedError(options.signal?.reason));
-        this.settleIdle();
-      };
-      const waiter: Waiter = {
-        grant: () => {
-          leave();
-          resolve();
-        },
-        fail: (error) => {
-          leave();
-          reject(error);
-        },
-      };
-      options.signal?.addEventListener('abort', onAbort, { once: true });
-      if (options.deadline !== undefined) {
-        const deadline = options.deadline;
-        timer = setTimeout(() => {
-          leave();
-          reject(new DeadlineExceededError(deadline, 'waiting for an edge worker'));
-          this.settleIdle();
-        }, Math.max(0, deadline - Date.now()));
-      }
-      this.waiting.push(waiter);
-    });
-  }
-
-  private release(): void {
-    const next = this.waiting[0];
-    if (next) {
-      // The slot passes straight to the next waiter; `running` stays the same.
-      next.grant();
-    } else {
-      this.running--;
-    }
-    this.settleIdle();
+    return this.queue.acquire({ signal: options.signal, deadline: options.deadline, whenFull: options.whenFull ?? this.whenFull });
   }
 
   private settleIdle(): void {
-    if (this.idle && this.running === 0 && this.waiting.length === 0) {
+    if (this.idle && this.queue.active === 0 && this.queue.queued === 0) {
       const resolve = this.idle;
       this.idle = undefined;
       resolve();
@@ -304,7 +261,7 @@ export class EdgePool {
  */
 function workerError(error: WorkerError): TandemError {
   const options = { retryable: error.retryable, ...(error.details ? { details: error.details } : {}) };
-  if (error.code.startsWith('RUNTIME_PACKAGE_') || error.code === 'RUNTIME_MODEL_CHANGED') return new ModelPackageError(error.code, error.message, options);
+  if (isPackageCode(error.code)) return new ModelPackageError(error.code, error.message, options);
   return new EdgeExecutionError(error.code, error.message, options);
 }
 

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { CloudError } from '../../cloud/errors.js';
 import { Limiter } from '../../cloud/limiter.js';
 
@@ -59,5 +59,39 @@ describe('Limiter', () => {
     expect([limiter.queued, limiter.running]).toEqual([0, 1]);
     release();
     expect(limiter.running).toBe(0);
+  });
+
+  it('refuses past its queue bound with 429 CLOUD_OVERLOADED, and a release counts once', async () => {
+    const limiter = new Limiter(1, 1);
+    const first = await limiter.acquire(FAR());
+    const queued = limiter.acquire(FAR());
+    await expect(limiter.acquire(FAR())).rejects.toMatchObject({ status: 429, code: 'CLOUD_OVERLOADED', retryable: true, message: 'model is busy (1 running, 1 queued); retry later' });
+    first();
+    first();
+    const second = await queued;
+    expect([limiter.queued, limiter.running]).toEqual([0, 1]);
+    second();
+    expect(limiter.running).toBe(0);
+  });
+
+  describe('with fake timers', () => {
+    afterEach(() => {
+      vi.useRealTimers();
+    });
+
+    it('refuses a request still queued at its deadline with 504 CLOUD_DEADLINE, and leaves no timer', async () => {
+      vi.useFakeTimers();
+      const changes: [number, number][] = [];
+      const limiter = new Limiter(1, 2, (queued, active) => changes.push([queued, active]));
+      const first = await limiter.acquire(Date.now() + 1_000);
+      const late = limiter.acquire(Date.now() + 100);
+      const outcome = expect(late).rejects.toMatchObject({ status: 504, code: 'CLOUD_DEADLINE', retryable: true });
+      vi.advanceTimersByTime(100);
+      await outcome;
+      expect(changes.at(-1)).toEqual([0, 1]);
+      expect(vi.getTimerCount()).toBe(0);
+      first();
+      expect(limiter.running).toBe(0);
+    });
   });
 });

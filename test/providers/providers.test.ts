@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CloudService } from '../../cloud/server.js';
-import { createProviderClient, type EndpointConfig, type ProviderClient } from '../../src/providers/index.js';
+import { createProviderClient, type EndpointConfig, type PaiEasEndpointConfig, type ProviderClient, type VertexEndpointConfig } from '../../src/providers/index.js';
 import { CLS, CREDS, DET, expectSameOutputs, localRun, modelsDir, randomInput, startService } from '../helpers/cloud.js';
 import { failure } from '../helpers/errors.js';
 
@@ -129,8 +129,8 @@ describe('provider errors are classified', () => {
     const bad: ProviderClient[] = [
       createProviderClient(e['sagemaker-binary'] as EndpointConfig, { sagemaker: { credentials: { accessKeyId: CREDS.aws.accessKeyId, secretAccessKey: 'wrong' } } }),
       createProviderClient(e['sagemaker-binary'] as EndpointConfig, { sagemaker: { credentials: { accessKeyId: 'AKIDOTHER', secretAccessKey: CREDS.aws.secretAccessKey } } }),
-      createProviderClient({ ...(e['vertex-raw'] as EndpointConfig), token: 'wrong' }),
-      createProviderClient({ ...(e['eas-binary'] as EndpointConfig), token: 'wrong' }),
+      createProviderClient({ ...(e['vertex-raw'] as VertexEndpointConfig), token: 'wrong' }),
+      createProviderClient({ ...(e['eas-binary'] as PaiEasEndpointConfig), token: 'wrong' }),
     ];
     for (const c of bad) {
       const err = await failure(c.infer({ model: 'cls', inputs: input }));
