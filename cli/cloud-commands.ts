@@ -2,7 +2,8 @@
  * `tandem cloud serve`, `tandem bench codec` and `tandem bench cloud-overhead`.
  */
 import type { Command } from 'commander';
-import { ValidationError } from '../src/errors.js';
+import { ValidationError } from '../src/index.js';
+import { loadBench } from './bench-loader.js';
 
 function writeResult(json: boolean, result: Record<string, unknown>, human: string): void {
   if (json) process.stdout.write(`${JSON.stringify(result)}\n`);
@@ -32,7 +33,7 @@ export function registerCloudBenchCommands(bench: Command): void {
     .option('--json', 'print the result as JSON on the last line')
     .option('--iterations <n>', 'timed iterations', positiveInt('--iterations'), 50)
     .action(async (opts: { json?: boolean; iterations: number }) => {
-      const { runCodecBench } = await import('../bench/codec.js');
+      const { runCodecBench } = await loadBench('codec', () => import('../bench/codec.js'));
       const r = runCodecBench({ iterations: opts.iterations });
       writeResult(opts.json === true, { ...r }, `codec: ${r.tensorBytes} B float32, encode ${r.encodeMs.toFixed(3)} ms, decode ${r.decodeMs.toFixed(3)} ms (CRC-32: ${r.crc32}), ${r.encodeDecodeGBps.toFixed(2)} GB/s encode+decode`);
     });
@@ -46,7 +47,7 @@ export function registerCloudBenchCommands(bench: Command): void {
     .option('--no-spinning', 'stop idle onnxruntime threads spin-waiting, on both sides')
     .option('--workers <n>', 'run the partition in this many service worker threads (bare runs timed in the worker; default 0: on the event loop)', nonNegativeInt('--workers'), 0)
     .action(async (opts: { json?: boolean; iterations: number; warmup?: number; cut?: string; intraOpThreads?: number; spinning: boolean; workers: number }) => {
-      const { runCloudOverheadBench, defaultOverheadSubject } = await import('../bench/cloud-overhead.js');
+      const { runCloudOverheadBench, defaultOverheadSubject } = await loadBench('cloud-overhead', () => import('../bench/cloud-overhead.js'));
       const r = await runCloudOverheadBench(await defaultOverheadSubject(opts.cut), {
         iterations: opts.iterations,
         ...(opts.warmup !== undefined ? { warmup: opts.warmup } : {}),
@@ -71,7 +72,7 @@ interface ServeOptions {
   logLevel: string;
   intraOpThreads?: number;
   spinning: boolean;
-  workers: number;
+  workers?: number;
   maxPartitions?: number;
 }
 
@@ -83,42 +84,21 @@ function portOption(name: string) {
   };
 }
 
-/** TANDEM_WORKERS, TANDEM_MAX_PARTITIONS: for containers whose platform starts them with `serve` and no flags. */
-function intFromEnv(name: string, min: 0 | 1): number | undefined {
-  const v = process.env[name];
-  if (v === undefined || v === '') return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new ValidationError('CLI_ARGUMENT', `${name}=${v} is not a ${min === 0 ? 'non-negative' : 'positive'} integer`);
-  return n;
-}
-
-/** Port: --port, then SAGEMAKER_BIND_TO_PORT, then AIP_HTTP_PORT, then 8080. */
-function resolvePort(option: number | undefined): number {
-  if (option !== undefined) return option;
-  for (const name of ['SAGEMAKER_BIND_TO_PORT', 'AIP_HTTP_PORT']) {
-    const v = process.env[name];
-    if (v !== undefined && v !== '') {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ValidationError('CLI_ARGUMENT', `${name}=${v} is not a port`);
-      return n;
-    }
-  }
-  return 8080;
-}
-
 async function serve(opts: ServeOptions): Promise<void> {
-  const [{ readFile }, { pino }, { startCloudService }, { defaultTailExtractor }, { resolveModelSource }] = await Promise.all([
-    import('node:fs/promises'), import('pino'), import('../cloud/server.js'), import('../cloud/tails.js'), import('../cloud/sources.js'),
+  const [{ readFile }, { pino }, { startCloudService }, { defaultTailExtractor }, { resolveModelSource }, { cloudOptionsFromEnv }] = await Promise.all([
+    import('node:fs/promises'), import('pino'), import('../cloud/server.js'), import('../cloud/tails.js'), import('../cloud/sources.js'), import('../cloud/config.js'),
   ]);
+  // Flags first; what they leave out comes from the container's environment.
+  const { modelSource, ...fromEnv } = cloudOptionsFromEnv(process.env, { port: opts.port, workers: opts.workers, maxPartitions: opts.maxPartitions, models: opts.models });
   const { threadingSessionOptions } = await import('../cloud/models.js');
   if ((opts.tlsKey === undefined) !== (opts.tlsCert === undefined)) throw new ValidationError('CLI_ARGUMENT', '--tls-key and --tls-cert go together');
   const tls = opts.tlsKey && opts.tlsCert ? { key: await readFile(opts.tlsKey), cert: await readFile(opts.tlsCert) } : undefined;
   const logger = pino({ name: 'tandem-cloud', level: opts.logLevel });
   // Vertex AI tells a custom container where its artifacts are; SageMaker mounts them.
-  const source = await resolveModelSource(opts.models ?? process.env['AIP_STORAGE_URI'] ?? '/opt/ml/model');
+  const source = await resolveModelSource(modelSource);
   const service = await startCloudService({
+    ...fromEnv,
     models: source.dir,
-    port: resolvePort(opts.port),
     ...(opts.grpcPort !== undefined ? { grpcPort: opts.grpcPort } : {}),
     host: opts.host,
     ...(tls ? { tls } : {}),
@@ -129,8 +109,6 @@ async function serve(opts: ServeOptions): Promise<void> {
     logger,
     processMetrics: true,
     sessionOptions: threadingSessionOptions({ ...(opts.intraOpThreads !== undefined ? { intraOpNumThreads: opts.intraOpThreads } : {}), ...(opts.spinning ? {} : { spinning: false }) }),
-    workers: opts.workers,
-    ...(opts.maxPartitions !== undefined ? { maxPartitions: opts.maxPartitions } : {}),
   });
   process.stdout.write(`tandem cloud service on ${service.url}${service.grpcUrl ? ` (Vertex AI gRPC on ${service.grpcUrl})` : ''} serving ${service.models.names().join(', ') || 'no models'}\n`);
   // SageMaker and Vertex stop containers with SIGTERM; finish in-flight requests first.
@@ -172,10 +150,7 @@ export function registerCloudCommands(program: Command): void {
     .option('--no-spinning', 'stop idle onnxruntime threads spin-waiting (for cores shared with other work)')
     .option('--workers <n>', 'worker threads that run the models, keeping the event loop free during runs (default: TANDEM_WORKERS, else 0: runs on the event loop)', nonNegativeInt('--workers'))
     .option('--max-partitions <n>', 'whole models and tails kept loaded, least recently used evicted beyond (default: TANDEM_MAX_PARTITIONS, else 32)', positiveInt('--max-partitions'))
-    .action((opts: Omit<ServeOptions, 'workers'> & { workers?: number }) => {
-      const maxPartitions = opts.maxPartitions ?? intFromEnv('TANDEM_MAX_PARTITIONS', 1);
-      return serve({ ...opts, workers: opts.workers ?? intFromEnv('TANDEM_WORKERS', 0) ?? 0, ...(maxPartitions !== undefined ? { maxPartitions } : {}) });
-    });
+    .action((opts: ServeOptions) => serve(opts));
 
   const existing = program.commands.find((c) => c.name() === 'bench');
   const bench = existing ?? program.command('bench').description('benchmarks');

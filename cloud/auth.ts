@@ -6,8 +6,9 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { SignatureV4 } from '@smithy/signature-v4';
-import { easSignature } from '../src/providers/wire/eas.js';
-import { sha256Hex } from '../src/util/sha256.js';
+import type { ErrorCode } from '../src/index.js';
+import { easSignature } from '../src/providers/index.js';
+import { sha256Hex } from '../src/util/index.js';
 import { CloudError } from './errors.js';
 
 /** node:crypto behind the hash interface SignatureV4 expects. */
@@ -46,7 +47,7 @@ export function safeEqual(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-const unauthorized = (code: string, message: string): CloudError => new CloudError(403, code, message, { retryable: false });
+const unauthorized = (code: ErrorCode, message: string): CloudError => new CloudError(403, code, message, { retryable: false });
 
 export interface AwsCredentials {
   accessKeyId: string;

@@ -1,13 +1,12 @@
 /**
  * What the cloud service's fronts share: the headers of Tandem's own protocol and its request
  * budget, the status mapping Google's fronts use, and the contract between the one inference
- * path (server.ts) and each front that feeds it (node:http there, gRPC in grpc.ts). Its own
- * module so that grpc.ts, which server.ts loads on demand, does not import server.ts back.
+ * core (`core.ts`) and each front that feeds it (node:http in `fronts/http.ts`, gRPC in
+ * `fronts/vertex-grpc.ts`).
  */
-import type { Logger } from 'pino';
-import type { TensorMap } from '../src/tensor.js';
+import type { TensorMap } from '../src/index.js';
 import { badRequest, CloudError } from './errors.js';
-import type { LoadedPartition, ModelRepository } from './models.js';
+import type { LoadedPartition } from './models.js';
 
 /** Header carrying the server's compute time (ms) on every inference response. */
 export const COMPUTE_HEADER = 'x-tandem-compute-ms';
@@ -32,7 +31,7 @@ export const GRPC_STATUS: Readonly<Record<number, string>> = {
   429: 'RESOURCE_EXHAUSTED', 499: 'CANCELLED', 500: 'INTERNAL', 501: 'UNIMPLEMENTED', 503: 'UNAVAILABLE', 504: 'DEADLINE_EXCEEDED',
 };
 
-/** The gRPC front as the service drives it (`grpc.ts`). */
+/** The gRPC front as the service drives it (`fronts/vertex-grpc.ts`). */
 export interface GrpcFront {
   readonly port: number;
   /** Refuses new calls; resolves once the calls in flight have finished and the connections closed. */
@@ -50,8 +49,7 @@ export interface Route {
   maxBody: number;
   model?: string;
   cut?: string;
-  /** Vertex rawPredict / predict fronts answer errors in Google's JSON error shape. */
-  googleErrors?: boolean;
+  /** Vertex rawPredict: a JSON `{httpBody}` request is answered as an HttpBody JSON. */
   vertexRaw?: boolean;
 }
 
@@ -68,7 +66,7 @@ export interface ParsedBody {
 }
 
 /**
- * What the HTTP and gRPC fronts do differently on the one inference path ({@link infer}): where
+ * What the HTTP and gRPC fronts do differently on the one inference path (`InferenceCore.infer`): where
  * the deadline, credentials and body come from, how a client's leaving shows, and how the
  * answer is written. One object per front, made once, so a request allocates nothing for it.
  */
@@ -87,37 +85,6 @@ export interface FrontIO<X> {
   closed(x: X): boolean;
   /** Writes the answer and returns its size in bytes; called while the run's slot is held. */
   answer(x: X, r: Route, requestId: string, outputs: TensorMap, parsed: ParsedBody, model: string, cut: string | null, computeMs: number): number;
-}
-
-/** What the gRPC front (`grpc.ts`) uses of the service: the shared inference path and its parts. */
-export interface ServiceCore {
-  readonly log: Logger;
-  readonly repo: ModelRepository;
-  readonly timeoutMs: number;
-  readonly maxBody: number;
-  readonly vertexToken: string | undefined;
-  draining(): boolean;
-  drainingError(): CloudError;
-  infer<X>(io: FrontIO<X>, x: X, r: Route, path: string, requestId: string, started: number): Promise<{ status: number; model: string }>;
-  /** Brackets every request that reached {@link infer}: the drain waits for them. */
-  begin(): void;
-  end(): void;
-  count(route: string, model: string, status: number, started: number): void;
-  logRefusal(log: Logger, route: string, status: number, error: unknown): void;
-  /** The `model` label of a request: the route's model when it is served, else `unknown`. */
-  modelLabel(r: Route): string;
-  describe(error: unknown, log: Logger): ErrorSummary;
-  parseBody(body: Buffer, headerLength: string | undefined, r: Route): ParsedBody;
-  vertexParsed(instances: readonly unknown[], parameters: Readonly<Record<string, unknown>>): ParsedBody;
-  encodeAnswer(outputs: TensorMap, parsed: ParsedBody, headers: Record<string, string | number>, about: { model: string; cut: string | null; compute: string }): Uint8Array;
-  vertexAnswer(outputs: TensorMap, parsed: ParsedBody, model: string, compute: string): VertexAnswer;
-}
-
-/** A failure as the service answers it. */
-export interface ErrorSummary {
-  status: number;
-  code: string;
-  message: string;
 }
 
 /** Vertex's PredictResponse, as plain JSON. */

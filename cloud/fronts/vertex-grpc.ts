@@ -1,8 +1,8 @@
 /**
  * The gRPC front of the emulated Vertex AI API: google.cloud.aiplatform.v1.PredictionService's
  * `Predict` and `RawPredict`, which the Vertex SDK speaks by default (its REST fallback is what
- * the HTTP front's `:predict` and `:rawPredict` routes serve). Every call goes through the
- * service's one inference path (`infer` in server.ts): the same model lookup, limiter,
+ * the HTTP front's `:predict` and `:rawPredict` routes serve, `vertex-http.ts`). Every call goes
+ * through the service's one inference core (`core.ts`): the same model lookup, limiter,
  * deadline, body limit, bearer token, metrics and log line. Only the framing and the shape of
  * errors are gRPC's: a status code, and google.rpc.Status details (ErrorInfo with the service's
  * code, RetryInfo on overload) in `grpc-status-details-bin`, as Google's fronts send them.
@@ -14,12 +14,13 @@ import { Metadata, Server, ServerCredentials, setLogger, status as GrpcStatus, t
 import { loadSync, type MessageTypeDefinition, type MethodDefinition } from '@grpc/proto-loader';
 import type { Logger } from 'pino';
 import { Reader } from 'protobufjs';
-import { OIP_HEADER_LENGTH } from '../src/providers/wire/oip.js';
-import { toProtoValue, VERTEX_MAX_MESSAGE_BYTES } from '../src/providers/wire/vertex.js';
-import type { TensorMap } from '../src/tensor.js';
-import { verifyBearer } from './auth.js';
-import { badRequest, CloudError } from './errors.js';
-import { COMPUTE_HEADER, CUT_HEADER, DEADLINE_HEADER, DRAIN_GRACE_MS, GRPC_STATUS, MODEL_HEADER, requestBudget, RETRY_AFTER_SECONDS, type FrontIO, type GrpcFront, type ParsedBody, type Route, type ServiceCore, type VertexAnswer } from './front.js';
+import type { TensorMap } from '../../src/index.js';
+import { OIP_HEADER_LENGTH, toProtoValue, VERTEX_MAX_MESSAGE_BYTES } from '../../src/providers/index.js';
+import { verifyBearer } from '../auth.js';
+import { badRequest, CloudError, describeError } from '../errors.js';
+import { vertexAnswer } from '../formats.js';
+import { COMPUTE_HEADER, CUT_HEADER, DEADLINE_HEADER, DRAIN_GRACE_MS, GRPC_STATUS, MODEL_HEADER, requestBudget, RETRY_AFTER_SECONDS, type FrontIO, type GrpcFront, type ParsedBody, type Route, type VertexAnswer } from '../front.js';
+import type { FrontContext } from './http-front.js';
 
 const require = createRequire(import.meta.url);
 // The protos the Vertex SDK itself is generated from; google/api, google/rpc and the
@@ -172,7 +173,9 @@ function useServiceLog(log: Logger): void {
 }
 
 /** Starts the gRPC front on `host:port`; resolves once it listens. */
-export async function startGrpcFront(core: ServiceCore, options: { port: number; host: string; tls?: { key: string | Buffer; cert: string | Buffer } }): Promise<GrpcFront> {
+export async function startGrpcFront(ctx: FrontContext, options: { port: number; host: string; tls?: { key: string | Buffer; cert: string | Buffer } }): Promise<GrpcFront> {
+  const { settings, repo, core, formats } = ctx;
+  const log = settings.log;
   const definitions = loadSync(['google/cloud/aiplatform/v1/prediction_service.proto', 'google/rpc/status.proto', 'google/rpc/error_details.proto'], {
     includeDirs: PROTO_DIRS, keepCase: false, longs: String, enums: String, defaults: false, oneofs: true,
   });
@@ -204,7 +207,7 @@ export async function startGrpcFront(core: ServiceCore, options: { port: number;
 
   /** Answers a refusal as the status its HTTP status stands for, with Google's details; returns that HTTP status. */
   function fail(call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>, requestId: string, error: unknown, log: Logger): number {
-    const { status, code, message: text } = core.describe(error, log);
+    const { status, code, message: text } = describeError(error, log);
     // The client has gone: there is nobody to answer.
     if (call.cancelled) return status;
     const grpcCode = GrpcStatus[(GRPC_STATUS[status] ?? 'UNKNOWN') as keyof typeof GrpcStatus];
@@ -220,7 +223,7 @@ export async function startGrpcFront(core: ServiceCore, options: { port: number;
   const io: FrontIO<Exchange> = {
     budget(x) {
       // Tandem's own budget, as metadata, as on HTTP; the call's deadline bounds it too.
-      const tandem = requestBudget(text(x.call.metadata, DEADLINE_HEADER), core.timeoutMs);
+      const tandem = requestBudget(text(x.call.metadata, DEADLINE_HEADER), settings.timeoutMs);
       const at = deadlineOf(x.call);
       if (!Number.isFinite(at)) return tandem;
       const budget = at - Date.now();
@@ -228,7 +231,7 @@ export async function startGrpcFront(core: ServiceCore, options: { port: number;
       return Math.min(budget, tandem);
     },
     authorize(x) {
-      verifyBearer({ authorization: text(x.call.metadata, 'authorization') }, core.vertexToken);
+      verifyBearer({ authorization: text(x.call.metadata, 'authorization') }, settings.credentials.vertexToken);
     },
     body(x, r) {
       const tooLarge = (bytes: number): CloudError => new CloudError(413, 'CLOUD_TOO_LARGE', `request body of ${bytes} bytes exceeds this route's limit of ${r.maxBody} bytes`, { retryable: false });
@@ -244,13 +247,13 @@ export async function startGrpcFront(core: ServiceCore, options: { port: number;
     },
     verify: () => undefined,
     parse(x, body, r): ParsedBody {
-      if (x.kind === 'rawPredict') return core.parseBody(body, text(x.call.metadata, OIP_HEADER_LENGTH), r);
+      if (x.kind === 'rawPredict') return formats.parse(body, text(x.call.metadata, OIP_HEADER_LENGTH), r);
       const instances = (x.message.instances ?? []).map((v) => fromValue(v, 1));
       const parameters = x.message.parameters ? fromValue(x.message.parameters, 1) : {};
       if (parameters === null || typeof parameters !== 'object' || Array.isArray(parameters)) {
         throw badRequest('CLOUD_VERTEX_BODY', 'a PredictRequest\'s "parameters" must be a struct');
       }
-      return core.vertexParsed(instances, parameters as Record<string, unknown>);
+      return formats.vertex(instances, parameters as Record<string, unknown>);
     },
     // A call cancelled at its deadline is left to the service's own deadline, which ends at the
     // same moment: it is counted and logged as the deadline's 504, as on the HTTP front.
@@ -270,11 +273,11 @@ export async function startGrpcFront(core: ServiceCore, options: { port: number;
       let bytes: number;
       if (x.kind === 'rawPredict') {
         const headers: Record<string, string | number> = {};
-        const payload = core.encodeAnswer(outputs, parsed, headers, { model, cut, compute });
+        const payload = formats.encode(outputs, parsed, headers, { model, cut, compute });
         encoded = httpBodyType.serialize({ contentType: String(headers['content-type']), data: payload });
         bytes = payload.byteLength;
       } else {
-        const answer: VertexAnswer = core.vertexAnswer(outputs, parsed, model, compute);
+        const answer: VertexAnswer = vertexAnswer(outputs, parsed, model, compute);
         encoded = predictResponseType.serialize({ predictions: answer.predictions.map(toProtoValue), deployedModelId: answer.deployedModelId, metadata: toProtoValue(answer.metadata) });
         bytes = encoded.byteLength;
       }
@@ -295,7 +298,7 @@ export async function startGrpcFront(core: ServiceCore, options: { port: number;
     const started = performance.now();
     const requestId = text(call.metadata, 'x-request-id') ?? randomUUID();
     let child: Logger | undefined;
-    const reqLog = (): Logger => (child ??= core.log.child({ requestId }));
+    const reqLog = (): Logger => (child ??= log.child({ requestId }));
     let x: Exchange;
     let r: Route;
     try {
@@ -309,30 +312,17 @@ export async function startGrpcFront(core: ServiceCore, options: { port: number;
       if (!m) throw badRequest('CLOUD_ENDPOINT_INVALID', `"endpoint" must be projects/{project}/locations/{location}/endpoints/{endpoint}, got "${endpoint.slice(0, 100)}"`);
       x = { call, callback, kind, raw: call.request, message: {} };
       const id = m[1] ?? '';
-      const model = text(call.metadata, MODEL_HEADER) ?? (core.repo.has(id) ? id : undefined);
+      const model = text(call.metadata, MODEL_HEADER) ?? (repo.has(id) ? id : undefined);
       const cut = text(call.metadata, CUT_HEADER);
-      r = { name: ROUTES[kind], front: 'vertex', maxBody: core.maxBody, googleErrors: true, ...(model ? { model } : {}), ...(cut ? { cut } : {}) };
+      r = { name: ROUTES[kind], front: 'vertex', maxBody: settings.maxBody, ...(model ? { model } : {}), ...(cut ? { cut } : {}) };
     } catch (error) {
       fail(call, callback, requestId, error, reqLog());
       return;
     }
-    if (core.draining()) {
-      fail(call, callback, requestId, core.drainingError(), reqLog());
-      return;
-    }
-    core.begin();
-    core.infer(io, x, r, PATHS[kind], requestId, started)
-      .catch((error: unknown) => {
-        const status = fail(call, callback, requestId, error, reqLog());
-        core.logRefusal(reqLog(), r.name, status, error);
-        return { status, model: core.modelLabel(r) };
-      })
-      .then(({ status, model }) => core.count(r.name, model, status, started))
-      .finally(() => core.end())
-      .catch(() => undefined);
+    core.serve(io, x, r, PATHS[kind], requestId, started, (error) => fail(call, callback, requestId, error, reqLog()), reqLog);
   };
 
-  useServiceLog(core.log);
+  useServiceLog(log);
   const server = new Server({
     'grpc.max_receive_message_length': VERTEX_MAX_MESSAGE_BYTES,
     'grpc.max_send_message_length': VERTEX_MAX_MESSAGE_BYTES,
@@ -342,8 +332,8 @@ export async function startGrpcFront(core: ServiceCore, options: { port: number;
     // request timeout old and closed a drain bound (request timeout + 1 s) later, so a call
     // accepted before the GOAWAY has what a drain would give it. Clients reconnect for their
     // next call.
-    'grpc.max_connection_age_ms': core.timeoutMs,
-    'grpc.max_connection_age_grace_ms': core.timeoutMs + DRAIN_GRACE_MS,
+    'grpc.max_connection_age_ms': settings.timeoutMs,
+    'grpc.max_connection_age_grace_ms': settings.timeoutMs + DRAIN_GRACE_MS,
   });
   const definition: ServiceDefinition = { Predict: method('Predict', 'predict'), RawPredict: method('RawPredict', 'rawPredict') };
   server.addService(definition, { Predict: handler('predict'), RawPredict: handler('rawPredict') });
