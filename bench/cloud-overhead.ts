@@ -35,8 +35,7 @@ import { pino } from 'pino';
 import { threadingSessionOptions, type OrtThreading } from '../cloud/models.js';
 import { startCloudService } from '../cloud/server.js';
 import { decodePayload, encodeTensorMap } from '../src/codec/index.js';
-import { ValidationError } from '../src/errors.js';
-import type { TensorMap } from '../src/tensor.js';
+import { ValidationError, type TensorMap } from '../src/index.js';
 
 export interface OverheadSubject {
   /** What is measured, for the report. */
@@ -244,7 +243,7 @@ async function serviceFloor(run: () => Promise<number>, body: () => Uint8Array, 
  * Warm-up pairs by default. A deployed service is measured in its steady state: V8 optimises
  * the request path only after some hundreds of requests, and after 5 warm-up pairs (this
  * bench's earlier default) the timed requests still ran partly unoptimised code, ≈ 0.4 ms more
- * per request on this machine (see the README's cloud-overhead figures).
+ * per request on this machine (the figures are in bench/RESULTS.md).
  */
 export const DEFAULT_WARMUP = 500;
 

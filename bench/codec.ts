@@ -3,7 +3,7 @@
  * of a typical early cut). Throughput = payload bytes / (encode time + decode time).
  */
 import { decodeTensorMap, encodeTensorMap } from '../src/codec/index.js';
-import { crc32Implementation } from '../src/util/crc32.js';
+import { crc32Implementation } from '../src/util/index.js';
 
 export interface CodecBenchResult {
   tensorBytes: number;

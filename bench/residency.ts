@@ -7,12 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { AuditLog } from '../src/residency/audit.js';
-import { LocalKeyFile } from '../src/residency/envelope.js';
-import { ResidencyGate, evaluateSend, evaluateWrite } from '../src/residency/gate.js';
-import { Outbox } from '../src/residency/outbox.js';
-import { loadPolicy, parsePolicy } from '../src/residency/policy.js';
-import { createStores } from '../src/residency/stores/index.js';
+import { AuditLog, LocalKeyFile, ResidencyGate, evaluateSend, evaluateWrite, Outbox, loadPolicy, parsePolicy, createStores } from '../src/residency/index.js';
 
 const { values } = parseArgs({ options: { results: { type: 'string', default: '2000' }, concurrency: { type: 'string', default: '32' } } });
 const N = Number(values.results);

@@ -4,11 +4,8 @@
  * adaptive planner and the oracle, all over the real shaped loopback link.
  */
 import { loadavg } from 'node:os';
-import { AdaptivePlanner } from '../src/planner/adaptive.js';
-import { LARGE_TRANSFER_BYTES } from '../src/planner/estimators.js';
-import { describePlan, type Observation, type Plan, type PlanChooser } from '../src/planner/plan.js';
-import type { Profile } from '../src/planner/profile.js';
-import { LINK_PROBE_LARGE_BYTES, LINK_PROBE_SMALL_BYTES, probeRound } from '../src/runtime/link-probe.js';
+import { AdaptivePlanner, LARGE_TRANSFER_BYTES, describePlan, type Observation, type Plan, type PlanChooser, type Profile } from '../src/planner/index.js';
+import { LINK_PROBE_LARGE_BYTES, LINK_PROBE_SMALL_BYTES, probeRound } from '../src/runtime/index.js';
 import { ENDPOINT, MODELS, Testbed, mean, type PreparedModel } from './harness/testbed.js';
 import { writeSweepReport, type ModelSummary, type ReportFiles, type SweepPoint, type SweepResult } from './report.js';
 

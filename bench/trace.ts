@@ -5,8 +5,7 @@
  */
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { AdaptivePlanner } from '../src/planner/adaptive.js';
-import { describePlan, type Plan } from '../src/planner/plan.js';
+import { AdaptivePlanner, describePlan, type Plan } from '../src/planner/index.js';
 import { ENDPOINT, MODELS, Testbed, mean, type PreparedModel } from './harness/testbed.js';
 import { writeTraceReport, type ReportFiles, type TraceResult, type TraceStep } from './report.js';
 import { loadTrace } from '../src/shaper/index.js';

@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { pino } from 'pino';
-import { TandemError, ValidationError } from '../src/errors.js';
+import { TandemError, ValidationError } from '../src/index.js';
 
 function positiveInt(name: string) {
   return (value: string): number => {
@@ -31,15 +31,17 @@ export function registerAgentCommands(program: Command): void {
   edge
     .command('run')
     .description('run the edge agent: MQTT / Greengrass IPC / HTTP fronts over the runtime, residency gate and outbox')
-    .requiredOption('--config <file>', 'edge.yaml (see the README, "The edge agent")')
+    .requiredOption('--config <file>', 'edge.yaml (every key: docs/reference/edge-yaml.md)')
     .action(async (opts: { config: string }) => {
       const { loadEdgeConfig } = await import('../edge/config.js');
       const { createServiceFromConfig } = await import('../edge/service-factory.js');
       const { EdgeAgent } = await import('../edge/edge-agent.js');
-      const { config } = await loadEdgeConfig(opts.config);
+      const { easSigningFromEnv } = await import('../src/providers/index.js');
+      const { config, nucleus } = await loadEdgeConfig(opts.config);
       const logger = pino({ level: config.log.level, base: { service: 'tandem-edge' } });
-      const { service } = await createServiceFromConfig(config, { logger });
-      const agent = new EdgeAgent({ config, service, logger, defaultMetrics: true });
+      // PAI-EAS signing keys: the environment is the CLI's to read, not the provider clients'.
+      const { service } = await createServiceFromConfig(config, { logger, providerOverrides: { easSigning: easSigningFromEnv(process.env) } });
+      const agent = new EdgeAgent({ config, service, logger, defaultMetrics: true, nucleus });
       try {
         await agent.start();
       } catch (error) {

@@ -3,10 +3,11 @@
  * and turns failures into one readable line with a stable code instead of a stack trace.
  */
 import { Command, CommanderError } from 'commander';
-import { isTandemError, ValidationError } from '../src/errors.js';
+import { errorInfo, isTandemError, ValidationError } from '../src/index.js';
 import { registerAgentCommands } from './agent-commands.js';
 import { registerGraphCommands } from './graph-commands.js';
 import { registerCloudCommands } from './cloud-commands.js';
+import { registerPackageCommands } from './package-commands.js';
 import { registerBenchCommand, registerPlannerCommands } from './planner-commands.js';
 import { registerResidencyCommands } from './residency-commands.js';
 import { registerRuntimeBenchCommands, registerRuntimeCommands } from './runtime-commands.js';
@@ -17,6 +18,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   registerGraphCommands(program);
+  registerPackageCommands(program);
   registerPlannerCommands(program);
   // `bench` first: the other areas attach their benchmarks to it.
   registerBenchCommand(program);
@@ -47,7 +49,8 @@ function reportFailure(error: unknown): number {
   }
   if (isTandemError(error)) {
     process.stderr.write(`tandem: error ${error.code}: ${error.message}\n`);
-    return error.code.startsWith('CLI_') || error instanceof ValidationError ? 2 : 1;
+    // A usage error (exit 2): the CLI's own refusal, or any input that fails validation.
+    return errorInfo(error.code).area === 'cli' || error instanceof ValidationError ? 2 : 1;
   }
   const message = error instanceof Error ? error.message : String(error);
   process.stderr.write(`tandem: unexpected error: ${message}\n`);

@@ -5,12 +5,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
-import { TandemError, ValidationError } from '../src/errors.js';
-import { AdaptivePlanner, type Objective } from '../src/planner/adaptive.js';
-import type { PlannerEndpoint } from '../src/planner/cost-model.js';
-import { describePlan } from '../src/planner/plan.js';
-import { ProfileSchema, type Profile } from '../src/planner/profile.js';
-import { parseBandwidth, parseDuration } from '../src/planner/units.js';
+import { TandemError, ValidationError } from '../src/index.js';
+import { AdaptivePlanner, type Objective, type PlannerEndpoint, describePlan, ProfileSchema, type Profile, parseBandwidth, parseDuration } from '../src/planner/index.js';
+import { loadBench } from './bench-loader.js';
 
 export function registerPlannerCommands(program: Command): void {
   program
@@ -43,7 +40,7 @@ export function registerBenchCommand(program: Command): Command {
     .option('--max-time <seconds>', 'measuring time per case', '2')
     .option('--json', 'print one JSON object as the last line')
     .action(async (opts: { cuts: string; endpoints: string; maxTime: string; json?: boolean }) => {
-      const { runDecisionBench } = await import('../bench/planner-decision.js');
+      const { runDecisionBench } = await loadBench('planner', () => import('../bench/planner-decision.js'));
       const result = runDecisionBench({
         cuts: positiveInt(opts.cuts, '--cuts'),
         endpoints: positiveInt(opts.endpoints, '--endpoints'),
@@ -67,7 +64,7 @@ export function registerBenchCommand(program: Command): Command {
     .option('--stretch-jitter', "stretch each edge run's host jitter by the slowdown too (default: only the undisturbed (fastest recent) run time)")
     .option('--json', 'print one JSON object as the last line')
     .action(async (opts: { quick?: boolean; slowdown: string; models?: string; rounds?: string; stretchJitter?: boolean; json?: boolean }) => {
-      const { runSweep } = await import('../bench/sweep.js');
+      const { runSweep } = await loadBench('sweep', () => import('../bench/sweep.js'));
       const { result, files } = await runSweep({
         quick: opts.quick ?? false,
         slowdown: positiveNumber(opts.slowdown, '--slowdown'),
@@ -119,7 +116,7 @@ export function registerBenchCommand(program: Command): Command {
     .option('--stretch-jitter', "stretch each edge run's host jitter by the slowdown too (default: only the undisturbed (fastest recent) run time)")
     .option('--json', 'print one JSON object as the last line')
     .action(async (opts: { slowdown: string; model: string; trace?: string; requests: string; repetitions: string; stretchJitter?: boolean; json?: boolean }) => {
-      const { runTrace } = await import('../bench/trace.js');
+      const { runTrace } = await loadBench('trace', () => import('../bench/trace.js'));
       const { result, files } = await runTrace({
         slowdown: positiveNumber(opts.slowdown, '--slowdown'),
         stretchJitter: opts.stretchJitter ?? false,

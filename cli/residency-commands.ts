@@ -4,9 +4,7 @@
  * tampered log).
  */
 import type { Command } from 'commander';
-import { verifyAuditFile } from '../src/residency/audit.js';
-import { allowedStores, evaluateWrite } from '../src/residency/gate.js';
-import { loadPolicy } from '../src/residency/policy.js';
+import { verifyAuditFile, allowedStores, evaluateWrite, loadPolicy } from '../src/residency/index.js';
 
 export function registerResidencyCommands(program: Command): void {
   const policy = program.command('policy').description('Residency policies.');

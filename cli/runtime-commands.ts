@@ -4,9 +4,10 @@
  */
 import type { Command } from 'commander';
 import { writeFile } from 'node:fs/promises';
-import { TandemError, ValidationError } from '../src/errors.js';
-import type { EndpointConfig } from '../src/providers/types.js';
+import { TandemError, ValidationError } from '../src/index.js';
+import type { EndpointConfig } from '../src/providers/index.js';
 import { collectShape } from './graph-commands.js';
+import { loadBench } from './bench-loader.js';
 
 /** Parses repeated `NAME=D1,D2,...` options into a shape map (the same syntax as `inspect`). */
 export function parseShapes(values: readonly string[]): Record<string, number[]> {
@@ -81,7 +82,7 @@ export function registerRuntimeCommands(program: Command): void {
     .option('--slowdown <factor>', 'edge slowdown factor (device emulation)', slowdown)
     .option('--model-name <name>', 'model name at the endpoints (default: the package name)')
     .action(async (model: string, opts: ProfileCliOptions) => {
-      const { profileModel } = await import('../src/runtime/profiler.js');
+      const { profileModel } = await import('../src/runtime/index.js');
       const shapes = parseShapes(opts.shape);
       const configs = opts.endpoint.map(parseEndpoint);
       const { createProviderClient } = await import('../src/providers/index.js');
@@ -120,7 +121,7 @@ export function registerRuntimeBenchCommands(bench: Command): void {
     .option('--rounds <n>', 'alternating 1-worker/2-worker burst rounds', positiveInt('--rounds'), 3)
     .option('--json', 'print {"localOverheadRatio", "poolScaling", "physicalScaling", "poolScalingOfPhysical"} as JSON on the last line')
     .action(async (opts: { model?: string; shape: string[]; runs: number; threads: number; burst: number; rounds: number; json?: boolean }) => {
-      const { runOverheadBench } = await import('../bench/overhead.js');
+      const { runOverheadBench } = await loadBench('overhead', () => import('../bench/overhead.js'));
       const shapes = Object.values(parseShapes(opts.shape));
       const result = await runOverheadBench({
         ...(opts.model ? { model: opts.model } : {}),

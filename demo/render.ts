@@ -7,7 +7,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
-import { mulberry32 } from '../src/util/random.js';
+import { mulberry32 } from '../src/util/index.js';
 
 export interface RenderedImage {
   png: Uint8Array;

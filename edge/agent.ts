@@ -5,7 +5,8 @@
  * transport: anything that goes wrong becomes an error reply and a counter.
  */
 import type { Logger } from 'pino';
-import { TandemError, isTandemError } from '../src/errors.js';
+import { TandemError, isTandemError } from '../src/index.js';
+import { isResidencyRefusal } from '../src/residency/index.js';
 import type { LimitsConfig } from './config.js';
 import type { AgentMetrics } from './metrics.js';
 import {
@@ -146,7 +147,7 @@ export class AgentCore {
       return reply;
     } catch (error) {
       const code = isTandemError(error) ? error.code : 'INTERNAL';
-      if (code.startsWith('RESIDENCY')) this.metrics.residencyRefusals.inc({ data_class: request.dataClass ?? '(default)' });
+      if (isResidencyRefusal(code)) this.metrics.residencyRefusals.inc({ data_class: request.dataClass ?? '(default)' });
       this.metrics.requests.inc({ front, outcome: 'error' });
       this.logger.warn({ front, requestId: request.requestId, model: request.model, code, err: error }, 'request failed');
       const reply: HandledReply = { body: errorBody(request.requestId, error), encoding: request.encoding, status: statusOf(error) };
@@ -228,7 +229,7 @@ function statusOf(error: unknown): number {
     case 'OUTBOX_FULL':
       return 503;
     default:
-      if (error.code.startsWith('RESIDENCY')) return 403;
+      if (isResidencyRefusal(error.code)) return 403;
       if (error.name === 'ValidationError') return 400;
       return error.retryable ? 503 : 500;
   }

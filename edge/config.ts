@@ -7,8 +7,9 @@ import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { LineCounter, parseDocument, isNode } from 'yaml';
 import { z } from 'zod';
-import { ValidationError, TandemError } from '../src/errors.js';
-import type { EndpointConfig } from '../src/providers/types.js';
+import { ValidationError, TandemError } from '../src/index.js';
+import type { EndpointConfig } from '../src/providers/index.js';
+import { ossCredentialsFromEnv } from '../src/residency/index.js';
 
 /** One problem found in the configuration. */
 export interface ConfigIssue {
@@ -239,10 +240,20 @@ export type LimitsConfig = z.infer<typeof LimitsSchema>;
 const _endpointCompat = (e: z.infer<typeof EndpointSchema>): EndpointConfig => e;
 void _endpointCompat;
 
+/** How a Greengrass nucleus tells its component to reach it: in the environment, never in a file. */
+export interface NucleusConnection {
+  /** AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT */
+  socketPath?: string;
+  /** SVCUID */
+  authToken?: string;
+}
+
 /** A validated config with every file path made absolute (relative to the config file). */
 export interface LoadedEdgeConfig {
   file: string;
   config: EdgeConfig;
+  /** From the environment, by {@link loadEdgeConfig}, when the config has a greengrass front. */
+  nucleus?: NucleusConnection;
 }
 
 function formatPath(path: readonly PropertyKey[]): string {
@@ -310,15 +321,33 @@ function lineOf(doc: ReturnType<typeof parseDocument>, counter: LineCounter, pat
   return undefined;
 }
 
-/** Reads, parses and validates a config file. Rejects with {@link EdgeConfigError}. */
-export async function loadEdgeConfig(file: string): Promise<LoadedEdgeConfig> {
+/**
+ * Reads, parses and validates a config file, then fills in what `env` provides (see
+ * {@link fromEnvironment}). Rejects with {@link EdgeConfigError}.
+ */
+export async function loadEdgeConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<LoadedEdgeConfig> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (error) {
     throw new EdgeConfigError(file, [{ path: '', message: `cannot read the file: ${(error as Error).message}` }], error);
   }
-  return parseEdgeConfig(text, file);
+  return fromEnvironment(parseEdgeConfig(text, file), env);
+}
+
+/**
+ * The one place the agent's settings come from the environment, so that nothing below the
+ * loader reads it: OSS credentials under the Alibaba Cloud default chain's names, and what a
+ * Greengrass nucleus sets for its component (thing name, IPC socket, token). The file wins.
+ */
+function fromEnvironment(loaded: LoadedEdgeConfig, env: NodeJS.ProcessEnv): LoadedEdgeConfig {
+  const { config } = loaded;
+  const oss = config.stores['oss'] ?? {};
+  const credentials = oss['credentials'] === undefined && oss['env'] === undefined ? ossCredentialsFromEnv(env) : undefined;
+  if (credentials !== undefined) config.stores['oss'] = { ...oss, credentials };
+  if (config.greengrass === undefined) return loaded;
+  config.greengrass.thingName ??= env['AWS_IOT_THING_NAME'];
+  return { ...loaded, nucleus: { socketPath: env['AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT'], authToken: env['SVCUID'] } };
 }
 
 /** Replaces `{thingName}` in a topic template. */

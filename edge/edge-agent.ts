@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { AgentCore } from './agent.js';
-import type { EdgeConfig } from './config.js';
+import type { EdgeConfig, NucleusConnection } from './config.js';
 import { HttpFront } from './http-front.js';
 import { createMetrics, type AgentMetrics } from './metrics.js';
 import { GreengrassTransport } from './greengrass-transport.js';
@@ -21,6 +21,8 @@ export interface EdgeAgentOptions {
   transports?: Transport[];
   /** Include Node process metrics in /metrics. */
   defaultMetrics?: boolean;
+  /** The Greengrass nucleus's socket and token, as `loadEdgeConfig` read them from the environment. */
+  nucleus?: NucleusConnection;
 }
 
 export interface StopReport {
@@ -50,7 +52,7 @@ export class EdgeAgent {
       this.transports.push(...options.transports);
     } else {
       if (config.mqtt) this.transports.push(new MqttTransport({ config: config.mqtt, logger }));
-      if (config.greengrass) this.transports.push(new GreengrassTransport({ config: config.greengrass, logger }));
+      if (config.greengrass) this.transports.push(new GreengrassTransport({ config: config.greengrass, logger, ...options.nucleus }));
     }
   }
 

@@ -10,7 +10,8 @@
  *   (SubscribeToTopic / PublishToTopic; needs aws.greengrass.ipc.pubsub access).
  *
  * The nucleus gives the component its socket path and token in
- * AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT and SVCUID. An IPC client can only
+ * AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT and SVCUID, which the config loader
+ * reads (`loadEdgeConfig`'s `nucleus`) and the agent passes in. An IPC client can only
  * connect once, so a lost connection (nucleus restart) is handled by building a new client,
  * with exponential backoff.
  */
@@ -25,11 +26,11 @@ type Payload = string | ArrayBuffer | ArrayBufferView | undefined;
 export interface GreengrassTransportOptions {
   config: GreengrassConfig;
   logger: Logger;
-  /** IPC socket path; defaults to AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT. */
+  /** IPC socket path (the nucleus's AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT). */
   socketPath?: string;
-  /** Component auth token; defaults to SVCUID. */
+  /** Component auth token (the nucleus's SVCUID). */
   authToken?: string;
-  /** Thing name for the topic templates; defaults to config, then AWS_IOT_THING_NAME. */
+  /** Thing name for the topic templates; defaults to config (which the loader fills from AWS_IOT_THING_NAME). */
   thingName?: string;
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
@@ -68,14 +69,14 @@ export class GreengrassTransport implements Transport {
   constructor(options: GreengrassTransportOptions) {
     this.options = options;
     this.logger = options.logger.child({ front: 'greengrass' });
-    const thing = options.thingName ?? options.config.thingName ?? process.env['AWS_IOT_THING_NAME'];
+    const thing = options.thingName ?? options.config.thingName;
     if (thing === undefined || thing === '') {
       throw new EdgeStartError('EDGE_GREENGRASS_CONFIG', 'greengrass.thingName is not set and AWS_IOT_THING_NAME is empty');
     }
     this.requestTopic = expandTopic(options.config.topics.request, thing);
     this.resultsTopic = expandTopic(options.config.topics.results, thing);
-    this.socketPath = options.socketPath ?? process.env['AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT'] ?? '';
-    this.authToken = options.authToken ?? process.env['SVCUID'];
+    this.socketPath = options.socketPath ?? '';
+    this.authToken = options.authToken;
   }
 
   async start(sink: MessageSink): Promise<void> {

@@ -3,8 +3,7 @@
  * the demo) can live in one process without clashing on prom-client's global registry.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Plan } from '../src/planner/plan.js';
-import { describePlan } from '../src/planner/plan.js';
+import { type Plan, describePlan } from '../src/planner/index.js';
 
 export interface AgentMetrics {
   readonly registry: Registry;

@@ -9,13 +9,9 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { createRuntime, type Runtime, type RuntimeOptions } from '../src/index.js';
-import { TandemError } from '../src/errors.js';
-import { AdaptivePlanner, type AdaptivePlannerOptions } from '../src/planner/adaptive.js';
-import type { Plan, PlanChooser } from '../src/planner/plan.js';
-import { ProfileSchema, type Profile } from '../src/planner/profile.js';
-import { createProviderClient, type ProviderOverrides } from '../src/providers/index.js';
-import type { EndpointConfig, ProviderClient } from '../src/providers/types.js';
+import { createRuntime, type Runtime, type RuntimeOptions, TandemError } from '../src/index.js';
+import { AdaptivePlanner, type AdaptivePlannerOptions, type Plan, type PlanChooser, ProfileSchema, type Profile } from '../src/planner/index.js';
+import { createProviderClient, type ProviderOverrides, type EndpointConfig, type ProviderClient } from '../src/providers/index.js';
 import {
   AuditLog,
   LocalKeyFile,

@@ -4,8 +4,8 @@
  * the outbox — sits behind this interface, so the fronts are testable with any service and
  * the production wiring (edge/tandem-service.ts) can change without touching them.
  */
-import type { Plan } from '../src/planner/plan.js';
-import type { TensorMap } from '../src/tensor.js';
+import type { Plan } from '../src/planner/index.js';
+import type { TensorMap } from '../src/index.js';
 
 /** The request's payload: an encoded image for the model's image pipeline, or ready tensors. */
 export type ServiceInput = { kind: 'image'; image: Uint8Array } | { kind: 'tensors'; tensors: TensorMap };

@@ -7,8 +7,7 @@
  * Boxes are axis-aligned: enough for horizontal text, and it keeps this dependency-free
  * (PP-OCR's reference code fits rotated rectangles with OpenCV).
  */
-import { ValidationError } from '../src/errors.js';
-import type { Tensor } from '../src/tensor.js';
+import { ValidationError, type Tensor } from '../src/index.js';
 
 export interface TextBoxOptions {
   /** Pixel probability above which a pixel is text (PP-OCR default 0.3). */

@@ -15,6 +15,7 @@ import { tensorShapes as computeTensorShapes, resolveInputShapes, type InputShap
 
 export { OnnxModel, loadModel, parseModel, listCuts, GraphError };
 export type { CutStructure, Partition, PartitionManifest, InputShapes, TensorShape };
+export { encodeModel } from './onnx.js';
 
 export interface TensorSpec {
   name: string;

@@ -15,10 +15,12 @@ export {
   ResidencyDeniedError,
   StoreError,
   UnknownDataClassError,
+  isResidencyRefusal,
   type PolicyIssue,
   type StoreFailure,
 } from './errors.js';
 export { ResidencyGate, allowedStores, evaluateSend, evaluateWrite, filterEndpoints, type Decision, type EndpointCandidate, type GateContext } from './gate.js';
 export { Outbox, type BackoffOptions, type OutboxEvent, type OutboxOptions, type Receipt, type ResultSubmission } from './outbox.js';
 export { loadPolicy, parsePolicy, validatePolicy, type Allowance, type DataClassRule, type EndpointDecl, type OriginRule, type Policy, type PolicyInput, type StoreDecl } from './policy.js';
+export { ossCredentialsFromEnv, type OssCredentials } from './stores/oss.js';
 export { createStore, createStores, resultKey, type ObjectInfo, type PutMeta, type ResultStore, type StoredObject, type StoreFactoryOptions } from './stores/index.js';

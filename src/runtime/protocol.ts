@@ -3,6 +3,7 @@
  * `{dtype, dims, data}` records whose buffers are put on the transfer list, so crossing the
  * thread boundary moves memory instead of copying it.
  */
+import type { ErrorCode } from '../error-codes.js';
 import type { DType, Tensor, TensorData, TensorMap } from '../tensor.js';
 
 /** How a worker finds a model: by content hash, from a file or from shared memory. */
@@ -117,7 +118,7 @@ export type WorkerTask =
     };
 
 export interface WorkerError {
-  code: string;
+  code: ErrorCode;
   message: string;
   retryable: boolean;
   /** The failure's structured facts (file, declared and actual digests…), when it has some. */

@@ -7,6 +7,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as ort from 'onnxruntime-node';
 import { Piscina } from 'piscina';
+import type { ErrorCode } from '../error-codes.js';
 import { TandemError } from '../errors.js';
 import { sha256Hex } from '../util/sha256.js';
 import type { DType, TensorData } from '../tensor.js';
@@ -22,7 +23,7 @@ const sessions = new Map<string, Promise<ort.InferenceSession>>();
 const verifiedFiles = new Map<string, FileFingerprint>();
 
 class WorkerFailure extends Error {
-  constructor(readonly code: string, message: string, readonly retryable = false) {
+  constructor(readonly code: ErrorCode, message: string, readonly retryable = false) {
     super(message);
   }
 }

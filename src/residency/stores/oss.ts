@@ -1,7 +1,7 @@
 /**
- * Results in Alibaba Cloud OSS. Credentials follow the Alibaba Cloud default chain's environment
- * variables (ALIBABA_CLOUD_ACCESS_KEY_ID / _SECRET / ALIBABA_CLOUD_SECURITY_TOKEN, or the OSS_*
- * names ossutil uses) unless passed explicitly; objects carry OSS server-side encryption.
+ * Results in Alibaba Cloud OSS; objects carry OSS server-side encryption. Credentials are passed
+ * in, or read from an environment the caller passes (the edge agent's config loader passes its
+ * own), under the Alibaba Cloud default chain's names: see {@link ossCredentialsFromEnv}.
  */
 import type OSS from 'ali-oss';
 import { LazyValue } from '../../lazy.js';
@@ -20,11 +20,15 @@ export interface OssCredentials {
 export interface OssStoreOptions {
   credentials?: OssCredentials;
   timeoutMs?: number;
-  /** Read credentials from here instead of process.env (tests). */
+  /** Environment to read credentials from when `credentials` is absent; the library reads none itself. */
   env?: NodeJS.ProcessEnv;
 }
 
-function credentialsFromEnv(env: NodeJS.ProcessEnv): OssCredentials | undefined {
+/**
+ * Credentials from the Alibaba Cloud default chain's variables (ALIBABA_CLOUD_ACCESS_KEY_ID /
+ * _SECRET / ALIBABA_CLOUD_SECURITY_TOKEN, or the OSS_* names ossutil uses).
+ */
+export function ossCredentialsFromEnv(env: NodeJS.ProcessEnv): OssCredentials | undefined {
   const id = env['ALIBABA_CLOUD_ACCESS_KEY_ID'] ?? env['OSS_ACCESS_KEY_ID'];
   const secret = env['ALIBABA_CLOUD_ACCESS_KEY_SECRET'] ?? env['OSS_ACCESS_KEY_SECRET'];
   const token = env['ALIBABA_CLOUD_SECURITY_TOKEN'] ?? env['OSS_SESSION_TOKEN'];
@@ -65,9 +69,9 @@ export class OssStore implements ResultStore {
     readonly decl: OssDecl,
     options: OssStoreOptions = {},
   ) {
-    const creds = options.credentials ?? credentialsFromEnv(options.env ?? process.env);
+    const creds = options.credentials ?? (options.env === undefined ? undefined : ossCredentialsFromEnv(options.env));
     if (creds === undefined) {
-      this.configError = new StoreError('auth', name, 'no OSS credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET');
+      this.configError = new StoreError('auth', name, 'no OSS credentials: pass them as the store\'s credentials, or set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET for the edge agent');
       return;
     }
     const endpoint = decl.endpoint ?? `https://oss-${decl.region}.aliyuncs.com`;
