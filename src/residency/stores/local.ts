@@ -8,18 +8,10 @@ import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { StoreError } from '../errors.js';
 import type { StoreDecl } from '../policy.js';
+import { syncDir } from '../sync-dir.js';
 import { validateKey, type ObjectInfo, type PutMeta, type ResultStore, type StoredObject } from './types.js';
 
 type LocalDecl = Extract<StoreDecl, { type: 'local' }>;
-
-async function fsyncDir(dir: string): Promise<void> {
-  const h = await open(dir, 'r');
-  try {
-    await h.sync();
-  } finally {
-    await h.close();
-  }
-}
 
 function fsError(name: string, what: string, error: unknown): StoreError {
   const code = (error as NodeJS.ErrnoException).code;
@@ -56,7 +48,7 @@ export class LocalDiskStore implements ResultStore {
         await h.close();
       }
       await rename(tmp, target);
-      await fsyncDir(dir);
+      await syncDir(dir);
     } catch (error) {
       await unlink(tmp).catch(() => undefined);
       throw fsError(this.name, `cannot write ${key}`, error);
