@@ -35,7 +35,8 @@ import { pino } from 'pino';
 import { threadingSessionOptions, type OrtThreading } from '../cloud/models.js';
 import { startCloudService } from '../cloud/server.js';
 import { decodePayload, encodeTensorMap } from '../src/codec/index.js';
-import { ValidationError, type TensorMap } from '../src/index.js';
+import { ValidationError } from '../src/errors/index.js';
+import { type TensorMap } from '../src/tensor/index.js';
 
 export interface OverheadSubject {
   /** What is measured, for the report. */

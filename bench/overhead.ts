@@ -19,7 +19,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { createRuntime } from '../src/runtime/index.js';
-import type { TensorMap } from '../src/index.js';
+import type { TensorMap } from '../src/tensor/index.js';
 
 export interface OverheadOptions {
   /** ONNX file or model package (default: PP-OCRv4 text detector). */

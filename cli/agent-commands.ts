@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { pino } from 'pino';
-import { TandemError, ValidationError } from '../src/index.js';
+import { TandemError, ValidationError } from '../src/errors/index.js';
 
 function positiveInt(name: string) {
   return (value: string): number => {

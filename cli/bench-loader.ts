@@ -3,7 +3,7 @@
  * the published package: there they fail with a usage error that says so, not a module crash.
  */
 import { existsSync } from 'node:fs';
-import { ValidationError } from '../src/index.js';
+import { ValidationError } from '../src/errors/index.js';
 
 /** bench/ next to cli/: the sources' under tsx, dist/bench under the compiled CLI. */
 const BENCH_DIR = new URL('../bench/', import.meta.url);

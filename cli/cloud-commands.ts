@@ -2,7 +2,7 @@
  * `tandem cloud serve`, `tandem bench codec` and `tandem bench cloud-overhead`.
  */
 import type { Command } from 'commander';
-import { ValidationError } from '../src/index.js';
+import { ValidationError } from '../src/errors/index.js';
 import { loadBench } from './bench-loader.js';
 
 function writeResult(json: boolean, result: Record<string, unknown>, human: string): void {

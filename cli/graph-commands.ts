@@ -2,7 +2,7 @@
  * `tandem inspect` and `tandem split`: the contracts in DESIGN.md that outside tests call.
  */
 import { Command, Option } from 'commander';
-import { ValidationError } from '../src/index.js';
+import { ValidationError } from '../src/errors/index.js';
 import { ensureReferenceModel, type ReferenceArch } from '../models/generate.js';
 import { analyzeModel, loadModel, splitModel, writePartition, type ModelAnalysis } from '../src/graph/index.js';
 

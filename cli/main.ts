@@ -3,7 +3,7 @@
  * and turns failures into one readable line with a stable code instead of a stack trace.
  */
 import { Command, CommanderError } from 'commander';
-import { errorInfo, isTandemError, ValidationError } from '../src/index.js';
+import { errorInfo, isTandemError, ValidationError } from '../src/errors/index.js';
 import { registerAgentCommands } from './agent-commands.js';
 import { registerGraphCommands } from './graph-commands.js';
 import { registerCloudCommands } from './cloud-commands.js';

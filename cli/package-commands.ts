@@ -5,8 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { parse as parseYaml } from 'yaml';
-import { ValidationError } from '../src/index.js';
-import { createPackage } from '../src/package/index.js';
+import { ValidationError } from '../src/errors/index.js';
 import { shapeOption } from './graph-commands.js';
 
 interface CreateOptions {
@@ -136,6 +135,8 @@ export function registerPackageCommands(program: Command): void {
       const fromOptions = pipelineFromOptions(options);
       if (options.pipeline !== undefined && fromOptions !== undefined) throw optionError('give the pipeline as --pipeline FILE or as image options, not both');
       const pipeline = options.pipeline !== undefined ? await pipelineFromFile(options.pipeline) : fromOptions;
+      // Loaded with the command: the package layer is not needed for any other `tandem` command.
+      const { createPackage } = await import('../src/package/index.js');
       const created = await createPackage({
         model,
         out: options.out,

@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
-import { TandemError, ValidationError } from '../src/index.js';
+import { TandemError, ValidationError } from '../src/errors/index.js';
 import { AdaptivePlanner, type Objective, type PlannerEndpoint, describePlan, ProfileSchema, type Profile, parseBandwidth, parseDuration } from '../src/planner/index.js';
 import { loadBench } from './bench-loader.js';
 

@@ -4,7 +4,6 @@
  * tampered log).
  */
 import type { Command } from 'commander';
-import { verifyAuditFile, allowedStores, evaluateWrite, loadPolicy } from '../src/residency/index.js';
 
 export function registerResidencyCommands(program: Command): void {
   const policy = program.command('policy').description('Residency policies.');
@@ -13,6 +12,8 @@ export function registerResidencyCommands(program: Command): void {
     .argument('<file>', 'policy file (YAML or JSON)')
     .description('Validate a residency policy; errors name the line and the JSON path.')
     .action(async (file: string) => {
+      // Loaded with the command, as the other commands' libraries are: `tandem --help` needs none.
+      const { allowedStores, evaluateWrite, loadPolicy } = await import('../src/residency/index.js');
       const p = await loadPolicy(file);
       // Valid but probably unintended: a class that can be stored nowhere, a store no class may use.
       const warnings: string[] = [];
@@ -38,6 +39,7 @@ export function registerResidencyCommands(program: Command): void {
     .argument('<file>', 'audit log (JSON lines)')
     .description('Check the hash chain; exits non-zero and names the first bad line if it was tampered with.')
     .action(async (file: string) => {
+      const { verifyAuditFile } = await import('../src/residency/index.js');
       const { records, lastHash } = await verifyAuditFile(file);
       process.stdout.write(`${file}: ${records} records, chain intact\n`);
       process.stdout.write(`${JSON.stringify({ ok: true, file, records, lastHash })}\n`);

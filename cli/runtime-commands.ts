@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { writeFile } from 'node:fs/promises';
-import { TandemError, ValidationError } from '../src/index.js';
+import { TandemError, ValidationError } from '../src/errors/index.js';
 import type { EndpointConfig } from '../src/providers/index.js';
 import { collectShape } from './graph-commands.js';
 import { loadBench } from './bench-loader.js';

@@ -6,7 +6,7 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { SignatureV4 } from '@smithy/signature-v4';
-import type { ErrorCode } from '../src/index.js';
+import type { ErrorCode } from '../src/errors/index.js';
 import { easSignature } from '../src/providers/index.js';
 import { sha256Hex } from '../src/util/index.js';
 import { CloudError } from './errors.js';

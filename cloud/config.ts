@@ -4,7 +4,7 @@
  * adds (credentials of the emulated fronts, workers, partitions kept loaded). The one place
  * the service's environment is read; the service itself takes options.
  */
-import { ValidationError } from '../src/index.js';
+import { ValidationError } from '../src/errors/index.js';
 import { easSigningFromEnv } from '../src/providers/index.js';
 import type { CloudCredentials, CloudServiceOptions } from './options.js';
 

@@ -5,7 +5,7 @@
  * a client's leaving shows, how the answer and a refusal are written) is behind {@link FrontIO}.
  */
 import type { Logger } from 'pino';
-import { isTandemError } from '../src/index.js';
+import { isTandemError } from '../src/errors/index.js';
 import { AbortedError, DeadlineExceededError, raceCaller } from '../src/runtime/index.js';
 import type { BodyReader } from './body.js';
 import { badRequest, clientClosed, CloudError } from './errors.js';

@@ -2,13 +2,13 @@
  * Errors of the cloud service, each mapped to the HTTP status it is answered with.
  */
 import type { Logger } from 'pino';
-import { isTandemError, TandemError, type ErrorCode } from '../src/index.js';
+import { isTandemError, TandemError, type ErrorCode } from '../src/errors/index.js';
 
 export class CloudError extends TandemError {
   /** HTTP status the service answers with. */
   readonly status: number;
 
-  /** `retryable`, where a site does not say, is the catalogue's (`src/error-codes/apps.ts`). */
+  /** `retryable`, where a site does not say, is the catalogue's (`src/errors/catalogue/apps.ts`). */
   constructor(status: number, code: ErrorCode, message: string, options: { cause?: unknown; retryable?: boolean; details?: Record<string, unknown> } = {}) {
     super(code, message, options);
     this.status = status;

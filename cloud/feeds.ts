@@ -3,7 +3,7 @@
  * they reach onnxruntime: all inputs there, no others, dtypes and static dims as declared.
  */
 import * as ort from 'onnxruntime-node';
-import { isDType, type DType, type Tensor, type TensorMap } from '../src/index.js';
+import { isDType, type DType, type Tensor, type TensorMap } from '../src/tensor/index.js';
 import type { ValueInfo } from '../src/runtime/index.js';
 import { CloudError, badRequest } from './errors.js';
 

@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { decodePayload, encodeTensorMap, looksLikeTensorPayload, TENSOR_CONTENT_TYPE, type CodecLimits } from '../src/codec/index.js';
-import type { TensorMap } from '../src/index.js';
+import type { TensorMap } from '../src/tensor/index.js';
 import { decodeOipRequest, encodeOipResponse, instancesToTensors, OIP_HEADER_LENGTH, tensorsToPredictions } from '../src/providers/index.js';
 import { badRequest } from './errors.js';
 import type { ParsedBody, Route, VertexAnswer } from './front.js';

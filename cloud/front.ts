@@ -4,7 +4,7 @@
  * core (`core.ts`) and each front that feeds it (node:http in `fronts/http.ts`, gRPC in
  * `fronts/vertex-grpc.ts`).
  */
-import type { TensorMap } from '../src/index.js';
+import type { TensorMap } from '../src/tensor/index.js';
 import { badRequest, CloudError } from './errors.js';
 import type { LoadedPartition } from './models.js';
 

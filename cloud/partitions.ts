@@ -3,7 +3,7 @@
  * event loop's thread, or a model warmed in the worker pool's threads.
  */
 import * as ort from 'onnxruntime-node';
-import type { TensorMap } from '../src/index.js';
+import type { TensorMap } from '../src/tensor/index.js';
 import type { EdgePool, ModelRef } from '../src/runtime/index.js';
 import { sha256Hex } from '../src/util/index.js';
 import { CloudError, clientClosed } from './errors.js';

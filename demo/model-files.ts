@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { TandemError } from '../src/index.js';
+import { TandemError } from '../src/errors/index.js';
 
 export function ocrModelPath(file: 'ch_PP-OCRv4_det_infer.onnx' | 'ch_ppocr_mobile_v2.0_cls_infer.onnx'): string {
   const require = createRequire(import.meta.url);

@@ -5,7 +5,7 @@
  * transport: anything that goes wrong becomes an error reply and a counter.
  */
 import type { Logger } from 'pino';
-import { TandemError, isTandemError } from '../src/index.js';
+import { TandemError, isTandemError } from '../src/errors/index.js';
 import { isResidencyRefusal } from '../src/residency/index.js';
 import type { LimitsConfig } from './config.js';
 import type { AgentMetrics } from './metrics.js';

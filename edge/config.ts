@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { LineCounter, parseDocument, isNode } from 'yaml';
 import { z } from 'zod';
-import { ValidationError, TandemError } from '../src/index.js';
+import { ValidationError, TandemError } from '../src/errors/index.js';
 import type { EndpointConfig } from '../src/providers/index.js';
 import { ossCredentialsFromEnv } from '../src/residency/index.js';
 

@@ -12,7 +12,8 @@
  */
 import { Packr } from 'msgpackr';
 import { z } from 'zod';
-import { TandemError, ValidationError, isTandemError, DTYPES, allocate, assertTensor, bytesOf, viewAs, type DType, type Tensor, type TensorMap } from '../src/index.js';
+import { TandemError, ValidationError, isTandemError } from '../src/errors/index.js';
+import { DTYPES, allocate, assertTensor, bytesOf, viewAs, type DType, type Tensor, type TensorMap } from '../src/tensor/index.js';
 import { describePlan } from '../src/planner/index.js';
 import type { ServiceRequest, ServiceResult } from './service.js';
 

@@ -9,7 +9,8 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { createRuntime, type Runtime, type RuntimeOptions, TandemError } from '../src/index.js';
+import { TandemError } from '../src/errors/index.js';
+import { createRuntime, type Runtime, type RuntimeOptions } from '../src/runtime/index.js';
 import { AdaptivePlanner, type AdaptivePlannerOptions, type Plan, type PlanChooser, ProfileSchema, type Profile } from '../src/planner/index.js';
 import { createProviderClient, type ProviderOverrides, type EndpointConfig, type ProviderClient } from '../src/providers/index.js';
 import {

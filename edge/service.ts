@@ -5,7 +5,7 @@
  * the production wiring (edge/tandem-service.ts) can change without touching them.
  */
 import type { Plan } from '../src/planner/index.js';
-import type { TensorMap } from '../src/index.js';
+import type { TensorMap } from '../src/tensor/index.js';
 
 /** The request's payload: an encoded image for the model's image pipeline, or ready tensors. */
 export type ServiceInput = { kind: 'image'; image: Uint8Array } | { kind: 'tensors'; tensors: TensorMap };

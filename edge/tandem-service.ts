@@ -13,7 +13,8 @@
  *
  * edge/service-factory.ts builds it from edge.yaml with the real runtime and residency.
  */
-import { TandemError, ValidationError, type TensorMap } from '../src/index.js';
+import { TandemError, ValidationError } from '../src/errors/index.js';
+import { type TensorMap } from '../src/tensor/index.js';
 import type { Plan } from '../src/planner/index.js';
 import type { InferenceService, ServiceCallOptions, ServiceHealth, ServiceRequest, ServiceResult, StoredRef } from './service.js';
 import { textBoxes, type TextBoxOptions } from './text-boxes.js';

@@ -7,7 +7,8 @@
  * Boxes are axis-aligned: enough for horizontal text, and it keeps this dependency-free
  * (PP-OCR's reference code fits rotated rectangles with OpenCV).
  */
-import { ValidationError, type Tensor } from '../src/index.js';
+import { ValidationError } from '../src/errors/index.js';
+import { type Tensor } from '../src/tensor/index.js';
 
 export interface TextBoxOptions {
   /** Pixel probability above which a pixel is text (PP-OCR default 0.3). */

@@ -9,7 +9,7 @@ import { access, mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import onnxProto from 'onnx-proto';
-import { ValidationError } from '../src/errors.js';
+import { ValidationError } from '../src/errors/index.js';
 import { mulberry32 } from '../src/util/random.js';
 
 const { onnx } = onnxProto;

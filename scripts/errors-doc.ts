@@ -1,11 +1,11 @@
 /**
- * Generates docs/reference/errors.md from the error catalogue (src/error-codes.ts).
+ * Generates docs/reference/errors.md from the error catalogue (src/errors/catalogue.ts).
  * Run with `npm run docs:errors`; test/errors/catalogue.test.ts fails when the file on disk
  * differs from what {@link renderErrorsDoc} gives, so the two cannot drift apart.
  */
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { ERROR_AREAS, type ErrorArea, type ErrorInfo } from '../src/error-codes.js';
+import { ERROR_AREAS, type ErrorArea, type ErrorInfo } from '../src/errors/catalogue.js';
 
 /** Where the generated reference lives, from the repository root. */
 export const ERRORS_DOC_PATH = 'docs/reference/errors.md';
@@ -32,7 +32,7 @@ const AREA_TITLES: Record<ErrorArea, string> = {
 
 const INTRO = `# Errors
 
-<!-- Generated from src/error-codes.ts by \`npm run docs:errors\`; do not edit by hand. -->
+<!-- Generated from src/errors/catalogue.ts by \`npm run docs:errors\`; do not edit by hand. -->
 
 Every failure Tandem raises on purpose is a \`TandemError\` (or a subclass) with a stable
 \`code\`: branch on the code, never on the message. Each error also says whether it is

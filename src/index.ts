@@ -19,12 +19,12 @@ export { ImageError, PipelineSpecError } from './preprocess/errors.js';
 export type { ImageInput, RawImage } from './preprocess/image.js';
 export type { ClassScore } from './preprocess/postprocess.js';
 export type { PipelineSpecInput, PostprocessSpec } from './preprocess/schema.js';
-export { TandemError, ValidationError, isTandemError } from './errors.js';
+export { TandemError, ValidationError, isTandemError } from './errors/index.js';
 // The error catalogue: every code with its HTTP status, whether it is retryable and what it means.
-export { ERROR_CATALOGUE, errorInfo, httpStatusOf, isErrorCode, type AreaErrorCode, type ErrorArea, type ErrorCode, type ErrorInfo, type HttpStatus } from './error-codes.js';
-export type { DType, Tensor, TensorMap } from './tensor.js';
+export { ERROR_CATALOGUE, errorInfo, httpStatusOf, isErrorCode, type AreaErrorCode, type ErrorArea, type ErrorCode, type ErrorInfo, type HttpStatus } from './errors/index.js';
+export type { DType, Tensor, TensorMap } from './tensor/index.js';
 // Tensor helpers, for apps that build tensors or read them off a wire of their own.
-export { DTYPES, allocate, assertTensor, bytesOf, isDType, viewAs } from './tensor.js';
+export { DTYPES, allocate, assertTensor, bytesOf, isDType, viewAs } from './tensor/index.js';
 export type { Plan, PlanChooser, PlanContext, Observation } from './planner/plan.js';
 export type { Profile } from './planner/profile.js';
 export type { EndpointConfig, InferRequest, InferResponse, InferOptions, ProviderClient } from './providers/types.js';

@@ -14,7 +14,7 @@ import { Metadata, Server, ServerCredentials, setLogger, status as GrpcStatus, t
 import { loadSync, type MessageTypeDefinition, type MethodDefinition } from '@grpc/proto-loader';
 import type { Logger } from 'pino';
 import { Reader } from 'protobufjs';
-import type { TensorMap } from '../../src/index.js';
+import type { TensorMap } from '../../src/tensor/index.js';
 import { OIP_HEADER_LENGTH, toProtoValue, VERTEX_MAX_MESSAGE_BYTES } from '../../src/providers/index.js';
 import { verifyBearer } from '../auth.js';
 import { badRequest, CloudError, describeError } from '../errors.js';

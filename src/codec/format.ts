@@ -20,7 +20,7 @@ import { crc32 } from '../util/crc32.js';
 import { endianness } from 'node:os';
 import { Packr, Unpackr } from 'msgpackr';
 import { z } from 'zod';
-import { BYTES_PER_ELEMENT, DTYPES, assertTensor, bytesOf, isDType, setTensor, viewAs, type DType, type Tensor, type TensorMap } from '../tensor.js';
+import { BYTES_PER_ELEMENT, DTYPES, assertTensor, bytesOf, isDType, setTensor, viewAs, type DType, type Tensor, type TensorMap } from '../tensor/index.js';
 import { CodecError } from './errors.js';
 import { float16ToFloat32 } from './float16.js';
 import { compressFloat16, compressInt8, dequantizeInt8, type CompressionReport } from './quantize.js';

@@ -14,7 +14,7 @@ export interface BoundaryShape {
 }
 import { inferElemTypes } from './types.js';
 import { elemTypeOfDtype } from './onnx.js';
-import { isDType } from '../tensor.js';
+import { isDType } from '../tensor/index.js';
 
 /** The `partition.json` written beside `head.onnx` and `tail.onnx`. */
 export interface PartitionManifest {

@@ -4,7 +4,7 @@
  */
 import { mkdir, writeFile, access, constants } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ValidationError } from '../errors.js';
+import { ValidationError } from '../errors/index.js';
 import { listCuts, type CutStructure } from './cuts.js';
 import { extractPartition, type BoundaryShape, type Partition, type PartitionManifest } from './extract.js';
 import { inferShapes } from './infer.js';

@@ -4,7 +4,7 @@
  * their parent node.
  */
 import { readModelFile, decodeModel, GraphError, sha256Hex, toNumber, dtypeOfElemType, type GraphProto, type ModelProto, type NodeProto } from './onnx.js';
-import type { DType } from '../tensor.js';
+import type { DType } from '../tensor/index.js';
 
 export interface GraphNode {
   /** Position in the model file's node list. */

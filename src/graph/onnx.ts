@@ -5,8 +5,8 @@
 import { readFile, realpath, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize, relative, sep } from 'node:path';
 import onnxProto from 'onnx-proto';
-import { TandemError, ValidationError } from '../errors.js';
-import type { DType } from '../tensor.js';
+import { TandemError, ValidationError } from '../errors/index.js';
+import type { DType } from '../tensor/index.js';
 
 export const { onnx } = onnxProto;
 export type ModelProto = onnxProto.onnx.ModelProto;

@@ -6,8 +6,8 @@
  */
 import { availableParallelism } from 'node:os';
 import ort from 'onnxruntime-node';
-import { ValidationError } from '../errors.js';
-import { allocate, elementCount, type DType } from '../tensor.js';
+import { ValidationError } from '../errors/index.js';
+import { allocate, elementCount, type DType } from '../tensor/index.js';
 import type { OnnxModel, TensorDecl } from './model.js';
 import { dtypeOfElemType, encodeModel, GraphError, tensorDims, unknownDimension, valueInfo } from './onnx.js';
 import { inferElemTypes } from './types.js';

@@ -3,7 +3,7 @@
  * external weights as often as not, past what one read can hold), with the fingerprint of the
  * contents that were hashed, so a later reader can tell whether a file may have changed since.
  */
-import { TandemError } from '../errors.js';
+import { TandemError } from '../errors/index.js';
 import { ModelPackageError } from './errors.js';
 import { hashFile, type FileFingerprint } from './fingerprint.js';
 import { listedFiles, type ListedFile, type ModelPackage } from './read.js';

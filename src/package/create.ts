@@ -6,7 +6,7 @@
  */
 import { copyFile, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { ValidationError } from '../errors.js';
+import { ValidationError } from '../errors/index.js';
 import { loadModel, type OnnxModel } from '../graph/index.js';
 import type { TensorDecl } from '../graph/model.js';
 import { PipelineSchema, type PipelineSpec, type PipelineSpecInput } from '../preprocess/schema.js';

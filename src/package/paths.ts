@@ -3,7 +3,7 @@
  * package folder. One spelling per file: `./weights.bin` and `weights.bin` are one key.
  */
 import { isAbsolute, posix, relative, resolve, sep } from 'node:path';
-import { ValidationError } from '../errors.js';
+import { ValidationError } from '../errors/index.js';
 
 /**
  * The normalised form of a manifest-relative path, or a `RUNTIME_MANIFEST` refusal for one

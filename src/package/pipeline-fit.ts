@@ -3,7 +3,7 @@
  * channels, height and width) against what the model declares. Checked when a package is
  * written, so a package that cannot work is refused there rather than at its first image.
  */
-import { ValidationError } from '../errors.js';
+import { ValidationError } from '../errors/index.js';
 import type { TensorDecl } from '../graph/model.js';
 import type { PipelineSpec } from '../preprocess/schema.js';
 

@@ -6,7 +6,7 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
-import { ValidationError } from '../errors.js';
+import { ValidationError } from '../errors/index.js';
 import { ModelPackageError } from './errors.js';
 import { packageFile, packageRelative } from './paths.js';
 import { ManifestSchema, describeIssues, type Manifest } from './schema.js';

@@ -2,7 +2,7 @@
  * The adaptive planner's options and their defaults, filled in one place
  * ({@link resolvePlannerOptions}) so that every module reads a complete configuration.
  */
-import { ValidationError } from '../errors.js';
+import { ValidationError } from '../errors/index.js';
 import type { PlannerEndpoint } from './cost-model.js';
 import type { RobustEwmaOptions } from './estimators.js';
 import type { HealthOptions } from './health.js';

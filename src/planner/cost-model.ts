@@ -3,7 +3,7 @@
  * profile, laid out in typed arrays so that a decision over hundreds of options is a few
  * multiply-adds each. The learned half and the cost formula live in `predict.ts`.
  */
-import { ValidationError } from '../errors.js';
+import { ValidationError } from '../errors/index.js';
 import type { Plan } from './plan.js';
 import type { Profile } from './profile.js';
 

@@ -2,7 +2,7 @@
  * Parsing of the human units used on the command line and in trace files:
  * bandwidths like `10mbit`, `500kbit/s`, `1gbit`, `2MB/s`, and durations like `40ms`, `1.5s`.
  */
-import { ValidationError } from '../errors.js';
+import { ValidationError } from '../errors/index.js';
 
 const BANDWIDTH = /^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(bit|bps|b|byte|B)?(?:\/s)?\s*$/i;
 

@@ -1,6 +1,6 @@
 /** Typed failures of image decoding and input pipelines. */
-import type { AreaErrorCode } from '../error-codes.js';
-import { TandemError } from '../errors.js';
+import type { AreaErrorCode } from '../errors/catalogue.js';
+import { TandemError } from '../errors/index.js';
 
 type PreprocessErrorCode = AreaErrorCode<'preprocess'>;
 type Options = { cause?: unknown; retryable?: boolean; details?: Record<string, unknown> };

@@ -5,7 +5,7 @@
  */
 import type { Metadata, OutputInfo, Sharp, SharpOptions } from 'sharp';
 import { LazyValue } from '../lazy.js';
-import type { Tensor } from '../tensor.js';
+import type { Tensor } from '../tensor/index.js';
 import { ImageError } from './errors.js';
 import type { PipelineSpec } from './schema.js';
 

@@ -2,7 +2,7 @@
  * Output post-processing declared in a manifest: softmax and top-k with labels for
  * classifiers; other models get their raw tensors.
  */
-import type { Tensor, TensorMap } from '../tensor.js';
+import type { Tensor, TensorMap } from '../tensor/index.js';
 import { PipelineSpecError } from './errors.js';
 import type { PostprocessSpec } from './schema.js';
 

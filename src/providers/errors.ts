@@ -2,12 +2,12 @@
  * Provider failures, classified so that callers can tell a retry (another attempt, another
  * endpoint, or local fallback) from a final answer.
  */
-import type { AreaErrorCode } from '../error-codes.js';
-import { TandemError } from '../errors.js';
+import type { AreaErrorCode } from '../errors/catalogue.js';
+import { TandemError } from '../errors/index.js';
 
 /**
  * The providers' codes, listed with their meaning in the error catalogue
- * (`error-codes/runtime.ts`), which also says which are retryable: throttling, 5xx, timeouts
+ * (`errors/catalogue/runtime.ts`), which also says which are retryable: throttling, 5xx, timeouts
  * and network faults are; the rest are final.
  */
 export type ProviderErrorCode = AreaErrorCode<'providers'>;

@@ -3,7 +3,7 @@
  * OIP v2 JSON/binary, and the server-reported compute time wherever it travels.
  */
 import { decodePayload, encodeTensorMapWithReport, looksLikeTensorPayload, TENSOR_CONTENT_TYPE } from '../codec/index.js';
-import type { TensorMap } from '../tensor.js';
+import type { TensorMap } from '../tensor/index.js';
 import { ProviderError } from './errors.js';
 import { MAX_ANSWER_BYTES } from './http.js';
 import type { InferRequest, InferResponse } from './types.js';

@@ -2,7 +2,7 @@
  * The one interface every cloud endpoint kind implements. The edge runtime and the planner
  * only ever see this; the SDK behind each kind stays inside its module.
  */
-import type { TensorMap } from '../tensor.js';
+import type { TensorMap } from '../tensor/index.js';
 
 /**
  * How an endpoint is declared in configuration (validated with zod in edge/config.ts): the

@@ -11,7 +11,7 @@ import { pipeline, Readable, Transform } from 'node:stream';
 import type { v1, protos } from '@google-cloud/aiplatform';
 import type { CallOptions, ClientOptions, googleAuthLibrary } from 'google-gax';
 import { LazyValue } from '../lazy.js';
-import type { DType } from '../tensor.js';
+import type { DType } from '../tensor/index.js';
 import { readCaFile } from './ca.js';
 import { callScope, raceAbort } from './deadline.js';
 import { causeChain, credentialError, errorForStatus, MAX_RETRY_AFTER_MS, ProviderError, retryAfterOf, tlsError } from './errors.js';

@@ -5,7 +5,7 @@
  */
 import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import { TandemError } from '../errors.js';
+import { TandemError } from '../errors/index.js';
 
 /** The disk operations an appender uses; tests replace them to inject ENOSPC or EIO. */
 export interface AppendIo {

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { DurableAppendFile, type AppendIo } from './append-file.js';
-import { ValidationError } from '../errors.js';
+import { ValidationError } from '../errors/index.js';
 import { AuditTamperError } from './errors.js';
 
 export const GENESIS = '0'.repeat(64);

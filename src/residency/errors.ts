@@ -2,8 +2,8 @@
  * Typed failures of the residency layer. Callers branch on `code`; the classes exist so that
  * `instanceof` works for the common cases (a refused write, a full outbox).
  */
-import { errorInfo, type AreaErrorCode, type ErrorCode } from '../error-codes.js';
-import { TandemError, ValidationError } from '../errors.js';
+import { errorInfo, type AreaErrorCode, type ErrorCode } from '../errors/catalogue.js';
+import { TandemError, ValidationError } from '../errors/index.js';
 
 /**
  * Whether a code is a refusal by the residency policy (the catalogue's `residency` codes it

@@ -4,7 +4,7 @@
  * once a result is settled. The object key derives from the request id, so a put repeated
  * after a lost ack still leaves one stored copy.
  */
-import { TandemError } from '../errors.js';
+import { TandemError } from '../errors/index.js';
 import { StoreError, UnknownDataClassError } from './errors.js';
 import { evaluateWrite } from './gate.js';
 import { retryDelayMs, type BackoffOptions } from './outbox-backoff.js';

@@ -5,7 +5,7 @@
  */
 import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { TandemError } from '../errors.js';
+import { TandemError } from '../errors/index.js';
 import { DurableAppendFile } from './append-file.js';
 import { OutboxDiskError } from './errors.js';
 import { frame, parseFrames, segName, segmentNumbers, type AckRecord, type DeadRecord, type PutRecord } from './outbox-log.js';

@@ -1,5 +1,5 @@
 /** The outbox's public types, and the in-memory entry its journal and delivery loop share. */
-import type { TandemError } from '../errors.js';
+import type { TandemError } from '../errors/index.js';
 import type { AppendIo } from './append-file.js';
 import type { KeySource } from './envelope.js';
 import type { ResidencyGate } from './gate.js';

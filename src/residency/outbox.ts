@@ -13,7 +13,7 @@
  * and the lifecycle. The record format is in outbox-log.ts, the segment files in
  * outbox-journal.ts, delivery and retries in outbox-delivery.ts and outbox-backoff.ts.
  */
-import { TandemError, ValidationError } from '../errors.js';
+import { TandemError, ValidationError } from '../errors/index.js';
 import { seal } from './envelope.js';
 import { OutboxFullError, ResidencyDeniedError } from './errors.js';
 import { allowedStores } from './gate.js';

@@ -2,8 +2,8 @@
  * Typed failures of the edge runtime. Callers branch on `code`; `retryable` says whether
  * the same request may succeed later (a full queue drains, a crashed worker is replaced).
  */
-import { errorInfo, type AreaErrorCode, type ErrorCode } from '../error-codes.js';
-import { TandemError } from '../errors.js';
+import { errorInfo, type AreaErrorCode, type ErrorCode } from '../errors/catalogue.js';
+import { TandemError } from '../errors/index.js';
 
 type Options = { cause?: unknown; retryable?: boolean; details?: Record<string, unknown> };
 

@@ -6,8 +6,8 @@
 import { performance } from 'node:perf_hooks';
 import type { Plan } from '../planner/plan.js';
 import type { InferResponse, ProviderClient } from '../providers/types.js';
-import type { TensorMap } from '../tensor.js';
-import { TandemError } from '../errors.js';
+import type { TensorMap } from '../tensor/index.js';
+import { TandemError } from '../errors/index.js';
 import { ProviderError } from '../providers/errors.js';
 import { deadlineSignal } from '../util/deadline.js';
 import { AbortedError, DeadlineExceededError, PlanError } from './errors.js';

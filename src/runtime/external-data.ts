@@ -33,7 +33,7 @@ import { constants as bufferConstants } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { dirname, isAbsolute, relative, sep } from 'node:path';
 import type { InferenceSession } from 'onnxruntime-node';
-import { TandemError } from '../errors.js';
+import { TandemError } from '../errors/index.js';
 import { fingerprintOf, hashFile, sameFingerprint } from '../package/fingerprint.js';
 import { EdgeExecutionError, ModelPackageError } from './errors.js';
 import type { ExternalDataFile, FileFingerprint, ModelRef } from './protocol.js';

@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks';
 import { analyzeModel, splitModel, type CutInfo } from '../graph/index.js';
 import { ProfileSchema, type CutProfile, type Profile } from '../planner/profile.js';
 import type { ProviderClient } from '../providers/types.js';
-import type { Tensor, TensorMap } from '../tensor.js';
+import type { Tensor, TensorMap } from '../tensor/index.js';
 import { modelFromBytes } from './model-source.js';
 import { loadPackage, loadPackageModel } from './package.js';
 import { EdgePool } from './pool.js';

@@ -3,8 +3,8 @@
  * `{dtype, dims, data}` records whose buffers are put on the transfer list, so crossing the
  * thread boundary moves memory instead of copying it.
  */
-import type { ErrorCode } from '../error-codes.js';
-import type { DType, Tensor, TensorData, TensorMap } from '../tensor.js';
+import type { ErrorCode } from '../errors/catalogue.js';
+import type { DType, Tensor, TensorData, TensorMap } from '../tensor/index.js';
 
 /** How a worker finds a model: by content hash, from a file or from shared memory. */
 export interface ModelRef {

@@ -4,13 +4,13 @@
  * the edge when the remote part fails or runs late) and reports the outcome to the planner.
  */
 import { performance } from 'node:perf_hooks';
-import { TandemError, ValidationError } from '../errors.js';
+import { TandemError, ValidationError } from '../errors/index.js';
 import type { Observation, Plan, PlanChooser } from '../planner/plan.js';
 import type { Profile } from '../planner/profile.js';
 import { imageToTensor, isRawImage, type ImageInput } from '../preprocess/image.js';
 import { postprocess, type ClassScore } from '../preprocess/postprocess.js';
 import type { EndpointConfig, ProviderClient } from '../providers/types.js';
-import { assertTensor, type Tensor, type TensorMap } from '../tensor.js';
+import { assertTensor, type Tensor, type TensorMap } from '../tensor/index.js';
 import { ClosedError, PlanError } from './errors.js';
 import { Executor, type Fallback, type Partition, type PartitionSource, type Timing } from './executor.js';
 import { loadPackage, type EdgePackage } from './package.js';

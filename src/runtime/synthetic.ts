@@ -1,6 +1,6 @@
 /** Deterministic stand-in inputs for warm-up and profiling runs. */
-import { ValidationError } from '../errors.js';
-import { allocate, isDType, type Tensor } from '../tensor.js';
+import { ValidationError } from '../errors/index.js';
+import { allocate, isDType, type Tensor } from '../tensor/index.js';
 
 /** A tensor of `shape` with values spread over [0, 1) for float types and zeros otherwise. */
 export function syntheticTensor(name: string, dtype: string, shape: readonly number[]): Tensor {

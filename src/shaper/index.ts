@@ -10,7 +10,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import net from 'node:net';
-import { TandemError, ValidationError } from '../errors.js';
+import { TandemError, ValidationError } from '../errors/index.js';
 import { parseBandwidth, parseDuration } from '../planner/units.js';
 
 /** Shape of one direction. `bandwidthBitsPerSecond: Infinity` means unlimited. */

@@ -19,7 +19,7 @@ import { generateReferenceModel } from '../../models/generate.js';
 import { decodePayload, encodeTensorMap, TENSOR_CONTENT_TYPE } from '../../src/codec/index.js';
 import { listCuts, parseModel, splitModel, type OnnxModel } from '../../src/graph/index.js';
 import { createProviderClient, type EndpointConfig } from '../../src/providers/index.js';
-import type { TensorMap } from '../../src/tensor.js';
+import type { TensorMap } from '../../src/tensor/index.js';
 import { CREDS, expectSameOutputs, localRun, randomInput } from '../helpers/cloud.js';
 import { freePort } from '../helpers/mqtt-brokers.js';
 

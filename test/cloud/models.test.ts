@@ -13,7 +13,7 @@ import { discoverModels } from '../../cloud/models.js';
 import { decodePayload, encodeTensorMap } from '../../src/codec/index.js';
 import { loadModel, splitModel } from '../../src/graph/index.js';
 import { onnx } from '../../src/graph/onnx.js';
-import type { TensorMap } from '../../src/tensor.js';
+import type { TensorMap } from '../../src/tensor/index.js';
 import { expectSameOutputs, localRun, randomInput, startService } from '../helpers/cloud.js';
 import { writeExternalDataPackage } from '../fixtures/graphs.js';
 

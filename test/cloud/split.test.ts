@@ -7,7 +7,7 @@ import type { CloudService } from '../../cloud/server.js';
 import { generateReferenceModel } from '../../models/generate.js';
 import { listCuts, parseModel, splitModel } from '../../src/graph/index.js';
 import { createProviderClient, type EndpointConfig } from '../../src/providers/index.js';
-import type { TensorMap } from '../../src/tensor.js';
+import type { TensorMap } from '../../src/tensor/index.js';
 import { CREDS, expectSameOutputs, randomInput, startService } from '../helpers/cloud.js';
 
 let svc: CloudService;

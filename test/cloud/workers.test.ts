@@ -11,7 +11,7 @@ import { main } from '../../cli/main.js';
 import { decodeTensorMap, encodeTensorMap } from '../../src/codec/index.js';
 import { listCuts, parseModel, splitModel } from '../../src/graph/index.js';
 import { createProviderClient } from '../../src/providers/index.js';
-import type { TensorMap } from '../../src/tensor.js';
+import type { TensorMap } from '../../src/tensor/index.js';
 import { CLS, CREDS, DET, expectSameOutputs, localRun, randomInput, startService } from '../helpers/cloud.js';
 
 let dir: string;

@@ -5,7 +5,7 @@ import { decode as msgpackDecode } from 'msgpackr';
 import {
   CodecError, decodePayload, decodeTensorMap, encodeTensorMap, encodeTensorMapWithReport, fromFloat16Bits, toFloat16Bits,
 } from '../../src/codec/index.js';
-import type { TensorData, TensorMap } from '../../src/tensor.js';
+import type { TensorData, TensorMap } from '../../src/tensor/index.js';
 import { crc32, crc32Implementation } from '../../src/util/crc32.js';
 
 const arr = (d: TensorData | undefined): unknown[] => (d ? Array.from(d as ArrayLike<unknown>) : []);

@@ -4,7 +4,7 @@ import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 import { decodePayload, encodeTensorMap, encodeTensorMapWithReport } from '../../src/codec/index.js';
 import { crc32 } from '../../src/util/crc32.js';
-import type { TensorMap } from '../../src/tensor.js';
+import type { TensorMap } from '../../src/tensor/index.js';
 import { codeOf } from '../helpers/errors.js';
 
 /** A version-1 payload around any descriptor, with a valid checksum. */

@@ -3,7 +3,7 @@
  * outbox: ordering of the residency checks, store choice, what reaches the outbox.
  */
 import { describe, expect, it } from 'vitest';
-import { TandemError } from '../../src/errors.js';
+import { TandemError } from '../../src/errors/index.js';
 import { TandemService, type OutboxLike, type OutboxRecord, type ResidencyLike, type RuntimeLike } from '../../edge/tandem-service.js';
 
 function runtime(calls: string[]): RuntimeLike {

@@ -9,14 +9,14 @@ import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ERRORS_DOC_PATH, renderErrorsDoc } from '../../scripts/errors-doc.js';
-import { ERROR_AREAS, ERROR_CATALOGUE, isErrorCode, type ErrorInfo } from '../../src/error-codes.js';
+import { ERROR_AREAS, ERROR_CATALOGUE, isErrorCode, type ErrorInfo } from '../../src/errors/catalogue.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SOURCE_DIRS = ['src', 'edge', 'cloud', 'cli', 'demo', 'bench', 'models'];
 
 /** The catalogue itself: its keys are not uses. */
-const CATALOGUE_FILES = new Set(['src/error-codes.ts']);
-const CATALOGUE_DIR = 'src/error-codes/';
+const CATALOGUE_FILES = new Set(['src/errors/catalogue.ts']);
+const CATALOGUE_DIR = 'src/errors/catalogue/';
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(join(ROOT, dir), { withFileTypes: true, recursive: true })

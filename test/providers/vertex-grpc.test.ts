@@ -26,7 +26,7 @@ import { listCuts, parseModel, splitModel } from '../../src/graph/index.js';
 import { createProviderClient, ProviderError, type EndpointConfig, type ProviderClient } from '../../src/providers/index.js';
 import { retryInfoOf, vertexAnswerError } from '../../src/providers/vertex.js';
 import { MAX_RETRY_AFTER_MS } from '../../src/providers/errors.js';
-import type { TensorMap } from '../../src/tensor.js';
+import type { TensorMap } from '../../src/tensor/index.js';
 import { CLS, CREDS, DET, expectSameOutputs, localRun, randomInput, startService } from '../helpers/cloud.js';
 import { ROOT } from '../helpers/cli.js';
 import { isolateEnv } from '../helpers/env.js';

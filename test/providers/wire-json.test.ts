@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { decodeOipRequest, encodeOipRequest } from '../../src/providers/wire/oip.js';
 import { instancesToTensors } from '../../src/providers/wire/vertex.js';
-import type { TensorMap } from '../../src/tensor.js';
+import type { TensorMap } from '../../src/tensor/index.js';
 import { codeOf } from '../helpers/errors.js';
 
 const limits = { maxElements: 1e6 };

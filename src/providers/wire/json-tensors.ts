@@ -2,9 +2,9 @@
  * Conversions between tensors and JSON numbers (nested or flat arrays), shared by the
  * OIP v2 JSON and Vertex AI instance formats on both the client and the server side.
  */
-import { ValidationError } from '../../errors.js';
+import { ValidationError } from '../../errors/index.js';
 import { toFloat16Bits, fromFloat16Bits } from '../../codec/float16.js';
-import { allocate, elementCount, type DType, type Tensor } from '../../tensor.js';
+import { allocate, elementCount, type DType, type Tensor } from '../../tensor/index.js';
 
 /** Shape of a rectangular nested array (throws on ragged input). */
 export function nestedShape(value: unknown): number[] {

@@ -4,8 +4,8 @@
  * the raw little-endian tensor data of every entry that declares `binary_data_size`.
  */
 import { z } from 'zod';
-import { ValidationError } from '../../errors.js';
-import { BYTES_PER_ELEMENT, bytesOf, setTensor, viewAs, type DType, type Tensor, type TensorMap } from '../../tensor.js';
+import { ValidationError } from '../../errors/index.js';
+import { BYTES_PER_ELEMENT, bytesOf, setTensor, viewAs, type DType, type Tensor, type TensorMap } from '../../tensor/index.js';
 import { flatten, nestedShape, tensorFromValues, valuesOf } from './json-tensors.js';
 
 export const OIP_HEADER_LENGTH = 'inference-header-content-length';

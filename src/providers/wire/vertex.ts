@@ -3,8 +3,8 @@
  * object keyed by input name (or, for a one-input model, the nested array itself); the
  * service stacks instances along a new leading batch dimension.
  */
-import { ValidationError } from '../../errors.js';
-import { elementCount, type DType, type Tensor, type TensorMap } from '../../tensor.js';
+import { ValidationError } from '../../errors/index.js';
+import { elementCount, type DType, type Tensor, type TensorMap } from '../../tensor/index.js';
 import { flatten, MAX_JSON_RANK, nest, nestedShape, tensorFromValues, valuesOf } from './json-tensors.js';
 
 /**

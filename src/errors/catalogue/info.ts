@@ -1,6 +1,6 @@
 /**
  * The shape of one error catalogue entry, and the helper each area's table is written with.
- * The tables themselves are data (one file per group of areas); `../error-codes.ts` joins them.
+ * The tables themselves are data (one file per group of areas); `../catalogue.ts` joins them.
  */
 
 /** The part of Tandem that raises a code: one table per area in docs/reference/errors.md. */

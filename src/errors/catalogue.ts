@@ -4,13 +4,13 @@
  * that is not listed here fails the type check; docs/reference/errors.md is generated from it
  * (`npm run docs:errors`) and a test fails when the two disagree.
  */
-import { BENCH_CODES, CLI_CODES, CLOUD_CODES, DEMO_CODES, EDGE_CODES, MODELS_CODES } from './error-codes/apps.js';
-import type { ErrorArea, ErrorInfo, HttpStatus } from './error-codes/info.js';
-import { CODEC_CODES, GRAPH_CODES, PLANNER_CODES, PREPROCESS_CODES, SHAPER_CODES, TENSOR_CODES, WIRE_CODES } from './error-codes/library.js';
-import { RESIDENCY_CODES } from './error-codes/residency.js';
-import { PACKAGE_CODES, PROVIDER_CODES, RUNTIME_CODES } from './error-codes/runtime.js';
+import { BENCH_CODES, CLI_CODES, CLOUD_CODES, DEMO_CODES, EDGE_CODES, MODELS_CODES } from './catalogue/apps.js';
+import type { ErrorArea, ErrorInfo, HttpStatus } from './catalogue/info.js';
+import { CODEC_CODES, GRAPH_CODES, PLANNER_CODES, PREPROCESS_CODES, SHAPER_CODES, TENSOR_CODES, WIRE_CODES } from './catalogue/library.js';
+import { RESIDENCY_CODES } from './catalogue/residency.js';
+import { PACKAGE_CODES, PROVIDER_CODES, RUNTIME_CODES } from './catalogue/runtime.js';
 
-export type { ErrorArea, ErrorEntry, ErrorInfo, HttpStatus } from './error-codes/info.js';
+export type { ErrorArea, ErrorEntry, ErrorInfo, HttpStatus } from './catalogue/info.js';
 
 /** Each area's table, in the order the reference lists them. */
 export const ERROR_AREAS = {

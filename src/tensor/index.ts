@@ -3,7 +3,7 @@
  * little-endian data. It is deliberately independent of onnxruntime's Tensor so that the
  * codec, the providers and the planner do not load the native runtime.
  */
-import { ValidationError } from './errors.js';
+import { ValidationError } from '../errors/index.js';
 
 export const DTYPES = ['float32', 'float16', 'float64', 'int64', 'int32', 'int16', 'int8', 'uint8', 'uint16', 'uint32', 'uint64', 'bool'] as const;
 export type DType = (typeof DTYPES)[number];

@@ -1,4 +1,6 @@
-import { retryableByDefault, type ErrorCode } from './error-codes.js';
+import { retryableByDefault, type ErrorCode } from './catalogue.js';
+
+export { ERROR_CATALOGUE, errorInfo, httpStatusOf, isErrorCode, type AreaErrorCode, type ErrorArea, type ErrorCode, type ErrorInfo, type HttpStatus } from './catalogue.js';
 
 /**
  * Every error Tandem raises on purpose is a {@link TandemError}: it carries a stable,
@@ -6,7 +8,7 @@ import { retryableByDefault, type ErrorCode } from './error-codes.js';
  * where one exists, the underlying `cause`.
  */
 export class TandemError extends Error {
-  /** Stable identifier from the error catalogue (`error-codes.ts`), e.g. `GRAPH_NOT_ONNX`. Never changes meaning once released. */
+  /** Stable identifier from the error catalogue (`catalogue.ts`), e.g. `GRAPH_NOT_ONNX`. Never changes meaning once released. */
   readonly code: ErrorCode;
   /**
    * Whether retrying the same operation later may succeed (network faults, throttling): the
