@@ -139,11 +139,7 @@ export function registerCloudCommands(program: Command): void {
     .option('--tls-key <file>', 'PEM private key: serve HTTPS')
     .option('--tls-cert <file>', 'PEM certificate chain')
     .option('--max-concurrent <n>', 'runs at once per model', positiveInt('--max-concurrent'), 2)
-    .option('--max-queue <n>', 'requests allowed to wait per model before 429', (v: string) => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 0) throw new ValidationError('CLI_ARGUMENT', `--max-queue must be a non-negative integer, got "${v}"`);
-      return n;
-    }, 16)
+    .option('--max-queue <n>', 'requests allowed to wait per model before 429', nonNegativeInt('--max-queue'), 16)
     .option('--timeout-ms <ms>', 'default per-request deadline', positiveInt('--timeout-ms'), 60_000)
     .option('--log-level <level>', 'pino log level', 'info')
     .option('--intra-op-threads <n>', 'onnxruntime intra-op threads per session (default: one per physical core)', positiveInt('--intra-op-threads'))

@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { isTandemError } from '../src/errors/index.js';
 import { AbortedError, DeadlineExceededError, raceCaller } from '../src/runtime/index.js';
 import type { BodyReader } from './body.js';
-import { badRequest, clientClosed, CloudError } from './errors.js';
+import { badRequest, clientClosed, CloudError, draining } from './errors.js';
 import { MODEL_HEADER, type FrontIO, type Route } from './front.js';
 import type { Lifecycle } from './lifecycle.js';
 import { Limiter } from './limiter.js';
@@ -57,7 +57,7 @@ function rejectionReason(error: unknown): string {
 }
 
 export class InferenceCore {
-  readonly repo: ModelRepository;
+  private readonly repo: ModelRepository;
   private readonly metrics: CloudMetrics;
   private readonly log: Logger;
   private readonly lifecycle: Lifecycle;
@@ -86,7 +86,7 @@ export class InferenceCore {
    */
   serve<X>(io: FrontIO<X>, x: X, r: Route, path: string, requestId: string, started: number, refuse: Refuse, reqLog: () => Logger): void {
     if (this.lifecycle.draining) {
-      refuse(this.lifecycle.drainingError());
+      refuse(draining());
       return;
     }
     this.lifecycle.begin();

@@ -25,6 +25,10 @@ export const badRequest = (code: ErrorCode, message: string, details?: Record<st
 export const clientClosed = (when: string, cause?: unknown): CloudError =>
   new CloudError(499, 'CLOUD_CLIENT_CLOSED', `the client closed the connection ${when}`, { retryable: false, ...(cause !== undefined ? { cause } : {}) });
 
+/** What a draining service answers to new work (retryable: the catalogue's default). */
+export const draining = (cause?: unknown): CloudError =>
+  new CloudError(503, 'CLOUD_DRAINING', 'the service is shutting down; retry on another instance', cause !== undefined ? { cause } : {});
+
 /** A failure as the service answers it, on any front. */
 export interface ErrorSummary {
   status: number;

@@ -5,7 +5,6 @@
  */
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
-import { CloudError } from './errors.js';
 import { DRAIN_GRACE_MS, type GrpcFront } from './front.js';
 
 /** What a drain closes, in order once the requests are done. */
@@ -39,10 +38,6 @@ export class Lifecycle {
 
   get draining(): boolean {
     return this.drainingNow;
-  }
-
-  drainingError(): CloudError {
-    return new CloudError(503, 'CLOUD_DRAINING', 'the service is shutting down; retry on another instance');
   }
 
   /** Brackets every request that reached the inference core, on either front: the drain waits for them. */

@@ -12,7 +12,7 @@ import { CloudError } from './errors.js';
 
 export type { ModelPackage };
 export { DEFAULT_MAX_PARTITIONS, ModelRepository, type TailExtractor } from './repository.js';
-export type { LoadedPartition, PartitionRunOptions, TensorInfo } from './partitions.js';
+export type { LoadedPartition, TensorInfo } from './partitions.js';
 export { threadingOf, threadingSessionOptions, type OrtThreading } from './threading.js';
 
 /** Names the service routes by: a package is served under its file or folder name. */

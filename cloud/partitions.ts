@@ -6,7 +6,7 @@ import * as ort from 'onnxruntime-node';
 import type { TensorMap } from '../src/tensor/index.js';
 import type { EdgePool, ModelRef } from '../src/runtime/index.js';
 import { sha256Hex } from '../src/util/index.js';
-import { CloudError, clientClosed } from './errors.js';
+import { CloudError, clientClosed, draining } from './errors.js';
 import { fromOrt, pickFeeds, tensorInfo, toOrt, type TensorInfo } from './feeds.js';
 
 export type { TensorInfo };
@@ -203,6 +203,6 @@ function poolFailure(error: unknown, label: string): CloudError {
   if (code === 'RUNTIME_WORKER_FAILED') return new CloudError(503, 'CLOUD_WORKER_FAILED', `the worker running ${label} failed; retry: ${message}`, { cause: error, retryable: true });
   if (code === 'RUNTIME_DEADLINE_EXCEEDED') return new CloudError(504, 'CLOUD_DEADLINE', `the request deadline passed while ${label} waited for or ran in a worker thread`, { cause: error, retryable: true });
   if (code === 'RUNTIME_ABORTED') return clientClosed(`while ${label} waited for or ran in a worker thread`, error);
-  if (code === 'RUNTIME_CLOSED') return new CloudError(503, 'CLOUD_DRAINING', 'the service is shutting down; retry on another instance', { cause: error, retryable: true });
+  if (code === 'RUNTIME_CLOSED') return draining(error);
   return new CloudError(500, 'CLOUD_MODEL_RUN', `${label} could not run: ${message}`, { cause: error, retryable: false });
 }

@@ -13,7 +13,6 @@ export function containerFront(ctx: FrontContext): HttpFront {
   const { health, predict } = ctx.settings.vertexRoutes;
   const maxBody = ctx.settings.maxBody;
   return {
-    front: 'container',
     endpoints: [{ method: 'GET', matches: (path) => path === '/ping' || path === health, handle: (x) => answerHealth(x.res, ctx) }],
     route(path: string, _req: IncomingMessage, hints: RouteHints): Route | undefined {
       if (path === '/invocations') {

@@ -12,7 +12,6 @@ const SERVICE_RE = /^\/api\/predict\/([^/]+)$/;
 export function easFront(ctx: FrontContext): HttpFront {
   const { repo, settings } = ctx;
   return {
-    front: 'eas',
     route(path: string, _req: IncomingMessage, hints: RouteHints): Route | undefined {
       const m = SERVICE_RE.exec(path);
       if (!m) return undefined;

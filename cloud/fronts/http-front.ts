@@ -9,7 +9,7 @@ import type { BodyReader } from '../body.js';
 import type { InferenceCore } from '../core.js';
 import { CloudError, type ErrorSummary } from '../errors.js';
 import type { BodyFormats } from '../formats.js';
-import type { Front, ParsedBody, Route } from '../front.js';
+import type { ParsedBody, Route } from '../front.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { CloudMetrics } from '../metrics.js';
 import type { ModelRepository } from '../models.js';
@@ -56,8 +56,6 @@ export interface ErrorReply {
 }
 
 export interface HttpFront {
-  /** The `Route.front` of its inference routes. */
-  readonly front: Front;
   /** Routes that are not inferences, tried before every inference route. */
   readonly endpoints?: readonly HttpEndpoint[];
   /** The inference route a POST to `path` is, if this front serves it. */

@@ -54,7 +54,6 @@ export function oipFront(ctx: FrontContext): HttpFront {
   ];
 
   return {
-    front: 'oip',
     endpoints,
     route(path: string, _req: IncomingMessage, _hints: RouteHints): Route | undefined {
       const m = INFER_RE.exec(path);

@@ -54,7 +54,6 @@ export function computeAttribute(headers: Record<string, string | number>, compu
 export function sagemakerFront(ctx: FrontContext): HttpFront {
   const { repo, settings } = ctx;
   return {
-    front: 'sagemaker',
     route(path: string, _req: IncomingMessage, hints: RouteHints): Route | undefined {
       const m = ENDPOINT_RE.exec(path);
       if (!m) return undefined;

@@ -5,6 +5,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { LINK_PROBE_MAX_BYTES, LINK_PROBE_PATH } from '../../src/providers/index.js';
+import { draining } from '../errors.js';
 import type { Route } from '../front.js';
 import { pathSegment, plainError, type FrontContext, type HttpExchange, type HttpFront, type RouteHints } from './http-front.js';
 
@@ -16,7 +17,7 @@ export function tandemFront(ctx: FrontContext): HttpFront {
   /** Reads the probe's bytes and answers 204: the client times the transfer. */
   function linkProbe({ req, res, refuse }: HttpExchange): void {
     if (lifecycle.draining) {
-      refuse(lifecycle.drainingError());
+      refuse(draining());
       return;
     }
     bodies.read(req, LINK_PROBE_MAX_BYTES).then(
@@ -29,7 +30,6 @@ export function tandemFront(ctx: FrontContext): HttpFront {
   }
 
   return {
-    front: 'tandem',
     endpoints: [{ method: 'POST', matches: (path) => path === LINK_PROBE_PATH, handle: linkProbe }],
     route(path: string, req: IncomingMessage, _hints: RouteHints): Route | undefined {
       const m = INFER_RE.exec(path);

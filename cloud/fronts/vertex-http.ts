@@ -13,7 +13,7 @@ import { header, pathSegment, type ErrorReply, type FrontContext, type HttpFront
 const ENDPOINT_RE = /^\/v1(?:beta1)?\/projects\/[^/]+\/locations\/[^/]+\/endpoints\/([^/:]+):(predict|rawPredict)$/;
 
 /** Google's JSON error; the stable code travels as google.rpc.ErrorInfo's reason, where Google's clients read it. */
-export function googleError(e: ErrorSummary): ErrorReply {
+function googleError(e: ErrorSummary): ErrorReply {
   const { status, code, message } = e;
   return { status, body: { error: { code: status, message: `${code}: ${message}`, status: GRPC_STATUS[status] ?? 'UNKNOWN', details: [{ '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: code, domain: 'tandem.cloud' }] } } };
 }
@@ -21,7 +21,6 @@ export function googleError(e: ErrorSummary): ErrorReply {
 export function vertexHttpFront(ctx: FrontContext): HttpFront {
   const { repo, settings } = ctx;
   return {
-    front: 'vertex',
     route(path: string, _req: IncomingMessage, hints: RouteHints): Route | undefined {
       const m = ENDPOINT_RE.exec(path);
       if (!m) return undefined;

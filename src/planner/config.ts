@@ -75,7 +75,6 @@ export interface ResolvedEndpoint {
 
 /** {@link AdaptivePlannerOptions} with every default applied and validated. */
 export interface ResolvedPlannerOptions {
-  readonly profile: Profile;
   readonly endpoints: readonly ResolvedEndpoint[];
   readonly objective: Objective;
   /** `false`: holding off (see `AdaptivePlannerOptions.hysteresis`). */
@@ -121,7 +120,6 @@ export function resolvePlannerOptions(options: AdaptivePlannerOptions): Resolved
     return { name: e.name, rttMs, bandwidthBitsPerSecond, pricePerRequest: e.pricePerRequest ?? 0, pricePerByte: (e.pricePerGB ?? 0) / 1e9 };
   });
   return {
-    profile: options.profile,
     endpoints,
     objective: options.objective ?? d.objective,
     hysteresis,

@@ -47,7 +47,7 @@ export class Selection {
   private bestPrice = 0;
   private currentMs = Number.NaN;
   private currentPrice = 0;
-  /** What the last `settle` chose: its predicted time, ms. */
+  /** What the last `settle` chose: its predicted time, ms (also what `learn` judges the held option against). */
   chosenMs = 0;
   private readonly holds: boolean;
   private readonly hysteresis: number;
@@ -58,8 +58,6 @@ export class Selection {
    * predictions. Starts at the noise the configured hysteresis corresponds to.
    */
   private heldNoise: number;
-  /** The held option's prediction at the last decision, for `heldNoise` and `heldBias`. */
-  private heldPredictedMs = Number.NaN;
   /**
    * What the held option's runs take beyond its prediction, ms (EWMA of the residuals, added
    * to its prediction; reset when another option is held). The estimators behind a prediction
@@ -128,7 +126,6 @@ export class Selection {
     }
     if (chosen !== this.current) this.heldBias = 0;
     this.current = chosen;
-    this.heldPredictedMs = chosenMs;
     this.chosenMs = chosenMs;
     return chosen;
   }
@@ -143,10 +140,10 @@ export class Selection {
    * held option (explorations are not held, and are judged by what they teach).
    */
   learn(o: Observation, id: number): void {
-    if (!this.holds || !(this.heldPredictedMs > 0) || !(o.totalMs > 0) || id !== this.current) return;
-    const relative = Math.max(-NOISE_CLIP, Math.min(NOISE_CLIP, o.totalMs / this.heldPredictedMs - 1));
+    if (!this.holds || !(this.chosenMs > 0) || !(o.totalMs > 0) || id !== this.current) return;
+    const relative = Math.max(-NOISE_CLIP, Math.min(NOISE_CLIP, o.totalMs / this.chosenMs - 1));
     this.heldNoise += NOISE_ALPHA * (relative * relative - this.heldNoise);
-    this.heldBias += BIAS_ALPHA * relative * this.heldPredictedMs;
+    this.heldBias += BIAS_ALPHA * relative * this.chosenMs;
   }
 
   /** Whether the held option is close enough to the best that switching is not worth it. */

@@ -31,10 +31,11 @@
 import { open, realpath, stat } from 'node:fs/promises';
 import { constants as bufferConstants } from 'node:buffer';
 import { createHash } from 'node:crypto';
-import { dirname, isAbsolute, relative, sep } from 'node:path';
+import { dirname } from 'node:path';
 import type { InferenceSession } from 'onnxruntime-node';
 import { TandemError } from '../errors/index.js';
 import { fingerprintOf, hashFile, sameFingerprint } from '../package/fingerprint.js';
+import { isInside } from '../package/paths.js';
 import { EdgeExecutionError, ModelPackageError } from './errors.js';
 import type { ExternalDataFile, FileFingerprint, ModelRef } from './protocol.js';
 
@@ -90,8 +91,7 @@ async function readChecked(file: ExternalDataFile, realFolder: string): Promise<
   } catch (error) {
     throw unreadable(file, error);
   }
-  const inside = relative(realFolder, real);
-  if (inside === '' || inside === '..' || inside.startsWith(`..${sep}`) || isAbsolute(inside)) {
+  if (!isInside(realFolder, real)) {
     throw new EdgeExecutionError('RUNTIME_MODEL_LOAD', `external data file ${file.location} leads out of the model's folder through a symbolic link (to ${real})`, { details: { path: file.path, real } });
   }
   let handle;

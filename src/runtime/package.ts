@@ -21,7 +21,6 @@ import { sha256Hex } from '../util/sha256.js';
 import { EXTERNAL_IN_MEMORY_LIMIT } from './external-data.js';
 import type { ExternalData, ExternalDataFile, ModelRef } from './protocol.js';
 
-export { ManifestSchema, type Manifest } from '../package/index.js';
 
 /** A package checked at load and ready for the edge pool. */
 export interface EdgePackage extends ModelPackage {
@@ -29,8 +28,6 @@ export interface EdgePackage extends ModelPackage {
   model: ModelRef;
   /** Class labels for classification post-processing, when the manifest gives them. */
   labels?: string[];
-  /** The lower-case hex SHA-256 of every file the manifest lists, by absolute path, as checked at load. */
-  checksums: ReadonlyMap<string, string>;
 }
 
 /**
@@ -44,12 +41,10 @@ export async function loadPackage(path: string): Promise<EdgePackage> {
   // The fingerprint of what was hashed lets the workers tell, when they load the model later,
   // whether an external file may have changed since.
   const verified = await verifyListedFiles(pkg);
-  const checksums = new Map<string, string>(verified.map((f) => [f.path, f.sha256]));
-  if (modelChecksum(pkg) !== undefined) checksums.set(pkg.modelPath, sha256);
   const external = await planExternalData(bytes, pkg.modelPath, verified);
   const model: ModelRef = { sha256, path: pkg.modelPath, ...(external ? { external } : {}) };
   const labels = await readLabels(pkg);
-  return { ...pkg, model, checksums, ...(labels ? { labels } : {}) };
+  return { ...pkg, model, ...(labels ? { labels } : {}) };
 }
 
 /** The model file's bytes, checked against the manifest's SHA-256 when it gives one. */
