@@ -5,10 +5,11 @@
  * slot is released only when the worker really finishes.
  */
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { Piscina } from 'piscina';
+import type { Piscina } from 'piscina';
 import type { TandemError } from '../errors/index.js';
 import type { TensorMap } from '../tensor/index.js';
 import { BoundedQueue, type QueueRefusals } from '../util/bounded-queue.js';
@@ -126,7 +127,10 @@ export class EdgePool {
     }
     const entry = workerEntry();
     const workerData: WorkerConfig = { intraOpThreads: this.intraOpThreads, ...(options.spinning !== undefined ? { spinning: options.spinning } : {}), maxSessions: positiveInt(options.maxSessions ?? 8, 'maxSessions'), preload: options.preload ?? [] };
-    this.piscina = new Piscina({
+    // Loaded with the first pool, not with the module: importing the runtime (the package root,
+    // the cloud service without --workers) need not pay piscina's start-up.
+    const { Piscina: PiscinaPool } = createRequire(import.meta.url)('piscina') as typeof import('piscina');
+    this.piscina = new PiscinaPool({
       filename: entry.filename,
       execArgv: [...process.execArgv, ...entry.execArgv],
       minThreads: this.workers,
