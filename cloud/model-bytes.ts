@@ -7,21 +7,27 @@ import { encodeModel } from '../src/graph/index.js';
 import { readCheckedModel, type ModelPackage } from '../src/package/index.js';
 import { CloudError } from './errors.js';
 
+/** A served model's bytes, and their SHA-256 where the check already computed it (nothing inlined). */
+export interface ServedModel {
+  bytes: Uint8Array;
+  sha256?: string;
+}
+
 /**
  * The model's bytes with any external data inlined. A listed file that does not match or cannot
  * be read is `CLOUD_MODEL_INTEGRITY`; external data that cannot be loaded is `CLOUD_MODEL_LOAD`.
  * Both are checked at every load, not at start-up, so a file put back makes the model load again.
  */
-export async function servedModelBytes(pkg: ModelPackage): Promise<Uint8Array> {
+export async function servedModelBytes(pkg: ModelPackage): Promise<ServedModel> {
   let checked;
   try {
     checked = await readCheckedModel(pkg, { hashUnread: true });
   } catch (error) {
     throw asCloudError(pkg, error);
   }
-  if (!checked.external || !checked.proto) return checked.bytes;
+  if (!checked.external || !checked.proto) return { bytes: checked.bytes, sha256: checked.sha256 };
   try {
-    return encodeModel(checked.proto);
+    return { bytes: encodeModel(checked.proto) };
   } catch (error) {
     // Past 2 GiB protobuf cannot hold the inlined model.
     throw externalDataError(pkg, error);

@@ -145,11 +145,11 @@ export async function loadSessionPartition(
 }
 
 /** A partition run in the pool's worker threads (sessions created there, inputs and outputs moved across). */
-export async function loadPoolPartition(id: PartitionId, onnx: Uint8Array, pool: EdgePool): Promise<LoadedPartition> {
+export async function loadPoolPartition(id: PartitionId, onnx: Uint8Array, pool: EdgePool, sha256 = sha256Hex(onnx)): Promise<LoadedPartition> {
   // Shared memory: every worker reads the same bytes, and posting them copies nothing.
   const shared = new Uint8Array(new SharedArrayBuffer(onnx.byteLength));
   shared.set(onnx);
-  const ref: ModelRef = { sha256: sha256Hex(onnx), bytes: shared };
+  const ref: ModelRef = { sha256, bytes: shared };
   let metadata: NonNullable<Awaited<ReturnType<EdgePool['warm']>>['metadata']>;
   try {
     const signature = await pool.warm(ref);

@@ -6,7 +6,7 @@ import type * as ort from 'onnxruntime-node';
 import type { ModelPackage } from '../src/package/index.js';
 import type { EdgePool } from '../src/runtime/index.js';
 import { CloudError } from './errors.js';
-import { servedModelBytes } from './model-bytes.js';
+import { servedModelBytes, type ServedModel } from './model-bytes.js';
 import { loadPoolPartition, loadSessionPartition, type LoadedPartition, type PartitionId } from './partitions.js';
 
 /** Extracts the tail of `model` after cut `cut` (ONNX bytes in, ONNX bytes out). */
@@ -31,7 +31,7 @@ export class ModelRepository {
   private readonly partitions = new Map<string, Promise<LoadedPartition>>();
   // Loads that have finished: a request for one of them waits for nothing and needs no timer.
   private readonly settled = new WeakSet<Promise<LoadedPartition>>();
-  private readonly bytes = new Map<string, Promise<Uint8Array>>();
+  private readonly bytes = new Map<string, Promise<ServedModel>>();
   private readonly sessions = new Set<ort.InferenceSession>();
   // What an evicted partition does to let go of its session once no run uses it.
   private readonly retire = new WeakMap<LoadedPartition, () => void>();
@@ -71,7 +71,7 @@ export class ModelRepository {
   }
 
   /** The model bytes, read once and checked (see {@link servedModelBytes}); a failed read is read again next time. */
-  private modelBytes(pkg: ModelPackage): Promise<Uint8Array> {
+  private modelBytes(pkg: ModelPackage): Promise<ServedModel> {
     let p = this.bytes.get(pkg.name);
     if (!p) {
       p = servedModelBytes(pkg);
@@ -107,7 +107,7 @@ export class ModelRepository {
   }
 
   private async load(pkg: ModelPackage, cut: string | null): Promise<LoadedPartition> {
-    const bytes = await this.modelBytes(pkg);
+    const { bytes, sha256 } = await this.modelBytes(pkg);
     let onnx = bytes;
     if (cut !== null) {
       if (!this.extractTail) throw new CloudError(501, 'CLOUD_SPLIT_UNAVAILABLE', 'this service cannot extract tails (no graph toolkit)', { retryable: false });
@@ -120,7 +120,8 @@ export class ModelRepository {
       }
     }
     const id: PartitionId = { model: pkg.name, cut, label: cut ? `${pkg.name} (tail after ${cut})` : pkg.name };
-    if (this.pool) return loadPoolPartition(id, onnx, this.pool);
+    // The whole model's hash is the check's own, when it hashed these very bytes.
+    if (this.pool) return loadPoolPartition(id, onnx, this.pool, cut === null ? sha256 : undefined);
     const { partition, retire } = await loadSessionPartition(id, onnx, this.sessionOptions, this.sessions);
     this.retire.set(partition, retire);
     return partition;

@@ -7,7 +7,8 @@
 import { copyFile, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ValidationError } from '../errors/index.js';
-import { loadModel, type OnnxModel } from '../graph/index.js';
+import { OnnxModel } from '../graph/index.js';
+import { readModelFile } from '../graph/onnx.js';
 import type { TensorDecl } from '../graph/model.js';
 import { PipelineSchema, type PipelineSpec, type PipelineSpecInput } from '../preprocess/schema.js';
 import { fileSha256, sha256Hex } from '../util/sha256.js';
@@ -51,7 +52,9 @@ export interface CreatedPackage {
 /** Writes a model package; rejects with a `ValidationError` (before writing anything) when the options do not fit the model. */
 export async function createPackage(options: CreatePackageOptions): Promise<CreatedPackage> {
   const dir = resolve(options.out);
-  const model = await loadModel(options.model);
+  // One read: the bytes written into the package are the ones decoded and hashed.
+  const { model: proto, bytes } = await readModelFile(options.model);
+  const model = new OnnxModel(proto, sha256Hex(bytes), options.model);
   const inputs: ManifestInput['inputs'] = {};
   if (options.pipeline !== undefined) {
     const input = pipelineInput(model, options.input);
@@ -64,7 +67,6 @@ export async function createPackage(options: CreatePackageOptions): Promise<Crea
   }
   for (const [name, dims] of Object.entries(options.shapes ?? {})) checkShape(model, name, dims);
   const labels = options.labels === undefined ? undefined : await readLabelsFile(options.labels);
-  const bytes = await readFile(options.model);
   const external = [...(externalReferences(bytes)?.keys() ?? [])].map((location) => {
     try {
       return { location, listed: packageRelative(location, 'external data') };
@@ -74,7 +76,7 @@ export async function createPackage(options: CreatePackageOptions): Promise<Crea
   });
   await prepareOut(dir);
 
-  const sha256: Record<string, string> = { [PACKAGE_MODEL_FILE]: sha256Hex(bytes) };
+  const sha256: Record<string, string> = { [PACKAGE_MODEL_FILE]: model.sha256 };
   await writeFile(join(dir, PACKAGE_MODEL_FILE), bytes);
   for (const { location, listed } of external) {
     const target = join(dir, listed);
