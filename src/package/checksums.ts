@@ -4,7 +4,7 @@
  * contents that were hashed, so a later reader can tell whether a file may have changed since.
  */
 import { TandemError } from '../errors/index.js';
-import { ModelPackageError } from './errors.js';
+import { mismatch, unreadableListed } from './errors.js';
 import { hashFile, type FileFingerprint } from './fingerprint.js';
 import { listedFiles, type ListedFile, type ModelPackage } from './read.js';
 
@@ -34,14 +34,3 @@ export async function verifyListedFiles(pkg: ModelPackage): Promise<VerifiedFile
   return verified;
 }
 
-export function mismatch(file: Pick<ListedFile, 'listed' | 'path' | 'sha256'>, actual: string, since = ''): ModelPackageError {
-  return new ModelPackageError('RUNTIME_PACKAGE_SHA256', `${file.listed} ${since ? 'no longer matches' : 'does not match'} the sha256 in manifest.json${since}`, {
-    details: { path: file.path, declared: file.sha256, actual },
-  });
-}
-
-/** A listed file that cannot be read, with the reason (`ENOENT`…) in the message. */
-export function unreadableListed(file: Pick<ListedFile, 'listed' | 'path'>, error: unknown): ModelPackageError {
-  const reason = (error as NodeJS.ErrnoException).code ?? (error instanceof Error ? error.message : String(error));
-  return new ModelPackageError('RUNTIME_PACKAGE_SHA256', `manifest.json lists ${file.listed}, which cannot be read (${reason})`, { cause: error, details: { path: file.path } });
-}

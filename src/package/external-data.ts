@@ -9,7 +9,7 @@ import { readFile, realpath } from 'node:fs/promises';
 import { dirname, posix } from 'node:path';
 import { decodeModel, onnx, type GraphProto, type ModelProto, type TensorProto } from '../graph/onnx.js';
 import { fileSha256, sha256Hex } from '../util/sha256.js';
-import { mismatch, unreadableListed } from './checksums.js';
+import { CHANGED_SINCE_LOAD, mismatch, unreadableListed } from './errors.js';
 import { ModelPackageError } from './errors.js';
 import { listedFiles, modelChecksum, type ModelPackage } from './read.js';
 
@@ -139,7 +139,7 @@ async function decodeInlined(bytes: Uint8Array, modelPath: string, inlined: Map<
 }
 
 async function checkListed(pkg: ModelPackage, inlined: ReadonlyMap<string, Buffer>, options: CheckOptions): Promise<void> {
-  const since = options.registered ? ': it changed on disk after the package was loaded' : '';
+  const since = options.registered ? CHANGED_SINCE_LOAD : '';
   for (const file of listedFiles(pkg)) {
     let actual: string | undefined;
     try {

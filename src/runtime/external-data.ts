@@ -35,6 +35,7 @@ import { dirname } from 'node:path';
 import type { InferenceSession } from 'onnxruntime-node';
 import { TandemError } from '../errors/index.js';
 import { fingerprintOf, hashFile, sameFingerprint } from '../package/fingerprint.js';
+import { CHANGED_SINCE_LOAD, mismatch, unreadableListed } from '../package/errors.js';
 import { isInside } from '../package/paths.js';
 import { EdgeExecutionError, ModelPackageError } from './errors.js';
 import type { ExternalDataFile, FileFingerprint, ModelRef } from './protocol.js';
@@ -105,7 +106,7 @@ async function readChecked(file: ExternalDataFile, realFolder: string): Promise<
     const size = (await handle.stat()).size;
     if (size > EXTERNAL_IN_MEMORY_LIMIT) {
       // It fitted when the package was loaded: a listed file has changed; another has grown.
-      if (file.sha256) throw mismatch(file, `now ${size} bytes`);
+      if (file.sha256) throw changed(file, file.sha256, `now ${size} bytes`);
       throw new EdgeExecutionError('RUNTIME_MODEL_LOAD', `external data file ${file.location} has grown to ${size} bytes, more than can be loaded through memory`, { details: { path: file.path, size } });
     }
     const bytes = Buffer.allocUnsafe(size);
@@ -118,7 +119,7 @@ async function readChecked(file: ExternalDataFile, realFolder: string): Promise<
       filled += bytesRead;
     }
     const actual = hash.digest('hex');
-    if (file.sha256 && actual !== file.sha256) throw mismatch(file, actual);
+    if (file.sha256 && actual !== file.sha256) throw changed(file, file.sha256, actual);
     return filled === size ? bytes : bytes.subarray(0, filled);
   } catch (error) {
     throw error instanceof TandemError ? error : unreadable(file, error);
@@ -145,18 +146,17 @@ async function checkOnDisk(file: ExternalDataFile, known: Map<string, FileFinger
   } catch (error) {
     throw error instanceof TandemError ? error : unreadable(file, error);
   }
-  if (result.sha256 !== file.sha256) throw mismatch(file, result.sha256);
+  if (result.sha256 !== file.sha256) throw changed(file, file.sha256, result.sha256);
   known.set(key, result.fingerprint);
 }
 
-function mismatch(file: ExternalDataFile, actual: string): ModelPackageError {
-  return new ModelPackageError('RUNTIME_PACKAGE_SHA256', `${file.location} no longer matches the sha256 in manifest.json: it changed on disk after the package was loaded`, {
-    details: { path: file.path, declared: file.sha256, actual },
-  });
+/** A file that matched at load and no longer does, in the package layer's words. */
+function changed(file: ExternalDataFile, declared: string, actual: string): ModelPackageError {
+  return mismatch({ listed: file.location, path: file.path, sha256: declared }, actual, CHANGED_SINCE_LOAD);
 }
 
 function unreadable(file: ExternalDataFile, error: unknown): TandemError {
   const reason = (error as NodeJS.ErrnoException).code ?? (error instanceof Error ? error.message : String(error));
-  if (file.sha256) return new ModelPackageError('RUNTIME_PACKAGE_SHA256', `manifest.json lists ${file.location}, which cannot be read (${reason})`, { cause: error, details: { path: file.path } });
+  if (file.sha256) return unreadableListed({ listed: file.location, path: file.path }, error);
   return new EdgeExecutionError('RUNTIME_MODEL_LOAD', `the model's external data file ${file.location} cannot be read (${reason})`, { cause: error, details: { path: file.path } });
 }
