@@ -36,11 +36,9 @@ export function registerAgentCommands(program: Command): void {
       const { loadEdgeConfig } = await import('../edge/config.js');
       const { createServiceFromConfig } = await import('../edge/service-factory.js');
       const { EdgeAgent } = await import('../edge/edge-agent.js');
-      const { easSigningFromEnv } = await import('../src/providers/index.js');
-      const { config, nucleus } = await loadEdgeConfig(opts.config);
+      const { config, nucleus, easSigning } = await loadEdgeConfig(opts.config);
       const logger = pino({ level: config.log.level, base: { service: 'tandem-edge' } });
-      // PAI-EAS signing keys: the environment is the CLI's to read, not the provider clients'.
-      const { service } = await createServiceFromConfig(config, { logger, providerOverrides: { easSigning: easSigningFromEnv(process.env) } });
+      const { service } = await createServiceFromConfig(config, { logger, ...(easSigning ? { providerOverrides: { easSigning } } : {}) });
       const agent = new EdgeAgent({ config, service, logger, defaultMetrics: true, nucleus });
       try {
         await agent.start();

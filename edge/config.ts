@@ -8,7 +8,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { LineCounter, parseDocument, isNode } from 'yaml';
 import { z } from 'zod';
 import { ValidationError, TandemError } from '../src/errors/index.js';
-import type { EndpointConfig } from '../src/providers/index.js';
+import { easSigningFromEnv, type EasSigningKey, type EndpointConfig } from '../src/providers/index.js';
 import { ossCredentialsFromEnv } from '../src/residency/index.js';
 
 /** One problem found in the configuration. */
@@ -254,6 +254,8 @@ export interface LoadedEdgeConfig {
   config: EdgeConfig;
   /** From the environment, by {@link loadEdgeConfig}, when the config has a greengrass front. */
   nucleus?: NucleusConnection;
+  /** PAI-EAS signing keys, from the environment by {@link loadEdgeConfig}, when set there. */
+  easSigning?: EasSigningKey;
 }
 
 function formatPath(path: readonly PropertyKey[]): string {
@@ -337,10 +339,13 @@ export async function loadEdgeConfig(file: string, env: NodeJS.ProcessEnv = proc
 
 /**
  * The one place the agent's settings come from the environment, so that nothing below the
- * loader reads it: OSS credentials under the Alibaba Cloud default chain's names, and what a
- * Greengrass nucleus sets for its component (thing name, IPC socket, token). The file wins.
+ * loader reads it: OSS credentials under the Alibaba Cloud default chain's names, PAI-EAS
+ * signing keys, and what a Greengrass nucleus sets for its component (thing name, IPC socket,
+ * token). The file wins.
  */
-function fromEnvironment(loaded: LoadedEdgeConfig, env: NodeJS.ProcessEnv): LoadedEdgeConfig {
+function fromEnvironment(parsed: LoadedEdgeConfig, env: NodeJS.ProcessEnv): LoadedEdgeConfig {
+  const easSigning = easSigningFromEnv(env);
+  const loaded = easSigning ? { ...parsed, easSigning } : parsed;
   const { config } = loaded;
   const oss = config.stores['oss'] ?? {};
   const credentials = oss['credentials'] === undefined && oss['env'] === undefined ? ossCredentialsFromEnv(env) : undefined;

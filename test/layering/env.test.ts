@@ -71,6 +71,13 @@ describe("the edge config loader fills what the environment provides", () => {
     expect(loaded.nucleus).toEqual({ socketPath: '/gg/ipc.socket', authToken: 'token' });
   });
 
+  it('PAI-EAS signing keys, both or none', async () => {
+    const file = await write({ http: { port: 0 } });
+    const both = await loadEdgeConfig(file, { TANDEM_EAS_ACCESS_KEY_ID: 'LTAI', TANDEM_EAS_ACCESS_KEY_SECRET: 'eas-secret' });
+    expect(both.easSigning).toEqual({ keyId: 'LTAI', secret: 'eas-secret' });
+    expect((await loadEdgeConfig(file, { TANDEM_EAS_ACCESS_KEY_ID: 'LTAI' })).easSigning).toBeUndefined();
+  });
+
   it("but not over the file's own values", async () => {
     const file = await write({ greengrass: { thingName: 'file-thing' }, stores: { oss: { credentials: { accessKeyId: 'FILE', accessKeySecret: 'file-secret' } } } });
     const { config } = await loadEdgeConfig(file, { ...OSS_ENV, AWS_IOT_THING_NAME: 'env-thing' });
@@ -81,6 +88,7 @@ describe("the edge config loader fills what the environment provides", () => {
   it('and nothing when the front is not Greengrass and no OSS variable is set', async () => {
     const loaded = await loadEdgeConfig(await write({ http: { port: 0 } }), { AWS_IOT_THING_NAME: 'env-thing' });
     expect(loaded.nucleus).toBeUndefined();
+    expect(loaded.easSigning).toBeUndefined();
     expect(loaded.config.stores).toEqual({});
   });
 });
