@@ -4,15 +4,10 @@
  */
 import type { Command } from 'commander';
 import { pino } from 'pino';
-import { TandemError, ValidationError } from '../src/errors/index.js';
+import { TandemError } from '../src/errors/index.js';
+import { intAtLeast } from './options.js';
 
-function positiveInt(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n <= 0) throw new ValidationError('CLI_ARGUMENT', `${name} must be a positive integer, got "${value}"`);
-    return n;
-  };
-}
+const positiveInt = (name: string): ((value: string) => number) => intAtLeast(name, 1);
 
 /** Resolves with the first of the signals; a second one exits at once. */
 function untilSignal(signals: readonly NodeJS.Signals[]): Promise<NodeJS.Signals> {

@@ -4,27 +4,15 @@
 import type { Command } from 'commander';
 import { ValidationError } from '../src/errors/index.js';
 import { loadBench } from './bench-loader.js';
+import { intAtLeast } from './options.js';
 
 function writeResult(json: boolean, result: Record<string, unknown>, human: string): void {
   if (json) process.stdout.write(`${JSON.stringify(result)}\n`);
   else process.stdout.write(`${human}\n`);
 }
 
-function positiveInt(name: string) {
-  return intAtLeast(name, 1);
-}
-
-function nonNegativeInt(name: string) {
-  return intAtLeast(name, 0);
-}
-
-function intAtLeast(name: string, min: 0 | 1) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min) throw new ValidationError('CLI_ARGUMENT', `${name} must be ${min > 0 ? 'a positive' : 'a non-negative'} integer, got "${value}"`);
-    return n;
-  };
-}
+const positiveInt = (name: string): ((value: string) => number) => intAtLeast(name, 1);
+const nonNegativeInt = (name: string): ((value: string) => number) => intAtLeast(name, 0);
 
 /** Attaches `codec` and `cloud-overhead` to a shared `bench` command. */
 export function registerCloudBenchCommands(bench: Command): void {

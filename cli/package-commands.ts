@@ -7,6 +7,7 @@ import { Command, Option } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { ValidationError } from '../src/errors/index.js';
 import { shapeOption } from './graph-commands.js';
+import { intAtLeast } from './options.js';
 
 interface CreateOptions {
   out: string;
@@ -35,13 +36,7 @@ interface CreateOptions {
 
 const optionError = (message: string): ValidationError => new ValidationError('CLI_OPTION', message);
 
-function positiveInt(flag: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n <= 0) throw optionError(`${flag} must be a positive integer, got "${value}"`);
-    return n;
-  };
-}
+const positiveInt = (flag: string): ((value: string) => number) => intAtLeast(flag, 1, 'CLI_OPTION');
 
 /** A number, or a fraction such as `1/255`. */
 export function parseNumber(flag: string) {

@@ -8,6 +8,7 @@ import { TandemError, ValidationError } from '../src/errors/index.js';
 import type { EndpointConfig } from '../src/providers/index.js';
 import { collectShape } from './graph-commands.js';
 import { loadBench } from './bench-loader.js';
+import { intAtLeast } from './options.js';
 
 /** Parses repeated `NAME=D1,D2,...` options into a shape map (the same syntax as `inspect`). */
 export function parseShapes(values: readonly string[]): Record<string, number[]> {
@@ -33,21 +34,8 @@ function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 
-function positiveInt(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < 1) throw new ValidationError('CLI_OPTION', `${name} expects a positive integer, got "${value}"`);
-    return n;
-  };
-}
-
-function nonNegativeInt(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < 0) throw new ValidationError('CLI_OPTION', `${name} expects a non-negative integer, got "${value}"`);
-    return n;
-  };
-}
+const positiveInt = (name: string): ((value: string) => number) => intAtLeast(name, 1, 'CLI_OPTION');
+const nonNegativeInt = (name: string): ((value: string) => number) => intAtLeast(name, 0, 'CLI_OPTION');
 
 function slowdown(value: string): number {
   const n = Number(value);
