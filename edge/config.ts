@@ -86,6 +86,8 @@ const ModelSchema = z
     workers: z.number().int().positive().optional(),
     /** Profile written by `tandem profile`, which seeds the adaptive planner. */
     profile: z.string().min(1).optional(),
+    /** Poll `path` for a new version and switch to it without a restart (docs/guide/model-updates.md). */
+    watch: z.union([z.boolean(), z.object({ pollMs: z.number().int().min(50).max(3_600_000) }).strict()]).optional(),
   })
   .strict();
 

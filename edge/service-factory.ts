@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { TandemError } from '../src/errors/index.js';
 import { createRuntime, type Runtime, type RuntimeOptions } from '../src/runtime/index.js';
+import { readPackage } from '../src/package/index.js';
 import { AdaptivePlanner, type AdaptivePlannerOptions, type Plan, type PlanChooser, ProfileSchema, type Profile } from '../src/planner/index.js';
 import { createProviderClient, type ProviderOverrides, type EndpointConfig, type ProviderClient } from '../src/providers/index.js';
 import {
@@ -28,6 +29,7 @@ import {
 } from '../src/residency/index.js';
 import type { EdgeConfig } from './config.js';
 import { EdgeConfigError } from './config.js';
+import { ModelWatcher, type ModelUpdateEvent } from './model-updates.js';
 import { TandemService, type OutboxLike, type ResidencyLike, type ServedModel } from './tandem-service.js';
 
 /** Planner options accepted under `planner:` in edge.yaml. */
@@ -60,7 +62,12 @@ export interface ServiceFactoryOptions {
   planner?: (model: string, endpoints: readonly EndpointConfig[]) => PlanChooser | Plan | undefined;
   /** Called for every outbox event (delivered, retry, dead). */
   onOutboxEvent?: (event: OutboxEvent) => void;
+  /** Called when a watched model's new version is applied or refused. */
+  onModelUpdate?: (event: ModelUpdateEvent) => void;
 }
+
+/** How often a watched model is polled when its `watch` gives no period. */
+const DEFAULT_POLL_MS = 2000;
 
 /** A service and the pieces the caller may want to look at (the demo reads the policy and stores). */
 export interface BuiltService {
@@ -193,38 +200,21 @@ export async function createServiceFromConfig(config: EdgeConfig, options: Servi
 
     const models: ServedModel[] = [];
     const planners = new Map<string, PlanChooser | Plan>();
+    const build: ModelBuild = { config, options, plannerOptions, clients, ...(gateFilter ? { gateFilter } : {}) };
     for (const m of config.models) {
-      const profile = m.profile !== undefined ? await loadProfile(m.profile) : undefined;
-      const planner = options.planner?.(m.name, config.endpoints) ?? plannerFor(profile, config.endpoints, plannerOptions);
-      if (!profile && options.planner === undefined && config.endpoints.length > 0) {
-        logger.warn({ model: m.name }, 'no profile for this model: every request runs on the edge (run `tandem profile` and set models[].profile)');
-      }
+      const { served, planner } = await buildModel(build, m, m.path);
+      cleanups.push(() => served.runtime.close());
       planners.set(m.name, planner);
-      let runtime: Runtime;
-      try {
-        runtime = await createRuntime({
-          model: m.path,
-          modelName: m.name,
-          endpoints: clients,
-          planner,
-          linkProbes: plannerOptions.linkProbes,
-          ...(m.workers !== undefined ? { workers: m.workers } : {}),
-          ...(gateFilter ? { allowedEndpoints: gateFilter } : {}),
-          ...(profile ? { profile } : {}),
-          ...(options.runtimeOptions?.(m.name) ?? {}),
-        });
-      } catch (error) {
-        throw error instanceof TandemError ? error : new TandemError('EDGE_MODEL_LOAD', `cannot load model "${m.name}" from ${m.path}: ${(error as Error).message}`, { cause: error });
-      }
-      const rt = runtime;
-      cleanups.push(() => rt.close());
-      models.push({ name: m.name, runtime: { model: rt.model, infer: (input, o) => rt.infer(input, o), close: () => rt.close() }, ...(m.postprocess ? { postprocess: m.postprocess } : {}) });
+      models.push(served);
     }
 
+    const watched = config.models.flatMap((m) => (m.watch ? [{ name: m.name, path: m.path, pollMs: m.watch === true ? DEFAULT_POLL_MS : m.watch.pollMs }] : []));
+    let watcher: ModelWatcher | undefined;
     const service = new TandemService({
       models,
       // Runtimes and the outbox are closed by the service itself; these are the rest.
       onClose: async () => {
+        await watcher?.close();
         for (const c of closeLast.reverse()) await c().catch(() => undefined);
       },
       ...(residency ? { residency } : {}),
@@ -232,9 +222,80 @@ export async function createServiceFromConfig(config: EdgeConfig, options: Servi
       ...(config.residency?.defaultDataClass !== undefined ? { defaultDataClass: config.residency.defaultDataClass } : {}),
       storePreference: config.residency?.storePreference ?? [],
     });
+    if (watched.length > 0) {
+      const w = new ModelWatcher({
+        models: watched,
+        load: async (name, path) => {
+          const entry = config.models.find((m) => m.name === name);
+          if (!entry) throw new TandemError('EDGE_MODEL_LOAD', `no model "${name}" in the config`);
+          const { served, planner } = await buildModel(build, entry, path);
+          planners.set(name, planner);
+          return served;
+        },
+        swap: (next) => service.replaceModel(next),
+        serving: (name) => service.servedVersion(name),
+        onEvent: (event) => {
+          if (event.outcome === 'applied') logger.info({ ...event }, 'model updated: new requests use the new version');
+          else logger.error({ ...event }, 'model update refused: the current version keeps serving');
+          options.onModelUpdate?.(event);
+        },
+      });
+      cleanups.push(() => w.close());
+      await w.start();
+      watcher = w;
+    }
     return { service, ...(policy ? { policy } : {}), ...(outbox ? { outbox } : {}), planners };
   } catch (error) {
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
     throw error;
   }
+}
+
+/** What every model's runtime is built from, at start-up and for each new version. */
+interface ModelBuild {
+  config: EdgeConfig;
+  options: ServiceFactoryOptions;
+  plannerOptions: PlannerOptions;
+  clients: readonly ProviderClient[];
+  gateFilter?: (dataClass: string | undefined) => readonly string[];
+}
+
+/**
+ * One model's runtime from the package at `path`, checked whole and warmed. A profile made
+ * for another version of the model would steer the planner to cuts this one may not have,
+ * so a new version whose hash the profile does not name runs locally until profiled again.
+ */
+async function buildModel(build: ModelBuild, m: EdgeConfig['models'][number], path: string): Promise<{ served: ServedModel; planner: PlanChooser | Plan }> {
+  const { config, options, plannerOptions, clients, gateFilter } = build;
+  let profile = m.profile !== undefined ? await loadProfile(m.profile) : undefined;
+  if (profile && path !== m.path) {
+    const declared = (await readPackage(path).catch(() => undefined))?.sha256;
+    if (declared !== undefined && !Object.values(declared).includes(profile.modelSha256)) {
+      options.logger.warn({ model: m.name, path }, 'the profile is of another version of this model: the new version runs on the edge until it is profiled');
+      profile = undefined;
+    }
+  }
+  const planner = options.planner?.(m.name, config.endpoints) ?? plannerFor(profile, config.endpoints, plannerOptions);
+  if (!profile && options.planner === undefined && config.endpoints.length > 0 && path === m.path) {
+    options.logger.warn({ model: m.name }, 'no profile for this model: every request runs on the edge (run `tandem profile` and set models[].profile)');
+  }
+  let runtime: Runtime;
+  try {
+    runtime = await createRuntime({
+      model: path,
+      modelName: m.name,
+      endpoints: clients,
+      planner,
+      linkProbes: plannerOptions.linkProbes,
+      ...(m.workers !== undefined ? { workers: m.workers } : {}),
+      ...(gateFilter ? { allowedEndpoints: gateFilter } : {}),
+      ...(profile ? { profile } : {}),
+      ...(options.runtimeOptions?.(m.name) ?? {}),
+    });
+  } catch (error) {
+    throw error instanceof TandemError ? error : new TandemError('EDGE_MODEL_LOAD', `cannot load model "${m.name}" from ${path}: ${(error as Error).message}`, { cause: error });
+  }
+  const rt = runtime;
+  const served: ServedModel = { name: m.name, runtime: { model: rt.model, infer: (input, o) => rt.infer(input, o), close: () => rt.close() }, ...(m.postprocess ? { postprocess: m.postprocess } : {}) };
+  return { served, planner };
 }

@@ -21,7 +21,8 @@ import { textBoxes, type TextBoxOptions } from './text-boxes.js';
 
 /** What the service needs from a runtime (src/index.ts `Runtime`). */
 export interface RuntimeLike {
-  readonly model: { readonly outputs: readonly string[] };
+  /** `sha256` names the version being served (reported by `health()`). */
+  readonly model: { readonly outputs: readonly string[]; readonly sha256?: string };
   infer(
     input: Uint8Array | TensorMap,
     options: { signal?: AbortSignal; deadline?: number; dataClass?: string; requestId?: string },
@@ -103,24 +104,86 @@ export class NoAllowedStoreError extends TandemError {
   }
 }
 
+/**
+ * One version of a served model with the requests still running on it: a replaced version
+ * is released only once the last of them has finished.
+ */
+class Slot {
+  active = 0;
+  retiring = false;
+  private retired: (() => void) | undefined;
+  readonly idle: Promise<void>;
+
+  constructor(readonly model: ServedModel) {
+    this.idle = new Promise((resolve) => (this.retired = resolve));
+  }
+
+  release(): void {
+    this.active -= 1;
+    if (this.retiring && this.active === 0) this.retired?.();
+  }
+
+  /** Resolves when no request runs on this version any more. */
+  retire(): Promise<void> {
+    this.retiring = true;
+    if (this.active === 0) this.retired?.();
+    return this.idle;
+  }
+}
+
 export class TandemService implements InferenceService {
-  private readonly served: Map<string, ServedModel>;
+  private readonly served: Map<string, Slot>;
+  private readonly retiring = new Set<Promise<void>>();
   private readonly options: TandemServiceOptions;
   private closed = false;
 
   constructor(options: TandemServiceOptions) {
     this.options = options;
-    this.served = new Map(options.models.map((m) => [m.name, m]));
+    this.served = new Map(options.models.map((m) => [m.name, new Slot(m)]));
   }
 
   models(): readonly string[] {
     return [...this.served.keys()];
   }
 
+  /** SHA-256 of the version of `model` that new requests run on. */
+  servedVersion(model: string): string | undefined {
+    return this.served.get(model)?.model.runtime.model.sha256;
+  }
+
+  /**
+   * Serves `next` for new requests from now on; requests already running finish on the
+   * version they started with, which is then closed. Resolves once it is closed.
+   */
+  async replaceModel(next: ServedModel): Promise<void> {
+    const old = this.served.get(next.name);
+    if (this.closed || !old) {
+      await next.runtime.close();
+      throw this.closed ? new TandemError('SERVICE_CLOSED', 'the inference service is closed') : new UnknownModelError(next.name, this.models());
+    }
+    this.served.set(next.name, new Slot(next));
+    const released = old.retire().then(() => old.model.runtime.close());
+    this.retiring.add(released);
+    try {
+      await released;
+    } finally {
+      this.retiring.delete(released);
+    }
+  }
+
   async infer(request: ServiceRequest, options: ServiceCallOptions = {}): Promise<ServiceResult> {
     if (this.closed) throw new TandemError('SERVICE_CLOSED', 'the inference service is closed', { retryable: true });
-    const model = this.served.get(request.model);
-    if (!model) throw new UnknownModelError(request.model, this.models());
+    const slot = this.served.get(request.model);
+    if (!slot) throw new UnknownModelError(request.model, this.models());
+    slot.active += 1;
+    try {
+      return await this.run(slot.model, request, options);
+    } finally {
+      slot.release();
+    }
+  }
+
+  private async run(model: ServedModel, request: ServiceRequest, options: ServiceCallOptions): Promise<ServiceResult> {
     const dataClass = request.dataClass ?? this.options.defaultDataClass;
     const residency = this.options.residency;
     let store: string | undefined;
@@ -198,7 +261,8 @@ export class TandemService implements InferenceService {
   }
 
   health(): ServiceHealth {
-    return { ok: !this.closed, outboxDepth: this.options.outbox?.depth() ?? 0 };
+    const versions = Object.fromEntries([...this.served].flatMap(([name, slot]) => (slot.model.runtime.model.sha256 !== undefined ? [[name, slot.model.runtime.model.sha256]] : [])));
+    return { ok: !this.closed, outboxDepth: this.options.outbox?.depth() ?? 0, ...(Object.keys(versions).length > 0 ? { details: { models: versions } } : {}) };
   }
 
   async flush(timeoutMs: number): Promise<void> {
@@ -208,7 +272,8 @@ export class TandemService implements InferenceService {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.allSettled([...this.served.values()].map((m) => m.runtime.close()));
+    await Promise.allSettled([...this.served.values()].map((slot) => slot.retire().then(() => slot.model.runtime.close())));
+    await Promise.allSettled([...this.retiring]);
     await this.options.outbox?.close();
     await this.options.onClose?.();
   }
