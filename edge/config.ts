@@ -196,6 +196,8 @@ export const EdgeConfigSchema = z
       .object({
         dir: z.string().min(1).default('.tandem/outbox'),
         maxBytes: z.number().int().positive().optional(),
+        /** Delivery retries: full-jitter exponential backoff from baseMs, doubling, capped at maxMs. */
+        retry: z.object({ baseMs: z.number().int().positive().max(3_600_000).optional(), maxMs: z.number().int().positive().max(3_600_000).optional() }).strict().optional(),
       })
       .strict()
       .default({ dir: '.tandem/outbox' }),

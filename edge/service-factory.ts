@@ -148,6 +148,7 @@ export async function createServiceFromConfig(config: EdgeConfig, options: Servi
         stores,
         keys,
         ...(config.outbox.maxBytes !== undefined ? { maxBytes: config.outbox.maxBytes } : {}),
+        ...(config.outbox.retry ? { backoff: config.outbox.retry } : {}),
         onEvent: (event) => {
           if (event.type === 'dead') logger.error({ ...event }, 'result could not be delivered to its store');
           else if (event.type === 'retry') logger.warn({ requestId: event.requestId, store: event.store, attempt: event.attempt, delayMs: event.delayMs, code: event.error.code }, 'store write failed; retrying');
