@@ -13,7 +13,7 @@ export function collectShape(value: string, previous: Record<string, number[]> =
     throw new ValidationError('CLI_SHAPE_SYNTAX', `--shape "${value}" is not NAME=D1,D2,... with positive integer dimensions`);
   }
   const name = match[1]!;
-  if (previous[name]) throw new ValidationError('CLI_SHAPE_SYNTAX', `--shape given twice for input "${name}"`);
+  if (Object.hasOwn(previous, name)) throw new ValidationError('CLI_SHAPE_SYNTAX', `--shape given twice for input "${name}"`);
   return { ...previous, [name]: match[2]!.split(',').map(Number) };
 }
 

@@ -7,7 +7,7 @@ import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { ErrorCode } from '../src/errors/index.js';
-import { easSignature } from '../src/providers/index.js';
+import { easSignature, OIP_HEADER_LENGTH } from '../src/providers/index.js';
 import { sha256Hex } from '../src/util/index.js';
 import { CloudError } from './errors.js';
 
@@ -59,6 +59,21 @@ export interface AwsCredentials {
   sessionToken?: string;
 }
 
+/**
+ * Request headers that pick the model, tail or variant, or change how the request is read or
+ * run: the fronts read them after SigV4 has passed, so a signature must cover every one sent.
+ * Unsigned, a captured request could be replayed with one changed and reach another model.
+ */
+const MUST_SIGN_PREFIXES = ['x-amzn-sagemaker-', 'x-tandem-'];
+const MUST_SIGN = new Set([OIP_HEADER_LENGTH]);
+
+/** The routing headers `headers` carries that `signed` does not cover. */
+export function unsignedRoutingHeaders(headers: IncomingHttpHeaders, signed: readonly string[]): string[] {
+  return Object.keys(headers)
+    .map((name) => name.toLowerCase())
+    .filter((name) => (MUST_SIGN.has(name) || MUST_SIGN_PREFIXES.some((p) => name.startsWith(p))) && !signed.includes(name));
+}
+
 const AUTH_RE = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, ?SignedHeaders=([a-z0-9;-]+), ?Signature=([0-9a-f]{64})$/;
 const MAX_SKEW_MS = 15 * 60 * 1000;
 
@@ -90,6 +105,10 @@ export async function verifySigV4(
   if (declaredHash === 'UNSIGNED-PAYLOAD') throw unauthorized('CLOUD_AUTH_SIGNATURE', 'unsigned payloads are not accepted');
   const names = signedHeaders.split(';');
   if (!names.includes('host')) throw unauthorized('CLOUD_AUTH_INVALID', 'the signature must cover the host header');
+  const unsigned = unsignedRoutingHeaders(request.headers, names);
+  if (unsigned.length > 0) {
+    throw unauthorized('CLOUD_AUTH_UNSIGNED_HEADER', `the signature must cover every routing header sent; not signed: ${unsigned.join(', ')}`);
+  }
   const token = request.headers['x-amz-security-token'];
   if (credentials.sessionToken !== undefined) {
     if (typeof token !== 'string') throw unauthorized('CLOUD_AUTH_MISSING', 'temporary credentials need their session token in X-Amz-Security-Token');

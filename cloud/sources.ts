@@ -4,10 +4,11 @@
  * files itself, which this does with @google-cloud/storage (Application Default
  * Credentials) into a private temporary directory.
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, normalize, sep } from 'node:path';
 import { Storage, type StorageOptions } from '@google-cloud/storage';
+import { ensureDir } from '../src/util/index.js';
 import { CloudError } from './errors.js';
 
 export interface ModelSource {
@@ -34,7 +35,7 @@ export async function resolveModelSource(spec: string, storageOptions: StorageOp
         throw new CloudError(500, 'CLOUD_MODELS_SOURCE', `refusing object "${file.name}": it would land outside the model directory`, { retryable: false });
       }
       const target = join(dir, relative);
-      await mkdir(dirname(target), { recursive: true });
+      await ensureDir(dirname(target));
       await file.download({ destination: target });
     }
     return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };

@@ -5,7 +5,7 @@
  * transport: anything that goes wrong becomes an error reply and a counter.
  */
 import type { Logger } from 'pino';
-import { TandemError, isTandemError } from '../src/errors/index.js';
+import { TandemError, httpStatusOf, isTandemError } from '../src/errors/index.js';
 import { isResidencyRefusal } from '../src/residency/index.js';
 import type { LimitsConfig } from './config.js';
 import type { AgentMetrics } from './metrics.js';
@@ -137,6 +137,7 @@ export class AgentCore {
       );
       const seconds = (performance.now() - started) / 1000;
       this.metrics.observePlan(result.plan, seconds, result.fellBack);
+      if (result.compression) this.metrics.compressionError.observe({ encoding: result.compression.method }, result.compression.relativeError);
       this.metrics.requests.inc({ front, outcome: 'ok' });
       this.logger.info(
         { front, requestId: request.requestId, model: request.model, dataClass: request.dataClass, plan: result.plan, fellBack: result.fellBack, ms: Math.round(seconds * 1000), stored: result.stored },
@@ -216,21 +217,7 @@ export class AgentCore {
   }
 }
 
+/** The catalogue's status for the code, as the cloud answers it: one table, not one per front. */
 function statusOf(error: unknown): number {
-  if (!isTandemError(error)) return 500;
-  switch (error.code) {
-    case 'PAYLOAD_TOO_LARGE':
-      return 413;
-    case 'MESSAGE_MALFORMED':
-      return 400;
-    case 'MODEL_UNKNOWN':
-      return 404;
-    case 'AGENT_DRAINING':
-    case 'OUTBOX_FULL':
-      return 503;
-    default:
-      if (isResidencyRefusal(error.code)) return 403;
-      if (error.name === 'ValidationError') return 400;
-      return error.retryable ? 503 : 500;
-  }
+  return isTandemError(error) ? httpStatusOf(error.code) : httpStatusOf('INTERNAL');
 }

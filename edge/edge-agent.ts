@@ -1,9 +1,11 @@
 /**
  * Assembles a running agent from a validated config and an inference service: the core,
  * the metrics, and whichever fronts the config enables. `stop()` is the SIGTERM path:
- * refuse new requests, finish the ones in progress, flush the outbox, disconnect.
+ * refuse new requests, finish the ones in progress, flush the outbox, disconnect, all within
+ * `limits.drainTimeoutMs` whatever the broker does.
  */
 import type { Logger } from 'pino';
+import { raceAbort } from '../src/util/index.js';
 import { AgentCore } from './agent.js';
 import type { EdgeConfig, NucleusConnection } from './config.js';
 import { HttpFront } from './http-front.js';
@@ -51,8 +53,8 @@ export class EdgeAgent {
     if (options.transports) {
       this.transports.push(...options.transports);
     } else {
-      if (config.mqtt) this.transports.push(new MqttTransport({ config: config.mqtt, logger }));
-      if (config.greengrass) this.transports.push(new GreengrassTransport({ config: config.greengrass, logger, ...options.nucleus }));
+      if (config.mqtt) this.transports.push(new MqttTransport({ config: config.mqtt, logger, metrics: this.metrics }));
+      if (config.greengrass) this.transports.push(new GreengrassTransport({ config: config.greengrass, logger, metrics: this.metrics, ...options.nucleus }));
     }
   }
 
@@ -95,16 +97,31 @@ export class EdgeAgent {
     const { config, logger, service } = this.options;
     this.draining = true;
     const began = Date.now();
+    const budget = config.limits.drainTimeoutMs;
+    const deadline = began + budget;
+    const left = (): number => Math.max(0, deadline - Date.now());
+    // The budget's last part is kept for the outbox flush and the disconnects, however long the
+    // requests run or their replies wait on a broker: a quarter, at most 2 s.
+    const tail = Math.min(2000, Math.round(budget / 4));
     logger.info({ inFlight: this.core.inFlight }, 'draining');
-    const { drained } = await this.core.drain(config.limits.drainTimeoutMs);
+    const drainMs = Math.max(0, left() - tail);
+    // After its timeout the core waits up to 1 s more for the aborted requests' error replies;
+    // that wait is cut to an eighth of the tail so as not to eat the flush's time.
+    const { drained } = await raceAbort(this.core.drain(drainMs), { deadline: Date.now() + drainMs + tail / 8 }).catch(() => ({ drained: false }));
     let flushed = true;
     try {
-      await service.flush(Math.max(1000, config.limits.drainTimeoutMs - (Date.now() - began)));
+      await service.flush(Math.max(1, left() - tail / 2));
     } catch (error) {
       flushed = false;
       logger.warn({ err: error, outboxDepth: service.health().outboxDepth }, 'outbox not fully flushed; it is replayed at the next start');
     }
-    await Promise.allSettled(this.transports.map((t) => t.stop()));
+    // A transport's own bound is the time left; the race is for one that does not keep it.
+    await Promise.allSettled(
+      this.transports.map((t) => {
+        const ms = Math.max(1, left() - 50);
+        return raceAbort(t.stop(ms), { deadline: Date.now() + ms + 25 });
+      }),
+    );
     await this.http?.stop();
     await service.close();
     logger.info({ drained, flushed, ms: Date.now() - began }, 'edge agent stopped');

@@ -18,6 +18,9 @@
 import { greengrasscoreipc, io } from 'aws-iot-device-sdk-v2';
 import type { Logger } from 'pino';
 import { EdgeStartError, expandTopic, type GreengrassConfig } from './config.js';
+import type { AgentMetrics } from './metrics.js';
+import { replyRulesFor, routeReply } from './reply-route.js';
+import type { ReplyTopicRules } from './reply-topic.js';
 import type { MessageSink, Transport } from './transport.js';
 
 type IpcClient = greengrasscoreipc.Client;
@@ -41,6 +44,8 @@ export interface GreengrassTransportOptions {
    * reconnect, retried with back-off.
    */
   connectTimeoutMs?: number;
+  /** Where refused reply topics are counted. */
+  metrics?: Pick<AgentMetrics, 'replyTopicsRefused'>;
 }
 
 function toBuffer(payload: Payload): Buffer {
@@ -54,6 +59,7 @@ export class GreengrassTransport implements Transport {
   readonly name = 'greengrass';
   readonly requestTopic: string;
   readonly resultsTopic: string;
+  private readonly replyRules: ReplyTopicRules;
   private readonly options: GreengrassTransportOptions;
   private readonly logger: Logger;
   private readonly socketPath: string;
@@ -75,6 +81,7 @@ export class GreengrassTransport implements Transport {
     }
     this.requestTopic = expandTopic(options.config.topics.request, thing);
     this.resultsTopic = expandTopic(options.config.topics.results, thing);
+    this.replyRules = replyRulesFor(options.config.topics, thing);
     this.socketPath = options.socketPath ?? '';
     this.authToken = options.authToken;
   }
@@ -183,8 +190,12 @@ export class GreengrassTransport implements Transport {
     // IPC delivery has no acknowledgement to hold back; QoS 1 towards IoT Core is the nucleus's job.
     sink
       .accept(this.name, { payload, contentType }, async (reply) => {
-        const topic = responseTopic ?? reply.replyTo ?? this.resultsTopic;
-        await this.publish(topic, reply.payload, reply.contentType, correlationData, origin);
+        const routed = routeReply(reply, responseTopic ?? reply.replyTo, this.replyRules, this.resultsTopic);
+        if (routed.refused) {
+          this.options.metrics?.replyTopicsRefused.inc({ front: this.name, reason: routed.refused.reason });
+          this.logger.warn({ err: routed.refused, resultsTopic: this.resultsTopic }, 'reply topic refused; the error reply goes to the results topic');
+        }
+        await this.publish(routed.topic, routed.payload, reply.contentType, correlationData, origin);
       })
       .catch((error: unknown) => this.logger.error({ err: error }, 'could not hand a Greengrass message to the agent'));
   }

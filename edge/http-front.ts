@@ -6,6 +6,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import { httpStatusOf } from '../src/errors/index.js';
 import { EdgeStartError, type HttpConfig } from './config.js';
 import type { AgentCore } from './agent.js';
 import type { AgentMetrics } from './metrics.js';
@@ -37,7 +38,7 @@ export class HttpFront {
     const server = createServer((req, res) => {
       this.route(req, res).catch((error: unknown) => {
         this.options.logger.error({ err: error }, 'HTTP handler failed');
-        if (!res.headersSent) send(res, 500, CONTENT_TYPES.json, encodeBody(errorBody(undefined, error), 'json'));
+        if (!res.headersSent) send(res, httpStatusOf('INTERNAL'), CONTENT_TYPES.json, encodeBody(errorBody(undefined, error), 'json'));
         else res.destroy();
       });
     });
@@ -81,7 +82,8 @@ export class HttpFront {
       this.options.metrics.malformed.inc({ front: 'http', reason: 'PAYLOAD_TOO_LARGE' });
       this.options.metrics.requests.inc({ front: 'http', outcome: 'too_large' });
       res.setHeader('connection', 'close');
-      send(res, 413, CONTENT_TYPES.json, encodeBody(errorBody(undefined, new PayloadTooLargeError(bytes, limit)), 'json'));
+      const error = new PayloadTooLargeError(bytes, limit);
+      send(res, httpStatusOf(error.code), CONTENT_TYPES.json, encodeBody(errorBody(undefined, error), 'json'));
       req.resume();
     };
     if (Number.isFinite(declared) && declared > limit) return tooLarge(declared);

@@ -16,6 +16,9 @@ export interface Transport {
   readonly name: string;
   /** Connects, subscribes and starts delivering requests to `sink`. */
   start(sink: MessageSink): Promise<void>;
-  /** Disconnects after sending the replies already queued. */
-  stop(): Promise<void>;
+  /**
+   * Disconnects after sending the replies already queued, giving up on those still unsent
+   * after `timeoutMs` (when given) so that shutdown keeps its bound whatever the broker does.
+   */
+  stop(timeoutMs?: number): Promise<void>;
 }

@@ -159,7 +159,8 @@ function compressionFor(options: EncodeOptions, name: string): Compression {
   const c = options.compression;
   if (c === undefined) return 'none';
   if (typeof c === 'string') return c;
-  return c[name] ?? 'none';
+  // Own entries only: a tensor named "constructor" must not pick up Object.prototype's.
+  return (Object.hasOwn(c, name) ? c[name] : undefined) ?? 'none';
 }
 
 /**

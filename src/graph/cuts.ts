@@ -5,128 +5,128 @@
  * every prefix of the topological order, and the ancestor closure of every node (which is
  * what exposes the multi-tensor cuts across residuals and branches), each then tidied by
  * absorbing shape-only computations so that a `Shape` of an early tensor does not pin that
- * tensor into every later cut.
+ * tensor into every later cut. The sweeps that find them in linear time and memory are in
+ * cut-sweep.ts (docs/design/cuts.md).
  */
+import { compileCutGraph, type CutGraph } from './cut-graph.js';
+import { sweepCuts, type FoundCut, type SweepResult, type SweepStats } from './cut-sweep.js';
 import type { OnnxModel } from './model.js';
+
+export { MAX_ANCESTOR_WINDOW, MAX_CUT_TENSORS, type SweepStats } from './cut-sweep.js';
 
 export interface CutStructure {
   /** `c0` (the model inputs) … `cN` (the model outputs). Stable for a given model file. */
   readonly id: string;
   /** Tensors that cross the cut, sorted: computed activations and model inputs the tail reads. */
   readonly tensors: readonly string[];
-  /** Compute nodes of the minimal head (indices into the model's node list), in topological order. */
+  /** Number of compute nodes in the minimal head. */
+  readonly headCount: number;
+  /**
+   * Compute nodes of the minimal head (indices into the model's node list), in topological
+   * order. Built on each read, in time linear in the model: sum over heads with
+   * {@link cutHeadSums} rather than reading this for every cut.
+   */
   readonly headNodes: readonly number[];
 }
 
-const SHAPE_SOURCES = new Set(['Shape', 'Size']);
+class Cut implements CutStructure {
+  constructor(
+    readonly id: string,
+    readonly tensors: readonly string[],
+    readonly headCount: number,
+    private readonly model: OnnxModel,
+  ) {}
 
-const cache = new WeakMap<OnnxModel, CutStructure[]>();
+  get headNodes(): number[] {
+    const marked = ancestorClosureOfTensors(this.model, this.tensors);
+    return this.model.computeOrder.filter((i) => marked[i] === 1);
+  }
+}
+
+interface Analysis {
+  graph: CutGraph;
+  sweep: SweepResult;
+  /** The found cuts in id order. */
+  ordered: FoundCut[];
+  cuts: CutStructure[];
+}
+
+const cache = new WeakMap<OnnxModel, Analysis>();
+/** Cut analyses run in this thread (the cloud service checks that requests do not run them). */
+let analyses = 0;
+
+function analysis(model: OnnxModel): Analysis {
+  let found = cache.get(model);
+  if (!found) {
+    found = enumerate(model);
+    cache.set(model, found);
+  }
+  return found;
+}
 
 /** Every cut of the model, from the input side to the output side. */
 export function listCuts(model: OnnxModel): CutStructure[] {
-  let cuts = cache.get(model);
-  if (!cuts) {
-    cuts = enumerate(model);
-    cache.set(model, cuts);
-  }
-  return cuts;
+  return analysis(model).cuts;
 }
 
-function enumerate(model: OnnxModel): CutStructure[] {
-  const { nodes, computeOrder } = model;
-  const rank = new Map<number, number>(computeOrder.map((index, position) => [index, position]));
-  const shapeOnly = shapeOnlyNodes(model);
-  const inputNames = new Set(model.inputNames);
+/** How many cut analyses this thread has run (each model once). */
+export function cutAnalysesRun(): number {
+  return analyses;
+}
 
-  const candidates: Uint8Array[] = [];
-  // Prefixes of the topological order.
-  const prefix = new Uint8Array(nodes.length);
-  candidates.push(prefix.slice());
-  for (const index of computeOrder) {
-    prefix[index] = 1;
-    candidates.push(prefix.slice());
-  }
-  // Ancestor closure of each node.
-  for (const index of computeOrder) candidates.push(ancestorClosure(model, [index]));
+/** What the analysis of `model` did: candidates, distinct cuts, what the caps left out, work. */
+export function cutSweepStats(model: OnnxModel): Readonly<SweepStats> {
+  return analysis(model).sweep.stats;
+}
 
-  const byKey = new Map<string, { tensors: string[]; headNodes: number[] }>();
-  for (const head of candidates) {
-    absorbShapeOnly(model, head, shapeOnly, inputNames);
-    const tensors = frontier(model, head, inputNames);
-    const key = tensors.join('\u0000');
-    if (byKey.has(key)) continue;
-    const minimal = ancestorClosureOfTensors(model, tensors);
-    const headNodes = computeOrder.filter((i) => minimal[i] === 1);
-    byKey.set(key, { tensors, headNodes });
-  }
+/**
+ * Sum of `perNode` (indexed like the model's node list) over each cut's minimal head, in
+ * {@link listCuts} order: one pass over the sweeps' logs for every cut at once.
+ */
+export function cutHeadSums(model: OnnxModel, perNode: ArrayLike<number>): Float64Array {
+  const { graph, ordered, sweep } = analysis(model);
+  const weights = new Float64Array(graph.size);
+  for (let r = 0; r < graph.size; r++) weights[r] = perNode[graph.nodeIndex[r]!] ?? 0;
+  return headSums(sweep, ordered, weights);
+}
 
-  const sorted = [...byKey.values()].sort((a, b) => {
-    if (a.headNodes.length !== b.headNodes.length) return a.headNodes.length - b.headNodes.length;
-    const ra = a.headNodes.reduce((s, i) => s + rank.get(i)!, 0);
-    const rb = b.headNodes.reduce((s, i) => s + rank.get(i)!, 0);
-    if (ra !== rb) return ra - rb;
-    return a.tensors.join(',') < b.tensors.join(',') ? -1 : 1;
+function headSums(sweep: SweepResult, cuts: readonly FoundCut[], weights: Float64Array): Float64Array {
+  const running = sweep.logs.map((log) => {
+    const sums = new Float64Array(log.length + 1);
+    for (let i = 0; i < log.length; i++) sums[i + 1] = sums[i]! + change(log[i]!, weights);
+    return sums;
   });
-  return sorted.map((c, i) => ({ id: `c${i}`, tensors: c.tensors, headNodes: c.headNodes }));
+  const out = new Float64Array(cuts.length);
+  cuts.forEach((cut, i) => {
+    let sum = running[cut.sweep]![cut.logEnd]!;
+    for (let k = cut.adjustStart; k < cut.adjustEnd; k++) sum += change(sweep.adjustments[k]!, weights);
+    out[i] = sum;
+  });
+  return out;
 }
 
-/** Nodes whose outputs depend only on tensor shapes (and weights), never on tensor values. */
-function shapeOnlyNodes(model: OnnxModel): Uint8Array {
-  const result = new Uint8Array(model.nodes.length);
-  const shapeTensors = new Set<string>();
-  for (const index of model.computeOrder) {
-    const node = model.nodes[index]!;
-    const isSource = SHAPE_SOURCES.has(node.opType) && node.domain === '';
-    const derived = !node.hasSubgraph && node.reads.length > 0 && node.reads.every((t) => shapeTensors.has(t) || model.weights.has(t));
-    if (isSource || derived) {
-      result[index] = 1;
-      for (const out of node.outputs) shapeTensors.add(out);
-    }
-  }
-  return result;
-}
+const change = (entry: number, weights: Float64Array): number => (entry > 0 ? weights[entry - 1]! : -weights[-entry - 1]!);
 
-function isAvailable(model: OnnxModel, head: Uint8Array, tensor: string, inputNames: ReadonlySet<string>): boolean {
-  if (model.weights.has(tensor) || inputNames.has(tensor)) return true;
-  const p = model.producer.get(tensor);
-  return p !== undefined && head[p] === 1;
-}
-
-function absorbShapeOnly(model: OnnxModel, head: Uint8Array, shapeOnly: Uint8Array, inputNames: ReadonlySet<string>): void {
-  let changed = true;
-  while (changed) {
-    changed = false;
-    for (const index of model.computeOrder) {
-      if (head[index] === 1 || shapeOnly[index] !== 1) continue;
-      const node = model.nodes[index]!;
-      if (node.reads.every((t) => isAvailable(model, head, t, inputNames))) {
-        head[index] = 1;
-        changed = true;
-      }
-    }
-  }
-}
-
-/** Tensors the nodes outside `head` (or the model's outputs) need from inside it, sorted. */
-function frontier(model: OnnxModel, head: Uint8Array, inputNames: ReadonlySet<string>): string[] {
-  const crossing = new Set<string>();
-  for (const index of model.computeOrder) {
-    if (head[index] === 1) continue;
-    for (const t of model.nodes[index]!.reads) {
-      if (model.weights.has(t)) continue;
-      if (inputNames.has(t)) crossing.add(t);
-      else {
-        const p = model.producer.get(t);
-        if (p !== undefined && head[p] === 1) crossing.add(t);
-      }
-    }
-  }
-  for (const out of model.outputNames) {
-    if (model.weights.has(out)) continue;
-    const p = model.producer.get(out);
-    if (inputNames.has(out) || (p !== undefined && head[p] === 1)) crossing.add(out);
-  }
-  return [...crossing].sort();
+function enumerate(model: OnnxModel): Analysis {
+  analyses++;
+  const graph = compileCutGraph(model);
+  const sweep = sweepCuts(graph);
+  const found = sweep.cuts;
+  const counts = headSums(sweep, found, new Float64Array(graph.size).fill(1));
+  const ranks = headSums(sweep, found, Float64Array.from({ length: graph.size }, (_, r) => r));
+  const names = found.map((c) => c.tensors.map((t) => graph.tensorNames[t]!).sort());
+  // Fewest head nodes first, then the earliest ones, then by name: the order ids have always had.
+  const order = found.map((_, i) => i).sort((a, b) => {
+    if (counts[a] !== counts[b]) return counts[a]! - counts[b]!;
+    if (ranks[a] !== ranks[b]) return ranks[a]! - ranks[b]!;
+    return names[a]!.join(',') < names[b]!.join(',') ? -1 : 1;
+  });
+  return {
+    graph,
+    sweep,
+    ordered: order.map((i) => found[i]!),
+    cuts: order.map((i, position) => new Cut(`c${position}`, names[i]!, counts[i]!, model)),
+  };
 }
 
 /** Marks `seeds` and every compute node they depend on. */

@@ -2,18 +2,20 @@
  * The graph toolkit: load any ONNX model, list every place it can be cut with the size of
  * what would cross the network and the work done before it, and write heads and tails.
  */
-import { mkdir, writeFile, access, constants } from 'node:fs/promises';
+import { writeFile, access, constants } from 'node:fs/promises';
+import { ensureDir } from '../util/ensure-dir.js';
 import { join } from 'node:path';
 import { ValidationError } from '../errors/index.js';
-import { listCuts, type CutStructure } from './cuts.js';
+import { cutHeadSums, cutSweepStats, listCuts, type CutStructure, type SweepStats } from './cuts.js';
 import { extractPartition, type BoundaryShape, type Partition, type PartitionManifest } from './extract.js';
 import { inferShapes } from './infer.js';
 import { flopsByNode } from './flops.js';
 import { OnnxModel, loadModel, parseModel } from './model.js';
 import { GraphError, elemTypeName } from './onnx.js';
-import { tensorShapes as computeTensorShapes, resolveInputShapes, type InputShapes, type TensorShape } from './shapes.js';
+import { exactSum, tensorShapes as computeTensorShapes, resolveInputShapes, type InputShapes, type TensorShape } from './shapes.js';
 
-export { OnnxModel, loadModel, parseModel, listCuts, GraphError };
+export { OnnxModel, loadModel, parseModel, listCuts, cutHeadSums, cutSweepStats, GraphError };
+export type { SweepStats as CutSweepStats };
 export type { CutStructure, Partition, PartitionManifest, InputShapes, TensorShape };
 export { encodeModel } from './onnx.js';
 
@@ -57,12 +59,13 @@ export async function analyzeModel(model: OnnxModel, shapes: InputShapes = {}): 
     const measured = tensorShapes.get(name);
     return { name, dtype: measured?.dtype ?? elemTypeName(fallbackType), shape: measured ? [...measured.dims] : [] };
   };
-  const cuts = listCuts(model).map((cut) => ({
+  const headFlops = cutHeadSums(model, flops);
+  const cuts = listCuts(model).map((cut, i) => ({
     id: cut.id,
     tensors: [...cut.tensors],
-    bytes: cut.tensors.reduce((sum, t) => sum + (tensorShapes.get(t)?.bytes ?? 0), 0),
-    headFlops: cut.headNodes.reduce((sum, i) => sum + flops[i]!, 0),
-    headNodes: cut.headNodes.length,
+    bytes: exactSum(cut.tensors.map((t) => tensorShapes.get(t)?.bytes ?? 0), `the bytes crossing cut ${cut.id}`),
+    headFlops: headFlops[i]!,
+    headNodes: cut.headCount,
   }));
   return {
     inputs: model.inputs.map((i) => spec(i.name, i.elemType)),
@@ -92,8 +95,13 @@ export function findCut(model: OnnxModel, cutId: string): CutStructure {
  */
 export async function splitModel(model: OnnxModel, cutId: string, analysis?: ModelAnalysis): Promise<Partition> {
   const cut = findCut(model, cutId);
-  return extractPartition(model, cut, analysis?.tensorShapes ?? symbolicShapes(model));
+  let shapes = analysis?.tensorShapes ?? symbolic.get(model);
+  if (!shapes) symbolic.set(model, (shapes = symbolicShapes(model)));
+  return extractPartition(model, cut, shapes);
 }
+
+// Two shape inferences over the whole model: once per model, not once per tail a service extracts.
+const symbolic = new WeakMap<OnnxModel, ReadonlyMap<string, BoundaryShape>>();
 
 /**
  * Boundary shapes that hold for every input size: static inference runs twice with
@@ -138,7 +146,7 @@ function symbolicShapes(model: OnnxModel): Map<string, BoundaryShape> {
 /** Writes `head.onnx`, `tail.onnx` and `partition.json` into `dir` (created if missing). */
 export async function writePartition(partition: Partition, dir: string): Promise<void> {
   try {
-    await mkdir(dir, { recursive: true });
+    await ensureDir(dir);
     await access(dir, constants.W_OK);
     await writeFile(join(dir, 'head.onnx'), partition.head);
     await writeFile(join(dir, 'tail.onnx'), partition.tail);

@@ -3,7 +3,7 @@
  * tensor, with weights told apart from activations and control-flow subgraphs folded into
  * their parent node.
  */
-import { readModelFile, decodeModel, GraphError, sha256Hex, toNumber, dtypeOfElemType, type GraphProto, type ModelProto, type NodeProto } from './onnx.js';
+import { readModelFile, decodeModel, dimNumber, GraphError, sha256Hex, toNumber, dtypeOfElemType, type GraphProto, type ModelProto, type NodeProto } from './onnx.js';
 import type { DType } from '../tensor/index.js';
 
 export interface GraphNode {
@@ -145,12 +145,16 @@ export class OnnxModel {
   }
 }
 
-function declOf(v: { name?: string | null; type?: { tensorType?: { elemType?: number | null; shape?: { dim?: { dimValue?: number | { toNumber(): number } | null; dimParam?: string | null }[] | null } | null } | null } | null }): TensorDecl {
+function declOf(v: { name?: string | null; type?: { tensorType?: { elemType?: number | null; shape?: { dim?: { dimValue?: number | { toNumber(): number; toString(): string } | null; dimParam?: string | null }[] | null } | null } | null } | null }): TensorDecl {
   const tensorType = v.type?.tensorType;
   const elemType = tensorType?.elemType ?? undefined;
-  const dims = tensorType?.shape
-    ? (tensorType.shape.dim ?? []).map((d, axis) => (d.dimParam ? d.dimParam : d.dimValue != null && toNumber(d.dimValue) > 0 ? toNumber(d.dimValue) : `?${axis}`))
-    : undefined;
+  const dimOf = (d: { dimValue?: number | { toNumber(): number; toString(): string } | null; dimParam?: string | null }, axis: number): number | string => {
+    if (d.dimParam) return d.dimParam;
+    // Zero or negative: unknown, as before; a positive value must be exact.
+    if (d.dimValue == null || toNumber(d.dimValue) <= 0) return `?${axis}`;
+    return dimNumber(d.dimValue, `dimension ${axis} of "${v.name ?? ''}"`);
+  };
+  const dims = tensorType?.shape ? (tensorType.shape.dim ?? []).map(dimOf) : undefined;
   return { name: v.name ?? '', dtype: dtypeOfElemType(elemType), elemType: elemType ?? undefined, dims };
 }
 

@@ -62,6 +62,23 @@ export function toNumber(value: number | { toNumber(): number } | null | undefin
   return typeof value === 'number' ? value : value.toNumber();
 }
 
+/**
+ * A tensor dimension as a number, refused when it lies past 2^53 - 1: beyond that a JS number
+ * rounds it, and a rounded 2^63 - 1 writes back as -2^63 (protobufjs wraps it). Sizes that big
+ * cannot exist in memory anyway; refusing keeps every printed and written size exact.
+ */
+export function dimNumber(value: number | { toNumber(): number; toString(): string } | null | undefined, what: string): number {
+  const n = toNumber(value);
+  if (!Number.isSafeInteger(n)) throw dimTooLarge(what, value == null ? '0' : String(value));
+  return n;
+}
+
+/** `GRAPH_SIZE_TOO_LARGE`: a dimension or size Tandem cannot count exactly (past 2^53 - 1). */
+export function dimTooLarge(what: string, value: string | number | bigint): GraphError {
+  const text = typeof value === 'number' && !Number.isSafeInteger(value) ? `about ${value}` : String(value);
+  return new GraphError('GRAPH_SIZE_TOO_LARGE', `${what} is ${text}, past 2^53 - 1 (${Number.MAX_SAFE_INTEGER}): Tandem refuses sizes it cannot count exactly`, { details: { what, value: String(value) } });
+}
+
 export { sha256Hex } from '../util/sha256.js';
 
 /**
@@ -76,6 +93,8 @@ export async function decodeModel(bytes: Uint8Array, source: string, baseDir?: s
     model = onnx.ModelProto.decode(bytes);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
+    // protobufjs decodes nested messages recursively: only absurd nesting exhausts the stack.
+    if (error instanceof RangeError && /call stack/i.test(message)) throw nestingTooDeep(source, error);
     if (/index out of range/i.test(message)) {
       throw new GraphError('GRAPH_TRUNCATED', `${source} is truncated: the ONNX protobuf ends before its data does`, { cause: error });
     }
@@ -85,6 +104,7 @@ export async function decodeModel(bytes: Uint8Array, source: string, baseDir?: s
   if (!graph || toNumber(model.irVersion) <= 0 || (graph.node?.length ?? 0) === 0 || (graph.output?.length ?? 0) === 0) {
     throw new GraphError('GRAPH_NOT_ONNX', `${source} is not an ONNX model: it has no graph with nodes and outputs`);
   }
+  checkSubgraphDepth(model, source);
   await inlineExternalData(model, source, baseDir, externalFiles);
   return model;
 }
@@ -105,19 +125,57 @@ export async function readModelFile(path: string): Promise<{ model: ModelProto; 
   return { model, bytes };
 }
 
-function* allTensors(graph: GraphProto): Generator<TensorProto> {
-  for (const t of graph.initializer ?? []) yield t;
-  for (const sparse of graph.sparseInitializer ?? []) {
-    if (sparse.values) yield sparse.values;
-    if (sparse.indices) yield sparse.indices;
-  }
+/**
+ * How deep control-flow subgraphs (an If's branches, a Loop's body) may nest: as deep as
+ * onnxruntime loads (its protobuf parser stops at 100 nested messages, three per level).
+ * Exported models nest a few levels; a file nesting thousands would exhaust the stack of every
+ * recursive walk and fail with no code.
+ */
+export const MAX_SUBGRAPH_DEPTH = 31;
+
+function subgraphsOf(graph: GraphProto): GraphProto[] {
+  const found: GraphProto[] = [];
   for (const node of graph.node ?? []) {
     for (const attr of node.attribute ?? []) {
-      if (attr.t) yield attr.t;
-      for (const t of attr.tensors ?? []) yield t;
-      if (attr.g) yield* allTensors(attr.g);
-      for (const g of attr.graphs ?? []) yield* allTensors(g);
+      if (attr.g) found.push(attr.g);
+      for (const g of attr.graphs ?? []) found.push(g);
     }
+  }
+  return found;
+}
+
+/** Refuses (`GRAPH_NESTING_TOO_DEEP`) subgraphs nested past {@link MAX_SUBGRAPH_DEPTH}; walks without recursion. */
+export function checkSubgraphDepth(model: onnxProto.onnx.IModelProto, source: string): void {
+  const roots: GraphProto[] = [...(model.graph ? [model.graph] : []), ...(model.functions ?? []).map((fn) => ({ node: fn.node ?? [] }))];
+  const stack = roots.map((graph) => ({ graph, depth: 0 }));
+  for (let next = stack.pop(); next; next = stack.pop()) {
+    for (const sub of subgraphsOf(next.graph)) {
+      if (next.depth + 1 > MAX_SUBGRAPH_DEPTH) throw nestingTooDeep(source);
+      stack.push({ graph: sub, depth: next.depth + 1 });
+    }
+  }
+}
+
+function nestingTooDeep(source: string, cause?: unknown): GraphError {
+  return new GraphError('GRAPH_NESTING_TOO_DEEP', `${source} nests control-flow subgraphs (If, Loop, Scan) deeper than ${MAX_SUBGRAPH_DEPTH} levels`, { cause, details: { limit: MAX_SUBGRAPH_DEPTH } });
+}
+
+/** Every tensor of the graph and its subgraphs, walked without recursion. */
+function* allTensors(root: GraphProto): Generator<TensorProto> {
+  const graphs = [root];
+  for (let graph = graphs.pop(); graph; graph = graphs.pop()) {
+    for (const t of graph.initializer ?? []) yield t;
+    for (const sparse of graph.sparseInitializer ?? []) {
+      if (sparse.values) yield sparse.values;
+      if (sparse.indices) yield sparse.indices;
+    }
+    for (const node of graph.node ?? []) {
+      for (const attr of node.attribute ?? []) {
+        if (attr.t) yield attr.t;
+        for (const t of attr.tensors ?? []) yield t;
+      }
+    }
+    graphs.push(...subgraphsOf(graph));
   }
 }
 
@@ -137,6 +195,11 @@ async function inlineExternalData(model: ModelProto, source: string, baseDir: st
     if (isAbsolute(location) || normalize(location).startsWith('..')) {
       throw new GraphError('GRAPH_EXTERNAL_DATA_INVALID', `external data location "${location}" in ${source} escapes the model's folder`);
     }
+    // `.`, `sub/..` or `sub/` name a folder, not a file: said so, before the symbolic-link check
+    // below would take the folder itself for a link out of it.
+    if (['.', `.${sep}`].includes(normalize(location)) || /[\\/]$/.test(location)) {
+      throw new GraphError('GRAPH_EXTERNAL_DATA_INVALID', `external data location "${location}" in ${source} names a folder, not a file`, { details: { location } });
+    }
     const file = join(baseDir, location);
     let data = cache.get(file);
     if (!data) {
@@ -147,7 +210,10 @@ async function inlineExternalData(model: ModelProto, source: string, baseDir: st
       // The lexical check above cannot see symbolic links: the file, or a folder on its way,
       // may lead anywhere on the host. onnxruntime refuses such a path; so does this.
       const inside = relative(folder, real);
-      if (inside === '' || inside === '..' || inside.startsWith(`..${sep}`) || isAbsolute(inside)) {
+      if (inside === '') {
+        throw new GraphError('GRAPH_EXTERNAL_DATA_INVALID', `external data location "${location}" in ${source} leads to the model's folder itself, not a file`, { details: { file, real } });
+      }
+      if (inside === '..' || inside.startsWith(`..${sep}`) || isAbsolute(inside)) {
         throw new GraphError('GRAPH_EXTERNAL_DATA_INVALID', `external data location "${location}" in ${source} escapes the model's folder through a symbolic link`, { details: { file, real } });
       }
       // A FIFO would hold the read forever, a device would never end it.
@@ -206,13 +272,16 @@ export function stringAttr(node: NodeProto, name: string): string | undefined {
 }
 
 export function tensorDims(tensor: TensorProto): number[] {
-  return (tensor.dims ?? []).map((d) => toNumber(d));
+  return (tensor.dims ?? []).map((d, axis) => dimNumber(d, `dimension ${axis} of tensor "${tensor.name ?? ''}"`));
 }
 
 /** Builds a ValueInfoProto for a tensor of known dtype and (optionally) shape. */
 export function valueInfo(name: string, elemType: number | undefined, dims?: readonly (number | string)[]): ValueInfoProto {
   const tensorType: onnxProto.onnx.TypeProto.ITensor = {};
   if (elemType !== undefined) tensorType.elemType = elemType;
+  // An unsafe number would be written rounded, or wrapped negative: refuse it instead.
+  const unsafe = dims?.find((d) => typeof d === 'number' && !Number.isSafeInteger(d));
+  if (unsafe !== undefined) throw dimTooLarge(`a dimension of "${name}"`, unsafe);
   if (dims) tensorType.shape = { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) };
   return { name, type: { tensorType } };
 }

@@ -9,7 +9,7 @@ import ort from 'onnxruntime-node';
 import { ValidationError } from '../errors/index.js';
 import { allocate, elementCount, type DType } from '../tensor/index.js';
 import type { OnnxModel, TensorDecl } from './model.js';
-import { dtypeOfElemType, encodeModel, GraphError, tensorDims, unknownDimension, valueInfo } from './onnx.js';
+import { dimTooLarge, dtypeOfElemType, encodeModel, GraphError, tensorDims, unknownDimension, valueInfo } from './onnx.js';
 import { inferElemTypes } from './types.js';
 import { inferShapes } from './infer.js';
 
@@ -35,7 +35,7 @@ export function resolveInputShapes(model: OnnxModel, given: InputShapes = {}): R
       throw new ValidationError('GRAPH_SHAPE_RANK', `input "${name}" has rank ${decl.dims.length} ([${decl.dims.join(', ')}]), but --shape gives ${dims.length} dimensions`, { details: { input: name } });
     }
     dims.forEach((d, axis) => {
-      if (!Number.isInteger(d) || d <= 0) throw new ValidationError('GRAPH_SHAPE_INVALID', `--shape ${name}: dimension ${axis} must be a positive integer, got ${d}`);
+      if (!Number.isSafeInteger(d) || d <= 0) throw new ValidationError('GRAPH_SHAPE_INVALID', `--shape ${name}: dimension ${axis} must be a positive integer up to 2^53 - 1, got ${d}`);
       const fixed = decl.dims?.[axis];
       if (typeof fixed === 'number' && fixed !== d) {
         throw new ValidationError('GRAPH_SHAPE_MISMATCH', `input "${name}" has a fixed dimension ${fixed} at axis ${axis}, but --shape gives ${d}`, { details: { input: name, axis } });
@@ -136,7 +136,25 @@ async function measureShapes(model: OnnxModel, inputShapes: Record<string, numbe
 }
 
 function record(shapes: Map<string, TensorShape>, name: string, dtype: string, dims: readonly number[]): void {
-  shapes.set(name, { dtype, dims: [...dims], bytes: elementCount(dims) * bytesPer(dtype) });
+  shapes.set(name, { dtype, dims: [...dims], bytes: exactBytes(name, dtype, dims) });
+}
+
+/** Byte size of a tensor, refused (`GRAPH_SIZE_TOO_LARGE`) where a number would no longer be exact. */
+function exactBytes(name: string, dtype: string, dims: readonly number[]): number {
+  dims.forEach((d, axis) => {
+    if (!Number.isSafeInteger(d)) throw dimTooLarge(`dimension ${axis} of tensor "${name}"`, d);
+  });
+  // In bigint: a product of safe numbers may already have been rounded.
+  const bytes = dims.reduce((n, d) => n * BigInt(d), BigInt(bytesPer(dtype)));
+  if (bytes > BigInt(Number.MAX_SAFE_INTEGER)) throw dimTooLarge(`the byte size of tensor "${name}" ([${dims.join(', ')}] ${dtype})`, bytes);
+  return Number(bytes);
+}
+
+/** The sum of byte sizes, refused where a number would no longer be exact. */
+export function exactSum(sizes: readonly number[], what: string): number {
+  const total = sizes.reduce((n, s) => n + BigInt(s), 0n);
+  if (total > BigInt(Number.MAX_SAFE_INTEGER)) throw dimTooLarge(what, total);
+  return Number(total);
 }
 
 function bytesPer(dtype: string): number {

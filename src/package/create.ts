@@ -4,13 +4,14 @@
  * Everything is checked before anything is written: the pipeline against the model's input,
  * each `shapes` entry against the input it names.
  */
-import { copyFile, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { copyFile, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ValidationError } from '../errors/index.js';
 import { OnnxModel } from '../graph/index.js';
 import { readModelFile } from '../graph/onnx.js';
 import type { TensorDecl } from '../graph/model.js';
 import { PipelineSchema, type PipelineSpec, type PipelineSpecInput } from '../preprocess/schema.js';
+import { ensureDir } from '../util/ensure-dir.js';
 import { fileSha256, sha256Hex } from '../util/sha256.js';
 import { verifyListedFiles } from './checksums.js';
 import { externalReferences } from './external-data.js';
@@ -80,7 +81,7 @@ export async function createPackage(options: CreatePackageOptions): Promise<Crea
   await writeFile(join(dir, PACKAGE_MODEL_FILE), bytes);
   for (const { location, listed } of external) {
     const target = join(dir, listed);
-    await mkdir(dirname(target), { recursive: true });
+    await ensureDir(dirname(target));
     await copyFile(join(dirname(options.model), location), target);
     sha256[listed] = await fileSha256(target);
   }
@@ -148,5 +149,5 @@ async function prepareOut(dir: string): Promise<void> {
   if (info && (!info.isDirectory() || (await readdir(dir)).length > 0)) {
     throw new ValidationError('PACKAGE_OUT_NOT_EMPTY', `${dir} exists and is not an empty folder`, { details: { path: dir } });
   }
-  await mkdir(dir, { recursive: true });
+  await ensureDir(dir);
 }

@@ -32,6 +32,8 @@ export function externalReferences(bytes: Uint8Array): Map<string, boolean> | un
     const location = tensor.externalData?.find((entry) => entry.key === 'location')?.value ?? '';
     references.set(location, (references.get(location) ?? true) && servable);
   };
+  // A work list, not recursion: the bytes are not checked yet, and may nest subgraphs thousands deep.
+  const pending: { graph: GraphProto; main: boolean }[] = [];
   const walk = (graph: GraphProto, main: boolean): void => {
     for (const tensor of graph.initializer ?? []) note(tensor, main);
     for (const sparse of graph.sparseInitializer ?? []) {
@@ -45,13 +47,15 @@ export function externalReferences(bytes: Uint8Array): Map<string, boolean> | un
         for (const tensor of attr.tensors ?? []) note(tensor, false);
         note(attr.sparseTensor?.values, false);
         note(attr.sparseTensor?.indices, false);
-        if (attr.g) walk(attr.g, false);
-        for (const g of attr.graphs ?? []) walk(g, false);
+        if (attr.g) pending.push({ graph: attr.g, main: false });
+        for (const g of attr.graphs ?? []) pending.push({ graph: g, main: false });
       }
     }
   };
-  if (model.graph) walk(model.graph, true);
-  for (const fn of model.functions ?? []) walk({ node: fn.node ?? [] }, false);
+  if (model.graph) pending.push({ graph: model.graph, main: true });
+  for (const fn of model.functions ?? []) pending.push({ graph: { node: fn.node ?? [] }, main: false });
+  // First in, first out: the main graph's files come first, as the model lists them.
+  for (let i = 0; i < pending.length; i++) walk(pending[i]!.graph, pending[i]!.main);
   return references;
 }
 
@@ -60,7 +64,8 @@ export function externalReferences(bytes: Uint8Array): Map<string, boolean> | un
  * at all for a location like `./weights.bin`; a normalised relative path it does.
  */
 export function plainLocation(location: string): boolean {
-  return location !== '' && !location.includes('\\') && !posix.isAbsolute(location) && posix.normalize(location) === location && !location.startsWith('..');
+  // `.` and `dir/` are spelt normalised but name a folder, which onnxruntime never reads.
+  return location !== '' && location !== '.' && !location.endsWith('/') && !location.includes('\\') && !posix.isAbsolute(location) && posix.normalize(location) === location && !location.startsWith('..');
 }
 
 /** A package's model as read through {@link readCheckedModel}. */

@@ -6,6 +6,7 @@
 import type { Metadata, OutputInfo, Sharp, SharpOptions } from 'sharp';
 import { LazyValue } from '../lazy.js';
 import type { Tensor } from '../tensor/index.js';
+import { raceAbort, type DeadlineOptions, type EndedBy } from '../util/deadline.js';
 import { ImageError } from './errors.js';
 import type { PipelineSpec } from './schema.js';
 
@@ -45,10 +46,25 @@ interface Pixels {
   channels: number;
 }
 
-/** Runs `spec` on `input`. Rejects with {@link ImageError} for unusable images. */
-export async function imageToTensor(input: ImageInput, spec: PipelineSpec): Promise<Tensor> {
+/** The request an image belongs to: its decode counts against the request's deadline. */
+export interface ImageCallOptions extends DeadlineOptions {
+  /** The error the caller's abort or the deadline ends the wait with (the runtime's own codes). */
+  ended?: (by: EndedBy, reason: unknown) => Error;
+}
+
+/**
+ * Runs `spec` on `input`. Rejects with {@link ImageError} for unusable images, or with
+ * `options.ended`'s error when the caller's signal or deadline ends the decode first.
+ */
+export async function imageToTensor(input: ImageInput, spec: PipelineSpec, options: ImageCallOptions = {}): Promise<Tensor> {
   const source = isRawImage(input) ? checkRaw(input, spec) : await checkEncoded(input, spec);
-  const decoded = await decode(source, spec);
+  // The header is cheap, the decode is not: nothing starts once the request is over, and the
+  // wait ends with it. sharp cannot be cancelled, so an abandoned decode runs on, bounded by
+  // the limits checked above.
+  const ended = options.ended ?? defaultEnded;
+  if (options.signal?.aborted) throw ended('abort', options.signal.reason);
+  if (options.deadline !== undefined && Date.now() >= options.deadline) throw ended('deadline', undefined);
+  const decoded = await raceAbort(decode(source, spec), options, ended);
   const cropped = spec.crop ? crop(decoded, spec.crop) : decoded;
   return toTensor(cropped, spec);
 }
@@ -62,7 +78,7 @@ function checkRaw(image: RawImage, spec: PipelineSpec): Source {
   }
   if (width === 0 || height === 0) throw new ImageError('IMAGE_ZERO_SIZE', `raw image is ${width}×${height}`);
   if (![1, 3, 4].includes(channels)) throw new ImageError('IMAGE_CHANNELS', `raw images need 1, 3 or 4 channels, got ${channels}`, { details: { channels } });
-  if (width * height > spec.maxPixels) throw tooLarge(width, height, spec.maxPixels);
+  checkSize(width, height, spec);
   if (pixels.byteLength !== width * height * channels) {
     throw new ImageError('IMAGE_RAW_LENGTH', `a ${width}×${height}×${channels} raw image needs ${width * height * channels} bytes, got ${pixels.byteLength}`);
   }
@@ -86,14 +102,35 @@ async function checkEncoded(bytes: Uint8Array, spec: PipelineSpec): Promise<Sour
   const width = meta.width ?? 0;
   const height = meta.height ?? 0;
   if (width === 0 || height === 0) throw new ImageError('IMAGE_ZERO_SIZE', `the image is ${width}×${height}`);
-  if (width * height > spec.maxPixels) throw tooLarge(width, height, spec.maxPixels);
+  checkSize(width, height, spec);
   return { kind: 'encoded', bytes };
 }
 
-function tooLarge(width: number, height: number, limit: number): ImageError {
-  return new ImageError('IMAGE_TOO_LARGE', `the image is ${width}×${height} = ${width * height} pixels, over the limit of ${limit}`, {
-    details: { width, height, limit },
-  });
+/** The limits that bound a decode's CPU, checked on the header's dimensions. */
+function checkSize(width: number, height: number, spec: PipelineSpec): void {
+  if (width * height > spec.maxPixels) {
+    throw new ImageError('IMAGE_TOO_LARGE', `the image is ${width}×${height} = ${width * height} pixels, over the limit of ${spec.maxPixels}`, {
+      details: { width, height, limit: spec.maxPixels },
+    });
+  }
+  const long = Math.max(width, height);
+  if (long > spec.maxSide) {
+    throw new ImageError('IMAGE_TOO_LARGE', `the image is ${width}×${height}; its longer side is over the limit of ${spec.maxSide} pixels`, {
+      details: { width, height, maxSide: spec.maxSide },
+    });
+  }
+  const ratio = long / Math.min(width, height);
+  if (ratio > spec.maxAspectRatio) {
+    throw new ImageError('IMAGE_ASPECT_RATIO', `the image is ${width}×${height}, an aspect ratio of ${ratio.toFixed(1)}:1, over the limit of ${spec.maxAspectRatio}:1`, {
+      details: { width, height, maxAspectRatio: spec.maxAspectRatio },
+    });
+  }
+}
+
+/** Without a caller's mapping: the abort's reason, or a TimeoutError as `AbortSignal.timeout` gives. */
+function defaultEnded(by: EndedBy, reason: unknown): Error {
+  if (by === 'deadline') return new DOMException('The operation was aborted due to timeout', 'TimeoutError');
+  return reason instanceof Error ? reason : new Error('aborted');
 }
 
 async function decode(source: Source, spec: PipelineSpec): Promise<Pixels> {

@@ -44,6 +44,16 @@ export const PipelineSchema = z
     dtype: z.enum(['float32', 'float16', 'uint8']).default('float32'),
     /** Decoded images over this many pixels are refused before decoding (decompression bombs). */
     maxPixels: z.number().int().positive().default(40_000_000),
+    /**
+     * Images with a longer side are refused before decoding: a 31 KB PNG of 1×16,000,000 pixels
+     * passes `maxPixels` yet takes seconds of CPU to decode and resize.
+     */
+    maxSide: z.number().int().positive().default(16384),
+    /**
+     * Images whose longer side is over this many times the shorter are refused before decoding.
+     * 100 keeps whole OCR text lines (a 48-pixel-high line of 4,800 pixels) and panoramas.
+     */
+    maxAspectRatio: z.number().min(1).default(100),
     /** Apply the EXIF orientation before anything else. */
     autoOrient: z.boolean().default(true),
   })

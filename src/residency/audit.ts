@@ -2,6 +2,10 @@
  * The append-only audit log of residency decisions. Every line is one JSON record chained to the
  * previous one by SHA-256 (`hash = sha256(prev + "\n" + record-without-hash)`), so editing,
  * deleting or reordering any line breaks the chain from that line on.
+ *
+ * The hash covers the line's raw bytes as written: the line without its closing
+ * `,"hash":"…"}`, plus `}`. A line must also be exactly the canonical JSON of its record (no
+ * CR, no second `"chosen"`, no extra spaces), so what a reader sees is what was hashed.
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -33,9 +37,19 @@ export interface AuditRecord extends AuditEvent {
   hash: string;
 }
 
-function hashOf(prev: string, body: string): string {
+function hashOf(prev: string, body: string | Uint8Array): string {
   return createHash('sha256').update(prev).update('\n').update(body).digest('hex');
 }
+
+/** A record's line: its unsigned body with the hash appended as the last key, so the body's bytes stay in the line. */
+function lineOf(body: string, hash: string): string {
+  return `${body.slice(0, -1)},"hash":"${hash}"}`;
+}
+
+/** The closing `,"hash":"<64 hex>"}` of a line as {@link lineOf} writes it. */
+const HASH_TAIL = /,"hash":"([0-9a-f]{64})"\}$/;
+const LF = 0x0a;
+const CR = 0x0d;
 
 /** Appends chained records to an audit file. The chain is extended in call order, so it has no forks. */
 export class AuditLog {
@@ -53,20 +67,20 @@ export class AuditLog {
    * rejects with {@link AuditTamperError}). A torn last line left by a crash is cut and noted.
    */
   static async open(file: string, options: { fsync?: boolean; io?: AppendIo } = {}): Promise<AuditLog> {
-    let text = '';
+    let bytes: Buffer = Buffer.alloc(0);
     try {
-      text = await readFile(file, 'utf8');
+      bytes = await readFile(file);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     }
     let torn = 0;
-    if (text.length > 0 && !text.endsWith('\n')) {
-      const cut = text.lastIndexOf('\n') + 1;
-      torn = Buffer.byteLength(text.slice(cut));
-      text = text.slice(0, cut);
+    if (bytes.length > 0 && bytes[bytes.length - 1] !== LF) {
+      const cut = bytes.lastIndexOf(LF) + 1;
+      torn = bytes.length - cut;
+      bytes = bytes.subarray(0, cut);
     }
-    const { records, lastHash } = verifyAuditText(text, file);
-    const out = await DurableAppendFile.open(file, { ...options, validLength: Buffer.byteLength(text), failStop: true });
+    const { records, lastHash } = verifyAuditBytes(bytes, file);
+    const out = await DurableAppendFile.open(file, { ...options, validLength: bytes.length, failStop: true });
     const log = new AuditLog(file, out, records, lastHash);
     if (torn > 0) {
       await log.append({ requestId: null, kind: 'recovery', dataClass: null, origin: null, allowed: [], chosen: null, why: `cut a torn last line of ${torn} bytes left by a crash` });
@@ -93,11 +107,12 @@ export class AuditLog {
       why: event.why,
       prev: this.prev,
     };
-    const hash = hashOf(this.prev, JSON.stringify(unsigned));
+    const body = JSON.stringify(unsigned);
+    const hash = hashOf(this.prev, body);
     const record: AuditRecord = { ...unsigned, hash };
     this.seq = seq;
     this.prev = hash;
-    const written = this.out.append(Buffer.from(`${JSON.stringify(record)}\n`)).then(() => record);
+    const written = this.out.append(Buffer.from(`${lineOf(body, hash)}\n`)).then(() => record);
     this.last = written.then(
       () => undefined,
       () => undefined,
@@ -116,37 +131,66 @@ export class AuditLog {
  * not verify; returns the number of records and the last hash otherwise.
  */
 export function verifyAuditText(text: string, file = '<audit>'): { records: number; lastHash: string } {
+  return verifyAuditBytes(Buffer.from(text, 'utf8'), file);
+}
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * Verifies the chain over the raw bytes of each line (LF-terminated). Throws
+ * {@link AuditTamperError} naming the first line that does not verify.
+ */
+export function verifyAuditBytes(bytes: Uint8Array, file = '<audit>'): { records: number; lastHash: string } {
   let prev = GENESIS;
   let expectedSeq = 1;
-  const lines = text.split('\n');
-  if (lines[lines.length - 1] === '') lines.pop();
-  for (let i = 0; i < lines.length; i++) {
-    const lineNo = i + 1;
+  let start = 0;
+  let lineNo = 0;
+  while (start < bytes.length) {
+    lineNo++;
+    const end = bytes.indexOf(LF, start);
+    const raw = bytes.subarray(start, end === -1 ? bytes.length : end);
+    start = end === -1 ? bytes.length : end + 1;
+    const tampered = (reason: string): AuditTamperError => new AuditTamperError(file, lineNo, reason);
+    // The writer never writes a CR: a CRLF line was rewritten, whatever its JSON says.
+    if (raw.includes(CR)) throw tampered('the line holds a carriage return (CRLF line ending); the log is written with LF only');
+    let line: string;
+    try {
+      line = UTF8.decode(raw);
+    } catch {
+      throw tampered('not UTF-8 text');
+    }
     let parsed: unknown;
     try {
-      parsed = JSON.parse(lines[i] ?? '');
+      parsed = JSON.parse(line);
     } catch {
-      throw new AuditTamperError(file, lineNo, 'not a JSON record');
+      throw tampered('not a JSON record');
     }
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new AuditTamperError(file, lineNo, 'not a JSON object');
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw tampered('not a JSON object');
     const { hash, ...unsigned } = parsed as Record<string, unknown>;
-    if (typeof hash !== 'string') throw new AuditTamperError(file, lineNo, 'missing hash');
-    if (unsigned['prev'] !== prev) throw new AuditTamperError(file, lineNo, 'prev does not match the hash of the line before (a line was removed, inserted or reordered)');
-    if (unsigned['seq'] !== expectedSeq) throw new AuditTamperError(file, lineNo, `sequence number ${String(unsigned['seq'])}, expected ${expectedSeq}`);
-    if (hashOf(prev, JSON.stringify(unsigned)) !== hash) throw new AuditTamperError(file, lineNo, 'hash does not match the record (the line was edited)');
+    const tail = HASH_TAIL.exec(line);
+    if (typeof hash !== 'string' || !tail) throw tampered('missing hash (a record ends with its "hash" key)');
+    // JSON.parse keeps the last of two equal keys and ignores spacing: a line that is not the
+    // canonical text of what it parses to shows a reader something the hash check did not read.
+    if (JSON.stringify({ ...unsigned, hash }) !== line) throw tampered('the line is not the canonical JSON of its record (a duplicate key, reordered keys or extra spacing): it was edited');
+    if (unsigned['prev'] !== prev) throw tampered('prev does not match the hash of the line before (a line was removed, inserted or reordered)');
+    if (unsigned['seq'] !== expectedSeq) throw tampered(`sequence number ${String(unsigned['seq'])}, expected ${expectedSeq}`);
+    // The hash is over the raw bytes of the line up to its hash key, closed by `}`.
+    const bodyLength = raw.length - Buffer.byteLength(tail[0]);
+    const body = Buffer.concat([raw.subarray(0, bodyLength), Buffer.from('}')]);
+    if (hashOf(prev, body) !== hash) throw tampered('hash does not match the record (the line was edited)');
     prev = hash;
     expectedSeq++;
   }
-  return { records: lines.length, lastHash: prev };
+  return { records: lineNo, lastHash: prev };
 }
 
 /** Reads and verifies an audit file; rejects with {@link AuditTamperError} at the first bad line. */
 export async function verifyAuditFile(file: string): Promise<{ records: number; lastHash: string }> {
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = await readFile(file, 'utf8');
+    bytes = await readFile(file);
   } catch (error) {
     throw new ValidationError('AUDIT_UNREADABLE', `cannot read ${file}: ${error instanceof Error ? error.message : String(error)}`, { cause: error, details: { file } });
   }
-  return verifyAuditText(text, file);
+  return verifyAuditBytes(bytes, file);
 }

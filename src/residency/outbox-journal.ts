@@ -3,9 +3,10 @@
  * segment size), replay of the segments an earlier run left, and compaction. Which results are
  * pending is the Outbox's map; the journal reads it only to move results forward.
  */
-import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
+import { readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TandemError } from '../errors/index.js';
+import { ensureDir } from '../util/ensure-dir.js';
 import { DurableAppendFile } from './append-file.js';
 import { OutboxDiskError } from './errors.js';
 import { frame, parseFrames, segName, segmentNumbers, type AckRecord, type DeadRecord, type PutRecord } from './outbox-log.js';
@@ -52,7 +53,7 @@ export class OutboxJournal {
    */
   async replay(): Promise<Entry[]> {
     const { dir } = this.options;
-    await mkdir(dir, { recursive: true });
+    await ensureDir(dir);
     const nos = segmentNumbers(await readdir(dir));
     // Records are applied in log order: an ack or dead mark settles the puts before it, so a
     // request id accepted again after delivery is pending again.

@@ -4,7 +4,7 @@
  * service stacks instances along a new leading batch dimension.
  */
 import { ValidationError } from '../../errors/index.js';
-import { elementCount, type DType, type Tensor, type TensorMap } from '../../tensor/index.js';
+import { elementCount, setTensor, type DType, type Tensor, type TensorMap } from '../../tensor/index.js';
 import { flatten, MAX_JSON_RANK, nest, nestedShape, tensorFromValues, valuesOf } from './json-tensors.js';
 
 /**
@@ -138,8 +138,10 @@ export function predictionsToTensors(predictions: readonly unknown[], dtypes: Re
   const first = predictions[0];
   if (first === null || typeof first !== 'object' || Array.isArray(first)) throw new ValidationError('VERTEX_PREDICTIONS', 'predictions must be objects keyed by output name');
   const out: TensorMap = {};
+  // Output names are the peer's: own keys only, so "constructor" or "__proto__" is a name like any other.
+  const own = <T>(o: unknown, key: string): T | undefined => (o !== null && typeof o === 'object' && Object.hasOwn(o, key) ? (o as Record<string, T>)[key] : undefined);
   for (const name of Object.keys(first)) {
-    const items = predictions.map((p) => (p as Record<string, unknown>)[name]);
+    const items = predictions.map((p) => own<unknown>(p, name));
     const first = items[0];
     const shape = isShaped(first) ? first.shape : nestedShape(first);
     const flat: unknown[] = [];
@@ -147,7 +149,7 @@ export function predictionsToTensors(predictions: readonly unknown[], dtypes: Re
       if (isShaped(item)) for (const v of item.data) flat.push(v);
       else for (const v of flatten(item, shape, `prediction ${i} output "${name}"`)) flat.push(v);
     });
-    out[name] = tensorFromValues(dtypes[name] ?? 'float32', [predictions.length, ...shape], flat, `output "${name}"`) as Tensor;
+    setTensor(out, name, tensorFromValues(own<DType>(dtypes, name) ?? 'float32', [predictions.length, ...shape], flat, `output "${name}"`) as Tensor);
   }
   return out;
 }

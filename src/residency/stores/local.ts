@@ -1,11 +1,13 @@
 /**
  * Results on the device's own disk, one root directory per region. Each object is one file
  * written atomically (temp file, fsync, rename, fsync of the directory), so a power cut leaves
- * either the old object or the new one, never half of one.
+ * either the old object or the new one, never half of one. A process killed mid-write leaves
+ * its temp file behind; the first write of the next run sweeps those away.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { ensureDir, UnusablePathError } from '../../util/ensure-dir.js';
 import { StoreError } from '../errors.js';
 import type { StoreDecl } from '../policy.js';
 import { syncDir } from '../sync-dir.js';
@@ -13,7 +15,12 @@ import { validateKey, type ObjectInfo, type PutMeta, type ResultStore, type Stor
 
 type LocalDecl = Extract<StoreDecl, { type: 'local' }>;
 
+/** The temp files `put` writes; the sweep removes nothing else. */
+const TEMP_NAME = /^\.tmp-[0-9a-f]{16}$/;
+
 function fsError(name: string, what: string, error: unknown): StoreError {
+  // A root on /proc or under a file: no retry will help, the store's declaration must change.
+  if (error instanceof UnusablePathError) return new StoreError('config', name, `${what}: ${error.message}`, { cause: error });
   const code = (error as NodeJS.ErrnoException).code;
   if (code === 'ENOENT') return new StoreError('not-found', name, what, { cause: error });
   if (code === 'EACCES' || code === 'EPERM') return new StoreError('auth', name, `${what}: permission denied`, { cause: error });
@@ -22,10 +29,36 @@ function fsError(name: string, what: string, error: unknown): StoreError {
 
 /** File layout: one JSON line of metadata, then the body bytes. */
 export class LocalDiskStore implements ResultStore {
+  /** Temp files older than this are another run's leftovers: a live writer's are newer. */
+  private readonly openedAt = Date.now();
+  private swept: Promise<number> | undefined;
+
   constructor(
     readonly name: string,
     readonly decl: LocalDecl,
   ) {}
+
+  /**
+   * Removes the temp files earlier runs left in this store's tree (killed between writing and
+   * renaming), and resolves to how many. Runs once, before the first write; never fails.
+   */
+  sweepTemp(): Promise<number> {
+    this.swept ??= (async () => {
+      // The store's tree: the root, or the folder its key prefix names inside it.
+      const base = dirname(join(this.decl.root, `${this.decl.prefix ?? ''}x`));
+      const entries = await readdir(base, { withFileTypes: true, recursive: true }).catch(() => []);
+      let removed = 0;
+      for (const e of entries) {
+        if (!e.isFile() || !TEMP_NAME.test(e.name)) continue;
+        const file = join(e.parentPath, e.name);
+        const info = await stat(file).catch(() => undefined);
+        if (info === undefined || info.mtimeMs >= this.openedAt) continue;
+        if (await unlink(file).then(() => true, () => false)) removed++;
+      }
+      return removed;
+    })();
+    return this.swept;
+  }
 
   private path(key: string): string {
     const bad = validateKey(key);
@@ -38,7 +71,8 @@ export class LocalDiskStore implements ResultStore {
     const dir = dirname(target);
     const tmp = join(dir, `.tmp-${randomBytes(8).toString('hex')}`);
     try {
-      await mkdir(dir, { recursive: true });
+      await ensureDir(dir);
+      await this.sweepTemp();
       const h = await open(tmp, 'wx', 0o600);
       try {
         const head = Buffer.from(`${JSON.stringify({ contentType: meta.contentType ?? 'application/octet-stream', metadata: meta.metadata ?? {} })}\n`);
