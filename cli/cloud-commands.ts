@@ -1,5 +1,5 @@
 /**
- * `tandem cloud serve`, `tandem bench codec` and `tandem bench cloud-overhead`.
+ * `tandem cloud serve`, `tandem bench codec`, `tandem bench cloud-overhead` and `tandem bench cloud-attacks`.
  */
 import type { Command } from 'commander';
 import { ValidationError } from '../src/errors/index.js';
@@ -45,6 +45,20 @@ export function registerCloudBenchCommands(bench: Command): void {
       });
       writeResult(opts.json === true, { ...r }, `cloud overhead (${r.subject}${r.workers > 0 ? `, ${r.workers} worker thread(s)` : ''}): bare ${r.bareMs.toFixed(2)} ms, service ${r.serviceMs.toFixed(2)} ms (+${r.overheadMs.toFixed(2)} ms), ratio ${r.overheadRatio.toFixed(3)}; after the body's last byte ${r.afterBodyMs.toFixed(2)} ms (ratio ${r.afterBodyRatio.toFixed(3)}); client round trip ${r.roundTripMs.toFixed(2)} ms (ratio ${r.roundTripRatio.toFixed(3)}), of which node:http alone ${r.transportFloorMs.toFixed(2)} ms; the least a node:http service can do with this request: ${r.serviceFloorMs.toFixed(2)} ms (+${r.serviceFloorOverheadMs.toFixed(2)} ms, ratio ${r.serviceFloorRatio.toFixed(3)}); own overhead over that floor: ratio ${r.ownOverheadRatio.toFixed(3)} (goal ≤ 1.03)`);
     });
+  bench.command('cloud-attacks')
+    .description('/ping latency (p50/p99/max) and peak RSS of the cloud service, in a child process, through each attack of issue #31: half-sent bodies, trickling connections, large JSON')
+    .option('--json', 'print the result as JSON on the last line')
+    .option('--duration-ms <ms>', 'how long each attack lasts', positiveInt('--duration-ms'), 5000)
+    .option('--connections <n>', 'trickling connections', positiveInt('--connections'), 5000)
+    .option('--attacks <names>', 'comma-separated attacks to run (default: all)')
+    .action(async (opts: { json?: boolean; durationMs: number; connections: number; attacks?: string }) => {
+      const { runCloudAttacksBench, formatCloudAttacks, ATTACKS } = await loadBench('cloud-attacks', () => import('../bench/cloud-attacks.js'));
+      const attacks = opts.attacks?.split(',').map((a) => a.trim());
+      const unknown = attacks?.filter((a) => !(ATTACKS as readonly string[]).includes(a));
+      if (unknown && unknown.length > 0) throw new ValidationError('CLI_ARGUMENT', `--attacks: unknown ${unknown.join(', ')} (known: ${ATTACKS.join(', ')})`);
+      const r = await runCloudAttacksBench({ durationMs: opts.durationMs, connections: opts.connections, ...(attacks ? { attacks: attacks as typeof ATTACKS[number][] } : {}) });
+      writeResult(opts.json === true, { ...r }, formatCloudAttacks(r));
+    });
 }
 
 interface ServeOptions {
@@ -62,6 +76,14 @@ interface ServeOptions {
   spinning: boolean;
   workers?: number;
   maxPartitions?: number;
+  maxBodyBytes?: number;
+  maxJsonBytes?: number;
+  bodyBudgetBytes?: number;
+  bodyIdleTimeoutMs?: number;
+  maxConnections?: number;
+  maxConnectionsPerIp?: number;
+  headersTimeoutMs?: number;
+  keepAliveTimeoutMs?: number;
 }
 
 function portOption(name: string) {
@@ -77,7 +99,8 @@ async function serve(opts: ServeOptions): Promise<void> {
     import('node:fs/promises'), import('pino'), import('../cloud/server.js'), import('../cloud/tails.js'), import('../cloud/sources.js'), import('../cloud/config.js'),
   ]);
   // Flags first; what they leave out comes from the container's environment.
-  const { modelSource, ...fromEnv } = cloudOptionsFromEnv(process.env, { port: opts.port, workers: opts.workers, maxPartitions: opts.maxPartitions, models: opts.models });
+  // ServeOptions names each limit as GivenOptions does: the flags pass through.
+  const { modelSource, ...fromEnv } = cloudOptionsFromEnv(process.env, opts);
   const { threadingSessionOptions } = await import('../cloud/models.js');
   if ((opts.tlsKey === undefined) !== (opts.tlsCert === undefined)) throw new ValidationError('CLI_ARGUMENT', '--tls-key and --tls-cert go together');
   const tls = opts.tlsKey && opts.tlsCert ? { key: await readFile(opts.tlsKey), cert: await readFile(opts.tlsCert) } : undefined;
@@ -134,6 +157,14 @@ export function registerCloudCommands(program: Command): void {
     .option('--no-spinning', 'stop idle onnxruntime threads spin-waiting (for cores shared with other work)')
     .option('--workers <n>', 'worker threads that run the models, keeping the event loop free during runs (default: TANDEM_WORKERS, else 0: runs on the event loop)', nonNegativeInt('--workers'))
     .option('--max-partitions <n>', 'whole models and tails kept loaded, least recently used evicted beyond (default: TANDEM_MAX_PARTITIONS, else 32)', positiveInt('--max-partitions'))
+    .option('--max-body-bytes <n>', 'largest body on non-SageMaker routes (default: TANDEM_MAX_BODY_BYTES, else 64 MiB)', positiveInt('--max-body-bytes'))
+    .option('--max-json-bytes <n>', 'largest JSON body, parsed on the event loop (default: TANDEM_MAX_JSON_BYTES, else 8 MiB)', positiveInt('--max-json-bytes'))
+    .option('--body-budget-bytes <n>', 'request-body bytes held at once in all; beyond, 429 before reading (default: TANDEM_BODY_BUDGET_BYTES, else 4 x max body, at most 1/4 of memory)', positiveInt('--body-budget-bytes'))
+    .option('--body-idle-timeout-ms <ms>', 'a body bringing under 1 KiB in this time is refused with 408 (default: TANDEM_BODY_IDLE_TIMEOUT_MS, else 10000)', positiveInt('--body-idle-timeout-ms'))
+    .option('--max-connections <n>', 'open connections in all; at the cap a new one replaces the longest idle (default: TANDEM_MAX_CONNECTIONS, else 1024)', positiveInt('--max-connections'))
+    .option('--max-connections-per-ip <n>', 'open connections from one address (default: TANDEM_MAX_CONNECTIONS_PER_IP, else 64)', positiveInt('--max-connections-per-ip'))
+    .option('--headers-timeout-ms <ms>', 'time to send the request headers (default: TANDEM_HEADERS_TIMEOUT_MS, else 10000)', positiveInt('--headers-timeout-ms'))
+    .option('--keep-alive-timeout-ms <ms>', 'idle kept-alive connections closed after (default: TANDEM_KEEP_ALIVE_TIMEOUT_MS, else 65000)', positiveInt('--keep-alive-timeout-ms'))
     .action((opts: ServeOptions) => serve(opts));
 
   const existing = program.commands.find((c) => c.name() === 'bench');

@@ -1,19 +1,44 @@
 /**
- * Reading a request body within a route's limit. The reader also remembers which bodies the
- * service allocated itself, alone in their ArrayBuffer: a run in a worker thread may take such
- * a buffer instead of a copy. A chunk node:http read is not ours to give away.
+ * Reading a request body within a route's limit, the service's body budget and a minimum
+ * pace. The reader also remembers which bodies the service allocated itself, alone in their
+ * ArrayBuffer: a run in a worker thread may take such a buffer instead of a copy. A chunk
+ * node:http read is not ours to give away.
  */
+import type { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import { isTransferable } from '../src/runtime/index.js';
 import { clientClosed, CloudError } from './errors.js';
+import type { BodyBudget } from './limiter.js';
 
 const tooLarge = (message: string): CloudError => new CloudError(413, 'CLOUD_TOO_LARGE', message, { retryable: false });
+
+/**
+ * Bytes a body must bring in each idle window. A pace, not a silence: a body trickling one
+ * byte a second is never silent for long, yet would hold its budget for the whole deadline.
+ */
+export const BODY_MIN_PROGRESS_BYTES = 1024;
+
+export interface BodyReaderOptions {
+  /** Runs go to worker threads, so owned bodies are worth recording. */
+  transferable: boolean;
+  /** The service-wide budget of body bytes in memory; absent: unbounded. */
+  budget?: BodyBudget;
+  /** A body bringing fewer than {@link BODY_MIN_PROGRESS_BYTES} in this many ms is refused (408); absent: no pace. */
+  idleMs?: number;
+}
 
 export class BodyReader {
   private readonly owned = new WeakSet<Buffer>();
 
-  /** `transferable`: runs go to worker threads, so owned bodies are worth recording. */
-  constructor(private readonly transferable: boolean) {}
+  private readonly transferable: boolean;
+  private readonly budget: BodyBudget | undefined;
+  private readonly idleMs: number | undefined;
+
+  constructor(options: BodyReaderOptions) {
+    this.transferable = options.transferable;
+    this.budget = options.budget;
+    this.idleMs = options.idleMs;
+  }
 
   /** Whether a worker may take `body`'s memory. */
   owns(body: Buffer): boolean {
@@ -25,26 +50,62 @@ export class BodyReader {
     return b;
   }
 
-  /** The whole body; 413 beyond `limit`, 499 if the client leaves while sending it. */
-  read(req: IncomingMessage, limit: number): Promise<Buffer> {
+  /**
+   * The whole body; 413 beyond `limit`, 429 when the body budget has no room for it, 408 when
+   * it comes too slowly, 499 if the client leaves while sending it. Its bytes count against the
+   * budget until `holder` (the response) closes, or, without one, until the read settles.
+   */
+  read(req: IncomingMessage, limit: number, holder?: EventEmitter): Promise<Buffer> {
     const declared = Number(req.headers['content-length'] ?? NaN);
     if (Number.isFinite(declared) && declared > limit) {
       return Promise.reject(tooLarge(`request body of ${declared} bytes exceeds this route's limit of ${limit} bytes`));
     }
+    const budget = this.budget;
+    let reserved = 0;
+    if (budget && Number.isSafeInteger(declared) && declared > 0) {
+      // Admission before reading: a body that does not fit is refused before a byte is buffered.
+      try {
+        budget.reserve(declared);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      reserved = declared;
+    }
+    let released = false;
+    const release = (): void => {
+      if (released || !budget) return;
+      released = true;
+      budget.release(reserved);
+    };
     // Event callbacks rather than an async iterator: one fewer promise per chunk on the hot path.
     // With a Content-Length (node's parser holds the client to it) the body is copied into
     // one buffer of that size as it arrives, while each chunk is still in cache, instead of
     // being concatenated at the end; a body that arrives whole is used as it is.
     const sized = Number.isSafeInteger(declared) && declared > 0 ? declared : undefined;
-    return new Promise<Buffer>((resolve, reject) => {
+    const read = new Promise<Buffer>((resolve, reject) => {
       const chunks: Buffer[] = [];
       let whole: Buffer | undefined;
       let size = 0;
+      let paced = 0;
+      const fail = (error: unknown): void => {
+        cleanup();
+        reject(error);
+      };
       const onData = (b: Buffer): void => {
         if (size + b.byteLength > limit) {
-          cleanup();
-          reject(tooLarge(`request body exceeds this route's limit of ${limit} bytes`));
+          fail(tooLarge(`request body exceeds this route's limit of ${limit} bytes`));
           return;
+        }
+        // A body without a Content-Length is admitted as its bytes arrive.
+        if (budget && size + b.byteLength > reserved) {
+          const more = size + b.byteLength - reserved;
+          try {
+            budget.reserve(more);
+          } catch (error) {
+            fail(error);
+            return;
+          }
+          reserved += more;
         }
         if (whole === undefined && sized !== undefined && !(size === 0 && b.byteLength === sized)) whole = Buffer.allocUnsafe(sized);
         if (whole) b.copy(whole, size);
@@ -69,7 +130,16 @@ export class BodyReader {
         cleanup();
         reject(clientClosed('while sending its body'));
       };
+      // Checked once a window, not re-armed per chunk: one timer per slow body, none for a body already in.
+      const timer = this.idleMs === undefined || req.complete ? undefined : setInterval(() => {
+        if (size - paced >= BODY_MIN_PROGRESS_BYTES) {
+          paced = size;
+          return;
+        }
+        fail(new CloudError(408, 'CLOUD_BODY_TIMEOUT', `the request body brought ${size - paced} bytes in the last ${this.idleMs} ms (at least ${BODY_MIN_PROGRESS_BYTES} expected); the connection is closed`, { retryable: false }));
+      }, this.idleMs);
       const cleanup = (): void => {
+        if (timer) clearInterval(timer);
         req.off('data', onData);
         req.off('end', onEnd);
         req.off('error', onError);
@@ -79,6 +149,15 @@ export class BodyReader {
       req.on('end', onEnd);
       req.on('error', onError);
       req.on('close', onClose);
+    });
+    if (!budget) return read;
+    if (!holder) return read.finally(release);
+    // Held until the answer is written or the connection closes, whatever the outcome.
+    holder.once('close', release);
+    return read.catch((error: unknown) => {
+      holder.off('close', release);
+      release();
+      throw error;
     });
   }
 }

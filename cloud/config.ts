@@ -10,15 +10,18 @@ import type { CloudCredentials, CloudServiceOptions } from './options.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
+/** The service's admission limits (each also a flag of `tandem cloud serve`). */
+type LimitOption = 'maxBodyBytes' | 'maxJsonBytes' | 'bodyBudgetBytes' | 'bodyIdleTimeoutMs' | 'maxConnections' | 'maxConnectionsPerIp' | 'headersTimeoutMs' | 'keepAliveTimeoutMs';
+
 /** What a container's environment sets, and the model source to resolve (`sources.ts`). */
-export interface CloudEnvOptions extends Pick<CloudServiceOptions, 'port' | 'workers' | 'maxPartitions' | 'vertexRoutes'> {
+export interface CloudEnvOptions extends Pick<CloudServiceOptions, 'port' | 'workers' | 'maxPartitions' | 'vertexRoutes' | LimitOption> {
   credentials: CloudCredentials;
   /** A model directory or `gs://bucket/prefix`. */
   modelSource: string;
 }
 
 /** What the command line gave: a variable is read only for what it left out. */
-export interface GivenOptions {
+export interface GivenOptions extends Partial<Record<LimitOption, number | undefined>> {
   port?: number | undefined;
   workers?: number | undefined;
   maxPartitions?: number | undefined;
@@ -65,13 +68,29 @@ function credentialsFromEnv(env: Env): CloudCredentials {
   };
 }
 
+/** The admission limits `given` leaves out, from their TANDEM_ variables (positive integers). */
+function limitsFromEnv(env: Env, given: GivenOptions): Partial<Record<LimitOption, number>> {
+  const limits: Partial<Record<LimitOption, number | undefined>> = {
+    maxBodyBytes: given.maxBodyBytes ?? intFromEnv(env, 'TANDEM_MAX_BODY_BYTES', 1),
+    maxJsonBytes: given.maxJsonBytes ?? intFromEnv(env, 'TANDEM_MAX_JSON_BYTES', 1),
+    bodyBudgetBytes: given.bodyBudgetBytes ?? intFromEnv(env, 'TANDEM_BODY_BUDGET_BYTES', 1),
+    bodyIdleTimeoutMs: given.bodyIdleTimeoutMs ?? intFromEnv(env, 'TANDEM_BODY_IDLE_TIMEOUT_MS', 1),
+    maxConnections: given.maxConnections ?? intFromEnv(env, 'TANDEM_MAX_CONNECTIONS', 1),
+    maxConnectionsPerIp: given.maxConnectionsPerIp ?? intFromEnv(env, 'TANDEM_MAX_CONNECTIONS_PER_IP', 1),
+    headersTimeoutMs: given.headersTimeoutMs ?? intFromEnv(env, 'TANDEM_HEADERS_TIMEOUT_MS', 1),
+    keepAliveTimeoutMs: given.keepAliveTimeoutMs ?? intFromEnv(env, 'TANDEM_KEEP_ALIVE_TIMEOUT_MS', 1),
+  };
+  return Object.fromEntries(Object.entries(limits).filter(([, v]) => v !== undefined));
+}
+
 /**
  * The service's options from `env` (`process.env` in a container), for what `given` leaves
  * out: port (SAGEMAKER_BIND_TO_PORT, AIP_HTTP_PORT, else 8080), models (AIP_STORAGE_URI, else
  * SageMaker's /opt/ml/model), TANDEM_WORKERS, TANDEM_MAX_PARTITIONS, the Vertex routes
  * (AIP_HEALTH_ROUTE, AIP_PREDICT_ROUTE) and the credentials (AWS_ACCESS_KEY_ID,
  * AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, TANDEM_VERTEX_TOKEN, TANDEM_EAS_TOKEN,
- * TANDEM_EAS_ACCESS_KEY_ID, TANDEM_EAS_ACCESS_KEY_SECRET).
+ * TANDEM_EAS_ACCESS_KEY_ID, TANDEM_EAS_ACCESS_KEY_SECRET), and the admission limits of
+ * {@link limitsFromEnv}.
  */
 export function cloudOptionsFromEnv(env: Env, given: GivenOptions = {}): CloudEnvOptions {
   const workers = given.workers ?? intFromEnv(env, 'TANDEM_WORKERS', 0);
@@ -79,6 +98,7 @@ export function cloudOptionsFromEnv(env: Env, given: GivenOptions = {}): CloudEn
   const health = set(env, 'AIP_HEALTH_ROUTE');
   const predict = set(env, 'AIP_PREDICT_ROUTE');
   return {
+    ...limitsFromEnv(env, given),
     port: given.port ?? portFromEnv(env),
     modelSource: given.models ?? set(env, 'AIP_STORAGE_URI') ?? '/opt/ml/model',
     ...(workers !== undefined ? { workers } : {}),

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { decodePayload, encodeTensorMap, looksLikeTensorPayload, TENSOR_CONTENT_TYPE, type CodecLimits } from '../src/codec/index.js';
 import type { TensorMap } from '../src/tensor/index.js';
 import { decodeOipRequest, encodeOipResponse, instancesToTensors, OIP_HEADER_LENGTH, tensorsToPredictions } from '../src/providers/index.js';
-import { badRequest } from './errors.js';
+import { badRequest, CloudError } from './errors.js';
 import type { ParsedBody, Route, VertexAnswer } from './front.js';
 
 const vertexBodySchema = z.object({ instances: z.array(z.unknown()), parameters: z.record(z.string(), z.unknown()).optional() }).passthrough();
@@ -24,9 +24,19 @@ export interface AnswerAbout {
 export class BodyFormats {
   private readonly codecLimits: Partial<CodecLimits>;
 
-  /** `maxBody` bounds decoded sizes too: elements of an OIP or Vertex body, bytes of a payload. */
-  constructor(private readonly maxBody: number) {
+  /**
+   * `maxBody` bounds decoded sizes too: elements of an OIP or Vertex body, bytes of a payload.
+   * `maxJson` bounds the JSON parsed on the event loop, which answers nothing else meanwhile.
+   */
+  constructor(private readonly maxBody: number, private readonly maxJson: number = maxBody) {
     this.codecLimits = { maxBytes: maxBody };
+  }
+
+  /** 413 for JSON over `maxJson`, before it is parsed. */
+  private boundJson(bytes: number): void {
+    if (bytes > this.maxJson) {
+      throw new CloudError(413, 'CLOUD_TOO_LARGE', `a JSON body (or header) of ${bytes} bytes exceeds the JSON limit of ${this.maxJson} bytes; send large tensors as a Tandem tensor payload or OIP binary data`, { retryable: false });
+    }
   }
 
   /** `headerLength`: the OIP binary extension's `Inference-Header-Content-Length`, if sent. */
@@ -37,9 +47,11 @@ export class BodyFormats {
       return { family: 'tandem', tensors: () => decoded.tensors, ...(decoded.meta['model'] ? { model: decoded.meta['model'] } : {}), ...(decoded.meta['cut'] ? { cut: decoded.meta['cut'] } : {}) };
     }
     if (headerLength !== undefined) {
+      this.boundJson(Number(headerLength) || 0);
       const decoded = decodeOipRequest(body, Number(headerLength), { maxElements: this.maxBody });
       return oipParsed(decoded);
     }
+    this.boundJson(body.byteLength);
     let json: unknown;
     try {
       json = JSON.parse(body.toString('utf8'));

@@ -47,3 +47,38 @@ export class Limiter {
     };
   }
 }
+
+/**
+ * The service-wide budget of request-body bytes in memory. A body is admitted before it is
+ * read: its Content-Length is reserved at once (a chunked body's bytes as they arrive) and
+ * held until its request is answered, so that bodies cannot pile up in memory ahead of the
+ * per-model limiters above, which only see a request once its body is in.
+ */
+export class BodyBudget {
+  private used = 0;
+  /** The most bytes held at once, and the bodies refused for want of room: for tests and the bench. */
+  peak = 0;
+  refused = 0;
+
+  constructor(readonly capacity: number) {}
+
+  get inFlight(): number {
+    return this.used;
+  }
+
+  /** Reserves `bytes`, or throws 429 `CLOUD_OVERLOADED` (nothing reserved) when they do not fit now, 413 when they never would. */
+  reserve(bytes: number): void {
+    // A body the whole budget cannot hold would be refused on every retry: that is no overload.
+    if (bytes > this.capacity) throw new CloudError(413, 'CLOUD_TOO_LARGE', `request body of at least ${bytes} bytes exceeds the service's body budget of ${this.capacity} bytes`, { retryable: false });
+    if (this.used + bytes > this.capacity) {
+      this.refused += 1;
+      throw new CloudError(429, 'CLOUD_OVERLOADED', `the service holds ${this.used} bytes of request bodies (budget ${this.capacity}); this ${bytes}-byte body does not fit, retry later`, { retryable: true });
+    }
+    this.used += bytes;
+    if (this.used > this.peak) this.peak = this.used;
+  }
+
+  release(bytes: number): void {
+    this.used -= bytes;
+  }
+}

@@ -2,6 +2,7 @@
  * The cloud service's options, and their defaults, filled in here and nowhere else. The
  * service reads no environment: the container's variables become options in `config.ts`.
  */
+import { totalmem } from 'node:os';
 import type { InferenceSession } from 'onnxruntime-node';
 import { pino, type Logger } from 'pino';
 import type { AwsCredentials } from './auth.js';
@@ -35,6 +36,28 @@ export interface CloudServiceOptions {
   maxQueue?: number;
   /** Largest body on non-SageMaker routes (default 64 MiB). */
   maxBodyBytes?: number;
+  /**
+   * Largest JSON body (OIP v2 JSON, Vertex instances; default {@link DEFAULT_MAX_JSON_BYTES}):
+   * parsing JSON holds the event loop (about 15 ms per MB here), so big tensors belong in the
+   * binary forms (Tandem's payload, OIP's binary extension).
+   */
+  maxJsonBytes?: number;
+  /**
+   * Request-body bytes the service holds at once, over every request (default: 4 × maxBodyBytes,
+   * at most a quarter of the memory, at least maxBodyBytes). A body is admitted before it is
+   * read; one that does not fit is refused with 429 `CLOUD_OVERLOADED`.
+   */
+  bodyBudgetBytes?: number;
+  /** A body bringing fewer than 1 KiB in this many ms is refused with 408 and its connection closed (default 10 s). */
+  bodyIdleTimeoutMs?: number;
+  /** Open connections in all (default 1024); at the cap a new one replaces the longest idle. */
+  maxConnections?: number;
+  /** Open connections from one address (default 64); more are closed at once. */
+  maxConnectionsPerIp?: number;
+  /** Time a client has to send its request headers (default 10 s). */
+  headersTimeoutMs?: number;
+  /** Idle time before a kept-alive connection is closed (default 65 s: SageMaker keeps its connections up to 60 s). */
+  keepAliveTimeoutMs?: number;
   /** Default per-request deadline (default 60 s, SageMaker's). */
   requestTimeoutMs?: number;
   /**
@@ -76,6 +99,13 @@ export interface ServiceSettings {
   readonly maxConcurrent: number;
   readonly maxQueue: number;
   readonly maxBody: number;
+  readonly maxJson: number;
+  readonly bodyBudget: number;
+  readonly bodyIdleMs: number;
+  readonly maxConnections: number;
+  readonly maxConnectionsPerIp: number;
+  readonly headersTimeoutMs: number;
+  readonly keepAliveTimeoutMs: number;
   readonly timeoutMs: number;
   readonly credentials: Readonly<CloudCredentials>;
   readonly extractTail: TailExtractor | undefined;
@@ -87,10 +117,31 @@ export interface ServiceSettings {
   readonly maxPartitions: number;
 }
 
+export const DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_MAX_JSON_BYTES = 8 * 1024 * 1024;
+
+const optionError = (message: string): CloudError => new CloudError(500, 'CLOUD_OPTION', message, { retryable: false });
+
+function positive(name: string, value: number | undefined, fallback: number): number {
+  const v = value ?? fallback;
+  if (!Number.isSafeInteger(v) || v < 1) throw optionError(`${name} must be a positive integer, got ${v}`);
+  return v;
+}
+
+/** The memory the process may use: its cgroup's limit in a container, else the machine's. */
+function memoryLimit(): number {
+  const constrained = (process as { constrainedMemory?: () => number | undefined }).constrainedMemory?.();
+  return constrained !== undefined && constrained > 0 && constrained < totalmem() ? constrained : totalmem();
+}
+
 /** Fills in the defaults and checks what the types cannot. */
 export function serviceSettings(options: CloudServiceOptions): ServiceSettings {
   const workers = options.workers ?? 0;
-  if (!Number.isSafeInteger(workers) || workers < 0) throw new CloudError(500, 'CLOUD_OPTION', `workers must be a non-negative integer, got ${workers}`, { retryable: false });
+  if (!Number.isSafeInteger(workers) || workers < 0) throw optionError(`workers must be a non-negative integer, got ${workers}`);
+  const maxBody = positive('maxBodyBytes', options.maxBodyBytes, DEFAULT_MAX_BODY_BYTES);
+  // Room for a few of the largest bodies at once, but never most of the memory.
+  const bodyBudget = positive('bodyBudgetBytes', options.bodyBudgetBytes, Math.max(maxBody, Math.min(4 * maxBody, Math.floor(memoryLimit() / 4))));
+  if (bodyBudget < maxBody) throw optionError(`bodyBudgetBytes (${bodyBudget}) must hold at least one body of maxBodyBytes (${maxBody})`);
   return {
     models: options.models,
     port: options.port,
@@ -99,7 +150,14 @@ export function serviceSettings(options: CloudServiceOptions): ServiceSettings {
     grpcPort: options.grpcPort,
     maxConcurrent: options.maxConcurrent ?? 2,
     maxQueue: options.maxQueue ?? 16,
-    maxBody: options.maxBodyBytes ?? 64 * 1024 * 1024,
+    maxBody,
+    maxJson: positive('maxJsonBytes', options.maxJsonBytes, Math.min(DEFAULT_MAX_JSON_BYTES, maxBody)),
+    bodyBudget,
+    bodyIdleMs: positive('bodyIdleTimeoutMs', options.bodyIdleTimeoutMs, 10_000),
+    maxConnections: positive('maxConnections', options.maxConnections, 1024),
+    maxConnectionsPerIp: positive('maxConnectionsPerIp', options.maxConnectionsPerIp, 64),
+    headersTimeoutMs: positive('headersTimeoutMs', options.headersTimeoutMs, 10_000),
+    keepAliveTimeoutMs: positive('keepAliveTimeoutMs', options.keepAliveTimeoutMs, 65_000),
     timeoutMs: options.requestTimeoutMs ?? 60_000,
     credentials: options.credentials ?? {},
     extractTail: options.extractTail,

@@ -8,6 +8,7 @@
  */
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Admission } from './admission.js';
 import { BodyReader } from './body.js';
 import { InferenceCore } from './core.js';
 import { BodyFormats } from './formats.js';
@@ -50,11 +51,12 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
   const repo = new ModelRepository(packages, settings.extractTail, settings.sessionOptions, pool, maxPartitions);
   const metrics = new CloudMetrics(settings.processMetrics);
   const lifecycle = new Lifecycle(settings.timeoutMs, log);
-  const bodies = new BodyReader(pool !== undefined);
+  const admission = new Admission(settings, metrics);
+  const bodies = new BodyReader({ transferable: pool !== undefined, budget: admission.budget, idleMs: settings.bodyIdleMs });
   const core = new InferenceCore({ repo, metrics, log, lifecycle, bodies, pooled: pool !== undefined, maxConcurrent: settings.maxConcurrent, maxQueue: settings.maxQueue });
-  const ctx: FrontContext = { settings, repo, metrics, bodies, formats: new BodyFormats(settings.maxBody), core, lifecycle };
+  const ctx: FrontContext = { settings, repo, metrics, bodies, formats: new BodyFormats(settings.maxBody, settings.maxJson), core, lifecycle };
 
-  const server = createHttpServer(settings, httpHandler(ctx));
+  const server = createHttpServer(settings, httpHandler(ctx), admission.connections);
   try {
     await listen(server, settings.port, settings.host);
   } catch (error) {

@@ -8,8 +8,10 @@ import { createServer as createPlainServer, type IncomingMessage, type Server, t
 import { createServer as createTlsServer } from 'node:https';
 import type { Logger } from 'pino';
 import { OIP_HEADER_LENGTH } from '../../src/providers/index.js';
+import { BODY_MIN_PROGRESS_BYTES } from '../body.js';
 import { CloudError, describeError } from '../errors.js';
 import { COMPUTE_HEADER, CUT_HEADER, DEADLINE_HEADER, MODEL_HEADER, requestBudget, RETRY_AFTER_SECONDS, type Front, type FrontIO, type Route } from '../front.js';
+import type { ConnectionGuard } from '../connections.js';
 import type { ServiceSettings } from '../options.js';
 import { containerFront } from './container.js';
 import { easFront } from './eas.js';
@@ -23,6 +25,45 @@ type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 type Router = (path: string, req: IncomingMessage, hints: RouteHints) => Route | undefined;
 
 const NO_ENDPOINTS: readonly HttpEndpoint[] = [];
+const JSON_TYPE = /\bjson\b/i;
+
+/** The most of a refused body read (and dropped) for its client's sake; a connection sending more is closed. */
+const DRAIN_MAX_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Reads and drops what is left of a refused body, so that the client, which may be still
+ * sending it, reads its answer (many clients send the whole body first) and the connection can
+ * serve the next request. A connection is closed once it has sent {@link DRAIN_MAX_BYTES}
+ * more (reading a half-sent 60 MB body for nothing costs the service its time), or when the
+ * body stops keeping the pace (`BODY_MIN_PROGRESS_BYTES` per `idleMs`; a half-sent one, a
+ * trickle), instead of holding it until the request timeout. Nothing of it is kept.
+ */
+function drainWhilePaced(req: IncomingMessage, res: ServerResponse, idleMs: number): void {
+  if (req.complete) return;
+  req.resume();
+  // The socket's count: node:http drops the body's 'data' listeners once the answer is out.
+  const socket = req.socket;
+  const start = socket.bytesRead;
+  let paced = start;
+  const timer = setInterval(() => {
+    if (socket.bytesRead - paced >= BODY_MIN_PROGRESS_BYTES) paced = socket.bytesRead;
+    else socket.destroy();
+  }, idleMs);
+  const onData = (): void => {
+    if (socket.bytesRead - start > DRAIN_MAX_BYTES) socket.destroy();
+  };
+  req.on('data', onData);
+  // Listened to again after node:http's own drain has taken the listeners off.
+  res.once('finish', () => {
+    if (!req.complete) req.on('data', onData);
+  });
+  const done = (): void => {
+    clearInterval(timer);
+    req.off('data', onData);
+  };
+  req.once('end', done);
+  socket.once('close', done);
+}
 
 /**
  * Aborts once the client has gone. node:http emits 'close' on a response when it is finished
@@ -100,7 +141,9 @@ export function httpHandler(ctx: FrontContext): Handler {
     authorize(res, r) {
       byFront[r.front].authorize?.(res.req, r);
     },
-    body: (res, r) => bodies.read(res.req, r.maxBody),
+    // A body that says it is JSON is held to the JSON limit before it is read; the bytes stay in
+    // the body budget until the answer is written.
+    body: (res, r) => bodies.read(res.req, JSON_TYPE.test(header(res.req, 'content-type') ?? '') ? Math.min(r.maxBody, settings.maxJson) : r.maxBody, res),
     verify(res, r, path, body) {
       const front = byFront[r.front];
       return front.verify ? front.verify(res.req, r, path, body) : undefined;
@@ -134,8 +177,7 @@ export function httpHandler(ctx: FrontContext): Handler {
     const refuse = (error: unknown): number => {
       if (!res.headersSent) res.setHeader('x-request-id', requestId);
       const status = writeError(res, r === undefined ? undefined : byFront[r.front], error, reqLog());
-      // Drain what is left of a refused body so the connection can be reused.
-      if (!req.complete) req.resume();
+      drainWhilePaced(req, res, settings.bodyIdleMs);
       return status;
     };
     const path = (req.url ?? '/').split('?')[0] ?? '/';
@@ -164,14 +206,28 @@ export function httpHandler(ctx: FrontContext): Handler {
   };
 }
 
-/** The node:http (or https) server of `handler`, with the timeouts the platforms expect. */
-export function createHttpServer(settings: ServiceSettings, handler: Handler): Server {
+/**
+ * The node:http (or https) server of `handler`, with the timeouts the platforms expect and
+ * the connection caps of `connections`.
+ */
+export function createHttpServer(settings: ServiceSettings, handler: Handler, connections?: ConnectionGuard): Server {
+  // node:http enforces headersTimeout and requestTimeout only when it sweeps its connections
+  // (every 30 s by default): sweep often enough that a trickled request ends near its timeout.
+  const connectionsCheckingInterval = Math.max(50, Math.min(1000, Math.floor(settings.headersTimeoutMs / 4)));
   // Nagle off explicitly (node's default as well): an answer's last segment must not wait for an ACK.
-  const server = settings.tls ? createTlsServer({ key: settings.tls.key, cert: settings.tls.cert, noDelay: true }, handler) : createPlainServer({ noDelay: true }, handler);
+  const options = { noDelay: true, connectionsCheckingInterval };
+  const server = settings.tls ? createTlsServer({ key: settings.tls.key, cert: settings.tls.cert, ...options }, handler) : createPlainServer(options, handler);
   // SageMaker keeps connections open for up to 60 s; outlive it so the platform closes first.
-  server.keepAliveTimeout = 65_000;
-  // A client that trickles its request (slowloris) cannot hold a connection past the deadline.
+  server.keepAliveTimeout = settings.keepAliveTimeoutMs;
+  // A client that trickles its request (slowloris) cannot hold a connection past the deadline,
+  // nor its headers past headersTimeout; a trickled body meets the body pace first (body.ts).
   server.requestTimeout = settings.timeoutMs;
-  server.headersTimeout = Math.min(settings.timeoutMs, 60_000);
+  server.headersTimeout = Math.min(settings.headersTimeoutMs, settings.timeoutMs);
+  if (connections) {
+    connections.attach(server);
+    // The guard closes what is over its caps once accepted; node's own cap is the backstop
+    // for sockets closed but not yet gone, and keeps the descriptors bounded.
+    server.maxConnections = 2 * connections.caps.total;
+  }
   return server;
 }

@@ -70,7 +70,7 @@ function usedCodes(): Map<string, string> {
   return used;
 }
 
-const VALID_STATUSES = new Set([400, 401, 403, 404, 413, 429, 499, 500, 501, 503, 504]);
+const VALID_STATUSES = new Set([400, 401, 403, 404, 408, 413, 429, 499, 500, 501, 503, 504]);
 const entries = Object.entries(ERROR_CATALOGUE) as [string, ErrorInfo][];
 
 describe('the error catalogue', () => {

@@ -16,6 +16,7 @@ export type ErrorArea =
   | 'providers'
   | 'residency'
   | 'shaper'
+  | 'prune'
   | 'edge'
   | 'cloud'
   | 'cli'
@@ -24,7 +25,7 @@ export type ErrorArea =
   | 'models';
 
 /** The statuses Tandem's fronts answer with (499: the client left first, counted as nginx does). */
-export type HttpStatus = 400 | 401 | 403 | 404 | 413 | 429 | 499 | 500 | 501 | 503 | 504;
+export type HttpStatus = 400 | 401 | 403 | 404 | 408 | 413 | 429 | 499 | 500 | 501 | 503 | 504;
 
 /** An entry as an area's table writes it; the area is added by {@link inArea}. */
 export interface ErrorEntry {
