@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { ValidationError } from '../src/errors/index.js';
+import { registerEdgeArtifactCommands } from './edge-artifact/commands.js';
 import { shapeOption } from './graph-commands.js';
 import { intAtLeast } from './options.js';
 
@@ -99,7 +100,9 @@ async function pipelineFromFile(path: string): Promise<unknown> {
 }
 
 export function registerPackageCommands(program: Command): void {
-  const pkg = program.command('package').description('model packages');
+  const pkg = program.command('package').description('model packages, and the edge agent packaged for devices');
+  // `package edge` and `package greengrass`: device artifacts (cli/edge-artifact/).
+  registerEdgeArtifactCommands(pkg);
   pkg
     .command('create')
     .description('write a model package: the model, its external data, labels and manifest.json with the SHA-256 of every file')

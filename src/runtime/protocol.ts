@@ -93,6 +93,8 @@ export interface WorkerConfig {
   /** Sessions a worker keeps; the least recently used beyond this are released. */
   maxSessions: number;
   preload: ModelRef[];
+  /** `false` turns onnxruntime's CPU memory arena off (see `EdgePoolOptions.memoryArena`). */
+  memoryArena?: boolean;
 }
 
 export type WorkerTask =

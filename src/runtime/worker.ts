@@ -60,6 +60,7 @@ function session(model: ModelRef): Promise<ort.InferenceSession> {
           interOpNumThreads: 1,
           executionMode: 'sequential',
           graphOptimizationLevel: 'all',
+          ...(config.memoryArena === false ? { enableCpuMemArena: false } : {}),
           ...(external.externalData ? { externalData: external.externalData } : {}),
           ...sessionExtra({ ...(config.spinning !== undefined ? { spinning: config.spinning } : {}), ...(external.folder !== undefined ? { externalDataFolder: external.folder } : {}) }),
         });
