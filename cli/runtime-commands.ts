@@ -53,6 +53,25 @@ interface ProfileCliOptions {
   threads?: number;
   slowdown?: number;
   modelName?: string;
+  calib?: string;
+  calibLimit: number;
+  encodings: boolean;
+}
+
+/** The package's image input, fed `limit` images from `dir` through its pipeline. */
+async function calibrationInputs(model: string, dir: string, limit: number): Promise<Record<string, import('../src/tensor/index.js').Tensor>[]> {
+  const { readPackage } = await import('../src/package/index.js');
+  const { imageFiles, imageFileToTensor } = await import('../src/preprocess/index.js');
+  const pkg = await readPackage(model);
+  const piped = Object.entries(pkg.manifest.inputs).filter(([, spec]) => spec.pipeline !== undefined);
+  const [entry] = piped;
+  if (piped.length !== 1 || !entry?.[1].pipeline) {
+    throw new ValidationError('CLI_OPTION', '--calib needs a model package with exactly one input whose manifest declares an image pipeline');
+  }
+  const files = (await imageFiles(dir)).slice(0, limit);
+  if (files.length === 0) throw new ValidationError('CLI_OPTION', `--calib: ${dir} holds no JPEG, PNG or WebP image`);
+  const pipeline = entry[1].pipeline;
+  return Promise.all(files.map(async (file) => ({ [entry[0]]: await imageFileToTensor(file, pipeline) })));
 }
 
 export function registerRuntimeCommands(program: Command): void {
@@ -69,8 +88,12 @@ export function registerRuntimeCommands(program: Command): void {
     .option('--threads <n>', 'edge intra-op threads (default: all cores)', positiveInt('--threads'))
     .option('--slowdown <factor>', 'edge slowdown factor (device emulation)', slowdown)
     .option('--model-name <name>', 'model name at the endpoints (default: the package name)')
+    .option('--calib <dir>', 'images (through the package\'s pipeline) on which the lossy cut encodings\' output error is measured (default: the synthetic input)')
+    .option('--calib-limit <n>', 'calibration images used, in name order', positiveInt('--calib-limit'), 8)
+    .option('--no-encodings', 'do not measure the float16 and int8 cut encodings')
     .action(async (model: string, opts: ProfileCliOptions) => {
       const { profileModel } = await import('../src/runtime/index.js');
+      const calibration = opts.calib !== undefined ? await calibrationInputs(model, opts.calib, opts.calibLimit) : undefined;
       const shapes = parseShapes(opts.shape);
       const configs = opts.endpoint.map(parseEndpoint);
       const { createProviderClient } = await import('../src/providers/index.js');
@@ -85,6 +108,8 @@ export function registerRuntimeCommands(program: Command): void {
         ...(opts.threads !== undefined ? { intraOpThreads: opts.threads } : {}),
         ...(opts.slowdown !== undefined ? { slowdown: opts.slowdown } : {}),
         ...(opts.modelName !== undefined ? { modelName: opts.modelName } : {}),
+        ...(calibration ? { calibration } : {}),
+        encodings: opts.encodings,
         log: (line) => process.stderr.write(`${line}\n`),
       }).finally(() => Promise.allSettled(clients.map((c) => c.close())));
       try {

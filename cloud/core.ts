@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { isTandemError } from '../src/errors/index.js';
 import { AbortedError, DeadlineExceededError, raceCaller } from '../src/runtime/index.js';
 import type { BodyReader } from './body.js';
+import { ImageInputs, imageRequest } from './encoded.js';
 import { badRequest, clientClosed, CloudError, draining } from './errors.js';
 import { MODEL_HEADER, type FrontIO, type Route } from './front.js';
 import type { Lifecycle } from './lifecycle.js';
@@ -67,6 +68,7 @@ export class InferenceCore {
   private readonly maxQueue: number;
   private readonly limiters = new Map<string, Limiter>();
   private readonly computeSeconds = new Map<string, ReturnType<CloudMetrics['compute']['labels']>>();
+  private readonly images: ImageInputs;
 
   constructor(parts: CoreParts) {
     this.repo = parts.repo;
@@ -77,6 +79,7 @@ export class InferenceCore {
     this.pooled = parts.pooled;
     this.maxConcurrent = parts.maxConcurrent;
     this.maxQueue = parts.maxQueue;
+    this.images = new ImageInputs(parts.repo);
   }
 
   /**
@@ -113,7 +116,9 @@ export class InferenceCore {
     this.metrics.bytesIn.inc({ route: r.name }, bytesIn);
     const verified = io.verify(x, r, path, body);
     if (verified) await verified;
-    const parsed = io.parse(x, body, r);
+    // Encoded offload: an image the service preprocesses itself (encoded.ts), else tensors.
+    const image = imageRequest(r, body);
+    const parsed = image?.parsed ?? io.parse(x, body, r);
     const repo = this.repo;
     const model = r.model ?? parsed.model ?? this.single();
     if (!model) throw badRequest('CLOUD_MODEL_REQUIRED', `name the model (X-Amzn-SageMaker-Target-Model, ${MODEL_HEADER}, or the route); serving: ${repo.names().join(', ')}`);
@@ -154,7 +159,7 @@ export class InferenceCore {
       const loading = repo.partition(model, cut);
       const partition = repo.isLoaded(loading) ? await loading : await untilLoaded(loading, deadline, signal ?? io.signal(x));
       if (io.closed(x)) throw clientClosed('while the model was loading; the request was not run');
-      const inputs = parsed.tensors(partition);
+      const inputs = image ? await this.images.tensors(image, model, cut, partition, deadline, signal) : parsed.tensors(partition);
       if (Date.now() > deadline) throw new CloudError(504, 'CLOUD_DEADLINE', 'the request deadline passed before it could run', { retryable: true });
       const t0 = performance.now();
       running = true;
@@ -176,7 +181,7 @@ export class InferenceCore {
       else release();
       if (computeMs !== undefined) this.observeCompute(model, cut, computeMs / 1000);
     }
-    this.log.info({ requestId, route: r.name, model, cut, status: 200, bytesIn, bytesOut, computeMs: +computeMs.toFixed(3), bodyMs: +bodyMs.toFixed(3), totalMs: +(answered - started).toFixed(3) }, 'inference');
+    this.log.info({ requestId, route: r.name, model, cut, status: 200, ...(image ? { image: image.contentType ?? 'unknown' } : {}), bytesIn, bytesOut, computeMs: +computeMs.toFixed(3), bodyMs: +bodyMs.toFixed(3), totalMs: +(answered - started).toFixed(3) }, 'inference');
     return { status: 200, model };
   }
 

@@ -2,6 +2,7 @@
  * The packages the service serves, and a bounded, least-recently-used cache of their loaded
  * partitions (whole models and tails) keyed by model and cut.
  */
+import { relative, sep } from 'node:path';
 import type * as ort from 'onnxruntime-node';
 import type { ModelPackage } from '../src/package/index.js';
 import type { EdgePool } from '../src/runtime/index.js';
@@ -68,6 +69,21 @@ export class ModelRepository {
 
   has(name: string): boolean {
     return this.packages.has(name);
+  }
+
+  /** The package served as `name` (its manifest's pipelines: encoded offload). */
+  package(name: string): ModelPackage | undefined {
+    return this.packages.get(name);
+  }
+
+  /** The SHA-256 of the model's bytes as served, read and checked once (the pipeline fingerprint's). */
+  async modelSha256(name: string): Promise<string> {
+    const pkg = this.packages.get(name);
+    if (!pkg) throw new CloudError(404, 'CLOUD_MODEL_NOT_FOUND', `no model named "${name}"`, { details: { model: name } });
+    // No hash from the check when external data was inlined: the model file's, as the manifest lists it.
+    const sha256 = (await this.modelBytes(pkg)).sha256 ?? pkg.sha256[relative(pkg.dir, pkg.modelPath).split(sep).join('/')];
+    if (sha256 === undefined) throw new CloudError(400, 'CLOUD_PIPELINE_MISMATCH', `model "${name}": its manifest lists no SHA-256 for the model file, so no image pipeline fingerprint can be matched; send tensors`, { details: { model: name } });
+    return sha256;
   }
 
   /** The model bytes, read once and checked (see {@link servedModelBytes}); a failed read is read again next time. */

@@ -5,11 +5,12 @@
  */
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { LineCounter, parseDocument, isNode } from 'yaml';
+import { isNode, type Document, type LineCounter } from 'yaml';
 import { z } from 'zod';
 import { ValidationError, TandemError } from '../src/errors/index.js';
 import { easSigningFromEnv, type EasSigningKey, type EndpointConfig } from '../src/providers/index.js';
 import { ossCredentialsFromEnv } from '../src/residency/index.js';
+import { parseYamlSafely } from '../src/util/index.js';
 
 /** One problem found in the configuration. */
 export interface ConfigIssue {
@@ -84,6 +85,8 @@ const ModelSchema = z
       .optional(),
     /** Edge worker threads for this model (the runtime's default otherwise). */
     workers: z.number().int().positive().optional(),
+    /** onnxruntime's CPU memory arena: off for a smaller resident set on small devices (default on). */
+    memoryArena: z.boolean().optional(),
     /** Profile written by `tandem profile`, which seeds the adaptive planner. */
     profile: z.string().min(1).optional(),
     /** Poll `path` for a new version and switch to it without a restart (docs/guide/model-updates.md). */
@@ -108,11 +111,19 @@ const TlsSchema = z
   })
   .strict();
 
-/** Request and results topics, the same for MQTT and Greengrass IPC. */
+/**
+ * Request and results topics, the same for MQTT and Greengrass IPC, and the rules a request's
+ * reply topic must meet (edge/reply-topic.ts); the limits default to AWS IoT Core's.
+ */
 const TopicsSchema = z
   .object({
     request: TopicSchema.default('tandem/{thingName}/infer'),
     results: TopicSchema.default('tandem/{thingName}/results'),
+    /** Reply topics must start with this, e.g. `tandem/{thingName}/` to keep replies in the thing's namespace. */
+    replyPrefix: TopicSchema.refine((t) => !t.startsWith('$'), { message: 'a reply prefix may not be a $ topic' }).optional(),
+    /** Longest reply topic in UTF-8 bytes, and most levels; unset: 256 and 8 (edge/reply-route.ts). */
+    replyMaxBytes: z.number().int().positive().max(65535).optional(),
+    replyMaxLevels: z.number().int().positive().max(1024).optional(),
   })
   .strict()
   .default({ request: 'tandem/{thingName}/infer', results: 'tandem/{thingName}/results' });
@@ -237,6 +248,7 @@ export const EdgeConfigSchema = z
 export type EdgeConfig = z.infer<typeof EdgeConfigSchema>;
 export type MqttConfig = z.infer<typeof MqttSchema>;
 export type GreengrassConfig = z.infer<typeof GreengrassSchema>;
+export type TopicsConfig = z.infer<typeof TopicsSchema>;
 export type HttpConfig = z.infer<typeof HttpSchema>;
 export type LimitsConfig = z.infer<typeof LimitsSchema>;
 
@@ -276,17 +288,11 @@ function formatPath(path: readonly PropertyKey[]): string {
  * relative paths. JSON is accepted too, being a subset of YAML.
  */
 export function parseEdgeConfig(text: string, file = 'edge.yaml'): LoadedEdgeConfig {
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false });
-  if (doc.errors.length > 0) {
-    const issues = doc.errors.map((e) => ({
-      path: '',
-      line: lineCounter.linePos(e.pos[0]).line,
-      message: e.message.split('\n')[0] ?? e.message,
-    }));
-    throw new EdgeConfigError(file, issues);
-  }
-  const raw: unknown = doc.toJS();
+  // Guarded: an alias bomb or a parser failure is an EdgeConfigError too, never a bare exception.
+  const parsed = parseYamlSafely(text);
+  if (!parsed.ok) throw new EdgeConfigError(file, parsed.issues.map((issue) => ({ path: '', line: issue.line, message: issue.message })), parsed.cause);
+  const { doc, lineCounter } = parsed;
+  const raw: unknown = parsed.value;
   const result = EdgeConfigSchema.safeParse(raw ?? {});
   if (!result.success) {
     const issues = result.error.issues.map((issue) => {
@@ -319,7 +325,7 @@ export function parseEdgeConfig(text: string, file = 'edge.yaml'): LoadedEdgeCon
 }
 
 /** Finds the line of the deepest node on `path` that exists in the document. */
-function lineOf(doc: ReturnType<typeof parseDocument>, counter: LineCounter, path: readonly (string | number)[]): number | undefined {
+function lineOf(doc: Document, counter: LineCounter, path: readonly (string | number)[]): number | undefined {
   for (let n = path.length; n >= 0; n--) {
     const node: unknown = n === 0 ? doc.contents : doc.getIn(path.slice(0, n), true);
     if (isNode(node) && node.range) return counter.linePos(node.range[0]).line;

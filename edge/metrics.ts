@@ -13,6 +13,12 @@ export interface AgentMetrics {
   readonly malformed: Counter<'front' | 'reason'>;
   readonly residencyRefusals: Counter<'data_class'>;
   readonly duplicates: Counter<'front'>;
+  /** Replies sent to the results topic because the topic the request named breaks the rules (edge/reply-topic.ts). */
+  readonly replyTopicsRefused: Counter<'front' | 'reason'>;
+  /** Replies given up: the broker dropped the connection each time one was in flight, or shutdown came first. */
+  readonly repliesDropped: Counter<'front' | 'reason'>;
+  /** Relative error of the cut tensors of splits sent float16 or int8, by encoding (the codec's report). */
+  readonly compressionError: Histogram<'encoding'>;
   readonly inFlight: Gauge;
   readonly outboxDepth: Gauge;
   observePlan(plan: Plan, seconds: number, fellBack: boolean): void;
@@ -59,6 +65,25 @@ export function createMetrics(options: { outboxDepth: () => number; defaultMetri
     labelNames: ['front'] as const,
     registers: [registry],
   });
+  const replyTopicsRefused = new Counter({
+    name: 'tandem_reply_topics_refused_total',
+    help: 'Replies published on the results topic instead of the reply topic the request named, by front and broken rule (wildcard, reserved, invalid, too_long, prefix).',
+    labelNames: ['front', 'reason'] as const,
+    registers: [registry],
+  });
+  const repliesDropped = new Counter({
+    name: 'tandem_replies_dropped_total',
+    help: 'Replies given up, by front and reason (broker_refused: the broker dropped the connection each time the reply was in flight; shutdown).',
+    labelNames: ['front', 'reason'] as const,
+    registers: [registry],
+  });
+  const compressionError = new Histogram({
+    name: 'tandem_cut_compression_relative_error',
+    help: "Largest relative error (max |Δ| / max |x|) of a split's cut tensors sent float16 or int8, per request, by encoding.",
+    labelNames: ['encoding'] as const,
+    buckets: [1e-5, 1e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1],
+    registers: [registry],
+  });
   const inFlight = new Gauge({ name: 'tandem_in_flight_requests', help: 'Requests being processed now.', registers: [registry] });
   const outboxDepth = new Gauge({
     name: 'tandem_outbox_depth',
@@ -76,6 +101,9 @@ export function createMetrics(options: { outboxDepth: () => number; defaultMetri
     malformed,
     residencyRefusals,
     duplicates,
+    replyTopicsRefused,
+    repliesDropped,
+    compressionError,
     inFlight,
     outboxDepth,
     observePlan(plan, seconds, fellBack) {

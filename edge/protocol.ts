@@ -12,9 +12,10 @@
  */
 import { Packr } from 'msgpackr';
 import { z } from 'zod';
-import { TandemError, ValidationError, isTandemError } from '../src/errors/index.js';
+import { TandemError, ValidationError, httpStatusOf, isTandemError } from '../src/errors/index.js';
 import { DTYPES, allocate, assertTensor, bytesOf, viewAs, type DType, type Tensor, type TensorMap } from '../src/tensor/index.js';
 import { describePlan } from '../src/planner/index.js';
+import { checkReplyTopic, replyTopicProblem } from './reply-topic.js';
 import type { ServiceRequest, ServiceResult } from './service.js';
 
 export type Encoding = 'json' | 'msgpack';
@@ -154,7 +155,8 @@ export function routingOf(payload: Uint8Array, contentType?: string): PartialRou
       return {
         encoding,
         requestId: typeof r['requestId'] === 'string' && r['requestId'].length <= 128 ? r['requestId'] : undefined,
-        replyTo: typeof r['replyTo'] === 'string' && r['replyTo'].length <= 1024 ? r['replyTo'] : undefined,
+        // An invalid reply topic is dropped here, so the error reply goes to the results topic.
+        replyTo: typeof r['replyTo'] === 'string' && replyTopicProblem(r['replyTo']) === undefined ? r['replyTo'] : undefined,
       };
     }
   } catch {
@@ -164,8 +166,9 @@ export function routingOf(payload: Uint8Array, contentType?: string): PartialRou
 }
 
 /**
- * Decodes and validates one request. Throws {@link MalformedMessageError} or
- * {@link PayloadTooLargeError}; callers at async boundaries turn that into a rejection.
+ * Decodes and validates one request. Throws {@link MalformedMessageError},
+ * {@link PayloadTooLargeError} or, for a reply topic no broker accepts, ReplyTopicError;
+ * callers at async boundaries turn that into a rejection.
  */
 export function decodeRequest(payload: Uint8Array, options: { maxBytes: number; contentType?: string }): AgentRequest {
   if (payload.byteLength > options.maxBytes) throw new PayloadTooLargeError(payload.byteLength, options.maxBytes);
@@ -181,6 +184,8 @@ export function decodeRequest(payload: Uint8Array, options: { maxBytes: number; 
     });
   }
   const r = parsed.data;
+  // Refused before inference: publishing to such a topic would cost the front its connection.
+  if (r.replyTo !== undefined) checkReplyTopic(r.replyTo);
   const input: ServiceRequest['input'] =
     r.image !== undefined
       ? { kind: 'image', image: toBytes(r.image) }
@@ -210,10 +215,11 @@ export type ReplyBody =
       fallback?: ServiceResult['fallback'];
       timing: ServiceResult['timing'];
       stored?: ServiceResult['stored'];
+      compression?: ServiceResult['compression'];
       result?: unknown;
       outputs?: Record<string, { dtype: string; dims: number[]; data: Uint8Array | string }>;
     }
-  | { requestId: string | null; ok: false; error: { code: string; message: string; retryable: boolean } };
+  | { requestId: string | null; ok: false; error: { code: string; message: string; retryable: boolean; status: number } };
 
 export function successBody(result: ServiceResult, request: Pick<AgentRequest, 'includeOutputs' | 'encoding'>): ReplyBody {
   const include = request.includeOutputs ?? result.result === undefined;
@@ -228,6 +234,7 @@ export function successBody(result: ServiceResult, request: Pick<AgentRequest, '
   };
   if (result.fallback) body.fallback = result.fallback;
   if (result.stored) body.stored = result.stored;
+  if (result.compression) body.compression = result.compression;
   if (result.result !== undefined) body.result = result.result;
   if (include) body.outputs = encodeTensors(result.outputs, request.encoding);
   return body;
@@ -245,7 +252,8 @@ export function encodeTensors(tensors: TensorMap, encoding: Encoding): Record<st
 
 export function errorBody(requestId: string | undefined, error: unknown): ReplyBody {
   const e = isTandemError(error) ? error : new TandemError('INTERNAL', error instanceof Error ? error.message : String(error));
-  return { requestId: requestId ?? null, ok: false, error: { code: e.code, message: e.message, retryable: e.retryable } };
+  // The catalogue's status travels in the body too, so MQTT and Greengrass replies carry what the HTTP front answers.
+  return { requestId: requestId ?? null, ok: false, error: { code: e.code, message: e.message, retryable: e.retryable, status: httpStatusOf(e.code) } };
 }
 
 export function encodeBody(body: ReplyBody | Record<string, unknown>, encoding: Encoding): Buffer {

@@ -10,10 +10,10 @@ import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { TandemError } from '../src/errors/index.js';
-import { createRuntime, type Runtime, type RuntimeOptions } from '../src/runtime/index.js';
+import { createRuntime, type Runtime, type RuntimeOptions, type SendGate } from '../src/runtime/index.js';
 import { readPackage } from '../src/package/index.js';
 import { AdaptivePlanner, type AdaptivePlannerOptions, type Plan, type PlanChooser, ProfileSchema, type Profile } from '../src/planner/index.js';
-import { createProviderClient, type ProviderOverrides, type EndpointConfig, type ProviderClient } from '../src/providers/index.js';
+import { createProviderClient, cutEncodingsOf, type ProviderOverrides, type EndpointConfig, type ProviderClient } from '../src/providers/index.js';
 import {
   AuditLog,
   LocalKeyFile,
@@ -21,7 +21,6 @@ import {
   ResidencyGate,
   allowedStores,
   createStores,
-  filterEndpoints,
   loadPolicy,
   type OutboxEvent,
   type Policy,
@@ -47,6 +46,8 @@ const PlannerOptionsSchema = z
     bandwidthBitsPerSecond: z.number().positive().optional(),
     /** Probe idle links out of band (through endpoints that can: OIP to `tandem cloud serve`). */
     linkProbes: z.boolean().default(true),
+    /** Output error a float16/int8 cut encoding may cost (as `tandem profile` measured it); float32 only when absent. */
+    maxOutputError: z.number().nonnegative().max(1).optional(),
   })
   .strict();
 
@@ -101,7 +102,9 @@ function plannerFor(profile: Profile | undefined, endpoints: readonly EndpointCo
       ...(e.pricePerGB !== undefined ? { pricePerGB: e.pricePerGB } : {}),
       ...(options.rttMs !== undefined ? { rttMs: options.rttMs } : {}),
       ...(options.bandwidthBitsPerSecond !== undefined ? { bandwidthBitsPerSecond: options.bandwidthBitsPerSecond } : {}),
+      encodings: cutEncodingsOf(e),
     })),
+    ...(options.maxOutputError !== undefined ? { maxOutputError: options.maxOutputError } : {}),
     objective: options.objective === 'cost' ? { kind: 'cost', ...(options.deadlineMs !== undefined ? { deadlineMs: options.deadlineMs } : {}) } : { kind: 'latency' },
     ...(options.hysteresis !== undefined ? { hysteresis: options.hysteresis } : {}),
     ...(options.hysteresisMs !== undefined ? { hysteresisMs: options.hysteresisMs } : {}),
@@ -126,6 +129,7 @@ export async function createServiceFromConfig(config: EdgeConfig, options: Servi
     // Residency first: a request must never run before the policy that governs it is loaded.
     let policy: Policy | undefined;
     let residency: ResidencyLike | undefined;
+    let sendGate: SendGate | undefined;
     let outbox: Outbox | undefined;
     let outboxLike: OutboxLike | undefined;
     if (config.residency) {
@@ -137,6 +141,8 @@ export async function createServiceFromConfig(config: EdgeConfig, options: Servi
         closeLast.push(() => audit.close());
       }
       const gate = new ResidencyGate(policy, audit);
+      // Default deny: without a class nothing leaves the device; each send's form is checked and audited.
+      sendGate = gate.sendGate({ ...(r.origin !== undefined ? { origin: r.origin } : {}), candidates: config.endpoints.map((e) => ({ name: e.name, region: e.region })) });
       const stores = createStores(policy, config.stores as StoreFactoryOptions);
       const closeStores = (): Promise<unknown> => Promise.allSettled([...stores.values()].map((s) => s.close()));
       cleanups.push(closeStores);
@@ -187,21 +193,9 @@ export async function createServiceFromConfig(config: EdgeConfig, options: Servi
     cleanups.push(closeClients);
     closeLast.push(closeClients);
 
-    const gateFilter = policy
-      ? (dataClass: string | undefined): readonly string[] => {
-          // Default deny: without a class nothing leaves the device.
-          if (dataClass === undefined) return [];
-          try {
-            return filterEndpoints(policy, dataClass, config.residency?.origin, config.endpoints.map((e) => ({ name: e.name, region: e.region }))).allowed;
-          } catch {
-            return [];
-          }
-        }
-      : undefined;
-
     const models: ServedModel[] = [];
     const planners = new Map<string, PlanChooser | Plan>();
-    const build: ModelBuild = { config, options, plannerOptions, clients, ...(gateFilter ? { gateFilter } : {}) };
+    const build: ModelBuild = { config, options, plannerOptions, clients, ...(sendGate ? { sendGate } : {}) };
     for (const m of config.models) {
       const { served, planner } = await buildModel(build, m, m.path);
       cleanups.push(() => served.runtime.close());
@@ -258,7 +252,8 @@ interface ModelBuild {
   options: ServiceFactoryOptions;
   plannerOptions: PlannerOptions;
   clients: readonly ProviderClient[];
-  gateFilter?: (dataClass: string | undefined) => readonly string[];
+  /** The residency gate's per-request rules and per-send check (derived data included). */
+  sendGate?: SendGate;
 }
 
 /**
@@ -267,7 +262,7 @@ interface ModelBuild {
  * so a new version whose hash the profile does not name runs locally until profiled again.
  */
 async function buildModel(build: ModelBuild, m: EdgeConfig['models'][number], path: string): Promise<{ served: ServedModel; planner: PlanChooser | Plan }> {
-  const { config, options, plannerOptions, clients, gateFilter } = build;
+  const { config, options, plannerOptions, clients, sendGate } = build;
   let profile = m.profile !== undefined ? await loadProfile(m.profile) : undefined;
   if (profile && path !== m.path) {
     const declared = (await readPackage(path).catch(() => undefined))?.sha256;
@@ -289,7 +284,8 @@ async function buildModel(build: ModelBuild, m: EdgeConfig['models'][number], pa
       planner,
       linkProbes: plannerOptions.linkProbes,
       ...(m.workers !== undefined ? { workers: m.workers } : {}),
-      ...(gateFilter ? { allowedEndpoints: gateFilter } : {}),
+      ...(m.memoryArena !== undefined ? { memoryArena: m.memoryArena } : {}),
+      ...(sendGate ? { sendGate } : {}),
       ...(profile ? { profile } : {}),
       ...(options.runtimeOptions?.(m.name) ?? {}),
     });

@@ -49,6 +49,17 @@ export interface ServiceResult {
   result?: unknown;
   timing: ServiceTiming;
   stored?: StoredRef;
+  /** A split that sent its cut tensors float16 or int8: the codec's report, summed over the tensors. */
+  compression?: CompressionSummary;
+}
+
+/** What a lossy cut encoding cost one request (the codec's report over all its tensors). */
+export interface CompressionSummary {
+  method: 'float16' | 'int8';
+  /** The largest relative error (max |Δ| / max |x|) of any compressed cut tensor. */
+  relativeError: number;
+  bytesBefore: number;
+  bytesAfter: number;
 }
 
 export interface ServiceCallOptions {

@@ -16,8 +16,9 @@
 import { TandemError, ValidationError } from '../src/errors/index.js';
 import { type TensorMap } from '../src/tensor/index.js';
 import type { Plan } from '../src/planner/index.js';
-import type { InferenceService, ServiceCallOptions, ServiceHealth, ServiceRequest, ServiceResult, StoredRef } from './service.js';
-import { textBoxes, type TextBoxOptions } from './text-boxes.js';
+import type { CompressionReport } from '../src/codec/index.js';
+import type { CompressionSummary, InferenceService, ServiceCallOptions, ServiceHealth, ServiceRequest, ServiceResult, StoredRef } from './service.js';
+import { textBoxes, type TextBoxOptions } from '../src/preprocess/index.js';
 
 /** What the service needs from a runtime (src/index.ts `Runtime`). */
 export interface RuntimeLike {
@@ -32,6 +33,7 @@ export interface RuntimeLike {
     fellBack: boolean;
     fallback?: { reason: string; code?: string; message?: string };
     timing: { queueMs: number; edgeMs: number; encodeMs: number; transferMs: number; remoteMs: number; decodeMs: number; totalMs: number; preprocessMs?: number };
+    compression?: Record<string, CompressionReport>;
   }>;
   close(): Promise<void>;
 }
@@ -242,6 +244,7 @@ export class TandemService implements InferenceService {
         totalMs: t.totalMs,
       },
       ...(stored ? { stored } : {}),
+      ...(run.compression ? summarizeCompression(run.compression) : {}),
     };
   }
 
@@ -277,6 +280,20 @@ export class TandemService implements InferenceService {
     await this.options.outbox?.close();
     await this.options.onClose?.();
   }
+}
+
+function summarizeCompression(reports: Record<string, CompressionReport>): { compression?: CompressionSummary } {
+  const all = Object.values(reports);
+  const first = all[0];
+  if (!first) return {};
+  return {
+    compression: {
+      method: first.method,
+      relativeError: Math.max(...all.map((r) => r.relativeError)),
+      bytesBefore: all.reduce((n, r) => n + r.bytesBefore, 0),
+      bytesAfter: all.reduce((n, r) => n + r.bytesAfter, 0),
+    },
+  };
 }
 
 function jsonDocument(doc: Record<string, unknown>): { body: Uint8Array; contentType: string } {

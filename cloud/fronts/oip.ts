@@ -4,11 +4,12 @@
  * metadata routes, and plain JSON errors. No credentials: OIP leaves them to the platform.
  */
 import type { IncomingMessage } from 'node:http';
-import { oipDatatype } from '../../src/providers/index.js';
+import { OIP_HEADER_LENGTH, oipDatatype } from '../../src/providers/index.js';
+import { oipImageHint } from '../encoded.js';
 import { CloudError } from '../errors.js';
 import type { Route } from '../front.js';
 import type { TensorInfo } from '../models.js';
-import { answerHealth, pathSegment, plainError, type FrontContext, type HttpEndpoint, type HttpExchange, type HttpFront, type RouteHints } from './http-front.js';
+import { answerHealth, header, pathSegment, plainError, type FrontContext, type HttpEndpoint, type HttpExchange, type HttpFront, type RouteHints } from './http-front.js';
 
 const INFER_RE = /^\/v2\/models\/([^/]+)(?:\/versions\/([^/]+))?\/infer$/;
 const MODEL_META_RE = /^\/v2\/models\/[^/]+(\/ready)?$/;
@@ -55,11 +56,12 @@ export function oipFront(ctx: FrontContext): HttpFront {
 
   return {
     endpoints,
-    route(path: string, _req: IncomingMessage, _hints: RouteHints): Route | undefined {
+    route(path: string, req: IncomingMessage, _hints: RouteHints): Route | undefined {
       const m = INFER_RE.exec(path);
       if (!m) return undefined;
       const version = m[2] ? pathSegment(m[2]) : undefined;
-      return { name: 'oip', front: 'oip', maxBody: settings.maxBody, model: pathSegment(m[1] ?? ''), ...(version ? { cut: version } : {}) };
+      // Encoded offload: an image is a BYTES input of a binary request.
+      return { name: 'oip', front: 'oip', maxBody: settings.maxBody, model: pathSegment(m[1] ?? ''), ...(version ? { cut: version } : {}), ...oipImageHint(header(req, OIP_HEADER_LENGTH)) };
     },
     error: plainError,
   };

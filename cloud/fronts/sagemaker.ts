@@ -7,6 +7,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { verifySigV4 } from '../auth.js';
+import { imageHint } from '../encoded.js';
 import type { ErrorSummary } from '../errors.js';
 import type { Route } from '../front.js';
 import { header, pathSegment, type ErrorReply, type FrontContext, type HttpFront, type RouteHints } from './http-front.js';
@@ -54,12 +55,14 @@ export function computeAttribute(headers: Record<string, string | number>, compu
 export function sagemakerFront(ctx: FrontContext): HttpFront {
   const { repo, settings } = ctx;
   return {
-    route(path: string, _req: IncomingMessage, hints: RouteHints): Route | undefined {
+    route(path: string, req: IncomingMessage, hints: RouteHints): Route | undefined {
       const m = ENDPOINT_RE.exec(path);
       if (!m) return undefined;
       const endpoint = pathSegment(m[1] ?? '');
       const model = hints.target ?? hints.model ?? (repo.has(endpoint) ? endpoint : undefined);
-      return { name: 'sagemaker-front', front: 'sagemaker', maxBody: SAGEMAKER_MAX_BODY_BYTES, ...(model ? { model } : {}) };
+      // Encoded offload: ContentType image/*, the fingerprint among the custom attributes.
+      const image = imageHint(req, customAttributes(req.headers['x-amzn-sagemaker-custom-attributes']));
+      return { name: 'sagemaker-front', front: 'sagemaker', maxBody: SAGEMAKER_MAX_BODY_BYTES, ...(model ? { model } : {}), ...image };
     },
     verify(req, _r, path, body) {
       const url = new URL(req.url ?? '/', 'http://x');

@@ -15,8 +15,9 @@ import { loadSync, type MessageTypeDefinition, type MethodDefinition } from '@gr
 import type { Logger } from 'pino';
 import { Reader } from 'protobufjs';
 import type { TensorMap } from '../../src/tensor/index.js';
-import { OIP_HEADER_LENGTH, toProtoValue, VERTEX_MAX_MESSAGE_BYTES } from '../../src/providers/index.js';
+import { IMAGE_INPUT_HEADER, OIP_HEADER_LENGTH, PIPELINE_HEADER, toProtoValue, VERTEX_MAX_MESSAGE_BYTES } from '../../src/providers/index.js';
 import { verifyBearer } from '../auth.js';
+import type { ImageHint } from '../encoded.js';
 import { badRequest, CloudError, describeError } from '../errors.js';
 import { vertexAnswer } from '../formats.js';
 import { COMPUTE_HEADER, CUT_HEADER, DEADLINE_HEADER, DRAIN_GRACE_MS, GRPC_STATUS, MODEL_HEADER, requestBudget, RETRY_AFTER_SECONDS, type FrontIO, type GrpcFront, type ParsedBody, type Route, type VertexAnswer } from '../front.js';
@@ -314,7 +315,11 @@ export async function startGrpcFront(ctx: FrontContext, options: { port: number;
       const id = m[1] ?? '';
       const model = text(call.metadata, MODEL_HEADER) ?? (repo.has(id) ? id : undefined);
       const cut = text(call.metadata, CUT_HEADER);
-      r = { name: ROUTES[kind], front: 'vertex', maxBody: settings.maxBody, ...(model ? { model } : {}), ...(cut ? { cut } : {}) };
+      // Encoded offload (RawPredict): the fingerprint in call metadata, the image in the httpBody.
+      const pipeline = kind === 'rawPredict' ? text(call.metadata, PIPELINE_HEADER) : undefined;
+      const input = text(call.metadata, IMAGE_INPUT_HEADER);
+      const image: ImageHint | undefined = pipeline !== undefined ? { pipeline, ...(input !== undefined ? { input } : {}) } : undefined;
+      r = { name: ROUTES[kind], front: 'vertex', maxBody: settings.maxBody, ...(model ? { model } : {}), ...(cut ? { cut } : {}), ...(image ? { image } : {}) } as Route;
     } catch (error) {
       fail(call, callback, requestId, error, reqLog());
       return;

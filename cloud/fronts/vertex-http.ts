@@ -6,6 +6,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { verifyBearer } from '../auth.js';
+import { imageHint } from '../encoded.js';
 import type { ErrorSummary } from '../errors.js';
 import { GRPC_STATUS, type Route } from '../front.js';
 import { header, pathSegment, type ErrorReply, type FrontContext, type HttpFront, type RouteHints } from './http-front.js';
@@ -21,12 +22,14 @@ function googleError(e: ErrorSummary): ErrorReply {
 export function vertexHttpFront(ctx: FrontContext): HttpFront {
   const { repo, settings } = ctx;
   return {
-    route(path: string, _req: IncomingMessage, hints: RouteHints): Route | undefined {
+    route(path: string, req: IncomingMessage, hints: RouteHints): Route | undefined {
       const m = ENDPOINT_RE.exec(path);
       if (!m) return undefined;
       const endpoint = pathSegment(m[1] ?? '');
       const model = hints.model ?? (repo.has(endpoint) ? endpoint : undefined);
-      return { name: `vertex-${m[2] ?? 'predict'}`, front: 'vertex', maxBody: settings.maxBody, vertexRaw: m[2] === 'rawPredict', ...(model ? { model } : {}) };
+      const raw = m[2] === 'rawPredict';
+      // Encoded offload (rawPredict): the fingerprint in x-tandem-pipeline, the image in the httpBody.
+      return { name: `vertex-${m[2] ?? 'predict'}`, front: 'vertex', maxBody: settings.maxBody, vertexRaw: raw, ...(model ? { model } : {}), ...(raw ? imageHint(req) : {}) };
     },
     authorize(req) {
       verifyBearer(req.headers, settings.credentials.vertexToken);

@@ -16,6 +16,7 @@ import { LOCAL, OptionSpace } from './options.js';
 import type { Observation, Plan, PlanChooser, PlanContext } from './plan.js';
 import { costMs, endpointStates, Predictor, type EndpointState } from './predict.js';
 import { precedes, Selection } from './select.js';
+import { SendLimitMasks } from './send-limits.js';
 
 export type { AdaptivePlannerOptions, ExplorationOptions, Objective } from './config.js';
 
@@ -48,11 +49,13 @@ export class AdaptivePlanner implements PlanChooser {
   private readonly predict: Predictor;
   private readonly selection: Selection;
   private readonly explorer: Explorer;
+  private readonly sendMasks: SendLimitMasks;
 
   constructor(options: AdaptivePlannerOptions) {
     this.tables = new CostTables(
       options.profile,
       options.endpoints.map((e) => e.name),
+      { ...(options.maxOutputError !== undefined ? { maxOutputError: options.maxOutputError } : {}), supported: (e) => options.endpoints[e]?.encodings ?? [] },
     );
     // After the tables (which reject duplicate endpoint names first, as before).
     const o = resolvePlannerOptions(options);
@@ -65,6 +68,7 @@ export class AdaptivePlanner implements PlanChooser {
     this.predict = new Predictor(this.tables, this.state, this.edge, this.suspicion, o.estimator);
     this.selection = new Selection(o.objective, o.hysteresis, o.minHysteresis, o.hysteresisMs);
     this.explorer = new Explorer(o.exploration, o.objective, this.tables, this.options, this.state, this.edge, this.predict, o.now);
+    this.sendMasks = new SendLimitMasks(this.tables, options.profile);
   }
 
   /**
@@ -82,7 +86,7 @@ export class AdaptivePlanner implements PlanChooser {
     const p = this.predict;
     ex.tick();
     const budgetMs = sel.budgetMs(context.deadline, now);
-    p.begin(context.edgeQueue);
+    p.begin(context.edgeQueue, context.inputBytes);
     sel.begin();
 
     const localMs = sel.held(LOCAL, p.localMs());
@@ -98,15 +102,21 @@ export class AdaptivePlanner implements PlanChooser {
       if (health === 'down') continue;
       const selectable = health === 'healthy';
       p.endpoint(e, ex.decisions);
-      let groupId = this.options.offloadId(e);
-      let groupMs = sel.held(groupId, p.offloadMs(e));
-      if (selectable) sel.consider(groupId, groupMs, p.price(e, t.inputBytes + t.outputBytes), budgetMs);
+      // Residency for derived data: a features-only endpoint takes no offload, and only the rows its mask allows.
+      const limit = context.sendLimits?.get(allowed[a] as string);
+      const mask = limit === undefined ? undefined : this.sendMasks.mask(limit);
+      ex.rowMasks[e] = mask;
+      const offloads = limit === undefined || limit.raw;
+      let groupId = offloads ? this.options.offloadId(e) : -1;
+      let groupMs = offloads ? sel.held(groupId, p.offloadMs(e)) : Number.POSITIVE_INFINITY;
+      if (selectable && offloads) sel.consider(groupId, groupMs, p.price(e, p.offloadBytes + t.outputBytes), budgetMs);
       // The hot loop of every decision: the group's coefficients read once, `costMs` on
       // locals, no allocation.
       const head = this.edge.headMs;
       const sent = t.sent;
       const received = t.received;
       const tail = t.tail;
+      const codec = t.codecMs;
       const fixed = p.queueMs + p.rttMs;
       const es = p.edgeScale;
       const up = p.upPerByte;
@@ -121,7 +131,8 @@ export class AdaptivePlanner implements PlanChooser {
         let bestMs = sel.bestMs;
         let bestId = sel.bestId;
         for (let k = 0; k < n; k++) {
-          let ms = costMs(fixed, head[k] as number, es, sent[k] as number, up, received[k] as number, down, tail[off + k] as number, rs);
+          if (mask !== undefined && mask[k] === 0) continue;
+          let ms = costMs(fixed + (codec[k] as number), head[k] as number, es, sent[k] as number, up, received[k] as number, down, tail[off + k] as number, rs);
           if (k === heldK) {
             ms = sel.held(first + k, ms);
             sel.offerHeld(ms, 0);
@@ -139,8 +150,9 @@ export class AdaptivePlanner implements PlanChooser {
         sel.bestId = bestId;
       } else {
         for (let k = 0; k < n; k++) {
+          if (mask !== undefined && mask[k] === 0) continue;
           const id = first + k;
-          const ms = sel.held(id, costMs(fixed, head[k] as number, es, sent[k] as number, up, received[k] as number, down, tail[off + k] as number, rs));
+          const ms = sel.held(id, costMs(fixed + (codec[k] as number), head[k] as number, es, sent[k] as number, up, received[k] as number, down, tail[off + k] as number, rs));
           if (selectable) sel.consider(id, ms, p.price(e, (sent[k] as number) + (received[k] as number)), budgetMs);
           if (ms < groupMs) {
             groupMs = ms;
@@ -149,7 +161,8 @@ export class AdaptivePlanner implements PlanChooser {
         }
       }
       ex.group(e, groupMs, groupId);
-      if (health === 'probing' && probing < 0) probing = e;
+      // An endpoint with no option this request may take gets no probe from it.
+      if (health === 'probing' && probing < 0 && groupId >= 0) probing = e;
     }
 
     const chosen = sel.settle(budgetMs);
@@ -174,7 +187,7 @@ export class AdaptivePlanner implements PlanChooser {
     const s = this.state[e] as EndpointState;
     const fresh = ex.takeFresh(e);
     ex.ran(e);
-    const k = o.plan.kind === 'split' ? t.cutIndex.get(o.plan.cut) : undefined;
+    const k = o.plan.kind === 'split' ? t.rowOf(o.plan) : undefined;
     if (o.plan.kind === 'split' && k === undefined) return;
     if (k !== undefined) {
       ex.cutRan(k);
@@ -258,7 +271,7 @@ export class AdaptivePlanner implements PlanChooser {
     const n = t.cutCount;
     const now = this.now();
     const p = this.predict;
-    p.begin(context.edgeQueue);
+    p.begin(context.edgeQueue, context.inputBytes);
     const q = p.queueMs;
     const out: OptionEstimate[] = [];
     p.localMs();
@@ -270,13 +283,18 @@ export class AdaptivePlanner implements PlanChooser {
       if (health === 'down') continue;
       const available = health === 'healthy';
       p.endpoint(e, this.explorer.decisions);
-      const whole = t.inputBytes + t.outputBytes;
-      out.push(p.estimate(this.options.planOf(this.options.offloadId(e)), 0, 0, t.inputBytes, t.outputBytes, t.remoteWhole[e] as number, p.price(e, whole), available));
+      const whole = p.offloadBytes + t.outputBytes;
+      const limit = context.sendLimits?.get(name);
+      const mask = limit === undefined ? undefined : this.sendMasks.mask(limit);
+      if (limit === undefined || limit.raw) out.push(p.estimate(this.options.planOf(this.options.offloadId(e)), 0, 0, p.offloadBytes, t.outputBytes, t.remoteWhole[e] as number, p.price(e, whole), available));
       for (let k = 0; k < n; k++) {
+        if (mask !== undefined && mask[k] === 0) continue;
+        const tail = t.tail[e * n + k] as number;
+        if (tail === Number.POSITIVE_INFINITY) continue; // an encoding this endpoint cannot carry
         const sent = t.sent[k] as number;
         const received = t.received[k] as number;
         const plan = this.options.planOf(this.options.splitId(e, k));
-        out.push(p.estimate(plan, q, this.edge.headMs[k] as number, sent, received, t.tail[e * n + k] as number, p.price(e, sent + received), available));
+        out.push(p.estimate(plan, q, this.edge.headMs[k] as number, sent, received, tail, p.price(e, sent + received), available, t.codecMs[k] as number));
       }
     }
     const budgetMs = this.selection.budgetMs(context.deadline, now);

@@ -53,6 +53,11 @@ export interface AdaptivePlannerOptions {
   /** `false` turns exploration off. */
   exploration?: ExplorationOptions | false;
   /**
+   * The output error a lossy cut encoding (float16, int8) may cost, as the profile measured it
+   * (`EncodingProfile.maxError`, relative). Without it every split sends float32.
+   */
+  maxOutputError?: number;
+  /**
    * Edge time relative to the profile, until measured (e.g. 8 when the profile was taken
    * unslowed and the device is 8× slower).
    */

@@ -4,7 +4,7 @@
  * multiply-adds each. The learned half and the cost formula live in `predict.ts`.
  */
 import { ValidationError } from '../errors/index.js';
-import type { Plan } from './plan.js';
+import { LOSSY_ENCODINGS, type CutEncoding, type Plan } from './plan.js';
 import type { Profile } from './profile.js';
 
 /** An endpoint as the planner sees it: its name, prices and network priors. */
@@ -18,6 +18,19 @@ export interface PlannerEndpoint {
   rttMs?: number;
   /** Bandwidth assumed until measured, bit/s. Default 10 Mbit/s. */
   bandwidthBitsPerSecond?: number;
+  /**
+   * Cut encodings the endpoint's wire can carry besides float32 (the Tandem tensor payload
+   * carries float16 and int8; OIP and JSON bodies carry float32 only). Default: none.
+   */
+  encodings?: readonly CutEncoding[];
+}
+
+/** Which lossy cut encodings the planner may use. */
+export interface EncodingBudget {
+  /** The largest output error (see `EncodingProfile.maxError`) an encoding may cost; none when absent. */
+  maxOutputError?: number;
+  /** Per endpoint (by index), the lossy encodings it can carry. */
+  supported?: (endpoint: number) => readonly CutEncoding[];
 }
 
 /** One option's prediction, broken down as the cost model sums it. */
@@ -46,12 +59,21 @@ export interface OptionEstimate {
  * Cut and endpoint tables built from a profile.
  *
  * Split options exclude `c0` (identical to offloading the whole request) and a final cut
- * whose head is the whole model (nothing would be left to run remotely).
+ * whose head is the whole model (nothing would be left to run remotely). A cut whose lossy
+ * encodings the profile measured within the budget appears once per encoding: the same head
+ * and tail, fewer bytes, and the encoding's extra codec time (`codecMs`). An endpoint that
+ * cannot carry an encoding gets an infinite tail time for it, so it is never chosen there.
  */
 export class CostTables {
   readonly endpoints: readonly string[];
+  /** Key of each split row: the cut id, with `@encoding` for a lossy encoding. */
   readonly cutIds: readonly string[];
   readonly cutIndex: ReadonlyMap<string, number>;
+  /** The profile's cut id and the encoding of each row. */
+  readonly cutOf: readonly string[];
+  readonly encodingOf: readonly CutEncoding[];
+  /** Codec time of the row's encoding beyond float32's, ms (0 for float32). */
+  readonly codecMs: Float64Array;
   /** Edge time of the head per cut, ms (profile device). */
   readonly head: Float64Array;
   /** Bytes sent per cut (the tail's inputs). */
@@ -67,9 +89,12 @@ export class CostTables {
   readonly outputBytes: number;
   readonly workers: number;
 
-  constructor(profile: Profile, endpoints: readonly string[]) {
+  constructor(profile: Profile, endpoints: readonly string[], budget: EncodingBudget = {}) {
     if (new Set(endpoints).size !== endpoints.length) {
       throw new ValidationError('PLANNER_DUPLICATE_ENDPOINT', 'endpoint names must be unique', { details: { endpoints } });
+    }
+    if (budget.maxOutputError !== undefined && !(budget.maxOutputError >= 0)) {
+      throw new ValidationError('PLANNER_BAD_OPTION', 'maxOutputError must be a number ≥ 0', { details: { maxOutputError: budget.maxOutputError } });
     }
     this.endpoints = [...endpoints];
     this.localMs = profile.localMs;
@@ -82,22 +107,32 @@ export class CostTables {
       const last = i === profile.cuts.length - 1;
       return !(last && cut.headMs >= profile.localMs && profile.cuts.length > 1);
     });
-    const n = cuts.length;
-    this.cutIds = cuts.map((c) => c.id);
+    const rows = encodedRows(cuts, budget.maxOutputError);
+    const n = rows.length;
+    this.cutIds = rows.map((r) => cutKey(r.cut.id, r.encoding));
     this.cutIndex = new Map(this.cutIds.map((id, i) => [id, i]));
-    this.head = Float64Array.from(cuts, (c) => c.headMs);
-    this.sent = Float64Array.from(cuts, (c) => c.bytes);
-    this.received = Float64Array.from(cuts, (c) => (c.outputBytes > 0 ? c.outputBytes : profile.outputBytes));
+    this.cutOf = rows.map((r) => r.cut.id);
+    this.encodingOf = rows.map((r) => r.encoding);
+    this.codecMs = Float64Array.from(rows, (r) => r.codecMs);
+    this.head = Float64Array.from(rows, (r) => r.cut.headMs);
+    this.sent = Float64Array.from(rows, (r) => r.bytes);
+    this.received = Float64Array.from(rows, (r) => (r.cut.outputBytes > 0 ? r.cut.outputBytes : profile.outputBytes));
     this.tail = new Float64Array(endpoints.length * n);
     this.remoteWhole = new Float64Array(endpoints.length);
 
     const totalFlops = Math.max(...profile.cuts.map((c) => c.headFlops), 0);
     endpoints.forEach((name, e) => {
       this.remoteWhole[e] = wholeRemoteMs(profile, name);
-      cuts.forEach((cut, k) => {
-        this.tail[e * n + k] = tailMs(profile, cut, name, totalFlops, this.remoteWhole[e] ?? 0);
+      const carries = new Set<CutEncoding>(['float32', ...(budget.supported?.(e) ?? [])]);
+      rows.forEach((row, k) => {
+        this.tail[e * n + k] = carries.has(row.encoding) ? tailMs(profile, row.cut, name, totalFlops, this.remoteWhole[e] ?? 0) : Number.POSITIVE_INFINITY;
       });
     });
+  }
+
+  /** The row of a split plan; undefined for a cut or encoding the tables do not hold. */
+  rowOf(plan: Extract<Plan, { kind: 'split' }>): number | undefined {
+    return this.cutIndex.get(cutKey(plan.cut, plan.encoding ?? 'float32'));
   }
 
   get cutCount(): number {
@@ -107,7 +142,8 @@ export class CostTables {
 
 /** Whole-model remote time: measured for this endpoint, else for any endpoint, else the unslowed edge time. */
 function wholeRemoteMs(profile: Profile, endpoint: string): number {
-  const own = profile.remoteMs[endpoint];
+  // Own keys only: an endpoint named like an Object.prototype member ("constructor") has no entry.
+  const own = Object.hasOwn(profile.remoteMs, endpoint) ? profile.remoteMs[endpoint] : undefined;
   if (own !== undefined) return own;
   const any = Object.values(profile.remoteMs);
   if (any.length > 0) return Math.min(...any);
@@ -120,7 +156,7 @@ function wholeRemoteMs(profile: Profile, endpoint: string): number {
  * the profile has no FLOP counts).
  */
 function tailMs(profile: Profile, cut: Profile['cuts'][number], endpoint: string, totalFlops: number, whole: number): number {
-  const own = cut.tailMs[endpoint];
+  const own = Object.hasOwn(cut.tailMs, endpoint) ? cut.tailMs[endpoint] : undefined;
   if (own !== undefined) return own;
   const any = Object.values(cut.tailMs);
   if (any.length > 0) return Math.min(...any);
@@ -131,4 +167,30 @@ function tailMs(profile: Profile, cut: Profile['cuts'][number], endpoint: string
         ? 1 - cut.headMs / profile.localMs
         : 0;
   return whole * Math.min(1, Math.max(0, share));
+}
+
+function cutKey(cut: string, encoding: CutEncoding): string {
+  return encoding === 'float32' ? cut : `${cut}@${encoding}`;
+}
+
+interface Row {
+  cut: Profile['cuts'][number];
+  encoding: CutEncoding;
+  bytes: number;
+  codecMs: number;
+}
+
+/** Each cut as float32, then each lossy encoding the profile measured within the budget. */
+function encodedRows(cuts: readonly Profile['cuts'][number][], maxOutputError: number | undefined): Row[] {
+  const rows: Row[] = cuts.map((cut) => ({ cut, encoding: 'float32', bytes: cut.bytes, codecMs: 0 }));
+  if (maxOutputError === undefined) return rows;
+  for (const cut of cuts) {
+    for (const encoding of LOSSY_ENCODINGS) {
+      const measured = cut.encodings?.[encoding];
+      if (!measured || !(measured.maxError <= maxOutputError)) continue;
+      const extra = Math.max(0, measured.encodeMs + measured.decodeMs - (cut.codecMs ?? 0));
+      rows.push({ cut, encoding, bytes: measured.bytes, codecMs: extra });
+    }
+  }
+  return rows;
 }

@@ -66,6 +66,8 @@ export class Explorer {
   private readonly exploring: Uint8Array;
   /** Per cut: how many splits at it have run, on any endpoint (saturating at 255). */
   private readonly cutRuns: Uint8Array;
+  /** Per endpoint: the split rows residency lets this decision take (undefined: all), set by `choose`. */
+  readonly rowMasks: (Uint8Array | undefined)[] = [];
   private lastCutTrial = 0;
   private predictedTotalMs = 0;
   /** Explorations made so far, and their predicted extra time, ms. */
@@ -250,15 +252,18 @@ export class Explorer {
       const sent = t.sent;
       const received = t.received;
       const tail = t.tail;
+      const codec = t.codecMs;
       const cutRuns = this.cutRuns;
+      const mask = this.rowMasks[e];
       const off = e * n;
       const first = this.options.splitId(e, 0);
       for (let k = 0; k < n; k++) {
         const id = first + k;
         // Wants a trial: never run, or run once with its head corrected by that run.
         const runs = cutRuns[k] as number;
+        if (mask !== undefined && mask[k] === 0) continue;
         if (!(runs === 0 || (runs === 1 && this.edge.headRunsOf(k) === 1)) || id === current) continue;
-        const ms = costMs(fixed, head[k] as number, es, sent[k] as number, up, received[k] as number, down, tail[off + k] as number, rs);
+        const ms = costMs(fixed + (codec[k] as number), head[k] as number, es, sent[k] as number, up, received[k] as number, down, tail[off + k] as number, rs);
         if (ms <= limit && ms < bestMs) {
           bestId = id;
           bestMs = ms;

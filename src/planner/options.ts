@@ -27,7 +27,10 @@ export class OptionSpace {
     this.offloadPlans = names.map((endpoint) => Object.freeze({ kind: 'offload', endpoint }) as Plan);
     const splits: Plan[] = [];
     for (const endpoint of names) {
-      for (const cut of tables.cutIds) splits.push(Object.freeze({ kind: 'split', cut, endpoint }) as Plan);
+      tables.cutOf.forEach((cut, k) => {
+        const encoding = tables.encodingOf[k];
+        splits.push(Object.freeze(encoding === undefined || encoding === 'float32' ? { kind: 'split', cut, endpoint } : { kind: 'split', cut, endpoint, encoding }) as Plan);
+      });
     }
     this.splitPlans = splits;
   }
@@ -54,7 +57,7 @@ export class OptionSpace {
     if (e === undefined) return Number.NaN;
     const base = this.offloadId(e);
     if (plan.kind === 'offload') return base;
-    const k = this.tables.cutIndex.get(plan.cut);
+    const k = this.tables.rowOf(plan);
     return k === undefined ? Number.NaN : base + 1 + k;
   }
 

@@ -4,15 +4,26 @@
  */
 export type Plan =
   | { kind: 'local' }
-  | { kind: 'split'; cut: string; endpoint: string }
+  /** `encoding`: how the cut tensors travel; absent means float32. */
+  | { kind: 'split'; cut: string; endpoint: string; encoding?: CutEncoding }
   | { kind: 'offload'; endpoint: string };
+
+/**
+ * How a split's cut tensors travel: as computed (float32), or compressed by the codec to
+ * float16 or to int8 with a scale per channel. The lossy ones are eligible only within the
+ * caller's output-error budget, as measured by `tandem profile`.
+ */
+export type CutEncoding = 'float32' | 'float16' | 'int8';
+
+/** The lossy encodings, in the order the profile and the planner list them. */
+export const LOSSY_ENCODINGS = ['float16', 'int8'] as const;
 
 export function describePlan(plan: Plan): string {
   switch (plan.kind) {
     case 'local':
       return 'local';
     case 'split':
-      return `split@${plan.cut}→${plan.endpoint}`;
+      return `split@${plan.cut}${plan.encoding !== undefined && plan.encoding !== 'float32' ? `/${plan.encoding}` : ''}→${plan.endpoint}`;
     case 'offload':
       return `offload→${plan.endpoint}`;
   }
@@ -59,13 +70,33 @@ export interface Observation {
   retryAfterMs?: number;
 }
 
+/**
+ * What residency lets one endpoint receive (src/residency/derived.ts): anything when `raw`,
+ * else only a split's features at a cut meeting one of `features` (depth `c<N>` ≥ minCutDepth,
+ * head FLOPs share ≥ minFlopsShare), never the input (no offload, no cut carrying an input).
+ */
+export interface SendLimit {
+  raw: boolean;
+  features: readonly { minCutDepth?: number; minFlopsShare?: number }[];
+}
+
 export interface PlanContext {
   /** Endpoints the residency gate allows for this request's data class. */
   allowedEndpoints: readonly string[];
+  /**
+   * Residency for derived data, per allowed endpoint; an allowed endpoint not listed takes
+   * anything. Pass the same objects across requests: the planner caches by identity.
+   */
+  sendLimits?: ReadonlyMap<string, SendLimit>;
   /** Absolute deadline, epoch ms, if the caller set one. */
   deadline?: number;
   /** Edge pool queue length right now. */
   edgeQueue?: number;
+  /**
+   * Bytes an offload of this request sends, when not the profile's input tensors: an encoded
+   * image sent as it came (encoded offload), ≈ 10× smaller.
+   */
+  inputBytes?: number;
 }
 
 /** Anything that can choose a plan per request and learn from the outcome. */

@@ -101,8 +101,12 @@ export class Predictor {
     this.decodePerByte = new RobustEwma(estimator).seed(DEFAULT_CODEC_MS_PER_BYTE);
   }
 
+  /** Bytes an offload sends in this decision: the request's own (`PlanContext.inputBytes`), else the profile's input. */
+  offloadBytes = 0;
+
   /** Loads the terms shared by every option of a decision; `edgeQueue` is the pool's queue length, if known. */
-  begin(edgeQueue: number | undefined): void {
+  begin(edgeQueue: number | undefined, inputBytes?: number): void {
+    this.offloadBytes = inputBytes !== undefined && Number.isFinite(inputBytes) && inputBytes >= 0 ? inputBytes : this.tables.inputBytes;
     this.edgeScale = this.edge.scale.value;
     this.queueMs =
       edgeQueue !== undefined ? (edgeQueue * this.edge.service.value) / this.tables.workers : Math.max(0, this.queueWait.value);
@@ -126,7 +130,7 @@ export class Predictor {
   /** Offload to the loaded endpoint `e`: no queue, no edge part. */
   offloadMs(e: number): number {
     const t = this.tables;
-    return this.ms(0, 0, t.inputBytes, t.outputBytes, t.remoteWhole[e] as number);
+    return this.ms(0, 0, this.offloadBytes, t.outputBytes, t.remoteWhole[e] as number);
   }
 
   /** {@link costMs} with the loaded coefficients; `queueMs` is 0 for an option that does not use the edge. */
@@ -140,14 +144,17 @@ export class Predictor {
     return s.pricePerRequest + s.pricePerByte * bytes;
   }
 
-  /** The option's prediction term by term, for `rank` (same arguments as `ms`, loaded group's terms). */
-  estimate(plan: Plan, queueMs: number, edgeMs: number, sent: number, received: number, remoteMs: number, price: number, available: boolean): OptionEstimate {
+  /**
+   * The option's prediction term by term, for `rank` (same arguments as `ms`, loaded group's
+   * terms); `codecMs` is a lossy encoding's extra codec time, counted with encoding.
+   */
+  estimate(plan: Plan, queueMs: number, edgeMs: number, sent: number, received: number, remoteMs: number, price: number, available: boolean, codecMs = 0): OptionEstimate {
     return {
       plan,
-      totalMs: this.ms(queueMs, edgeMs, sent, received, remoteMs),
+      totalMs: this.ms(queueMs, edgeMs, sent, received, remoteMs) + codecMs,
       queueMs,
       edgeMs: edgeMs * this.edgeScale,
-      encodeMs: this.encode * sent,
+      encodeMs: this.encode * sent + codecMs,
       networkMs: this.rttMs + this.perByteMs * (sent + received),
       remoteMs: remoteMs * this.remoteScale,
       decodeMs: this.decode * received,
@@ -184,7 +191,9 @@ export class Predictor {
       if (fresh) s.remoteScale.updateFresh(o.remoteMs / profiled);
       else s.remoteScale.update(o.remoteMs / profiled);
     }
-    if (o.bytesSent > 0 && o.encodeMs >= 0) this.encodePerByte.update(o.encodeMs / o.bytesSent);
+    // A lossy encoding's quantisation time is in the profile's codecMs, not per byte.
+    const lossy = o.plan.kind === 'split' && o.plan.encoding !== undefined && o.plan.encoding !== 'float32';
+    if (!lossy && o.bytesSent > 0 && o.encodeMs >= 0) this.encodePerByte.update(o.encodeMs / o.bytesSent);
     if (o.bytesReceived > 0 && o.decodeMs >= 0) this.decodePerByte.update(o.decodeMs / o.bytesReceived);
   }
 }

@@ -4,6 +4,21 @@
  */
 import { z } from 'zod';
 
+/** A lossy encoding of a cut's tensors, measured on calibration inputs. */
+export const EncodingProfileSchema = z.object({
+  /** Bytes sent with this encoding. */
+  bytes: z.number().nonnegative(),
+  /** Edge time to encode, and time to decode (measured on the edge; the cloud's is alike). */
+  encodeMs: z.number().nonnegative(),
+  decodeMs: z.number().nonnegative(),
+  /**
+   * The model's output error with the cut sent this way: per output, max |y − y₃₂| over
+   * max |y₃₂|; the largest over outputs and calibration inputs (`maxError`) and their mean.
+   */
+  maxError: z.number().nonnegative(),
+  meanError: z.number().nonnegative(),
+});
+
 export const CutProfileSchema = z.object({
   id: z.string(),
   tensors: z.array(z.string()),
@@ -16,6 +31,10 @@ export const CutProfileSchema = z.object({
   tailMs: z.record(z.string(), z.number().nonnegative()).default({}),
   /** Size of the outputs returned by the tail. */
   outputBytes: z.number().nonnegative().default(0),
+  /** Lossy encodings of the cut tensors, where measured (fp32 is `bytes` and `headMs`). */
+  encodings: z.object({ float16: EncodingProfileSchema.optional(), int8: EncodingProfileSchema.optional() }).strict().optional(),
+  /** Time to encode and decode the float32 cut tensors, where measured (the lossy encodings' reference). */
+  codecMs: z.number().nonnegative().optional(),
 });
 
 export const ProfileSchema = z.object({
@@ -36,4 +55,5 @@ export const ProfileSchema = z.object({
 });
 
 export type CutProfile = z.infer<typeof CutProfileSchema>;
+export type EncodingProfile = z.infer<typeof EncodingProfileSchema>;
 export type Profile = z.infer<typeof ProfileSchema>;

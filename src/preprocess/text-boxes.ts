@@ -7,8 +7,8 @@
  * Boxes are axis-aligned: enough for horizontal text, and it keeps this dependency-free
  * (PP-OCR's reference code fits rotated rectangles with OpenCV).
  */
-import { ValidationError } from '../src/errors/index.js';
-import { type Tensor } from '../src/tensor/index.js';
+import { ValidationError } from '../errors/index.js';
+import { type Tensor } from '../tensor/index.js';
 
 export interface TextBoxOptions {
   /** Pixel probability above which a pixel is text (PP-OCR default 0.3). */
@@ -106,4 +106,39 @@ export function textBoxes(map: Tensor, options: TextBoxOptions = {}): TextBox[] 
   }
   boxes.sort((a, b) => b.score - a.score);
   return boxes.slice(0, options.maxBoxes ?? 1000);
+}
+
+type Rect = Pick<TextBox, 'x0' | 'y0' | 'x1' | 'y1'>;
+
+/** Intersection over union of two boxes (0 when they do not overlap). */
+export function boxIou(a: Rect, b: Rect): number {
+  const w = Math.min(a.x1, b.x1) - Math.max(a.x0, b.x0);
+  const h = Math.min(a.y1, b.y1) - Math.max(a.y0, b.y0);
+  if (w <= 0 || h <= 0) return 0;
+  const inter = w * h;
+  return inter / ((a.x1 - a.x0) * (a.y1 - a.y0) + (b.x1 - b.x0) * (b.y1 - b.y0) - inter);
+}
+
+/** How many boxes of `found` match boxes of `reference` one to one, greedily by IoU ≥ `minIou`. */
+export function matchBoxes(reference: readonly Rect[], found: readonly Rect[], minIou = 0.5): number {
+  const pairs: Array<[number, number, number]> = [];
+  reference.forEach((r, i) => found.forEach((f, j) => {
+    const v = boxIou(r, f);
+    if (v >= minIou) pairs.push([v, i, j]);
+  }));
+  pairs.sort((a, b) => b[0] - a[0]);
+  const usedR = new Set<number>();
+  const usedF = new Set<number>();
+  for (const [, i, j] of pairs) {
+    if (usedR.has(i) || usedF.has(j)) continue;
+    usedR.add(i);
+    usedF.add(j);
+  }
+  return usedR.size;
+}
+
+/** The F1 score of `found` against `reference` (1 when both are empty): how a lossy change moved a detector's boxes. */
+export function boxF1(reference: readonly Rect[], found: readonly Rect[], minIou = 0.5): number {
+  if (reference.length + found.length === 0) return 1;
+  return (2 * matchBoxes(reference, found, minIou)) / (reference.length + found.length);
 }

@@ -26,8 +26,14 @@ export type {
   VertexEndpointConfig,
 } from './types.js';
 export { ProviderError, type ProviderErrorCode } from './errors.js';
+export { cutEncodingsOf } from './payload.js';
 // The wire formats, for the cloud service's fronts that answer them as the clients speak them.
 export { easSignature } from './wire/eas.js';
+export {
+  canonicalJson, IMAGE_INPUT_HEADER, IMAGE_INPUT_KEY, IMAGE_META_KEY, isFingerprint, OIP_PIPELINE_PARAMETER, parseContentType, PIPELINE_HEADER, PIPELINE_KEY, pipelineFingerprint,
+  sniffImageType, type EncodedImage, type ImageContentType,
+} from './wire/image.js';
+export { decodeOipImageRequest, type OipImageRequest } from './wire/oip.js';
 export { decodeOipRequest, encodeOipResponse, LINK_PROBE_MAX_BYTES, LINK_PROBE_PATH, OIP_HEADER_LENGTH, oipDatatype, type OipDecoded, type OipEncoded, type OipLimits } from './wire/oip.js';
 export { instancesToTensors, tensorsToPredictions, toProtoValue, VERTEX_MAX_MESSAGE_BYTES, type InstanceInput, type ProtoValueInit } from './wire/vertex.js';
 export { easSigningFromEnv, OipClient, PaiEasClient, SageMakerClient, VertexClient, type EasSigningKey };

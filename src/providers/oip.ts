@@ -10,7 +10,7 @@ import { ProviderError } from './errors.js';
 import { endpointAgent, post } from './http.js';
 import { httpInferResponse } from './payload.js';
 import type { InferOptions, InferRequest, InferResponse, OipEndpointConfig, ProviderClient } from './types.js';
-import { encodeOipRequest, LINK_PROBE_PATH, OIP_HEADER_LENGTH } from './wire/oip.js';
+import { encodeOipImageRequest, encodeOipRequest, LINK_PROBE_PATH, OIP_HEADER_LENGTH } from './wire/oip.js';
 
 export class OipClient implements ProviderClient {
   /** The endpoint's own agent when it has a `caFile`; the shared one otherwise. */
@@ -28,7 +28,9 @@ export class OipClient implements ProviderClient {
       const agent = this.agent ? await this.agent.get() : undefined;
       const start = performance.now();
       const binary = (this.endpoint.wire ?? 'binary') === 'binary';
-      const enc = encodeOipRequest(request.inputs, { binary, ...(request.requestId ? { id: request.requestId } : {}) });
+      const id = request.requestId ? { id: request.requestId } : {};
+      // Encoded offload: the image as a BYTES tensor (binary whatever the wire: JSON would base64 it).
+      const enc = request.image && !request.cut ? encodeOipImageRequest(request.image, id) : encodeOipRequest(request.inputs, { binary, ...id });
       const headers: Record<string, string> = { 'content-type': enc.contentType, ...this.extraHeaders };
       if (enc.headerLength !== undefined) headers[OIP_HEADER_LENGTH] = String(enc.headerLength);
       if (Number.isFinite(scope.remaining())) headers['x-tandem-deadline-ms'] = String(Math.max(1, Math.floor(scope.remaining())));

@@ -7,7 +7,7 @@ import type { LazyValue } from '../lazy.js';
 import { callScope } from './deadline.js';
 import { ProviderError } from './errors.js';
 import { endpointAgent, post } from './http.js';
-import { encodeRequest, httpInferResponse } from './payload.js';
+import { encodeImageRequest, encodeRequest, httpInferResponse, imageHeaders } from './payload.js';
 import type { InferOptions, InferRequest, InferResponse, PaiEasEndpointConfig, ProviderClient } from './types.js';
 import { easSignature } from './wire/eas.js';
 
@@ -43,16 +43,17 @@ export class PaiEasClient implements ProviderClient {
       // Before the clock starts: reading the caFile happens once, not per call.
       const agent = this.agent ? await this.agent.get() : undefined;
       const start = performance.now();
-      const enc = encodeRequest(request, this.endpoint.wire ?? 'binary');
+      const image = encodeImageRequest(request);
+      const enc = image ?? encodeRequest(request, this.endpoint.wire ?? 'binary');
       const service = this.endpoint.target ?? request.model;
       const path = `/api/predict/${encodeURIComponent(service)}`;
-      const headers: Record<string, string> = { 'content-type': enc.contentType, 'x-tandem-model': request.model, date: new Date().toUTCString() };
+      const headers: Record<string, string> = { 'content-type': enc.contentType, 'x-tandem-model': request.model, ...(image ? imageHeaders(request) : {}), date: new Date().toUTCString() };
       if (request.cut) headers['x-tandem-cut'] = request.cut;
       if (Number.isFinite(scope.remaining())) headers['x-tandem-deadline-ms'] = String(Math.max(1, Math.floor(scope.remaining())));
       headers['authorization'] = this.signing ? easSignature('POST', path, headers, enc.body, this.signing) : this.endpoint.token ?? '';
       const encoded = performance.now();
       const res = await post(this.endpoint.name, `${(this.endpoint.url ?? '').replace(/\/$/, '')}${path}`, headers, enc.body, scope, agent);
-      return httpInferResponse(this.endpoint.name, res, enc.body.byteLength, { start, encoded, received: performance.now() });
+      return httpInferResponse(this.endpoint.name, res, enc.body.byteLength, { start, encoded, received: performance.now() }, enc.compression);
     } catch (error) {
       throw scope.classify(error, this.endpoint.name);
     } finally {

@@ -2,11 +2,13 @@
  * Request and response bodies shared by the provider clients: Tandem msgpack payloads or
  * OIP v2 JSON/binary, and the server-reported compute time wherever it travels.
  */
-import { decodePayload, encodeTensorMapWithReport, looksLikeTensorPayload, TENSOR_CONTENT_TYPE } from '../codec/index.js';
+import { decodePayload, encodeTensorMapWithReport, looksLikeTensorPayload, TENSOR_CONTENT_TYPE, type CompressionReport } from '../codec/index.js';
+import type { CutEncoding } from '../planner/plan.js';
 import type { TensorMap } from '../tensor/index.js';
 import { ProviderError } from './errors.js';
 import { MAX_ANSWER_BYTES } from './http.js';
-import type { InferRequest, InferResponse } from './types.js';
+import type { EndpointConfig, InferRequest, InferResponse } from './types.js';
+import { IMAGE_INPUT_HEADER, PIPELINE_HEADER } from './wire/image.js';
 import { decodeOipResponse, encodeOipRequest, OIP_HEADER_LENGTH } from './wire/oip.js';
 
 /** Header the Tandem cloud service sets to its compute time in ms. */
@@ -17,6 +19,34 @@ export interface EncodedRequest {
   contentType: string;
   /** Set for an OIP binary-extension body. */
   headerLength?: number;
+  /** What lossy compression cost, per compressed tensor (the codec's report). */
+  compression?: Record<string, CompressionReport>;
+}
+
+/**
+ * The lossy cut encodings an endpoint's wire carries: the Tandem tensor payload (SageMaker,
+ * Vertex rawPredict and PAI-EAS with `wire: binary`) carries float16 and int8; OIP bodies
+ * and JSON carry float32 only.
+ */
+export function cutEncodingsOf(endpoint: Pick<EndpointConfig, 'kind' | 'wire'>): CutEncoding[] {
+  return endpoint.kind !== 'oip' && (endpoint.wire ?? 'binary') === 'binary' ? ['float16', 'int8'] : [];
+}
+
+/**
+ * An encoded offload's body where the wire carries raw bytes (SageMaker, Vertex rawPredict,
+ * PAI-EAS): the image itself, typed as what it is. Undefined when the request carries no image
+ * or is a split's (cut tensors are features, not images).
+ */
+export function encodeImageRequest(request: InferRequest): EncodedRequest | undefined {
+  const image = request.image;
+  if (!image || request.cut) return undefined;
+  return { body: image.bytes, contentType: image.contentType };
+}
+
+/** Headers (or gRPC metadata) that go with an image body: its pipeline's fingerprint, its input and the model. */
+export function imageHeaders(request: InferRequest): Record<string, string> {
+  const image = request.image;
+  return image ? { [PIPELINE_HEADER]: image.pipelineSha256, [IMAGE_INPUT_HEADER]: image.input, 'x-tandem-model': request.model } : {};
 }
 
 export function encodeRequest(request: InferRequest, wire: 'binary' | 'json'): EncodedRequest {
@@ -29,7 +59,7 @@ export function encodeRequest(request: InferRequest, wire: 'binary' | 'json'): E
   if (request.requestId) meta['requestId'] = request.requestId;
   const compression = request.compression ?? 'none';
   const enc = encodeTensorMapWithReport(request.inputs, { compression, meta });
-  return { body: enc.bytes, contentType: TENSOR_CONTENT_TYPE };
+  return { body: enc.bytes, contentType: TENSOR_CONTENT_TYPE, ...(Object.keys(enc.compression).length > 0 ? { compression: enc.compression } : {}) };
 }
 
 export interface DecodedResponse {
@@ -92,10 +122,11 @@ export function httpInferResponse(
   res: { headers: Headers; body: Uint8Array },
   bytesSent: number,
   marks: { start: number; encoded: number; received: number },
+  compression?: Record<string, CompressionReport>,
 ): InferResponse {
   const headerLength = res.headers.get(OIP_HEADER_LENGTH);
   const decoded = decodeResponse(endpoint, res.body, headerLength === null ? undefined : Number(headerLength));
   const header = reportedMs(res.headers.get(COMPUTE_HEADER));
   const remote = header ?? decoded.remoteMs;
-  return { outputs: decoded.outputs, timing: timing({ ...marks, decoded: performance.now() }, remote), bytesSent, bytesReceived: res.body.byteLength };
+  return { outputs: decoded.outputs, timing: timing({ ...marks, decoded: performance.now() }, remote), bytesSent, bytesReceived: res.body.byteLength, ...(compression ? { compression } : {}) };
 }

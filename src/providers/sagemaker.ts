@@ -11,8 +11,10 @@ import { readCaFile } from './ca.js';
 import { callScope, raceAbort } from './deadline.js';
 import { credentialError, errorForStatus, ProviderError, retryAfterOf } from './errors.js';
 import { answerTooLarge, MAX_ANSWER_BYTES } from './http.js';
-import { computeFromAttributes, decodeResponse, encodeRequest, timing } from './payload.js';
+import { TENSOR_CONTENT_TYPE } from '../codec/index.js';
+import { computeFromAttributes, decodeResponse, encodeImageRequest, encodeRequest, timing } from './payload.js';
 import type { InferOptions, InferRequest, InferResponse, ProviderClient, SageMakerEndpointConfig } from './types.js';
+import { IMAGE_INPUT_KEY, PIPELINE_KEY } from './wire/image.js';
 
 interface AwsServiceError {
   name: string;
@@ -138,14 +140,17 @@ export class SageMakerClient implements ProviderClient {
         throw credentialError(this.endpoint.name, error, status, error instanceof Error ? error.name : undefined);
       }
       const start = performance.now();
-      const enc = encodeRequest(request, this.endpoint.wire ?? 'binary');
+      const image = encodeImageRequest(request);
+      const enc = image ?? encodeRequest(request, this.endpoint.wire ?? 'binary');
       const attrs = [`model=${request.model}`];
       if (request.cut) attrs.push(`cut=${request.cut}`);
+      // Encoded offload: the image is the body; its pipeline's fingerprint rides in the attributes.
+      if (image && request.image) attrs.push(`${PIPELINE_KEY}=${request.image.pipelineSha256}`, `${IMAGE_INPUT_KEY}=${request.image.input}`);
       const command = new sdk.InvokeEndpointCommand({
         EndpointName: this.endpoint.target ?? this.endpoint.name,
         Body: enc.body,
         ContentType: enc.contentType,
-        Accept: enc.contentType,
+        Accept: image ? TENSOR_CONTENT_TYPE : enc.contentType,
         CustomAttributes: attrs.join(';'),
       });
       const encoded = performance.now();
@@ -165,7 +170,7 @@ export class SageMakerClient implements ProviderClient {
       const body = out.Body ?? new Uint8Array(0);
       const decoded = decodeResponse(this.endpoint.name, body);
       const remote = computeFromAttributes(out.CustomAttributes) ?? decoded.remoteMs;
-      return { outputs: decoded.outputs, timing: timing({ start, encoded, received, decoded: performance.now() }, remote), bytesSent: enc.body.byteLength, bytesReceived: body.byteLength };
+      return { outputs: decoded.outputs, timing: timing({ start, encoded, received, decoded: performance.now() }, remote), bytesSent: enc.body.byteLength, bytesReceived: body.byteLength, ...(enc.compression ? { compression: enc.compression } : {}) };
     } catch (error) {
       throw scope.classify(error, this.endpoint.name);
     } finally {

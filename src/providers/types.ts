@@ -3,6 +3,10 @@
  * only ever see this; the SDK behind each kind stays inside its module.
  */
 import type { TensorMap } from '../tensor/index.js';
+import type { CompressionReport } from '../codec/index.js';
+import type { EncodedImage } from './wire/image.js';
+
+export type { EncodedImage };
 
 /**
  * How an endpoint is declared in configuration (validated with zod in edge/config.ts): the
@@ -92,6 +96,12 @@ export interface InferRequest {
   /** Optional wire compression of the cut tensors. */
   compression?: 'none' | 'float16' | 'int8';
   requestId?: string;
+  /**
+   * Encoded offload: the request's image as it was given, sent instead of `inputs` by every
+   * client (`inputs` still holds its tensor, for a server that refuses the image). Whole-model
+   * requests only; the server must hold a package whose pipeline has the same fingerprint.
+   */
+  image?: EncodedImage;
 }
 
 export interface InferTiming {
@@ -110,6 +120,8 @@ export interface InferResponse {
   timing: InferTiming;
   bytesSent: number;
   bytesReceived: number;
+  /** What the request's lossy cut compression cost, per tensor (the codec's report). */
+  compression?: Record<string, CompressionReport>;
 }
 
 export interface InferOptions {

@@ -16,7 +16,7 @@ import { readCaFile } from './ca.js';
 import { callScope, raceAbort } from './deadline.js';
 import { causeChain, credentialError, errorForStatus, MAX_RETRY_AFTER_MS, ProviderError, retryAfterOf, tlsError } from './errors.js';
 import { answerTooLarge, httpsAgentTrusting, MAX_ANSWER_BYTES } from './http.js';
-import { decodeResponse, encodeRequest, timing } from './payload.js';
+import { decodeResponse, encodeImageRequest, encodeRequest, imageHeaders, timing } from './payload.js';
 import type { InferOptions, InferRequest, InferResponse, ProviderClient, VertexEndpointConfig } from './types.js';
 import { predictionsToTensors, tensorsToInstances, toProtoValue, VERTEX_MAX_MESSAGE_BYTES } from './wire/vertex.js';
 
@@ -405,13 +405,16 @@ export class VertexClient implements ProviderClient {
 
   private async rawPredict(client: v1.PredictionServiceClient, request: InferRequest, signal: AbortSignal, callOptions: CallOptions): Promise<InferResponse> {
     const start = performance.now();
-    const enc = encodeRequest(request, 'binary');
+    const image = encodeImageRequest(request);
+    const enc = image ?? encodeRequest(request, 'binary');
+    // Encoded offload: the fingerprint travels as call metadata (gRPC) or headers (REST).
+    if (image) callOptions = { ...callOptions, otherArgs: { ...callOptions.otherArgs, headers: { ...(callOptions.otherArgs?.headers as Record<string, string> | undefined), ...imageHeaders(request) } } };
     const encoded = performance.now();
     const [body] = await raceAbort(client.rawPredict({ endpoint: this.path, httpBody: { contentType: enc.contentType, data: enc.body } }, callOptions), { signal });
     const received = performance.now();
     const data = body.data instanceof Uint8Array ? body.data : typeof body.data === 'string' ? Buffer.from(body.data, 'base64') : new Uint8Array(0);
     const decoded = decodeResponse(this.endpoint.name, data);
-    return { outputs: decoded.outputs, timing: timing({ start, encoded, received, decoded: performance.now() }, decoded.remoteMs), bytesSent: enc.body.byteLength, bytesReceived: data.byteLength };
+    return { outputs: decoded.outputs, timing: timing({ start, encoded, received, decoded: performance.now() }, decoded.remoteMs), bytesSent: enc.body.byteLength, bytesReceived: data.byteLength, ...(enc.compression ? { compression: enc.compression } : {}) };
   }
 
   private async predict(client: v1.PredictionServiceClient, request: InferRequest, signal: AbortSignal, callOptions: CallOptions): Promise<InferResponse> {

@@ -3,53 +3,15 @@
  * and every write goes through the same few lines, and property tests can run them by the
  * hundred thousand. {@link ResidencyGate} adds the audit trail around them.
  */
+import { allowanceMatches, describe, own, ruleFor, type Target } from './allowance.js';
 import type { AuditLog } from './audit.js';
-import { ResidencyDeniedError, UnknownDataClassError } from './errors.js';
-import { storeHasSse, type Allowance, type Policy } from './policy.js';
+import { RAW_RULE, cutDepthOf, describeForm, describeRule, featureThresholds, formAllowed, type SendForm, type SendRule, type SendRules } from './derived.js';
+import { ResidencyDeniedError } from './errors.js';
+import { storeHasSse, type Policy } from './policy.js';
 
 export interface Decision {
   allowed: boolean;
   why: string;
-}
-
-/** What the allowance rules are matched against: an endpoint or a store as the policy declares it. */
-interface Target {
-  provider: string;
-  region: string;
-  service: string | undefined;
-  sse: boolean;
-}
-
-const patternCache = new Map<string, RegExp>();
-function regionMatches(pattern: string, region: string): boolean {
-  if (!pattern.includes('*')) return pattern === region;
-  let re = patternCache.get(pattern);
-  if (re === undefined) {
-    re = new RegExp(`^${pattern.split('*').map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
-    patternCache.set(pattern, re);
-  }
-  return re.test(region);
-}
-
-function allowanceMatches(a: Allowance, t: Target, forStore: boolean): boolean {
-  if (a.provider !== '*' && a.provider !== t.provider) return false;
-  if (!a.regions.some((p) => regionMatches(p, t.region))) return false;
-  if (a.services !== undefined && (t.service === undefined || !a.services.includes(t.service))) return false;
-  if (forStore && a.requireSse === true && !t.sse) return false;
-  return true;
-}
-
-function describe(t: Target): string {
-  return `${t.provider}/${t.region}${t.service === undefined ? '' : `/${t.service}`}`;
-}
-
-function ruleFor(policy: Policy, dataClass: string, origin: string | undefined) {
-  const rule = policy.classes[dataClass];
-  if (rule === undefined) throw new UnknownDataClassError('class', dataClass, Object.keys(policy.classes));
-  if (origin === undefined) return { rule, originRule: undefined };
-  const originRule = policy.origins[origin];
-  if (originRule === undefined) throw new UnknownDataClassError('origin', origin, Object.keys(policy.origins));
-  return { rule, originRule };
 }
 
 function evaluate(policy: Policy, dataClass: string, origin: string | undefined, what: 'process' | 'store', target: Target | undefined, targetName: string): Decision {
@@ -85,7 +47,7 @@ export interface EndpointCandidate {
  */
 export function evaluateSend(policy: Policy, dataClass: string, origin: string | undefined, endpoint: string | EndpointCandidate): Decision {
   const name = typeof endpoint === 'string' ? endpoint : endpoint.name;
-  const decl = policy.endpoints[name];
+  const decl = own(policy.endpoints, name);
   const decision = evaluate(policy, dataClass, origin, 'process', decl === undefined ? undefined : { provider: decl.provider, region: decl.region, service: decl.service, sse: false }, name);
   if (decision.allowed && typeof endpoint !== 'string' && endpoint.region !== undefined && decl !== undefined && endpoint.region !== decl.region) {
     return { allowed: false, why: `endpoint "${name}" is configured in ${endpoint.region} but the policy declares it in ${decl.region}` };
@@ -95,7 +57,7 @@ export function evaluateSend(policy: Policy, dataClass: string, origin: string |
 
 /** May results of `dataClass` be written to `store`? Pure; throws like {@link evaluateSend}. */
 export function evaluateWrite(policy: Policy, dataClass: string, origin: string | undefined, store: string): Decision {
-  const decl = policy.stores[store];
+  const decl = own(policy.stores, store);
   return evaluate(policy, dataClass, origin, 'store', decl === undefined ? undefined : { provider: decl.provider, region: decl.region, service: decl.type, sse: storeHasSse(decl) }, store);
 }
 
@@ -114,6 +76,45 @@ export function filterEndpoints(policy: Policy, dataClass: string, origin?: stri
     else denied[name] = d.why;
   }
   return { allowed, denied };
+}
+
+/**
+ * What may go to `endpoint` for `dataClass` (see derived.ts): every form where raw data may be
+ * processed, features past a depth where only a `features` rule matches, nothing elsewhere
+ * (`rule` undefined). `why` is the raw decision's reason. Pure; throws like {@link evaluateSend}.
+ */
+export function sendRuleFor(policy: Policy, dataClass: string, origin: string | undefined, endpoint: string | EndpointCandidate): { rule?: SendRule; why: string } {
+  const raw = evaluateSend(policy, dataClass, origin, endpoint);
+  if (raw.allowed) return { rule: RAW_RULE, why: raw.why };
+  const name = typeof endpoint === 'string' ? endpoint : endpoint.name;
+  const decl = own(policy.endpoints, name);
+  // A region that disagrees with the declaration is refused for every form.
+  if (decl === undefined || (typeof endpoint !== 'string' && endpoint.region !== undefined && endpoint.region !== decl.region)) return { why: raw.why };
+  const features = featureThresholds(policy, dataClass, origin, name);
+  return features.length === 0 ? { why: raw.why } : { rule: { raw: false, features }, why: raw.why };
+}
+
+/**
+ * The generalised endpoint filter: per endpoint (of `candidates`, default all declared) that
+ * may receive anything of `dataClass`, what it may receive. Pure; throws like {@link evaluateSend}.
+ */
+export function allowedSends(policy: Policy, dataClass: string, origin?: string, candidates?: readonly (string | EndpointCandidate)[]): Map<string, SendRule> {
+  const rules = new Map<string, SendRule>();
+  for (const c of candidates ?? Object.keys(policy.endpoints)) {
+    const { rule } = sendRuleFor(policy, dataClass, origin, c);
+    if (rule !== undefined) rules.set(typeof c === 'string' ? c : c.name, rule);
+  }
+  return rules;
+}
+
+/** May `form` of `dataClass` go to `endpoint`? Pure; throws like {@link evaluateSend}. */
+export function evaluateFormSend(policy: Policy, dataClass: string, origin: string | undefined, endpoint: string | EndpointCandidate, form: SendForm): Decision {
+  const name = typeof endpoint === 'string' ? endpoint : endpoint.name;
+  const { rule, why } = sendRuleFor(policy, dataClass, origin, endpoint);
+  // A depth that disagrees with the cut id is not trusted.
+  if (form.kind === 'features' && cutDepthOf(form.cut) !== form.depth) return { allowed: false, why: `cut "${form.cut}" is not at depth ${form.depth}` };
+  if (formAllowed(rule, form)) return { allowed: true, why: rule?.raw === true ? why : `class "${dataClass}" may send ${describeRule(rule)} to "${name}"` };
+  return { allowed: false, why: rule === undefined ? why : `"${name}" may receive ${describeRule(rule)} of class "${dataClass}"` };
 }
 
 /** The stores that may hold results of `dataClass`. Pure. */
@@ -163,6 +164,66 @@ export class ResidencyGate {
       why: result.allowed.length === 0 ? `no endpoint may process this class; answer locally${deniedText.length ? ` (${deniedText.join('; ')})` : ''}` : deniedText.length ? `denied ${deniedText.join('; ')}` : 'all candidates allowed',
     });
     return result.allowed;
+  }
+
+  /**
+   * Before a send: may `form` of `dataClass` go to `endpoint`? Audits the form and the decision
+   * (`kind: "send"`, chosen the endpoint or `local`, why starting `form <form> to "<endpoint>"`)
+   * and resolves to the decision; an undeclared class or origin is a refusal, never a throw.
+   */
+  async checkSend(dataClass: string | undefined, endpoint: string | EndpointCandidate, form: SendForm, context: { requestId?: string; origin?: string } = {}): Promise<Decision> {
+    const name = typeof endpoint === 'string' ? endpoint : endpoint.name;
+    let decision: Decision;
+    try {
+      decision = dataClass === undefined ? { allowed: false, why: 'the request names no data class' } : evaluateFormSend(this.policy, dataClass, context.origin, endpoint, form);
+    } catch (error) {
+      decision = { allowed: false, why: error instanceof Error ? error.message : String(error) };
+    }
+    await this.record({
+      requestId: context.requestId ?? null,
+      kind: 'send',
+      dataClass: dataClass ?? null,
+      origin: context.origin ?? null,
+      allowed: decision.allowed ? [name] : [],
+      chosen: decision.allowed ? name : 'local',
+      why: `form ${describeForm(form)} to "${name}": ${decision.allowed ? 'sent' : 'refused, ran on the edge'}; ${decision.why}`,
+    });
+    return decision;
+  }
+
+  /**
+   * The gate as the runtime takes it (`RuntimeOptions.sendGate`): per class, what each of
+   * `candidates` may receive (worked out once per declared class); before every send,
+   * {@link checkSend}, audited. A request without a class, or of an undeclared one, sends nothing.
+   */
+  sendGate(context: { origin?: string; candidates?: readonly (string | EndpointCandidate)[] } = {}): {
+    rules(dataClass: string | undefined): SendRules;
+    check(send: { dataClass: string | undefined; requestId: string | undefined; endpoint: string; form: SendForm }): Promise<Decision>;
+  } {
+    const none: SendRules = new Map();
+    const cache = new Map<string, SendRules>();
+    const byName = new Map((context.candidates ?? []).map((c) => [typeof c === 'string' ? c : c.name, c]));
+    const origin = context.origin;
+    return {
+      rules: (dataClass) => {
+        if (dataClass === undefined) return none;
+        let rules = cache.get(dataClass);
+        if (rules === undefined) {
+          try {
+            rules = allowedSends(this.policy, dataClass, origin, context.candidates);
+          } catch {
+            return none; // an undeclared class: nothing leaves, and nothing is cached for it
+          }
+          cache.set(dataClass, rules);
+        }
+        return rules;
+      },
+      check: (send) =>
+        this.checkSend(send.dataClass, byName.get(send.endpoint) ?? send.endpoint, send.form, {
+          ...(send.requestId !== undefined ? { requestId: send.requestId } : {}),
+          ...(origin !== undefined ? { origin } : {}),
+        }),
+    };
   }
 
   /** Records the plan the planner chose among the allowed endpoints (`local` or an endpoint name). */

@@ -19,8 +19,9 @@ export {
   type PolicyIssue,
   type StoreFailure,
 } from './errors.js';
-export { ResidencyGate, allowedStores, evaluateSend, evaluateWrite, filterEndpoints, type Decision, type EndpointCandidate, type GateContext } from './gate.js';
+export { ResidencyGate, allowedSends, allowedStores, evaluateFormSend, evaluateSend, evaluateWrite, filterEndpoints, sendRuleFor, type Decision, type EndpointCandidate, type GateContext } from './gate.js';
+export { RAW_RULE, cutDepthOf, describeForm, describeRule, describeThreshold, formAllowed, type FeatureThreshold, type SendForm, type SendRule, type SendRules } from './derived.js';
 export { Outbox, type BackoffOptions, type OutboxEvent, type OutboxOptions, type Receipt, type ResultSubmission } from './outbox.js';
-export { loadPolicy, parsePolicy, validatePolicy, type Allowance, type DataClassRule, type EndpointDecl, type OriginRule, type Policy, type PolicyInput, type StoreDecl } from './policy.js';
+export { loadPolicy, parsePolicy, validatePolicy, type Allowance, type DataClassRule, type FeatureAllowance, type EndpointDecl, type OriginRule, type Policy, type PolicyInput, type StoreDecl } from './policy.js';
 export { ossCredentialsFromEnv, type OssCredentials } from './stores/oss.js';
 export { createStore, createStores, resultKey, type ObjectInfo, type PutMeta, type ResultStore, type StoredObject, type StoreFactoryOptions } from './stores/index.js';

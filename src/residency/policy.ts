@@ -6,8 +6,9 @@
  * Policies are YAML or JSON (JSON is parsed by the YAML parser, so both get line numbers in errors).
  */
 import { readFile } from 'node:fs/promises';
-import { LineCounter, isNode, parseDocument, type Document } from 'yaml';
+import { isNode, type Document, type LineCounter } from 'yaml';
 import { z } from 'zod';
+import { parseYamlSafely } from '../util/yaml.js';
 import { PolicyError, type PolicyIssue } from './errors.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
@@ -30,11 +31,29 @@ const allowanceSchema = z
   })
   .strict();
 
+/**
+ * Where derived features (a split's cut tensors) of a class may go though its raw data may not:
+ * the allowance's target, for cuts at least this deep (see src/residency/derived.ts). A depth
+ * or a FLOPs share is required: a rule without one would pass the input itself, barely changed.
+ */
+const featureAllowanceSchema = allowanceSchema
+  .omit({ requireSse: true })
+  .extend({
+    /** The cut's position among the model's cuts (`c<N>`: N, cuts ordered by head size; c0 is the input). */
+    minCutDepth: z.number().int().min(1).optional(),
+    /** The share of the model's FLOPs computed before the cut (head FLOPs ÷ total FLOPs), in (0, 1]. */
+    minFlopsShare: z.number().gt(0).max(1).optional(),
+  })
+  .strict()
+  .refine((a) => a.minCutDepth !== undefined || a.minFlopsShare !== undefined, { message: 'a features rule needs minCutDepth or minFlopsShare' });
+
 const classSchema = z
   .object({
     description: z.string().optional(),
     /** Where raw data of this class may be sent for processing. Empty or absent: it never leaves the device. */
     process: z.array(allowanceSchema).default([]),
+    /** Where features past a depth may be sent though raw data may not (`process` targets take any form). */
+    features: z.array(featureAllowanceSchema).default([]),
     /** Where results of this class may be stored. Empty or absent: nowhere (not even local disk). */
     store: z.array(allowanceSchema).default([]),
   })
@@ -116,7 +135,7 @@ export const policySchema = z
   .superRefine((policy, ctx) => {
     for (const [originName, origin] of Object.entries(policy.origins)) {
       origin.classes?.forEach((cls, i) => {
-        if (!(cls in policy.classes)) {
+        if (!Object.hasOwn(policy.classes, cls)) {
           ctx.addIssue({ code: 'custom', path: ['origins', originName, 'classes', i], message: `unknown data class "${cls}"` });
         }
       });
@@ -129,6 +148,7 @@ export const policySchema = z
   });
 
 export type Allowance = z.infer<typeof allowanceSchema>;
+export type FeatureAllowance = z.infer<typeof featureAllowanceSchema>;
 export type DataClassRule = z.infer<typeof classSchema>;
 export type OriginRule = z.infer<typeof originSchema>;
 export type EndpointDecl = z.infer<typeof endpointSchema>;
@@ -155,6 +175,24 @@ function jsonPath(path: readonly PropertyKey[]): string {
   return path.reduce<string>((acc, key) => (typeof key === 'number' ? `${acc}[${key}]` : `${acc}.${String(key)}`), '$');
 }
 
+/**
+ * Paths of own `__proto__` keys. YAML and JSON.parse keep them as keys, but zod's records drop
+ * them without a word: a class or store of that name would vanish from the policy, which then
+ * checks "ok". They are refused instead (no name may start with "_" anyway).
+ */
+function protoKeys(value: unknown, path: PropertyKey[] = [], found: PropertyKey[][] = []): PropertyKey[][] {
+  // A policy is a few levels deep; anything deeper is refused by the schema.
+  if (value === null || typeof value !== 'object' || path.length > 16) return found;
+  for (const [key, child] of Object.entries(value)) {
+    const at = [...path, Array.isArray(value) ? Number(key) : key];
+    if (key === '__proto__') found.push(at);
+    else protoKeys(child, at, found);
+  }
+  return found;
+}
+
+const PROTO_MESSAGE = '"__proto__" is not a valid name';
+
 function locate(doc: Document, counter: LineCounter, path: readonly PropertyKey[]): { line?: number; column?: number } {
   // A missing key has no node: point at the closest enclosing node that exists.
   for (let depth = path.length; depth >= 0; depth--) {
@@ -172,18 +210,13 @@ function locate(doc: Document, counter: LineCounter, path: readonly PropertyKey[
  * Throws {@link PolicyError} listing every problem with its line, column and JSON path.
  */
 export function parsePolicy(text: string, source = '<policy>'): Policy {
-  const counter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: counter, uniqueKeys: true, prettyErrors: false });
-  if (doc.errors.length > 0) {
-    throw new PolicyError(
-      source,
-      doc.errors.map((e) => {
-        const pos = counter.linePos(e.pos[0]);
-        return { path: '', message: e.message.split('\n')[0] ?? e.message, line: pos.line, column: pos.col };
-      }),
-    );
-  }
-  const raw: unknown = doc.toJS();
+  // Guarded: an alias bomb or a parser failure is a PolicyError too, never a bare exception.
+  const parsed = parseYamlSafely(text, { uniqueKeys: true });
+  if (!parsed.ok) throw new PolicyError(source, parsed.issues.map((issue) => ({ path: '', ...issue })), { cause: parsed.cause });
+  const { doc, lineCounter: counter } = parsed;
+  const raw: unknown = parsed.value;
+  const proto = protoKeys(raw);
+  if (proto.length > 0) throw new PolicyError(source, proto.map((path) => ({ path: jsonPath(path), message: PROTO_MESSAGE, ...locate(doc, counter, path) })));
   const result = policySchema.safeParse(raw);
   if (!result.success) {
     const issues: PolicyIssue[] = result.error.issues.map((issue) => ({
@@ -198,6 +231,8 @@ export function parsePolicy(text: string, source = '<policy>'): Policy {
 
 /** Validates an already-parsed policy object (from code or a config system). */
 export function validatePolicy(value: unknown, source = '<policy>'): Policy {
+  const proto = protoKeys(value);
+  if (proto.length > 0) throw new PolicyError(source, proto.map((path) => ({ path: jsonPath(path), message: PROTO_MESSAGE })));
   const result = policySchema.safeParse(value);
   if (!result.success) {
     throw new PolicyError(

@@ -5,7 +5,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { Plan } from '../planner/plan.js';
-import type { InferResponse, ProviderClient } from '../providers/types.js';
+import type { EncodedImage, InferResponse, ProviderClient } from '../providers/types.js';
 import type { TensorMap } from '../tensor/index.js';
 import { TandemError } from '../errors/index.js';
 import { ProviderError } from '../providers/errors.js';
@@ -13,6 +13,9 @@ import { deadlineSignal } from '../util/deadline.js';
 import { AbortedError, DeadlineExceededError, PlanError } from './errors.js';
 import type { EdgePool } from './pool.js';
 import type { ModelRef } from './protocol.js';
+import { EncodedOffload } from './encoded-input.js';
+import type { CompressionReport } from '../codec/index.js';
+import { formRefusal, splitForm, type CutFlopsShare, type SendCheck } from './send-form.js';
 
 /** A model split at one cut, ready for the edge pool. */
 export interface Partition {
@@ -61,6 +64,8 @@ export interface Execution {
   timing: Timing;
   bytesSent: number;
   bytesReceived: number;
+  /** What the cut's lossy encoding cost, per tensor (the codec's report), when one was used. */
+  compression?: Record<string, CompressionReport>;
 }
 
 export interface ExecuteOptions {
@@ -69,6 +74,10 @@ export interface ExecuteOptions {
   requestId?: string;
   /** Endpoints this request may be sent to (residency); all known endpoints when absent. */
   allowedEndpoints?: readonly string[];
+  /** The request's input as an encoded image, which an offload sends instead of its tensor where it can. */
+  image?: EncodedImage;
+  /** Residency for derived data: asked before every send with the form it carries (raw input or features at a cut). */
+  checkSend?: SendCheck;
   /**
    * Called with the epoch-ms time the remote call is sent, if one is: the planner's circuit
    * breaker tells stale outcomes by it (`Observation.sentAt`), including those of requests
@@ -92,6 +101,8 @@ export interface ExecutorConfig {
   headroom?: { factor?: number; marginMs?: number };
   /** Initial edge-time estimates (ms) of each cut's tail, by cut id, e.g. local − head from a profile. */
   tailEstimates?: ReadonlyMap<string, number>;
+  /** Head FLOPs ÷ total FLOPs of a cut, for `checkSend` (see send-form.ts `cutFlopsShares`). */
+  flopsShare?: CutFlopsShare;
 }
 
 /** Smoothing of the edge-time estimates used to decide when to give up on a remote call. */
@@ -107,6 +118,8 @@ const CUTOFF_SLACK_MS = 5;
 
 export class Executor {
   private readonly estimates: Map<string, number>;
+  /** Which endpoints take encoded images. */
+  readonly encoded = new EncodedOffload();
 
   constructor(private readonly config: ExecutorConfig) {
     this.estimates = new Map(config.estimates ?? []);
@@ -130,6 +143,7 @@ export class Executor {
         timing,
         bytesSent: extra.response?.bytesSent ?? 0,
         bytesReceived: extra.response?.bytesReceived ?? 0,
+        ...(extra.response?.compression ? { compression: extra.response.compression } : {}),
       };
     };
 
@@ -138,14 +152,20 @@ export class Executor {
     const client = this.config.clients.get(plan.endpoint);
     const refusal = this.refusal(plan.endpoint, client, options);
     if (plan.kind === 'offload') {
-      if (refusal || !client) return finish(await this.edge(this.config.model, inputs, timing, options), { fallback: refusal });
-      const attempt = await this.remote(client, { model: this.config.modelName, inputs }, this.config.model, timing, options);
+      // An offload sends the input itself (an encoded image is input all the same).
+      const refused = refusal ?? (await formRefusal(options.checkSend, plan.endpoint, { kind: 'raw' }));
+      if (refused || !client) return finish(await this.edge(this.config.model, inputs, timing, options), { fallback: refused });
+      // Encoded offload: the image itself where the endpoint takes it (encoded-input.ts).
+      const attempt = await this.remote(this.encoded.via(client, options.image), { model: this.config.modelName, inputs }, this.config.model, timing, options);
       if ('response' in attempt) return finish(attempt.response.outputs, { response: attempt.response });
       return finish(await this.edge(this.config.model, inputs, timing, options), { fallback: attempt.fallback });
     }
 
     if (refusal || !client) return finish(await this.edge(this.config.model, inputs, timing, options), { fallback: refusal });
     const partition = await this.partition(plan.cut);
+    // Checked before the head runs: a refused split runs the whole model on the edge instead.
+    const refusedForm = options.checkSend && (await formRefusal(options.checkSend, plan.endpoint, await splitForm(partition, inputs, plan.encoding, this.config.flopsShare)));
+    if (refusedForm) return finish(await this.edge(this.config.model, inputs, timing, options), { fallback: refusedForm });
     const seeded = this.config.tailEstimates?.get(partition.cut);
     if (seeded !== undefined && !this.estimates.has(partition.tail.sha256)) this.estimates.set(partition.tail.sha256, seeded);
     let available: TensorMap;
@@ -164,7 +184,8 @@ export class Executor {
       if (!t) throw new PlanError('RUNTIME_PARTITION', `cut ${partition.cut}: the tail needs "${name}", which neither the head nor the request provides`);
       tailInputs[name] = t;
     }
-    const attempt = await this.remote(client, { model: this.config.modelName, cut: partition.cut, inputs: tailInputs }, partition.tail, timing, options);
+    const compression = plan.encoding === 'float16' || plan.encoding === 'int8' ? { compression: plan.encoding } : {};
+    const attempt = await this.remote(client, { model: this.config.modelName, cut: partition.cut, inputs: tailInputs, ...compression }, partition.tail, timing, options);
     if ('response' in attempt) return finish(attempt.response.outputs, { response: attempt.response });
     return finish(await this.edge(partition.tail, tailInputs, timing, options), { fallback: attempt.fallback });
   }

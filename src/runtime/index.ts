@@ -4,6 +4,7 @@
  */
 export { createRuntime, type InferCallOptions, type InferResult, type InputValue, type Runtime, type RuntimeInput, type RuntimeOptions, type RuntimeTiming } from './runtime.js';
 export type { Fallback, FallbackReason } from './executor.js';
+export type { RequestSends, SendCheck, SendGate } from './send-form.js';
 export { AbortedError, ClosedError, DeadlineExceededError, EdgeExecutionError, PlanError, QueueFullError } from './errors.js';
 export { profileModel, type ProfileOptions } from './profiler.js';
 export { LINK_PROBE_LARGE_BYTES, LINK_PROBE_SMALL_BYTES, probeRound } from './link-probe.js';

@@ -12,12 +12,14 @@ import { performance } from 'node:perf_hooks';
 import { analyzeModel, splitModel, type CutInfo } from '../graph/index.js';
 import { ProfileSchema, type CutProfile, type Profile } from '../planner/profile.js';
 import type { ProviderClient } from '../providers/types.js';
-import type { Tensor, TensorMap } from '../tensor/index.js';
+import { cloneTensorMap, type TensorMap } from '../tensor/index.js';
 import { modelFromBytes } from './model-source.js';
 import { loadPackage, loadPackageModel } from './package.js';
 import { EdgePool } from './pool.js';
 import { syntheticTensor } from './synthetic.js';
 import type { ModelRef } from './protocol.js';
+import { median } from '../util/stats.js';
+import { measureEncodings, type EncodingMeasurement } from './encoding-profile.js';
 
 export interface ProfileOptions {
   /** Model package folder or `.onnx` file. */
@@ -37,6 +39,13 @@ export interface ProfileOptions {
   runs?: number;
   /** Cuts actually measured; the rest are interpolated (default 24). */
   maxCuts?: number;
+  /**
+   * Inputs on which the lossy cut encodings' output error is measured (e.g. calibration
+   * images through the package's pipeline); the synthetic input when absent.
+   */
+  calibration?: readonly TensorMap[];
+  /** `false` skips measuring the lossy cut encodings (default: measured at every measured cut). */
+  encodings?: boolean;
   log?: (line: string) => void;
 }
 
@@ -103,7 +112,8 @@ export async function profileModel(options: ProfileOptions): Promise<Profile> {
 
     const chosen = selectCuts(analysis.cuts, maxCuts);
     log(`${analysis.cuts.length} cuts; measuring ${chosen.size}, interpolating the rest`);
-    const measured = new Map<string, { headMs: number; tailMs: Record<string, number>; bytes: number }>();
+    const measured = new Map<string, Measured>();
+    const calibration = options.calibration && options.calibration.length > 0 ? options.calibration : [makeInputs()];
     for (const cut of analysis.cuts) {
       if (!chosen.has(cut.id)) continue;
       const split = await splitModel(graph, cut.id, analysis);
@@ -118,11 +128,24 @@ export async function profileModel(options: ProfileOptions): Promise<Profile> {
       const bytes = Object.values(tailInputs).reduce((n, t) => n + t.data.byteLength, 0);
       const tailMs: Record<string, number> = {};
       for (const client of endpoints) {
-        const r = await remoteTime(client, () => cloneMap(tailInputs), cut.id);
+        const r = await remoteTime(client, () => cloneTensorMap(tailInputs), cut.id);
         if (r) tailMs[client.endpoint.name] = r.ms;
       }
-      measured.set(cut.id, { headMs, tailMs, bytes });
-      log(`  ${cut.id}: head ${headMs.toFixed(2)} ms, ${bytes} bytes${Object.entries(tailMs).map(([e, ms]) => `, tail@${e} ${ms.toFixed(2)} ms`).join('')}`);
+      let codec: EncodingMeasurement | undefined;
+      if (options.encodings !== false && !trivialHead && Object.values(tailInputs).some((t) => t.dtype === 'float32')) {
+        const samples: TensorMap[] = [];
+        for (const input of calibration) {
+          // Calibration gives the image inputs; any other input keeps its synthetic value.
+          const full = { ...makeInputs(), ...cloneTensorMap(input) };
+          const run = await pool.run(head, cloneTensorMap(full), { outputs: headOutputs });
+          const all: TensorMap = { ...full, ...run.outputs };
+          samples.push(Object.fromEntries(split.manifest.tail.inputs.flatMap((t) => (all[t] ? [[t, all[t]]] : []))));
+        }
+        codec = await measureEncodings(pool, modelFromBytes(split.tail), samples);
+      }
+      measured.set(cut.id, { headMs, tailMs, bytes, ...(codec ? { codecMs: codec.codecMs, encodings: codec.encodings } : {}) });
+      const encoded = codec ? Object.entries(codec.encodings).map(([e, m]) => `, ${e} ${m.bytes} bytes (error ${m.maxError.toExponential(2)})`).join('') : '';
+      log(`  ${cut.id}: head ${headMs.toFixed(2)} ms, ${bytes} bytes${encoded}${Object.entries(tailMs).map(([e, ms]) => `, tail@${e} ${ms.toFixed(2)} ms`).join('')}`);
     }
 
     const cuts = interpolate(analysis.cuts, measured, analysis.totalFlops, outputBytes);
@@ -169,9 +192,17 @@ export function selectCuts(cuts: readonly CutInfo[], maxCuts: number): Set<strin
   return chosen;
 }
 
+interface Measured {
+  headMs: number;
+  tailMs: Record<string, number>;
+  bytes: number;
+  codecMs?: number;
+  encodings?: CutProfile['encodings'];
+}
+
 function interpolate(
   cuts: readonly CutInfo[],
-  measured: ReadonlyMap<string, { headMs: number; tailMs: Record<string, number>; bytes: number }>,
+  measured: ReadonlyMap<string, Measured>,
   totalFlops: number,
   outputBytes: number,
 ): CutProfile[] {
@@ -180,7 +211,10 @@ function interpolate(
   const endpoints = new Set(points.flatMap((p) => Object.keys(p.tailMs)));
   return cuts.map((cut) => {
     const m = measured.get(cut.id);
-    if (m) return { id: cut.id, tensors: cut.tensors, bytes: m.bytes, headFlops: cut.headFlops, headMs: m.headMs, tailMs: m.tailMs, outputBytes };
+    if (m) {
+      const codec = m.encodings ? { codecMs: m.codecMs ?? 0, encodings: m.encodings } : {};
+      return { id: cut.id, tensors: cut.tensors, bytes: m.bytes, headFlops: cut.headFlops, headMs: m.headMs, tailMs: m.tailMs, outputBytes, ...codec };
+    }
     const tailMs: Record<string, number> = {};
     for (const e of endpoints) {
       const withE = points.filter((p) => p.tailMs[e] !== undefined).map((p) => ({ x: totalFlops - p.flops, y: p.tailMs[e]! }));
@@ -206,16 +240,4 @@ function lerp(points: readonly { x: number; y: number }[], x: number): number | 
     if (x <= b.x) return b.x === a.x ? b.y : Math.max(0, a.y + ((b.y - a.y) * (x - a.x)) / (b.x - a.x));
   }
   return last.y;
-}
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length === 0 ? 0 : s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-function cloneMap(map: TensorMap): TensorMap {
-  const out: TensorMap = {};
-  for (const [k, t] of Object.entries(map)) out[k] = { dtype: t.dtype, dims: [...t.dims], data: t.data.slice() } as Tensor;
-  return out;
 }

@@ -10,15 +10,19 @@ import type { Profile } from '../planner/profile.js';
 import { imageToTensor, isRawImage, type ImageInput } from '../preprocess/image.js';
 import { postprocess, type ClassScore } from '../preprocess/postprocess.js';
 import type { EndpointConfig, ProviderClient } from '../providers/types.js';
-import { assertTensor, type Tensor, type TensorMap } from '../tensor/index.js';
+import type { Tensor, TensorMap } from '../tensor/index.js';
 import { ClosedError, PlanError } from './errors.js';
+import { checkInputTensor, imageCallOptions } from './inputs.js';
 import { Executor, type Fallback, type Partition, type PartitionSource, type Timing } from './executor.js';
 import { loadPackage, type EdgePackage } from './package.js';
 import { graphPartitions } from './partitions.js';
 import { syntheticTensor } from './synthetic.js';
 import { analyzeModel, loadModel } from '../graph/index.js';
 import { LinkProber, wantsLinkProbes } from './link-probe.js';
+import { cutFlopsShares, requestSends, type SendGate } from './send-form.js';
 import { EdgePool } from './pool.js';
+import type { ModelSignature, ValueInfo } from './protocol.js';
+import type { CompressionReport } from '../codec/index.js';
 
 /** Options of {@link createRuntime}. */
 export interface RuntimeOptions {
@@ -44,11 +48,15 @@ export interface RuntimeOptions {
   slowdown?: number;
   /** With a slowdown, stretch each run's host jitter too (default: only the undisturbed run time is stretched; see `EdgePoolOptions`). */
   stretchJitter?: boolean;
+  /** onnxruntime's CPU memory arena (default on; see `EdgePoolOptions.memoryArena`). */
+  memoryArena?: boolean;
   /**
    * Endpoints a request of the given data class may be processed at (the residency gate
    * plugs in here). Plans naming any other endpoint are executed on the edge instead.
    */
   allowedEndpoints?: (dataClass: string | undefined) => readonly string[];
+  /** Residency for derived data (replaces `allowedEndpoints`): what may go where, checked before every send (send-form.ts). */
+  sendGate?: SendGate;
   /** A profile of this model, whose times seed the runtime's edge-time estimates. */
   profile?: Profile;
   /**
@@ -110,6 +118,8 @@ export interface InferResult {
   timing: RuntimeTiming;
   bytesSent: number;
   bytesReceived: number;
+  /** What the split's lossy cut encoding cost, per tensor (the codec's report), when the plan used one. */
+  compression?: Record<string, CompressionReport>;
   /** Ranked classes per batch row, for classifiers whose manifest asks for it. */
   classes?: ClassScore[][];
 }
@@ -154,10 +164,11 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     partitions,
     ...seedEstimates(options.profile, pkg.model.sha256, pool.slowdown),
     ...(options.deadlineHeadroom ? { headroom: options.deadlineHeadroom } : {}),
+    ...(options.sendGate ? { flopsShare: cutFlopsShares(pkg, options.profile) } : {}),
   });
   if (options.warmup !== false) await warmup(pkg, executor, options.shapes ?? pkg.manifest.shapes ?? {});
   const prober = options.linkProbes !== false && !isPlan(planner) && wantsLinkProbes(planner) ? new LinkProber(planner, clients) : undefined;
-  return new EmbeddedRuntime(pkg, signature, pool, executor, planner, clients, owned, options.allowedEndpoints, prober);
+  return new EmbeddedRuntime(pkg, signature, pool, executor, planner, clients, owned, options, prober);
 }
 
 async function warmup(pkg: EdgePackage, executor: Executor, shapes: Record<string, number[]>): Promise<void> {
@@ -175,19 +186,22 @@ class EmbeddedRuntime implements Runtime {
   readonly model: Runtime['model'];
   private closed = false;
   private readonly inFlight = new Set<Promise<unknown>>();
+  /** What onnxruntime reported for each input: a caller's wrong dtype or shape is refused as theirs. */
+  private readonly inputInfo: ReadonlyMap<string, ValueInfo>;
 
   constructor(
     private readonly pkg: EdgePackage,
-    signature: { inputs: string[]; outputs: string[] },
+    signature: ModelSignature,
     private readonly pool: EdgePool,
     private readonly executor: Executor,
     private readonly planner: PlanChooser | Plan,
     private readonly clients: ReadonlyMap<string, ProviderClient>,
     private readonly owned: readonly ProviderClient[],
-    private readonly gate: RuntimeOptions['allowedEndpoints'],
+    private readonly gates: Pick<RuntimeOptions, 'allowedEndpoints' | 'sendGate'>,
     private readonly prober: LinkProber | undefined,
   ) {
     this.model = { name: pkg.name, sha256: pkg.model.sha256, inputs: signature.inputs, outputs: signature.outputs };
+    this.inputInfo = new Map((signature.metadata?.inputs ?? []).map((i) => [i.name, i]));
   }
 
   infer(input: RuntimeInput, options: InferCallOptions = {}): Promise<InferResult> {
@@ -213,18 +227,21 @@ class EmbeddedRuntime implements Runtime {
 
   private async run(input: RuntimeInput, options: InferCallOptions): Promise<InferResult> {
     const started = performance.now();
-    const inputs = await this.prepare(input);
+    const inputs = await this.prepare(input, options);
     const preprocessMs = performance.now() - started;
-    const allowed = this.allowed(options.dataClass);
+    const image = this.executor.encoded.imageOf(input, this.model.inputs, this.pkg); // Encoded offload: sent, and costed, as it came.
+    const sends = requestSends(this.gates, [...this.clients.keys()], options);
+    const allowed = sends.allowed;
     const plan = isPlan(this.planner)
       ? this.planner
-      : this.planner.choose({ allowedEndpoints: allowed, ...(options.deadline !== undefined ? { deadline: options.deadline } : {}), edgeQueue: this.pool.queueLength });
+      : this.planner.choose({ allowedEndpoints: allowed, ...this.executor.encoded.planBytes(image, allowed), ...(sends.limits ? { sendLimits: sends.limits } : {}), ...(options.deadline !== undefined ? { deadline: options.deadline } : {}), edgeQueue: this.pool.queueLength });
     // A probe round sharing the uplink with this request would slow it and measure neither.
     const linkReleased = this.prober?.requestStarting(plan);
     let sentAt: number | undefined;
     try {
       const execution = await this.executor.execute(plan, inputs, {
-        allowedEndpoints: allowed,
+        allowedEndpoints: allowed, ...(image ? { image } : {}),
+        ...(sends.checkSend ? { checkSend: sends.checkSend } : {}),
         onRemoteSend: (at) => {
           sentAt = at;
         },
@@ -255,6 +272,7 @@ class EmbeddedRuntime implements Runtime {
         timing,
         bytesSent: execution.bytesSent,
         bytesReceived: execution.bytesReceived,
+        ...(execution.compression ? { compression: execution.compression } : {}),
         ...(classes ? { classes } : {}),
       };
     } catch (error) {
@@ -274,15 +292,8 @@ class EmbeddedRuntime implements Runtime {
     if (!isPlan(this.planner)) this.planner.observe(observation);
   }
 
-  private allowed(dataClass: string | undefined): readonly string[] {
-    const known = [...this.clients.keys()];
-    if (!this.gate) return known;
-    const permitted = new Set(this.gate(dataClass));
-    return known.filter((name) => permitted.has(name));
-  }
-
   /** Validates the caller's input and turns images into tensors as the manifest declares. */
-  private async prepare(input: RuntimeInput): Promise<TensorMap> {
+  private async prepare(input: RuntimeInput, options: InferCallOptions): Promise<TensorMap> {
     const pipelines = this.pkg.manifest.inputs;
     let named: Record<string, InputValue>;
     if (input instanceof Uint8Array || isRawImage(input)) {
@@ -303,9 +314,9 @@ class EmbeddedRuntime implements Runtime {
       if (value instanceof Uint8Array || isRawImage(value)) {
         const pipeline = pipelines[name]?.pipeline;
         if (!pipeline) throw new ValidationError('RUNTIME_INPUT', `input "${name}" has no image pipeline in the manifest; pass a tensor`);
-        tensors[name] = await imageToTensor(value, pipeline);
+        tensors[name] = await imageToTensor(value, pipeline, imageCallOptions(options));
       } else {
-        assertTensor(name, value);
+        checkInputTensor(name, value, this.inputInfo.get(name));
         tensors[name] = value;
       }
     }
@@ -363,6 +374,7 @@ function createPool(options: RuntimeOptions, pkg: EdgePackage): EdgePool {
     ...(options.whenFull !== undefined ? { whenFull: options.whenFull } : {}),
     ...(options.slowdown !== undefined ? { slowdown: options.slowdown } : {}),
     ...(options.stretchJitter !== undefined ? { stretchJitter: options.stretchJitter } : {}),
+    ...(options.memoryArena !== undefined ? { memoryArena: options.memoryArena } : {}),
     preload: [pkg.model],
   });
 }

@@ -120,3 +120,10 @@ export function tensor<D extends DType>(dtype: D, dims: readonly number[], data:
 export function setTensor(map: TensorMap, name: string, tensor: Tensor): void {
   Object.defineProperty(map, name, { value: tensor, enumerable: true, writable: true, configurable: true });
 }
+
+/** A deep copy: the copy's buffers may be transferred to a worker while the original lives on. */
+export function cloneTensorMap(map: TensorMap): TensorMap {
+  const out: TensorMap = {};
+  for (const [k, t] of Object.entries(map)) out[k] = { dtype: t.dtype, dims: [...t.dims], data: t.data.slice() } as Tensor;
+  return out;
+}

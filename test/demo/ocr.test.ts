@@ -6,7 +6,7 @@ import ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { renderTextImage, hasFonts } from '../../demo/render.js';
-import { textBoxes } from '../../edge/text-boxes.js';
+import { textBoxes } from '../../src/preprocess/index.js';
 import { ocrModelPath } from '../../demo/model-files.js';
 
 const DET = ocrModelPath('ch_PP-OCRv4_det_infer.onnx');

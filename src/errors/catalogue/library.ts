@@ -53,10 +53,12 @@ export const GRAPH_CODES = inArea('graph', {
   GRAPH_OUTPUT_DIR: { status: 500, retryable: false, meaning: 'The partition files cannot be written to the output folder.' },
   GRAPH_SHAPE_UNKNOWN_INPUT: { status: 400, retryable: false, meaning: '--shape names an input the model does not have.' },
   GRAPH_SHAPE_RANK: { status: 400, retryable: false, meaning: "--shape gives a rank other than the input's." },
-  GRAPH_SHAPE_INVALID: { status: 400, retryable: false, meaning: '--shape gives a dimension that is not a positive integer.' },
+  GRAPH_SHAPE_INVALID: { status: 400, retryable: false, meaning: '--shape gives a dimension that is not a positive integer up to 2^53 - 1.' },
   GRAPH_SHAPE_MISMATCH: { status: 400, retryable: false, meaning: 'A --shape dimension contradicts a fixed dimension of the input.' },
   GRAPH_SHAPE_DYNAMIC: { status: 400, retryable: false, meaning: 'An input has a dynamic dimension and no --shape value for it.' },
   GRAPH_SHAPE_RUN: { status: 500, retryable: false, meaning: 'Running the model to measure tensor sizes failed.' },
+  GRAPH_SIZE_TOO_LARGE: { status: 500, retryable: false, meaning: 'A tensor dimension, byte size or cut size is past 2^53 - 1, where it could not be counted or written exactly.' },
+  GRAPH_NESTING_TOO_DEEP: { status: 500, retryable: false, meaning: 'Control-flow subgraphs (If, Loop, Scan) are nested deeper than Tandem reads.' },
 });
 
 export const PLANNER_CODES = inArea('planner', {
@@ -68,14 +70,18 @@ export const PLANNER_CODES = inArea('planner', {
 });
 
 export const PREPROCESS_CODES = inArea('preprocess', {
-  IMAGE_EMPTY: { status: 500, retryable: false, meaning: 'The image is 0 bytes.' },
-  IMAGE_CORRUPT: { status: 500, retryable: false, meaning: 'The image cannot be decoded, or is not image bytes at all.' },
-  IMAGE_FORMAT: { status: 500, retryable: false, meaning: 'The image format is not JPEG, PNG, WebP or raw pixels.' },
-  IMAGE_ZERO_SIZE: { status: 500, retryable: false, meaning: 'The image has a zero or invalid width or height.' },
-  IMAGE_CHANNELS: { status: 500, retryable: false, meaning: 'The image has a channel count the pipeline cannot use.' },
-  IMAGE_RAW_LENGTH: { status: 500, retryable: false, meaning: 'A raw pixel buffer has a length its width, height and channels do not give.' },
-  IMAGE_TOO_LARGE: { status: 500, retryable: false, meaning: "The image has more pixels than the pipeline's limit." },
-  IMAGE_CROP: { status: 500, retryable: false, meaning: "The pipeline's crop does not fit inside the image." },
+  IMAGE_EMPTY: { status: 400, retryable: false, meaning: 'The image is 0 bytes.' },
+  IMAGE_CORRUPT: { status: 400, retryable: false, meaning: 'The image cannot be decoded, or is not image bytes at all.' },
+  IMAGE_FORMAT: { status: 400, retryable: false, meaning: 'The image format is not JPEG, PNG, WebP or raw pixels.' },
+  IMAGE_ZERO_SIZE: { status: 400, retryable: false, meaning: 'The image has a zero or invalid width or height.' },
+  IMAGE_CHANNELS: { status: 400, retryable: false, meaning: 'The image has a channel count the pipeline cannot use.' },
+  IMAGE_RAW_LENGTH: { status: 400, retryable: false, meaning: 'A raw pixel buffer has a length its width, height and channels do not give.' },
+  IMAGE_TOO_LARGE: { status: 400, retryable: false, meaning: "The image has more pixels, or a longer side, than the pipeline's limit (maxPixels, maxSide); refused before decoding." },
+  IMAGE_ASPECT_RATIO: { status: 400, retryable: false, meaning: "The image's longer side is more times its shorter than the pipeline's maxAspectRatio; refused before decoding." },
+  IMAGE_CROP: { status: 400, retryable: false, meaning: "The pipeline's crop does not fit inside the image." },
+  TEXT_BOXES_DTYPE: { status: 400, retryable: false, meaning: "The text detector's probability map is not float32." },
+  TEXT_BOXES_SHAPE: { status: 400, retryable: false, meaning: "The text detector's probability map is not [1, 1, H, W]." },
+  IMAGE_FOLDER: { status: 400, retryable: false, meaning: 'A folder of images (calibration, holdout) or a file in it cannot be read.' },
   IMAGE_DECODER_UNAVAILABLE: { status: 500, retryable: false, meaning: 'The image decoder (sharp) cannot be loaded.' },
   POSTPROCESS_OUTPUT: { status: 500, retryable: false, meaning: 'The output the post-processing reads is not among the model outputs.' },
   POSTPROCESS_DTYPE: { status: 500, retryable: false, meaning: "The classification output's dtype is not numeric." },

@@ -19,7 +19,7 @@ export const PACKAGE_CODES = inArea('package', {
 });
 
 export const RUNTIME_CODES = inArea('runtime', {
-  RUNTIME_INPUT: { status: 400, retryable: false, meaning: 'infer() got an input it cannot use: a missing input, or an image with no pipeline for it.' },
+  RUNTIME_INPUT: { status: 400, retryable: false, meaning: 'infer() got an input it cannot use: a missing input, an image with no pipeline for it, or a tensor of a dtype or shape the model does not take.' },
   RUNTIME_SYNTHETIC_INPUT: { status: 400, retryable: false, meaning: 'An input has a dtype that cannot be synthesised for profiling.' },
   RUNTIME_ENDPOINT: { status: 400, retryable: false, meaning: 'Two configured endpoints have the same name.' },
   RUNTIME_OPTION: { status: 500, retryable: false, meaning: 'A runtime or pool option is out of range (workers, queue, slowdown).' },
@@ -31,9 +31,11 @@ export const RUNTIME_CODES = inArea('runtime', {
   RUNTIME_WORKER_FAILED: { status: 503, retryable: true, meaning: 'A worker thread crashed while running the request; a replacement takes the next one.' },
   RUNTIME_QUEUE_FULL: { status: 503, retryable: true, meaning: "The edge pool's queue is at its bound and the caller asked not to wait." },
   RUNTIME_ABORTED: { status: 500, retryable: false, meaning: "The caller's AbortSignal fired before the request completed (the cloud answers it as CLOUD_CLIENT_CLOSED)." },
-  RUNTIME_DEADLINE_EXCEEDED: { status: 500, retryable: false, meaning: "The request's deadline passed before a result was available (the cloud answers it as CLOUD_DEADLINE)." },
+  RUNTIME_DEADLINE_EXCEEDED: { status: 504, retryable: false, meaning: "The request's deadline passed before a result was available (the cloud answers it as CLOUD_DEADLINE)." },
   RUNTIME_CLOSED: { status: 500, retryable: false, meaning: 'The pool or runtime is closed and takes no new work (the cloud answers it as CLOUD_DRAINING).' },
   RUNTIME_FAILED: { status: 500, retryable: false, meaning: 'Inference failed for a reason no more specific code covers.' },
+  PATH_PSEUDO_FS: { status: 400, retryable: false, meaning: 'A folder to create or write in is on a kernel pseudo filesystem (/proc, /sys, cgroup…), which cannot hold files.' },
+  PATH_NOT_DIRECTORY: { status: 400, retryable: false, meaning: 'A folder to create has an existing level that is a file, not a folder.' },
 });
 
 /** Failures of calls to cloud endpoints, classified so a caller can tell a retry from a final answer. */

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { ValidationError } from '../../errors/index.js';
 import { BYTES_PER_ELEMENT, bytesOf, setTensor, viewAs, type DType, type Tensor, type TensorMap } from '../../tensor/index.js';
 import { flatten, nestedShape, tensorFromValues, valuesOf } from './json-tensors.js';
+import { oipBytesElement, oipBytesSingle, OIP_PIPELINE_PARAMETER, type EncodedImage } from './image.js';
 
 export const OIP_HEADER_LENGTH = 'inference-header-content-length';
 
@@ -23,7 +24,8 @@ const TO_OIP: Record<DType, string> = {
   float32: 'FP32', float16: 'FP16', float64: 'FP64', int64: 'INT64', int32: 'INT32', int16: 'INT16', int8: 'INT8',
   uint8: 'UINT8', uint16: 'UINT16', uint32: 'UINT32', uint64: 'UINT64', bool: 'BOOL',
 };
-const FROM_OIP: Record<string, DType> = Object.fromEntries(Object.entries(TO_OIP).map(([k, v]) => [v, k as DType]));
+// A Map: the datatype is the client's string, and an object would answer "constructor".
+const FROM_OIP = new Map<string, DType>(Object.entries(TO_OIP).map(([k, v]) => [v, k as DType]));
 
 export function oipDatatype(dtype: DType): string {
   return TO_OIP[dtype];
@@ -75,8 +77,8 @@ function parseEntries(entries: z.infer<typeof tensorEntry>[], binary: Uint8Array
   for (const e of entries) {
     // A second entry of the same name would silently replace the first.
     if (Object.hasOwn(out, e.name)) throw new ValidationError('OIP_DUPLICATE', `${what} "${e.name}" appears twice`);
-    const dtype = FROM_OIP[e.datatype];
-    if (!dtype) throw new ValidationError('OIP_DATATYPE', `${what} "${e.name}": datatype ${e.datatype} is not supported (use one of ${Object.keys(FROM_OIP).join(', ')})`);
+    const dtype = FROM_OIP.get(e.datatype);
+    if (!dtype) throw new ValidationError('OIP_DATATYPE', `${what} "${e.name}": datatype ${e.datatype} is not supported (use one of ${[...FROM_OIP.keys()].join(', ')})`);
     let count = 1;
     for (const d of e.shape) count *= d;
     if (count > limits.maxElements) throw new ValidationError('OIP_TOO_LARGE', `${what} "${e.name}": ${count} elements exceed the limit of ${limits.maxElements}`);
@@ -173,4 +175,63 @@ export function decodeOipResponse(body: Uint8Array, headerLength: number | undef
   const parsed = responseSchema.safeParse(json);
   if (!parsed.success) throw new ValidationError('OIP_RESPONSE', `not an OIP v2 inference response: ${issues(parsed.error)}`);
   return { tensors: parseEntries(parsed.data.outputs, binary, limits, 'output'), parameters: parsed.data.parameters ?? {} };
+}
+
+/**
+ * An OIP binary request carrying one encoded image (encoded offload): a BYTES tensor of one
+ * element, its `content_type` in the input's parameters and the pipeline fingerprint in the
+ * request's (`tandem_pipeline`).
+ */
+export function encodeOipImageRequest(image: EncodedImage, options: { id?: string } = {}): OipEncoded {
+  const chunks = oipBytesElement(image.bytes);
+  const size = chunks.reduce((n, c) => n + c.byteLength, 0);
+  const header: Record<string, unknown> = {
+    inputs: [{ name: image.input, shape: [1], datatype: 'BYTES', parameters: { binary_data_size: size, content_type: image.contentType } }],
+    parameters: { binary_data_output: true, [OIP_PIPELINE_PARAMETER]: image.pipelineSha256 },
+  };
+  if (options.id !== undefined) header['id'] = options.id;
+  return assemble(header, chunks, true);
+}
+
+/** An encoded image an OIP request carries (see {@link encodeOipImageRequest}). */
+export interface OipImageRequest {
+  input: string;
+  bytes: Uint8Array;
+  /** The input's `content_type` parameter, if given. */
+  contentType?: string;
+  /** The request's `tandem_pipeline` parameter, if given. */
+  pipeline?: string;
+  id?: string;
+  cut?: string;
+  binaryOutputs: boolean;
+}
+
+/**
+ * The image of an OIP binary request whose input is a BYTES tensor; undefined for any other
+ * request (left to {@link decodeOipRequest}). A header that does not mention BYTES is not parsed.
+ */
+export function decodeOipImageRequest(body: Uint8Array, headerLength: number | undefined): OipImageRequest | undefined {
+  if (headerLength === undefined || !Number.isInteger(headerLength) || headerLength < 0 || headerLength > body.byteLength) return undefined;
+  if (Buffer.from(body.buffer, body.byteOffset, headerLength).indexOf('"BYTES"') < 0) return undefined;
+  const { json, binary } = splitBody(body, headerLength);
+  const parsed = requestSchema.safeParse(json);
+  if (!parsed.success) throw new ValidationError('OIP_REQUEST', `not an OIP v2 inference request: ${issues(parsed.error)}`);
+  const r = parsed.data;
+  if (!r.inputs.some((e) => e.datatype === 'BYTES')) return undefined;
+  const e = r.inputs[0];
+  if (r.inputs.length !== 1 || !e) throw new ValidationError('OIP_DATATYPE', 'a BYTES input (an encoded image) must be the request\'s only input');
+  if (e.shape.reduce((a, b) => a * b, 1) !== 1) throw new ValidationError('OIP_DATATYPE', `input "${e.name}": a BYTES input holds one encoded image (shape [1]), got [${e.shape.join(', ')}]`);
+  if (e.parameters?.['binary_data_size'] !== binary.byteLength) throw new ValidationError('OIP_BINARY', `input "${e.name}": binary_data_size must be the ${binary.byteLength} bytes after the header`);
+  const contentType = e.parameters['content_type'];
+  const pipeline = r.parameters?.[OIP_PIPELINE_PARAMETER];
+  const cut = r.parameters?.['cut'];
+  return {
+    input: e.name,
+    bytes: oipBytesSingle(binary, `input "${e.name}"`),
+    ...(typeof contentType === 'string' ? { contentType } : {}),
+    ...(typeof pipeline === 'string' ? { pipeline } : {}),
+    ...(r.id !== undefined ? { id: r.id } : {}),
+    ...(typeof cut === 'string' ? { cut } : {}),
+    binaryOutputs: r.parameters?.['binary_data_output'] === true || (r.outputs ?? []).some((o) => o.parameters?.['binary_data'] === true),
+  };
 }
