@@ -1,9 +1,11 @@
 /**
  * `tandem demo`: the whole system on one machine with embedded defaults. It starts an MQTT
  * broker (aedes, in-process), the cloud service with its emulated SageMaker, Vertex AI and
- * PAI-EAS fronts behind an emulated network link, and the edge agent with a residency
- * policy for three data classes; then a simulated camera streams rendered text images
- * through MQTT while the link goes fast → slow → cut off → back. The PP-OCRv4 text detector
+ * PAI-EAS fronts, and the edge agent with a residency policy for three data classes. Each
+ * cloud endpoint has its own emulated link (its own shaper), at a different bandwidth and
+ * round trip: a simulated camera streams rendered text
+ * images through MQTT while Frankfurt's link degrades, then fails (the agent fails over to
+ * another cloud), then every link is cut off, then all come back. The PP-OCRv4 text detector
  * runs local, offloaded (or split, when the graph toolkit provides cuts), and every result is
  * checked to be in a store its class allows.
  */
@@ -25,19 +27,20 @@ import { createServiceFromConfig } from '../edge/service-factory.js';
 import { DemoDevice } from './device.js';
 import { Shaper } from '../src/shaper/index.js';
 
+import { ocrModelPath } from './model-files.js';
+import { DEMO_CLASSES, DEMO_STORE_PREFERENCE, demoPolicyYaml } from './policy.js';
+import { renderTextImage } from './render.js';
+import { summarize, summaryText, tableHeader, tableRow, type DemoRow, type DemoSummary } from './report.js';
+
 interface LinkConditions {
   /** Per direction, bits per second. */
   bandwidthBitsPerSecond: number;
   rttMs: number;
   down: boolean;
 }
-import { ocrModelPath } from './model-files.js';
-import { DEMO_CLASSES, DEMO_STORE_PREFERENCE, demoPolicyYaml } from './policy.js';
-import { renderTextImage } from './render.js';
-import { summarize, summaryText, tableHeader, tableRow, type DemoRow, type DemoSummary } from './report.js';
 
 export interface DemoOptions {
-  /** Requests per network phase (4 phases). */
+  /** Requests per network phase (4 phases; the second is split between Frankfurt degrading and failing). */
   perPhase?: number;
   /** Requests in flight at once from the camera. */
   concurrency?: number;
@@ -65,12 +68,32 @@ const CREDS = {
   easToken: 'tandem-demo-eas-token',
 };
 
-const PHASES: Array<{ name: string; link: LinkConditions }> = [
-  { name: 'fast', link: { bandwidthBitsPerSecond: 1e9, rttMs: 4, down: false } },
-  { name: 'slow', link: { bandwidthBitsPerSecond: 8e6, rttMs: 120, down: false } },
-  { name: 'cut off', link: { bandwidthBitsPerSecond: 8e6, rttMs: 120, down: true } },
-  { name: 'back', link: { bandwidthBitsPerSecond: 1e9, rttMs: 4, down: false } },
+const FRA = 'sagemaker-frankfurt';
+const ENDPOINT_NAMES = [FRA, 'vertex-iowa', 'eas-shanghai'] as const;
+/** Each cloud's own link when all is well: Frankfurt nearest, Shanghai farthest. */
+const NOMINAL: Record<string, LinkConditions> = {
+  [FRA]: { bandwidthBitsPerSecond: 1e9, rttMs: 4, down: false },
+  'vertex-iowa': { bandwidthBitsPerSecond: 200e6, rttMs: 30, down: false },
+  'eas-shanghai': { bandwidthBitsPerSecond: 50e6, rttMs: 80, down: false },
+};
+const cut = (l: LinkConditions): LinkConditions => ({ ...l, down: true });
+
+/**
+ * `share`: the phase's part of `perPhase` requests per step. Frankfurt degrading and failing
+ * share one step, so a run is still 4 × `perPhase` requests.
+ */
+const PHASES: Array<{ name: string; share: 'all' | 'first half' | 'second half'; links: Record<string, LinkConditions> }> = [
+  { name: 'fast', share: 'all', links: NOMINAL },
+  { name: 'fra slow', share: 'first half', links: { ...NOMINAL, [FRA]: { bandwidthBitsPerSecond: 8e6, rttMs: 120, down: false } } },
+  { name: 'fra down', share: 'second half', links: { ...NOMINAL, [FRA]: cut(NOMINAL[FRA]!) } },
+  { name: 'cut off', share: 'all', links: Object.fromEntries(ENDPOINT_NAMES.map((n) => [n, cut(NOMINAL[n]!)])) },
+  { name: 'back', share: 'all', links: NOMINAL },
 ];
+
+function phaseRequests(share: (typeof PHASES)[number]['share'], perPhase: number): number {
+  const half = Math.floor(perPhase / 2);
+  return share === 'all' ? perPhase : share === 'first half' ? half : perPhase - half;
+}
 
 async function startBroker(): Promise<{ url: string; close: () => Promise<void> }> {
   const broker = await Aedes.createBroker();
@@ -156,20 +179,27 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       logger: logger.child({ component: 'cloud' }),
     });
     closers.push(() => cloud.drain());
-    // The benchmark harness's shaper stands between the edge and every emulated front.
-    const shaper = await Shaper.start({ target: { host: '127.0.0.1', port: cloud.port } });
-    closers.push(() => shaper.close());
-    const applyLink = (link: LinkConditions): void => {
-      shaper.setLink(link.bandwidthBitsPerSecond, link.rttMs);
-      shaper.cutOff(link.down);
+    // One shaper per cloud endpoint (the benchmark harness's), each its own link to its front.
+    const shapers = new Map<string, Shaper>();
+    for (const name of ENDPOINT_NAMES) {
+      const shaper = await Shaper.start({ target: { host: '127.0.0.1', port: cloud.port } });
+      closers.push(() => shaper.close());
+      shapers.set(name, shaper);
+    }
+    const applyLinks = (links: Record<string, LinkConditions>): void => {
+      for (const [name, shaper] of shapers) {
+        const link = links[name]!;
+        shaper.setLink(link.bandwidthBitsPerSecond, link.rttMs);
+        shaper.cutOff(link.down);
+      }
     };
-    applyLink(PHASES[0]!.link);
-    const link = { url: `http://127.0.0.1:${shaper.port}` };
+    applyLinks(PHASES[0]!.links);
+    const url = (name: string): string => `http://127.0.0.1:${shapers.get(name)!.port}`;
 
     const endpoints: EndpointConfig[] = [
-      { name: 'sagemaker-frankfurt', kind: 'sagemaker', region: 'eu-central-1', url: link.url, target: 'tandem-ocr' },
-      { name: 'eas-shanghai', kind: 'pai-eas', region: 'cn-shanghai', url: link.url, target: 'tandem-ocr', token: CREDS.easToken },
-      { name: 'vertex-iowa', kind: 'vertex', region: 'us-central1', url: link.url, project: 'tandem-demo', target: 'tandem-ocr', token: CREDS.vertexToken },
+      { name: FRA, kind: 'sagemaker', region: 'eu-central-1', url: url(FRA), target: 'tandem-ocr' },
+      { name: 'eas-shanghai', kind: 'pai-eas', region: 'cn-shanghai', url: url('eas-shanghai'), target: 'tandem-ocr', token: CREDS.easToken },
+      { name: 'vertex-iowa', kind: 'vertex', region: 'us-central1', url: url('vertex-iowa'), project: 'tandem-demo', target: 'tandem-ocr', token: CREDS.vertexToken },
     ];
     // Edge times of the whole model and of a few cuts (the rest interpolated); remote times
     // are estimated from them, since the emulated cloud runs on this same machine.
@@ -208,18 +238,21 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     closers.push(() => device.close());
 
     const images = await Promise.all(Array.from({ length: 8 }, (_, i) => renderTextImage(100 + i, SIZE, SIZE)));
-    print(`Tandem demo: PP-OCRv4 text detection, ${PHASES.length * perPhase} requests, edge emulated ${slowdown}× slower than this machine`);
-    print(`cloud ${cloud.url} behind the shaper at ${link.url}; broker ${broker.url}; agent thing "${thingName}"`);
+    const total = PHASES.reduce((n, p) => n + phaseRequests(p.share, perPhase), 0);
+    print(`Tandem demo: PP-OCRv4 text detection, ${total} requests, edge emulated ${slowdown}× slower than this machine`);
+    print(`cloud ${cloud.url}, each endpoint behind its own shaped link: ${ENDPOINT_NAMES.map((n) => `${n} ${url(n)} (${linkText(NOMINAL[n]!)})`).join(', ')}`);
+    print(`broker ${broker.url}; agent thing "${thingName}"; ${FRA}'s link degrades, then fails, in phases "fra slow" and "fra down"`);
     print('');
     print(tableHeader());
 
     const rows: DemoRow[] = [];
     let seq = 0;
     for (const phase of PHASES) {
-      applyLink(phase.link);
+      applyLinks(phase.links);
+      const count = phaseRequests(phase.share, perPhase);
       let next = 0;
       const worker = async (): Promise<void> => {
-        while (next < perPhase) {
+        while (next < count) {
           next++;
           const n = ++seq;
           const dataClass = DEMO_CLASSES[n % DEMO_CLASSES.length] ?? 'unrestricted';
@@ -278,4 +311,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     for (const c of closers.reverse()) await c().catch(() => undefined);
     if (!options.keep) await rm(workdir, { recursive: true, force: true });
   }
+}
+
+function linkText(l: LinkConditions): string {
+  return l.down ? 'cut off' : `${l.bandwidthBitsPerSecond / 1e6} Mbit/s, ${l.rttMs} ms`;
 }
