@@ -103,8 +103,9 @@ describe('chaos under load', () => {
         endpoints: [{ name: 'kserve', kind: 'oip', region: 'cn-shanghai', url: `http://127.0.0.1:${shaper.port}`, target: 'cls' }],
         residency: { policy: 'policy.yaml', defaultDataClass: 'frames', keyFile: 'data.key' },
         outbox: { dir: 'outbox', retry: { baseMs: 50, maxMs: 500 } },
-        // The planner believes the edge 4× slower than it is, so most requests use the cloud.
-        planner: { edgeScale: 4, rttMs: 4, bandwidthBitsPerSecond: 2e8 },
+        // The planner starts out believing the edge 20× slower, so early requests use the cloud;
+        // on one machine the edge is as fast, so once it has measured that most run locally.
+        planner: { edgeScale: 20, exploration: false, rttMs: 4, bandwidthBitsPerSecond: 2e8 },
         http: { host: '127.0.0.1', port: agentPort },
         limits: { drainTimeoutMs: 5000 },
       }),
