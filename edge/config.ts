@@ -87,6 +87,8 @@ const ModelSchema = z
     workers: z.number().int().positive().optional(),
     /** onnxruntime's CPU memory arena: off for a smaller resident set on small devices (default on). */
     memoryArena: z.boolean().optional(),
+    /** Run the model once on a synthetic input before serving (default on); off answers sooner after start-up. */
+    warmup: z.boolean().optional(),
     /** Profile written by `tandem profile`, which seeds the adaptive planner. */
     profile: z.string().min(1).optional(),
     /** Poll `path` for a new version and switch to it without a restart (docs/guide/model-updates.md). */

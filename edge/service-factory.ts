@@ -285,6 +285,7 @@ async function buildModel(build: ModelBuild, m: EdgeConfig['models'][number], pa
       linkProbes: plannerOptions.linkProbes,
       ...(m.workers !== undefined ? { workers: m.workers } : {}),
       ...(m.memoryArena !== undefined ? { memoryArena: m.memoryArena } : {}),
+      ...(m.warmup !== undefined ? { warmup: m.warmup } : {}),
       ...(sendGate ? { sendGate } : {}),
       ...(profile ? { profile } : {}),
       ...(options.runtimeOptions?.(m.name) ?? {}),

@@ -65,7 +65,7 @@ export async function checkModelPackage(path: string): Promise<ModelPackage> {
 /** The default edge.yaml: every model shipped, the HTTP front on loopback, paths relative to the artifact. */
 export function defaultConfig(models: ReadonlyArray<{ name: string; path: string }>): string {
   const body = toYaml({
-    models: models.map((m) => ({ name: m.name, path: m.path, workers: 1, memoryArena: false })),
+    models: models.map((m) => ({ name: m.name, path: m.path, workers: 1, memoryArena: false, warmup: false })),
     http: { host: '127.0.0.1', port: 8780 },
     outbox: { dir: 'var/outbox' },
     log: { level: 'info' },

@@ -122,7 +122,7 @@ function at(value: unknown, ...keys: string[]): unknown {
 export function renderRecipe(templateText: string, o: { version: string; platform: Platform; models: ArtifactManifest['models']; artifactUri: string }): string {
   const doc = parseDocument(templateText);
   doc.set('ComponentVersion', o.version);
-  doc.setIn(['ComponentConfiguration', 'DefaultConfiguration', 'edge', 'models'], doc.createNode(o.models.map((m) => ({ name: m.name, path: `${UNPACKED}/${m.path}`, workers: 1, memoryArena: false }))));
+  doc.setIn(['ComponentConfiguration', 'DefaultConfiguration', 'edge', 'models'], doc.createNode(o.models.map((m) => ({ name: m.name, path: `${UNPACKED}/${m.path}`, workers: 1, memoryArena: false, warmup: false }))));
   doc.setIn(['Manifests', 0, 'Platform', 'architecture'], ARCHITECTURE[o.platform]);
   doc.setIn(['Manifests', 0, 'Artifacts', 0, 'URI'], o.artifactUri);
   return doc.toString({ lineWidth: 0 });

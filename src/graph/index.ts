@@ -51,6 +51,15 @@ export interface ModelAnalysis {
 }
 
 /** Sizes every cut for the given input shapes (dynamic batch-like dimensions default to 1). */
+/**
+ * The model's inputs with their declared dtypes and resolved shapes: what a synthetic input needs,
+ * without the shape inference (an onnxruntime session) of {@link analyzeModel}.
+ */
+export function inputSpecs(model: OnnxModel, shapes: InputShapes = {}): TensorSpec[] {
+  const resolved = resolveInputShapes(model, shapes);
+  return model.inputs.map((i) => ({ name: i.name, dtype: elemTypeName(i.elemType), shape: [...(resolved[i.name] ?? [])] }));
+}
+
 export async function analyzeModel(model: OnnxModel, shapes: InputShapes = {}): Promise<ModelAnalysis> {
   const resolved = resolveInputShapes(model, shapes);
   const tensorShapes = await computeTensorShapes(model, resolved);

@@ -58,7 +58,7 @@ describe('tandem package greengrass --platform linux-x64', () => {
     // Nothing is installed on the device: no npm, no registry.
     expect(JSON.stringify(manifest['Lifecycle'])).not.toMatch(/npm|yarn|pnpm/);
     expect(recipe['ComponentConfiguration']['DefaultConfiguration']['edge']['models']).toEqual([
-      { name: 'ppocr-det', path: '{artifacts:decompressedPath}/tandem-edge/models/ppocr-det', workers: 1, memoryArena: false },
+      { name: 'ppocr-det', path: '{artifacts:decompressedPath}/tandem-edge/models/ppocr-det', workers: 1, memoryArena: false, warmup: false },
     ]);
     const broken = text.replace('{artifacts:decompressedPath}/tandem-edge/models/ppocr-det', '{artifacts:decompressedPath}/tandem/models/ppocr-det');
     expect(checkRecipe(broken, work)).toEqual(['the default configuration\'s model "ppocr-det" is not in the artifact']);
