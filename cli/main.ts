@@ -6,9 +6,13 @@ import { Command, CommanderError } from 'commander';
 import { errorInfo, isTandemError, ValidationError } from '../src/errors/index.js';
 import { registerAgentCommands } from './agent-commands.js';
 import { registerGraphCommands } from './graph-commands.js';
+import { registerGraphBenchCommands } from './graph-bench-commands.js';
 import { registerCloudCommands } from './cloud-commands.js';
+import { registerEdgeBenchCommand } from './edge-artifact/commands.js';
+import { registerEndpointsBenchCommand } from './endpoints-bench-command.js';
 import { registerPackageCommands } from './package-commands.js';
 import { registerBenchCommand, registerPlannerCommands } from './planner-commands.js';
+import { registerPruneBenchCommand, registerPruneCommands } from './prune-commands.js';
 import { registerResidencyCommands } from './residency-commands.js';
 import { registerRuntimeBenchCommands, registerRuntimeCommands } from './runtime-commands.js';
 
@@ -26,8 +30,13 @@ export function buildProgram(): Command {
   registerCloudCommands(program);
   registerResidencyCommands(program);
   registerRuntimeCommands(program);
+  registerPruneCommands(program);
   // Attach to the shared `bench` parent; create it only if no area has.
   registerRuntimeBenchCommands(program.commands.find((c) => c.name() === 'bench') ?? program.command('bench').description('benchmarks'));
+  registerGraphBenchCommands(program.commands.find((c) => c.name() === 'bench')!);
+  registerEdgeBenchCommand(program.commands.find((c) => c.name() === 'bench') ?? program.command('bench').description('benchmarks'));
+  registerEndpointsBenchCommand(program.commands.find((c) => c.name() === 'bench')!);
+  registerPruneBenchCommand(program.commands.find((c) => c.name() === 'bench')!);
   return program;
 }
 

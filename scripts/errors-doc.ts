@@ -18,6 +18,7 @@ const AREA_TITLES: Record<ErrorArea, string> = {
   planner: 'Planner and profiles',
   preprocess: 'Images and post-processing',
   package: 'Model packages',
+  prune: 'Pruning',
   runtime: 'Edge runtime',
   providers: 'Cloud providers (client side)',
   residency: 'Residency, stores, outbox, audit',

@@ -7,6 +7,7 @@
 import { BENCH_CODES, CLI_CODES, CLOUD_CODES, DEMO_CODES, EDGE_CODES, MODELS_CODES } from './catalogue/apps.js';
 import type { ErrorArea, ErrorInfo, HttpStatus } from './catalogue/info.js';
 import { CODEC_CODES, GRAPH_CODES, PLANNER_CODES, PREPROCESS_CODES, SHAPER_CODES, TENSOR_CODES, WIRE_CODES } from './catalogue/library.js';
+import { PRUNE_CODES } from './catalogue/prune.js';
 import { RESIDENCY_CODES } from './catalogue/residency.js';
 import { PACKAGE_CODES, PROVIDER_CODES, RUNTIME_CODES } from './catalogue/runtime.js';
 
@@ -25,6 +26,7 @@ export const ERROR_AREAS = {
   providers: PROVIDER_CODES,
   residency: RESIDENCY_CODES,
   shaper: SHAPER_CODES,
+  prune: PRUNE_CODES,
   edge: EDGE_CODES,
   cloud: CLOUD_CODES,
   cli: CLI_CODES,
@@ -45,6 +47,7 @@ export const ERROR_CATALOGUE = {
   ...PROVIDER_CODES,
   ...RESIDENCY_CODES,
   ...SHAPER_CODES,
+  ...PRUNE_CODES,
   ...EDGE_CODES,
   ...CLOUD_CODES,
   ...CLI_CODES,

@@ -1,0 +1,89 @@
+/**
+ * `tandem prune`: structured channel pruning of a model package, measured on holdout images
+ * (src/prune); and `tandem bench prune`, the accuracy/F1-against-FLOPs sweep on the PP-OCR models.
+ */
+import type { Command } from 'commander';
+import { loadBench } from './bench-loader.js';
+import { intAtLeast } from './options.js';
+
+interface PruneCommandOptions {
+  calib: string;
+  keep: string;
+  out: string;
+  upto?: string;
+  holdout?: string;
+  labels?: string;
+  rows?: number;
+  threads?: number;
+  json?: boolean;
+}
+
+export function registerPruneCommands(program: Command): void {
+  program
+    .command('prune')
+    .description('prune output channels of the model (or of its head up to a cut) without retraining, and write a new package')
+    .argument('<package>', 'model package whose manifest declares an image pipeline')
+    .requiredOption('--calib <dir>', 'calibration images (JPEG/PNG/WebP), run through the package pipeline')
+    .requiredOption('--keep <fraction>', 'fraction of the pruned region\'s FLOPs to keep, in (0, 1]')
+    .requiredOption('--out <dir>', 'package folder to write (must not exist or be empty)')
+    .option('--upto <cut>', 'prune only the head up to this cut (default: the whole model)')
+    .option('--holdout <dir>', 'holdout images (never the calibration ones) to measure fidelity on')
+    .option('--labels <file>', '"IMAGE LABEL" lines for the holdout images: accuracy against labels (classifiers)')
+    .option('--rows <n>', 'sampled rows per reconstructed layer (default 4096)', intAtLeast('--rows', 1, 'CLI_OPTION'))
+    .option('--threads <n>', 'onnxruntime threads for calibration (default 1)', intAtLeast('--threads', 1, 'CLI_OPTION'))
+    .option('--json', 'print what was pruned and measured as JSON; the last line is the summary')
+    .action(async (pkg: string, options: PruneCommandOptions) => {
+      // Loaded with the command: pruning's dependencies (ml-matrix) are not needed by any other.
+      const { prunePackage } = await import('../src/prune/index.js');
+      const report = await prunePackage({
+        package: pkg,
+        calib: options.calib,
+        keep: Number(options.keep),
+        out: options.out,
+        ...(options.upto !== undefined ? { upto: options.upto } : {}),
+        ...(options.holdout !== undefined ? { holdout: options.holdout } : {}),
+        ...(options.labels !== undefined ? { labels: options.labels } : {}),
+        ...(options.rows !== undefined ? { rows: options.rows } : {}),
+        ...(options.threads !== undefined ? { threads: options.threads } : {}),
+        log: (line) => process.stderr.write(`${line}\n`),
+      });
+      const summary = {
+        flops: report.flops,
+        params: report.params,
+        edgeMs: report.edgeMs,
+        fidelity: report.fidelity ?? null,
+        ...(report.cutBytes ? { cutBytes: report.cutBytes } : {}),
+      };
+      if (options.json) {
+        process.stdout.write(`${JSON.stringify({ layers: report.layers, solves: report.solves })}\n`);
+        process.stdout.write(`${JSON.stringify(summary)}\n`);
+        return;
+      }
+      const pct = (a: number, b: number): string => `${((100 * (b - a)) / a).toFixed(1)}%`;
+      const lines = [
+        `wrote ${options.out}`,
+        `FLOPs   ${report.flops.before} → ${report.flops.after} (${pct(report.flops.before, report.flops.after)})`,
+        `params  ${report.params.before} → ${report.params.after} (${pct(report.params.before, report.params.after)})`,
+        `edge ms ${report.edgeMs.before} → ${report.edgeMs.after}`,
+        ...(report.cutBytes ? [`cut bytes ${report.cutBytes.before} → ${report.cutBytes.after}`] : []),
+        ...(report.fidelity ? [`fidelity ${JSON.stringify(report.fidelity)}`] : ['fidelity not measured (no --holdout)']),
+        ...report.layers.map((l) => `  ${l.node} (${l.op})${l.outChannels ? ` out ${l.outChannels[0]}→${l.outChannels[1]}` : ''}${l.inChannels ? ` in ${l.inChannels[0]}→${l.inChannels[1]}` : ''}`),
+      ];
+      process.stdout.write(`${lines.join('\n')}\n`);
+    });
+}
+
+/** `tandem bench prune`, attached to the shared `bench` parent. */
+export function registerPruneBenchCommand(bench: Command): void {
+  bench
+    .command('prune')
+    .description('sweep --keep 1.0 → 0.3 on the PP-OCR classifier and detector: accuracy/F1 against FLOPs (JSON and a plot)')
+    .option('--json', 'print the curve as JSON')
+    .option('--quick', 'fewer keeps and images (a smoke run)')
+    .option('--det-size <n>', 'detector input size (default 640)', intAtLeast('--det-size', 1, 'CLI_OPTION'))
+    .action(async (options: { json?: boolean; quick?: boolean; detSize?: number }) => {
+      const { runPruneBench } = await loadBench('prune', () => import('../bench/prune.js'));
+      const result = await runPruneBench({ quick: options.quick ?? false, ...(options.detSize !== undefined ? { detSize: options.detSize } : {}), log: (line) => process.stderr.write(`${line}\n`) });
+      process.stdout.write(options.json ? `${JSON.stringify(result)}\n` : `${result.summary}\n`);
+    });
+}

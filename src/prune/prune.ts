@@ -1,0 +1,322 @@
+/**
+ * `prunePackage`: structured channel pruning of a model package without retraining.
+ * Calibration images (through the package's own pipeline) give each channel's importance;
+ * the least important channel classes go until the region's FLOPs meet the budget; the
+ * layers reading them are re-solved by least squares; and the result is measured (FLOPs,
+ * parameters, cut bytes, run time, fidelity on holdout images) and written as a package.
+ */
+import { analyzeModel, findCut, loadModel, parseModel } from '../graph/index.js';
+import type { OnnxModel } from '../graph/model.js';
+import { encodeModel, type ModelProto } from '../graph/onnx.js';
+import { PipelineSchema, type PipelineSpec } from '../preprocess/index.js';
+import { readLabels, readPackage } from '../package/index.js';
+import type { Tensor } from '../tensor/index.js';
+import { mulberry32 } from '../util/random.js';
+import { applyPruning } from './apply.js';
+import { analyzeChannels, isDense, isDepthwise } from './channels.js';
+import { PruneError } from './errors.js';
+import { measureFidelity, readHoldoutLabels, type Fidelity } from './fidelity.js';
+import { foldBatchNorms } from './fold.js';
+import { measureRegion, timeRegions } from './measure.js';
+import { checkOut, writePrunedPackage } from './output.js';
+import { reconstruct, type LayerSolve } from './reconstruct.js';
+import { CompensatedImportance, type ChannelGrams } from './importance.js';
+import { estimateFlops, selectClasses } from './select.js';
+import { ActivationSession, cloneModel, listImages, loadImage } from './session.js';
+import { WeightStore, dropDeadWeights } from './weights.js';
+
+export interface PruneOptions {
+  /** The model package (its manifest must declare an image pipeline). */
+  package: string;
+  /** Folder of calibration images (JPEG, PNG, WebP). */
+  calib: string;
+  /** Fraction of the region's FLOPs to keep, in (0, 1]. */
+  keep: number;
+  /** The package folder to write (created; must not hold files). */
+  out: string;
+  /** Prune only the head up to this cut (default: the whole model). */
+  upto?: string;
+  /** Folder of holdout images for fidelity (never the calibration ones). */
+  holdout?: string;
+  /** `IMAGE LABEL` lines for the holdout images (classifiers): accuracy against labels. */
+  labels?: string;
+  /** Fewest calibration images accepted (default 8). */
+  minCalibration?: number;
+  /** Sampled rows per reconstructed layer (default 4096). */
+  rows?: number;
+  /** Ridge weight of the least squares, relative to the mean diagonal (default 1e-3). */
+  ridge?: number;
+  /** Fewest channels a tensor keeps, as a fraction (default 0.1). */
+  minChannels?: number;
+  /** Round pruned channel counts up to multiples of this (default 8; 1 turns rounding off). */
+  align?: number;
+  /** onnxruntime intra-op threads for calibration (default 1). */
+  threads?: number;
+  /** Timed runs for edgeMs (default 20). */
+  timingRuns?: number;
+  /** Also re-solve dense layers that kept all their inputs but sit downstream of pruned ones (default true). */
+  refitAll?: boolean;
+  /** Measure each reconstructed layer's residual before and after solving (slower; for diagnosis). */
+  residuals?: boolean;
+  /** Re-solve the layers after pruned channels (default true; false only to measure what it adds). */
+  reconstruct?: boolean;
+  seed?: number;
+  log?: (line: string) => void;
+}
+
+export interface PrunedLayer {
+  node: string;
+  op: string;
+  /** Output channels before → after (input channels for layers that only lost inputs). */
+  outChannels?: [number, number];
+  inChannels?: [number, number];
+}
+
+export interface PruneReport {
+  package: string;
+  keep: number;
+  upto?: string;
+  flops: { before: number; after: number };
+  params: { before: number; after: number };
+  edgeMs: { before: number; after: number };
+  cutBytes?: { before: number; after: number };
+  fidelity?: Fidelity;
+  layers: PrunedLayer[];
+  calibrationImages: number;
+  reconstructed: number;
+  /** Each reconstructed layer: rows sampled, unknowns, and (with `residuals`) its residual before/after. */
+  solves: LayerSolve[];
+}
+
+export async function prunePackage(options: PruneOptions): Promise<PruneReport> {
+  const log = options.log ?? (() => undefined);
+  if (typeof options.keep !== 'number' || !Number.isFinite(options.keep) || options.keep <= 0 || options.keep > 1) {
+    throw new PruneError('PRUNE_KEEP', `--keep must be a fraction in (0, 1], got ${String(options.keep)}`, { details: { keep: options.keep } });
+  }
+  await checkOut(options.out);
+  const pkg = await readPackage(options.package);
+  const model = await loadModel(pkg.modelPath);
+  const [input, pipeline] = pipelineOf(pkg.manifest.inputs, model);
+  const calib = await listImages(options.calib, 'calibration');
+  const minimum = options.minCalibration ?? 8;
+  if (calib.length < minimum) {
+    throw new PruneError('PRUNE_CALIB_TOO_FEW', `${options.calib} holds ${calib.length} images; pruning needs at least ${minimum}`, { details: { dir: options.calib, images: calib.length } });
+  }
+  const holdout = options.holdout === undefined ? undefined : await listImages(options.holdout, 'holdout');
+  if (holdout && holdout.length === 0) throw new PruneError('PRUNE_CALIB_TOO_FEW', `the holdout folder ${options.holdout} holds no images`, { details: { dir: options.holdout } });
+  const labels = options.labels === undefined ? undefined : await readHoldoutLabels(options.labels, await readLabels(pkg));
+  const first = await loadImage(calib[0]!, pipeline);
+  const shapes = { [input]: [...first.dims] };
+  const analysis = await analyzeModel(model, shapes);
+  const region = new Set(options.upto === undefined ? model.computeOrder : findCut(model, options.upto).headNodes);
+  const threads = options.threads ?? 1;
+  const images = calibrationStream(calib, pipeline);
+
+  // The original with BatchNormalization folded: the reference every step measures against.
+  const baseProto = cloneModel(model.proto);
+  const baseWeights = new WeightStore(baseProto);
+  const folded = foldBatchNorms(model, baseProto, baseWeights);
+  const base = await parseModel(encodeModel(baseProto), pkg.modelPath);
+  const { classes, channels } = analyzeChannels(base, analysis.tensorShapes, baseWeights, region);
+  if (classes.length === 0) {
+    throw new PruneError('PRUNE_NOTHING_PRUNABLE', `${options.upto ? `the head up to ${options.upto}` : 'the model'} has no layer whose output channels can be pruned`, { details: { upto: options.upto } });
+  }
+  log(`${classes.length} prunable channel classes; ${folded} BatchNormalization layers folded`);
+
+  const grams = await channelGrams(baseProto, classes.flatMap((c) => c.consumers.map((k) => k.tensor)), images, threads, options.seed ?? 1);
+  log(`channel statistics of ${grams.size} layer inputs over ${calib.length} images`);
+  // Measured on the folded original: what pruning removes, not what folding does.
+  const baseAnalysis = await analyzeModel(base, shapes);
+  const before = measureRegion(base, baseAnalysis, region, options.upto);
+  const selection = { regionFlops: before.flops, region, minChannels: options.minChannels ?? 0.1, align: options.align ?? 8 };
+  // Rounding counts up to the alignment keeps more than asked: aim lower and select again.
+  let aim = options.keep;
+  let removed = new Set<number>();
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const importance = new CompensatedImportance(classes, base, baseWeights, grams);
+    removed = selectClasses(classes, importance, base, analysis.tensorShapes, baseWeights, { ...selection, keep: aim });
+    const reached = estimateFlops(classes, removed, base, analysis.tensorShapes, baseWeights, selection) / before.flops;
+    if (selection.align <= 1 || reached <= options.keep * 1.01 || reached >= 1) break;
+    aim *= options.keep / reached;
+  }
+  const gone = new Map<string, Set<number>>();
+  for (const i of removed) for (const m of classes[i]!.members) (gone.get(m.tensor) ?? gone.set(m.tensor, new Set()).get(m.tensor)!).add(m.channel);
+  const kept = new Map<string, number[]>();
+  for (const [tensor, set] of gone) kept.set(tensor, Array.from({ length: channels.get(tensor)! }, (_, c) => c).filter((c) => !set.has(c)));
+  log(`removing ${removed.size} channel classes from ${gone.size} tensors`);
+
+  const prunedProto = cloneModel(baseProto);
+  const prunedWeights = new WeightStore(prunedProto);
+  applyPruning(base, prunedProto, prunedWeights, kept, channels, analysis.tensorShapes);
+  const targets = reconstructionTargets(base, baseWeights, channels, kept, region, options.refitAll ?? true);
+  const solved = await reconstruct({
+    model: base,
+    base: baseProto,
+    baseWeights,
+    pruned: prunedProto,
+    prunedWeights,
+    kept,
+    targets: options.reconstruct === false ? [] : targets,
+    images,
+    imageCount: calib.length,
+    rows: options.rows ?? 4096,
+    ridge: options.ridge ?? 1e-3,
+    seed: options.seed ?? 1,
+    threads,
+    residuals: options.residuals ?? false,
+    log,
+  });
+
+  dropDeadWeights(prunedProto);
+  const pruned = await parseModel(encodeModel(prunedProto), options.out);
+  const prunedAnalysis = await analyzeModel(pruned, shapes);
+  const prunedRegion = new Set(options.upto === undefined ? pruned.computeOrder : findCut(pruned, options.upto).headNodes);
+  const after = measureRegion(pruned, prunedAnalysis, prunedRegion, options.upto);
+  const runs = options.timingRuns ?? 20;
+  const [edgeBefore, edgeAfter] = await timeRegions([base, pruned], options.upto, first, runs, shapes);
+  const fidelity = holdout
+    ? await measureFidelity({ original: model.proto, pruned: prunedProto, files: holdout, pipeline, ...(labels ? { labels } : {}), classification: pkg.manifest.postprocess?.kind === 'classification', threads })
+    : undefined;
+  const report: PruneReport = {
+    package: pkg.name,
+    keep: options.keep,
+    ...(options.upto !== undefined ? { upto: options.upto } : {}),
+    flops: { before: before.flops, after: after.flops },
+    params: { before: before.params, after: after.params },
+    edgeMs: { before: round(edgeBefore!), after: round(edgeAfter!) },
+    ...(before.cutBytes !== undefined && after.cutBytes !== undefined ? { cutBytes: { before: before.cutBytes, after: after.cutBytes } } : {}),
+    ...(fidelity ? { fidelity } : {}),
+    layers: layerChanges(base, baseWeights, channels, kept),
+    calibrationImages: calib.length,
+    reconstructed: solved.length,
+    solves: solved,
+  };
+  const { layers: _layers, solves: _solves, ...record } = report;
+  await writePrunedPackage({ source: pkg, proto: prunedProto, out: options.out, input, record: { ...record, source: { name: pkg.name, sha256: model.sha256 } } });
+  return report;
+}
+
+/** Decoded calibration tensors are kept while they fit this budget; past it, every pass decodes again. */
+const CACHE_BYTES = 64 * 1024 * 1024;
+
+/** The calibration images as tensors, streamed: cached when small (a classifier's lines), decoded per pass when not (640×640 pages). */
+function calibrationStream(files: readonly string[], pipeline: PipelineSpec): () => AsyncIterable<Tensor> {
+  const cache: Tensor[] = [];
+  let bytes = 0;
+  let caching = true;
+  return async function* () {
+    for (const [i, file] of files.entries()) {
+      const cached = cache[i];
+      if (cached) {
+        yield cached;
+        continue;
+      }
+      const tensor = await loadImage(file, pipeline);
+      bytes += tensor.data.byteLength;
+      if (caching && bytes <= CACHE_BYTES) cache[i] = tensor;
+      else if (caching) {
+        caching = false;
+        cache.length = 0;
+      }
+      yield tensor;
+    }
+  };
+}
+
+const round = (ms: number): number => Math.round(ms * 1000) / 1000;
+
+function pipelineOf(inputs: Record<string, { pipeline?: unknown }>, model: OnnxModel): [string, PipelineSpec] {
+  const entry = Object.entries(inputs).find(([, v]) => v.pipeline !== undefined);
+  if (!entry) throw new PruneError('PRUNE_NO_PIPELINE', 'the package declares no image pipeline: calibration images cannot be turned into inputs (see `tandem package create --pipeline`)');
+  if (model.inputs.length !== 1) {
+    throw new PruneError('PRUNE_UNSUPPORTED', `the model has ${model.inputs.length} inputs; pruning calibrates models with one image input`, { details: { inputs: model.inputNames } });
+  }
+  return [entry[0], PipelineSchema.parse(entry[1].pipeline)];
+}
+
+/** Positions per image that enter a channel Gram: enough for C×C statistics, bounded for 640×640 inputs. */
+const GRAM_POSITIONS = 4096;
+
+/** Σ x xᵀ over (sampled) positions of every consumer's input, streamed over the calibration images. */
+async function channelGrams(proto: ModelProto, tensors: string[], images: () => AsyncIterable<Tensor>, threads: number, seed: number): Promise<ChannelGrams> {
+  const names = [...new Set(tensors)];
+  const grams = new Map<string, { gram: Float64Array; channels: number }>();
+  const session = await ActivationSession.open(proto, names, threads);
+  const rand = mulberry32(seed);
+  try {
+    for await (const image of images()) {
+      const out = await session.run(image, names);
+      for (const name of names) {
+        const t = out.get(name)!;
+        const c = t.dims[1]!;
+        const plane = t.data.length / (c * t.dims[0]!);
+        let entry = grams.get(name);
+        const c1 = c + 1;
+        if (!entry) grams.set(name, (entry = { gram: new Float64Array(c1 * c1), channels: c }));
+        const positions = t.dims[0]! * plane;
+        const count = Math.min(positions, GRAM_POSITIONS);
+        const v = new Float64Array(c1);
+        v[c] = 1;
+        for (let r = 0; r < count; r++) {
+          const p = count === positions ? r : Math.floor(rand() * positions);
+          const [n, i] = [Math.floor(p / plane), p % plane];
+          for (let ch = 0; ch < c; ch++) v[ch] = t.data[(n * c + ch) * plane + i]!;
+          const g = entry.gram;
+          for (let a = 0; a < c1; a++) {
+            const va = v[a]!;
+            if (va === 0) continue;
+            for (let b = a; b < c1; b++) g[a * c1 + b]! += va * v[b]!;
+          }
+        }
+      }
+    }
+  } finally {
+    await session.release();
+  }
+  // Only the upper triangle was summed: mirror it.
+  for (const { gram, channels } of grams.values()) {
+    const c1 = channels + 1;
+    for (let a = 0; a < c1; a++) for (let b = a + 1; b < c1; b++) gram[b * c1 + a] = gram[a * c1 + b]!;
+  }
+  return grams;
+}
+
+/**
+ * The layers to re-solve: those that lost input channels and, with `all`, every dense layer of
+ * the region downstream of a pruned tensor, so the drift pruning causes is corrected where it
+ * arises rather than carried on (the tail past a cut changes only where it lost inputs).
+ */
+function reconstructionTargets(
+  model: OnnxModel,
+  weights: WeightStore,
+  channels: ReadonlyMap<string, number>,
+  kept: ReadonlyMap<string, readonly number[]>,
+  region: ReadonlySet<number>,
+  all: boolean,
+): number[] {
+  const affected = new Set<string>(kept.keys());
+  const targets: number[] = [];
+  for (const index of model.computeOrder) {
+    const node = model.nodes[index]!;
+    const touched = node.reads.some((t) => affected.has(t));
+    if (!touched) continue;
+    for (const out of node.outputs) affected.add(out);
+    if (isDense(node, weights, channels) && (kept.has(node.proto.input![0]!) || (all && region.has(index) && affected.has(node.proto.input![0]!)))) targets.push(index);
+  }
+  return targets;
+}
+
+function layerChanges(model: OnnxModel, weights: WeightStore, channels: ReadonlyMap<string, number>, kept: ReadonlyMap<string, readonly number[]>): PrunedLayer[] {
+  const layers: PrunedLayer[] = [];
+  for (const index of model.computeOrder) {
+    const node = model.nodes[index]!;
+    if (!isDense(node, weights, channels) && !isDepthwise(node, weights, channels)) continue;
+    const x = node.proto.input![0]!;
+    const y = node.outputs[0]!;
+    const change: PrunedLayer = { node: node.name, op: isDepthwise(node, weights, channels) ? 'Conv (depthwise)' : node.opType };
+    if (kept.has(y)) change.outChannels = [channels.get(y)!, kept.get(y)!.length];
+    if (kept.has(x)) change.inChannels = [channels.get(x)!, kept.get(x)!.length];
+    if (change.outChannels || change.inChannels) layers.push(change);
+  }
+  return layers;
+}
