@@ -16,6 +16,7 @@ import { EndpointsTestbed, type LinkState } from './endpoints-testbed.js';
 import { loadPrices, planPrice, plannerPrices, type ProviderPrice } from './endpoints-prices.js';
 import { writeEndpointsReport, type EndpointsResult, type EndpointsStep } from './endpoints-report.js';
 import type { ReportFiles } from './report.js';
+import { seeded, shuffle } from './sweep.js';
 
 export type { EndpointsResult, EndpointsStep } from './endpoints-report.js';
 
@@ -277,17 +278,3 @@ function hash(label: string): number {
   return h;
 }
 
-function seeded(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    return s / 4294967296;
-  };
-}
-
-function shuffle<T>(items: T[], random: () => number): void {
-  for (let i = items.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [items[i], items[j]] = [items[j] as T, items[i] as T];
-  }
-}

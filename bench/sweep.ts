@@ -240,7 +240,8 @@ async function measurePoint(testbed: Testbed, m: PreparedModel, bw: number, rtt:
   };
 }
 
-function seeded(seed: number): () => number {
+/** A seeded LCG in [0, 1): repeatable shuffles across runs. */
+export function seeded(seed: number): () => number {
   let s = Math.floor(seed) >>> 0 || 1;
   return () => {
     s = (s * 1664525 + 1013904223) >>> 0;
@@ -248,7 +249,7 @@ function seeded(seed: number): () => number {
   };
 }
 
-function shuffle<T>(items: T[], random: () => number): void {
+export function shuffle<T>(items: T[], random: () => number): void {
   for (let i = items.length - 1; i > 0; i--) {
     const j = Math.floor(random() * (i + 1));
     [items[i], items[j]] = [items[j] as T, items[i] as T];
