@@ -9,9 +9,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
-import { startCloudService, type CloudService } from '../cloud/server.js';
-import { defaultTailExtractor } from '../cloud/tails.js';
+import type { CloudService } from '../cloud/server.js';
 import { TandemError } from '../src/errors/index.js';
 import { analyzeModel, parseModel, type CutInfo } from '../src/graph/index.js';
 import { createRuntime, type Runtime } from '../src/index.js';
@@ -21,7 +19,7 @@ import { RECENT_WINDOW } from '../src/runtime/index.js';
 import { Shaper } from '../src/shaper/index.js';
 import type { TensorMap } from '../src/tensor/index.js';
 import { sha256Hex } from '../src/util/index.js';
-import { candidateCuts, median, SwitchChooser } from './harness/testbed.js';
+import { candidateCuts, median, startBenchCloud, SwitchChooser } from './harness/testbed.js';
 
 /** One endpoint's link: per direction bandwidth, round trip, and whether it is cut off. */
 export interface LinkState {
@@ -73,15 +71,7 @@ export class EndpointsTestbed {
     const shapers = new Map<string, Shaper>();
     try {
       await writeFile(join(dir, `${options.model.name}.onnx`), options.model.bytes);
-      service = await startCloudService({
-        models: dir,
-        port: 0,
-        host: '127.0.0.1',
-        credentials: {},
-        extractTail: defaultTailExtractor,
-        logger: pino({ level: 'silent' }),
-        sessionOptions: { intraOpNumThreads: 1, interOpNumThreads: 1 },
-      });
+      service = await startBenchCloud(dir);
       for (const name of options.endpoints) {
         shapers.set(name, await Shaper.start({ target: { host: '127.0.0.1', port: service.port }, burstBytes: 8 * 1024, seed: shapers.size + 1 }));
       }

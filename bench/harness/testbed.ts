@@ -110,6 +110,20 @@ export class SwitchChooser implements PlanChooser {
   }
 }
 
+/** The cloud service every bench testbed runs: in-process on loopback, serving the models in `dir`. */
+export function startBenchCloud(dir: string): Promise<CloudService> {
+  return startCloudService({
+    models: dir,
+    port: 0,
+    host: '127.0.0.1',
+    credentials: {},
+    extractTail: defaultTailExtractor,
+    logger: pino({ level: 'silent' }),
+    // One thread per run, like the edge: both sides share the same two cores.
+    sessionOptions: { intraOpNumThreads: 1, interOpNumThreads: 1 },
+  });
+}
+
 export class Testbed {
   readonly models = new Map<string, PreparedModel>();
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
@@ -134,16 +148,7 @@ export class Testbed {
         bytes.set(spec.name, b);
         await writeFile(join(dir, `${spec.name}.onnx`), b);
       }
-      service = await startCloudService({
-        models: dir,
-        port: 0,
-        host: '127.0.0.1',
-        credentials: {},
-        extractTail: defaultTailExtractor,
-        logger: pino({ level: 'silent' }),
-        // One thread per run, like the edge: both sides share the same two cores.
-        sessionOptions: { intraOpNumThreads: 1, interOpNumThreads: 1 },
-      });
+      service = await startBenchCloud(dir);
       const shaper = await Shaper.start({ target: { host: '127.0.0.1', port: service.port }, burstBytes: 8 * 1024 });
       const testbed = new Testbed(options, dir, service, shaper);
       for (const [k, v] of bytes) testbed.bytes.set(k, v);
