@@ -424,9 +424,7 @@ describe('Vertex AI over gRPC: overload, deadlines, drain and plaintext (an in-p
   });
 
   it('the service\'s deadline is DEADLINE_EXCEEDED (PROVIDER_TIMEOUT, 504) before the client\'s own; a call\'s deadline takes it out of the queue unrun', async () => {
-    // Long enough that the queued call reaches the service while the holder still has the slot,
-    // whatever a loaded machine's gRPC channel set-up costs.
-    const { s, hold, open } = await gated({ maxConcurrent: 1, maxQueue: 1, requestTimeoutMs: 1500 });
+    const { s, hold, open } = await gated({ maxConcurrent: 1, maxQueue: 1, requestTimeoutMs: 400 });
     try {
       const holder = await hold('c1');
       const c = createProviderClient(vertex(s.grpcUrl as string, 'det'));
@@ -438,7 +436,7 @@ describe('Vertex AI over gRPC: overload, deadlines, drain and plaintext (an in-p
         // The service's answer, not the client's timer: that one has no status.
         expect(err.status).toBe(504);
         expect(err.message).toMatch(/DEADLINE_EXCEEDED: CLOUD_DEADLINE/);
-        expect(elapsed).toBeGreaterThanOrEqual(1400);
+        expect(elapsed).toBeGreaterThanOrEqual(350);
         expect(elapsed).toBeLessThan(10_000);
       } finally {
         open();
