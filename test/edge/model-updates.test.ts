@@ -85,7 +85,11 @@ describe('live model updates', () => {
       let i = 1;
       const stream = Promise.all(
         Array.from({ length: 4 }, async () => {
-          while (!stop) answers.push(await ask(service, i++));
+          // Kept in send order: a request sent before the switch may finish after later ones.
+          while (!stop) {
+            const n = i++;
+            answers[n - 1] = await ask(service, n);
+          }
         }),
       );
       await new Promise((r) => setTimeout(r, 100));
@@ -97,7 +101,7 @@ describe('live model updates', () => {
       expect(events[0]).toMatchObject({ model: 'offset', outcome: 'applied', path: join(root, 'versions', 'v2') });
       expect(answers.filter((a) => a !== 1 && a !== 2)).toEqual([]);
       expect(answers.at(-1)).toBe(2);
-      // Once switched, never back: the answers are 1s then 2s (4 requests ran at once at the switch).
+      // Once switched, never back: in send order the answers are 1s then 2s (4 requests ran at once at the switch).
       const firstTwo = answers.indexOf(2);
       expect(answers.slice(firstTwo + 4).every((a) => a === 2)).toBe(true);
       expect(service.health().details).toEqual({ models: { offset: events[0]!.to } });
