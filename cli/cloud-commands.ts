@@ -78,6 +78,7 @@ interface ServeOptions {
   maxPartitions?: number;
   maxBodyBytes?: number;
   maxJsonBytes?: number;
+  inlineJsonBytes?: number;
   bodyBudgetBytes?: number;
   bodyIdleTimeoutMs?: number;
   maxConnections?: number;
@@ -158,7 +159,8 @@ export function registerCloudCommands(program: Command): void {
     .option('--workers <n>', 'worker threads that run the models, keeping the event loop free during runs (default: TANDEM_WORKERS, else 0: runs on the event loop)', nonNegativeInt('--workers'))
     .option('--max-partitions <n>', 'whole models and tails kept loaded, least recently used evicted beyond (default: TANDEM_MAX_PARTITIONS, else 32)', positiveInt('--max-partitions'))
     .option('--max-body-bytes <n>', 'largest body on non-SageMaker routes (default: TANDEM_MAX_BODY_BYTES, else 64 MiB)', positiveInt('--max-body-bytes'))
-    .option('--max-json-bytes <n>', 'largest JSON body, parsed on the event loop (default: TANDEM_MAX_JSON_BYTES, else 8 MiB)', positiveInt('--max-json-bytes'))
+    .option('--max-json-bytes <n>', 'largest JSON body (default: TANDEM_MAX_JSON_BYTES, else 8 MiB)', positiveInt('--max-json-bytes'))
+    .option('--inline-json-bytes <n>', 'JSON bodies larger than this are parsed in the JSON thread, off the event loop (default: TANDEM_INLINE_JSON_BYTES, else 65536)', positiveInt('--inline-json-bytes'))
     .option('--body-budget-bytes <n>', 'request-body bytes held at once in all; beyond, 429 before reading (default: TANDEM_BODY_BUDGET_BYTES, else 4 x max body, at most 1/4 of memory)', positiveInt('--body-budget-bytes'))
     .option('--body-idle-timeout-ms <ms>', 'a body bringing under 1 KiB in this time is refused with 408 (default: TANDEM_BODY_IDLE_TIMEOUT_MS, else 10000)', positiveInt('--body-idle-timeout-ms'))
     .option('--max-connections <n>', 'open connections in all; at the cap a new one replaces the longest idle (default: TANDEM_MAX_CONNECTIONS, else 1024)', positiveInt('--max-connections'))

@@ -144,16 +144,36 @@ export function verifyBearer(headers: IncomingHttpHeaders, token: string | undef
 }
 
 /**
+ * Whether a request to the EAS front is checked by its signature (the service holds signing
+ * keys and the request is signed) rather than by the service token. A signature covers the
+ * method, Content-MD5, Content-Type, Date and path only: such a request is routed by those.
+ */
+export function easSigned(headers: IncomingHttpHeaders, signing: { keyId: string; secret: string } | undefined): boolean {
+  const header = headers['authorization'];
+  return signing !== undefined && typeof header === 'string' && header.startsWith('EAS ');
+}
+
+/**
  * Checks the EAS service token, sent as the whole `Authorization` value, or an EAS request
- * signature `Authorization: EAS <keyId>:<base64 HMAC-SHA1>` when signing keys are set.
+ * signature `Authorization: EAS <keyId>:<base64 HMAC-SHA1>` when signing keys are set. A
+ * signature's Date must be within the skew SigV4 allows, and a Content-MD5 sent must be the
+ * body's: the signature covers the header, not the body itself.
  */
 export function verifyEas(request: { method: string; path: string; headers: IncomingHttpHeaders; body: Uint8Array }, token: string | undefined, signing?: { keyId: string; secret: string }): void {
   const header = request.headers['authorization'];
   if (!token && !signing) throw unauthorized('CLOUD_AUTH_NOT_CONFIGURED', 'this front has no EAS token configured');
   if (typeof header !== 'string' || header.length === 0) throw new CloudError(401, 'CLOUD_AUTH_MISSING', 'missing EAS token in the Authorization header');
-  if (signing && header.startsWith('EAS ')) {
+  if (signing && easSigned(request.headers, signing)) {
     const expected = easSignature(request.method, request.path, request.headers, request.body, signing);
     if (!safeEqual(header, expected)) throw new CloudError(401, 'CLOUD_AUTH_SIGNATURE', 'EAS request signature does not match');
+    const md5 = request.headers['content-md5'];
+    if (md5 !== undefined && md5 !== createHash('md5').update(request.body).digest('base64')) {
+      throw new CloudError(401, 'CLOUD_AUTH_SIGNATURE', 'the body does not match its signed Content-MD5');
+    }
+    const when = Date.parse(String(request.headers['date'] ?? ''));
+    if (!Number.isFinite(when) || Math.abs(Date.now() - when) > MAX_SKEW_MS) {
+      throw new CloudError(401, 'CLOUD_AUTH_EXPIRED', 'the signed Date is missing or too far from the server time', { retryable: false });
+    }
     return;
   }
   if (!token || !safeEqual(header.replace(/^Bearer /, ''), token)) throw new CloudError(401, 'CLOUD_AUTH_INVALID', 'invalid EAS token');

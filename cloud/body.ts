@@ -18,8 +18,15 @@ const tooLarge = (message: string): CloudError => new CloudError(413, 'CLOUD_TOO
  */
 export const BODY_MIN_PROGRESS_BYTES = 1024;
 
+/** Whether `b`, a body's first chunk, opens with `{` (after white space): JSON, not a tensor payload. */
+function opensJsonObject(b: Buffer): boolean {
+  let i = 0;
+  while (i < b.byteLength && (b[i] === 0x20 || b[i] === 0x0a || b[i] === 0x0d || b[i] === 0x09)) i++;
+  return b[i] === 0x7b;
+}
+
 export interface BodyReaderOptions {
-  /** Runs go to worker threads, so owned bodies are worth recording. */
+  /** Runs go to worker threads: they may take the bodies the service allocated. */
   transferable: boolean;
   /** The service-wide budget of body bytes in memory; absent: unbounded. */
   budget?: BodyBudget;
@@ -40,22 +47,32 @@ export class BodyReader {
     this.idleMs = options.idleMs;
   }
 
-  /** Whether a worker may take `body`'s memory. */
+  /** Whether a worker running the model may take `body`'s memory. */
   owns(body: Buffer): boolean {
-    return this.owned.has(body);
+    return this.transferable && this.owned.has(body);
+  }
+
+  /**
+   * Whether `body`'s memory may move to another thread now; it is the mover's from here on
+   * (and no run takes it afterwards).
+   */
+  give(body: Uint8Array): boolean {
+    return this.owned.delete(body as Buffer);
   }
 
   private own(b: Buffer): Buffer {
-    if (this.transferable && isTransferable(b)) this.owned.add(b);
+    if (isTransferable(b)) this.owned.add(b);
     return b;
   }
 
   /**
    * The whole body; 413 beyond `limit`, 429 when the body budget has no room for it, 408 when
    * it comes too slowly, 499 if the client leaves while sending it. Its bytes count against the
-   * budget until `holder` (the response) closes, or, without one, until the read settles.
+   * budget until `holder` (the response) closes, or, without one, until the read settles. With
+   * `jsonLimit`, a body whose first bytes open a JSON object is held to it (413 at its first
+   * chunk when its Content-Length is beyond).
    */
-  read(req: IncomingMessage, limit: number, holder?: EventEmitter): Promise<Buffer> {
+  read(req: IncomingMessage, limit: number, holder?: EventEmitter, jsonLimit?: number): Promise<Buffer> {
     const declared = Number(req.headers['content-length'] ?? NaN);
     if (Number.isFinite(declared) && declared > limit) {
       return Promise.reject(tooLarge(`request body of ${declared} bytes exceeds this route's limit of ${limit} bytes`));
@@ -82,7 +99,16 @@ export class BodyReader {
     // one buffer of that size as it arrives, while each chunk is still in cache, instead of
     // being concatenated at the end; a body that arrives whole is used as it is.
     const sized = Number.isSafeInteger(declared) && declared > 0 ? declared : undefined;
-    const read = new Promise<Buffer>((resolve, reject) => {
+    const read = new Promise<Buffer>((resolve, rejectRead) => {
+      // A failed read gives its bytes back at once; one that succeeds holds them until the
+      // holder closes (without a holder, until now).
+      const reject = (error: unknown): void => {
+        if (budget) {
+          holder?.off('close', release);
+          release();
+        }
+        rejectRead(error);
+      };
       const chunks: Buffer[] = [];
       let whole: Buffer | undefined;
       let size = 0;
@@ -92,6 +118,15 @@ export class BodyReader {
         reject(error);
       };
       const onData = (b: Buffer): void => {
+        // A body that opens as a JSON object is held to the JSON limit from its first bytes,
+        // not once it has all been read.
+        if (size === 0 && jsonLimit !== undefined && jsonLimit < limit && opensJsonObject(b)) {
+          limit = jsonLimit;
+          if (sized !== undefined && sized > limit) {
+            fail(tooLarge(`a JSON body of ${sized} bytes exceeds the JSON limit of ${limit} bytes; send large tensors as a Tandem tensor payload or OIP binary data`));
+            return;
+          }
+        }
         if (size + b.byteLength > limit) {
           fail(tooLarge(`request body exceeds this route's limit of ${limit} bytes`));
           return;
@@ -114,6 +149,7 @@ export class BodyReader {
       };
       const onEnd = (): void => {
         cleanup();
+        if (budget && !holder) release();
         if (whole) resolve(this.own(whole.subarray(0, size)));
         else if (chunks.length === 1 && chunks[0]) resolve(chunks[0]);
         else resolve(this.own(Buffer.concat(chunks, size)));
@@ -150,14 +186,8 @@ export class BodyReader {
       req.on('error', onError);
       req.on('close', onClose);
     });
-    if (!budget) return read;
-    if (!holder) return read.finally(release);
     // Held until the answer is written or the connection closes, whatever the outcome.
-    holder.once('close', release);
-    return read.catch((error: unknown) => {
-      holder.off('close', release);
-      release();
-      throw error;
-    });
+    if (budget && holder) holder.once('close', release);
+    return read;
   }
 }

@@ -11,7 +11,7 @@ import type { CloudCredentials, CloudServiceOptions } from './options.js';
 type Env = Readonly<Record<string, string | undefined>>;
 
 /** The service's admission limits (each also a flag of `tandem cloud serve`). */
-type LimitOption = 'maxBodyBytes' | 'maxJsonBytes' | 'bodyBudgetBytes' | 'bodyIdleTimeoutMs' | 'maxConnections' | 'maxConnectionsPerIp' | 'headersTimeoutMs' | 'keepAliveTimeoutMs';
+type LimitOption = 'maxBodyBytes' | 'maxJsonBytes' | 'inlineJsonBytes' | 'bodyBudgetBytes' | 'bodyIdleTimeoutMs' | 'maxConnections' | 'maxConnectionsPerIp' | 'headersTimeoutMs' | 'keepAliveTimeoutMs';
 
 /** What a container's environment sets, and the model source to resolve (`sources.ts`). */
 export interface CloudEnvOptions extends Pick<CloudServiceOptions, 'port' | 'workers' | 'maxPartitions' | 'vertexRoutes' | LimitOption> {
@@ -73,6 +73,7 @@ function limitsFromEnv(env: Env, given: GivenOptions): Partial<Record<LimitOptio
   const limits: Partial<Record<LimitOption, number | undefined>> = {
     maxBodyBytes: given.maxBodyBytes ?? intFromEnv(env, 'TANDEM_MAX_BODY_BYTES', 1),
     maxJsonBytes: given.maxJsonBytes ?? intFromEnv(env, 'TANDEM_MAX_JSON_BYTES', 1),
+    inlineJsonBytes: given.inlineJsonBytes ?? intFromEnv(env, 'TANDEM_INLINE_JSON_BYTES', 1),
     bodyBudgetBytes: given.bodyBudgetBytes ?? intFromEnv(env, 'TANDEM_BODY_BUDGET_BYTES', 1),
     bodyIdleTimeoutMs: given.bodyIdleTimeoutMs ?? intFromEnv(env, 'TANDEM_BODY_IDLE_TIMEOUT_MS', 1),
     maxConnections: given.maxConnections ?? intFromEnv(env, 'TANDEM_MAX_CONNECTIONS', 1),

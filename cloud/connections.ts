@@ -21,6 +21,8 @@ interface Entry {
   ip: string;
   /** Requests being answered on the connection (more than one when pipelined). */
   active: number;
+  /** Called when one of its responses closes: made once per connection, not per request. */
+  answered: () => void;
 }
 
 /** The TCP socket under a TLS one: node:https's 'connection' sees the former, a request the latter. */
@@ -52,10 +54,7 @@ export class ConnectionGuard {
       if (!entry) return;
       entry.active += 1;
       this.idle.delete(socket);
-      res.once('close', () => {
-        entry.active -= 1;
-        if (entry.active === 0 && this.entries.has(socket)) this.idle.add(socket);
-      });
+      res.once('close', entry.answered);
     });
   }
 
@@ -78,7 +77,15 @@ export class ConnectionGuard {
       this.forget(oldest.value);
       oldest.value.destroy();
     }
-    this.entries.set(socket, { ip, active: 0 });
+    const entry: Entry = {
+      ip,
+      active: 0,
+      answered: () => {
+        entry.active -= 1;
+        if (entry.active === 0 && this.entries.has(socket)) this.idle.add(socket);
+      },
+    };
+    this.entries.set(socket, entry);
     this.perIpCount.set(ip, fromIp + 1);
     this.idle.add(socket);
     socket.once('close', () => this.forget(socket));

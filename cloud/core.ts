@@ -10,7 +10,7 @@ import { AbortedError, DeadlineExceededError, raceCaller } from '../src/runtime/
 import type { BodyReader } from './body.js';
 import { ImageInputs, imageRequest } from './encoded.js';
 import { badRequest, clientClosed, CloudError, draining } from './errors.js';
-import { MODEL_HEADER, type FrontIO, type Route } from './front.js';
+import { CUT_HEADER, MODEL_HEADER, type FrontIO, type Route } from './front.js';
 import type { Lifecycle } from './lifecycle.js';
 import { Limiter } from './limiter.js';
 import type { CloudMetrics } from './metrics.js';
@@ -51,6 +51,20 @@ async function untilLoaded(loading: Promise<LoadedPartition>, deadline: number, 
   }
 }
 
+const unsignedClaim = (what: string, fix: string): CloudError =>
+  new CloudError(403, 'CLOUD_AUTH_UNSIGNED_HEADER', `${what}, but the request's signature does not cover it: a captured request could be replayed with it changed; ${fix}`, { retryable: false });
+
+/**
+ * A signed request whose signature does not cover its routing headers (PAI-EAS) runs the model
+ * and cut its signed parts name; a header that names another is refused, not obeyed.
+ */
+function checkClaims(claims: { model?: string; cut?: string }, model: string, cut: string | null): void {
+  if (claims.model !== undefined && claims.model !== model) throw unsignedClaim(`${MODEL_HEADER} names "${claims.model}" where the signed request names "${model}"`, 'send it unchanged or not at all');
+  if (claims.cut === undefined) return;
+  const claimed = claims.cut === 'c0' || claims.cut === '' ? null : claims.cut;
+  if (claimed !== cut) throw unsignedClaim(`${CUT_HEADER} names "${claims.cut}" where the signed request names ${cut === null ? 'the whole model' : `"${cut}"`}`, 'name the cut in the signed body');
+}
+
 /** The `reason` label of a request refused before it ran. */
 function rejectionReason(error: unknown): string {
   const status = error instanceof CloudError ? error.status : 0;
@@ -68,6 +82,8 @@ export class InferenceCore {
   private readonly maxQueue: number;
   private readonly limiters = new Map<string, Limiter>();
   private readonly computeSeconds = new Map<string, ReturnType<CloudMetrics['compute']['labels']>>();
+  private readonly counted = new Map<string, { requests: ReturnType<CloudMetrics['requests']['labels']>; latency: ReturnType<CloudMetrics['latency']['labels']> }>();
+  private readonly bytesIn = new Map<string, ReturnType<CloudMetrics['bytesIn']['labels']>>();
   private readonly images: ImageInputs;
 
   constructor(parts: CoreParts) {
@@ -112,77 +128,88 @@ export class InferenceCore {
     const body = await io.body(x, r);
     // Until here the service mostly waits for the link; from here on, every moment is its own.
     const bodyMs = performance.now() - started;
+    // Counted now: a large body may move to the JSON thread, leaving an empty one here.
     const bytesIn = body.byteLength;
-    this.metrics.bytesIn.inc({ route: r.name }, bytesIn);
+    this.bytesInOf(r.name).inc(bytesIn);
     const verified = io.verify(x, r, path, body);
     if (verified) await verified;
     // Encoded offload: an image the service preprocesses itself (encoded.ts), else tensors.
     const image = imageRequest(r, body);
-    const parsed = image?.parsed ?? io.parse(x, body, r);
-    const repo = this.repo;
-    const model = r.model ?? parsed.model ?? this.single();
-    if (!model) throw badRequest('CLOUD_MODEL_REQUIRED', `name the model (X-Amzn-SageMaker-Target-Model, ${MODEL_HEADER}, or the route); serving: ${repo.names().join(', ')}`);
-    const rawCut = r.cut ?? parsed.cut;
-    // c0 is "before everything": its tail is the whole model.
-    const cut = rawCut === undefined || rawCut === 'c0' || rawCut === '' ? null : rawCut;
-    if (cut !== null && !/^c\d{1,6}$/.test(cut)) throw badRequest('CLOUD_CUT_INVALID', `cut "${cut}" is not a cut id (c0, c1, …)`);
-    if (!repo.has(model)) throw new CloudError(404, 'CLOUD_MODEL_NOT_FOUND', `no model named "${model}" (serving: ${repo.names().join(', ')})`);
-    const limiter = this.limiterFor(model);
-    // Only a request that may wait (for a slot, or for a worker) watches for its client
-    // leaving: one that runs at once pays no listener and no allocation for it.
-    const signal = this.pooled || limiter.full ? io.signal(x) : undefined;
-    let release: () => void;
+    // A large JSON body is parsed in the JSON thread: only then is there a promise to wait for.
+    const parsing = image?.parsed ?? io.parse(x, body, r, { deadline, signal: () => io.signal(x) });
+    const parsed = parsing instanceof Promise ? await parsing : parsing;
+    // What the JSON thread holds for the request is let go however the request ends.
     try {
-      release = await limiter.acquire(deadline, signal);
-    } catch (error) {
-      this.metrics.rejections.inc({ model, reason: rejectionReason(error) });
-      throw error;
-    }
-    // The slot is held until the answer is written (its encoding is part of the run's memory)
-    // and the bookkeeping waits until then: it adds nothing to the client's latency.
-    let computeMs: number | undefined;
-    let running = false;
-    // With workers a run outlives a wait that a deadline or the client's leaving ended: the
-    // slot stays taken until the worker is done, so the limiter and its gauges still count it.
-    let workerFreed = false;
-    let slotWithWorker = false;
-    const onRunEnd = !this.pooled ? undefined : (): void => {
-      workerFreed = true;
-      if (slotWithWorker) release();
-    };
-    let bytesOut: number;
-    let answered: number;
-    try {
-      if (io.closed(x)) throw clientClosed('before the request could run');
-      // A load is shared with every request for the partition: it goes on even if this
-      // client leaves, only this request's run is skipped.
-      const loading = repo.partition(model, cut);
-      const partition = repo.isLoaded(loading) ? await loading : await untilLoaded(loading, deadline, signal ?? io.signal(x));
-      if (io.closed(x)) throw clientClosed('while the model was loading; the request was not run');
-      const inputs = image ? await this.images.tensors(image, model, cut, partition, deadline, signal) : parsed.tensors(partition);
-      if (Date.now() > deadline) throw new CloudError(504, 'CLOUD_DEADLINE', 'the request deadline passed before it could run', { retryable: true });
-      const t0 = performance.now();
-      running = true;
-      // The body is read no more from here on (its size is kept for the log): a worker may take it.
-      const outputs = await partition.run(inputs, this.bodies.owns(body) ? { owned: [body.buffer as ArrayBuffer], deadline, signal, onRunEnd } : { deadline, signal, onRunEnd });
-      computeMs = performance.now() - t0;
-      bytesOut = io.answer(x, r, requestId, outputs, parsed, model, cut, computeMs);
-      answered = performance.now();
-    } catch (error) {
-      // Refused before it ran: the client left, or the deadline passed, while the model loaded
-      // or (with workers) while the run waited for a worker. The pool calls onRunEnd before it
-      // settles when the run never reached a worker, so a run a worker has taken is not counted
-      // here: it goes on, and its client merely stopped waiting.
-      const neverRan = !running || (onRunEnd !== undefined && workerFreed);
-      if (neverRan && error instanceof CloudError && (error.code === 'CLOUD_CLIENT_CLOSED' || error.code === 'CLOUD_DEADLINE')) this.metrics.rejections.inc({ model, reason: rejectionReason(error) });
-      throw error;
+      const repo = this.repo;
+      const model = r.model ?? parsed.model ?? r.signedOnly?.service ?? this.single();
+      if (!model && r.signedOnly?.model !== undefined) throw unsignedClaim(`${MODEL_HEADER} names the model`, 'name it in the path (/api/predict/MODEL) or in the signed body');
+      if (!model) throw badRequest('CLOUD_MODEL_REQUIRED', `name the model (X-Amzn-SageMaker-Target-Model, ${MODEL_HEADER}, or the route); serving: ${repo.names().join(', ')}`);
+      const rawCut = r.cut ?? parsed.cut;
+      // c0 is "before everything": its tail is the whole model.
+      const cut = rawCut === undefined || rawCut === 'c0' || rawCut === '' ? null : rawCut;
+      if (r.signedOnly) checkClaims(r.signedOnly, model, cut);
+      if (cut !== null && !/^c\d{1,6}$/.test(cut)) throw badRequest('CLOUD_CUT_INVALID', `cut "${cut}" is not a cut id (c0, c1, …)`);
+      if (!repo.has(model)) throw new CloudError(404, 'CLOUD_MODEL_NOT_FOUND', `no model named "${model}" (serving: ${repo.names().join(', ')})`);
+      const limiter = this.limiterFor(model);
+      // Only a request that may wait (for a slot, or for a worker) watches for its client
+      // leaving: one that runs at once pays no listener and no allocation for it.
+      const signal = this.pooled || limiter.full ? io.signal(x) : undefined;
+      let release: () => void;
+      try {
+        release = await limiter.acquire(deadline, signal);
+      } catch (error) {
+        this.metrics.rejections.inc({ model, reason: rejectionReason(error) });
+        throw error;
+      }
+      // The slot is held until the answer is written (its encoding is part of the run's memory)
+      // and the bookkeeping waits until then: it adds nothing to the client's latency.
+      let computeMs: number | undefined;
+      let running = false;
+      // With workers a run outlives a wait that a deadline or the client's leaving ended: the
+      // slot stays taken until the worker is done, so the limiter and its gauges still count it.
+      let workerFreed = false;
+      let slotWithWorker = false;
+      const onRunEnd = !this.pooled ? undefined : (): void => {
+        workerFreed = true;
+        if (slotWithWorker) release();
+      };
+      let bytesOut: number;
+      let answered: number;
+      try {
+        if (io.closed(x)) throw clientClosed('before the request could run');
+        // A load is shared with every request for the partition: it goes on even if this
+        // client leaves, only this request's run is skipped.
+        const loading = repo.partition(model, cut);
+        const partition = repo.isLoaded(loading) ? await loading : await untilLoaded(loading, deadline, signal ?? io.signal(x));
+        if (io.closed(x)) throw clientClosed('while the model was loading; the request was not run');
+        const tensors = image ? this.images.tensors(image, model, cut, partition, deadline, signal) : parsed.tensors(partition);
+        const inputs = tensors instanceof Promise ? await tensors : tensors;
+        if (Date.now() > deadline) throw new CloudError(504, 'CLOUD_DEADLINE', 'the request deadline passed before it could run', { retryable: true });
+        const t0 = performance.now();
+        running = true;
+        // The body is read no more from here on (its size is kept for the log): a worker may take it.
+        const outputs = await partition.run(inputs, this.bodies.owns(body) ? { owned: [body.buffer as ArrayBuffer], deadline, signal, onRunEnd } : { deadline, signal, onRunEnd });
+        computeMs = performance.now() - t0;
+        bytesOut = io.answer(x, r, requestId, outputs, parsed, model, cut, computeMs);
+        answered = performance.now();
+      } catch (error) {
+        // Refused before it ran: the client left, or the deadline passed, while the model loaded
+        // or (with workers) while the run waited for a worker. The pool calls onRunEnd before it
+        // settles when the run never reached a worker, so a run a worker has taken is not counted
+        // here: it goes on, and its client merely stopped waiting.
+        const neverRan = !running || (onRunEnd !== undefined && workerFreed);
+        if (neverRan && error instanceof CloudError && (error.code === 'CLOUD_CLIENT_CLOSED' || error.code === 'CLOUD_DEADLINE')) this.metrics.rejections.inc({ model, reason: rejectionReason(error) });
+        throw error;
+      } finally {
+        if (running && onRunEnd !== undefined && !workerFreed) slotWithWorker = true;
+        else release();
+        if (computeMs !== undefined) this.observeCompute(model, cut, computeMs / 1000);
+      }
+      this.log.info({ requestId, route: r.name, model, cut, status: 200, ...(image ? { image: image.contentType ?? 'unknown' } : {}), bytesIn, bytesOut, computeMs: +computeMs.toFixed(3), bodyMs: +bodyMs.toFixed(3), totalMs: +(answered - started).toFixed(3) }, 'inference');
+      return { status: 200, model };
     } finally {
-      if (running && onRunEnd !== undefined && !workerFreed) slotWithWorker = true;
-      else release();
-      if (computeMs !== undefined) this.observeCompute(model, cut, computeMs / 1000);
+      parsed.release?.();
     }
-    this.log.info({ requestId, route: r.name, model, cut, status: 200, ...(image ? { image: image.contentType ?? 'unknown' } : {}), bytesIn, bytesOut, computeMs: +computeMs.toFixed(3), bodyMs: +bodyMs.toFixed(3), totalMs: +(answered - started).toFixed(3) }, 'inference');
-    return { status: 200, model };
   }
 
   /** The model a request need not name: the only one served. */
@@ -228,7 +255,24 @@ export class InferenceCore {
   }
 
   private count(route: string, model: string, status: number, started: number): void {
-    this.metrics.requests.inc({ route, model, status: String(status) });
-    this.metrics.latency.observe({ route, model }, (performance.now() - started) / 1000);
+    const key = `${route}\u0000${model}\u0000${status}`;
+    let children = this.counted.get(key);
+    if (!children) {
+      // Only served models and the fronts' route names: the set stays bounded.
+      children = { requests: this.metrics.requests.labels({ route, model, status: String(status) }), latency: this.metrics.latency.labels({ route, model }) };
+      this.counted.set(key, children);
+    }
+    children.requests.inc();
+    children.latency.observe((performance.now() - started) / 1000);
+  }
+
+  /** The `bytesIn` child of `route`, made once. */
+  private bytesInOf(route: string): ReturnType<CloudMetrics['bytesIn']['labels']> {
+    let child = this.bytesIn.get(route);
+    if (!child) {
+      child = this.metrics.bytesIn.labels({ route });
+      this.bytesIn.set(route, child);
+    }
+    return child;
   }
 }

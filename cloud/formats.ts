@@ -4,15 +4,15 @@
  * `{"instances": [...]}` JSON. The family is the body's, whatever the route: an answer is
  * written in the family its request came in.
  */
-import { z } from 'zod';
-import { decodePayload, encodeTensorMap, looksLikeTensorPayload, TENSOR_CONTENT_TYPE, type CodecLimits } from '../src/codec/index.js';
+import { encodeTensorMap, TENSOR_CONTENT_TYPE } from '../src/codec/index.js';
 import type { TensorMap } from '../src/tensor/index.js';
-import { decodeOipRequest, encodeOipResponse, instancesToTensors, OIP_HEADER_LENGTH, tensorsToPredictions } from '../src/providers/index.js';
+import { encodeOipResponse, instancesToTensors, OIP_HEADER_LENGTH, tensorsToPredictions } from '../src/providers/index.js';
+import type { BodyReader } from './body.js';
+import { decodeBody, jsonBytes, vertexDecoded, type DecodedBody, type DecodeOptions } from './body-decode.js';
 import { badRequest, CloudError } from './errors.js';
 import type { ParsedBody, Route, VertexAnswer } from './front.js';
-
-const vertexBodySchema = z.object({ instances: z.array(z.unknown()), parameters: z.record(z.string(), z.unknown()).optional() }).passthrough();
-const rawHttpBodySchema = z.object({ httpBody: z.object({ contentType: z.string().optional(), data: z.string().optional() }) });
+import type { DecodeUntil, JsonThread } from './json-thread.js';
+import { DEFAULT_INLINE_JSON_BYTES } from './options.js';
 
 /** What an answer says about its run: the model, the cut and the compute time in ms (3 decimals). */
 export interface AnswerAbout {
@@ -21,16 +21,21 @@ export interface AnswerAbout {
   compute: string;
 }
 
-export class BodyFormats {
-  private readonly codecLimits: Partial<CodecLimits>;
+/** Where large bodies are decoded: the JSON thread, and the reader that knows which bodies may move there. */
+export interface Offload {
+  thread: JsonThread;
+  bodies?: BodyReader;
+  /** JSON bytes parsed on the event loop (default {@link DEFAULT_INLINE_JSON_BYTES}). */
+  inlineBytes?: number;
+}
 
+export class BodyFormats {
   /**
    * `maxBody` bounds decoded sizes too: elements of an OIP or Vertex body, bytes of a payload.
-   * `maxJson` bounds the JSON parsed on the event loop, which answers nothing else meanwhile.
+   * `maxJson` bounds the JSON parsed. With `offload`, a body with more JSON than its
+   * `inlineBytes` is decoded in the JSON thread.
    */
-  constructor(private readonly maxBody: number, private readonly maxJson: number = maxBody) {
-    this.codecLimits = { maxBytes: maxBody };
-  }
+  constructor(private readonly maxBody: number, private readonly maxJson: number = maxBody, private readonly offload?: Offload) {}
 
   /** 413 for JSON over `maxJson`, before it is parsed. */
   private boundJson(bytes: number): void {
@@ -39,60 +44,43 @@ export class BodyFormats {
     }
   }
 
-  /** `headerLength`: the OIP binary extension's `Inference-Header-Content-Length`, if sent. */
-  parse(body: Buffer, headerLength: string | undefined, r: Route): ParsedBody {
+  /**
+   * The body's family and contents. `headerLength`: the OIP binary extension's
+   * `Inference-Header-Content-Length`, if sent. Small bodies are parsed at once, large JSON in
+   * the JSON thread (a promise); a refusal is thrown, or the promise rejects. `until`: when
+   * a body waiting for the JSON thread is no longer wanted.
+   */
+  parse(body: Buffer, headerLength: string | undefined, r: Route, until?: DecodeUntil): ParsedBody | Promise<ParsedBody> {
     if (body.byteLength === 0) throw badRequest('CLOUD_EMPTY_BODY', 'the request body is empty');
-    if (looksLikeTensorPayload(body)) {
-      const decoded = decodePayload(body, this.codecLimits);
-      return { family: 'tandem', tensors: () => decoded.tensors, ...(decoded.meta['model'] ? { model: decoded.meta['model'] } : {}), ...(decoded.meta['cut'] ? { cut: decoded.meta['cut'] } : {}) };
-    }
-    if (headerLength !== undefined) {
-      this.boundJson(Number(headerLength) || 0);
-      const decoded = decodeOipRequest(body, Number(headerLength), { maxElements: this.maxBody });
-      return oipParsed(decoded);
-    }
-    this.boundJson(body.byteLength);
-    let json: unknown;
-    try {
-      json = JSON.parse(body.toString('utf8'));
-    } catch {
-      throw badRequest('CLOUD_UNSUPPORTED_BODY', `the body is neither a Tandem tensor payload (${TENSOR_CONTENT_TYPE}), nor OIP v2 JSON/binary, nor Vertex {"instances": [...]} JSON`);
-    }
-    if (r.vertexRaw && json !== null && typeof json === 'object' && 'httpBody' in json) {
-      const raw = rawHttpBodySchema.safeParse(json);
-      if (!raw.success) throw badRequest('CLOUD_UNSUPPORTED_BODY', 'rawPredict httpBody must hold base64 "data"');
-      const inner = Buffer.from(raw.data.httpBody.data ?? '', 'base64');
-      return this.parse(inner, headerLength, { ...r, vertexRaw: false });
-    }
-    if (json !== null && typeof json === 'object' && 'instances' in json) {
-      const v = vertexBodySchema.safeParse(json);
-      if (!v.success) {
-        const issue = v.error.issues[0];
-        throw badRequest('CLOUD_VERTEX_BODY', `a Vertex body is {"instances": [...], "parameters"?: {...}}; "${issue?.path.join('.') || 'body'}" is wrong: ${issue?.message ?? 'invalid'}`);
-      }
-      return this.vertex(v.data.instances, v.data.parameters ?? {});
-    }
-    if (json !== null && typeof json === 'object' && 'inputs' in json) {
-      return oipParsed(decodeOipRequest(body, undefined, { maxElements: this.maxBody }));
-    }
-    throw badRequest('CLOUD_UNSUPPORTED_BODY', 'JSON body must be an OIP v2 request ({"inputs": [...]}) or Vertex instances ({"instances": [...]})');
+    const options: DecodeOptions = { headerLength: headerLength === undefined ? undefined : Number(headerLength), vertexRaw: r.vertexRaw === true, maxBody: this.maxBody };
+    const json = jsonBytes(body, options.headerLength);
+    this.boundJson(headerLength !== undefined && json > 0 ? Number(headerLength) || 0 : json);
+    const offload = this.offload;
+    if (offload === undefined || json <= (offload.inlineBytes ?? DEFAULT_INLINE_JSON_BYTES)) return this.parsed(decodeBody(body, options));
+    return offload.thread.decode(body, offload.bodies?.give(body) ?? false, options, until).then(({ decoded, handle }) => {
+      if (handle === undefined) return this.parsed(decoded);
+      const thread = offload.thread;
+      const maxBody = this.maxBody;
+      return { ...this.parsed(decoded), tensors: (p) => thread.tensors(handle, p.inputs, maxBody), release: () => thread.drop(handle) };
+    });
   }
 
   /** Vertex `instances` and `parameters` (model, cut), from a JSON body or a gRPC PredictRequest. */
   vertex(instances: readonly unknown[], params: Readonly<Record<string, unknown>>): ParsedBody {
-    const model = typeof params['model'] === 'string' ? params['model'] : undefined;
-    const cut = typeof params['cut'] === 'string' ? params['cut'] : undefined;
-    const firstInstance = instances[0];
-    const shaped = firstInstance !== null && typeof firstInstance === 'object' && !Array.isArray(firstInstance)
-      && Object.values(firstInstance).some((x) => x !== null && typeof x === 'object' && !Array.isArray(x) && 'shape' in x);
+    return this.parsed(vertexDecoded(instances, params));
+  }
+
+  private parsed(d: DecodedBody): ParsedBody {
+    const { tensors, instances } = d;
     const maxBody = this.maxBody;
-    return {
-      family: 'vertex',
-      shaped,
-      tensors: (p) => instancesToTensors(instances, p.inputs, maxBody),
-      ...(model ? { model } : {}),
-      ...(cut ? { cut } : {}),
-    };
+    const parsed: ParsedBody = { family: d.family, tensors: instances ? (p) => instancesToTensors(instances, p.inputs, maxBody) : () => tensors ?? {} };
+    // Set one by one rather than spread: this is every request's path.
+    if (d.model !== undefined) parsed.model = d.model;
+    if (d.cut !== undefined) parsed.cut = d.cut;
+    if (d.binaryOutputs !== undefined) parsed.binaryOutputs = d.binaryOutputs;
+    if (d.shaped !== undefined) parsed.shaped = d.shaped;
+    if (d.id !== undefined) parsed.id = d.id;
+    return parsed;
   }
 
   /** The answer in the request's own family; sets the content type (and OIP's header length). */
@@ -111,11 +99,6 @@ export class BodyFormats {
     headers['content-type'] = 'application/json';
     return Buffer.from(JSON.stringify(vertexAnswer(outputs, parsed, model, compute)));
   }
-}
-
-function oipParsed(decoded: ReturnType<typeof decodeOipRequest>): ParsedBody {
-  const cut = typeof decoded.parameters['cut'] === 'string' ? decoded.parameters['cut'] : undefined;
-  return { family: 'oip', tensors: () => decoded.tensors, binaryOutputs: decoded.binaryOutputs, ...(decoded.id !== undefined ? { id: decoded.id } : {}), ...(cut ? { cut } : {}) };
 }
 
 /** Vertex's PredictResponse as plain JSON (the REST front writes it; the gRPC front makes protobuf of it). */

@@ -6,6 +6,7 @@
  */
 import type { TensorMap } from '../src/tensor/index.js';
 import { badRequest, CloudError } from './errors.js';
+import type { DecodeUntil } from './json-thread.js';
 import type { LoadedPartition } from './models.js';
 
 /** Header carrying the server's compute time (ms) on every inference response. */
@@ -51,12 +52,21 @@ export interface Route {
   cut?: string;
   /** Vertex rawPredict: a JSON `{httpBody}` request is answered as an HttpBody JSON. */
   vertexRaw?: boolean;
+  /**
+   * The request's signature does not cover its routing headers (PAI-EAS): model and cut come
+   * only from what it covers, the body, then `service` (the path's, when it is a served model),
+   * and the `model` and `cut` the headers name must agree with those.
+   */
+  signedOnly?: { model?: string; cut?: string; service?: string };
 }
 
 /** A parsed request body, turned into tensors once the partition (and its input dtypes) is known. */
 export interface ParsedBody {
   family: Family;
-  tensors: (partition: LoadedPartition) => TensorMap;
+  /** A promise when the JSON thread holds what the tensors are made of. */
+  tensors: (partition: LoadedPartition) => TensorMap | Promise<TensorMap>;
+  /** Lets go of what the JSON thread holds for the request, if its tensors were never asked for. */
+  release?: () => void;
   model?: string;
   cut?: string;
   binaryOutputs?: boolean;
@@ -79,7 +89,11 @@ export interface FrontIO<X> {
   body(x: X, r: Route): Buffer | Promise<Buffer>;
   /** Credential checks over the body (SigV4, the EAS signature). */
   verify(x: X, r: Route, path: string, body: Buffer): Promise<void> | undefined;
-  parse(x: X, body: Buffer, r: Route): ParsedBody;
+  /**
+   * A small body is parsed at once; a large JSON one in the JSON thread (a promise), which
+   * lets it go if `until` says the request is no longer wanted before its turn.
+   */
+  parse(x: X, body: Buffer, r: Route, until: DecodeUntil): ParsedBody | Promise<ParsedBody>;
   /** Aborts once the client has gone. */
   signal(x: X): AbortSignal;
   closed(x: X): boolean;

@@ -10,6 +10,7 @@ export class CloudMetrics {
   readonly active: Gauge<'model'>;
   readonly rejections: Counter<'model' | 'reason'>;
   readonly bytesIn: Counter<'route'>;
+  readonly offloaded: Counter;
 
   constructor(defaultMetrics = false) {
     const registers = [this.registry];
@@ -21,6 +22,7 @@ export class CloudMetrics {
     this.active = new Gauge({ name: 'tandem_cloud_active_requests', help: 'Requests running, by model', labelNames: ['model'], registers });
     this.rejections = new Counter({ name: 'tandem_cloud_rejections_total', help: 'Requests refused before running, by model and reason', labelNames: ['model', 'reason'], registers });
     this.bytesIn = new Counter({ name: 'tandem_cloud_request_bytes_total', help: 'Request body bytes by route', labelNames: ['route'], registers });
+    this.offloaded = new Counter({ name: 'tandem_cloud_bodies_offloaded_total', help: 'Request bodies decoded in the JSON thread, off the event loop', registers });
     if (defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'tandem_cloud_' });
   }
 }

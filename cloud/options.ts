@@ -5,6 +5,7 @@
 import { totalmem } from 'node:os';
 import type { InferenceSession } from 'onnxruntime-node';
 import { pino, type Logger } from 'pino';
+import { z } from 'zod';
 import type { AwsCredentials } from './auth.js';
 import { CloudError } from './errors.js';
 import { DEFAULT_MAX_PARTITIONS, type ModelPackage, type TailExtractor } from './models.js';
@@ -38,10 +39,16 @@ export interface CloudServiceOptions {
   maxBodyBytes?: number;
   /**
    * Largest JSON body (OIP v2 JSON, Vertex instances; default {@link DEFAULT_MAX_JSON_BYTES}):
-   * parsing JSON holds the event loop (about 15 ms per MB here), so big tensors belong in the
-   * binary forms (Tandem's payload, OIP's binary extension).
+   * parsing JSON costs about 15 ms per MB here, so big tensors belong in the binary forms
+   * (Tandem's payload, OIP's binary extension).
    */
   maxJsonBytes?: number;
+  /**
+   * JSON bytes a body may have and still be parsed on the event loop (default
+   * {@link DEFAULT_INLINE_JSON_BYTES}); a larger one is parsed in the JSON thread, and the event
+   * loop goes on answering meanwhile. At `maxJsonBytes` or above, no body goes to the thread.
+   */
+  inlineJsonBytes?: number;
   /**
    * Request-body bytes the service holds at once, over every request (default: 4 × maxBodyBytes,
    * at most a quarter of the memory, at least maxBodyBytes). A body is admitted before it is
@@ -100,6 +107,7 @@ export interface ServiceSettings {
   readonly maxQueue: number;
   readonly maxBody: number;
   readonly maxJson: number;
+  readonly inlineJson: number;
   readonly bodyBudget: number;
   readonly bodyIdleMs: number;
   readonly maxConnections: number;
@@ -120,11 +128,21 @@ export interface ServiceSettings {
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_MAX_JSON_BYTES = 8 * 1024 * 1024;
 
+/**
+ * JSON bodies (or OIP binary headers) up to this size are parsed on the event loop: there
+ * they take well under a millisecond, less than a round trip to the JSON thread.
+ */
+export const DEFAULT_INLINE_JSON_BYTES = 64 * 1024;
+
 const optionError = (message: string): CloudError => new CloudError(500, 'CLOUD_OPTION', message, { retryable: false });
+
+/** Every size, count and time limit: the options come from code as well as from flags and variables. */
+const positiveInt = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
+const nonNegativeInt = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
 function positive(name: string, value: number | undefined, fallback: number): number {
   const v = value ?? fallback;
-  if (!Number.isSafeInteger(v) || v < 1) throw optionError(`${name} must be a positive integer, got ${v}`);
+  if (!positiveInt.safeParse(v).success) throw optionError(`${name} must be a positive integer, got ${v}`);
   return v;
 }
 
@@ -137,7 +155,7 @@ function memoryLimit(): number {
 /** Fills in the defaults and checks what the types cannot. */
 export function serviceSettings(options: CloudServiceOptions): ServiceSettings {
   const workers = options.workers ?? 0;
-  if (!Number.isSafeInteger(workers) || workers < 0) throw optionError(`workers must be a non-negative integer, got ${workers}`);
+  if (!nonNegativeInt.safeParse(workers).success) throw optionError(`workers must be a non-negative integer, got ${workers}`);
   const maxBody = positive('maxBodyBytes', options.maxBodyBytes, DEFAULT_MAX_BODY_BYTES);
   // Room for a few of the largest bodies at once, but never most of the memory.
   const bodyBudget = positive('bodyBudgetBytes', options.bodyBudgetBytes, Math.max(maxBody, Math.min(4 * maxBody, Math.floor(memoryLimit() / 4))));
@@ -152,6 +170,7 @@ export function serviceSettings(options: CloudServiceOptions): ServiceSettings {
     maxQueue: options.maxQueue ?? 16,
     maxBody,
     maxJson: positive('maxJsonBytes', options.maxJsonBytes, Math.min(DEFAULT_MAX_JSON_BYTES, maxBody)),
+    inlineJson: positive('inlineJsonBytes', options.inlineJsonBytes, DEFAULT_INLINE_JSON_BYTES),
     bodyBudget,
     bodyIdleMs: positive('bodyIdleTimeoutMs', options.bodyIdleTimeoutMs, 10_000),
     maxConnections: positive('maxConnections', options.maxConnections, 1024),

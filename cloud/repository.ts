@@ -4,7 +4,7 @@
  */
 import { relative, sep } from 'node:path';
 import type * as ort from 'onnxruntime-node';
-import type { ModelPackage } from '../src/package/index.js';
+import { variantPackages, type ModelPackage } from '../src/package/index.js';
 import type { EdgePool } from '../src/runtime/index.js';
 import { CloudError } from './errors.js';
 import { servedModelBytes, type ServedModel } from './model-bytes.js';
@@ -51,6 +51,8 @@ export class ModelRepository {
   ) {
     if (!Number.isSafeInteger(maxPartitions) || maxPartitions < 1) throw new CloudError(500, 'CLOUD_OPTION', `maxPartitions must be a positive integer, got ${maxPartitions}`, { retryable: false });
     for (const p of packages) this.packages.set(p.name, p);
+    // A package's variants are served as packages of their own, `NAME@ID` (their tails too).
+    for (const p of packages) for (const v of variantPackages(p)) if (!this.packages.has(v.name)) this.packages.set(v.name, v);
   }
 
   /** Whether `loading` (from {@link partition}) has loaded, so that awaiting it waits for nothing. */

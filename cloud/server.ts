@@ -12,6 +12,7 @@ import { Admission } from './admission.js';
 import { BodyReader } from './body.js';
 import { InferenceCore } from './core.js';
 import { BodyFormats } from './formats.js';
+import { JsonThread } from './json-thread.js';
 import type { GrpcFront } from './front.js';
 import { createHttpServer, httpHandler } from './fronts/http.js';
 import type { FrontContext } from './fronts/http-front.js';
@@ -54,13 +55,17 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
   const admission = new Admission(settings, metrics);
   const bodies = new BodyReader({ transferable: pool !== undefined, budget: admission.budget, idleMs: settings.bodyIdleMs });
   const core = new InferenceCore({ repo, metrics, log, lifecycle, bodies, pooled: pool !== undefined, maxConcurrent: settings.maxConcurrent, maxQueue: settings.maxQueue });
-  const ctx: FrontContext = { settings, repo, metrics, bodies, formats: new BodyFormats(settings.maxBody, settings.maxJson), core, lifecycle };
+  // Large JSON bodies are parsed in a thread of their own, started on the first one.
+  const jsonThread = new JsonThread(metrics.offloaded);
+  const formats = new BodyFormats(settings.maxBody, settings.maxJson, { thread: jsonThread, bodies, inlineBytes: settings.inlineJson });
+  const ctx: FrontContext = { settings, repo, metrics, bodies, formats, core, lifecycle };
 
   const server = createHttpServer(settings, httpHandler(ctx), admission.connections);
   try {
     await listen(server, settings.port, settings.host);
   } catch (error) {
     await pool?.close();
+    await jsonThread.close();
     throw error;
   }
   const address = server.address() as AddressInfo;
@@ -77,6 +82,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     } catch (error) {
       await closeServer(server);
       await pool?.close();
+      await jsonThread.close();
       throw error;
     }
   }
@@ -97,6 +103,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
       release: async () => {
         await repo.close();
         await pool?.close();
+        await jsonThread.close();
       },
     }),
   };

@@ -4,11 +4,10 @@
  * cross once per model (the worker asks again if it has let them go); tails come back moved,
  * not copied. A worker that dies fails the extractions in flight; the next one starts another.
  */
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { isErrorCode } from '../src/errors/index.js';
 import { GraphError } from '../src/graph/index.js';
+import { startModuleWorker } from './worker-module.js';
 
 export interface TailRequest {
   id: number;
@@ -31,18 +30,6 @@ interface Pending {
   bytes: Uint8Array;
   resolve: (tail: Uint8Array) => void;
   reject: (error: Error) => void;
-}
-
-/**
- * The worker: the compiled `.js` next to this file, or (sources run through tsx) the `.ts`
- * imported by a bootstrap that registers tsx first: `--import` does not reach a worker.
- */
-function startWorker(): Worker {
-  const js = new URL('./tail-worker.js', import.meta.url);
-  if (existsSync(fileURLToPath(js))) return new Worker(js);
-  const ts = JSON.stringify(new URL('./tail-worker.ts', import.meta.url).href);
-  const tsx = JSON.stringify(import.meta.resolve('tsx/esm/api'));
-  return new Worker(`import(${tsx}).then(({ register }) => { register(); return import(${ts}); });`, { eval: true });
 }
 
 export class TailThread {
@@ -81,7 +68,7 @@ export class TailThread {
   }
 
   private start(): Worker {
-    const worker = startWorker();
+    const worker = startModuleWorker('tail-worker');
     this.worker = worker;
     this.sent = new Set();
     worker.on('message', (reply: TailReply) => this.settle(reply));

@@ -12,6 +12,7 @@ import { BODY_MIN_PROGRESS_BYTES } from '../body.js';
 import { CloudError, describeError } from '../errors.js';
 import { COMPUTE_HEADER, CUT_HEADER, DEADLINE_HEADER, MODEL_HEADER, requestBudget, RETRY_AFTER_SECONDS, type Front, type FrontIO, type Route } from '../front.js';
 import type { ConnectionGuard } from '../connections.js';
+import type { ImageRoute } from '../encoded.js';
 import type { ServiceSettings } from '../options.js';
 import { containerFront } from './container.js';
 import { easFront } from './eas.js';
@@ -130,7 +131,7 @@ export function httpHandler(ctx: FrontContext): Handler {
     const hints: RouteHints = { target: targetModel(req), model: header(req, MODEL_HEADER) ?? attrs['model'], cut: header(req, CUT_HEADER) ?? attrs['cut'] };
     for (const router of routers) {
       const r = router(path, req, hints);
-      if (r) return hints.cut ? { ...r, cut: r.cut ?? hints.cut } : r;
+      if (r) return hints.cut && !r.signedOnly ? { ...r, cut: r.cut ?? hints.cut } : r;
     }
     return undefined;
   }
@@ -141,14 +142,19 @@ export function httpHandler(ctx: FrontContext): Handler {
     authorize(res, r) {
       byFront[r.front].authorize?.(res.req, r);
     },
-    // A body that says it is JSON is held to the JSON limit before it is read; the bytes stay in
+    // A body that says it is JSON is held to the JSON limit before it is read, one that turns
+    // out to be from its first bytes (unless it may be an image or OIP binary); the bytes stay in
     // the body budget until the answer is written.
-    body: (res, r) => bodies.read(res.req, JSON_TYPE.test(header(res.req, 'content-type') ?? '') ? Math.min(r.maxBody, settings.maxJson) : r.maxBody, res),
+    body(res, r) {
+      const req = res.req;
+      if (JSON_TYPE.test(header(req, 'content-type') ?? '')) return bodies.read(req, Math.min(r.maxBody, settings.maxJson), res);
+      return bodies.read(req, r.maxBody, res, (r as ImageRoute).image === undefined && req.headers[OIP_HEADER_LENGTH] === undefined ? settings.maxJson : undefined);
+    },
     verify(res, r, path, body) {
       const front = byFront[r.front];
       return front.verify ? front.verify(res.req, r, path, body) : undefined;
     },
-    parse: (res, body, r) => formats.parse(body, header(res.req, OIP_HEADER_LENGTH), r),
+    parse: (res, body, r, until) => formats.parse(body, header(res.req, OIP_HEADER_LENGTH), r, until),
     signal: clientSignal,
     // The socket, not the response: a pipelined request's response gets no 'close' while
     // an earlier one is being answered.
@@ -180,7 +186,9 @@ export function httpHandler(ctx: FrontContext): Handler {
       drainWhilePaced(req, res, settings.bodyIdleMs);
       return status;
     };
-    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const url = req.url ?? '/';
+    const query = url.indexOf('?');
+    const path = query < 0 ? url : url.slice(0, query);
     const method = req.method ?? 'GET';
     for (const endpoint of method === 'POST' ? postEndpoints : method === 'GET' ? getEndpoints : NO_ENDPOINTS) {
       if (!endpoint.matches(path)) continue;

@@ -247,8 +247,8 @@ export async function startGrpcFront(ctx: FrontContext, options: { port: number;
       return body;
     },
     verify: () => undefined,
-    parse(x, body, r): ParsedBody {
-      if (x.kind === 'rawPredict') return formats.parse(body, text(x.call.metadata, OIP_HEADER_LENGTH), r);
+    parse(x, body, r, until): ParsedBody | Promise<ParsedBody> {
+      if (x.kind === 'rawPredict') return formats.parse(body, text(x.call.metadata, OIP_HEADER_LENGTH), r, until);
       const instances = (x.message.instances ?? []).map((v) => fromValue(v, 1));
       const parameters = x.message.parameters ? fromValue(x.message.parameters, 1) : {};
       if (parameters === null || typeof parameters !== 'object' || Array.isArray(parameters)) {

@@ -168,4 +168,30 @@ describe('cloud service under attack', () => {
       c.socket.destroy();
     }
   });
+
+  it('requests for hundreds of made-up model names add no metric series: refusals are counted under "unknown"', async () => {
+    const series = async (): Promise<number> => (await service.metrics.requests.get()).values.length + (await service.metrics.latency.get()).values.length;
+    const body = '{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}]}';
+    const warm = await fetch(`${service.url}/v2/models/warm-up/infer`, { method: 'POST', body, headers: { 'content-type': 'application/json' } });
+    expect(warm.status).toBe(404);
+    const before = await series();
+    // In tens: the service caps connections from one address at 20.
+    for (let i = 0; i < 300; i += 10) {
+      const statuses = await Promise.all(Array.from({ length: 10 }, (_, j) => fetch(`${service.url}/v2/models/made-up-${i + j}/infer`, { method: 'POST', body, headers: { 'content-type': 'application/json' } }).then((r) => r.status)));
+      expect(new Set(statuses)).toEqual(new Set([404]));
+    }
+    expect(await series()).toBe(before);
+    const models = new Set((await service.metrics.requests.get()).values.map((v) => v.labels['model']));
+    expect([...models].every((m) => m === 'unknown' || service.models.has(String(m)))).toBe(true);
+  }, 60_000);
+
+  it('refuses an unlabelled JSON body declared over the JSON limit at its first bytes, before the rest is sent', async () => {
+    const declared = 900 * 1024;
+    const c = await raw(ATTACKER, `POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: ${declared}\r\n\r\n`);
+    c.socket.write(`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[${'1,'.repeat(1000)}`);
+    const status = await Promise.race([c.answered, settle(5000).then(() => -1)]);
+    expect(status).toBe(413);
+    expect(c.text()).toContain('JSON limit');
+    c.socket.destroy();
+  });
 });
