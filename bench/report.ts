@@ -1,7 +1,8 @@
 /**
- * Reports of the sweep and trace benchmarks: a Markdown table, and plots drawn with
- * vega-lite (compiled to a vega View, rendered to SVG in Node) and turned into PNG by sharp.
- * Everything is written under `bench/results/` (gitignored).
+ * The sweep's report: a Markdown table with the goals, and plots drawn with vega-lite (compiled
+ * to a vega View, rendered to SVG in Node) and turned into PNG by sharp; the chart renderer is
+ * shared with the other benches' reports (the trace's is in trace.ts). Everything is written
+ * under `bench/results/` (gitignored).
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -36,6 +37,26 @@ export interface SweepPoint {
   oracleChoiceMs?: number;
   /** The lower of edge-only's and cloud-only's pooled means (their own requests and adaptive's of the same plan). */
   bestFixedChoiceMs?: number;
+  /** The first release's configuration (the adaptive planner, float32 cuts, the tensor offloaded), measured in the same rounds. */
+  round1Ms?: number;
+  round1Plan?: string;
+  round1Plans?: string[];
+  /** round1Ms / adaptiveMs. */
+  speedupOverRound1?: number;
+  /**
+   * Accuracy beside every speed: the largest output error (per output max |y − y₃₂| / max |y₃₂|)
+   * against the edge's float32 run on the same image, over adaptive's requests, the oracle's
+   * and the first release's.
+   */
+  adaptiveOutputError?: number;
+  oracleOutputError?: number;
+  round1OutputError?: number;
+  /** Mean bytes sent per request: adaptive's, the first release's, cloud-only's. */
+  adaptiveBytesSent?: number;
+  round1BytesSent?: number;
+  cloudOnlyBytesSent?: number;
+  /** Bytes sent by each of the first release's offloads (the tensor, never the image). */
+  round1Offloads?: number[];
 }
 
 /** What the report needs of a model's profile to explain the crossovers. */
@@ -45,7 +66,9 @@ export interface ModelSummary {
   remoteMs: number;
   inputBytes: number;
   outputBytes: number;
-  cuts: Array<{ id: string; bytes: number; outputBytes: number; headMs: number; tailMs: number }>;
+  /** The JPEG every request starts from (what cloud-only sends). */
+  imageBytes?: number;
+  cuts: Array<{ id: string; bytes: number; outputBytes: number; headMs: number; tailMs: number; encodings?: Record<string, { bytes: number; maxError: number }> }>;
 }
 
 export interface SweepResult {
@@ -56,6 +79,12 @@ export interface SweepResult {
   choiceOverOracle?: number;
   /** Worst point of adaptiveChoiceMs / bestFixedChoiceMs. */
   choiceOverBestFixed?: number;
+  /** Geometric mean over the points of speedupOverRound1. */
+  geomeanSpeedupOverRound1?: number;
+  /** The output-error budget of the lossy cut encodings (absent: float32 only). */
+  maxOutputError?: number;
+  /** Largest adaptiveOutputError over the points. */
+  adaptiveOutputError?: number;
   /** 1-minute load average of the machine at the start and the end of the run. */
   loadAverage?: { start: number; end: number };
   points: SweepPoint[];
@@ -95,11 +124,12 @@ const STRATEGIES: Array<[keyof SweepPoint, string]> = [
   ['staticMs', 'static (Neurosurgeon-style)'],
   ['adaptiveMs', 'Tandem adaptive'],
   ['oracleMs', 'oracle'],
+  ['round1Ms', 'round-1 (fp32, tensor offload)'],
 ];
 
 export async function writeSweepReport(result: SweepResult, dir = RESULTS_DIR): Promise<ReportFiles> {
   const long = result.points.flatMap((p) =>
-    STRATEGIES.map(([key, strategy]) => ({ model: p.model, rttMs: p.rttMs, bandwidthMbit: p.bandwidthMbit, strategy, latencyMs: p[key] as number })),
+    STRATEGIES.filter(([key]) => p[key] !== undefined).map(([key, strategy]) => ({ model: p.model, rttMs: p.rttMs, bandwidthMbit: p.bandwidthMbit, strategy, latencyMs: p[key] as number })),
   );
   const latency = await renderChart(
     {
@@ -117,10 +147,10 @@ export async function writeSweepReport(result: SweepResult, dir = RESULTS_DIR): 
           color: {
             field: 'strategy',
             type: 'nominal',
-            scale: { domain: STRATEGIES.map(([, s]) => s), range: ['#4c78a8', '#f58518', '#e45756', '#7b3fbf', '#222222'] },
-            legend: { orient: 'bottom', columns: 5, labelLimit: 260 },
+            scale: { domain: STRATEGIES.map(([, s]) => s), range: ['#4c78a8', '#f58518', '#e45756', '#7b3fbf', '#222222', '#9c9c9c'] },
+            legend: { orient: 'bottom', columns: 3, labelLimit: 320 },
           },
-          strokeDash: { condition: { test: "datum.strategy === 'oracle'", value: [4, 3] }, value: [1, 0] },
+          strokeDash: { condition: { test: "datum.strategy === 'oracle' || indexof(datum.strategy, 'round-1') === 0", value: [4, 3] }, value: [1, 0] },
         },
       },
       resolve: { scale: { y: 'independent' } },
@@ -146,7 +176,7 @@ export async function writeSweepReport(result: SweepResult, dir = RESULTS_DIR): 
           x: { field: 'bandwidthMbit', type: 'quantitative', scale: { type: 'log' }, title: 'bandwidth (Mbit/s)' },
           y: { field: 'edgeShare', type: 'quantitative', scale: { domain: [0, 1] }, title: 'edge share of FLOPs' },
           color: { field: 'strategy', type: 'nominal', scale: { domain: ['Tandem adaptive', 'oracle'], range: ['#7b3fbf', '#222222'] }, legend: { orient: 'bottom' } },
-          strokeDash: { field: 'strategy', type: 'nominal', scale: { domain: ['Tandem adaptive', 'oracle'], range: [[1, 0], [4, 3]] }, legend: null },
+          strokeDash: { field: 'strategy', type: 'nominal', scale: { domain: ['Tandem adaptive', 'oracle'], range: [[1, 0], [4, 3]] }, legend: { orient: 'bottom' } },
         },
       },
       config: { font: 'DejaVu Sans' },
@@ -159,21 +189,60 @@ export async function writeSweepReport(result: SweepResult, dir = RESULTS_DIR): 
   return { markdown, svg: [latency.svg, cut.svg], png: [latency.png, cut.png] };
 }
 
+/** The sweep's goals (issue #28): two bounds every point must keep, and the geometric mean over the grid. */
+export const SWEEP_GOALS = { adaptiveOverOracle: 1.05, adaptiveOverBestFixed: 1.05, geomeanSpeedupOverRound1: 1.5 } as const;
+
+export interface GoalCheck {
+  goal: string;
+  /** The deciding figure: the worst point's ratio, or the geometric mean. */
+  figure: number;
+  met: boolean;
+  /** The points that broke a per-point bound (`model bw Mbit/s rtt ms: ratio`). */
+  over: string[];
+}
+
+/** Each goal with its figure and whether this run met it; a figure that is missing (NaN) is not met. */
+export function sweepGoals(result: SweepResult): GoalCheck[] {
+  const g = SWEEP_GOALS;
+  const perPoint = (bound: number, ratio: (p: SweepPoint) => number): string[] =>
+    result.points.filter((p) => !(ratio(p) <= bound)).map((p) => `${p.model} ${p.bandwidthMbit} Mbit/s ${p.rttMs} ms: ${ratio(p).toFixed(2)}`);
+  const overOracle = perPoint(g.adaptiveOverOracle, (p) => p.adaptiveMs / p.oracleMs);
+  const overFixed = perPoint(g.adaptiveOverBestFixed, (p) => p.adaptiveMs / Math.min(p.edgeOnlyMs, p.cloudOnlyMs));
+  const speedup = result.geomeanSpeedupOverRound1 ?? Number.NaN;
+  return [
+    { goal: `adaptive/oracle ≤ ${g.adaptiveOverOracle} at every point (worst point)`, figure: result.adaptiveOverOracle, met: result.points.length > 0 && overOracle.length === 0, over: overOracle },
+    {
+      goal: `adaptive at most ${Math.round((g.adaptiveOverBestFixed - 1) * 100)}% slower than the better of edge-only and cloud-only at every point (worst point)`,
+      figure: result.adaptiveOverBestFixed,
+      met: result.points.length > 0 && overFixed.length === 0,
+      over: overFixed,
+    },
+    { goal: `speedup over round-1 ≥ ${g.geomeanSpeedupOverRound1}× (geometric mean over the points)`, figure: speedup, met: speedup >= g.geomeanSpeedupOverRound1, over: [] },
+  ];
+}
+
 export function sweepMarkdown(result: SweepResult): string {
   const f = (x: number): string => (Number.isFinite(x) ? x.toFixed(1) : '—');
   const lines = [
     `# Sweep${result.quick ? ' (quick)' : ''}`,
     '',
     `Edge slowdown factor: **×${result.slowdown}** (${slowdownMeaning(result.slowdown, result.stretchJitter)}).${result.loadAverage ? ` Machine load (1-min average, 2 cores): ${result.loadAverage.start.toFixed(1)} at the start, ${result.loadAverage.end.toFixed(1)} at the end.` : ''}`,
+    ...(result.geomeanSpeedupOverRound1 !== undefined
+      ? [`Speedup over the first release's configuration (float32 cuts, tensor offload), geometric mean over the points: **${result.geomeanSpeedupOverRound1.toFixed(2)}×**; largest output error of adaptive's requests against the edge's float32 run: **${(result.adaptiveOutputError ?? 0).toExponential(1)}** (encoding budget: ${result.maxOutputError ?? 'none, float32 only'}).`]
+      : []),
     `Worst adaptive / oracle: **${result.adaptiveOverOracle.toFixed(3)}** (median ${medianOf(result.points.map((p) => p.adaptiveMs / p.oracleMs)).toFixed(3)}); worst adaptive / better of edge-only and cloud-only: **${result.adaptiveOverBestFixed.toFixed(3)}**${result.choiceOverOracle !== undefined ? `; worst choice ratio (pooled plan means): **${result.choiceOverOracle.toFixed(3)}**` : ''}${result.choiceOverBestFixed !== undefined ? `, against the better of edge-only and cloud-only: **${result.choiceOverBestFixed.toFixed(3)}**` : ''}.`,
+    '',
+    '## Goals',
+    '',
+    ...sweepGoals(result).map((g) => `- **${g.met ? 'met' : 'missed'}**: ${g.goal}: ${Number.isFinite(g.figure) ? g.figure.toFixed(3) : '—'}${g.over.length > 0 ? ` (over at ${g.over.join('; ')})` : ''}`),
     '',
     ...result.notes.map((n) => `- ${n}`),
     '',
-    '| model | Mbit/s | RTT ms | edge-only | cloud-only | static | adaptive | oracle | adaptive/oracle | choice ratio | oracle plan | adaptive plan |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |',
+    '| model | Mbit/s | RTT ms | edge-only | cloud-only | static | adaptive | oracle | round-1 | adaptive/oracle | adaptive/best fixed | choice ratio | speedup over round-1 | adaptive output error | oracle plan | adaptive plan | round-1 plan |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |',
     ...result.points.map(
       (p) =>
-        `| ${p.model} | ${p.bandwidthMbit} | ${p.rttMs} | ${f(p.edgeOnlyMs)} | ${f(p.cloudOnlyMs)} | ${f(p.staticMs)} | ${f(p.adaptiveMs)} | ${f(p.oracleMs)} | ${(p.adaptiveMs / p.oracleMs).toFixed(2)} | ${p.adaptiveChoiceMs !== undefined && p.oracleChoiceMs !== undefined ? (p.adaptiveChoiceMs / p.oracleChoiceMs).toFixed(2) : '—'} | ${p.oraclePlan} | ${p.adaptivePlan}${p.adaptivePlans ? ` (${p.adaptivePlans.filter((x) => x === p.oraclePlan).length}/${p.adaptivePlans.length} rounds = oracle's)` : ''} |`,
+        `| ${p.model} | ${p.bandwidthMbit} | ${p.rttMs} | ${f(p.edgeOnlyMs)} | ${f(p.cloudOnlyMs)} | ${f(p.staticMs)} | ${f(p.adaptiveMs)} | ${f(p.oracleMs)} | ${f(p.round1Ms ?? Number.NaN)} | ${(p.adaptiveMs / p.oracleMs).toFixed(2)} | ${(p.adaptiveMs / Math.min(p.edgeOnlyMs, p.cloudOnlyMs)).toFixed(2)} | ${p.adaptiveChoiceMs !== undefined && p.oracleChoiceMs !== undefined ? (p.adaptiveChoiceMs / p.oracleChoiceMs).toFixed(2) : '—'} | ${p.speedupOverRound1 !== undefined ? `${p.speedupOverRound1.toFixed(2)}×` : '—'} | ${p.adaptiveOutputError !== undefined ? p.adaptiveOutputError.toExponential(1) : '—'} | ${p.oraclePlan} | ${p.adaptivePlan}${p.adaptivePlans ? ` (${p.adaptivePlans.filter((x) => x === p.oraclePlan).length}/${p.adaptivePlans.length} rounds = oracle's)` : ''} | ${p.round1Plan ?? '—'} |`,
     ),
     '',
     '## Crossovers',
@@ -226,24 +295,28 @@ export function breakEven(result: SweepResult): string[] {
   const lines = [
     '## Why: break-even bandwidths predicted from the profiles',
     '',
-    `A remote option beats local when its bytes cross the link faster than the edge time it saves: bandwidth > bytes × 8 / (local − head − RTT − remote). Times are the profiled ones (edge ×${result.slowdown}).`,
+    `A remote option beats local when its bytes cross the link faster than the edge time it saves: bandwidth > bytes × 8 / (local − head − RTT − remote). Times are the profiled ones (edge ×${result.slowdown}); offload sends the JPEG, a split its cut in float32 or in an encoding within the error budget (codec time left out).`,
     '',
-    `| model | local ms | input KB | ${rtts.map((r) => `offload @${r} ms`).join(' | ')} | ${rtts.map((r) => `best split @${r} ms`).join(' | ')} |`,
+    `| model | local ms | offload KB | ${rtts.map((r) => `offload @${r} ms`).join(' | ')} | ${rtts.map((r) => `best split @${r} ms`).join(' | ')} |`,
     `| --- | ---: | ---: | ${rtts.map(() => '---:').join(' | ')} | ${rtts.map(() => '---').join(' | ')} |`,
   ];
   const mbit = (bytes: number, savedMs: number): number => (savedMs > 0 ? (bytes * 8) / (savedMs * 1000) : Number.POSITIVE_INFINITY);
   const fmt = (x: number): string => (Number.isFinite(x) ? `${x.toFixed(1)} Mbit/s` : 'never');
   for (const m of result.models) {
-    const offload = rtts.map((r) => fmt(mbit(m.inputBytes + m.outputBytes, m.localMs - r - m.remoteMs)));
+    const offload = rtts.map((r) => fmt(mbit((m.imageBytes ?? m.inputBytes) + m.outputBytes, m.localMs - r - m.remoteMs)));
     const split = rtts.map((r) => {
       let best = { id: '—', bw: Number.POSITIVE_INFINITY };
       for (const c of m.cuts) {
-        const bw = mbit(c.bytes + c.outputBytes, m.localMs - c.headMs - r - c.tailMs);
-        if (bw < best.bw) best = { id: c.id, bw };
+        // Each cut in its float32 form and in every encoding within the run's error budget.
+        const forms = [{ id: c.id, bytes: c.bytes }, ...Object.entries(c.encodings ?? {}).filter(([, e]) => e.maxError <= (result.maxOutputError ?? -1)).map(([name, e]) => ({ id: `${c.id}/${name}`, bytes: e.bytes }))];
+        for (const form of forms) {
+          const bw = mbit(form.bytes + c.outputBytes, m.localMs - c.headMs - r - c.tailMs);
+          if (bw < best.bw) best = { id: form.id, bw };
+        }
       }
       return Number.isFinite(best.bw) ? `${best.id}: ${fmt(best.bw)}` : 'never';
     });
-    lines.push(`| ${m.model} | ${m.localMs.toFixed(0)} | ${(m.inputBytes / 1024).toFixed(0)} | ${offload.join(' | ')} | ${split.join(' | ')} |`);
+    lines.push(`| ${m.model} | ${m.localMs.toFixed(0)} | ${((m.imageBytes ?? m.inputBytes) / 1024).toFixed(0)} | ${offload.join(' | ')} | ${split.join(' | ')} |`);
   }
   lines.push(
     '',
@@ -257,93 +330,8 @@ function kindOf(plan: string): string {
   return plan.startsWith('split') ? 'split' : plan.startsWith('offload') ? 'offload' : 'local';
 }
 
-export interface TraceStep {
-  label: string;
-  bandwidthMbit: number;
-  rttMs: number;
-  oracleMs: number;
-  oraclePlan: string;
-  requestsToConverge: number;
-  requests: Array<{ plan: string; ms: number; planMeanMs: number }>;
-}
-
-export interface TraceResult {
-  maxRequestsToConverge: number;
-  steps: TraceStep[];
-  slowdown: number;
-  /** Whether each edge run's host jitter was stretched too (else only the undisturbed (fastest recent) run time). */
-  stretchJitter?: boolean;
-  model: string;
-  notes: string[];
-}
-
-export async function writeTraceReport(result: TraceResult, dir = RESULTS_DIR): Promise<ReportFiles> {
-  let index = 0;
-  const values = result.steps.flatMap((s, si) =>
-    s.requests.flatMap((r) => {
-      index += 1;
-      return [
-        { request: index, step: si, label: s.label, series: 'adaptive (measured)', ms: r.ms },
-        { request: index, step: si, label: s.label, series: 'oracle (mean of best plan)', ms: s.oracleMs },
-      ];
-    }),
-  );
-  let start = 1;
-  const marks = result.steps.map((s) => {
-    const mark = { request: start - 0.5, text: `${s.bandwidthMbit} Mbit/s, ${s.rttMs} ms` };
-    start += s.requests.length;
-    return mark;
-  });
-  const chart = await renderChart(
-    {
-      $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-      title: { text: `${result.model}: adaptive through a changing network (edge slowdown ×${result.slowdown})`, anchor: 'start' },
-      width: 900,
-      height: 260,
-      layer: [
-        {
-          data: { values },
-          mark: { type: 'line', point: { size: 20 } },
-          encoding: {
-            x: { field: 'request', type: 'quantitative', title: 'request' },
-            y: { field: 'ms', type: 'quantitative', scale: { type: 'log' }, title: 'latency (ms)' },
-            color: { field: 'series', type: 'nominal', legend: { orient: 'bottom', labelLimit: 300 } },
-            detail: { field: 'step', type: 'nominal' },
-          },
-        },
-        { data: { values: marks }, mark: { type: 'rule', color: '#999', strokeDash: [2, 2] }, encoding: { x: { field: 'request', type: 'quantitative' } } },
-        {
-          data: { values: marks },
-          mark: { type: 'text', align: 'left', baseline: 'top', dx: 3, y: 2, fontSize: 10, color: '#444' },
-          encoding: { x: { field: 'request', type: 'quantitative' }, text: { field: 'text' } },
-        },
-      ],
-      config: { font: 'DejaVu Sans' },
-    } as TopLevelSpec,
-    join(dir, 'trace'),
-  );
-  const lines = [
-    `# Trace: ${result.model}`,
-    '',
-    `Edge slowdown factor: **×${result.slowdown}** (${slowdownMeaning(result.slowdown, result.stretchJitter)}). Most requests needed after a change to come within 10% of the oracle (three in a row): **${result.maxRequestsToConverge}**.`,
-    '',
-    ...result.notes.map((n) => `- ${n}`),
-    '',
-    '| step | Mbit/s | RTT ms | oracle plan | oracle ms | requests to converge | adaptive plans |',
-    '| --- | ---: | ---: | --- | ---: | ---: | --- |',
-    ...result.steps.map(
-      (s) => `| ${s.label} | ${s.bandwidthMbit} | ${s.rttMs} | ${s.oraclePlan} | ${s.oracleMs.toFixed(1)} | ${s.requestsToConverge} | ${s.requests.map((r) => r.plan).join(', ')} |`,
-    ),
-    '',
-  ];
-  const markdown = join(dir, 'trace.md');
-  await writeFile(markdown, lines.join('\n'));
-  await writeFile(join(dir, 'trace.json'), `${JSON.stringify(result, null, 2)}\n`);
-  return { markdown, svg: [chart.svg], png: [chart.png] };
-}
-
 /** What the slowdown factor did to edge runs, in words, for the reports. */
-function slowdownMeaning(slowdown: number, stretchJitter: boolean | undefined): string {
+export function slowdownMeaning(slowdown: number, stretchJitter: boolean | undefined): string {
   return stretchJitter
     ? `every edge run is stretched to ${slowdown}× its real duration, host jitter included`
     : `every edge run takes ${slowdown}× this host's undisturbed time for it (the fastest of its last 15 runs), plus its own excess over that once`;

@@ -1,13 +1,16 @@
 /**
  * `tandem bench trace`: the adaptive planner through a changing network — 10×-class steps
  * (50 → 2 → 20 → 50 Mbit/s) and a 4G-style trace — counting the requests it needs after each
- * change to come within 10% of the oracle.
+ * change to come within 10% of the oracle; and its report (Markdown, JSON, a plot).
  */
+import { writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { TopLevelSpec } from 'vega-lite';
 import { AdaptivePlanner, describePlan, type Plan } from '../src/planner/index.js';
 import { ENDPOINT, MODELS, Testbed, mean, type PreparedModel } from './harness/testbed.js';
-import { writeTraceReport, type ReportFiles, type TraceResult, type TraceStep } from './report.js';
+import { renderChart, RESULTS_DIR, slowdownMeaning, type ReportFiles } from './report.js';
 import { loadTrace } from '../src/shaper/index.js';
 import { adaptiveRequest, planFromDescription } from './sweep.js';
 
@@ -101,7 +104,7 @@ export async function runTrace(options: TraceOptions = {}): Promise<{ result: Tr
     stretchJitter,
     model: modelName,
     notes: [
-      `Network: the shaping proxy on loopback; each condition is applied at once (a step), then ${perStep} adaptive requests run. Edge: Tandem's runtime (createRuntime, one worker, slowdown ×${slowdown}) with the AdaptivePlanner as its PlanChooser; cloud: Tandem's cloud service in-process on 127.0.0.1 behind the shaper, through the OIP v2 binary provider client. Load average (1 min) at the start: ${loadStart.toFixed(1)}, at the end: ${(loadavg()[0] ?? 0).toFixed(1)}.`,
+      `Network: the shaping proxy on loopback; each condition is applied at once (a step), then ${perStep} adaptive requests run. Edge: Tandem's runtime (createRuntime, one worker, slowdown ×${slowdown}) with the AdaptivePlanner as its PlanChooser; cloud: Tandem's cloud service in-process on 127.0.0.1 behind the shaper, through the PAI-EAS provider client. Every request starts from a JPEG (an offload sends it as it is); cuts travel as float32. Load average (1 min) at the start: ${loadStart.toFixed(1)}, at the end: ${(loadavg()[0] ?? 0).toFixed(1)}.`,
       `Convergence: requests until the chosen plan, three times in a row, is one whose measured mean under this condition is within 10% of the oracle (the best measured mean). Each plan's mean: ${reps} requests of it per condition (every option the cost model under the true link puts within 2× of the best, and local), plus adaptive's own requests of it.`,
       'The 4G-style segments come from bench/traces/4g-style.txt, a synthetic trace (no recordings are reachable from this machine).',
       `A request that exceeds ${perStep} counts as ${perStep + 1} (not converged).`,
@@ -119,7 +122,7 @@ async function measureTimes(testbed: Testbed, m: PreparedModel, plan: Plan, reps
 
 async function oracleTable(testbed: Testbed, m: PreparedModel, bw: number, rtt: number, reps: number): Promise<Map<string, number[]>> {
   const truth = new AdaptivePlanner({ profile: m.profile, endpoints: [{ name: ENDPOINT, rttMs: rtt, bandwidthBitsPerSecond: bw * 1e6 }], exploration: false });
-  const ranked = truth.rank({ allowedEndpoints: [ENDPOINT] });
+  const ranked = truth.rank({ allowedEndpoints: [ENDPOINT], inputBytes: m.jpeg.byteLength });
   const best = ranked[0]?.totalMs ?? 0;
   const out = new Map<string, number[]>();
   for (const option of ranked) {
@@ -127,4 +130,89 @@ async function oracleTable(testbed: Testbed, m: PreparedModel, bw: number, rtt: 
     out.set(describePlan(option.plan), await measureTimes(testbed, m, option.plan, reps));
   }
   return out;
+}
+
+export interface TraceStep {
+  label: string;
+  bandwidthMbit: number;
+  rttMs: number;
+  oracleMs: number;
+  oraclePlan: string;
+  requestsToConverge: number;
+  requests: Array<{ plan: string; ms: number; planMeanMs: number }>;
+}
+
+export interface TraceResult {
+  maxRequestsToConverge: number;
+  steps: TraceStep[];
+  slowdown: number;
+  /** Whether each edge run's host jitter was stretched too (else only the undisturbed (fastest recent) run time). */
+  stretchJitter?: boolean;
+  model: string;
+  notes: string[];
+}
+
+export async function writeTraceReport(result: TraceResult, dir = RESULTS_DIR): Promise<ReportFiles> {
+  let index = 0;
+  const values = result.steps.flatMap((s, si) =>
+    s.requests.flatMap((r) => {
+      index += 1;
+      return [
+        { request: index, step: si, label: s.label, series: 'adaptive (measured)', ms: r.ms },
+        { request: index, step: si, label: s.label, series: 'oracle (mean of best plan)', ms: s.oracleMs },
+      ];
+    }),
+  );
+  let start = 1;
+  const marks = result.steps.map((s) => {
+    const mark = { request: start - 0.5, text: `${s.bandwidthMbit} Mbit/s, ${s.rttMs} ms` };
+    start += s.requests.length;
+    return mark;
+  });
+  const chart = await renderChart(
+    {
+      $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+      title: { text: `${result.model}: adaptive through a changing network (edge slowdown ×${result.slowdown})`, anchor: 'start' },
+      width: 900,
+      height: 260,
+      layer: [
+        {
+          data: { values },
+          mark: { type: 'line', point: { size: 20 } },
+          encoding: {
+            x: { field: 'request', type: 'quantitative', title: 'request' },
+            y: { field: 'ms', type: 'quantitative', scale: { type: 'log' }, title: 'latency (ms)' },
+            color: { field: 'series', type: 'nominal', legend: { orient: 'bottom', labelLimit: 300 } },
+            detail: { field: 'step', type: 'nominal' },
+          },
+        },
+        { data: { values: marks }, mark: { type: 'rule', color: '#999', strokeDash: [2, 2] }, encoding: { x: { field: 'request', type: 'quantitative' } } },
+        {
+          data: { values: marks },
+          mark: { type: 'text', align: 'left', baseline: 'top', dx: 3, y: 2, fontSize: 10, color: '#444' },
+          encoding: { x: { field: 'request', type: 'quantitative' }, text: { field: 'text' } },
+        },
+      ],
+      config: { font: 'DejaVu Sans' },
+    } as TopLevelSpec,
+    join(dir, 'trace'),
+  );
+  const lines = [
+    `# Trace: ${result.model}`,
+    '',
+    `Edge slowdown factor: **×${result.slowdown}** (${slowdownMeaning(result.slowdown, result.stretchJitter)}). Most requests needed after a change to come within 10% of the oracle (three in a row): **${result.maxRequestsToConverge}**.`,
+    '',
+    ...result.notes.map((n) => `- ${n}`),
+    '',
+    '| step | Mbit/s | RTT ms | oracle plan | oracle ms | requests to converge | adaptive plans |',
+    '| --- | ---: | ---: | --- | ---: | ---: | --- |',
+    ...result.steps.map(
+      (s) => `| ${s.label} | ${s.bandwidthMbit} | ${s.rttMs} | ${s.oraclePlan} | ${s.oracleMs.toFixed(1)} | ${s.requestsToConverge} | ${s.requests.map((r) => r.plan).join(', ')} |`,
+    ),
+    '',
+  ];
+  const markdown = join(dir, 'trace.md');
+  await writeFile(markdown, lines.join('\n'));
+  await writeFile(join(dir, 'trace.json'), `${JSON.stringify(result, null, 2)}\n`);
+  return { markdown, svg: [chart.svg], png: [chart.png] };
 }

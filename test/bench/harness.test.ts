@@ -1,7 +1,8 @@
 /**
  * The benchmark harness end to end over the real system: Tandem's runtime on the edge (with
- * its slowdown), Tandem's cloud service on loopback behind the shaper, the OIP provider
- * client, the adaptive planner as the runtime's chooser — one tiny sweep point.
+ * its slowdown), Tandem's cloud service on loopback behind the shaper, the PAI-EAS provider
+ * client (the Tandem tensor payload), the adaptive planner as the runtime's chooser — one tiny
+ * sweep point, with round-1 measured beside it.
  */
 import { describe, expect, it } from 'vitest';
 import { runSweep } from '../../bench/sweep.js';
@@ -20,6 +21,8 @@ describe('bench harness over the real runtime and cloud service', () => {
     }
     expect(p.oracleMs).toBeLessThanOrEqual(Math.min(p.edgeOnlyMs, p.cloudOnlyMs));
     expect(p.adaptivePlans).toHaveLength(2);
+    expect(p.round1Plans).toHaveLength(2);
+    expect(result.geomeanSpeedupOverRound1).toBeCloseTo(p.speedupOverRound1 ?? Number.NaN, 9);
     // Pooled means: the better fixed strategy's includes its own requests, so it is finite and
     // no worse than the pooled best; adaptive's choice figure is charged against both.
     expect(Number.isFinite(p.bestFixedChoiceMs ?? Number.NaN)).toBe(true);
@@ -29,11 +32,12 @@ describe('bench harness over the real runtime and cloud service', () => {
   }, 60_000);
 
   it('executes remote plans through the shaped link: offload sends the input and the service reports its compute', async () => {
-    const testbed = await Testbed.create({ slowdown: 1, maxCuts: 1, models: [MODELS['mobilenetv2']!], profileRuns: 1 });
+    const testbed = await Testbed.create({ slowdown: 1, maxCuts: 1, models: [MODELS['mobilenetv2']!], profileRuns: 1, calibrationImages: 1 });
     try {
       const m = await testbed.prepare(MODELS['mobilenetv2']!);
       testbed.setLink(10e6, 40);
-      const obs = await testbed.execute(m.name, { kind: 'offload', endpoint: ENDPOINT });
+      // The first release's form: the decoded tensor goes on the wire.
+      const obs = await testbed.execute(m.name, { kind: 'offload', endpoint: ENDPOINT }, 'tensor');
       expect(obs.fellBack).toBe(false);
       expect(obs.bytesSent).toBeGreaterThan(224 * 224 * 3 * 4);
       expect(obs.remoteMs).toBeGreaterThan(0);

@@ -1,0 +1,137 @@
+/**
+ * The testbed's profile of a model, measured through the real runtime over the unshaped link
+ * (the sweep's plans, the sweep's requests), plus what the lossy cut encodings cost: measured
+ * by the profiler's own `measureEncodings` on calibration images through the package's
+ * pipeline, at every candidate cut.
+ */
+import { splitModel, type ModelAnalysis, type OnnxModel } from '../../src/graph/index.js';
+import type { Observation, Plan, Profile } from '../../src/planner/index.js';
+import { imageToTensor, type PipelineSpec } from '../../src/preprocess/index.js';
+import { EdgePool, measureEncodings, RECENT_WINDOW, type EncodingMeasurement } from '../../src/runtime/index.js';
+import { TandemError } from '../../src/errors/index.js';
+import { cloneTensorMap, type TensorMap } from '../../src/tensor/index.js';
+import { median, sha256Hex } from '../../src/util/index.js';
+
+/** What the profile needs of the testbed: its plans' requests and the model's identity. */
+export interface ProfileTarget {
+  name: string;
+  endpoint: string;
+  cuts: readonly { id: string; tensors: string[]; bytes: number; headFlops: number }[];
+  /** Runs one request of `plan`, sending the image (`image`) or its tensor (`tensor`). */
+  execute(plan: Plan, form: 'image' | 'tensor'): Promise<Observation>;
+  slowdown: number;
+  /** Whether the edge stretches jitter too (then one warm-up round is enough). */
+  stretchJitter: boolean;
+  runs: number;
+  modelBytes: Uint8Array;
+  shapes: Record<string, number[]>;
+}
+
+/**
+ * Warm-up, then round-robin over the plans (a load swing of the shared machine then hits every
+ * plan's runs alike). With a slowdown, the emulated device stretches the fastest of a run's
+ * recent host times, and the fastest of a few runs sits well above the fastest of a full
+ * window: the warm-up fills the window, so the profile measures the emulated device in its
+ * steady state, as a real device, whose speed does not depend on how often a cut has run, would be.
+ * The offload is profiled with the tensor (the profile's `inputBytes` is the input tensor's; an
+ * encoded image's size reaches the planner per request as `PlanContext.inputBytes`).
+ */
+export async function measureProfile(t: ProfileTarget): Promise<Profile> {
+  const plans: Array<{ plan: Plan; form: 'image' | 'tensor' }> = [
+    { plan: { kind: 'local' }, form: 'image' },
+    { plan: { kind: 'offload', endpoint: t.endpoint }, form: 'tensor' },
+    ...t.cuts.map((c) => ({ plan: { kind: 'split', cut: c.id, endpoint: t.endpoint } as Plan, form: 'image' as const })),
+  ];
+  const warmupRounds = t.slowdown > 1 && !t.stretchJitter ? RECENT_WINDOW : 1;
+  for (let r = 0; r < warmupRounds; r++) for (const p of plans) await t.execute(p.plan, p.form);
+  const obs: Observation[][] = plans.map(() => []);
+  for (let r = 0; r < t.runs; r++) {
+    for (const [i, p] of plans.entries()) {
+      const o = await t.execute(p.plan, p.form);
+      if (o.fellBack || !o.ok) throw new TandemError('HARNESS_PROFILE', `profiling ${t.name} under ${JSON.stringify(p.plan)} fell back to the edge`);
+      obs[i]?.push(o);
+    }
+  }
+  const local = obs[0] ?? [];
+  const offload = obs[1] ?? [];
+  return {
+    version: 1,
+    model: t.name,
+    modelSha256: sha256Hex(t.modelBytes),
+    shapes: t.shapes,
+    edgeSlowdown: t.slowdown,
+    workers: 1,
+    localMs: median(local.map((o) => o.edgeMs)),
+    remoteMs: { [t.endpoint]: median(offload.map((o) => o.remoteMs)) },
+    inputBytes: offload[0]?.bytesSent ?? 0,
+    outputBytes: offload[0]?.bytesReceived ?? 0,
+    cuts: t.cuts.map((cut, i) => {
+      const os = obs[i + 2] ?? [];
+      return {
+        id: cut.id,
+        tensors: cut.tensors,
+        bytes: os[0]?.bytesSent ?? cut.bytes,
+        headFlops: cut.headFlops,
+        headMs: median(os.map((o) => o.edgeMs)),
+        tailMs: { [t.endpoint]: median(os.map((o) => o.remoteMs)) },
+        outputBytes: os[0]?.bytesReceived ?? 0,
+      };
+    }),
+  };
+}
+
+/**
+ * Per cut, the lossy encodings' bytes, codec times and end-to-end output error on
+ * `calibration` (encoded images through `pipeline`), with the profiler's `measureEncodings`:
+ * the head runs on the images, the tail once on its float32 inputs and once on each
+ * encoding's decoded ones. The bytes here are the codec's payload (the request adds a few
+ * hundred bytes of headers, as float32's `bytes` in the profile include).
+ */
+export async function measureCutEncodings(
+  graph: OnnxModel,
+  analysis: ModelAnalysis,
+  cutIds: readonly string[],
+  pipeline: PipelineSpec,
+  calibration: readonly Uint8Array[],
+): Promise<Map<string, EncodingMeasurement>> {
+  const pool = new EdgePool({ workers: 1, intraOpThreads: 1 });
+  const out = new Map<string, EncodingMeasurement>();
+  const inputName = analysis.inputs[0]?.name ?? 'input';
+  try {
+    const images: TensorMap[] = [];
+    for (const jpeg of calibration) images.push({ [inputName]: await imageToTensor(jpeg, pipeline) });
+    for (const id of cutIds) {
+      const split = await splitModel(graph, id, analysis);
+      const head = { sha256: sha256Hex(split.head), bytes: split.head };
+      const tail = { sha256: sha256Hex(split.tail), bytes: split.tail };
+      const headOutputs = [...split.manifest.head.outputs];
+      const samples: TensorMap[] = [];
+      for (const image of images) {
+        const run = await pool.run(head, cloneTensorMap(image), { outputs: headOutputs });
+        const all: TensorMap = { ...cloneTensorMap(image), ...run.outputs };
+        samples.push(Object.fromEntries(split.manifest.tail.inputs.flatMap((n) => (all[n] ? [[n, all[n]]] : []))));
+      }
+      out.set(id, await measureEncodings(pool, tail, samples));
+    }
+  } finally {
+    await pool.close();
+  }
+  return out;
+}
+
+/**
+ * The profile with each cut's measured encodings (float32's codec time as their reference).
+ * `wireBytes`: what one request of each `cut/encoding` sent, as the runtime reported it (the
+ * codec's payload plus the request's headers, like float32's `bytes`).
+ */
+export function withEncodings(profile: Profile, measured: ReadonlyMap<string, EncodingMeasurement>, wireBytes: ReadonlyMap<string, number>): Profile {
+  return {
+    ...profile,
+    cuts: profile.cuts.map((c) => {
+      const m = measured.get(c.id);
+      if (!m) return c;
+      const encodings = Object.fromEntries(Object.entries(m.encodings).map(([e, v]) => [e, { ...v, bytes: wireBytes.get(`${c.id}/${e}`) ?? v.bytes }]));
+      return { ...c, codecMs: m.codecMs, encodings };
+    }),
+  };
+}
