@@ -10,7 +10,9 @@ import { AgentCore } from './agent.js';
 import type { EdgeConfig, NucleusConnection } from './config.js';
 import { HttpFront } from './http-front.js';
 import { createMetrics, type AgentMetrics } from './metrics.js';
+import { followModelVersions } from './greengrass-config.js';
 import { GreengrassTransport } from './greengrass-transport.js';
+import type { ModelUpdateEvent } from './model-updates.js';
 import { MqttTransport } from './mqtt-transport.js';
 import type { InferenceService } from './service.js';
 import type { Transport } from './transport.js';
@@ -25,6 +27,8 @@ export interface EdgeAgentOptions {
   defaultMetrics?: boolean;
   /** The Greengrass nucleus's socket and token, as `loadEdgeConfig` read them from the environment. */
   nucleus?: NucleusConnection;
+  /** Called when a model version the Greengrass configuration names is applied or refused. */
+  onModelUpdate?: (event: ModelUpdateEvent) => void;
 }
 
 export interface StopReport {
@@ -54,7 +58,11 @@ export class EdgeAgent {
       this.transports.push(...options.transports);
     } else {
       if (config.mqtt) this.transports.push(new MqttTransport({ config: config.mqtt, logger, metrics: this.metrics }));
-      if (config.greengrass) this.transports.push(new GreengrassTransport({ config: config.greengrass, logger, metrics: this.metrics, ...options.nucleus }));
+      if (config.greengrass) {
+        // Model versions named by the component configuration (docs/guide/model-updates.md).
+        const configuration = followModelVersions({ service, config, logger, updates: this.metrics.modelUpdates, ...(options.onModelUpdate ? { onEvent: options.onModelUpdate } : {}) });
+        this.transports.push(new GreengrassTransport({ config: config.greengrass, logger, metrics: this.metrics, ...options.nucleus, ...(configuration ? { configuration } : {}) }));
+      }
     }
   }
 

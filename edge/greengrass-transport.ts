@@ -9,6 +9,11 @@
  * - `local` mode uses the nucleus's local publish/subscribe between components
  *   (SubscribeToTopic / PublishToTopic; needs aws.greengrass.ipc.pubsub access).
  *
+ * With a `configuration` follower, it also follows one key of the component's own
+ * configuration (SubscribeToConfigurationUpdate, then GetConfiguration): read at every
+ * (re)connect and after changes under the key settle, and handed to the follower
+ * (edge/greengrass-config.ts: model versions).
+ *
  * The nucleus gives the component its socket path and token in
  * AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT and SVCUID, which the config loader
  * reads (`loadEdgeConfig`'s `nucleus`) and the agent passes in. An IPC client can only
@@ -46,6 +51,23 @@ export interface GreengrassTransportOptions {
   connectTimeoutMs?: number;
   /** Where refused reply topics are counted. */
   metrics?: Pick<AgentMetrics, 'replyTopicsRefused'>;
+  /** A key of the component configuration to follow. */
+  configuration?: ConfigurationFollower;
+  /**
+   * How long after a change under the followed key it is read (default 250 ms): a deployment
+   * changes each leaf apart (an entry's path, then its hash) and the nucleus sends an event per
+   * leaf, so the read waits for the burst to end rather than catch a half-written entry.
+   */
+  configurationSettleMs?: number;
+}
+
+/** One top-level key of the component configuration, followed over IPC. */
+export interface ConfigurationFollower {
+  readonly key: string;
+  /** The key's value (undefined when the configuration has none); resolves once it is applied. */
+  offer(value: unknown): Promise<void>;
+  /** Called when the transport stops: work in progress ends. */
+  close(): Promise<void>;
 }
 
 function toBuffer(payload: Payload): Buffer {
@@ -69,6 +91,9 @@ export class GreengrassTransport implements Transport {
   private stopped = false;
   private attempts = 0;
   private reconnectTimer: NodeJS.Timeout | undefined;
+  private configurationTimer: NodeJS.Timeout | undefined;
+  /** Reads of the configuration started: only the newest one's value is applied. */
+  private configurationReads = 0;
   /** Clients this transport has closed: no reply may go out on one of them. */
   private readonly closed = new WeakSet<IpcClient>();
 
@@ -181,6 +206,54 @@ export class GreengrassTransport implements Transport {
       op.on('streamError', (error) => this.logger.warn({ err: error }, 'local pub/sub subscription stream error'));
       await op.activate();
     }
+    const follower = this.options.configuration;
+    if (follower) {
+      // Requests are served whether or not the configuration can be followed.
+      await this.followConfiguration(client, follower).catch((error: unknown) =>
+        this.logger.warn({ err: error, key: follower.key }, 'cannot follow the component configuration; tried again at the next reconnect'),
+      );
+    }
+  }
+
+  /**
+   * Subscribes to the whole configuration rather than to the key: subscribing to a key the
+   * configuration does not have fails, and the key is absent until a deployment sets it.
+   */
+  private async followConfiguration(client: IpcClient, follower: ConfigurationFollower): Promise<void> {
+    const op = client.subscribeToConfigurationUpdate({ keyPath: [] });
+    op.on('message', (event) => {
+      if (event.configurationUpdateEvent?.keyPath[0] === follower.key) this.scheduleConfigurationRead(client, follower, this.options.configurationSettleMs ?? 250);
+    });
+    op.on('streamError', (error) => this.logger.warn({ err: error }, 'configuration update subscription stream error'));
+    await op.activate();
+    // Changes made while there was no connection (or before the agent started) are caught here.
+    this.scheduleConfigurationRead(client, follower, 0);
+  }
+
+  private scheduleConfigurationRead(client: IpcClient, follower: ConfigurationFollower, delayMs: number): void {
+    if (this.stopped) return;
+    clearTimeout(this.configurationTimer);
+    this.configurationTimer = setTimeout(() => {
+      this.configurationTimer = undefined;
+      void this.readConfiguration(client, follower);
+    }, delayMs);
+  }
+
+  /** Reads the whole configuration, so that an absent key is not an error to tell from others. */
+  private async readConfiguration(client: IpcClient, follower: ConfigurationFollower): Promise<void> {
+    const read = ++this.configurationReads;
+    let value: unknown;
+    try {
+      const response = await client.getConfiguration({ keyPath: [] });
+      const all: unknown = response.value;
+      value = all !== null && typeof all === 'object' ? (all as Record<string, unknown>)[follower.key] : undefined;
+    } catch (error) {
+      // A closed client is replaced by a reconnect, which reads again.
+      if (!this.closed.has(client) && !this.stopped) this.logger.warn({ err: error, key: follower.key }, 'cannot read the component configuration; it is read again at its next change');
+      return;
+    }
+    if (this.stopped || read !== this.configurationReads) return;
+    await follower.offer(value).catch((error: unknown) => this.logger.error({ err: error, key: follower.key }, 'applying the component configuration failed'));
   }
 
   /** `origin`: the client the message came on, which may not have finished connecting yet. */
@@ -223,12 +296,14 @@ export class GreengrassTransport implements Transport {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    clearTimeout(this.configurationTimer);
     const client = this.client;
     this.client = undefined;
     if (client) {
       this.closed.add(client);
       await client.close();
     }
+    await this.options.configuration?.close();
   }
 }
 

@@ -19,6 +19,8 @@ export interface AgentMetrics {
   readonly repliesDropped: Counter<'front' | 'reason'>;
   /** Relative error of the cut tensors of splits sent float16 or int8, by encoding (the codec's report). */
   readonly compressionError: Histogram<'encoding'>;
+  /** Model versions applied or refused, by model, source and outcome; code is the refusal's error code. */
+  readonly modelUpdates: Counter<'model' | 'source' | 'outcome' | 'code'>;
   readonly inFlight: Gauge;
   readonly outboxDepth: Gauge;
   observePlan(plan: Plan, seconds: number, fellBack: boolean): void;
@@ -84,6 +86,12 @@ export function createMetrics(options: { outboxDepth: () => number; defaultMetri
     buckets: [1e-5, 1e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1],
     registers: [registry],
   });
+  const modelUpdates = new Counter({
+    name: 'tandem_model_updates_total',
+    help: "New model versions applied or refused, by model, source (greengrass) and outcome; code is the refusal's error code.",
+    labelNames: ['model', 'source', 'outcome', 'code'] as const,
+    registers: [registry],
+  });
   const inFlight = new Gauge({ name: 'tandem_in_flight_requests', help: 'Requests being processed now.', registers: [registry] });
   const outboxDepth = new Gauge({
     name: 'tandem_outbox_depth',
@@ -104,6 +112,7 @@ export function createMetrics(options: { outboxDepth: () => number; defaultMetri
     replyTopicsRefused,
     repliesDropped,
     compressionError,
+    modelUpdates,
     inFlight,
     outboxDepth,
     observePlan(plan, seconds, fellBack) {

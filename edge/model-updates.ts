@@ -1,23 +1,32 @@
 /**
- * Live model updates. A model whose edge.yaml entry sets `watch` is polled for a new version:
- * its path resolved through symbolic links, its manifest's SHA-256 and the sizes and times of
- * the package's files. A change seen twice in a row (so a copy still in progress is not
- * loaded) is loaded beside the serving version, through the same checks as at start-up (every
- * listed file's hash, a warm-up run), and only then swapped in; the old version finishes its
- * requests and is released. A version that fails its checks is refused and remembered, and
- * the old one keeps serving.
+ * Live model updates. A new version of a served model is loaded beside the serving one,
+ * through the same checks as at start-up (every listed file's hash, a warm-up run) and, when
+ * its configuration names one, against the model SHA-256 it is expected to have; only then
+ * is it swapped in, and the old version finishes its requests and is released. A version that
+ * fails a check is refused and the old one keeps serving. {@link ModelUpdater} does this for
+ * every source of versions:
+ *
+ * - {@link ModelWatcher}: a model whose edge.yaml entry sets `watch` is polled for a new
+ *   version: its path resolved through symbolic links, its manifest's SHA-256 and the sizes
+ *   and times of the package's files. A change seen twice in a row (so a copy still in
+ *   progress is not loaded) is applied; a refused version is not tried again until it changes.
+ * - the Greengrass component configuration's `modelVersions` (edge/greengrass-config.ts).
  */
 import { createHash } from 'node:crypto';
 import { readFile, readdir, realpath, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isTandemError } from '../src/errors/index.js';
+import { TandemError, isTandemError, type ErrorCode } from '../src/errors/index.js';
 import type { ServedModel } from './tandem-service.js';
 
-/** What happened to a version the watcher saw. */
+/** Where a new version came from. */
+export type ModelUpdateSource = 'watch' | 'greengrass';
+
+/** What happened to a new version. */
 export interface ModelUpdateEvent {
   model: string;
   outcome: 'applied' | 'refused';
-  /** The folder (symbolic links resolved) of the version. */
+  source: ModelUpdateSource;
+  /** The version's package (for `watch`, with symbolic links resolved). */
   path: string;
   /** The served model's SHA-256 before and after (`applied` only). */
   from?: string;
@@ -33,8 +42,8 @@ export interface WatchedModel {
   pollMs: number;
 }
 
-export interface ModelWatcherOptions {
-  models: readonly WatchedModel[];
+/** How versions are loaded and swapped in: the service's, whatever the source. */
+export interface ModelUpdaterOptions {
   /** Loads and checks the version at `path` (rejects when it fails its checks). */
   load(model: string, path: string): Promise<ServedModel>;
   /** Serves `next` from now on; resolves once the old version is released. */
@@ -42,6 +51,102 @@ export interface ModelWatcherOptions {
   /** SHA-256 of the version being served now. */
   serving(model: string): string | undefined;
   onEvent?(event: ModelUpdateEvent): void;
+}
+
+export interface ModelWatcherOptions extends ModelUpdaterOptions {
+  models: readonly WatchedModel[];
+}
+
+/** One version to apply. */
+export interface VersionRequest {
+  model: string;
+  path: string;
+  source: ModelUpdateSource;
+  /** SHA-256 the version's model must have (lower-case hex), when its source names one. */
+  sha256?: string;
+}
+
+/** A new version refused before or after loading, for a reason of its own (not a failed load). */
+export class ModelUpdateError extends TandemError {
+  constructor(code: Extract<ErrorCode, 'EDGE_MODEL_UPDATE_INVALID' | 'EDGE_MODEL_UPDATE_HASH'>, message: string, details: Record<string, unknown> = {}) {
+    super(code, message, { details });
+  }
+}
+
+/**
+ * Loads, checks and swaps in new versions. Updates of one model run one after another, so a
+ * version never replaces one that was applied after it was asked for.
+ */
+export class ModelUpdater {
+  private readonly queues = new Map<string, Promise<unknown>>();
+  private closed = false;
+
+  constructor(private readonly options: ModelUpdaterOptions) {}
+
+  /** SHA-256 of the version of `model` served now. */
+  serving(model: string): string | undefined {
+    return this.options.serving(model);
+  }
+
+  /**
+   * Applies `request` once the model's earlier updates are done. Resolves with what happened
+   * (never rejects); `undefined` when the updater was closed first (the version is discarded).
+   */
+  apply(request: VersionRequest): Promise<ModelUpdateEvent | undefined> {
+    const run = (this.queues.get(request.model) ?? Promise.resolve()).then(() => this.run(request));
+    const settled = run.catch(() => undefined);
+    this.queues.set(request.model, settled);
+    void settled.finally(() => {
+      if (this.queues.get(request.model) === settled) this.queues.delete(request.model);
+    });
+    return run;
+  }
+
+  /** Refuses a version before loading it (its source's checks), as a refused update. */
+  refuse(request: VersionRequest, error: unknown): ModelUpdateEvent {
+    const event: ModelUpdateEvent = {
+      model: request.model,
+      outcome: 'refused',
+      source: request.source,
+      path: request.path,
+      code: isTandemError(error) ? error.code : 'EDGE_MODEL_LOAD',
+      message: error instanceof Error ? error.message : String(error),
+    };
+    this.options.onEvent?.(event);
+    return event;
+  }
+
+  /** Stops applying: a load in progress ends and its version is discarded. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.allSettled([...this.queues.values()]);
+  }
+
+  private async run(request: VersionRequest): Promise<ModelUpdateEvent | undefined> {
+    if (this.closed) return undefined;
+    const { model, path, sha256 } = request;
+    const from = this.options.serving(model);
+    let next: ServedModel;
+    try {
+      next = await this.options.load(model, path);
+    } catch (error) {
+      return this.refuse(request, error);
+    }
+    const to = next.runtime.model.sha256;
+    if (sha256 !== undefined && to !== sha256) {
+      await next.runtime.close().catch(() => undefined);
+      return this.refuse(request, new ModelUpdateError('EDGE_MODEL_UPDATE_HASH', `the model in ${path} has SHA-256 ${to ?? '(none)'}, not the ${sha256} its configuration expects`, { path, expected: sha256, actual: to }));
+    }
+    if (this.closed) {
+      await next.runtime.close().catch(() => undefined);
+      return undefined;
+    }
+    const swapped = this.options.swap(next);
+    const event: ModelUpdateEvent = { model, outcome: 'applied', source: request.source, path, ...(from !== undefined ? { from } : {}), ...(to !== undefined ? { to } : {}) };
+    this.options.onEvent?.(event);
+    await swapped.catch(() => undefined);
+    return event;
+  }
 }
 
 /** A version's identity: where it is, what its manifest says and the state of its files. */
@@ -71,9 +176,12 @@ interface WatchState {
 
 export class ModelWatcher {
   private readonly states = new Map<string, WatchState>();
+  private readonly updater: ModelUpdater;
   private closed = false;
 
-  constructor(private readonly options: ModelWatcherOptions) {}
+  constructor(private readonly options: ModelWatcherOptions) {
+    this.updater = new ModelUpdater(options);
+  }
 
   /** Takes the versions served now as the baseline, then starts polling. */
   async start(): Promise<void> {
@@ -89,6 +197,7 @@ export class ModelWatcher {
   async close(): Promise<void> {
     this.closed = true;
     for (const state of this.states.values()) clearTimeout(state.timer);
+    await this.updater.close();
     await Promise.allSettled([...this.states.values()].map((s) => s.running));
   }
 
@@ -116,24 +225,6 @@ export class ModelWatcher {
     }
     state.pending = undefined;
     state.settled = seen.fingerprint;
-    const from = this.options.serving(model.name);
-    let next: ServedModel;
-    try {
-      next = await this.options.load(model.name, seen.dir);
-    } catch (error) {
-      this.emit({ model: model.name, outcome: 'refused', path: seen.dir, code: isTandemError(error) ? error.code : 'EDGE_MODEL_LOAD', message: (error as Error).message });
-      return;
-    }
-    if (this.closed) {
-      await next.runtime.close().catch(() => undefined);
-      return;
-    }
-    const swapped = this.options.swap(next);
-    this.emit({ model: model.name, outcome: 'applied', path: seen.dir, ...(from !== undefined ? { from } : {}), ...(next.runtime.model.sha256 !== undefined ? { to: next.runtime.model.sha256 } : {}) });
-    await swapped.catch(() => undefined);
-  }
-
-  private emit(event: ModelUpdateEvent): void {
-    this.options.onEvent?.(event);
+    await this.updater.apply({ model: model.name, path: seen.dir, source: 'watch' });
   }
 }

@@ -90,6 +90,8 @@ export interface TandemServiceOptions {
   onClose?: () => Promise<unknown>;
   /** Encodes the stored result document (JSON by default). */
   encodeResult?: (doc: Record<string, unknown>) => { body: Uint8Array; contentType: string };
+  /** Builds a new version of a served model from the package at `path`, checked and warmed (live updates). */
+  loadVersion?: (model: string, path: string) => Promise<ServedModel>;
 }
 
 /** A request names a model the agent does not serve. */
@@ -151,6 +153,17 @@ export class TandemService implements InferenceService {
   /** SHA-256 of the version of `model` that new requests run on. */
   servedVersion(model: string): string | undefined {
     return this.served.get(model)?.model.runtime.model.sha256;
+  }
+
+  /**
+   * Loads a new version of a served model beside the serving one, through the same checks as
+   * at start-up; rejects when it fails them or when this service was built without a loader.
+   */
+  async loadVersion(model: string, path: string): Promise<ServedModel> {
+    const load = this.options.loadVersion;
+    if (!load) throw new TandemError('EDGE_MODEL_LOAD', 'this inference service cannot load new model versions');
+    if (!this.served.has(model)) throw new UnknownModelError(model, this.models());
+    return load(model, path);
   }
 
   /**

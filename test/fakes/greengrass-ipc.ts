@@ -3,7 +3,10 @@
  * AWS event-stream binary framing and the eventstream-RPC layer on a Unix socket, checks
  * the component's auth token on Connect, and serves SubscribeToIoTCore / PublishToIoTCore
  * (mqttproxy) and SubscribeToTopic / PublishToTopic (local pub/sub), with topic access
- * control like a recipe's accessControl. The real SDK (aws-crt native client) talks to it.
+ * control like a recipe's accessControl, and the component's own configuration:
+ * GetConfiguration and SubscribeToConfigurationUpdate, with `updateConfiguration` standing in
+ * for a deployment's merge (one event per changed leaf, as the nucleus sends them). The real
+ * SDK (aws-crt native client) talks to it.
  *
  * Framing (per message): total length u32, headers length u32, prelude CRC32 u32, headers,
  * payload, message CRC32 u32; all big-endian. Headers: name length u8, name, type u8, value.
@@ -168,6 +171,50 @@ export interface FakeNucleusOptions {
   allowedTopics?: string[];
   /** Accept sockets but never answer a Connect (a hung or restarting nucleus). */
   silent?: boolean;
+  /** The component's configuration at start (a recipe's DefaultConfiguration). */
+  configuration?: Record<string, unknown>;
+  componentName?: string;
+}
+
+type ConfigObject = Record<string, unknown>;
+
+function isObject(value: unknown): value is ConfigObject {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/** The node at `path`, or undefined when there is none. */
+function nodeAt(root: ConfigObject, path: readonly string[]): unknown {
+  let node: unknown = root;
+  for (const key of path) {
+    if (!isObject(node) || !(key in node)) return undefined;
+    node = node[key];
+  }
+  return node;
+}
+
+/** Merges `update` into `target` as a deployment's MERGE does; returns the leaf paths whose value changed. */
+function mergeInto(target: ConfigObject, update: ConfigObject, prefix: string[] = []): string[][] {
+  const changed: string[][] = [];
+  for (const [key, value] of Object.entries(update)) {
+    const path = [...prefix, key];
+    if (isObject(value)) {
+      if (!isObject(target[key])) {
+        if (key in target) changed.push(path);
+        target[key] = {};
+      }
+      changed.push(...mergeInto(target[key] as ConfigObject, value, path));
+    } else if (JSON.stringify(target[key]) !== JSON.stringify(value)) {
+      target[key] = structuredClone(value);
+      changed.push(path);
+    }
+  }
+  return changed;
+}
+
+interface ConfigSubscription {
+  keyPath: string[];
+  socket: Socket;
+  streamId: number;
 }
 
 /**
@@ -190,11 +237,48 @@ export class FakeNucleus extends EventEmitter {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
   private subscriptions: Subscription[] = [];
+  private configSubscriptions: ConfigSubscription[] = [];
+  /** The component's configuration (what GetConfiguration reads). */
+  readonly configuration: ConfigObject;
+  /** GetConfiguration requests answered, by key path. */
+  readonly configurationReads: string[][] = [];
+  /** While true, configuration operations are refused (a nucleus that does not offer them). */
+  configurationDenied = false;
 
   constructor(options: FakeNucleusOptions) {
     super();
     this.options = options;
     this.silent = options.silent ?? false;
+    this.configuration = structuredClone(options.configuration ?? {});
+  }
+
+  /**
+   * A deployment's configuration update: `reset` key paths are removed, then `merge` is merged
+   * in; every subscriber above a changed leaf gets one event per leaf. Returns the changed paths.
+   */
+  updateConfiguration(merge: ConfigObject, reset: string[][] = []): string[][] {
+    const changed: string[][] = [];
+    for (const path of reset) {
+      const parent = nodeAt(this.configuration, path.slice(0, -1));
+      const last = path.at(-1);
+      if (last !== undefined && isObject(parent) && last in parent) {
+        delete parent[last];
+        changed.push(path);
+      }
+    }
+    changed.push(...mergeInto(this.configuration, merge));
+    for (const path of changed) {
+      for (const sub of this.configSubscriptions) {
+        if (!sub.keyPath.every((k, i) => path[i] === k)) continue;
+        const event = { configurationUpdateEvent: { componentName: this.componentName, keyPath: path } };
+        sub.socket.write(this.appMessage(sub.streamId, 'aws.greengrass#ConfigurationUpdateEvents', event, 0));
+      }
+    }
+    return changed;
+  }
+
+  private get componentName(): string {
+    return this.options.componentName ?? 'dev.tandem.EdgeAgent';
   }
 
   async start(): Promise<void> {
@@ -210,6 +294,7 @@ export class FakeNucleus extends EventEmitter {
   dropConnections(): void {
     for (const s of this.sockets) s.destroy();
     this.subscriptions = [];
+    this.configSubscriptions = [];
   }
 
   async stop(): Promise<void> {
@@ -221,6 +306,11 @@ export class FakeNucleus extends EventEmitter {
 
   subscribedTopics(): string[] {
     return this.subscriptions.map((s) => `${s.kind}:${s.topic}`);
+  }
+
+  /** Key paths subscribed to with SubscribeToConfigurationUpdate (`/` joined; the root is ''). */
+  subscribedConfiguration(): string[] {
+    return this.configSubscriptions.map((s) => s.keyPath.join('/'));
   }
 
   /** Delivers a message from "IoT Core" (or a local component) to matching subscribers. */
@@ -276,6 +366,7 @@ export class FakeNucleus extends EventEmitter {
     socket.on('close', () => {
       this.sockets.delete(socket);
       this.subscriptions = this.subscriptions.filter((s) => s.socket !== socket);
+      this.configSubscriptions = this.configSubscriptions.filter((s) => s.socket !== socket);
     });
     socket.on('error', () => undefined);
     socket.on('data', (chunk: Buffer) => {
@@ -330,6 +421,7 @@ export class FakeNucleus extends EventEmitter {
         const flags = int(m, ':message-flags') ?? 0;
         if (flags & Flags.TerminateStream) {
           this.subscriptions = this.subscriptions.filter((s) => !(s.socket === socket && s.streamId === streamId));
+          this.configSubscriptions = this.configSubscriptions.filter((s) => !(s.socket === socket && s.streamId === streamId));
           continue;
         }
         this.onOperation(socket, streamId, str(m, 'operation'), JSON.parse(m.payload.toString('utf8') || '{}') as Record<string, unknown>);
@@ -384,6 +476,34 @@ export class FakeNucleus extends EventEmitter {
         this.published.push(message);
         socket.write(this.appMessage(streamId, 'aws.greengrass#PublishToTopicResponse', {}, Flags.TerminateStream));
         this.emit('published', message);
+        return;
+      }
+      case 'aws.greengrass#GetConfiguration':
+      case 'aws.greengrass#SubscribeToConfigurationUpdate': {
+        // A component may read and follow its own configuration without any access control.
+        const keyPath = Array.isArray(body['keyPath']) ? body['keyPath'].map(String) : [];
+        const node = nodeAt(this.configuration, keyPath);
+        if (this.configurationDenied) {
+          socket.write(this.appMessage(streamId, 'aws.greengrass#ServiceError', { message: 'configuration is not available' }, Flags.TerminateStream, MessageType.ApplicationError));
+          return;
+        }
+        const other = typeof body['componentName'] === 'string' && body['componentName'] !== this.componentName;
+        if (node === undefined || other) {
+          socket.write(this.appMessage(streamId, 'aws.greengrass#ResourceNotFoundError', { message: 'Key not found' }, Flags.TerminateStream, MessageType.ApplicationError));
+          return;
+        }
+        if (operation === 'aws.greengrass#GetConfiguration') {
+          this.configurationReads.push(keyPath);
+          // A leaf comes back as { name: value }, an object as itself (the nucleus's toPOJO).
+          const last = keyPath.at(-1);
+          const value = isObject(node) || last === undefined ? structuredClone(node) : { [last]: structuredClone(node) };
+          socket.write(this.appMessage(streamId, 'aws.greengrass#GetConfigurationResponse', { componentName: this.componentName, value }, Flags.TerminateStream));
+          return;
+        }
+        this.configSubscriptions.push({ keyPath, socket, streamId });
+        // No event on subscribing: the nucleus sends changes only.
+        socket.write(this.appMessage(streamId, 'aws.greengrass#SubscribeToConfigurationUpdateResponse', {}, 0));
+        this.emit('configurationSubscribed', keyPath.join('/'));
         return;
       }
       default:
