@@ -1,7 +1,6 @@
 /**
- * `tandem policy check FILE` and `tandem audit verify FILE`. Both print a JSON summary as the
- * last stdout line; failures surface as typed errors (exit 2 for an invalid policy, 1 for a
- * tampered log).
+ * `tandem policy check FILE`: prints a JSON summary as the last stdout line; an invalid policy
+ * surfaces as a typed error (exit 2). `tandem audit verify` is in audit-commands.ts.
  */
 import type { Command } from 'commander';
 
@@ -13,7 +12,7 @@ export function registerResidencyCommands(program: Command): void {
     .description('Validate a residency policy and explain where each class may go (raw input, or features past a cut depth); errors name the line and the JSON path.')
     .action(async (file: string) => {
       // Loaded with the command, as the other commands' libraries are: `tandem --help` needs none.
-      const { allowedSends, allowedStores, describeRule, describeThreshold, evaluateWrite, loadPolicy } = await import('../src/residency/index.js');
+      const { allowedSends, allowedStores, describeRule, describeThreshold, evaluateWrite, keyRegionConflict, loadPolicy } = await import('../src/residency/index.js');
       const p = await loadPolicy(file);
       // The rule per class: where raw input may go, where only features past a depth (derived data).
       const sends: Record<string, { raw: string[]; features: Record<string, string> }> = {};
@@ -30,6 +29,11 @@ export function registerResidencyCommands(program: Command): void {
       const warnings: string[] = [];
       for (const cls of Object.keys(p.classes)) if (allowedStores(p, cls).length === 0) warnings.push(`class "${cls}" may not be stored in any declared store`);
       for (const store of Object.keys(p.stores)) if (!Object.keys(p.classes).some((cls) => evaluateWrite(p, cls, undefined, store).allowed)) warnings.push(`store "${store}" may hold no class`);
+      // Keys: a store region without a key (or with one that lives elsewhere) can hold nothing.
+      for (const [store, decl] of p.keys === undefined ? [] : Object.entries(p.stores)) {
+        const why = keyRegionConflict(p.keys?.[decl.region], decl.region);
+        if (why !== undefined) warnings.push(`store "${store}": ${why}`);
+      }
       for (const w of warnings) process.stdout.write(`warning: ${w}\n`);
       const summary = {
         ok: true,
@@ -38,22 +42,11 @@ export function registerResidencyCommands(program: Command): void {
         origins: Object.keys(p.origins),
         endpoints: Object.keys(p.endpoints),
         stores: Object.keys(p.stores),
+        keys: Object.fromEntries(Object.entries(p.keys ?? {}).map(([r, k]) => [r, k.kind])),
         sends,
         warnings,
       };
       process.stdout.write(`policy ${file}: ${summary.classes.length} classes, ${summary.endpoints.length} endpoints, ${summary.stores.length} stores\n`);
       process.stdout.write(`${JSON.stringify(summary)}\n`);
-    });
-
-  const audit = program.command('audit').description('The residency audit log.');
-  audit
-    .command('verify')
-    .argument('<file>', 'audit log (JSON lines)')
-    .description('Check the hash chain; exits non-zero and names the first bad line if it was tampered with.')
-    .action(async (file: string) => {
-      const { verifyAuditFile } = await import('../src/residency/index.js');
-      const { records, lastHash } = await verifyAuditFile(file);
-      process.stdout.write(`${file}: ${records} records, chain intact\n`);
-      process.stdout.write(`${JSON.stringify({ ok: true, file, records, lastHash })}\n`);
     });
 }

@@ -96,8 +96,10 @@ export function registerRuntimeCommands(program: Command): void {
       const calibration = opts.calib !== undefined ? await calibrationInputs(model, opts.calib, opts.calibLimit) : undefined;
       const shapes = parseShapes(opts.shape);
       const configs = opts.endpoint.map(parseEndpoint);
-      const { createProviderClient } = await import('../src/providers/index.js');
-      const clients = configs.map((c) => createProviderClient(c));
+      const { createProviderClient, proxyEnvironment } = await import('../src/providers/index.js');
+      // The library reads no environment: HTTPS_PROXY / NO_PROXY apply because the CLI passes them.
+      const proxyEnv = proxyEnvironment(process.env);
+      const clients = configs.map((c) => createProviderClient({ ...c, proxyEnv }));
       const profile = await profileModel({
         model,
         endpoints: clients,

@@ -8,8 +8,8 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { isNode, type Document, type LineCounter } from 'yaml';
 import { z } from 'zod';
 import { ValidationError, TandemError } from '../src/errors/index.js';
-import { easSigningFromEnv, type EasSigningKey, type EndpointConfig } from '../src/providers/index.js';
-import { ossCredentialsFromEnv } from '../src/residency/index.js';
+import { easSigningFromEnv, IDENTITY_CLOUD_OF, identityMismatch, IdentitySchema, proxyEnvironment, ProxySettingSchema, resolveIdentityRef, withAbsolutePaths, withProxyEnvironment, type EasSigningKey, type EndpointConfig, type IdentityConfig } from '../src/providers/index.js';
+import { ossCredentialsFromEnv, regionLabelConflict } from '../src/residency/index.js';
 import { parseYamlSafely } from '../src/util/index.js';
 
 /** One problem found in the configuration. */
@@ -48,6 +48,10 @@ export const EndpointSchema = z
     wire: z.enum(['binary', 'json']).optional(),
     /** PEM bundle of the CAs this endpoint's certificate is checked against (EndpointConfig.caFile). */
     caFile: z.string().min(1).optional(),
+    /** Identity federation (EndpointConfig.identity, docs/guide/identity.md): a block, or the name of one under `identities`. */
+    identity: IdentitySchema.optional(),
+    /** Outbound proxy (EndpointConfig.proxy, docs/guide/network.md): a URL, or false / none for direct. */
+    proxy: ProxySettingSchema.optional(),
     pricePerRequest: z.number().nonnegative().optional(),
     pricePerGB: z.number().nonnegative().optional(),
   })
@@ -56,9 +60,15 @@ export const EndpointSchema = z
     if ((e.kind === 'oip' || e.kind === 'pai-eas') && e.url === undefined) {
       ctx.addIssue({ code: 'custom', path: ['url'], message: `endpoints of kind ${e.kind} need a url` });
     }
+    const unfit = e.identity === undefined ? undefined : identityMismatch(e.kind, e.identity);
+    if (unfit !== undefined) ctx.addIssue({ code: 'custom', path: ['identity'], message: unfit });
+    if (e.identity !== undefined && e.token !== undefined) ctx.addIssue({ code: 'custom', path: ['token'], message: 'a static token and an identity exclude each other: federation needs no token' });
     if (e.transport !== undefined && e.kind !== 'vertex') {
       ctx.addIssue({ code: 'custom', path: ['transport'], message: `transport is for vertex endpoints (the SDK's gRPC or REST); ${e.kind} has one transport` });
     }
+    // A known provider hostname in another region than the label: the policy would judge the wrong region.
+    const conflict = regionLabelConflict(`endpoint "${e.name}"`, e.url, e.region);
+    if (conflict !== undefined) ctx.addIssue({ code: 'custom', path: ['url'], message: conflict });
   });
 
 const ModelSchema = z
@@ -205,6 +215,8 @@ export const EdgeConfigSchema = z
      * passed to src/residency's store factory; the stores themselves are declared in the policy.
      */
     stores: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
+    /** Named identity blocks (docs/guide/identity.md), which endpoints and `stores.<kind>` take by name as `identity: <name>`. */
+    identities: z.record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'must be a name of letters, digits, ".", "_" or "-"'), IdentitySchema).default({}),
     outbox: z
       .object({
         dir: z.string().min(1).default('.tandem/outbox'),
@@ -242,6 +254,17 @@ export const EdgeConfigSchema = z
       if (models.has(m.name)) ctx.addIssue({ code: 'custom', path: ['models', i, 'name'], message: `duplicate model name "${m.name}"` });
       models.add(m.name);
     });
+    for (const [kind, options] of Object.entries(c.stores)) {
+      const proxy = options['proxy'] === undefined ? undefined : ProxySettingSchema.safeParse(options['proxy']);
+      if (proxy?.success === false) for (const issue of proxy.error.issues) ctx.addIssue({ code: 'custom', path: ['stores', kind, 'proxy'], message: issue.message });
+      if (options['identity'] === undefined) continue;
+      const parsed = IdentitySchema.safeParse(options['identity']);
+      if (!parsed.success) for (const issue of parsed.error.issues) ctx.addIssue({ code: 'custom', path: ['stores', kind, 'identity', ...issue.path.filter((p) => typeof p !== 'symbol')], message: issue.message });
+      else if (Object.hasOwn(IDENTITY_CLOUD_OF, kind) || kind === 'local') {
+        const unfit = identityMismatch(kind, parsed.data);
+        if (unfit !== undefined) ctx.addIssue({ code: 'custom', path: ['stores', kind, 'identity'], message: unfit });
+      }
+    }
     if (c.mqtt === undefined && c.greengrass === undefined && c.http === undefined) {
       ctx.addIssue({ code: 'custom', path: [], message: 'configure at least one front: mqtt, greengrass or http' });
     }
@@ -286,6 +309,26 @@ function formatPath(path: readonly PropertyKey[]): string {
 }
 
 /**
+ * Replaces each `identity: <name>` of an endpoint or a `stores.<kind>` by the block of that name
+ * under `identities`, in the raw document, so that the schema sees blocks only; the names that
+ * are not there, with their key paths.
+ */
+function resolveIdentityNames(raw: unknown): { path: (string | number)[]; message: string }[] {
+  if (raw === null || typeof raw !== 'object') return [];
+  const doc = raw as Record<string, unknown>;
+  const issues: { path: (string | number)[]; message: string }[] = [];
+  const holders: [(string | number)[], unknown][] = [
+    ...(Array.isArray(doc['endpoints']) ? doc['endpoints'].map((e, i): [(string | number)[], unknown] => [['endpoints', i, 'identity'], e]) : []),
+    ...(doc['stores'] !== null && typeof doc['stores'] === 'object' ? Object.entries(doc['stores']).map(([k, o]): [(string | number)[], unknown] => [['stores', k, 'identity'], o]) : []),
+  ];
+  for (const [path, holder] of holders) {
+    const message = resolveIdentityRef(holder, 'identity', doc['identities']);
+    if (message !== undefined) issues.push({ path, message });
+  }
+  return issues;
+}
+
+/**
  * Parses and validates configuration text. `file` is used for messages and to resolve
  * relative paths. JSON is accepted too, being a subset of YAML.
  */
@@ -295,6 +338,8 @@ export function parseEdgeConfig(text: string, file = 'edge.yaml'): LoadedEdgeCon
   if (!parsed.ok) throw new EdgeConfigError(file, parsed.issues.map((issue) => ({ path: '', line: issue.line, message: issue.message })), parsed.cause);
   const { doc, lineCounter } = parsed;
   const raw: unknown = parsed.value;
+  const refs = resolveIdentityNames(raw);
+  if (refs.length > 0) throw new EdgeConfigError(file, refs.map((r) => ({ path: formatPath(r.path), line: lineOf(doc, lineCounter, r.path), message: r.message })));
   const result = EdgeConfigSchema.safeParse(raw ?? {});
   if (!result.success) {
     const issues = result.error.issues.map((issue) => {
@@ -316,6 +361,8 @@ export function parseEdgeConfig(text: string, file = 'edge.yaml'): LoadedEdgeCon
     if (config.residency.keyFile !== undefined) config.residency.keyFile = abs(config.residency.keyFile);
   }
   for (const e of config.endpoints) if (e.caFile !== undefined) e.caFile = abs(e.caFile);
+  for (const e of config.endpoints) if (e.identity !== undefined) e.identity = withAbsolutePaths(e.identity, abs);
+  for (const options of Object.values(config.stores)) if (options['identity'] !== undefined) options['identity'] = withAbsolutePaths(options['identity'] as IdentityConfig, abs);
   config.outbox.dir = abs(config.outbox.dir);
   if (config.mqtt?.tls) {
     const tls = config.mqtt.tls;
@@ -352,16 +399,19 @@ export async function loadEdgeConfig(file: string, env: NodeJS.ProcessEnv = proc
 /**
  * The one place the agent's settings come from the environment, so that nothing below the
  * loader reads it: OSS credentials under the Alibaba Cloud default chain's names, PAI-EAS
- * signing keys, and what a Greengrass nucleus sets for its component (thing name, IPC socket,
- * token). The file wins.
+ * signing keys, the proxy variables (HTTPS_PROXY / HTTP_PROXY / NO_PROXY, for every endpoint
+ * and store without a `proxy`), and what a Greengrass nucleus sets for its component (thing
+ * name, IPC socket, token). The file wins.
  */
 function fromEnvironment(parsed: LoadedEdgeConfig, env: NodeJS.ProcessEnv): LoadedEdgeConfig {
   const easSigning = easSigningFromEnv(env);
   const loaded = easSigning ? { ...parsed, easSigning } : parsed;
   const { config } = loaded;
   const oss = config.stores['oss'] ?? {};
-  const credentials = oss['credentials'] === undefined && oss['env'] === undefined ? ossCredentialsFromEnv(env) : undefined;
+  // A federated OSS store takes no keys from the environment.
+  const credentials = oss['credentials'] === undefined && oss['env'] === undefined && oss['identity'] === undefined ? ossCredentialsFromEnv(env) : undefined;
   if (credentials !== undefined) config.stores['oss'] = { ...oss, credentials };
+  withProxyEnvironment(config.endpoints, config.stores, proxyEnvironment(env));
   if (config.greengrass === undefined) return loaded;
   config.greengrass.thingName ??= env['AWS_IOT_THING_NAME'];
   return { ...loaded, nucleus: { socketPath: env['AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT'], authToken: env['SVCUID'] } };

@@ -16,6 +16,7 @@ import { AdaptivePlanner, type AdaptivePlannerOptions, type Plan, type PlanChoos
 import { createProviderClient, cutEncodingsOf, type ProviderOverrides, type EndpointConfig, type ProviderClient } from '../src/providers/index.js';
 import {
   AuditLog,
+  KeyRing,
   LocalKeyFile,
   Outbox,
   ResidencyGate,
@@ -135,24 +136,33 @@ export async function createServiceFromConfig(config: EdgeConfig, options: Servi
     if (config.residency) {
       const r = config.residency;
       policy = await loadPolicy(r.policy);
-      const audit = r.audit !== undefined ? await AuditLog.open(r.audit) : undefined;
+      const keys = await LocalKeyFile.open(r.keyFile ?? join(dirname(config.outbox.dir), 'tandem-data.key'), { create: true });
+      // The policy's keys by region (KMS, built on first use), the key file for `kind: local`.
+      const ring = KeyRing.forPolicy(policy, { local: keys });
+      // Closed in reverse: the ring after the audit log, whose last record may still need its key.
+      cleanups.push(() => ring.close());
+      closeLast.push(() => ring.close());
+      // With `auditKey` the log is keyed: a writer without that key cannot forge or cut it unnoticed.
+      const audit = r.audit !== undefined ? await AuditLog.open(r.audit, policy.auditKey !== undefined ? { keys: ring.source(policy.auditKey) } : {}) : undefined;
       if (audit) {
         cleanups.push(() => audit.close());
         closeLast.push(() => audit.close());
       }
       const gate = new ResidencyGate(policy, audit);
+      // With their URLs: the gate refuses an endpoint whose URL's region contradicts its label.
+      const candidates = config.endpoints.map((e) => ({ name: e.name, region: e.region, ...(e.url !== undefined ? { url: e.url } : {}) }));
       // Default deny: without a class nothing leaves the device; each send's form is checked and audited.
-      sendGate = gate.sendGate({ ...(r.origin !== undefined ? { origin: r.origin } : {}), candidates: config.endpoints.map((e) => ({ name: e.name, region: e.region })) });
+      sendGate = gate.sendGate({ ...(r.origin !== undefined ? { origin: r.origin } : {}), candidates });
       const stores = createStores(policy, config.stores as StoreFactoryOptions);
       const closeStores = (): Promise<unknown> => Promise.allSettled([...stores.values()].map((s) => s.close()));
       cleanups.push(closeStores);
       closeLast.push(closeStores);
-      const keys = await LocalKeyFile.open(r.keyFile ?? join(dirname(config.outbox.dir), 'tandem-data.key'), { create: true });
       const box = await Outbox.open({
         dir: config.outbox.dir,
         gate,
         stores,
-        keys,
+        // Without `keys` in the policy every result is sealed under the key file.
+        keys: policy.keys !== undefined ? ring : keys,
         ...(config.outbox.maxBytes !== undefined ? { maxBytes: config.outbox.maxBytes } : {}),
         ...(config.outbox.retry ? { backoff: config.outbox.retry } : {}),
         onEvent: (event) => {
@@ -166,7 +176,7 @@ export async function createServiceFromConfig(config: EdgeConfig, options: Servi
       const p = policy;
       const origin = r.origin;
       residency = {
-        allowedEndpoints: (dataClass, context) => gate.allowedEndpoints(dataClass, { requestId: context.requestId, ...(origin !== undefined ? { origin } : {}), candidates: config.endpoints.map((e) => ({ name: e.name, region: e.region })) }),
+        allowedEndpoints: (dataClass, context) => gate.allowedEndpoints(dataClass, { requestId: context.requestId, ...(origin !== undefined ? { origin } : {}), candidates }),
         allowedStores: (dataClass) => allowedStores(p, dataClass, origin),
         storeRegion: (store) => p.stores[store]?.region,
       };
@@ -205,8 +215,17 @@ export async function createServiceFromConfig(config: EdgeConfig, options: Servi
 
     const watched = config.models.flatMap((m) => (m.watch ? [{ name: m.name, path: m.path, pollMs: m.watch === true ? DEFAULT_POLL_MS : m.watch.pollMs }] : []));
     let watcher: ModelWatcher | undefined;
+    // Every source of new versions (the watcher, the Greengrass configuration) loads them here.
+    const loadVersion = async (name: string, path: string): Promise<ServedModel> => {
+      const entry = config.models.find((m) => m.name === name);
+      if (!entry) throw new TandemError('EDGE_MODEL_LOAD', `no model "${name}" in the config`);
+      const { served, planner } = await buildModel(build, entry, path);
+      planners.set(name, planner);
+      return served;
+    };
     const service = new TandemService({
       models,
+      loadVersion,
       // Runtimes and the outbox are closed by the service itself; these are the rest.
       onClose: async () => {
         await watcher?.close();
@@ -220,13 +239,7 @@ export async function createServiceFromConfig(config: EdgeConfig, options: Servi
     if (watched.length > 0) {
       const w = new ModelWatcher({
         models: watched,
-        load: async (name, path) => {
-          const entry = config.models.find((m) => m.name === name);
-          if (!entry) throw new TandemError('EDGE_MODEL_LOAD', `no model "${name}" in the config`);
-          const { served, planner } = await buildModel(build, entry, path);
-          planners.set(name, planner);
-          return served;
-        },
+        load: loadVersion,
         swap: (next) => service.replaceModel(next),
         serving: (name) => service.servedVersion(name),
         onEvent: (event) => {

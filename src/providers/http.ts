@@ -11,6 +11,7 @@ import { LazyValue } from '../lazy.js';
 import { readCaFile } from './ca.js';
 import { errorForStatus, ProviderError, retryAfterOf } from './errors.js';
 import type { CallScope } from './deadline.js';
+import { ProxyRoute } from './proxy.js';
 import type { EndpointConfig } from './types.js';
 
 /** Largest answer read (the decoders' own limit): beyond it the call fails before buffering more. */
@@ -40,11 +41,23 @@ export function httpsAgentTrusting(ca: Buffer): HttpsAgent {
   return new HttpsAgent({ ...socketOptions, ca });
 }
 
-/** `httpsAgentTrusting` the endpoint's `caFile`, built on first use; undefined without one. */
-export function endpointAgent(endpoint: EndpointConfig): LazyValue<HttpsAgent> | undefined {
+/**
+ * The agent for the endpoint's URL, built on first use: its proxy route's when it has a proxy
+ * setting or the environment names a proxy (src/providers/proxy.ts), else `httpsAgentTrusting`
+ * its `caFile`; undefined (the shared agents) with neither, or resolving to undefined over
+ * `http://` with only a `caFile`. Throws PROVIDER_CONFIG for a proxy that is not a URL.
+ */
+export function endpointAgent(endpoint: EndpointConfig): LazyValue<HttpAgent | undefined> | undefined {
+  const route = new ProxyRoute(endpoint.proxy, `endpoint "${endpoint.name}"`, endpoint.proxyEnv);
   const file = endpoint.caFile;
-  if (file === undefined) return undefined;
-  return new LazyValue(async () => httpsAgentTrusting(await readCaFile(endpoint.name, file)));
+  if (file === undefined && !route.active) return undefined;
+  const secure = !endpoint.url?.startsWith('http:');
+  return new LazyValue(async () => {
+    const ca = file === undefined ? undefined : await readCaFile(endpoint.name, file);
+    const routed = route.agent(secure, secure ? ca : undefined);
+    if (routed) return routed;
+    return secure && ca ? httpsAgentTrusting(ca) : undefined;
+  });
 }
 
 function toHeaders(res: IncomingMessage): Headers {
@@ -55,13 +68,13 @@ function toHeaders(res: IncomingMessage): Headers {
 }
 
 /** One request; resolves with the whole answer whatever its status. */
-function send(url: string, headers: Record<string, string>, body: Uint8Array, signal: AbortSignal, tlsAgent: HttpsAgent): Promise<{ status: number; headers: Headers; body: Uint8Array }> {
+function send(url: string, headers: Record<string, string>, body: Uint8Array, signal: AbortSignal, agent: HttpAgent | undefined): Promise<{ status: number; headers: Headers; body: Uint8Array }> {
   return new Promise((resolve, reject) => {
     const target = new URL(url);
     const secure = target.protocol === 'https:';
     const req = (secure ? httpsRequest : httpRequest)(target, {
       method: 'POST',
-      agent: secure ? tlsAgent : httpAgent,
+      agent: agent ?? (secure ? httpsAgent : httpAgent),
       headers: { ...headers, 'content-length': String(body.byteLength) },
       signal,
     }, (res) => {
@@ -105,9 +118,9 @@ function send(url: string, headers: Record<string, string>, body: Uint8Array, si
 
 /**
  * POSTs `body` and reads the whole answer; non-2xx answers become classified errors. `agent`
- * (an endpoint's own, see {@link endpointAgent}) replaces the shared one for `https:` URLs.
+ * (an endpoint's own for `url`, see {@link endpointAgent}) replaces the shared ones.
  */
-export async function post(endpoint: string, url: string, headers: Record<string, string>, body: Uint8Array, scope: CallScope, agent: HttpsAgent = httpsAgent): Promise<HttpResult> {
+export async function post(endpoint: string, url: string, headers: Record<string, string>, body: Uint8Array, scope: CallScope, agent?: HttpAgent): Promise<HttpResult> {
   let response: { status: number; headers: Headers; body: Uint8Array };
   try {
     response = await send(url, headers, body, scope.signal, agent);

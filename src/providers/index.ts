@@ -26,7 +26,13 @@ export type {
   VertexEndpointConfig,
 } from './types.js';
 export { ProviderError, type ProviderErrorCode } from './errors.js';
+// Identity federation (docs/guide/identity.md): the configuration, for the config loaders.
+export {
+  IDENTITY_CLOUD_OF, identityMismatch, IdentitySchema, resolveIdentityRef, withAbsolutePaths,
+  type AlibabaIdentity, type AwsIdentity, type GcpIdentity, type IdentityConfig, type IdentityFailureReason,
+} from './identity/index.js';
 export { cutEncodingsOf } from './payload.js';
+export { noProxyMatcher, proxyEnvironment, ProxyRoute, ProxySettingSchema, withProxyEnvironment, type ProxyEnvironment, type ProxySetting } from './proxy.js';
 // The wire formats, for the cloud service's fronts that answer them as the clients speak them.
 export { easSignature } from './wire/eas.js';
 export {

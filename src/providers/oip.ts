@@ -3,7 +3,7 @@
  * binary tensor extension by default and plain JSON on request. The cut travels as the
  * model version (`/v2/models/NAME/versions/CUT/infer`).
  */
-import type { Agent as HttpsAgent } from 'node:https';
+import type { Agent as HttpAgent } from 'node:http';
 import type { LazyValue } from '../lazy.js';
 import { callScope } from './deadline.js';
 import { ProviderError } from './errors.js';
@@ -13,8 +13,8 @@ import type { InferOptions, InferRequest, InferResponse, OipEndpointConfig, Prov
 import { encodeOipImageRequest, encodeOipRequest, LINK_PROBE_PATH, OIP_HEADER_LENGTH } from './wire/oip.js';
 
 export class OipClient implements ProviderClient {
-  /** The endpoint's own agent when it has a `caFile`; the shared one otherwise. */
-  private readonly agent: LazyValue<HttpsAgent> | undefined;
+  /** The endpoint's own agent when it has a `caFile` or a proxy route; the shared ones otherwise. */
+  private readonly agent: LazyValue<HttpAgent | undefined> | undefined;
 
   constructor(readonly endpoint: OipEndpointConfig, private readonly extraHeaders: Record<string, string> = {}) {
     if (!endpoint.url) throw new ProviderError('PROVIDER_CONFIG', `endpoint "${endpoint.name}" (oip) needs a url`);

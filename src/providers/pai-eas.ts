@@ -2,10 +2,11 @@
  * Alibaba Cloud PAI-EAS: `POST {url}/api/predict/{service}` with the service token in the
  * `Authorization` header, or with the EAS request signature when access keys are given.
  */
-import type { Agent as HttpsAgent } from 'node:https';
+import type { Agent as HttpAgent } from 'node:http';
 import type { LazyValue } from '../lazy.js';
 import { callScope } from './deadline.js';
 import { ProviderError } from './errors.js';
+import { identityFitError } from './identity/errors.js';
 import { endpointAgent, post } from './http.js';
 import { encodeImageRequest, encodeRequest, httpInferResponse, imageHeaders } from './payload.js';
 import type { InferOptions, InferRequest, InferResponse, PaiEasEndpointConfig, ProviderClient } from './types.js';
@@ -28,11 +29,14 @@ export function easSigningFromEnv(env: Readonly<Record<string, string | undefine
 }
 
 export class PaiEasClient implements ProviderClient {
-  /** The endpoint's own agent when it has a `caFile`; the shared one otherwise. */
-  private readonly agent: LazyValue<HttpsAgent> | undefined;
+  /** The endpoint's own agent when it has a `caFile` or a proxy route; the shared ones otherwise. */
+  private readonly agent: LazyValue<HttpAgent | undefined> | undefined;
 
   constructor(readonly endpoint: PaiEasEndpointConfig, private readonly signing?: EasSigningKey) {
     if (!endpoint.url) throw new ProviderError('PROVIDER_CONFIG', `endpoint "${endpoint.name}" (pai-eas) needs a url`);
+    // EAS's request signature has no place for an STS security token: no federated identity.
+    const unfit = identityFitError(endpoint.name, endpoint.kind, endpoint.identity);
+    if (unfit) throw unfit;
     if (!endpoint.token && !signing) throw new ProviderError('PROVIDER_CONFIG', `endpoint "${endpoint.name}" (pai-eas) needs a token or signing keys`);
     this.agent = endpointAgent(endpoint);
   }

@@ -10,7 +10,10 @@ import { LazyValue } from '../lazy.js';
 import { readCaFile } from './ca.js';
 import { callScope, raceAbort } from './deadline.js';
 import { credentialError, errorForStatus, ProviderError, retryAfterOf } from './errors.js';
+import { awsWebIdentityCredentials } from './identity/aws.js';
+import { identityFitError } from './identity/errors.js';
 import { answerTooLarge, MAX_ANSWER_BYTES } from './http.js';
+import { awsHandlerOnRoute, proxyFailure, ProxyRoute } from './proxy.js';
 import { TENSOR_CONTENT_TYPE } from '../codec/index.js';
 import { computeFromAttributes, decodeResponse, encodeImageRequest, encodeRequest, timing } from './payload.js';
 import type { InferOptions, InferRequest, InferResponse, ProviderClient, SageMakerEndpointConfig } from './types.js';
@@ -87,11 +90,18 @@ function trustingHandler(given: RequestHandlerInput, ca: Buffer): RequestHandler
 }
 
 export class SageMakerClient implements ProviderClient {
+  private readonly route: ProxyRoute;
   private readonly client: LazyValue<{ sdk: SageMakerSdk; client: SageMakerRuntimeClient }>;
 
   /** `sdkConfig` overrides the SDK's configuration (credentials in tests, a custom agent…). */
   constructor(readonly endpoint: SageMakerEndpointConfig, sdkConfig: SageMakerRuntimeClientConfig = {}) {
     if (!endpoint.target && !endpoint.name) throw new ProviderError('PROVIDER_CONFIG', 'a SageMaker endpoint needs a target (the endpoint name)');
+    const unfit = identityFitError(endpoint.name, endpoint.kind, endpoint.identity);
+    if (unfit) throw unfit;
+    // Federation (docs/guide/identity.md): the SDK's web identity provider instead of its default chain.
+    const identity = endpoint.identity && 'aws' in endpoint.identity ? { credentials: awsWebIdentityCredentials(endpoint.name, endpoint.identity.aws) } : {};
+    // Every connection's proxy (src/providers/proxy.ts): the endpoint's, and STS's.
+    const route = (this.route = new ProxyRoute(endpoint.proxy, `endpoint "${endpoint.name}"`, endpoint.proxyEnv));
     this.client = new LazyValue(async () => {
       let sdk: SageMakerSdk;
       try {
@@ -100,14 +110,16 @@ export class SageMakerClient implements ProviderClient {
         throw new ProviderError('PROVIDER_CONFIG', `endpoint "${endpoint.name}": cannot load @aws-sdk/client-sagemaker-runtime: ${error instanceof Error ? error.message : String(error)}`, { cause: error, details: { endpoint: endpoint.name } });
       }
       const ca = endpoint.caFile === undefined ? undefined : await readCaFile(endpoint.name, endpoint.caFile);
+      const routed = await awsHandlerOnRoute(sdkConfig.requestHandler, route, ca);
       try {
         const client = new sdk.SageMakerRuntimeClient({
           region: endpoint.region,
           ...(endpoint.url ? { endpoint: endpoint.url } : {}),
           // Retries are the runtime's decision (another endpoint or local may be better).
           maxAttempts: 1,
+          ...identity,
           ...sdkConfig,
-          ...(ca ? { requestHandler: trustingHandler(sdkConfig.requestHandler, ca) } : {}),
+          ...(routed ? { requestHandler: routed } : ca ? { requestHandler: trustingHandler(sdkConfig.requestHandler, ca) } : {}),
         });
         client.middlewareStack.add(
           (next) => async (args) => {
@@ -137,7 +149,8 @@ export class SageMakerClient implements ProviderClient {
       } catch (error) {
         if (scope.signal.aborted) throw error;
         const status = isServiceError(error) ? error.$metadata?.httpStatusCode : undefined;
-        throw credentialError(this.endpoint.name, error, status, error instanceof Error ? error.name : undefined);
+        // The federated provider's failures come classified already.
+        throw proxyFailure(error) ?? (error instanceof ProviderError ? error : credentialError(this.endpoint.name, error, status, error instanceof Error ? error.name : undefined));
       }
       const start = performance.now();
       const image = encodeImageRequest(request);
@@ -180,5 +193,6 @@ export class SageMakerClient implements ProviderClient {
 
   async close(): Promise<void> {
     (await this.client.peek())?.client.destroy();
+    await this.route.destroy();
   }
 }

@@ -4,6 +4,8 @@
  */
 import type { TensorMap } from '../tensor/index.js';
 import type { CompressionReport } from '../codec/index.js';
+import type { IdentityConfig } from './identity/config.js';
+import type { ProxyEnvironment, ProxySetting } from './proxy.js';
 import type { EncodedImage } from './wire/image.js';
 
 export type { EncodedImage };
@@ -42,6 +44,26 @@ interface EndpointCommon {
    * Unused over `http://`.
    */
   caFile?: string;
+  /**
+   * The outbound proxy for this endpoint's connections, its credential service's included: a
+   * proxy URL (`http://[user:password@]host:port`), used whatever NO_PROXY says; `false` or
+   * `'none'` for direct connections whatever the environment says. Absent: HTTPS_PROXY /
+   * HTTP_PROXY and NO_PROXY decide (src/providers/proxy.ts, docs/guide/network.md).
+   */
+  proxy?: ProxySetting;
+  /**
+   * The environment's proxy variables (HTTPS_PROXY / HTTP_PROXY / NO_PROXY) that apply where
+   * `proxy` is absent, as `proxyEnvironment` reads them. The library reads no environment: the
+   * config loaders and the CLI fill this in; an embedder passes `proxyEnvironment(env)` itself.
+   * Absent: no proxy but `proxy`.
+   */
+  proxyEnv?: ProxyEnvironment;
+  /**
+   * Identity federation (docs/guide/identity.md): the role this endpoint's client assumes with
+   * a short-lived token, through the cloud SDK's own credential code. An `aws` identity for
+   * `sagemaker`, a `gcp` one for `vertex`; `pai-eas` and `oip` take none.
+   */
+  identity?: IdentityConfig;
   /** Prices for the cost objective. */
   pricePerRequest?: number;
   pricePerGB?: number;

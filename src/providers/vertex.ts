@@ -7,18 +7,23 @@
  * (`EndpointConfig.transport`; REST by default with a URL override, as before).
  */
 import type { Agent as HttpsAgent } from 'node:https';
-import { pipeline, Readable, Transform } from 'node:stream';
 import type { v1, protos } from '@google-cloud/aiplatform';
-import type { CallOptions, ClientOptions, googleAuthLibrary } from 'google-gax';
+import type { CallOptions, ClientOptions } from 'google-gax';
 import { LazyValue } from '../lazy.js';
 import type { DType } from '../tensor/index.js';
 import { readCaFile } from './ca.js';
 import { callScope, raceAbort } from './deadline.js';
 import { causeChain, credentialError, errorForStatus, MAX_RETRY_AFTER_MS, ProviderError, retryAfterOf, tlsError } from './errors.js';
-import { answerTooLarge, httpsAgentTrusting, MAX_ANSWER_BYTES } from './http.js';
+import { httpsAgentTrusting, MAX_ANSWER_BYTES } from './http.js';
+import { identityFitError } from './identity/errors.js';
+import { gcpIdentityError, readExternalAccountConfig } from './identity/gcp.js';
+import { gaxiosAdapterOnRoute, proxyFailure, ProxyRoute } from './proxy.js';
 import { decodeResponse, encodeImageRequest, encodeRequest, imageHeaders, timing } from './payload.js';
 import type { InferOptions, InferRequest, InferResponse, ProviderClient, VertexEndpointConfig } from './types.js';
+import { grpcCredentialsTrusting, grpcProxyFailure, grpcProxyOptions, restAnswerCap, trustingAdapter, type GaxiosOptions } from './vertex-transport.js';
 import { predictionsToTensors, tensorsToInstances, toProtoValue, VERTEX_MAX_MESSAGE_BYTES } from './wire/vertex.js';
+
+export { restAnswerCap, trustingAdapter } from './vertex-transport.js';
 
 type ProtoValue = protos.google.protobuf.IValue;
 
@@ -35,122 +40,6 @@ function fromValue(v: ProtoValue | null | undefined): unknown {
   if (v.listValue) return (v.listValue.values ?? []).map(fromValue);
   if (v.structValue) return Object.fromEntries(Object.entries(v.structValue.fields ?? {}).map(([k, x]) => [k, fromValue(x)]));
   return null;
-}
-
-type GaxiosOptions = googleAuthLibrary.gaxios.GaxiosOptions;
-type GaxiosAdapter = NonNullable<GaxiosOptions['adapter']>;
-
-/** The length an answer's Content-Length announces, if it announces one. */
-function announcedLength(response: unknown): number | undefined {
-  // node-fetch's Headers, not the global class.
-  const headers = (response as { headers?: { get?: unknown } } | null | undefined)?.headers;
-  if (typeof headers?.get !== 'function') return undefined;
-  const announced = Number((headers.get.call(headers, 'content-length') as string | null) ?? NaN);
-  return Number.isSafeInteger(announced) && announced >= 0 ? announced : undefined;
-}
-
-/** node-fetch's refusal of a body past its `size` (its FetchError of type `max-size`). */
-function overSize(error: unknown): boolean {
-  return error instanceof Error && error.name === 'FetchError' && (error as { type?: unknown }).type === 'max-size';
-}
-
-/**
- * A gaxios adapter that refuses an answer larger than `limit`: at once when its Content-Length
- * says so, and as soon as a streamed one passes it, a refusal's body included; either way its
- * socket is destroyed rather than left holding the rest of the answer unread.
- *
- * gax's REST transport makes its calls through the auth client's `fetch`, that is its gaxios
- * transporter, with a request it builds itself and `responseType: 'stream'`, then buffers the
- * body with `arrayBuffer()`; nothing of gax's reaches the request to limit that. An adapter in
- * the transporter's defaults (`transporterOptions`) wraps every request. It sets what gaxios
- * makes of a request's own `maxContentLength` (only a request's: a default's is not turned
- * into `size`): gaxios's check of the Content-Length, and node-fetch's `size`, which node-fetch
- * enforces chunk by chunk while the body (decompressed) is read, destroying the response stream
- * and so the socket.
- */
-export function restAnswerCap(limit = MAX_ANSWER_BYTES): GaxiosAdapter {
-  return async <T>(options: Parameters<GaxiosAdapter>[0], defaultAdapter: (options: Parameters<GaxiosAdapter>[0]) => Promise<googleAuthLibrary.gaxios.GaxiosResponse<T>>) => {
-    // gaxios refuses an announced length without touching the body, which would stay unread
-    // on the socket: this aborts the request. Past node-fetch's `size`, it has destroyed the
-    // body (and with it the socket) itself.
-    const cancel = new AbortController();
-    const signal = options.signal ? AbortSignal.any([options.signal, cancel.signal]) : cancel.signal;
-    const streamedTooLarge = (cause?: unknown): ProviderError => answerTooLarge('streamed so far', limit, cause);
-    let response: googleAuthLibrary.gaxios.GaxiosResponse<T>;
-    try {
-      response = await defaultAdapter({ ...options, signal, maxContentLength: limit, size: limit });
-    } catch (error) {
-      const announced = announcedLength((error as { response?: unknown } | null)?.response);
-      if (announced !== undefined && announced > limit) {
-        cancel.abort();
-        throw answerTooLarge(`of ${announced} bytes (Content-Length)`, limit, error);
-      }
-      throw overSize(error) ? streamedTooLarge(error) : error;
-    }
-    if (options.responseType !== 'stream') return response;
-    if (!(options.validateStatus ? options.validateStatus(response.status) : response.ok)) {
-      // gaxios reads a refusal's body whole, from `data`, to put it in its error.
-      const body = response.data;
-      if (body instanceof Readable) {
-        let size = 0;
-        const counted = new Transform({
-          transform(chunk: Buffer, _encoding, done) {
-            size += chunk.byteLength;
-            if (size <= limit) {
-              done(null, chunk);
-              return;
-            }
-            // The pipeline destroys node-fetch's body, and with it the response and its socket.
-            done(streamedTooLarge());
-          },
-        });
-        response.data = pipeline(body, counted, () => undefined) as T;
-      }
-      return response;
-    }
-    // gax reads the answer with `arrayBuffer()`, after this adapter has returned: node-fetch's
-    // refusal becomes the cap's error there, on this one response.
-    const arrayBuffer = response.arrayBuffer.bind(response);
-    Object.defineProperty(response, 'arrayBuffer', {
-      configurable: true,
-      writable: true,
-      value: () => arrayBuffer().catch((error: unknown) => {
-        throw overSize(error) ? streamedTooLarge(error) : error;
-      }),
-    });
-    return response;
-  };
-}
-
-/**
- * Wraps a gaxios adapter so that requests to `origin` (the endpoint's) go through `agent`, one
- * that trusts the endpoint's `caFile`. An agent in the transporter's defaults would lose: gax
- * puts its own keep-alive agent on every request it makes, and a request's options win over
- * the defaults. The adapter sees the request as it is about to be sent, so its agent is the
- * last word. Only the endpoint's origin: the same transporter fetches ADC's tokens from
- * Google, which the private CA must not stand in for.
- */
-export function trustingAdapter(inner: GaxiosAdapter, origin: string, agent: HttpsAgent): GaxiosAdapter {
-  return (options, defaultAdapter) => {
-    const url = options.url instanceof URL ? options.url : new URL(String(options.url));
-    return inner(url.origin === origin ? { ...options, agent } : options, defaultAdapter);
-  };
-}
-
-/**
- * TLS channel credentials that trust exactly `ca` (the endpoint's `caFile`), with the auth
- * client's bearer token on every call. gax takes a given `sslCreds` as the whole of the
- * channel's credentials, without the call credentials it adds to its own TLS: they are
- * combined here as gax combines them (google-gax's `GrpcClient._getCredentials`).
- */
-function grpcCredentialsTrusting(grpc: typeof import('google-gax').grpc, ca: Buffer, auth: () => { getRequestHeaders(url?: string): Promise<Headers> }): ReturnType<typeof grpc.credentials.createSsl> {
-  return grpc.credentials.combineChannelCredentials(
-    grpc.credentials.createSsl(ca),
-    grpc.credentials.createFromGoogleCredential({
-      // grpc-js takes the headers as a plain object, not the auth library's `Headers`.
-      getRequestHeaders: async (url?: string) => Object.fromEntries((await auth().getRequestHeaders(url)).entries()),
-    }),
-  );
 }
 
 /** The answer cap's refusal among the causes of what the SDK threw, if it is one. */
@@ -275,6 +164,11 @@ export class VertexClient implements ProviderClient {
   private readonly plaintextGrpc: boolean;
   /** REST with a `caFile`: the agent its calls to the endpoint go through. */
   private restAgent: HttpsAgent | undefined;
+  /** The proxy of every connection the client makes (src/providers/proxy.ts). */
+  private readonly route: ProxyRoute;
+  /** The proxy the gRPC channel tunnels through, and the `host:port` it asks for. */
+  private readonly grpcProxy: URL | undefined;
+  private readonly grpcTarget: string;
 
   /**
    * `clientOptions` overrides what is passed to PredictionServiceClient (`sslCreds` included,
@@ -314,6 +208,13 @@ export class VertexClient implements ProviderClient {
     const plaintextGrpc = this.plaintextGrpc;
     const token = endpoint.token;
     const caFile = endpoint.caFile;
+    const route = (this.route = new ProxyRoute(endpoint.proxy, what, endpoint.proxyEnv));
+    this.grpcTarget = `${opts.apiEndpoint ?? ''}:${opts.port ?? 443}`;
+    this.grpcProxy = transport === 'grpc' ? route.proxyForHost(!plaintext, opts.apiEndpoint ?? '', opts.port ?? 443) : undefined;
+    const unfit = identityFitError(endpoint.name, endpoint.kind, endpoint.identity) ?? (token && endpoint.identity ? new ProviderError('PROVIDER_CONFIG', `${what}: a static token and an identity exclude each other`) : undefined);
+    if (unfit) throw unfit;
+    // Federation (docs/guide/identity.md): the external_account configuration is the SDK's credentials, ADC is not consulted.
+    const federation = endpoint.identity && 'gcp' in endpoint.identity ? endpoint.identity.gcp : undefined;
     this.client = new LazyValue(async () => {
       let aiplatform: typeof import('@google-cloud/aiplatform');
       let gax: typeof import('google-gax');
@@ -326,21 +227,25 @@ export class VertexClient implements ProviderClient {
       // plaintext there is no certificate to check it against.
       const read = caFile === undefined ? undefined : await readCaFile(endpoint.name, caFile);
       const ca = plaintext ? undefined : read;
+      const external = federation ? await readExternalAccountConfig(endpoint.name, federation) : undefined;
       try {
         // The REST transport's calls go through the auth client's gaxios; gRPC has its limit above.
         let transporterOptions: GaxiosOptions | undefined;
-        if (transport === 'rest') {
+        // Where gax's REST transport sends the endpoint's calls (`protocol://apiEndpoint:port/…`).
+        const origin = new URL(`${opts.protocol ?? 'https'}://${opts.apiEndpoint ?? ''}:${opts.port ?? 443}`).origin;
+        if (route.active) {
+          // Every request on the route: the endpoint's (REST) with its caFile, the token service's.
+          transporterOptions = { adapter: gaxiosAdapterOnRoute(transport === 'rest' ? restAnswerCap(MAX_ANSWER_BYTES) : undefined, route, transport === 'rest' ? origin : undefined, ca) };
+        } else if (transport === 'rest') {
           const capped = restAnswerCap(MAX_ANSWER_BYTES);
           if (ca) {
-            // Where gax's REST transport sends the endpoint's calls (`protocol://apiEndpoint:port/…`).
-            const origin = new URL(`${opts.protocol ?? 'https'}://${opts.apiEndpoint ?? ''}:${opts.port ?? 443}`).origin;
             this.restAgent ??= httpsAgentTrusting(ca);
             transporterOptions = { adapter: trustingAdapter(capped, origin, this.restAgent) };
           } else {
             transporterOptions = { adapter: capped };
           }
         }
-        const withAuth: ClientOptions = { ...opts };
+        const withAuth: ClientOptions = { ...opts, ...(external ? { credentials: external as ClientOptions['credentials'] } : {}) };
         if (token) {
           // A static token: no ADC lookup, so nothing probes the metadata server.
           const auth = new gax.googleAuthLibrary.OAuth2Client(transporterOptions ? { transporterOptions } : {});
@@ -359,6 +264,7 @@ export class VertexClient implements ProviderClient {
         const client: v1.PredictionServiceClient = new aiplatform.v1.PredictionServiceClient({
           ...withAuth,
           ...(ca && transport === 'grpc' ? { sslCreds: grpcCredentialsTrusting(gax.grpc, ca, () => client.auth) } : {}),
+          ...(transport === 'grpc' ? grpcProxyOptions(gax.grpc, endpoint.name, this.grpcProxy) : {}),
           ...clientOptions,
         });
         return client;
@@ -382,7 +288,8 @@ export class VertexClient implements ProviderClient {
       } catch (error) {
         if (scope.signal.aborted) throw error;
         const { status, code } = statusOf(error);
-        throw credentialError(this.endpoint.name, error, status, code ?? oauthErrorCode(error));
+        // A refused tunnel to the token service is the proxy's failure, not the credentials'.
+        throw proxyFailure(error) ?? (this.endpoint.identity ? gcpIdentityError(this.endpoint.name, error) : credentialError(this.endpoint.name, error, status, code ?? oauthErrorCode(error)));
       }
       const remaining = scope.remaining();
       const callOptions: CallOptions = Number.isFinite(remaining) ? { timeout: Math.max(1, Math.floor(remaining)) } : {};
@@ -397,7 +304,7 @@ export class VertexClient implements ProviderClient {
       // The cap's refusal reaches here wrapped by gaxios (as a GaxiosError's cause) or not.
       // A refused certificate first: gRPC reports it as UNAVAILABLE, which would read as a
       // retryable 503.
-      throw capRefusal(error) ?? tlsError(this.endpoint.name, error) ?? vertexAnswerError(this.endpoint.name, error) ?? scope.classify(error, this.endpoint.name);
+      throw capRefusal(error) ?? (await grpcProxyFailure(error, this.grpcProxy, this.grpcTarget)) ?? tlsError(this.endpoint.name, error) ?? vertexAnswerError(this.endpoint.name, error) ?? scope.classify(error, this.endpoint.name);
     } finally {
       scope.dispose();
     }
@@ -442,5 +349,6 @@ export class VertexClient implements ProviderClient {
   async close(): Promise<void> {
     await (await this.client.peek())?.close();
     this.restAgent?.destroy();
+    await this.route.destroy();
   }
 }

@@ -7,7 +7,9 @@ import { allowanceMatches, describe, own, ruleFor, type Target } from './allowan
 import type { AuditLog } from './audit.js';
 import { RAW_RULE, cutDepthOf, describeForm, describeRule, featureThresholds, formAllowed, type SendForm, type SendRule, type SendRules } from './derived.js';
 import { ResidencyDeniedError } from './errors.js';
+import { keyRegionConflict } from './kms/ring.js';
 import { storeHasSse, type Policy } from './policy.js';
+import { regionLabelConflict } from './region-label.js';
 
 export interface Decision {
   allowed: boolean;
@@ -35,10 +37,21 @@ function evaluate(policy: Policy, dataClass: string, origin: string | undefined,
   return { allowed: true, why: `class "${dataClass}"${origin === undefined ? '' : ` from "${origin}"`} may be ${forStore ? 'stored' : 'processed'} on ${describe(target)}` };
 }
 
-/** An endpoint as the runtime knows it; a region that disagrees with the policy's declaration is refused. */
+/**
+ * An endpoint as the runtime knows it. A region that disagrees with the policy's declaration is
+ * refused, and so is a URL whose known provider hostname names another region than the label.
+ */
 export interface EndpointCandidate {
   name: string;
   region?: string;
+  url?: string;
+}
+
+/** Why the candidate's own region or URL contradicts the policy's declaration, or undefined. */
+function candidateConflict(endpoint: string | EndpointCandidate, declaredRegion: string): string | undefined {
+  if (typeof endpoint === 'string') return undefined;
+  if (endpoint.region !== undefined && endpoint.region !== declaredRegion) return `endpoint "${endpoint.name}" is configured in ${endpoint.region} but the policy declares it in ${declaredRegion}`;
+  return regionLabelConflict(`endpoint "${endpoint.name}"`, endpoint.url, declaredRegion);
 }
 
 /**
@@ -49,16 +62,20 @@ export function evaluateSend(policy: Policy, dataClass: string, origin: string |
   const name = typeof endpoint === 'string' ? endpoint : endpoint.name;
   const decl = own(policy.endpoints, name);
   const decision = evaluate(policy, dataClass, origin, 'process', decl === undefined ? undefined : { provider: decl.provider, region: decl.region, service: decl.service, sse: false }, name);
-  if (decision.allowed && typeof endpoint !== 'string' && endpoint.region !== undefined && decl !== undefined && endpoint.region !== decl.region) {
-    return { allowed: false, why: `endpoint "${name}" is configured in ${endpoint.region} but the policy declares it in ${decl.region}` };
-  }
-  return decision;
+  const conflict = decision.allowed && decl !== undefined ? candidateConflict(endpoint, decl.region) : undefined;
+  return conflict === undefined ? decision : { allowed: false, why: conflict };
 }
 
-/** May results of `dataClass` be written to `store`? Pure; throws like {@link evaluateSend}. */
+/**
+ * May results of `dataClass` be written to `store`? Pure; throws like {@link evaluateSend}.
+ * When the policy declares `keys`, the store's region must have a key that lives there.
+ */
 export function evaluateWrite(policy: Policy, dataClass: string, origin: string | undefined, store: string): Decision {
   const decl = own(policy.stores, store);
-  return evaluate(policy, dataClass, origin, 'store', decl === undefined ? undefined : { provider: decl.provider, region: decl.region, service: decl.type, sse: storeHasSse(decl) }, store);
+  const decision = evaluate(policy, dataClass, origin, 'store', decl === undefined ? undefined : { provider: decl.provider, region: decl.region, service: decl.type, sse: storeHasSse(decl) }, store);
+  if (!decision.allowed || decl === undefined || policy.keys === undefined) return decision;
+  const keyConflict = keyRegionConflict(own(policy.keys, decl.region), decl.region);
+  return keyConflict === undefined ? decision : { allowed: false, why: `store "${store}": ${keyConflict}` };
 }
 
 /**
@@ -88,8 +105,8 @@ export function sendRuleFor(policy: Policy, dataClass: string, origin: string | 
   if (raw.allowed) return { rule: RAW_RULE, why: raw.why };
   const name = typeof endpoint === 'string' ? endpoint : endpoint.name;
   const decl = own(policy.endpoints, name);
-  // A region that disagrees with the declaration is refused for every form.
-  if (decl === undefined || (typeof endpoint !== 'string' && endpoint.region !== undefined && endpoint.region !== decl.region)) return { why: raw.why };
+  // A region (or URL) that disagrees with the declaration is refused for every form.
+  if (decl === undefined || candidateConflict(endpoint, decl.region) !== undefined) return { why: raw.why };
   const features = featureThresholds(policy, dataClass, origin, name);
   return features.length === 0 ? { why: raw.why } : { rule: { raw: false, features }, why: raw.why };
 }

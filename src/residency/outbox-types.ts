@@ -3,6 +3,7 @@ import type { TandemError } from '../errors/index.js';
 import type { AppendIo } from './append-file.js';
 import type { KeySource } from './envelope.js';
 import type { ResidencyGate } from './gate.js';
+import type { KeyRing } from './kms/ring.js';
 import type { BackoffOptions } from './outbox-backoff.js';
 import type { PutRecord } from './outbox-log.js';
 import type { ResultStore } from './stores/types.js';
@@ -38,7 +39,8 @@ export interface OutboxOptions {
   dir: string;
   gate: ResidencyGate;
   stores: ReadonlyMap<string, ResultStore>;
-  keys: KeySource;
+  /** The key that seals results: one source, or a ring choosing by the store's region (policy `keys`). */
+  keys: KeySource | KeyRing;
   /** Byte budget for the log on disk. Default 256 MiB. */
   maxBytes?: number;
   /** Segment size at which a new log file starts. Default 8 MiB (at most maxBytes / 4). */

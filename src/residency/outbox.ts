@@ -16,6 +16,7 @@
 import { TandemError, ValidationError } from '../errors/index.js';
 import { seal } from './envelope.js';
 import { OutboxFullError, ResidencyDeniedError } from './errors.js';
+import { sealingKeyFor } from './kms/ring.js';
 import { allowedStores } from './gate.js';
 import { DEFAULT_BACKOFF } from './outbox-backoff.js';
 import { DeliveryLoop } from './outbox-delivery.js';
@@ -120,7 +121,8 @@ export class Outbox {
 
     const key = resultKey(requestId, '');
     const metadata = { ...submission.metadata, 'request-id': requestId, 'data-class': dataClass };
-    const sealed = await seal(this.options.keys, key, submission.body, metadata);
+    // The key for the store's region (policy `keys`); a key in another region is refused here, before anything is logged.
+    const sealed = await seal(sealingKeyFor(this.options.keys, policy, policy.stores[storeName]?.region ?? ''), key, submission.body, metadata);
     const rec: PutRecord = {
       t: 'put',
       id: requestId,

@@ -1,7 +1,7 @@
 /**
  * The residency policy: which data classes exist, where each may be processed (endpoints) and
- * stored (result stores), and the endpoints and stores with the provider and region they run in.
- * Anything the policy does not allow is denied.
+ * stored (result stores), the endpoints and stores with the provider and region they run in,
+ * and the keys results are sealed under per region. Anything the policy does not allow is denied.
  *
  * Policies are YAML or JSON (JSON is parsed by the YAML parser, so both get line numbers in errors).
  */
@@ -10,6 +10,8 @@ import { isNode, type Document, type LineCounter } from 'yaml';
 import { z } from 'zod';
 import { parseYamlSafely } from '../util/yaml.js';
 import { PolicyError, type PolicyIssue } from './errors.js';
+import { alibabaKeyRegion, awsKeyRegion, gcpKeyLocation, isGcpCryptoKeyName } from './kms/identity.js';
+import { regionLabelConflict } from './region-label.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 /** Region patterns: a region name with optional `*` wildcards, e.g. `cn-*`, `europe-west3`, `*`. */
@@ -122,6 +124,52 @@ const storeSchema = z.discriminatedUnion('type', [
     .strict(),
 ]);
 
+/**
+ * A key-encryption key for envelope encryption (and the audit log's MAC key). KMS keys name
+ * the region they live in; `endpoint` overrides the SDK's regional endpoint (a VPC endpoint, a
+ * local emulation). `crossRegion: true` lets a key serve a store region other than its own
+ * (see `keys`). `local` is the device's key file (edge config `residency.keyFile`).
+ */
+const kmsCommon = { region, endpoint: z.string().url().optional(), crossRegion: z.boolean().optional() };
+const keySchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('aws-kms'), keyId: z.string().min(1), ...kmsCommon }).strict(),
+  z
+    .object({
+      kind: z.literal('gcp-kms'),
+      keyName: z.string().refine(isGcpCryptoKeyName, 'must be projects/<p>/locations/<l>/keyRings/<r>/cryptoKeys/<k>'),
+      ...kmsCommon,
+    })
+    .strict(),
+  z.object({ kind: z.literal('alibaba-kms'), keyId: z.string().min(1), ...kmsCommon }).strict(),
+  z.object({ kind: z.literal('local') }).strict(),
+]);
+
+/** The region a KMS key's own identifier names, if it names one. */
+function keyIdRegion(key: z.infer<typeof keySchema>): string | undefined {
+  switch (key.kind) {
+    case 'aws-kms':
+      return awsKeyRegion(key.keyId);
+    case 'gcp-kms':
+      return gcpKeyLocation(key.keyName);
+    case 'alibaba-kms':
+      return alibabaKeyRegion(key.keyId);
+    case 'local':
+      return undefined;
+  }
+}
+
+type IssueSink = { addIssue(issue: { code: 'custom'; path: (string | number)[]; message: string }): void };
+
+function checkKey(key: z.infer<typeof keySchema>, path: (string | number)[], ctx: IssueSink): void {
+  if (key.kind === 'local') return;
+  const named = keyIdRegion(key);
+  if (named !== undefined && named !== key.region) {
+    ctx.addIssue({ code: 'custom', path: [...path, 'region'], message: `the key's identifier names region ${named}, but its region is ${key.region}` });
+  }
+  const conflict = regionLabelConflict('the key', key.endpoint, key.region);
+  if (conflict !== undefined) ctx.addIssue({ code: 'custom', path: [...path, 'endpoint'], message: conflict });
+}
+
 export const policySchema = z
   .object({
     version: z.literal(1),
@@ -130,6 +178,15 @@ export const policySchema = z
     origins: z.record(name, originSchema).default({}),
     endpoints: z.record(name, endpointSchema).default({}),
     stores: z.record(name, storeSchema).default({}),
+    /**
+     * The key that wraps the data keys of results kept in each store region (the record's
+     * key). A result stored in region R is sealed under `keys[R]`, whose own region must be R
+     * unless it says `crossRegion: true`; a store region without a key may hold nothing.
+     * Absent: every result is sealed under the device's key file.
+     */
+    keys: z.record(region, keySchema).optional(),
+    /** The key that protects the audit log's MAC key (`tandem audit verify --policy`). */
+    auditKey: keySchema.optional(),
   })
   .strict()
   .superRefine((policy, ctx) => {
@@ -144,7 +201,13 @@ export const policySchema = z
       if (store.type === 's3' && store.sse === 'aws:kms' && store.kmsKeyId === undefined) {
         ctx.addIssue({ code: 'custom', path: ['stores', storeName, 'kmsKeyId'], message: 'sse "aws:kms" needs kmsKeyId' });
       }
+      // A known provider hostname must be in the region the store is labelled with.
+      const url = store.type === 'gcs' ? store.apiEndpoint : store.type === 'local' ? undefined : store.endpoint;
+      const conflict = regionLabelConflict(`store "${storeName}"`, url, store.region);
+      if (conflict !== undefined) ctx.addIssue({ code: 'custom', path: ['stores', storeName, store.type === 'gcs' ? 'apiEndpoint' : 'endpoint'], message: conflict });
     }
+    for (const [keyRegion, key] of Object.entries(policy.keys ?? {})) checkKey(key, ['keys', keyRegion], ctx);
+    if (policy.auditKey !== undefined) checkKey(policy.auditKey, ['auditKey'], ctx);
   });
 
 export type Allowance = z.infer<typeof allowanceSchema>;
@@ -153,6 +216,10 @@ export type DataClassRule = z.infer<typeof classSchema>;
 export type OriginRule = z.infer<typeof originSchema>;
 export type EndpointDecl = z.infer<typeof endpointSchema>;
 export type StoreDecl = z.infer<typeof storeSchema>;
+export type KeyDecl = z.infer<typeof keySchema>;
+export type AwsKmsKeyDecl = Extract<KeyDecl, { kind: 'aws-kms' }>;
+export type GcpKmsKeyDecl = Extract<KeyDecl, { kind: 'gcp-kms' }>;
+export type AlibabaKmsKeyDecl = Extract<KeyDecl, { kind: 'alibaba-kms' }>;
 /** A validated residency policy. */
 export type Policy = z.infer<typeof policySchema>;
 /** The policy as written, before defaults are applied (what tests and generators build). */

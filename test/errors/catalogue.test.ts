@@ -45,7 +45,9 @@ const NOT_ERROR_CODES = new Set([
   // ONNX auto_pad values and the protobuf NullValue.
   'SAME_UPPER', 'SAME_LOWER', 'NULL_VALUE',
   // Environment variables read from a list rather than one at a time.
-  'SAGEMAKER_BIND_TO_PORT', 'AIP_HTTP_PORT',
+  'SAGEMAKER_BIND_TO_PORT', 'AIP_HTTP_PORT', 'HTTPS_PROXY', 'HTTP_PROXY', 'NO_PROXY',
+  // AWS KMS's data-key spec.
+  'AES_256',
 ]);
 
 /** `env['X']`, `process.env['X']`, `set(env, 'X')`, `intFromEnv(env, 'X')`: the literal names an environment variable. */

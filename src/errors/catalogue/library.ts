@@ -64,6 +64,7 @@ export const GRAPH_CODES = inArea('graph', {
 export const PLANNER_CODES = inArea('planner', {
   PLANNER_BAD_OPTION: { status: 400, retryable: false, meaning: "A planner option or an endpoint's link figures are out of range." },
   PLANNER_BAD_UNIT: { status: 400, retryable: false, meaning: 'A bandwidth or duration is not a positive quantity with a known unit.' },
+  PLANNER_VARIANT_UNMEASURED: { status: 400, retryable: false, meaning: 'maxAccuracyDrop is set but a model variant in the profile has no measured accuracy drop to weigh against it.' },
   PLANNER_DUPLICATE_ENDPOINT: { status: 400, retryable: false, meaning: 'Two endpoints given to the cost model have the same name.' },
   PROFILE_INVALID: { status: 400, retryable: false, meaning: 'A profile.json is not JSON, or not a Tandem profile.' },
   PROFILE_WRITE: { status: 500, retryable: false, meaning: 'The profile cannot be written to the --out file.' },

@@ -10,5 +10,6 @@ export const PRUNE_CODES = inArea('prune', {
   PRUNE_NOTHING_PRUNABLE: { status: 400, retryable: false, meaning: 'The model (or the head up to --upto) has no layer whose channels can be pruned.' },
   PRUNE_UNSUPPORTED: { status: 400, retryable: false, meaning: 'The model cannot be pruned: it is not float32, or its input is not a single image tensor.' },
   PRUNE_OUT: { status: 400, alsoStatus: [500], retryable: false, meaning: 'The output package folder exists and is not empty (400), or cannot be written (500).' },
+  PRUNE_VARIANT: { status: 400, retryable: false, meaning: '--variant cannot be recorded: an id the package already uses or cannot take, no --holdout, or a holdout measurement that says nothing of accuracy (only the relative output error).' },
   PRUNE_SOLVE: { status: 500, retryable: false, meaning: 'The least-squares reconstruction of a layer failed (a singular system even with the ridge term).' },
 });

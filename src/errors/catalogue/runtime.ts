@@ -8,6 +8,7 @@ export const PACKAGE_CODES = inArea('package', {
   RUNTIME_PACKAGE_SHA256: { status: 500, retryable: false, meaning: 'A package file does not match, or no longer matches, its sha256 in manifest.json, or cannot be read to check it.' },
   RUNTIME_PACKAGE_LABELS: { status: 500, retryable: false, meaning: "The manifest's labels file cannot be read." },
   RUNTIME_MANIFEST_JSON: { status: 400, retryable: false, meaning: 'manifest.json is not valid JSON.' },
+  RUNTIME_PACKAGE_VARIANT: { status: 400, retryable: false, meaning: 'A model variant cannot be added (bad or taken id, no manifest, external data) or a plan names a variant the package does not have.' },
   RUNTIME_MANIFEST: { status: 400, retryable: false, meaning: 'manifest.json does not satisfy the schema, or names a path outside the package.' },
   PACKAGE_PIPELINE: { status: 400, retryable: false, meaning: "The package's pipeline makes a tensor the model's input cannot take (dtype, layout, size)." },
   RUNTIME_MODEL_READ: { status: 500, retryable: false, meaning: 'The model file cannot be read.' },
@@ -51,4 +52,5 @@ export const PROVIDER_CODES = inArea('providers', {
   PROVIDER_ABORTED: { status: 500, retryable: false, meaning: "The caller's signal aborted the call." },
   PROVIDER_TLS: { status: 500, retryable: false, meaning: 'The endpoint presented a certificate this client does not accept (a private CA? set caFile).' },
   PROVIDER_CONFIG: { status: 500, retryable: false, meaning: "The endpoint's configuration is invalid (kind, URL, transport, missing fields)." },
+  PROVIDER_PROXY: { status: 500, retryable: false, meaning: 'The outbound proxy refused the tunnel (CONNECT answered 403, 407 or another 4xx): its policy or credentials, not the endpoint.' },
 });

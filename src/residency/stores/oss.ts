@@ -5,9 +5,11 @@
  */
 import type OSS from 'ali-oss';
 import { LazyValue } from '../../lazy.js';
+import { alibabaOidcCredentials, identityFitError, identityStoreFailure, type AlibabaCredentialSource, type IdentityConfig } from '../../providers/identity/index.js';
 import { StoreError } from '../errors.js';
 import type { StoreDecl } from '../policy.js';
-import { validateKey, type ObjectInfo, type PutMeta, type ResultStore, type StoredObject } from './types.js';
+import { withProxyFailures, type ProxyRoute } from '../../providers/proxy.js';
+import { proxyStoreError, storeProxyRoute, validateKey, type ObjectInfo, type PutMeta, type ResultStore, type StoredObject, type StoreProxyOptions } from './types.js';
 
 type OssDecl = Extract<StoreDecl, { type: 'oss' }>;
 
@@ -17,11 +19,14 @@ export interface OssCredentials {
   securityToken?: string;
 }
 
-export interface OssStoreOptions {
+/** `proxy` / `proxyEnv`: the outbound proxy (docs/guide/network.md). */
+export interface OssStoreOptions extends StoreProxyOptions {
   credentials?: OssCredentials;
   timeoutMs?: number;
   /** Environment to read credentials from when `credentials` is absent; the library reads none itself. */
   env?: NodeJS.ProcessEnv;
+  /** RAM OIDC federation (an `alibaba` identity, docs/guide/identity.md) instead of keys; `credentials` win. */
+  identity?: IdentityConfig;
 }
 
 /**
@@ -49,6 +54,10 @@ const AUTH_CODES = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'Acce
 const ossSdk = new LazyValue<typeof import('ali-oss')>(() => import('ali-oss'));
 
 export function mapOssError(store: string, what: string, error: unknown): StoreError {
+  const viaProxy = proxyStoreError(store, what, error);
+  if (viaProxy) return viaProxy;
+  const federated = identityStoreFailure(error);
+  if (federated) return new StoreError(federated.failure, store, `${what}: ${federated.message}`, { cause: error, details: federated.details });
   const e = (error ?? {}) as OssErrorShape;
   const code = e.code ?? e.name ?? 'Error';
   const message = `${what}: ${code}${e.message ? ` (${e.message.split('\n')[0]})` : ''}`;
@@ -60,6 +69,61 @@ export function mapOssError(store: string, what: string, error: unknown): StoreE
   return new StoreError('unavailable', store, message, { cause: error, details });
 }
 
+/** The fields of an OSS declaration the client needs (a result store's, or an input source's). */
+export type OssClientDecl = Pick<OssDecl, 'region' | 'endpoint' | 'bucket' | 'pathStyle'>;
+
+/** The OSS client for `decl`, the one construction stores and input sources share; `name` labels its errors. */
+export async function createOssClient(name: string, decl: OssClientDecl, creds: OssCredentials, timeoutMs = 30_000, refresh?: AlibabaCredentialSource, net: StoreProxyOptions = {}): Promise<OSS> {
+  const endpoint = decl.endpoint ?? `https://oss-${decl.region}.aliyuncs.com`;
+  // The store's proxy route (src/providers/proxy.ts); urllib takes an agent per scheme.
+  const route = storeProxyRoute(name, net);
+  const [httpsAgent, agent] = await Promise.all([route.agent(true), route.agent(false)]);
+  let mod: typeof import('ali-oss');
+  try {
+    mod = await ossSdk.get();
+  } catch (error) {
+    throw new StoreError('config', name, `cannot load ali-oss: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  }
+  try {
+    return onRoute(route, new mod.default({
+      region: `oss-${decl.region}`,
+      endpoint,
+      bucket: decl.bucket,
+      accessKeyId: creds.accessKeyId,
+      accessKeySecret: creds.accessKeySecret,
+      ...(creds.securityToken === undefined ? {} : { stsToken: creds.securityToken }),
+      // Federated: ali-oss asks before every request; the credential provider answers from its
+      // session until a refresh is due.
+      ...(refresh ? { refreshSTSToken: async () => { const c = await refresh.get(); return { accessKeyId: c.accessKeyId, accessKeySecret: c.accessKeySecret, stsToken: c.securityToken }; }, refreshSTSTokenInterval: 0 } : {}),
+      secure: endpoint.startsWith('https:'),
+      sldEnable: decl.pathStyle ?? false,
+      timeout: timeoutMs,
+      retryMax: 0,
+      ...(agent && httpsAgent ? { agent, httpsAgent } : {}),
+    }));
+  } catch (error) {
+    throw new StoreError('config', name, `cannot create the OSS client: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  }
+}
+
+/** The client's calls that make requests. */
+const OSS_CALLS: ReadonlySet<PropertyKey> = new Set(['put', 'get', 'head', 'listV2', 'getStream', 'delete']);
+
+/**
+ * The client with its calls under {@link withProxyFailures}: urllib keeps only the name and
+ * message of a refused tunnel's error, and the store must tell the proxy's refusal from OSS's.
+ */
+function onRoute(route: ProxyRoute, client: OSS): OSS {
+  if (!route.active) return client;
+  return new Proxy(client, {
+    get(target, prop, receiver) {
+      const value: unknown = Reflect.get(target, prop, receiver);
+      if (typeof value !== 'function' || !OSS_CALLS.has(prop)) return value;
+      return (...args: unknown[]) => withProxyFailures(() => Promise.resolve(value.apply(target, args)));
+    },
+  });
+}
+
 export class OssStore implements ResultStore {
   private readonly client: LazyValue<OSS> | undefined;
   private readonly configError: StoreError | undefined;
@@ -69,36 +133,29 @@ export class OssStore implements ResultStore {
     readonly decl: OssDecl,
     options: OssStoreOptions = {},
   ) {
+    const unfit = identityFitError(name, 'oss', options.identity);
+    const federation = options.credentials === undefined && options.identity && 'alibaba' in options.identity ? alibabaOidcCredentials(name, options.identity.alibaba) : undefined;
+    if (unfit || federation) {
+      this.configError = unfit ? new StoreError('config', name, unfit.message, { cause: unfit }) : undefined;
+      if (federation) {
+        this.client = new LazyValue(async () => {
+          let first;
+          try {
+            first = await federation.get();
+          } catch (error) {
+            throw mapOssError(name, 'cannot get STS credentials', error);
+          }
+          return createOssClient(name, decl, first, options.timeoutMs, federation, options);
+        });
+      }
+      return;
+    }
     const creds = options.credentials ?? (options.env === undefined ? undefined : ossCredentialsFromEnv(options.env));
     if (creds === undefined) {
       this.configError = new StoreError('auth', name, 'no OSS credentials: pass them as the store\'s credentials, or set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET for the edge agent');
       return;
     }
-    const endpoint = decl.endpoint ?? `https://oss-${decl.region}.aliyuncs.com`;
-    this.client = new LazyValue(async () => {
-      let mod: typeof import('ali-oss');
-      try {
-        mod = await ossSdk.get();
-      } catch (error) {
-        throw new StoreError('config', name, `cannot load ali-oss: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
-      }
-      try {
-        return new mod.default({
-          region: `oss-${decl.region}`,
-          endpoint,
-          bucket: decl.bucket,
-          accessKeyId: creds.accessKeyId,
-          accessKeySecret: creds.accessKeySecret,
-          ...(creds.securityToken === undefined ? {} : { stsToken: creds.securityToken }),
-          secure: endpoint.startsWith('https:'),
-          sldEnable: decl.pathStyle ?? false,
-          timeout: options.timeoutMs ?? 30_000,
-          retryMax: 0,
-        });
-      } catch (error) {
-        throw new StoreError('config', name, `cannot create the OSS client: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
-      }
-    });
+    this.client = new LazyValue(() => createOssClient(name, decl, creds, options.timeoutMs, undefined, options));
   }
 
   private async ready(key: string): Promise<{ client: OSS; name: string }> {

@@ -4,6 +4,8 @@
  * the SDK call and the mapping of its failures onto {@link StoreError}.
  */
 import { createHash } from 'node:crypto';
+import { proxyFailure, ProxyRoute, type ProxyEnvironment, type ProxySetting } from '../../providers/proxy.js';
+import { StoreError } from '../errors.js';
 import type { StoreDecl } from '../policy.js';
 
 export interface PutMeta {
@@ -51,4 +53,38 @@ export function validateKey(key: string): string | undefined {
   if (key.startsWith('/') || key.split('/').some((p) => p === '' || p === '.' || p === '..')) return 'key must be a relative path without empty, "." or ".." segments';
   if (/[\0\\]/.test(key)) return 'key must not contain NUL or backslash';
   return undefined;
+}
+
+/** A store's options for its connections' proxy (docs/guide/network.md). */
+export interface StoreProxyOptions {
+  /** Outbound proxy (a URL, or `false` / `'none'` for direct); default: what `proxyEnv` says. */
+  proxy?: ProxySetting;
+  /**
+   * HTTPS_PROXY / HTTP_PROXY / NO_PROXY as a loader read them (`proxyEnvironment`); the
+   * library reads no environment itself. Absent: no proxy but `proxy`.
+   */
+  proxyEnv?: ProxyEnvironment;
+}
+
+/**
+ * The proxy route of a store's connections (src/providers/proxy.ts): its `proxy` option, else
+ * its `proxyEnv`. A setting that is not a proxy URL is a `config` failure.
+ */
+export function storeProxyRoute(store: string, options: StoreProxyOptions): ProxyRoute {
+  try {
+    return new ProxyRoute(options.proxy, `store "${store}"`, options.proxyEnv);
+  } catch (error) {
+    throw new StoreError('config', store, error instanceof Error ? error.message : String(error), { cause: error });
+  }
+}
+
+/**
+ * A proxy's failure behind a store call, as a StoreError: a refused tunnel is `config` (the
+ * proxy's policy or credentials: an operator must act), an unreachable proxy `unavailable`.
+ * Undefined when the failure is not the proxy's.
+ */
+export function proxyStoreError(store: string, what: string, error: unknown): StoreError | undefined {
+  const failure = proxyFailure(error);
+  if (!failure) return undefined;
+  return new StoreError(failure.code === 'PROVIDER_PROXY' ? 'config' : 'unavailable', store, `${what}: ${failure.message}`, { cause: error, details: { ...failure.details } });
 }

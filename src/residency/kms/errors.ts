@@ -1,0 +1,43 @@
+/**
+ * Typed failures of the KMS key sources, one classification for the three SDKs: the caller
+ * branches on `code` (an operator must act on `KMS_ACCESS_DENIED`; `KMS_UNAVAILABLE` is retried
+ * by the outbox's next attempt). Messages never hold key material.
+ */
+import { TandemError } from '../../errors/index.js';
+
+export type KmsFailure = 'access-denied' | 'unavailable' | 'rejected' | 'config' | 'region';
+
+const CODES = {
+  'access-denied': 'KMS_ACCESS_DENIED',
+  unavailable: 'KMS_UNAVAILABLE',
+  rejected: 'KMS_REJECTED',
+  config: 'KMS_CONFIG',
+  region: 'RESIDENCY_KEY_REGION',
+} as const;
+
+export class KmsError extends TandemError {
+  readonly failure: KmsFailure;
+  constructor(failure: KmsFailure, key: { kind: string; keyId: string; region: string | undefined }, message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
+    super(CODES[failure], `${key.kind} key ${key.keyId}${key.region === undefined ? '' : ` (${key.region})`}: ${message}`, {
+      cause: options.cause,
+      details: { kind: key.kind, keyId: key.keyId, region: key.region, ...options.details },
+    });
+    this.failure = failure;
+  }
+}
+
+/** The message of an SDK error, without its stack. */
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Failures below HTTP (refused connection, reset, DNS, timeout) are worth another attempt. */
+export function isNetworkError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  const name = (error as { name?: unknown } | null)?.name;
+  return (
+    (typeof code === 'string' && /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|UND_ERR_.*)$/.test(code)) ||
+    name === 'TimeoutError' ||
+    name === 'AbortError'
+  );
+}
