@@ -5,6 +5,8 @@
 import { Command, CommanderError } from 'commander';
 import { errorInfo, isTandemError, ValidationError } from '../src/errors/index.js';
 import { registerAgentCommands } from './agent-commands.js';
+import { registerAuditCommands } from './audit-commands.js';
+import { registerBatchCommand } from './batch-command.js';
 import { registerGraphCommands } from './graph-commands.js';
 import { registerGraphBenchCommands } from './graph-bench-commands.js';
 import { registerCloudCommands } from './cloud-commands.js';
@@ -27,8 +29,10 @@ export function buildProgram(): Command {
   // `bench` first: the other areas attach their benchmarks to it.
   registerBenchCommand(program);
   registerAgentCommands(program);
+  registerBatchCommand(program);
   registerCloudCommands(program);
   registerResidencyCommands(program);
+  registerAuditCommands(program);
   registerRuntimeCommands(program);
   registerPruneCommands(program);
   // Attach to the shared `bench` parent; create it only if no area has.

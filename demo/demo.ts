@@ -7,7 +7,8 @@
  * images through MQTT while Frankfurt's link degrades, then fails (the agent fails over to
  * another cloud), then every link is cut off, then all come back. The PP-OCRv4 text detector
  * runs local, offloaded (or split, when the graph toolkit provides cuts), and every result is
- * checked to be in a store its class allows.
+ * checked to be in a store its class allows: emulated S3 in Frankfurt, OSS in Shanghai and GCS
+ * in Iowa (demo/emulators), each checking its requests' signatures.
  */
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
@@ -19,7 +20,7 @@ import { startCloudService, type CloudService } from '../cloud/server.js';
 import { defaultTailExtractor } from '../cloud/tails.js';
 import { profileModel } from '../src/runtime/index.js';
 import { describePlan } from '../src/planner/index.js';
-import { createStores, evaluateWrite, type Policy } from '../src/residency/index.js';
+import { createStores, evaluateWrite, type Policy, type StoreFactoryOptions } from '../src/residency/index.js';
 import { createProviderClient, type EndpointConfig } from '../src/providers/index.js';
 import { parseEdgeConfig } from '../edge/config.js';
 import { EdgeAgent } from '../edge/edge-agent.js';
@@ -28,7 +29,8 @@ import { DemoDevice } from './device.js';
 import { Shaper } from '../src/shaper/index.js';
 
 import { ocrModelPath, ppocrDetPipeline } from '../models/ocr-models.js';
-import { DEMO_CLASSES, DEMO_STORE_PREFERENCE, demoPolicyYaml } from './policy.js';
+import { startEmulators } from './emulators/index.js';
+import { DEMO_BUCKETS, DEMO_CLASSES, DEMO_STORE_PREFERENCE, demoPolicyYaml } from './policy.js';
 import { renderTextImage } from './render.js';
 import { summarize, summaryText, tableHeader, tableRow, type DemoRow, type DemoSummary } from './report.js';
 
@@ -66,7 +68,10 @@ const CREDS = {
   aws: { accessKeyId: 'AKIDTANDEMDEMO', secretAccessKey: 'tandem-demo-secret' },
   vertexToken: 'tandem-demo-vertex-token',
   easToken: 'tandem-demo-eas-token',
+  oss: { accessKeyId: 'LTAITANDEMDEMO', accessKeySecret: 'tandem-demo-oss-secret' },
 };
+/** How the agent reaches the emulated stores (edge.yaml `stores:`). */
+const STORE_OPTIONS: StoreFactoryOptions = { s3: { credentials: CREDS.aws }, oss: { credentials: CREDS.oss } };
 
 const FRA = 'sagemaker-frankfurt';
 const ENDPOINT_NAMES = [FRA, 'vertex-iowa', 'eas-shanghai'] as const;
@@ -199,7 +204,14 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     await warmUp(endpoints);
     const profilePath = join(workdir, 'profile.json');
     await writeFile(profilePath, JSON.stringify(profile));
-    await writeFile(join(workdir, 'policy.yaml'), demoPolicyYaml(join(workdir, 'stores')));
+    const emulators = await startEmulators({
+      s3: { region: 'eu-central-1', buckets: [DEMO_BUCKETS.s3], credentials: CREDS.aws, directory: join(workdir, 's3') },
+      oss: { bucket: DEMO_BUCKETS.oss, credentials: CREDS.oss },
+      gcs: { bucket: DEMO_BUCKETS.gcs },
+    });
+    closers.push(() => emulators.stop());
+    const storeUrls = { s3: emulators.s3!.url, oss: emulators.oss!.url, gcs: emulators.gcs!.url };
+    await writeFile(join(workdir, 'policy.yaml'), demoPolicyYaml(storeUrls));
 
     const thingName = 'demo-camera';
     const { config } = parseEdgeConfig(
@@ -208,6 +220,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
         endpoints,
         residency: { policy: 'policy.yaml', audit: 'audit.log', keyFile: 'data.key', storePreference: DEMO_STORE_PREFERENCE },
         outbox: { dir: 'outbox' },
+        stores: STORE_OPTIONS,
         mqtt: { url: broker.url, thingName, protocolVersion: 4, reconnectMinMs: 100 },
         planner: { objective: 'latency', edgeScale: slowdown, rttMs: 4, bandwidthBitsPerSecond: 1e9, exploration: { afterDecisions: 6, budget: 0.25 } },
         limits: { maxInFlight: 4, defaultDeadlineMs: 20_000 },
@@ -234,6 +247,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     print(`Tandem demo: PP-OCRv4 text detection, ${total} requests, edge emulated ${slowdown}× slower than this machine`);
     print(`cloud ${cloud.url}, each endpoint behind its own shaped link: ${ENDPOINT_NAMES.map((n) => `${n} ${url(n)} (${linkText(NOMINAL[n]!)})`).join(', ')}`);
     print(`broker ${broker.url}; agent thing "${thingName}"; ${FRA}'s link degrades, then fails, in phases "fra slow" and "fra down"`);
+    print(`result stores: s3-eu ${storeUrls.s3} (S3, eu-central-1), oss-cn ${storeUrls.oss} (OSS, cn-shanghai), gcs-us ${storeUrls.gcs} (GCS, us-central1)`);
     print('');
     print(tableHeader());
 
@@ -276,7 +290,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     if (!stopped.flushed) print('warning: the outbox was not fully flushed');
 
     // Check every completed request's result is in its store, and that store is allowed for its class.
-    const stores = createStores(policy);
+    const stores = createStores(policy, STORE_OPTIONS);
     let violations = 0;
     const byClass: Record<string, Record<string, number>> = {};
     for (const row of rows) {
@@ -298,11 +312,40 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
 
     const summary = summarize(rows, seq, violations, performance.now() - started);
     print(summaryText(summary, byClass));
+    print(phaseText(rows));
     return { summary, rows, workdir };
   } finally {
     for (const c of closers.reverse()) await c().catch(() => undefined);
     if (!options.keep) await rm(workdir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Where each phase's requests ran (the endpoint, `local`, or the endpoint they fell back from):
+ * the failover shows as Frankfurt's count dropping, or its requests falling back, once its link goes.
+ */
+function phaseText(rows: readonly DemoRow[]): string {
+  const lines = ['', 'by network phase → where it ran:'];
+  for (const phase of PHASES) {
+    const counts: Record<string, number> = {};
+    for (const r of rows) {
+      if (r.phase !== phase.name || !r.ok) continue;
+      const endpoint = r.plan.split('→')[1] ?? r.plan;
+      const where = r.fellBack ? `${endpoint} ↩ local` : r.planKind === 'local' ? 'local' : endpoint;
+      counts[where] = (counts[where] ?? 0) + 1;
+    }
+    const text = Object.entries(counts).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ');
+    lines.push(`  ${phase.name.padEnd(9)} ${text || '-'}  ${linkSummary(phase.links)}`);
+  }
+  return lines.join('\n');
+}
+
+/** The phase's links in a few words: which are cut off or degraded. */
+function linkSummary(links: Record<string, LinkConditions>): string {
+  const changed = ENDPOINT_NAMES.filter((n) => links[n] !== NOMINAL[n]);
+  if (changed.length === 0) return '(all links nominal)';
+  if (changed.length === ENDPOINT_NAMES.length && changed.every((n) => links[n]!.down)) return '(every link cut off)';
+  return `(${changed.map((n) => `${n} ${linkText(links[n]!)}`).join('; ')})`;
 }
 
 function linkText(l: LinkConditions): string {

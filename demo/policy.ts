@@ -1,17 +1,25 @@
 /**
  * The demo's residency policy: one device serving three data classes. EU personal data may
  * only be processed and stored in the EU, Chinese personal data only in China (PIPL), and
- * unrestricted data anywhere. Stores are local folders, one per region, under the demo's
- * temporary directory.
+ * unrestricted data anywhere. Results go to emulated cloud stores (demo/emulators): S3 in
+ * Frankfurt, OSS in Shanghai and GCS in Iowa.
  */
-import { join } from 'node:path';
 
 export const DEMO_CLASSES = ['eu-personal', 'cn-personal', 'unrestricted'] as const;
 
 /** Preferred store per class (each is the only allowed one for the personal classes). */
-export const DEMO_STORE_PREFERENCE = ['local-us', 'local-eu', 'local-cn'];
+export const DEMO_STORE_PREFERENCE = ['gcs-us', 's3-eu', 'oss-cn'];
 
-export function demoPolicyYaml(storeRoot: string): string {
+/** Where each store's emulator listens. */
+export interface DemoStoreUrls {
+  s3: string;
+  oss: string;
+  gcs: string;
+}
+
+export const DEMO_BUCKETS = { s3: 'tandem-demo-eu', oss: 'tandem-demo-cn', gcs: 'tandem-demo-us' } as const;
+
+export function demoPolicyYaml(urls: DemoStoreUrls): string {
   return `# Tandem demo residency policy
 version: 1
 description: One camera, three data classes (GDPR, PIPL, unrestricted)
@@ -22,13 +30,13 @@ classes:
       - { provider: aws, regions: ["eu-*"] }
       - { provider: gcp, regions: ["europe-*"] }
     store:
-      - { provider: local, regions: ["eu-*"] }
+      - { provider: aws, regions: ["eu-*"] }
   cn-personal:
     description: Personal information collected in China (PIPL)
     process:
       - { provider: alibaba, regions: ["cn-*"] }
     store:
-      - { provider: local, regions: ["cn-*"] }
+      - { provider: alibaba, regions: ["cn-*"] }
   unrestricted:
     process:
       - { provider: "*", regions: ["*"] }
@@ -39,8 +47,8 @@ endpoints:
   eas-shanghai: { provider: alibaba, region: cn-shanghai, service: pai-eas }
   vertex-iowa: { provider: gcp, region: us-central1, service: vertex }
 stores:
-  local-eu: { type: local, region: eu-central-1, root: ${JSON.stringify(join(storeRoot, 'eu-central-1'))} }
-  local-cn: { type: local, region: cn-shanghai, root: ${JSON.stringify(join(storeRoot, 'cn-shanghai'))} }
-  local-us: { type: local, region: us-east-1, root: ${JSON.stringify(join(storeRoot, 'us-east-1'))} }
+  s3-eu: { type: s3, region: eu-central-1, bucket: ${DEMO_BUCKETS.s3}, endpoint: "${urls.s3}" }
+  oss-cn: { type: oss, region: cn-shanghai, bucket: ${DEMO_BUCKETS.oss}, endpoint: "${urls.oss}", pathStyle: true }
+  gcs-us: { type: gcs, region: us-central1, bucket: ${DEMO_BUCKETS.gcs}, apiEndpoint: "${urls.gcs}", projectId: tandem-demo }
 `;
 }
