@@ -7,9 +7,9 @@
 // takes only keys from that ledger, with their security token, until they expire.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { OssFake } from './oss.js';
 import { KeyLedger, type OidcIssuer } from './oidc.js';
+import { closeServer, listenLoopback } from '../helpers/net.js';
 
 export const ALIBABA_AUDIENCE = 'sts.aliyuncs.com';
 
@@ -76,14 +76,12 @@ export class AlibabaStsFake {
         }));
       });
     });
-    await new Promise<void>((resolve) => this.server?.listen(0, '127.0.0.1', resolve));
-    this.port = (this.server.address() as AddressInfo).port;
+    this.port = await listenLoopback(this.server);
     return this;
   }
 
   async stop(): Promise<void> {
-    this.server?.closeAllConnections();
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    await closeServer(this.server);
   }
 }
 

@@ -5,8 +5,8 @@
 // IMDS rotates them ahead of expiry; `serveExpired` hands out keys that have already lapsed.
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { KeyLedger, type IssuedKey } from './oidc.js';
+import { closeServer, listenLoopback } from '../helpers/net.js';
 
 export class AwsImdsFake {
   readonly ledger = new KeyLedger();
@@ -66,13 +66,11 @@ export class AwsImdsFake {
       }
       res.writeHead(404).end();
     });
-    await new Promise<void>((resolve) => this.server?.listen(0, '127.0.0.1', resolve));
-    this.port = (this.server.address() as AddressInfo).port;
+    this.port = await listenLoopback(this.server);
     return this;
   }
 
   async stop(): Promise<void> {
-    this.server?.closeAllConnections();
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    await closeServer(this.server);
   }
 }

@@ -3,9 +3,9 @@
 // the secret the ledger holds for its access key, and a key past its expiry is refused as AWS
 // refuses it (403 ExpiredToken). InvokeEndpoint echoes its body; S3 keeps PutObject's.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { verifySigV4 } from '../../cloud/auth.js';
 import type { KeyLedger } from './oidc.js';
+import { closeServer, listenLoopback } from '../helpers/net.js';
 
 export interface SignedCall {
   service: 'sagemaker' | 's3';
@@ -75,13 +75,11 @@ export class AwsSignedServicesFake {
         this.handle(req, Buffer.concat(chunks), res).catch((error: unknown) => res.writeHead(500).end(String(error)));
       });
     });
-    await new Promise<void>((resolve) => this.server?.listen(0, '127.0.0.1', resolve));
-    this.port = (this.server.address() as AddressInfo).port;
+    this.port = await listenLoopback(this.server);
     return this;
   }
 
   async stop(): Promise<void> {
-    this.server?.closeAllConnections();
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    await closeServer(this.server);
   }
 }

@@ -5,8 +5,8 @@
 // refusals are STS's: ExpiredTokenException, InvalidIdentityToken, AccessDenied.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { KeyLedger, type OidcIssuer } from './oidc.js';
+import { closeServer, listenLoopback } from '../helpers/net.js';
 
 export const AWS_STS_AUDIENCE = 'sts.amazonaws.com';
 
@@ -69,13 +69,11 @@ export class AwsStsOidcFake {
           + `<SubjectFromWebIdentityToken>${xmlEscape(verdict.claims.sub)}</SubjectFromWebIdentityToken><Audience>${AWS_STS_AUDIENCE}</Audience></AssumeRoleWithWebIdentityResult><ResponseMetadata><RequestId>${randomUUID()}</RequestId></ResponseMetadata></AssumeRoleWithWebIdentityResponse>`);
       });
     });
-    await new Promise<void>((resolve) => this.server?.listen(0, '127.0.0.1', resolve));
-    this.port = (this.server.address() as AddressInfo).port;
+    this.port = await listenLoopback(this.server);
     return this;
   }
 
   async stop(): Promise<void> {
-    this.server?.closeAllConnections();
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    await closeServer(this.server);
   }
 }

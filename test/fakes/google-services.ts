@@ -3,8 +3,8 @@
 // (`POST /v1/projects/P/locations/L/endpoints/E:rawPredict` with a JSON `{httpBody}`, echoed).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { GcsFake } from './gcs.js';
+import { closeServer, listenLoopback } from '../helpers/net.js';
 
 /** Tells whether an `Authorization` header carries a live token. */
 export type BearerCheck = (authorization: string | undefined) => 'ok' | 'unknown' | 'expired';
@@ -68,13 +68,11 @@ export class TokenCheckedVertexFake {
         res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ contentType: httpBody.contentType, data: httpBody.data }));
       });
     });
-    await new Promise<void>((resolve) => this.server?.listen(0, '127.0.0.1', resolve));
-    this.port = (this.server.address() as AddressInfo).port;
+    this.port = await listenLoopback(this.server);
     return this;
   }
 
   async stop(): Promise<void> {
-    this.server?.closeAllConnections();
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    await closeServer(this.server);
   }
 }

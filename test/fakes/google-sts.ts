@@ -8,9 +8,9 @@
 // short lifetime into a ledger that the service fakes check bearer tokens against.
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { verifySigV4 } from '../../cloud/auth.js';
 import type { KeyLedger } from './oidc.js';
+import { closeServer, listenLoopback } from '../helpers/net.js';
 
 export const AWS4_REQUEST_TYPE = 'urn:ietf:params:aws:token-type:aws4_request';
 
@@ -107,13 +107,11 @@ export class GoogleStsFake {
         }, (error: unknown) => answer(500, { error: 'server_error', error_description: String(error) }));
       });
     });
-    await new Promise<void>((resolve) => this.server?.listen(0, '127.0.0.1', resolve));
-    this.port = (this.server.address() as AddressInfo).port;
+    this.port = await listenLoopback(this.server);
     return this;
   }
 
   async stop(): Promise<void> {
-    this.server?.closeAllConnections();
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    await closeServer(this.server);
   }
 }

@@ -4,8 +4,8 @@
 // under test can be told which keys to accept.
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { verifySigV4, type AwsCredentials } from '../../cloud/auth.js';
+import { listenLoopback } from '../helpers/net.js';
 
 export interface StsFakeOptions {
   roleArn: string;
@@ -80,8 +80,7 @@ export class StsFake {
         fail(400, 'InvalidAction', `unknown action "${action}"`);
       });
     });
-    await new Promise<void>((resolve) => this.server?.listen(0, '127.0.0.1', resolve));
-    this.port = (this.server.address() as AddressInfo).port;
+    this.port = await listenLoopback(this.server);
     return this;
   }
 
