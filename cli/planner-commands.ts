@@ -22,6 +22,7 @@ export function registerPlannerCommands(program: Command): void {
     .option('--deadline <duration>', 'deadline for the cost objective, e.g. 300ms')
     .option('--edge-scale <factor>', 'edge time relative to the profile (e.g. 8 for an 8× slower device)', '1')
     .option('--top <n>', 'options to print (0 = all)', '20')
+    .option('--max-accuracy-drop <fraction>', "accuracy a model variant (the profile's pruned variants) may cost, e.g. 0.01; none without it")
     .option('--json', 'print one JSON object as the last line')
     .action(async (file: string, opts: PlanOptions) => {
       const result = await planCommand(file, opts);
@@ -56,21 +57,33 @@ export function registerBenchCommand(program: Command): Command {
     });
   bench
     .command('sweep')
-    .description('Edge-only, cloud-only, static, adaptive and oracle over a grid of shaped links, per model')
-    .option('--quick', 'a CI-size subset (ResNet-18 and MobileNetV2 styles; 2, 10, 50 Mbit/s × 10, 50 ms)')
+    .description("Edge-only, cloud-only (encoded image), static, adaptive, oracle and the first release's configuration over a grid of shaped links, per model")
+    .option('--quick', 'a CI-size subset (ResNet-18 and MobileNetV2 styles; 2, 10, 50 Mbit/s × 10, 50 ms; 8 rounds)')
+    .addOption(new Option('--grid <size>', 'grid of links (--bandwidths/--rtts override it)').choices(['quick', 'medium', 'full']))
+    .option('--bandwidths <list>', 'comma-separated Mbit/s per direction, e.g. 1,5,20,100')
+    .option('--rtts <list>', 'comma-separated round trips in ms, e.g. 10,50')
     .option('--slowdown <factor>', 'edge slowdown factor (e.g. 8 for a Raspberry-Pi-class device)', '8')
     .option('--models <names>', 'comma-separated: mobilenetv2, resnet18, ppocrv4-det')
     .option('--rounds <n>', 'measured rounds per point (default: 32, --quick 8)')
+    .option('--max-output-error <x>', 'output-error budget of the float16/int8 cut encodings; 0 for float32 only', '0.05')
+    .option('--burst-bytes <n>', "the shaped link's token-bucket depth in bytes (default 1500: one frame)")
     .option('--stretch-jitter', "stretch each edge run's host jitter by the slowdown too (default: only the undisturbed (fastest recent) run time)")
     .option('--json', 'print one JSON object as the last line')
-    .action(async (opts: { quick?: boolean; slowdown: string; models?: string; rounds?: string; stretchJitter?: boolean; json?: boolean }) => {
-      const { runSweep } = await loadBench('sweep', () => import('../bench/sweep.js'));
+    .action(async (opts: SweepCliOptions) => {
+      const { runSweep, QUICK_GRID, MEDIUM_GRID, FULL_GRID } = await loadBench('sweep', () => import('../bench/sweep.js'));
+      const grid = opts.grid === 'quick' ? QUICK_GRID : opts.grid === 'medium' ? MEDIUM_GRID : opts.grid === 'full' ? FULL_GRID : undefined;
+      const budget = nonNegativeNumber(opts.maxOutputError, '--max-output-error');
       const { result, files } = await runSweep({
         quick: opts.quick ?? false,
         slowdown: positiveNumber(opts.slowdown, '--slowdown'),
         stretchJitter: opts.stretchJitter ?? false,
         ...(opts.models ? { models: opts.models.split(',').map((s) => s.trim()) } : {}),
         ...(opts.rounds !== undefined ? { rounds: positiveInt(opts.rounds, '--rounds') } : {}),
+        ...(grid ? { bandwidthsMbit: grid.bandwidthsMbit, rttsMs: grid.rttsMs } : {}),
+        ...(opts.bandwidths !== undefined ? { bandwidthsMbit: numberList(opts.bandwidths, '--bandwidths') } : {}),
+        ...(opts.rtts !== undefined ? { rttsMs: numberList(opts.rtts, '--rtts') } : {}),
+        maxOutputError: budget > 0 ? budget : null,
+        ...(opts.burstBytes !== undefined ? { burstBytes: positiveInt(opts.burstBytes, '--burst-bytes') } : {}),
         log: (line) => process.stderr.write(`${line}\n`),
       });
       const summary = {
@@ -78,6 +91,9 @@ export function registerBenchCommand(program: Command): Command {
         adaptiveOverBestFixed: result.adaptiveOverBestFixed,
         choiceOverOracle: result.choiceOverOracle,
         choiceOverBestFixed: result.choiceOverBestFixed,
+        geomeanSpeedupOverRound1: result.geomeanSpeedupOverRound1,
+        maxOutputError: result.maxOutputError ?? null,
+        adaptiveOutputError: result.adaptiveOutputError,
         edgeSlowdown: result.slowdown,
         stretchJitter: result.stretchJitter,
         loadAverage: result.loadAverage,
@@ -90,8 +106,16 @@ export function registerBenchCommand(program: Command): Command {
           staticMs: p.staticMs,
           adaptiveMs: p.adaptiveMs,
           oracleMs: p.oracleMs,
+          round1Ms: p.round1Ms,
+          adaptiveOverOracle: p.adaptiveMs / p.oracleMs,
+          speedupOverRound1: p.speedupOverRound1,
           oraclePlan: p.oraclePlan,
           adaptivePlan: p.adaptivePlan,
+          round1Plan: p.round1Plan,
+          adaptiveOutputError: p.adaptiveOutputError,
+          oracleOutputError: p.oracleOutputError,
+          adaptiveBytesSent: p.adaptiveBytesSent,
+          round1BytesSent: p.round1BytesSent,
           adaptiveChoiceMs: p.adaptiveChoiceMs,
           oracleChoiceMs: p.oracleChoiceMs,
           bestFixedChoiceMs: p.bestFixedChoiceMs,
@@ -99,7 +123,7 @@ export function registerBenchCommand(program: Command): Command {
       };
       if (!opts.json) {
         process.stdout.write(
-          `edge slowdown ×${result.slowdown}: worst adaptive/oracle ${result.adaptiveOverOracle.toFixed(3)}, worst adaptive/best fixed ${result.adaptiveOverBestFixed.toFixed(3)}\nreport: ${files?.markdown ?? '-'}\nplots: ${(files?.png ?? []).join(' ')}\n`,
+          `edge slowdown ×${result.slowdown}: worst adaptive/oracle ${result.adaptiveOverOracle.toFixed(3)}, worst adaptive/best fixed ${result.adaptiveOverBestFixed.toFixed(3)}, speedup over round-1 ×${(result.geomeanSpeedupOverRound1 ?? Number.NaN).toFixed(2)} (geometric mean)\nreport: ${files?.markdown ?? '-'}\nplots: ${(files?.png ?? []).join(' ')}\n`,
         );
       } else {
         process.stdout.write(`${JSON.stringify(summary)}\n`);
@@ -158,6 +182,7 @@ interface PlanOptions {
   deadline?: string;
   edgeScale: string;
   top: string;
+  maxAccuracyDrop?: string;
   json?: boolean;
 }
 
@@ -167,7 +192,7 @@ export interface PlanCommandResult {
   rttMs: number;
   edgeScale: number;
   objective: Objective;
-  options: Array<{ rank: number; plan: string; kind: string; cut?: string; endpoint?: string; totalMs: number; edgeMs: number; networkMs: number; remoteMs: number; bytesSent: number; price: number }>;
+  options: Array<{ rank: number; plan: string; kind: string; cut?: string; endpoint?: string; variant?: string; totalMs: number; edgeMs: number; networkMs: number; remoteMs: number; bytesSent: number; price: number }>;
 }
 
 async function planCommand(file: string, opts: PlanOptions): Promise<PlanCommandResult> {
@@ -184,7 +209,8 @@ async function planCommand(file: string, opts: PlanOptions): Promise<PlanCommand
   const objective: Objective =
     opts.objective === 'cost' ? { kind: 'cost', ...(opts.deadline ? { deadlineMs: parseDuration(opts.deadline) } : {}) } : { kind: 'latency' };
   const edgeScale = positiveNumber(opts.edgeScale, '--edge-scale');
-  const planner = new AdaptivePlanner({ profile, endpoints, objective, edgeScale, exploration: false });
+  const maxAccuracyDrop = opts.maxAccuracyDrop === undefined ? undefined : nonNegativeNumber(opts.maxAccuracyDrop, '--max-accuracy-drop');
+  const planner = new AdaptivePlanner({ profile, endpoints, objective, edgeScale, exploration: false, ...(maxAccuracyDrop !== undefined ? { maxAccuracyDrop } : {}) });
   const top = Number(opts.top);
   const ranked = planner.rank({ allowedEndpoints: names });
   const shown = top > 0 ? ranked.slice(0, top) : ranked;
@@ -200,6 +226,7 @@ async function planCommand(file: string, opts: PlanOptions): Promise<PlanCommand
       kind: o.plan.kind,
       ...(o.plan.kind === 'split' ? { cut: o.plan.cut } : {}),
       ...(o.plan.kind !== 'local' ? { endpoint: o.plan.endpoint } : {}),
+      ...(o.plan.kind !== 'offload' && o.plan.variant !== undefined ? { variant: o.plan.variant } : {}),
       totalMs: round(o.totalMs),
       edgeMs: round(o.edgeMs),
       networkMs: round(o.networkMs),
@@ -271,6 +298,33 @@ function positiveNumber(text: string, flag: string): number {
   const n = Number(text);
   if (!(n > 0)) throw new ValidationError('CLI_BAD_NUMBER', `${flag} expects a positive number, got "${text}"`);
   return n;
+}
+
+function nonNegativeNumber(text: string, flag: string): number {
+  const n = Number(text);
+  if (!(n >= 0)) throw new ValidationError('CLI_BAD_NUMBER', `${flag} expects a number ≥ 0, got "${text}"`);
+  return n;
+}
+
+/** A comma-separated list of positive numbers. */
+function numberList(text: string, flag: string): number[] {
+  const values = text.split(',').map((s) => s.trim());
+  if (values.length === 0 || values.some((v) => v === '')) throw new ValidationError('CLI_BAD_NUMBER', `${flag} expects comma-separated positive numbers, got "${text}"`);
+  return values.map((v) => positiveNumber(v, flag));
+}
+
+interface SweepCliOptions {
+  quick?: boolean;
+  grid?: 'quick' | 'medium' | 'full';
+  bandwidths?: string;
+  rtts?: string;
+  slowdown: string;
+  models?: string;
+  rounds?: string;
+  maxOutputError: string;
+  burstBytes?: string;
+  stretchJitter?: boolean;
+  json?: boolean;
 }
 
 function round(x: number): number {

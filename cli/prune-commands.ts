@@ -9,7 +9,8 @@ import { intAtLeast } from './options.js';
 interface PruneCommandOptions {
   calib: string;
   keep: string;
-  out: string;
+  out?: string;
+  variant?: string;
   upto?: string;
   holdout?: string;
   labels?: string;
@@ -25,7 +26,8 @@ export function registerPruneCommands(program: Command): void {
     .argument('<package>', 'model package whose manifest declares an image pipeline')
     .requiredOption('--calib <dir>', 'calibration images (JPEG/PNG/WebP), run through the package pipeline')
     .requiredOption('--keep <fraction>', 'fraction of the pruned region\'s FLOPs to keep, in (0, 1]')
-    .requiredOption('--out <dir>', 'package folder to write (must not exist or be empty)')
+    .option('--out <dir>', 'package folder to write (must not exist or be empty); needed unless --variant is given')
+    .option('--variant <id>', 'also add the pruned model to <package> as this variant, with its accuracy drop from --holdout (the planner weighs it under maxAccuracyDrop)')
     .option('--upto <cut>', 'prune only the head up to this cut (default: the whole model)')
     .option('--holdout <dir>', 'holdout images (never the calibration ones) to measure fidelity on')
     .option('--labels <file>', '"IMAGE LABEL" lines for the holdout images: accuracy against labels (classifiers)')
@@ -39,7 +41,8 @@ export function registerPruneCommands(program: Command): void {
         package: pkg,
         calib: options.calib,
         keep: Number(options.keep),
-        out: options.out,
+        ...(options.out !== undefined ? { out: options.out } : {}),
+        ...(options.variant !== undefined ? { variant: options.variant } : {}),
         ...(options.upto !== undefined ? { upto: options.upto } : {}),
         ...(options.holdout !== undefined ? { holdout: options.holdout } : {}),
         ...(options.labels !== undefined ? { labels: options.labels } : {}),
@@ -53,6 +56,7 @@ export function registerPruneCommands(program: Command): void {
         edgeMs: report.edgeMs,
         fidelity: report.fidelity ?? null,
         ...(report.cutBytes ? { cutBytes: report.cutBytes } : {}),
+        ...(report.variant ? { variant: report.variant } : {}),
       };
       if (options.json) {
         process.stdout.write(`${JSON.stringify({ layers: report.layers, solves: report.solves })}\n`);
@@ -61,7 +65,8 @@ export function registerPruneCommands(program: Command): void {
       }
       const pct = (a: number, b: number): string => `${((100 * (b - a)) / a).toFixed(1)}%`;
       const lines = [
-        `wrote ${options.out}`,
+        ...(options.out !== undefined ? [`wrote ${options.out}`] : []),
+        ...(report.variant ? [`added variant ${report.variant.id} to ${pkg} (accuracy drop ${report.variant.accuracyDrop})`] : []),
         `FLOPs   ${report.flops.before} → ${report.flops.after} (${pct(report.flops.before, report.flops.after)})`,
         `params  ${report.params.before} → ${report.params.after} (${pct(report.params.before, report.params.after)})`,
         `edge ms ${report.edgeMs.before} → ${report.edgeMs.after}`,

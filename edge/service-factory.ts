@@ -49,6 +49,8 @@ const PlannerOptionsSchema = z
     linkProbes: z.boolean().default(true),
     /** Output error a float16/int8 cut encoding may cost (as `tandem profile` measured it); float32 only when absent. */
     maxOutputError: z.number().nonnegative().max(1).optional(),
+    /** Accuracy a pruned variant of the model may cost (its measured drop); no variant when absent. */
+    maxAccuracyDrop: z.number().min(0).max(1).optional(),
   })
   .strict();
 
@@ -106,6 +108,7 @@ function plannerFor(profile: Profile | undefined, endpoints: readonly EndpointCo
       encodings: cutEncodingsOf(e),
     })),
     ...(options.maxOutputError !== undefined ? { maxOutputError: options.maxOutputError } : {}),
+    ...(options.maxAccuracyDrop !== undefined ? { maxAccuracyDrop: options.maxAccuracyDrop } : {}),
     objective: options.objective === 'cost' ? { kind: 'cost', ...(options.deadlineMs !== undefined ? { deadlineMs: options.deadlineMs } : {}) } : { kind: 'latency' },
     ...(options.hysteresis !== undefined ? { hysteresis: options.hysteresis } : {}),
     ...(options.hysteresisMs !== undefined ? { hysteresisMs: options.hysteresisMs } : {}),

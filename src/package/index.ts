@@ -2,7 +2,8 @@
  * Model packages, one layer for every reader (the edge runtime, the cloud service, the CLI):
  * the manifest schema, reading and validation, checksums, external data, and writing a package.
  */
-export { ManifestSchema, type Manifest, type ManifestInput } from './schema.js';
+export { ManifestSchema, VariantIdSchema, VariantSchema, type Manifest, type ManifestInput, type Variant } from './schema.js';
+export { addVariant, variantModelName, variantPackages, VARIANT_SEPARATOR, type AddVariantOptions } from './variants.js';
 export { ModelPackageError } from './errors.js';
 export { modelChecksum, readLabels, readPackage, type ModelPackage } from './read.js';
 export { verifyListedFiles, type VerifiedFile } from './checksums.js';

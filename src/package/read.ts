@@ -38,8 +38,8 @@ export interface ListedFile {
 /**
  * Reads and validates the package at `path` (a folder or a `.onnx` file). Refuses a missing
  * path (`RUNTIME_PACKAGE_MISSING`), a manifest that is not JSON (`RUNTIME_MANIFEST_JSON`) or
- * does not fit the schema, names a path outside the folder, or declares two checksums for one
- * file (`RUNTIME_MANIFEST`). Whether the model file exists is the caller's to check.
+ * does not fit the schema, names a path outside the folder, declares two checksums for one
+ * file or none for a variant's file (`RUNTIME_MANIFEST`). Whether the model file exists is the caller's to check.
  */
 export async function readPackage(path: string): Promise<ModelPackage> {
   let info;
@@ -64,6 +64,11 @@ export async function readPackage(path: string): Promise<ModelPackage> {
       throw new ValidationError('RUNTIME_MANIFEST', `manifest.json lists ${key} twice in sha256, with different checksums`, { details: { path: key } });
     }
     sha256[key] = checksum;
+  }
+  // A variant's accuracy drop was measured on one file: its path is checked like the model's and its checksum is required.
+  for (const [id, variant] of Object.entries(manifest.variants ?? {})) {
+    const file = packageRelative(variant.model, `variant ${id} model`);
+    if (sha256[file] === undefined) throw new ValidationError('RUNTIME_MANIFEST', `variant ${id}: manifest.json lists no sha256 for ${file}`, { details: { variant: id, path: file } });
   }
   return { name: manifest.name ?? basename(dir), dir, modelPath: packageFile(dir, model), manifest: { ...manifest, model }, sha256 };
 }

@@ -55,7 +55,11 @@ export class AdaptivePlanner implements PlanChooser {
     this.tables = new CostTables(
       options.profile,
       options.endpoints.map((e) => e.name),
-      { ...(options.maxOutputError !== undefined ? { maxOutputError: options.maxOutputError } : {}), supported: (e) => options.endpoints[e]?.encodings ?? [] },
+      {
+        ...(options.maxOutputError !== undefined ? { maxOutputError: options.maxOutputError } : {}),
+        ...(options.maxAccuracyDrop !== undefined ? { maxAccuracyDrop: options.maxAccuracyDrop } : {}),
+        supported: (e) => options.endpoints[e]?.encodings ?? [],
+      },
     );
     // After the tables (which reject duplicate endpoint names first, as before).
     const o = resolvePlannerOptions(options);
@@ -89,9 +93,20 @@ export class AdaptivePlanner implements PlanChooser {
     p.begin(context.edgeQueue, context.inputBytes);
     sel.begin();
 
-    const localMs = sel.held(LOCAL, p.localMs());
+    let localMs = sel.held(LOCAL, p.localMs());
     sel.consider(LOCAL, localMs, 0, budgetMs);
-    ex.group(E, localMs, LOCAL);
+    let localId = LOCAL;
+    // The local variants, with local's coefficients (loaded by `localMs`).
+    for (let v = 0; v < t.variantLocalMs.length; v++) {
+      const id = this.options.localVariantId(v);
+      const ms = sel.held(id, p.ms(p.queueMs, t.variantLocalMs[v] as number, 0, 0, 0));
+      sel.consider(id, ms, 0, budgetMs);
+      if (ms < localMs) {
+        localMs = ms;
+        localId = id;
+      }
+    }
+    ex.group(E, localMs, localId);
 
     let probing = -1;
     const allowed = context.allowedEndpoints;
@@ -179,7 +194,10 @@ export class AdaptivePlanner implements PlanChooser {
     if (o.plan.kind === 'local') {
       const fresh = ex.takeFresh(E);
       ex.ran(E);
-      if (o.ok) this.edge.observeLocal(o.edgeMs, fresh);
+      // A variant's run teaches the edge's speed against the variant's own profiled time.
+      const v = t.variantIndex(o.plan.variant);
+      const profiled = v === undefined ? 0 : v < 0 ? t.localMs : (t.variantLocalMs[v] as number);
+      if (o.ok && profiled > 0) this.edge.observeLocal((o.edgeMs * t.localMs) / profiled, fresh);
       return;
     }
     const e = this.options.endpointIndex.get(o.plan.endpoint);
@@ -276,6 +294,7 @@ export class AdaptivePlanner implements PlanChooser {
     const out: OptionEstimate[] = [];
     p.localMs();
     out.push(p.estimate(this.options.localPlan, q, t.localMs, 0, 0, 0, 0, true));
+    for (let v = 0; v < t.variantLocalMs.length; v++) out.push(p.estimate(this.options.planOf(this.options.localVariantId(v)), q, t.variantLocalMs[v] as number, 0, 0, 0, 0, true));
     for (const name of context.allowedEndpoints) {
       const e = this.options.endpointIndex.get(name);
       if (e === undefined) continue;
@@ -329,6 +348,11 @@ export class AdaptivePlanner implements PlanChooser {
         };
       }),
     };
+  }
+
+  /** The variants within the accuracy budget: the only ones a plan of this planner names. */
+  variants(): ReadonlyArray<{ id: string; modelSha256: string }> {
+    return this.tables.variants;
   }
 
   /** Explorations made so far and their predicted extra time, ms. */

@@ -58,6 +58,13 @@ export interface AdaptivePlannerOptions {
    */
   maxOutputError?: number;
   /**
+   * The accuracy a model variant (`Profile.variants`, e.g. a pruned model) may cost, as a
+   * fraction (0.01 = one point), as `tandem prune --holdout` measured it. Variants within it
+   * become options (local, and splits at their cuts); without it none is. A variant with no
+   * measured accuracy makes the planner refuse the option (`PLANNER_VARIANT_UNMEASURED`).
+   */
+  maxAccuracyDrop?: number;
+  /**
    * Edge time relative to the profile, until measured (e.g. 8 when the profile was taken
    * unslowed and the device is 8× slower).
    */

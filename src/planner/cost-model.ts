@@ -5,7 +5,7 @@
  */
 import { ValidationError } from '../errors/index.js';
 import { LOSSY_ENCODINGS, type CutEncoding, type Plan } from './plan.js';
-import type { Profile } from './profile.js';
+import type { Profile, VariantProfile } from './profile.js';
 
 /** An endpoint as the planner sees it: its name, prices and network priors. */
 export interface PlannerEndpoint {
@@ -31,6 +31,12 @@ export interface EncodingBudget {
   maxOutputError?: number;
   /** Per endpoint (by index), the lossy encodings it can carry. */
   supported?: (endpoint: number) => readonly CutEncoding[];
+  /**
+   * The accuracy a model variant (`Profile.variants`) may cost, as a fraction; no variant is
+   * an option when absent. Refused (`PLANNER_VARIANT_UNMEASURED`) when a variant has no
+   * measured `accuracyDrop`.
+   */
+  maxAccuracyDrop?: number;
 }
 
 /** One option's prediction, broken down as the cost model sums it. */
@@ -63,6 +69,9 @@ export interface OptionEstimate {
  * encodings the profile measured within the budget appears once per encoding: the same head
  * and tail, fewer bytes, and the encoding's extra codec time (`codecMs`). An endpoint that
  * cannot carry an encoding gets an infinite tail time for it, so it is never chosen there.
+ * A model variant within the accuracy budget adds its own rows (its head, cut bytes and
+ * tails; float32 only) and its own local option (`variantLocalMs`): variants are rows like
+ * encodings, so every option is costed by the one formula.
  */
 export class CostTables {
   readonly endpoints: readonly string[];
@@ -72,6 +81,13 @@ export class CostTables {
   /** The profile's cut id and the encoding of each row. */
   readonly cutOf: readonly string[];
   readonly encodingOf: readonly CutEncoding[];
+  /** The variant of each row (an index into `variantIds`), -1 for the model itself. */
+  readonly variantOf: Int32Array;
+  /** The variants within the accuracy budget, and the file each was measured on. */
+  readonly variantIds: readonly string[];
+  readonly variants: ReadonlyArray<{ id: string; modelSha256: string }>;
+  /** Edge time of each variant run whole, ms (profile device). */
+  readonly variantLocalMs: Float64Array;
   /** Codec time of the row's encoding beyond float32's, ms (0 for float32). */
   readonly codecMs: Float64Array;
   /** Edge time of the head per cut, ms (profile device). */
@@ -102,14 +118,20 @@ export class CostTables {
     this.outputBytes = profile.outputBytes;
     this.workers = profile.workers;
 
-    const cuts = profile.cuts.filter((cut, i) => {
-      if (cut.id === 'c0') return false;
-      const last = i === profile.cuts.length - 1;
-      return !(last && cut.headMs >= profile.localMs && profile.cuts.length > 1);
-    });
-    const rows = encodedRows(cuts, budget.maxOutputError);
+    const variants = eligibleVariants(profile, budget.maxAccuracyDrop);
+    this.variantIds = variants.map((v) => v.id);
+    this.variants = variants.map((v) => ({ id: v.id, modelSha256: v.modelSha256 }));
+    this.variantLocalMs = Float64Array.from(variants, (v) => v.localMs);
+    const rows = [
+      ...encodedRows(splitCuts(profile), budget.maxOutputError, profile),
+      ...variants.flatMap((v, i) => {
+        const source: CostSource = { ...v, edgeSlowdown: profile.edgeSlowdown };
+        return splitCuts(v).map((cut): Row => ({ cut, encoding: 'float32', bytes: cut.bytes, codecMs: 0, variant: i, source }));
+      }),
+    ];
     const n = rows.length;
-    this.cutIds = rows.map((r) => cutKey(r.cut.id, r.encoding));
+    this.cutIds = rows.map((r) => cutKey(r.cut.id, r.encoding, r.variant < 0 ? undefined : this.variantIds[r.variant]));
+    this.variantOf = Int32Array.from(rows, (r) => r.variant);
     this.cutIndex = new Map(this.cutIds.map((id, i) => [id, i]));
     this.cutOf = rows.map((r) => r.cut.id);
     this.encodingOf = rows.map((r) => r.encoding);
@@ -120,19 +142,29 @@ export class CostTables {
     this.tail = new Float64Array(endpoints.length * n);
     this.remoteWhole = new Float64Array(endpoints.length);
 
-    const totalFlops = Math.max(...profile.cuts.map((c) => c.headFlops), 0);
+    const totalFlops = new Map<CostSource, number>();
     endpoints.forEach((name, e) => {
       this.remoteWhole[e] = wholeRemoteMs(profile, name);
       const carries = new Set<CutEncoding>(['float32', ...(budget.supported?.(e) ?? [])]);
       rows.forEach((row, k) => {
-        this.tail[e * n + k] = carries.has(row.encoding) ? tailMs(profile, row.cut, name, totalFlops, this.remoteWhole[e] ?? 0) : Number.POSITIVE_INFINITY;
+        let total = totalFlops.get(row.source);
+        if (total === undefined) totalFlops.set(row.source, (total = Math.max(...row.source.cuts.map((c) => c.headFlops), 0)));
+        const whole = row.variant < 0 ? (this.remoteWhole[e] ?? 0) : variantRemoteMs(row.source, name, (this.remoteWhole[e] ?? 0) * (profile.localMs > 0 ? row.source.localMs / profile.localMs : 1));
+        this.tail[e * n + k] = carries.has(row.encoding) ? tailMs(row.source, row.cut, name, total, whole) : Number.POSITIVE_INFINITY;
       });
     });
   }
 
-  /** The row of a split plan; undefined for a cut or encoding the tables do not hold. */
+  /** The row of a split plan; undefined for a cut, encoding or variant the tables do not hold. */
   rowOf(plan: Extract<Plan, { kind: 'split' }>): number | undefined {
-    return this.cutIndex.get(cutKey(plan.cut, plan.encoding ?? 'float32'));
+    return this.cutIndex.get(cutKey(plan.cut, plan.encoding ?? 'float32', plan.variant));
+  }
+
+  /** The index of a variant in `variantIds`; -1 for none (the model), undefined for one the tables do not hold. */
+  variantIndex(variant: string | undefined): number | undefined {
+    if (variant === undefined) return -1;
+    const i = this.variantIds.indexOf(variant);
+    return i < 0 ? undefined : i;
   }
 
   get cutCount(): number {
@@ -140,8 +172,11 @@ export class CostTables {
   }
 }
 
+/** What a row's times come from: the profile, or one of its variants. */
+type CostSource = Pick<Profile, 'localMs' | 'remoteMs' | 'edgeSlowdown' | 'cuts'>;
+
 /** Whole-model remote time: measured for this endpoint, else for any endpoint, else the unslowed edge time. */
-function wholeRemoteMs(profile: Profile, endpoint: string): number {
+function wholeRemoteMs(profile: CostSource, endpoint: string): number {
   // Own keys only: an endpoint named like an Object.prototype member ("constructor") has no entry.
   const own = Object.hasOwn(profile.remoteMs, endpoint) ? profile.remoteMs[endpoint] : undefined;
   if (own !== undefined) return own;
@@ -150,12 +185,20 @@ function wholeRemoteMs(profile: Profile, endpoint: string): number {
   return profile.localMs / profile.edgeSlowdown;
 }
 
+/** A variant's whole-model remote time: measured for this endpoint, else for any, else the model's scaled by the edge times' ratio (`scaled`). */
+function variantRemoteMs(variant: CostSource, endpoint: string, scaled: number): number {
+  const own = Object.hasOwn(variant.remoteMs, endpoint) ? variant.remoteMs[endpoint] : undefined;
+  if (own !== undefined) return own;
+  const any = Object.values(variant.remoteMs);
+  return any.length > 0 ? Math.min(...any) : scaled;
+}
+
 /**
  * Tail time for a cut: measured for this endpoint, else measured for another, else the
  * whole-model remote time scaled by the share of FLOPs after the cut (or of edge time, when
  * the profile has no FLOP counts).
  */
-function tailMs(profile: Profile, cut: Profile['cuts'][number], endpoint: string, totalFlops: number, whole: number): number {
+function tailMs(profile: CostSource, cut: Profile['cuts'][number], endpoint: string, totalFlops: number, whole: number): number {
   const own = Object.hasOwn(cut.tailMs, endpoint) ? cut.tailMs[endpoint] : undefined;
   if (own !== undefined) return own;
   const any = Object.values(cut.tailMs);
@@ -169,8 +212,9 @@ function tailMs(profile: Profile, cut: Profile['cuts'][number], endpoint: string
   return whole * Math.min(1, Math.max(0, share));
 }
 
-function cutKey(cut: string, encoding: CutEncoding): string {
-  return encoding === 'float32' ? cut : `${cut}@${encoding}`;
+function cutKey(cut: string, encoding: CutEncoding, variant?: string): string {
+  const base = encoding === 'float32' ? cut : `${cut}@${encoding}`;
+  return variant === undefined ? base : `${base}~${variant}`;
 }
 
 interface Row {
@@ -178,18 +222,49 @@ interface Row {
   encoding: CutEncoding;
   bytes: number;
   codecMs: number;
+  /** Index into the eligible variants; -1 for the model. */
+  variant: number;
+  source: CostSource;
+}
+
+/**
+ * The cuts a split may use: not `c0` (identical to offloading) nor a final cut whose head is
+ * the whole model (nothing left to run remotely).
+ */
+function splitCuts(source: Pick<Profile, 'cuts' | 'localMs'>): Profile['cuts'] {
+  return source.cuts.filter((cut, i) => {
+    if (cut.id === 'c0') return false;
+    const last = i === source.cuts.length - 1;
+    return !(last && cut.headMs >= source.localMs && source.cuts.length > 1);
+  });
+}
+
+/** The profile's variants within the accuracy budget; none without a budget. */
+function eligibleVariants(profile: Profile, maxAccuracyDrop: number | undefined): VariantProfile[] {
+  if (maxAccuracyDrop === undefined) return [];
+  if (!(maxAccuracyDrop >= 0 && maxAccuracyDrop <= 1)) {
+    throw new ValidationError('PLANNER_BAD_OPTION', 'maxAccuracyDrop must be a fraction in [0, 1]', { details: { maxAccuracyDrop } });
+  }
+  const variants = profile.variants ?? [];
+  const unmeasured = variants.filter((v) => v.accuracyDrop === undefined).map((v) => v.id);
+  if (unmeasured.length > 0) {
+    throw new ValidationError('PLANNER_VARIANT_UNMEASURED', `maxAccuracyDrop cannot be applied: variant${unmeasured.length > 1 ? 's' : ''} ${unmeasured.join(', ')} of ${profile.model} ha${unmeasured.length > 1 ? 've' : 's'} no measured accuracy drop (prune with --holdout)`, {
+      details: { variants: unmeasured },
+    });
+  }
+  return variants.filter((v) => (v.accuracyDrop as number) <= maxAccuracyDrop);
 }
 
 /** Each cut as float32, then each lossy encoding the profile measured within the budget. */
-function encodedRows(cuts: readonly Profile['cuts'][number][], maxOutputError: number | undefined): Row[] {
-  const rows: Row[] = cuts.map((cut) => ({ cut, encoding: 'float32', bytes: cut.bytes, codecMs: 0 }));
+function encodedRows(cuts: readonly Profile['cuts'][number][], maxOutputError: number | undefined, source: CostSource): Row[] {
+  const rows: Row[] = cuts.map((cut) => ({ cut, encoding: 'float32', bytes: cut.bytes, codecMs: 0, variant: -1, source }));
   if (maxOutputError === undefined) return rows;
   for (const cut of cuts) {
     for (const encoding of LOSSY_ENCODINGS) {
       const measured = cut.encodings?.[encoding];
       if (!measured || !(measured.maxError <= maxOutputError)) continue;
       const extra = Math.max(0, measured.encodeMs + measured.decodeMs - (cut.codecMs ?? 0));
-      rows.push({ cut, encoding, bytes: measured.bytes, codecMs: extra });
+      rows.push({ cut, encoding, bytes: measured.bytes, codecMs: extra, variant: -1, source });
     }
   }
   return rows;

@@ -1,9 +1,10 @@
 /**
  * Option ids: every plan the planner can choose, numbered so that a decision walks typed
  * arrays instead of plan objects. Local is {@link LOCAL}; endpoint `e` owns the block
- * `e × (cuts + 1)`: its offload first, then one split per cut. A group is an endpoint's
- * block (group `e`) or local (group `endpoints`). Plans are built once and frozen, so a
- * decision returns them without allocating.
+ * `e × (cuts + 1)`: its offload first, then one split per cut (row of the cost tables: a
+ * variant's splits are rows too). The local variants follow the last block. A group is an
+ * endpoint's block (group `e`) or local with its variants (group `endpoints`). Plans are built
+ * once and frozen, so a decision returns them without allocating.
  */
 import type { CostTables } from './cost-model.js';
 import type { Plan } from './plan.js';
@@ -18,6 +19,9 @@ export class OptionSpace {
   private readonly tables: CostTables;
   private readonly offloadPlans: readonly Plan[];
   private readonly splitPlans: readonly Plan[];
+  private readonly localVariantPlans: readonly Plan[];
+  /** First id of the local variants. */
+  private readonly variantBase: number;
 
   constructor(tables: CostTables) {
     this.tables = tables;
@@ -29,10 +33,22 @@ export class OptionSpace {
     for (const endpoint of names) {
       tables.cutOf.forEach((cut, k) => {
         const encoding = tables.encodingOf[k];
-        splits.push(Object.freeze(encoding === undefined || encoding === 'float32' ? { kind: 'split', cut, endpoint } : { kind: 'split', cut, endpoint, encoding }) as Plan);
+        const v = tables.variantOf[k] as number;
+        splits.push(Object.freeze({
+          kind: 'split', cut, endpoint,
+          ...(encoding === undefined || encoding === 'float32' ? {} : { encoding }),
+          ...(v >= 0 ? { variant: tables.variantIds[v] } : {}),
+        }) as Plan);
       });
     }
     this.splitPlans = splits;
+    this.localVariantPlans = tables.variantIds.map((variant) => Object.freeze({ kind: 'local', variant }) as Plan);
+    this.variantBase = names.length * (tables.cutCount + 1);
+  }
+
+  /** The id of local variant `v` (index into `CostTables.variantIds`). */
+  localVariantId(v: number): number {
+    return this.variantBase + v;
   }
 
   /** First id of endpoint `e`'s block: its offload. */
@@ -47,12 +63,15 @@ export class OptionSpace {
 
   /** The group an option belongs to. */
   groupOf(id: number): number {
-    return id === LOCAL ? this.localGroup : Math.floor(id / (this.tables.cutCount + 1));
+    return id === LOCAL || id >= this.variantBase ? this.localGroup : Math.floor(id / (this.tables.cutCount + 1));
   }
 
   /** The id of a plan; NaN for an endpoint or cut the planner does not know. */
   idOf(plan: Plan): number {
-    if (plan.kind === 'local') return LOCAL;
+    if (plan.kind === 'local') {
+      const v = this.tables.variantIndex(plan.variant);
+      return v === undefined ? Number.NaN : v < 0 ? LOCAL : this.localVariantId(v);
+    }
     const e = this.endpointIndex.get(plan.endpoint);
     if (e === undefined) return Number.NaN;
     const base = this.offloadId(e);
@@ -63,6 +82,7 @@ export class OptionSpace {
 
   planOf(id: number): Plan {
     if (id === LOCAL) return this.localPlan;
+    if (id >= this.variantBase) return this.localVariantPlans[id - this.variantBase] as Plan;
     const n = this.tables.cutCount;
     const e = Math.floor(id / (n + 1));
     const k = id - e * (n + 1) - 1;

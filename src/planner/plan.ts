@@ -3,9 +3,13 @@
  * types; the planner never depends on the runtime.
  */
 export type Plan =
-  | { kind: 'local' }
-  /** `encoding`: how the cut tensors travel; absent means float32. */
-  | { kind: 'split'; cut: string; endpoint: string; encoding?: CutEncoding }
+  /** `variant`: run this variant of the model (manifest `variants`) instead of the model. */
+  | { kind: 'local'; variant?: string }
+  /**
+   * `encoding`: how the cut tensors travel; absent means float32. `variant`: the edge runs the
+   * variant's head and the endpoint its tail (served as `MODEL@VARIANT`).
+   */
+  | { kind: 'split'; cut: string; endpoint: string; encoding?: CutEncoding; variant?: string }
   | { kind: 'offload'; endpoint: string };
 
 /**
@@ -21,9 +25,9 @@ export const LOSSY_ENCODINGS = ['float16', 'int8'] as const;
 export function describePlan(plan: Plan): string {
   switch (plan.kind) {
     case 'local':
-      return 'local';
+      return plan.variant !== undefined ? `local~${plan.variant}` : 'local';
     case 'split':
-      return `split@${plan.cut}${plan.encoding !== undefined && plan.encoding !== 'float32' ? `/${plan.encoding}` : ''}→${plan.endpoint}`;
+      return `split@${plan.cut}${plan.encoding !== undefined && plan.encoding !== 'float32' ? `/${plan.encoding}` : ''}${plan.variant !== undefined ? `~${plan.variant}` : ''}→${plan.endpoint}`;
     case 'offload':
       return `offload→${plan.endpoint}`;
   }
@@ -110,4 +114,9 @@ export interface PlanChooser {
   linkProbesDue?(context: PlanContext): string[];
   /** Optional: one out-of-band transfer of `bytes` (both directions, headers included) that took `networkMs`. */
   reportLinkProbe?(endpoint: string, networkMs: number, bytes: number): void;
+  /**
+   * Optional: the model variants its plans may name, with the SHA-256 of the file each was
+   * measured on; the runtime refuses to start when the package does not hold that very file.
+   */
+  variants?(): ReadonlyArray<{ id: string; modelSha256: string }>;
 }

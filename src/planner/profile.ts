@@ -37,6 +37,21 @@ export const CutProfileSchema = z.object({
   codecMs: z.number().nonnegative().optional(),
 });
 
+/**
+ * A variant of the model (manifest `variants`, e.g. a pruned one), timed like the model: a whole
+ * model with the same cut ids, its cuts possibly thinner. Lossy cut encodings are not measured
+ * for variants.
+ */
+export const VariantProfileSchema = z.object({
+  id: z.string().min(1),
+  modelSha256: z.string(),
+  /** The accuracy it costs, as a fraction (manifest `variants.*.accuracyDrop`); absent: not measured. */
+  accuracyDrop: z.number().min(0).max(1).optional(),
+  localMs: z.number().nonnegative(),
+  remoteMs: z.record(z.string(), z.number().nonnegative()).default({}),
+  cuts: z.array(CutProfileSchema),
+});
+
 export const ProfileSchema = z.object({
   version: z.literal(1),
   model: z.string(),
@@ -52,8 +67,10 @@ export const ProfileSchema = z.object({
   inputBytes: z.number().nonnegative(),
   outputBytes: z.number().nonnegative(),
   cuts: z.array(CutProfileSchema),
+  variants: z.array(VariantProfileSchema).optional(),
 });
 
+export type VariantProfile = z.infer<typeof VariantProfileSchema>;
 export type CutProfile = z.infer<typeof CutProfileSchema>;
 export type EncodingProfile = z.infer<typeof EncodingProfileSchema>;
 export type Profile = z.infer<typeof ProfileSchema>;

@@ -5,6 +5,8 @@
  * layers reading them are re-solved by least squares; and the result is measured (FLOPs,
  * parameters, cut bytes, run time, fidelity on holdout images) and written as a package.
  */
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { analyzeModel, findCut, loadModel, parseModel } from '../graph/index.js';
 import type { OnnxModel } from '../graph/model.js';
 import { encodeModel, type ModelProto } from '../graph/onnx.js';
@@ -24,6 +26,7 @@ import { CompensatedImportance, type ChannelGrams } from './importance.js';
 import { estimateFlops, selectClasses } from './select.js';
 import { ActivationSession, cloneModel, listImages, loadImage } from './session.js';
 import { WeightStore, dropDeadWeights } from './weights.js';
+import { checkVariant, recordVariant, variantScratch } from './variant.js';
 
 export interface PruneOptions {
   /** The model package (its manifest must declare an image pipeline). */
@@ -32,8 +35,13 @@ export interface PruneOptions {
   calib: string;
   /** Fraction of the region's FLOPs to keep, in (0, 1]. */
   keep: number;
-  /** The package folder to write (created; must not hold files). */
-  out: string;
+  /** The package folder to write (created; must not hold files). Optional with `variant`. */
+  out?: string;
+  /**
+   * Also add the pruned model to the source package as this variant (manifest `variants`),
+   * with its measured accuracy drop (`--holdout`), for the planner to weigh.
+   */
+  variant?: string;
   /** Prune only the head up to this cut (default: the whole model). */
   upto?: string;
   /** Folder of holdout images for fidelity (never the calibration ones). */
@@ -81,6 +89,8 @@ export interface PruneReport {
   edgeMs: { before: number; after: number };
   cutBytes?: { before: number; after: number };
   fidelity?: Fidelity;
+  /** The variant recorded in the source package (`PruneOptions.variant`), with the accuracy drop the planner weighs. */
+  variant?: { id: string; accuracyDrop: number };
   layers: PrunedLayer[];
   calibrationImages: number;
   reconstructed: number;
@@ -93,8 +103,12 @@ export async function prunePackage(options: PruneOptions): Promise<PruneReport> 
   if (typeof options.keep !== 'number' || !Number.isFinite(options.keep) || options.keep <= 0 || options.keep > 1) {
     throw new PruneError('PRUNE_KEEP', `--keep must be a fraction in (0, 1], got ${String(options.keep)}`, { details: { keep: options.keep } });
   }
-  await checkOut(options.out);
+  if (options.out === undefined && options.variant === undefined) throw new PruneError('PRUNE_OUT', 'give --out, --variant or both');
   const pkg = await readPackage(options.package);
+  if (options.variant !== undefined) checkVariant(pkg, options.variant, options.holdout);
+  // Without --out, the package is written to a scratch folder for the variant's file, then removed.
+  const out = options.out ?? variantScratch();
+  await checkOut(out);
   const model = await loadModel(pkg.modelPath);
   const [input, pipeline] = pipelineOf(pkg.manifest.inputs, model);
   const calib = await listImages(options.calib, 'calibration');
@@ -168,7 +182,7 @@ export async function prunePackage(options: PruneOptions): Promise<PruneReport> 
   });
 
   dropDeadWeights(prunedProto);
-  const pruned = await parseModel(encodeModel(prunedProto), options.out);
+  const pruned = await parseModel(encodeModel(prunedProto), out);
   const prunedAnalysis = await analyzeModel(pruned, shapes);
   const prunedRegion = new Set(options.upto === undefined ? pruned.computeOrder : findCut(pruned, options.upto).headNodes);
   const after = measureRegion(pruned, prunedAnalysis, prunedRegion, options.upto);
@@ -192,7 +206,15 @@ export async function prunePackage(options: PruneOptions): Promise<PruneReport> 
     solves: solved,
   };
   const { layers: _layers, solves: _solves, ...record } = report;
-  await writePrunedPackage({ source: pkg, proto: prunedProto, out: options.out, input, record: { ...record, source: { name: pkg.name, sha256: model.sha256 } } });
+  await writePrunedPackage({ source: pkg, proto: prunedProto, out, input, record: { ...record, source: { name: pkg.name, sha256: model.sha256 } } });
+  if (options.variant !== undefined) {
+    try {
+      const accuracyDrop = await recordVariant({ package: options.package, model: join(out, 'model.onnx'), id: options.variant, keep: options.keep, ...(options.upto !== undefined ? { upto: options.upto } : {}), ...(fidelity ? { fidelity } : {}) });
+      report.variant = { id: options.variant, accuracyDrop };
+    } finally {
+      if (options.out === undefined) await rm(out, { recursive: true, force: true });
+    }
+  }
   return report;
 }
 

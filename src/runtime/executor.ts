@@ -10,7 +10,7 @@ import type { TensorMap } from '../tensor/index.js';
 import { TandemError } from '../errors/index.js';
 import { ProviderError } from '../providers/errors.js';
 import { deadlineSignal } from '../util/deadline.js';
-import { AbortedError, DeadlineExceededError, PlanError } from './errors.js';
+import { AbortedError, DeadlineExceededError, ModelPackageError, PlanError } from './errors.js';
 import type { EdgePool } from './pool.js';
 import type { ModelRef } from './protocol.js';
 import { EncodedOffload } from './encoded-input.js';
@@ -103,6 +103,15 @@ export interface ExecutorConfig {
   tailEstimates?: ReadonlyMap<string, number>;
   /** Head FLOPs ÷ total FLOPs of a cut, for `checkSend` (see send-form.ts `cutFlopsShares`). */
   flopsShare?: CutFlopsShare;
+  /** The model's variants by id (a plan's `variant`): what runs on the edge, and the name the endpoints serve it under. */
+  variants?: ReadonlyMap<string, ModelTarget>;
+}
+
+/** A model a plan runs: the whole model, how its partitions are made, its name at the endpoints. */
+export interface ModelTarget {
+  model: ModelRef;
+  partitions: PartitionSource;
+  modelName: string;
 }
 
 /** Smoothing of the edge-time estimates used to decide when to give up on a remote call. */
@@ -147,7 +156,7 @@ export class Executor {
       };
     };
 
-    if (plan.kind === 'local') return finish(await this.edge(this.config.model, inputs, timing, options), {});
+    if (plan.kind === 'local') return finish(await this.edge(this.target(plan.variant).model, inputs, timing, options), {});
 
     const client = this.config.clients.get(plan.endpoint);
     const refusal = this.refusal(plan.endpoint, client, options);
@@ -161,11 +170,13 @@ export class Executor {
       return finish(await this.edge(this.config.model, inputs, timing, options), { fallback: attempt.fallback });
     }
 
-    if (refusal || !client) return finish(await this.edge(this.config.model, inputs, timing, options), { fallback: refusal });
-    const partition = await this.partition(plan.cut);
+    // A variant's split runs the variant's head here and its tail there (or here, on fallback).
+    const target = this.target(plan.variant);
+    if (refusal || !client) return finish(await this.edge(target.model, inputs, timing, options), { fallback: refusal });
+    const partition = await this.partition(target, plan.cut);
     // Checked before the head runs: a refused split runs the whole model on the edge instead.
     const refusedForm = options.checkSend && (await formRefusal(options.checkSend, plan.endpoint, await splitForm(partition, inputs, plan.encoding, this.config.flopsShare)));
-    if (refusedForm) return finish(await this.edge(this.config.model, inputs, timing, options), { fallback: refusedForm });
+    if (refusedForm) return finish(await this.edge(target.model, inputs, timing, options), { fallback: refusedForm });
     const seeded = this.config.tailEstimates?.get(partition.cut);
     if (seeded !== undefined && !this.estimates.has(partition.tail.sha256)) this.estimates.set(partition.tail.sha256, seeded);
     let available: TensorMap;
@@ -185,7 +196,7 @@ export class Executor {
       tailInputs[name] = t;
     }
     const compression = plan.encoding === 'float16' || plan.encoding === 'int8' ? { compression: plan.encoding } : {};
-    const attempt = await this.remote(client, { model: this.config.modelName, cut: partition.cut, inputs: tailInputs, ...compression }, partition.tail, timing, options);
+    const attempt = await this.remote(client, { model: target.modelName, cut: partition.cut, inputs: tailInputs, ...compression }, partition.tail, timing, options);
     if ('response' in attempt) return finish(attempt.response.outputs, { response: attempt.response });
     return finish(await this.edge(partition.tail, tailInputs, timing, options), { fallback: attempt.fallback });
   }
@@ -198,9 +209,17 @@ export class Executor {
     return undefined;
   }
 
-  private async partition(cut: string): Promise<Partition> {
+  /** The model a plan runs: the package's, or the variant it names. */
+  private target(variant: string | undefined): ModelTarget {
+    if (variant === undefined) return this.config;
+    const target = this.config.variants?.get(variant);
+    if (!target) throw new ModelPackageError('RUNTIME_PACKAGE_VARIANT', `the plan names variant "${variant}", which the package does not have (${[...(this.config.variants?.keys() ?? [])].join(', ') || 'none'})`, { details: { variant } });
+    return target;
+  }
+
+  private async partition(target: ModelTarget, cut: string): Promise<Partition> {
     try {
-      return await this.config.partitions(cut);
+      return await target.partitions(cut);
     } catch (error) {
       if (error instanceof TandemError) throw error;
       throw new PlanError('RUNTIME_PARTITION', `cannot split the model at ${cut}: ${(error as Error).message}`, { cause: error });

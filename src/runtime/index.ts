@@ -7,6 +7,7 @@ export type { Fallback, FallbackReason } from './executor.js';
 export type { RequestSends, SendCheck, SendGate } from './send-form.js';
 export { AbortedError, ClosedError, DeadlineExceededError, EdgeExecutionError, PlanError, QueueFullError } from './errors.js';
 export { profileModel, type ProfileOptions } from './profiler.js';
+export { measureEncodings, outputError, type EncodingMeasurement } from './encoding-profile.js';
 export { LINK_PROBE_LARGE_BYTES, LINK_PROBE_SMALL_BYTES, probeRound } from './link-probe.js';
 export { RECENT_WINDOW } from './slowdown.js';
 // What the cloud service shares with the edge: the worker pool (already loaded by `createRuntime`'s

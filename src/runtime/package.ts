@@ -13,6 +13,7 @@ import {
   readCheckedModel,
   readLabels,
   readPackage,
+  variantPackages,
   verifyListedFiles,
   type ModelPackage,
   type VerifiedFile,
@@ -28,6 +29,14 @@ export interface EdgePackage extends ModelPackage {
   model: ModelRef;
   /** Class labels for classification post-processing, when the manifest gives them. */
   labels?: string[];
+  /** The model's variants (manifest `variants`), each checked like the model. */
+  variants?: EdgeVariant[];
+}
+
+/** A variant of the package's model, as a package of its own named `NAME@ID` (see src/package/variants.ts). */
+export interface EdgeVariant extends EdgePackage {
+  id: string;
+  accuracyDrop?: number;
 }
 
 /**
@@ -44,7 +53,21 @@ export async function loadPackage(path: string): Promise<EdgePackage> {
   const external = await planExternalData(bytes, pkg.modelPath, verified);
   const model: ModelRef = { sha256, path: pkg.modelPath, ...(external ? { external } : {}) };
   const labels = await readLabels(pkg);
-  return { ...pkg, model, ...(labels ? { labels } : {}) };
+  const variants = await loadVariants(pkg, path);
+  return { ...pkg, model, ...(labels ? { labels } : {}), ...(variants.length > 0 ? { variants } : {}) };
+}
+
+/** The variants' own model bytes, checked against the manifest (their files are self-contained). */
+async function loadVariants(pkg: ModelPackage, path: string): Promise<EdgeVariant[]> {
+  const entries = Object.entries(pkg.manifest.variants ?? {});
+  const packages = variantPackages(pkg);
+  const variants: EdgeVariant[] = [];
+  for (const [i, [id, declared]] of entries.entries()) {
+    const variant = packages[i] as ModelPackage;
+    const { sha256 } = await readModelBytes(variant, path);
+    variants.push({ ...variant, id, model: { sha256, path: variant.modelPath }, ...(declared.accuracyDrop !== undefined ? { accuracyDrop: declared.accuracyDrop } : {}) });
+  }
+  return variants;
 }
 
 /** The model file's bytes, checked against the manifest's SHA-256 when it gives one. */

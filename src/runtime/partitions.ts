@@ -3,7 +3,8 @@
  * registered with the edge pool by content hash.
  */
 import { splitModel, type OnnxModel } from '../graph/index.js';
-import type { Partition, PartitionSource } from './executor.js';
+import { variantModelName } from '../package/index.js';
+import type { ModelTarget, Partition, PartitionSource } from './executor.js';
 import { modelFromBytes } from './model-source.js';
 import { loadPackageModel, type EdgePackage } from './package.js';
 
@@ -29,4 +30,23 @@ export function graphPartitions(pkg: EdgePackage): PartitionSource {
       tailInputs: [...split.manifest.tail.inputs],
     };
   };
+}
+
+/** Each cut is split once per runtime, on its first use. */
+export function cachedPartitions(source: PartitionSource): PartitionSource {
+  const cache = new Map<string, Promise<Partition>>();
+  return (cut) => {
+    let pending = cache.get(cut);
+    if (!pending) {
+      pending = source(cut);
+      cache.set(cut, pending);
+      pending.catch(() => cache.delete(cut));
+    }
+    return pending;
+  };
+}
+
+/** The package's variants as the executor runs them: served as `MODEL@ID`, split from their own model. */
+export function variantTargets(pkg: EdgePackage, modelName: string): Map<string, ModelTarget> {
+  return new Map((pkg.variants ?? []).map((v) => [v.id, { model: v.model, partitions: cachedPartitions(graphPartitions(v)), modelName: variantModelName(modelName, v.id) }]));
 }

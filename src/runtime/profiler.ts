@@ -10,7 +10,9 @@
  */
 import { performance } from 'node:perf_hooks';
 import { analyzeModel, splitModel, type CutInfo } from '../graph/index.js';
-import { ProfileSchema, type CutProfile, type Profile } from '../planner/profile.js';
+import type { OnnxModel } from '../graph/model.js';
+import { variantModelName } from '../package/index.js';
+import { ProfileSchema, type CutProfile, type Profile, type VariantProfile } from '../planner/profile.js';
 import type { ProviderClient } from '../providers/types.js';
 import { cloneTensorMap, type TensorMap } from '../tensor/index.js';
 import { modelFromBytes } from './model-source.js';
@@ -82,12 +84,12 @@ export async function profileModel(options: ProfileOptions): Promise<Profile> {
       }
       return median(times);
     };
-    const remoteTime = async (client: ProviderClient, build: () => TensorMap, cut?: string): Promise<{ ms: number; outputBytes: number } | undefined> => {
+    const remoteTime = async (client: ProviderClient, build: () => TensorMap, cut?: string, model = name): Promise<{ ms: number; outputBytes: number } | undefined> => {
       const times: number[] = [];
       let outputBytes = 0;
       try {
         for (let i = 0; i < warmup + runs; i++) {
-          const r = await client.infer({ model: name, inputs: build(), ...(cut ? { cut } : {}) });
+          const r = await client.infer({ model, inputs: build(), ...(cut ? { cut } : {}) });
           outputBytes = r.bytesReceived;
           // Servers that do not report compute time leave the wall time as the best estimate.
           if (i >= warmup) times.push(r.timing.remoteMs > 0 ? r.timing.remoteMs : r.timing.totalMs);
@@ -100,55 +102,68 @@ export async function profileModel(options: ProfileOptions): Promise<Profile> {
     };
 
     const started = performance.now();
-    const localOut = await pool.run(pkg.model, makeInputs());
-    const outputBytes = Object.values(localOut.outputs).reduce((n, t) => n + t.data.byteLength, 0);
-    const localMs = await edgeTime(pkg.model);
-    log(`whole model on the edge: ${localMs.toFixed(2)} ms`);
-    const remoteMs: Record<string, number> = {};
-    for (const client of endpoints) {
-      const r = await remoteTime(client, makeInputs);
-      if (r) remoteMs[client.endpoint.name] = r.ms;
-    }
-
     const chosen = selectCuts(analysis.cuts, maxCuts);
     log(`${analysis.cuts.length} cuts; measuring ${chosen.size}, interpolating the rest`);
-    const measured = new Map<string, Measured>();
     const calibration = options.calibration && options.calibration.length > 0 ? options.calibration : [makeInputs()];
-    for (const cut of analysis.cuts) {
-      if (!chosen.has(cut.id)) continue;
-      const split = await splitModel(graph, cut.id, analysis);
-      const head = modelFromBytes(split.head);
-      const headOutputs = [...split.manifest.head.outputs];
-      const trivialHead = headOutputs.every((t) => inputNames.includes(t));
-      const headMs = trivialHead ? 0 : await edgeTime(head, headOutputs);
-      // One head run gives the tail's inputs for the remote timings.
-      const sample = trivialHead ? makeInputs() : { ...makeInputs(), ...(await pool.run(head, makeInputs(), { outputs: headOutputs })).outputs };
-      const tailInputs: TensorMap = {};
-      for (const t of split.manifest.tail.inputs) if (sample[t]) tailInputs[t] = sample[t];
-      const bytes = Object.values(tailInputs).reduce((n, t) => n + t.data.byteLength, 0);
-      const tailMs: Record<string, number> = {};
-      for (const client of endpoints) {
-        const r = await remoteTime(client, () => cloneTensorMap(tailInputs), cut.id);
-        if (r) tailMs[client.endpoint.name] = r.ms;
-      }
-      let codec: EncodingMeasurement | undefined;
-      if (options.encodings !== false && !trivialHead && Object.values(tailInputs).some((t) => t.dtype === 'float32')) {
-        const samples: TensorMap[] = [];
-        for (const input of calibration) {
-          // Calibration gives the image inputs; any other input keeps its synthetic value.
-          const full = { ...makeInputs(), ...cloneTensorMap(input) };
-          const run = await pool.run(head, cloneTensorMap(full), { outputs: headOutputs });
-          const all: TensorMap = { ...full, ...run.outputs };
-          samples.push(Object.fromEntries(split.manifest.tail.inputs.flatMap((t) => (all[t] ? [[t, all[t]]] : []))));
-        }
-        codec = await measureEncodings(pool, modelFromBytes(split.tail), samples);
-      }
-      measured.set(cut.id, { headMs, tailMs, bytes, ...(codec ? { codecMs: codec.codecMs, encodings: codec.encodings } : {}) });
-      const encoded = codec ? Object.entries(codec.encodings).map(([e, m]) => `, ${e} ${m.bytes} bytes (error ${m.maxError.toExponential(2)})`).join('') : '';
-      log(`  ${cut.id}: head ${headMs.toFixed(2)} ms, ${bytes} bytes${encoded}${Object.entries(tailMs).map(([e, ms]) => `, tail@${e} ${ms.toFixed(2)} ms`).join('')}`);
-    }
 
-    const cuts = interpolate(analysis.cuts, measured, analysis.totalFlops, outputBytes);
+    /** The whole model and its chosen cuts, on the edge and at every endpoint (served as `model`). */
+    const timeModel = async (ref: ModelRef, model: OnnxModel, served: string, encodings: boolean): Promise<Timed> => {
+      // A variant's cut sizes are its own (thinner cuts): analysed anew, with the model's shapes.
+      const own = model === graph ? analysis : await analyzeModel(model, analysis.shapes);
+      const localOut = await pool.run(ref, makeInputs());
+      const outputBytes = Object.values(localOut.outputs).reduce((n, t) => n + t.data.byteLength, 0);
+      const localMs = await edgeTime(ref);
+      log(`${served} whole on the edge: ${localMs.toFixed(2)} ms`);
+      const remoteMs: Record<string, number> = {};
+      for (const client of endpoints) {
+        const r = await remoteTime(client, makeInputs, undefined, served);
+        if (r) remoteMs[client.endpoint.name] = r.ms;
+      }
+      const measured = new Map<string, Measured>();
+      for (const cut of own.cuts) {
+        if (!chosen.has(cut.id)) continue;
+        const split = await splitModel(model, cut.id, own);
+        const head = modelFromBytes(split.head);
+        const headOutputs = [...split.manifest.head.outputs];
+        const trivialHead = headOutputs.every((t) => inputNames.includes(t));
+        const headMs = trivialHead ? 0 : await edgeTime(head, headOutputs);
+        // One head run gives the tail's inputs for the remote timings.
+        const sample = trivialHead ? makeInputs() : { ...makeInputs(), ...(await pool.run(head, makeInputs(), { outputs: headOutputs })).outputs };
+        const tailInputs: TensorMap = {};
+        for (const t of split.manifest.tail.inputs) if (sample[t]) tailInputs[t] = sample[t];
+        const bytes = Object.values(tailInputs).reduce((n, t) => n + t.data.byteLength, 0);
+        const tailMs: Record<string, number> = {};
+        for (const client of endpoints) {
+          const r = await remoteTime(client, () => cloneTensorMap(tailInputs), cut.id, served);
+          if (r) tailMs[client.endpoint.name] = r.ms;
+        }
+        let codec: EncodingMeasurement | undefined;
+        if (encodings && !trivialHead && Object.values(tailInputs).some((t) => t.dtype === 'float32')) {
+          const samples: TensorMap[] = [];
+          for (const input of calibration) {
+            // Calibration gives the image inputs; any other input keeps its synthetic value.
+            const full = { ...makeInputs(), ...cloneTensorMap(input) };
+            const run = await pool.run(head, cloneTensorMap(full), { outputs: headOutputs });
+            const all: TensorMap = { ...full, ...run.outputs };
+            samples.push(Object.fromEntries(split.manifest.tail.inputs.flatMap((t) => (all[t] ? [[t, all[t]]] : []))));
+          }
+          codec = await measureEncodings(pool, modelFromBytes(split.tail), samples);
+        }
+        measured.set(cut.id, { headMs, tailMs, bytes, ...(codec ? { codecMs: codec.codecMs, encodings: codec.encodings } : {}) });
+        const encoded = codec ? Object.entries(codec.encodings).map(([e, m]) => `, ${e} ${m.bytes} bytes (error ${m.maxError.toExponential(2)})`).join('') : '';
+        log(`  ${cut.id}: head ${headMs.toFixed(2)} ms, ${bytes} bytes${encoded}${Object.entries(tailMs).map(([e, ms]) => `, tail@${e} ${ms.toFixed(2)} ms`).join('')}`);
+      }
+
+      return { localMs, remoteMs, outputBytes, cuts: interpolate(own.cuts, measured, own.totalFlops, outputBytes) };
+    };
+
+    const { localMs, remoteMs, outputBytes, cuts } = await timeModel(pkg.model, graph, name, options.encodings !== false);
+    // Each variant the package declares, timed alike (float32 cuts only) and served as NAME@ID.
+    const variants: VariantProfile[] = [];
+    for (const variant of pkg.variants ?? []) {
+      const timed = await timeModel(variant.model, await loadPackageModel(variant), variantModelName(name, variant.id), false);
+      variants.push({ id: variant.id, modelSha256: variant.model.sha256, ...(variant.accuracyDrop !== undefined ? { accuracyDrop: variant.accuracyDrop } : {}), localMs: timed.localMs, remoteMs: timed.remoteMs, cuts: timed.cuts });
+    }
     log(`profiled in ${((performance.now() - started) / 1000).toFixed(1)} s`);
     return ProfileSchema.parse({
       version: 1,
@@ -162,6 +177,7 @@ export async function profileModel(options: ProfileOptions): Promise<Profile> {
       inputBytes,
       outputBytes,
       cuts,
+      ...(variants.length > 0 ? { variants } : {}),
     } satisfies Profile);
   } finally {
     await pool.close();
@@ -190,6 +206,13 @@ export function selectCuts(cuts: readonly CutInfo[], maxCuts: number): Set<strin
     if (best) chosen.add(best.id);
   }
   return chosen;
+}
+
+interface Timed {
+  localMs: number;
+  remoteMs: Record<string, number>;
+  outputBytes: number;
+  cuts: CutProfile[];
 }
 
 interface Measured {

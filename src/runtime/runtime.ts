@@ -11,11 +11,11 @@ import { imageToTensor, isRawImage, type ImageInput } from '../preprocess/image.
 import { postprocess, type ClassScore } from '../preprocess/postprocess.js';
 import type { EndpointConfig, ProviderClient } from '../providers/types.js';
 import type { Tensor, TensorMap } from '../tensor/index.js';
-import { ClosedError, PlanError } from './errors.js';
+import { ClosedError, ModelPackageError, PlanError } from './errors.js';
 import { checkInputTensor, imageCallOptions } from './inputs.js';
-import { Executor, type Fallback, type Partition, type PartitionSource, type Timing } from './executor.js';
+import { Executor, type Fallback, type Timing } from './executor.js';
 import { loadPackage, type EdgePackage } from './package.js';
-import { graphPartitions } from './partitions.js';
+import { cachedPartitions, graphPartitions, variantTargets } from './partitions.js';
 import { syntheticTensor } from './synthetic.js';
 import { inputSpecs, loadModel } from '../graph/index.js';
 import { LinkProber, wantsLinkProbes } from './link-probe.js';
@@ -140,7 +140,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
   const planner = options.planner ?? { kind: 'local' };
   let pool: EdgePool;
   try {
-    if (isPlan(planner)) checkPlan(planner, clients);
+    checkPlanner(planner, clients, pkg);
     pool = createPool(options, pkg);
   } catch (error) {
     await Promise.allSettled(owned.map((c) => c.close()));
@@ -155,10 +155,12 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     throw error;
   }
   const partitions = cachedPartitions(graphPartitions(pkg));
+  const modelName = options.modelName ?? pkg.name;
   const executor = new Executor({
     pool,
     model: pkg.model,
-    modelName: options.modelName ?? pkg.name,
+    modelName,
+    variants: variantTargets(pkg, modelName),
     inputNames: signature.inputs,
     clients,
     partitions,
@@ -361,9 +363,20 @@ async function buildClients(options: RuntimeOptions): Promise<{ clients: Map<str
   return { clients, owned };
 }
 
-function checkPlan(plan: Plan, clients: ReadonlyMap<string, ProviderClient>): void {
-  if (plan.kind !== 'local' && !clients.has(plan.endpoint)) {
-    throw new PlanError('RUNTIME_PLAN', `the fixed plan names endpoint "${plan.endpoint}", which is not configured`);
+/**
+ * A fixed plan's endpoint and variant must exist; a chooser's variants must be the package's
+ * very files (their accuracy drop was measured on them).
+ */
+function checkPlanner(planner: PlanChooser | Plan, clients: ReadonlyMap<string, ProviderClient>, pkg: EdgePackage): void {
+  if (isPlan(planner) && planner.kind !== 'local' && !clients.has(planner.endpoint)) {
+    throw new PlanError('RUNTIME_PLAN', `the fixed plan names endpoint "${planner.endpoint}", which is not configured`);
+  }
+  const wanted = isPlan(planner) ? (planner.kind === 'offload' || planner.variant === undefined ? [] : [{ id: planner.variant }]) : (planner.variants?.() ?? []);
+  for (const want of wanted) {
+    const have = pkg.variants?.find((v) => v.id === want.id);
+    if (have && (!('modelSha256' in want) || have.model.sha256 === want.modelSha256)) continue;
+    const why = have ? 'its file is not the one profiled (re-run tandem profile)' : 'the package does not have it';
+    throw new ModelPackageError('RUNTIME_PACKAGE_VARIANT', `the ${isPlan(planner) ? 'fixed plan names' : 'planner may choose'} variant "${want.id}", but ${why}`, { details: { variant: want.id } });
   }
 }
 
@@ -380,25 +393,12 @@ function createPool(options: RuntimeOptions, pkg: EdgePackage): EdgePool {
   });
 }
 
-/** Each cut is split once per runtime, on its first use. */
-function cachedPartitions(source: PartitionSource): PartitionSource {
-  const cache = new Map<string, Promise<Partition>>();
-  return (cut) => {
-    let pending = cache.get(cut);
-    if (!pending) {
-      pending = source(cut);
-      cache.set(cut, pending);
-      pending.catch(() => cache.delete(cut));
-    }
-    return pending;
-  };
-}
-
 /** Edge-time estimates from a profile of this very model: the whole model, and each cut's tail (local − head), rescaled to this runtime's slowdown. */
 function seedEstimates(profile: Profile | undefined, sha256: string, edgeSlowdown: number): { estimates?: Map<string, number>; tailEstimates?: Map<string, number> } {
   if (!profile || profile.modelSha256 !== sha256) return {};
   // Profile times were taken at the profile's slowdown; this runtime may emulate another.
   const slowdown = profile.edgeSlowdown / edgeSlowdown;
   const tailEstimates = new Map(profile.cuts.map((c) => [c.id, Math.max(0, profile.localMs - c.headMs) / slowdown]));
-  return { estimates: new Map([[sha256, profile.localMs / slowdown]]), tailEstimates };
+  const variants = (profile.variants ?? []).map((v) => [v.modelSha256, v.localMs / slowdown] as const);
+  return { estimates: new Map([[sha256, profile.localMs / slowdown], ...variants]), tailEstimates };
 }
