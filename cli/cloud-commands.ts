@@ -51,12 +51,13 @@ export function registerCloudBenchCommands(bench: Command): void {
     .option('--duration-ms <ms>', 'how long each attack lasts', positiveInt('--duration-ms'), 5000)
     .option('--connections <n>', 'trickling connections', positiveInt('--connections'), 5000)
     .option('--attacks <names>', 'comma-separated attacks to run (default: all)')
-    .action(async (opts: { json?: boolean; durationMs: number; connections: number; attacks?: string }) => {
+    .option('--floor', 'also run each attack against a minimal node:http service: the machine\'s own limit')
+    .action(async (opts: { json?: boolean; durationMs: number; connections: number; attacks?: string; floor?: boolean }) => {
       const { runCloudAttacksBench, formatCloudAttacks, ATTACKS } = await loadBench('cloud-attacks', () => import('../bench/cloud-attacks.js'));
       const attacks = opts.attacks?.split(',').map((a) => a.trim());
       const unknown = attacks?.filter((a) => !(ATTACKS as readonly string[]).includes(a));
       if (unknown && unknown.length > 0) throw new ValidationError('CLI_ARGUMENT', `--attacks: unknown ${unknown.join(', ')} (known: ${ATTACKS.join(', ')})`);
-      const r = await runCloudAttacksBench({ durationMs: opts.durationMs, connections: opts.connections, ...(attacks ? { attacks: attacks as typeof ATTACKS[number][] } : {}) });
+      const r = await runCloudAttacksBench({ durationMs: opts.durationMs, connections: opts.connections, floor: opts.floor === true, ...(attacks ? { attacks: attacks as typeof ATTACKS[number][] } : {}) });
       writeResult(opts.json === true, { ...r }, formatCloudAttacks(r));
     });
 }
