@@ -65,12 +65,24 @@ export const DEFAULT_LIMITS: Readonly<CodecLimits> = {
 
 export type Compression = 'none' | 'float16' | 'int8';
 
+/**
+ * A channel's scale and zero point cost about 11 bytes of descriptor: below this many values a
+ * channel, per-channel int8 can outweigh the float32 it replaces (a [1, 1280] embedding did).
+ */
+export const MIN_VALUES_PER_CHANNEL = 64;
+
+function defaultInt8Axis(dims: readonly number[], values: number): 'tensor' | number {
+  const channels = dims[1] ?? 0;
+  return dims.length >= 2 && channels > 0 && values / channels >= MIN_VALUES_PER_CHANNEL ? 1 : 'tensor';
+}
+
 export interface EncodeOptions {
   /** Lossy compression applied to float32 tensors only; other dtypes travel unchanged. */
   compression?: Compression | Record<string, Compression>;
   /**
    * int8 granularity: `'tensor'` (one scale) or a channel axis (one scale per channel).
-   * Default: axis 1 for tensors of rank ≥ 2 (NCHW channels), per tensor otherwise.
+   * Default: axis 1 for tensors of rank ≥ 2 (NCHW channels) whose channels hold at least
+   * {@link MIN_VALUES_PER_CHANNEL} values each, per tensor otherwise.
    */
   int8Axis?: 'tensor' | number;
   /** Small string metadata carried alongside (request id, model, cut). */
@@ -190,7 +202,7 @@ export function encodeTensorMapWithReport(tensors: TensorMap, options: EncodeOpt
       bytes = bytesOf(c.data);
       report[name] = c.report;
     } else if (method === 'int8') {
-      const axisOption = options.int8Axis ?? (t.dims.length >= 2 ? 1 : 'tensor');
+      const axisOption = options.int8Axis ?? defaultInt8Axis(t.dims, t.data.length);
       const axis = axisOption === 'tensor' ? null : axisOption;
       if (axis !== null && (!Number.isInteger(axis) || axis < 0 || axis >= t.dims.length)) {
         throw new CodecError('CODEC_DIMS_MISMATCH', `int8 channel axis ${axis} is outside tensor "${name}" of rank ${t.dims.length}`);

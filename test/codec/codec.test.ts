@@ -118,6 +118,19 @@ describe('codec compression', () => {
     }
   });
 
+  it('int8 defaults to one scale per tensor when the channels are too short to pay for their own', () => {
+    // An embedding [1, 1280]: one value a channel, where per-channel parameters outweigh the data.
+    const emb: TensorMap = { e: { dtype: 'float32', dims: [1, 1280], data: Float32Array.from({ length: 1280 }, (_, i) => Math.cos(i)) } };
+    const auto = encodeTensorMapWithReport(emb, { compression: 'int8' });
+    const forced = encodeTensorMapWithReport(emb, { compression: 'int8', int8Axis: 1 });
+    expect(auto.compression['e']?.axis).toBeNull();
+    expect(auto.bytes.byteLength).toBeLessThan(encodeTensorMap(emb).byteLength / 2);
+    expect(auto.bytes.byteLength).toBeLessThan(forced.bytes.byteLength);
+    // A feature map with long channels keeps its per-channel scales.
+    const fmap: TensorMap = { f: { dtype: 'float32', dims: [1, 8, 16, 16], data: Float32Array.from({ length: 2048 }, (_, i) => Math.sin(i)) } };
+    expect(encodeTensorMapWithReport(fmap, { compression: 'int8' }).compression['f']?.axis).toBe(1);
+  });
+
   it('float16 bit conversion rounds to nearest even and handles specials', () => {
     expect(toFloat16Bits(1)).toBe(0x3c00);
     expect(toFloat16Bits(65504)).toBe(0x7bff);
