@@ -18,8 +18,8 @@ import { LINK_PROBE_PATH } from '../src/providers/index.js';
 import { RECENT_WINDOW } from '../src/runtime/index.js';
 import { Shaper } from '../src/shaper/index.js';
 import type { TensorMap } from '../src/tensor/index.js';
-import { sha256Hex } from '../src/util/index.js';
-import { candidateCuts, median, startBenchCloud, SwitchChooser } from './harness/testbed.js';
+import { profileOf } from './harness/profile.js';
+import { candidateCuts, startBenchCloud, SwitchChooser } from './harness/testbed.js';
 
 /** One endpoint's link: per direction bandwidth, round trip, and whether it is cut off. */
 export interface LinkState {
@@ -193,32 +193,9 @@ export class EndpointsTestbed {
         obs[i]?.push(o);
       }
     }
+    // Every endpoint serves the same tails from the same service: one time stands for all.
     const all = (ms: number): Record<string, number> => Object.fromEntries(names.map((n) => [n, ms]));
-    const offload = obs[1] ?? [];
-    return {
-      version: 1,
-      model: this.options.model.name,
-      modelSha256: sha256Hex(this.options.model.bytes),
-      shapes,
-      edgeSlowdown: this.options.slowdown,
-      workers: 1,
-      localMs: median((obs[0] ?? []).map((o) => o.edgeMs)),
-      remoteMs: all(median(offload.map((o) => o.remoteMs))),
-      inputBytes: offload[0]?.bytesSent ?? 0,
-      outputBytes: offload[0]?.bytesReceived ?? 0,
-      cuts: this.cuts.map((cut, i) => {
-        const os = obs[i + 2] ?? [];
-        return {
-          id: cut.id,
-          tensors: cut.tensors,
-          bytes: os[0]?.bytesSent ?? cut.bytes,
-          headFlops: cut.headFlops,
-          headMs: median(os.map((o) => o.edgeMs)),
-          tailMs: all(median(os.map((o) => o.remoteMs))),
-          outputBytes: os[0]?.bytesReceived ?? 0,
-        };
-      }),
-    };
+    return profileOf({ model: this.options.model.name, modelBytes: this.options.model.bytes, shapes, slowdown: this.options.slowdown, cuts: this.cuts }, obs, all);
   }
 }
 

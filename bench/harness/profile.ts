@@ -52,20 +52,32 @@ export async function measureProfile(t: ProfileTarget): Promise<Profile> {
       obs[i]?.push(o);
     }
   }
-  const local = obs[0] ?? [];
+  return profileOf({ model: t.name, modelBytes: t.modelBytes, shapes: t.shapes, slowdown: t.slowdown, cuts: t.cuts }, obs, (ms) => ({ [t.endpoint]: ms }));
+}
+
+/**
+ * The profile of a testbed's measurements: `obs` holds the observations of the local plan, the
+ * offload, then one list per cut in `cuts`' order; `remote` files a remote time under the
+ * endpoints it stands for.
+ */
+export function profileOf(
+  m: { model: string; modelBytes: Uint8Array; shapes: Record<string, number[]>; slowdown: number; cuts: ProfileTarget['cuts'] },
+  obs: readonly Observation[][],
+  remote: (ms: number) => Record<string, number>,
+): Profile {
   const offload = obs[1] ?? [];
   return {
     version: 1,
-    model: t.name,
-    modelSha256: sha256Hex(t.modelBytes),
-    shapes: t.shapes,
-    edgeSlowdown: t.slowdown,
+    model: m.model,
+    modelSha256: sha256Hex(m.modelBytes),
+    shapes: m.shapes,
+    edgeSlowdown: m.slowdown,
     workers: 1,
-    localMs: median(local.map((o) => o.edgeMs)),
-    remoteMs: { [t.endpoint]: median(offload.map((o) => o.remoteMs)) },
+    localMs: median((obs[0] ?? []).map((o) => o.edgeMs)),
+    remoteMs: remote(median(offload.map((o) => o.remoteMs))),
     inputBytes: offload[0]?.bytesSent ?? 0,
     outputBytes: offload[0]?.bytesReceived ?? 0,
-    cuts: t.cuts.map((cut, i) => {
+    cuts: m.cuts.map((cut, i) => {
       const os = obs[i + 2] ?? [];
       return {
         id: cut.id,
@@ -73,7 +85,7 @@ export async function measureProfile(t: ProfileTarget): Promise<Profile> {
         bytes: os[0]?.bytesSent ?? cut.bytes,
         headFlops: cut.headFlops,
         headMs: median(os.map((o) => o.edgeMs)),
-        tailMs: { [t.endpoint]: median(os.map((o) => o.remoteMs)) },
+        tailMs: remote(median(os.map((o) => o.remoteMs))),
         outputBytes: os[0]?.bytesReceived ?? 0,
       };
     }),
