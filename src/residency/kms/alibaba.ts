@@ -7,7 +7,7 @@
 import { LazyValue } from '../../lazy.js';
 import type { KeySource, WrappedKey } from '../envelope.js';
 import type { AlibabaKmsKeyDecl } from '../policy.js';
-import { KmsError, isNetworkError, messageOf } from './errors.js';
+import { isNetworkError, KmsError, loadSdk, messageOf } from './errors.js';
 import { alibabaKeyRegion } from './identity.js';
 
 /** The part of the SDK client used here (the package is CommonJS with a default export). */
@@ -68,12 +68,7 @@ export class AlibabaKmsSource implements KeySource {
     this.keyId = decl.keyId;
     this.region = decl.region;
     this.client = new LazyValue(async () => {
-      let sdk: AlibabaKmsSdk;
-      try {
-        sdk = await kmsSdk.get();
-      } catch (error) {
-        throw new KmsError('config', this, `cannot load @alicloud/kms20160120: ${messageOf(error)}`, { cause: error });
-      }
+      const sdk = await loadSdk(kmsSdk, this, '@alicloud/kms20160120');
       const url = new URL(decl.endpoint ?? `https://kms.${decl.region}.aliyuncs.com`);
       try {
         let credentials: Record<string, unknown> = {};

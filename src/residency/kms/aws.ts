@@ -7,7 +7,7 @@ import type { KMSClient, KMSClientConfig } from '@aws-sdk/client-kms';
 import { LazyValue } from '../../lazy.js';
 import type { KeySource, WrappedKey } from '../envelope.js';
 import type { AwsKmsKeyDecl } from '../policy.js';
-import { KmsError, isNetworkError, messageOf } from './errors.js';
+import { isNetworkError, KmsError, loadSdk, messageOf } from './errors.js';
 import { awsKeyRegion } from './identity.js';
 
 type KmsSdk = typeof import('@aws-sdk/client-kms');
@@ -54,12 +54,7 @@ export class AwsKmsSource implements KeySource {
     this.keyId = decl.keyId;
     this.region = decl.region;
     this.client = new LazyValue(async () => {
-      let sdk: KmsSdk;
-      try {
-        sdk = await kmsSdk.get();
-      } catch (error) {
-        throw new KmsError('config', this, `cannot load @aws-sdk/client-kms: ${messageOf(error)}`, { cause: error });
-      }
+      const sdk = await loadSdk(kmsSdk, this, '@aws-sdk/client-kms');
       try {
         const client = new sdk.KMSClient({
           region: decl.region,

@@ -4,6 +4,7 @@
  * by the outbox's next attempt). Messages never hold key material.
  */
 import { TandemError } from '../../errors/index.js';
+import type { LazyValue } from '../../lazy.js';
 
 export type KmsFailure = 'access-denied' | 'unavailable' | 'rejected' | 'config' | 'region';
 
@@ -23,6 +24,15 @@ export class KmsError extends TandemError {
       details: { kind: key.kind, keyId: key.keyId, region: key.region, ...options.details },
     });
     this.failure = failure;
+  }
+}
+
+/** The SDK module of a key source, loaded on first use; a module that cannot load is `KMS_CONFIG`. */
+export async function loadSdk<T>(sdk: LazyValue<T>, key: { kind: string; keyId: string; region: string | undefined }, name: string): Promise<T> {
+  try {
+    return await sdk.get();
+  } catch (error) {
+    throw new KmsError('config', key, `cannot load ${name}: ${messageOf(error)}`, { cause: error });
   }
 }
 

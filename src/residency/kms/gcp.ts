@@ -12,7 +12,7 @@ import type { ClientOptions } from 'google-gax';
 import { LazyValue } from '../../lazy.js';
 import type { KeySource, WrappedKey } from '../envelope.js';
 import type { GcpKmsKeyDecl } from '../policy.js';
-import { KmsError, isNetworkError, messageOf } from './errors.js';
+import { isNetworkError, KmsError, loadSdk, messageOf } from './errors.js';
 import { gcpKeyLocation } from './identity.js';
 
 type KmsSdk = typeof import('@google-cloud/kms');
@@ -62,12 +62,7 @@ export class GcpKmsSource implements KeySource {
     this.keyId = decl.keyName;
     this.region = decl.region;
     this.client = new LazyValue(async () => {
-      let sdk: KmsSdk;
-      try {
-        sdk = await kmsSdk.get();
-      } catch (error) {
-        throw new KmsError('config', this, `cannot load @google-cloud/kms: ${messageOf(error)}`, { cause: error });
-      }
+      const sdk = await loadSdk(kmsSdk, this, '@google-cloud/kms');
       try {
         return new sdk.KeyManagementServiceClient({ ...endpointOptions(decl.endpoint), ...options.client });
       } catch (error) {
