@@ -149,7 +149,7 @@ export class CostTables {
       rows.forEach((row, k) => {
         let total = totalFlops.get(row.source);
         if (total === undefined) totalFlops.set(row.source, (total = Math.max(...row.source.cuts.map((c) => c.headFlops), 0)));
-        const whole = row.variant < 0 ? (this.remoteWhole[e] ?? 0) : variantRemoteMs(row.source, name, (this.remoteWhole[e] ?? 0) * (profile.localMs > 0 ? row.source.localMs / profile.localMs : 1));
+        const whole = row.variant < 0 ? (this.remoteWhole[e] ?? 0) : wholeRemoteMs(row.source, name, (this.remoteWhole[e] ?? 0) * (profile.localMs > 0 ? row.source.localMs / profile.localMs : 1));
         this.tail[e * n + k] = carries.has(row.encoding) ? tailMs(row.source, row.cut, name, total, whole) : Number.POSITIVE_INFINITY;
       });
     });
@@ -175,22 +175,17 @@ export class CostTables {
 /** What a row's times come from: the profile, or one of its variants. */
 type CostSource = Pick<Profile, 'localMs' | 'remoteMs' | 'edgeSlowdown' | 'cuts'>;
 
-/** Whole-model remote time: measured for this endpoint, else for any endpoint, else the unslowed edge time. */
-function wholeRemoteMs(profile: CostSource, endpoint: string): number {
+/**
+ * Whole-model remote time: measured for this endpoint, else for any endpoint, else `fallback`
+ * (default: the unslowed edge time; a variant's caller gives the model's, scaled).
+ */
+function wholeRemoteMs(profile: CostSource, endpoint: string, fallback = profile.localMs / profile.edgeSlowdown): number {
   // Own keys only: an endpoint named like an Object.prototype member ("constructor") has no entry.
   const own = Object.hasOwn(profile.remoteMs, endpoint) ? profile.remoteMs[endpoint] : undefined;
   if (own !== undefined) return own;
   const any = Object.values(profile.remoteMs);
   if (any.length > 0) return Math.min(...any);
-  return profile.localMs / profile.edgeSlowdown;
-}
-
-/** A variant's whole-model remote time: measured for this endpoint, else for any, else the model's scaled by the edge times' ratio (`scaled`). */
-function variantRemoteMs(variant: CostSource, endpoint: string, scaled: number): number {
-  const own = Object.hasOwn(variant.remoteMs, endpoint) ? variant.remoteMs[endpoint] : undefined;
-  if (own !== undefined) return own;
-  const any = Object.values(variant.remoteMs);
-  return any.length > 0 ? Math.min(...any) : scaled;
+  return fallback;
 }
 
 /**
