@@ -5,12 +5,11 @@
  */
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { isNode, type Document, type LineCounter } from 'yaml';
 import { z } from 'zod';
 import { ValidationError, TandemError } from '../src/errors/index.js';
 import { easSigningFromEnv, IDENTITY_CLOUD_OF, identityMismatch, IdentitySchema, proxyEnvironment, ProxySettingSchema, resolveIdentityRef, withAbsolutePaths, withProxyEnvironment, type EasSigningKey, type EndpointConfig, type IdentityConfig } from '../src/providers/index.js';
 import { ossCredentialsFromEnv, regionLabelConflict } from '../src/residency/index.js';
-import { parseYamlSafely } from '../src/util/index.js';
+import { keyPath, parseYamlSafely, positionOf } from '../src/util/index.js';
 
 /** One problem found in the configuration. */
 export interface ConfigIssue {
@@ -299,14 +298,6 @@ export interface LoadedEdgeConfig {
   easSigning?: EasSigningKey;
 }
 
-function formatPath(path: readonly PropertyKey[]): string {
-  let out = '';
-  for (const p of path) {
-    if (typeof p === 'number') out += `[${p}]`;
-    else out += out === '' ? String(p) : `.${String(p)}`;
-  }
-  return out;
-}
 
 /**
  * Replaces each `identity: <name>` of an endpoint or a `stores.<kind>` by the block of that name
@@ -339,12 +330,12 @@ export function parseEdgeConfig(text: string, file = 'edge.yaml'): LoadedEdgeCon
   const { doc, lineCounter } = parsed;
   const raw: unknown = parsed.value;
   const refs = resolveIdentityNames(raw);
-  if (refs.length > 0) throw new EdgeConfigError(file, refs.map((r) => ({ path: formatPath(r.path), line: lineOf(doc, lineCounter, r.path), message: r.message })));
+  if (refs.length > 0) throw new EdgeConfigError(file, refs.map((r) => ({ path: keyPath(r.path), line: positionOf(doc, lineCounter, r.path).line, message: r.message })));
   const result = EdgeConfigSchema.safeParse(raw ?? {});
   if (!result.success) {
     const issues = result.error.issues.map((issue) => {
       const keys = issue.path.filter((p): p is string | number => typeof p === 'string' || typeof p === 'number');
-      return { path: formatPath(keys), line: lineOf(doc, lineCounter, keys), message: issue.message };
+      return { path: keyPath(keys), line: positionOf(doc, lineCounter, keys).line, message: issue.message };
     });
     throw new EdgeConfigError(file, issues);
   }
@@ -373,14 +364,6 @@ export function parseEdgeConfig(text: string, file = 'edge.yaml'): LoadedEdgeCon
   return { file: resolve(file), config };
 }
 
-/** Finds the line of the deepest node on `path` that exists in the document. */
-function lineOf(doc: Document, counter: LineCounter, path: readonly (string | number)[]): number | undefined {
-  for (let n = path.length; n >= 0; n--) {
-    const node: unknown = n === 0 ? doc.contents : doc.getIn(path.slice(0, n), true);
-    if (isNode(node) && node.range) return counter.linePos(node.range[0]).line;
-  }
-  return undefined;
-}
 
 /**
  * Reads, parses and validates a config file, then fills in what `env` provides (see

@@ -7,12 +7,11 @@
  */
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { isNode, type Document, type LineCounter } from 'yaml';
 import { z } from 'zod';
 import { ValidationError } from '../../src/errors/index.js';
 import { proxyEnvironment, withProxyEnvironment } from '../../src/providers/index.js';
 import { ossCredentialsFromEnv, sourceDeclSchema } from '../../src/residency/index.js';
-import { parseYamlSafely } from '../../src/util/index.js';
+import { keyPath, parseYamlSafely, positionOf } from '../../src/util/index.js';
 import { EdgeConfigSchema, type EdgeConfig } from '../config.js';
 
 export interface BatchConfigIssue {
@@ -107,17 +106,7 @@ export interface LoadedBatchConfig {
   edge: EdgeConfig;
 }
 
-function formatPath(path: readonly PropertyKey[]): string {
-  return path.reduce<string>((out, p) => (typeof p === 'number' ? `${out}[${p}]` : out === '' ? String(p) : `${out}.${String(p)}`), '');
-}
 
-function lineOf(doc: Document, counter: LineCounter, path: readonly PropertyKey[]): number | undefined {
-  for (let n = path.length; n >= 0; n--) {
-    const node: unknown = n === 0 ? doc.contents : doc.getIn(path.slice(0, n) as unknown[], true);
-    if (isNode(node) && node.range) return counter.linePos(node.range[0]).line;
-  }
-  return undefined;
-}
 
 /**
  * Parses and validates batch.yaml text; relative paths are made absolute against the file's
@@ -129,7 +118,7 @@ export function parseBatchConfig(text: string, file = 'batch.yaml', env: NodeJS.
   if (!parsed.ok) throw new BatchConfigError(file, parsed.issues.map((i) => ({ path: '', line: i.line, message: i.message })), parsed.cause);
   const result = BatchConfigSchema.safeParse(parsed.value ?? {});
   if (!result.success) {
-    throw new BatchConfigError(file, result.error.issues.map((i) => ({ path: formatPath(i.path), line: lineOf(parsed.doc, parsed.lineCounter, i.path), message: i.message })));
+    throw new BatchConfigError(file, result.error.issues.map((i) => ({ path: keyPath(i.path), line: positionOf(parsed.doc, parsed.lineCounter, i.path).line, message: i.message })));
   }
   const config = result.data;
   const base = dirname(resolve(file));

@@ -6,9 +6,8 @@
  * Policies are YAML or JSON (JSON is parsed by the YAML parser, so both get line numbers in errors).
  */
 import { readFile } from 'node:fs/promises';
-import { isNode, type Document, type LineCounter } from 'yaml';
 import { z } from 'zod';
-import { parseYamlSafely } from '../util/yaml.js';
+import { parseYamlSafely, positionOf } from '../util/yaml.js';
 import { PolicyError, type PolicyIssue } from './errors.js';
 import { alibabaKeyRegion, awsKeyRegion, gcpKeyLocation, isGcpCryptoKeyName } from './kms/identity.js';
 import { regionLabelConflict } from './region-label.js';
@@ -260,17 +259,6 @@ function protoKeys(value: unknown, path: PropertyKey[] = [], found: PropertyKey[
 
 const PROTO_MESSAGE = '"__proto__" is not a valid name';
 
-function locate(doc: Document, counter: LineCounter, path: readonly PropertyKey[]): { line?: number; column?: number } {
-  // A missing key has no node: point at the closest enclosing node that exists.
-  for (let depth = path.length; depth >= 0; depth--) {
-    const node: unknown = doc.getIn(path.slice(0, depth) as unknown[], true);
-    if (isNode(node) && node.range) {
-      const pos = counter.linePos(node.range[0]);
-      return { line: pos.line, column: pos.col };
-    }
-  }
-  return {};
-}
 
 /**
  * Parses and validates a policy from text. `source` names the file in error messages.
@@ -283,13 +271,13 @@ export function parsePolicy(text: string, source = '<policy>'): Policy {
   const { doc, lineCounter: counter } = parsed;
   const raw: unknown = parsed.value;
   const proto = protoKeys(raw);
-  if (proto.length > 0) throw new PolicyError(source, proto.map((path) => ({ path: jsonPath(path), message: PROTO_MESSAGE, ...locate(doc, counter, path) })));
+  if (proto.length > 0) throw new PolicyError(source, proto.map((path) => ({ path: jsonPath(path), message: PROTO_MESSAGE, ...positionOf(doc, counter, path) })));
   const result = policySchema.safeParse(raw);
   if (!result.success) {
     const issues: PolicyIssue[] = result.error.issues.map((issue) => ({
       path: jsonPath(issue.path),
       message: issue.message,
-      ...locate(doc, counter, issue.path),
+      ...positionOf(doc, counter, issue.path),
     }));
     throw new PolicyError(source, issues);
   }

@@ -6,4 +6,4 @@ export { fileSha256, sha256Hex } from './sha256.js';
 export { deadlineSignal, raceAbort, watchDeadline, type DeadlineOptions, type DeadlineScope, type EndedBy } from './deadline.js';
 export { ensureDir, UnusablePathError } from './ensure-dir.js';
 export { median } from './stats.js';
-export { MAX_YAML_ALIAS_COUNT, parseYamlSafely, type YamlIssue, type YamlParse } from './yaml.js';
+export { keyPath, MAX_YAML_ALIAS_COUNT, parseYamlSafely, positionOf, type YamlIssue, type YamlParse } from './yaml.js';

@@ -4,7 +4,7 @@
  * instead of escaping as a bare exception (an alias bomb's "Excessive alias count", a stack
  * overflow on absurd nesting).
  */
-import { LineCounter, parseDocument, type Document } from 'yaml';
+import { isNode, LineCounter, parseDocument, type Document } from 'yaml';
 
 /**
  * Alias expansions a document may make, counted the yaml package's way (each alias times the
@@ -55,4 +55,29 @@ export function parseYamlSafely(text: string, options: { uniqueKeys?: boolean } 
 
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * The 1-based line and column of the deepest node on `path` that exists in `doc`: a missing
+ * key has no node, so a problem with it points at its closest enclosing node.
+ */
+export function positionOf(doc: Document, counter: LineCounter, path: readonly PropertyKey[]): { line?: number; column?: number } {
+  for (let depth = path.length; depth >= 0; depth--) {
+    const node: unknown = depth === 0 ? doc.contents : doc.getIn(path.slice(0, depth) as unknown[], true);
+    if (isNode(node) && node.range) {
+      const pos = counter.linePos(node.range[0]);
+      return { line: pos.line, column: pos.col };
+    }
+  }
+  return {};
+}
+
+/** A config key path as messages write it: `endpoints[0].url`. */
+export function keyPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const p of path) {
+    if (typeof p === 'number') out += `[${p}]`;
+    else out += out === '' ? String(p) : `.${String(p)}`;
+  }
+  return out;
 }
