@@ -19,7 +19,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { getPriority, setPriority, tmpdir } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -40,6 +40,12 @@ export interface CloudAttacksOptions {
   service?: Partial<CloudServiceOptions>;
   /** Also run every attack against the floor: a minimal node:http service (default: false). */
   floor?: boolean;
+  /**
+   * Nice value added to the thread that makes the attacks (Linux; default 0): on a machine
+   * shared by attackers and service, it keeps the attackers' own CPU work from counting as the
+   * service's slowness. The change lasts as long as the thread.
+   */
+  attackerNice?: number;
 }
 
 export interface AttackFigures {
@@ -64,6 +70,8 @@ export interface AttackFigures {
 
 export interface CloudAttacksResult {
   durationMs: number;
+  /** The nice value the attacks were made at (0: the same priority as the service). */
+  attackerNice: number;
   results: AttackFigures[];
   /** The same attacks against a minimal node:http service on the same machine: what no service here can beat. */
   floor?: AttackFigures[];
@@ -119,19 +127,18 @@ async function startChild(service: Partial<CloudServiceOptions>, floor = false):
 
 /**
  * The prober, in a worker thread of its own so that this thread's work for the attacks (building
- * bodies, writing them) does not delay it: a fresh connection for `/ping` every 20 ms until told
- * to stop, then the times (ms) and the failures. Plain JavaScript: it needs nothing of Tandem.
+ * bodies, writing them) does not delay it: from each `start` message on, a fresh connection for
+ * `/ping` every 20 ms, until `stop`, then the times (ms) and the failures. One thread for the
+ * whole bench, made before this thread lowers its priority (a thread inherits its maker's).
+ * Plain JavaScript: it needs nothing of Tandem.
  */
 const PROBER = `
-const { parentPort, workerData } = require('node:worker_threads');
+const { parentPort } = require('node:worker_threads');
 const { request } = require('node:http');
-let running = true;
-const times = [];
-let failed = 0;
-parentPort.on('message', () => { running = false; });
-const ping = () => new Promise((resolve) => {
+let running = false;
+const ping = (port) => new Promise((resolve) => {
   const t0 = performance.now();
-  const req = request({ host: '127.0.0.1', port: workerData.port, path: '/ping', agent: false, localAddress: '127.0.0.1', timeout: 10000 }, (res) => {
+  const req = request({ host: '127.0.0.1', port, path: '/ping', agent: false, localAddress: '127.0.0.1', timeout: 10000 }, (res) => {
     res.resume();
     res.on('end', () => resolve(performance.now() - t0));
     res.on('error', () => resolve(NaN));
@@ -140,28 +147,40 @@ const ping = () => new Promise((resolve) => {
   req.on('error', () => resolve(NaN));
   req.end();
 });
-(async () => {
+parentPort.on('message', async (m) => {
+  if (m.op === 'stop') { running = false; return; }
+  running = true;
+  const times = [];
+  let failed = 0;
   while (running) {
-    const ms = await ping();
+    const ms = await ping(m.port);
     if (Number.isNaN(ms)) failed += 1;
     else times.push(ms);
     await new Promise((r) => setTimeout(r, 20));
   }
   parentPort.postMessage({ times, failed });
-})();
+});
 `;
 
-function startProber(port: number): () => Promise<{ times: number[]; failed: number }> {
-  const worker = new Worker(PROBER, { eval: true, workerData: { port } });
-  const result = new Promise<{ times: number[]; failed: number }>((resolve, reject) => {
-    worker.once('message', resolve);
-    worker.once('error', reject);
-  });
-  return async () => {
-    worker.postMessage('stop');
-    const r = await result;
-    await worker.terminate();
-    return r;
+type Prober = { start(port: number): () => Promise<{ times: number[]; failed: number }>; close(): Promise<void> };
+
+function startProber(): Prober {
+  const worker = new Worker(PROBER, { eval: true });
+  return {
+    start(port) {
+      const result = new Promise<{ times: number[]; failed: number }>((resolve, reject) => {
+        worker.once('message', resolve);
+        worker.once('error', reject);
+      });
+      worker.postMessage({ op: 'start', port });
+      return async () => {
+        worker.postMessage({ op: 'stop' });
+        return result;
+      };
+    },
+    close: async () => {
+      await worker.terminate();
+    },
   };
 }
 
@@ -208,7 +227,7 @@ function payloads(attacks: readonly Attack[]): Payloads {
   };
 }
 
-interface Setup { port: number; connections: number; addresses: number; payloads: Payloads }
+interface Setup { port: number; connections: number; addresses: number; payloads: Payloads; prober: Prober }
 
 async function launch(attack: Attack, x: Setup, outcomes: Record<string, number>): Promise<() => void> {
   const { port, payloads: p } = x;
@@ -266,7 +285,7 @@ async function measure(attack: Attack | 'idle', child: ChildProcess, x: Setup, d
   const rssBeforeMb = rssMb(pid);
   let peakRssMb = rssBeforeMb;
   const sampler = setInterval(() => { peakRssMb = Math.max(peakRssMb, rssMb(pid)); }, 25);
-  const stopProbing = startProber(port);
+  const stopProbing = x.prober.start(port);
   const outcomes: Record<string, number> = {};
   const started = performance.now();
   const stop = attack === 'idle' ? () => undefined : await launch(attack, x, outcomes);
@@ -284,16 +303,37 @@ export async function runCloudAttacksBench(options: CloudAttacksOptions = {}): P
   const durationMs = options.durationMs ?? 5000;
   const attacks = options.attacks ?? ATTACKS;
   const p = payloads(attacks);
-  const results = await runAll(options, attacks, p, false);
-  // The floor after the service, in the same run: the machine's own limit for each attack.
-  const floor = options.floor ? await runAll(options, attacks, p, true) : undefined;
-  return { durationMs, results, ...(floor ? { floor } : {}) };
+  const prober = startProber();
+  try {
+    const attackerNice = lowerAttackers(options.attackerNice ?? 0);
+    const results = await runAll(options, attacks, p, prober, false);
+    // The floor after the service, in the same run: the machine's own limit for each attack.
+    const floor = options.floor ? await runAll(options, attacks, p, prober, true) : undefined;
+    return { durationMs, attackerNice, results, ...(floor ? { floor } : {}) };
+  } finally {
+    await prober.close();
+  }
 }
 
-async function runAll(options: CloudAttacksOptions, attacks: readonly Attack[], p: Payloads, floor: boolean): Promise<AttackFigures[]> {
+/**
+ * Lowers this thread's priority (Linux: a nice value is a thread's), where the attacks are made:
+ * real attackers spend their own machines' CPU, not the service's. The prober's thread, the
+ * service and the floor keep theirs. Returns the nice value in force (0 where it cannot be set).
+ */
+function lowerAttackers(nice: number): number {
+  if (nice === 0 || process.platform !== 'linux') return 0;
+  try {
+    setPriority(Math.min(19, getPriority() + nice));
+    return getPriority();
+  } catch {
+    return 0;
+  }
+}
+
+async function runAll(options: CloudAttacksOptions, attacks: readonly Attack[], p: Payloads, prober: Prober, floor: boolean): Promise<AttackFigures[]> {
   const durationMs = options.durationMs ?? 5000;
   const { child, port, cleanup } = await startChild(options.service ?? {}, floor);
-  const x: Setup = { port, connections: options.connections ?? 5000, addresses: options.addresses ?? 50, payloads: p };
+  const x: Setup = { port, connections: options.connections ?? 5000, addresses: options.addresses ?? 50, payloads: p, prober };
   try {
     const results = [await measure('idle', child, x, Math.min(durationMs, 2000))];
     for (const attack of attacks) {
@@ -316,5 +356,5 @@ async function runAll(options: CloudAttacksOptions, attacks: readonly Attack[], 
 export function formatCloudAttacks(r: CloudAttacksResult): string {
   const line = (a: AttackFigures): string => `${a.attack}: /ping p50 ${a.p50Ms} ms, p99 ${a.p99Ms} ms, max ${a.maxMs} ms (${a.pings} answered, ${a.failedPings} failed); service event-loop delay p99 ${a.loopDelayP99Ms} ms, max ${a.loopDelayMaxMs} ms, CPU ${a.serviceCpuMs} ms; RSS ${a.rssBeforeMb} → peak ${a.peakRssMb} MB; ${JSON.stringify(a.outcomes)}`;
   const floor = r.floor ? ['floor (a minimal node:http service):', ...r.floor.map((a) => `  ${line(a)}`)] : [];
-  return [...r.results.map(line), ...floor].join('\n');
+  return [`attacks made at nice ${r.attackerNice}`, ...r.results.map(line), ...floor].join('\n');
 }

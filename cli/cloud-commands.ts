@@ -52,12 +52,13 @@ export function registerCloudBenchCommands(bench: Command): void {
     .option('--connections <n>', 'trickling connections', positiveInt('--connections'), 5000)
     .option('--attacks <names>', 'comma-separated attacks to run (default: all)')
     .option('--floor', 'also run each attack against a minimal node:http service: the machine\'s own limit')
-    .action(async (opts: { json?: boolean; durationMs: number; connections: number; attacks?: string; floor?: boolean }) => {
+    .option('--attacker-nice <n>', 'nice value for the thread making the attacks (Linux; 0: same priority as the service): real attackers spend their own CPU', intAtLeast('--attacker-nice', 0), 10)
+    .action(async (opts: { json?: boolean; durationMs: number; connections: number; attacks?: string; floor?: boolean; attackerNice: number }) => {
       const { runCloudAttacksBench, formatCloudAttacks, ATTACKS } = await loadBench('cloud-attacks', () => import('../bench/cloud-attacks.js'));
       const attacks = opts.attacks?.split(',').map((a) => a.trim());
       const unknown = attacks?.filter((a) => !(ATTACKS as readonly string[]).includes(a));
       if (unknown && unknown.length > 0) throw new ValidationError('CLI_ARGUMENT', `--attacks: unknown ${unknown.join(', ')} (known: ${ATTACKS.join(', ')})`);
-      const r = await runCloudAttacksBench({ durationMs: opts.durationMs, connections: opts.connections, floor: opts.floor === true, ...(attacks ? { attacks: attacks as typeof ATTACKS[number][] } : {}) });
+      const r = await runCloudAttacksBench({ durationMs: opts.durationMs, connections: opts.connections, floor: opts.floor === true, attackerNice: Math.min(19, opts.attackerNice), ...(attacks ? { attacks: attacks as typeof ATTACKS[number][] } : {}) });
       writeResult(opts.json === true, { ...r }, formatCloudAttacks(r));
     });
 }

@@ -79,8 +79,8 @@ export class JsonThread {
   private readonly holders = new Map<number, Worker>();
   private closed = false;
 
-  /** `decoded` counts the bodies the worker decodes. */
-  constructor(private readonly decoded?: { inc(): void }) {}
+  /** `decoded` counts the bodies the worker decodes; `heapMb` bounds the worker's old-generation heap. */
+  constructor(private readonly decoded?: { inc(): void }, private readonly limits: { heapMb?: number } = {}) {}
 
   /** Jobs queued or running (for tests and the metrics). */
   get depth(): number {
@@ -197,7 +197,7 @@ export class JsonThread {
   }
 
   private start(): Worker {
-    const worker = startModuleWorker('json-worker');
+    const worker = startModuleWorker('json-worker', this.limits.heapMb === undefined ? {} : { resourceLimits: { maxOldGenerationSizeMb: this.limits.heapMb } });
     this.worker = worker;
     worker.on('message', (reply: JsonReply) => this.settle(worker, reply));
     const ended = (reason: string): void => {

@@ -50,6 +50,13 @@ export interface CloudServiceOptions {
    */
   inlineJsonBytes?: number;
   /**
+   * Old-generation heap of the JSON thread, MB (default: 64 × maxJsonBytes, at least 128 MB).
+   * A body whose parse needs more ends that thread: its request (and any the thread held
+   * instances for) gets 503 `CLOUD_WORKER_FAILED`, the next one starts a new thread, and the
+   * process's own heap is never at stake.
+   */
+  jsonThreadHeapMb?: number;
+  /**
    * Request-body bytes the service holds at once, over every request (default: 4 × maxBodyBytes,
    * at most a quarter of the memory, at least maxBodyBytes). A body is admitted before it is
    * read; one that does not fit is refused with 429 `CLOUD_OVERLOADED`.
@@ -108,6 +115,7 @@ export interface ServiceSettings {
   readonly maxBody: number;
   readonly maxJson: number;
   readonly inlineJson: number;
+  readonly jsonThreadHeapMb: number;
   readonly bodyBudget: number;
   readonly bodyIdleMs: number;
   readonly maxConnections: number;
@@ -160,6 +168,7 @@ export function serviceSettings(options: CloudServiceOptions): ServiceSettings {
   // Room for a few of the largest bodies at once, but never most of the memory.
   const bodyBudget = positive('bodyBudgetBytes', options.bodyBudgetBytes, Math.max(maxBody, Math.min(4 * maxBody, Math.floor(memoryLimit() / 4))));
   if (bodyBudget < maxBody) throw optionError(`bodyBudgetBytes (${bodyBudget}) must hold at least one body of maxBodyBytes (${maxBody})`);
+  const maxJson = positive('maxJsonBytes', options.maxJsonBytes, Math.min(DEFAULT_MAX_JSON_BYTES, maxBody));
   return {
     models: options.models,
     port: options.port,
@@ -169,8 +178,9 @@ export function serviceSettings(options: CloudServiceOptions): ServiceSettings {
     maxConcurrent: options.maxConcurrent ?? 2,
     maxQueue: options.maxQueue ?? 16,
     maxBody,
-    maxJson: positive('maxJsonBytes', options.maxJsonBytes, Math.min(DEFAULT_MAX_JSON_BYTES, maxBody)),
+    maxJson,
     inlineJson: positive('inlineJsonBytes', options.inlineJsonBytes, DEFAULT_INLINE_JSON_BYTES),
+    jsonThreadHeapMb: positive('jsonThreadHeapMb', options.jsonThreadHeapMb, Math.max(128, Math.ceil((64 * maxJson) / 2 ** 20))),
     bodyBudget,
     bodyIdleMs: positive('bodyIdleTimeoutMs', options.bodyIdleTimeoutMs, 10_000),
     maxConnections: positive('maxConnections', options.maxConnections, 1024),

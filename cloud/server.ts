@@ -56,7 +56,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
   const bodies = new BodyReader({ transferable: pool !== undefined, budget: admission.budget, idleMs: settings.bodyIdleMs });
   const core = new InferenceCore({ repo, metrics, log, lifecycle, bodies, pooled: pool !== undefined, maxConcurrent: settings.maxConcurrent, maxQueue: settings.maxQueue });
   // Large JSON bodies are parsed in a thread of their own, started on the first one.
-  const jsonThread = new JsonThread(metrics.offloaded);
+  const jsonThread = new JsonThread(metrics.offloaded, { heapMb: settings.jsonThreadHeapMb });
   const formats = new BodyFormats(settings.maxBody, settings.maxJson, { thread: jsonThread, bodies, inlineBytes: settings.inlineJson });
   const ctx: FrontContext = { settings, repo, metrics, bodies, formats, core, lifecycle };
 

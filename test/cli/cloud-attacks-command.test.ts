@@ -20,10 +20,12 @@ describe('tandem bench cloud-attacks', () => {
       chunks.push(String(chunk));
       return true;
     });
-    const code = await main(['node', 'tandem', 'bench', 'cloud-attacks', '--json', '--duration-ms', '500', '--connections', '40', '--attacks', 'trickling-connections']);
+    const code = await main(['node', 'tandem', 'bench', 'cloud-attacks', '--json', '--duration-ms', '500', '--connections', '40', '--attacks', 'trickling-connections', '--attacker-nice', '0']);
     expect(code).toBe(0);
-    const r = JSON.parse(chunks.join('').trim().split('\n').at(-1) ?? '{}') as { results: { attack: string; pings: number; maxMs: number; peakRssMb: number; outcomes: Record<string, number> }[] };
+    const r = JSON.parse(chunks.join('').trim().split('\n').at(-1) ?? '{}') as { attackerNice: number; results: { attack: string; pings: number; maxMs: number; peakRssMb: number; outcomes: Record<string, number> }[] };
     expect(r.results.map((a) => a.attack)).toEqual(['idle', 'trickling-connections']);
+    // This test's own thread keeps its priority.
+    expect(r.attackerNice).toBe(0);
     const attack = r.results[1]!;
     expect(attack.pings).toBeGreaterThan(0);
     expect(attack.maxMs).toBeGreaterThan(0);

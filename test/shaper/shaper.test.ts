@@ -122,6 +122,25 @@ describe('shaper', () => {
     expect(ms).toBeLessThan(expected * 1.1);
   });
 
+  it('rested() waits until the token bucket is full again, so the next burst leaves at once', async () => {
+    const { shaper, socket } = await setup({ up: { bandwidthBitsPerSecond: 1e6 }, burstBytes: 16384 });
+    const put = (bytes: number): Buffer => Buffer.concat([Buffer.from(`PUT ${bytes}\n`), Buffer.alloc(bytes, 1)]);
+    await exchange(socket, put(40_000), 8);
+    // Straight after a transfer the bucket is empty: 12 KB wait for their tokens (≈ 100 ms at 1 Mbit/s).
+    const drained = await exchange(socket, put(12_000), 8);
+    expect(drained).toBeGreaterThan(80);
+    const t0 = performance.now();
+    await shaper.rested();
+    // A full 16 KiB bucket refills in 131 ms at 1 Mbit/s.
+    expect(performance.now() - t0).toBeGreaterThan(100);
+    // Already rested: no wait.
+    const t1 = performance.now();
+    await shaper.rested();
+    expect(performance.now() - t1).toBeLessThan(20);
+    const rested = await exchange(socket, put(12_000), 8);
+    expect(rested).toBeLessThan(40);
+  });
+
   it('applies a bandwidth change while bytes are queued', async () => {
     const { shaper, socket } = await setup({ up: { bandwidthBitsPerSecond: 1e6 }, burstBytes: 4096 });
     const bytes = 500_000;
