@@ -43,7 +43,9 @@ export function registerAuditCommands(program: Command): void {
     .action(async (file: string, options: VerifyOptions) => {
       const { AuditTamperError, KeyRing, LocalKeyFile, auditReport, loadPolicy } = await import('../src/residency/index.js');
       const local = options.keyFile === undefined ? undefined : await LocalKeyFile.open(options.keyFile);
-      const ring = options.policy === undefined ? undefined : KeyRing.forPolicy(await loadPolicy(options.policy), local === undefined ? {} : { local });
+      // The CLI hands the process's proxy settings over: KMS may be reachable only through them.
+      const { proxyEnvironment } = await import('../src/providers/index.js');
+      const ring = options.policy === undefined ? undefined : KeyRing.forPolicy(await loadPolicy(options.policy), { ...(local === undefined ? {} : { local }), proxyEnv: proxyEnvironment(process.env) });
       const keys = ring ?? local;
       try {
         const checkpoint = options.checkpoint === undefined ? undefined : await readCheckpoint(options.checkpoint);

@@ -23,6 +23,7 @@ import {
   allowedStores,
   createStores,
   loadPolicy,
+  type KeyRingOptions,
   type OutboxEvent,
   type Policy,
   type StoreFactoryOptions,
@@ -141,7 +142,9 @@ export async function createServiceFromConfig(config: EdgeConfig, options: Servi
       policy = await loadPolicy(r.policy);
       const keys = await LocalKeyFile.open(r.keyFile ?? join(dirname(config.outbox.dir), 'tandem-data.key'), { create: true });
       // The policy's keys by region (KMS, built on first use), the key file for `kind: local`.
-      const ring = KeyRing.forPolicy(policy, { local: keys });
+      // `stores.kms`: the KMS clients' proxy (`proxy`, and `proxyEnv` as the loader hands it over).
+      const kms = (config.stores['kms'] ?? {}) as Pick<KeyRingOptions, 'proxy' | 'proxyEnv'>;
+      const ring = KeyRing.forPolicy(policy, { local: keys, ...(kms.proxy === undefined ? {} : { proxy: kms.proxy }), ...(kms.proxyEnv === undefined ? {} : { proxyEnv: kms.proxyEnv }) });
       // Closed in reverse: the ring after the audit log, whose last record may still need its key.
       cleanups.push(() => ring.close());
       closeLast.push(() => ring.close());

@@ -63,14 +63,15 @@ export function proxyEnvironment(env: Readonly<Record<string, string | undefined
 
 /**
  * For the config loaders: hands `env` (their {@link proxyEnvironment}) to every endpoint and to
- * the options of each store kind that makes network calls (`stores.s3`, `.gcs`, `.oss`), where
- * none is set yet. Nothing when `env` names no variable. Mutates its arguments.
+ * the options of each store kind that makes network calls (`stores.s3`, `.gcs`, `.oss`), and of
+ * the key ring's KMS clients (`stores.kms`), where none is set yet. Nothing when `env` names no
+ * variable. Mutates its arguments.
  */
 export function withProxyEnvironment(endpoints: readonly object[], stores: Record<string, Record<string, unknown>>, env: ProxyEnvironment): void {
   if (env.https === undefined && env.http === undefined && env.noProxy === undefined) return;
   // EndpointConfig.proxyEnv: set here only, never from a file (the schemas have no such key).
   for (const e of endpoints as { proxyEnv?: ProxyEnvironment }[]) e.proxyEnv ??= env;
-  for (const kind of ['s3', 'gcs', 'oss']) stores[kind] = { proxyEnv: env, ...stores[kind] };
+  for (const kind of ['s3', 'gcs', 'oss', 'kms']) stores[kind] = { proxyEnv: env, ...stores[kind] };
 }
 
 /** Credentials in a proxy URL, hidden for messages and logs. */

@@ -16,7 +16,7 @@ import { callScope, raceAbort } from './deadline.js';
 import { causeChain, credentialError, errorForStatus, MAX_RETRY_AFTER_MS, ProviderError, retryAfterOf, tlsError } from './errors.js';
 import { httpsAgentTrusting, MAX_ANSWER_BYTES } from './http.js';
 import { identityFitError } from './identity/errors.js';
-import { gcpIdentityError, readExternalAccountConfig } from './identity/gcp.js';
+import { gcpIdentityError, readExternalAccountConfig, routeTokenExchange, type ExchangeAdapter } from './identity/gcp.js';
 import { gaxiosAdapterOnRoute, proxyFailure, ProxyRoute } from './proxy.js';
 import { decodeResponse, encodeImageRequest, encodeRequest, imageHeaders, timing } from './payload.js';
 import type { InferOptions, InferRequest, InferResponse, ProviderClient, VertexEndpointConfig } from './types.js';
@@ -164,6 +164,8 @@ export class VertexClient implements ProviderClient {
   private readonly plaintextGrpc: boolean;
   /** REST with a `caFile`: the agent its calls to the endpoint go through. */
   private restAgent: HttpsAgent | undefined;
+  /** A federated identity on a proxy route: the route its token exchange takes. */
+  private exchangeAdapter: ExchangeAdapter | undefined;
   /** The proxy of every connection the client makes (src/providers/proxy.ts). */
   private readonly route: ProxyRoute;
   /** The proxy the gRPC channel tunnels through, and the `host:port` it asks for. */
@@ -234,6 +236,8 @@ export class VertexClient implements ProviderClient {
         // Where gax's REST transport sends the endpoint's calls (`protocol://apiEndpoint:port/…`).
         const origin = new URL(`${opts.protocol ?? 'https'}://${opts.apiEndpoint ?? ''}:${opts.port ?? 443}`).origin;
         if (route.active) {
+          // A federated identity's STS exchange, which transporterOptions do not reach (infer routes it).
+          if (external) this.exchangeAdapter = gaxiosAdapterOnRoute(undefined, route, undefined, undefined) as ExchangeAdapter;
           // Every request on the route: the endpoint's (REST) with its caFile, the token service's.
           transporterOptions = { adapter: gaxiosAdapterOnRoute(transport === 'rest' ? restAnswerCap(MAX_ANSWER_BYTES) : undefined, route, transport === 'rest' ? origin : undefined, ca) };
         } else if (transport === 'rest') {
@@ -284,6 +288,7 @@ export class VertexClient implements ProviderClient {
       // the token: the exchange happens once, then again near expiry.
       let authHeaders: Headers;
       try {
+        if (this.exchangeAdapter) await routeTokenExchange(client.auth, this.exchangeAdapter);
         authHeaders = await raceAbort(client.auth.getRequestHeaders(), { signal: scope.signal });
       } catch (error) {
         if (scope.signal.aborted) throw error;

@@ -11,6 +11,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { createProviderClient, ProviderError, type EndpointConfig } from '../../src/providers/index.js';
 import { createStore, type StoreDecl } from '../../src/residency/index.js';
 import { AwsImdsFake } from '../fakes/aws-imds.js';
+import { ConnectProxy } from '../fakes/connect-proxy.js';
 import { TokenCheckedGcsFake, TokenCheckedVertexFake } from '../fakes/google-services.js';
 import { AWS4_REQUEST_TYPE, GoogleStsFake } from '../fakes/google-sts.js';
 import { isolateEnv } from '../helpers/env.js';
@@ -212,5 +213,54 @@ describe('Google Cloud workload identity federation from AWS credentials', () =>
     }
     expect(sts.exchanges).toEqual([]);
     expect(imds.reads).toEqual([]);
+  });
+});
+
+describe('federation behind a proxy', () => {
+  let proxy: ConnectProxy;
+  beforeAll(async () => {
+    proxy = await new ConnectProxy().start();
+  });
+  afterAll(async () => {
+    await proxy.stop();
+  });
+  beforeEach(() => proxy.reset());
+  const stsHost = (): string => new URL(sts.url).host;
+
+  it('Vertex AI: the STS exchange goes through the endpoint\'s proxy as its calls do, and direct when NO_PROXY names the token service', async () => {
+    const client = createProviderClient({ ...endpoint(credentialConfig()), proxy: proxy.url() });
+    try {
+      await predict(client);
+      await predict(client);
+      expect(sts.exchanges).toHaveLength(1);
+      // The library's own STS transporter would have gone direct.
+      expect(proxy.count(stsHost())).toBe(1);
+      expect(proxy.count(new URL(vertex.url).host)).toBeGreaterThan(0);
+    } finally {
+      await client.close();
+    }
+    proxy.reset();
+    sts.exchanges.length = 0;
+    const direct = createProviderClient({ ...endpoint(credentialConfig()), proxyEnv: { https: proxy.url(), http: proxy.url(), noProxy: stsHost() } });
+    try {
+      await predict(direct);
+      expect(sts.exchanges).toHaveLength(1);
+      expect(proxy.count(stsHost())).toBe(0);
+      expect(proxy.count(new URL(vertex.url).host)).toBeGreaterThan(0);
+    } finally {
+      await direct.close();
+    }
+  });
+
+  it('a GCS store: the STS exchange goes through the store\'s proxy', async () => {
+    const store = createStore('results-eu', gcsDecl(), { gcs: { identity: { gcp: { credentialConfigFile: credentialConfig() } }, proxy: proxy.url() } });
+    try {
+      await store.put('ab/result-proxied.tde', new Uint8Array([4, 5]));
+      expect([...(gcs.objects.get('ab/result-proxied.tde')?.body ?? [])]).toEqual([4, 5]);
+      expect(sts.exchanges).toHaveLength(1);
+      expect(proxy.count(stsHost())).toBe(1);
+    } finally {
+      await store.close();
+    }
   });
 });

@@ -16,6 +16,7 @@ import { loadEdgeConfig } from '../../edge/config.js';
 import { createProviderClient, noProxyMatcher, proxyEnvironment, ProxyRoute, type EndpointConfig, type ProxyEnvironment, type ProxySetting } from '../../src/providers/index.js';
 import { validatePolicy, type StoreDecl } from '../../src/residency/policy.js';
 import { createStore, resultKey, type StoreFactoryOptions } from '../../src/residency/stores/index.js';
+import { ALIBABA_AUDIENCE, AlibabaStsFake, StsCheckedOssFake } from '../fakes/alibaba-sts.js';
 import { AWS_STS_AUDIENCE, AwsStsOidcFake } from '../fakes/aws-sts-oidc.js';
 import { AwsSignedServicesFake } from '../fakes/aws-signed-services.js';
 import { ConnectProxy } from '../fakes/connect-proxy.js';
@@ -257,6 +258,79 @@ describe('the credential service of an AWS web identity', () => {
   });
 });
 
+describe('the STS exchange of an Alibaba Cloud identity (an `oss` store)', () => {
+  const ROLE = 'acs:ram::1234567890123456:role/tandem-edge';
+  const PROVIDER = 'acs:ram::1234567890123456:oidc-provider/edge-fleet';
+  const ALI_ENV = ['ALIBABA_CLOUD_ROLE_ARN', 'ALIBABA_CLOUD_OIDC_PROVIDER_ARN', 'ALIBABA_CLOUD_OIDC_TOKEN_FILE', 'ALIBABA_CLOUD_ACCESS_KEY_ID', 'ALIBABA_CLOUD_ACCESS_KEY_SECRET', 'ALIBABA_CLOUD_SECURITY_TOKEN'];
+
+  it('takes the store\'s route: through the proxy, direct under NO_PROXY or `proxy: false`, and a refused tunnel is STORE_CONFIG', async () => {
+    const issuer = new OidcIssuer();
+    const sts = await new AlibabaStsFake(issuer, PROVIDER, [ROLE]).start();
+    const federatedOss = await new StsCheckedOssFake('tandem-results', sts).start();
+    const restore = isolateEnv(ALI_ENV);
+    try {
+      const tokenFile = join(dir, 'alibaba-oidc-token');
+      await writeFile(tokenFile, issuer.mint(ALIBABA_AUDIENCE, { subject: 'device-7' }));
+      const identity = { alibaba: { roleArn: ROLE, oidcProviderArn: PROVIDER, oidcTokenFile: tokenFile, stsEndpoint: sts.url } };
+      const put = async (net: Net): Promise<void> => {
+        const s = createStore('oss-id', decl({ type: 'oss', region: 'cn-shanghai', bucket: 'tandem-results', endpoint: federatedOss.url, pathStyle: true }), { oss: { identity, ...net } });
+        try {
+          await s.put(resultKey(`ali-${++round}`), Buffer.from('x'));
+        } finally {
+          await s.close();
+        }
+      };
+      proxy.reset();
+      await put({ proxyEnv: environment(proxy.url()) });
+      expect(sts.calls.map((c) => c.status)).toEqual([200]);
+      expect(proxy.count(hostOf(sts.url))).toBeGreaterThan(0);
+      expect(proxy.count(hostOf(federatedOss.url))).toBeGreaterThan(0);
+      proxy.reset();
+      await put({ proxy: proxy.url() });
+      expect(proxy.count(hostOf(sts.url))).toBeGreaterThan(0);
+      proxy.reset();
+      await put({ proxyEnv: environment(proxy.url(), hostOf(sts.url)) });
+      expect(proxy.count(hostOf(sts.url))).toBe(0);
+      expect(proxy.count(hostOf(federatedOss.url))).toBeGreaterThan(0);
+      proxy.reset();
+      await put({ proxy: false, proxyEnv: environment(proxy.url()) });
+      expect(proxy.count()).toBe(0);
+      expect(sts.calls.length).toBe(4);
+      forbidding.reset();
+      await expect(put({ proxy: forbidding.url() })).rejects.toMatchObject({ code: 'STORE_CONFIG', details: { proxyStatus: 403 } });
+      expect(forbidding.refused).toContain(`403 ${hostOf(sts.url)}`);
+      expect(sts.calls.length).toBe(4);
+    } finally {
+      restore();
+      await federatedOss.stop();
+      await sts.stop();
+    }
+  });
+});
+
+describe('GCS object requests and the process\'s own HTTPS_PROXY', () => {
+  it('go direct with `proxy: false` (or a NO_PROXY only Tandem reads), though teeny-request would take the process\'s proxy', async () => {
+    const restore = isolateEnv(['HTTPS_PROXY', 'HTTP_PROXY', 'NO_PROXY']);
+    // What teeny-request reads for itself: every request through the forbidding proxy.
+    process.env['HTTPS_PROXY'] = process.env['HTTP_PROXY'] = forbidding.url();
+    try {
+      forbidding.reset();
+      proxy.reset();
+      await subjects['gcs']!.call({ proxy: false });
+      // A CIDR entry: teeny-request's own NO_PROXY rules know none.
+      await subjects['gcs']!.call({ proxyEnv: environment(forbidding.url(), '127.0.0.0/8') });
+      expect(forbidding.refused).toEqual([]);
+      expect(forbidding.count()).toBe(0);
+      // A route that names a proxy still takes it.
+      await subjects['gcs']!.call({ proxy: proxy.url() });
+      expect(proxy.count(hostOf(gcs.url))).toBeGreaterThan(0);
+      expect(forbidding.refused).toEqual([]);
+    } finally {
+      restore();
+    }
+  });
+});
+
 describe('NO_PROXY matching', () => {
   const m = (list: string, host: string, port = 443): boolean => noProxyMatcher(list)(host, port);
 
@@ -319,6 +393,8 @@ describe('edge.yaml', () => {
     expect(config.endpoints.map((e) => [e.proxy, (e as EndpointConfig).proxyEnv])).toEqual([['http://proxy.corp:3128', env], [false, env]]);
     expect(config.stores['s3']).toEqual({ proxy: 'none', proxyEnv: env });
     expect(config.stores['gcs']).toEqual({ proxyEnv: env });
+    // The key ring's KMS clients (`stores.kms`) get it too.
+    expect(config.stores['kms']).toEqual({ proxyEnv: env });
     const none = await loadEdgeConfig(file, {});
     expect(none.config.endpoints.some((e) => (e as EndpointConfig).proxyEnv !== undefined)).toBe(false);
     await writeFile(file, JSON.stringify({ models: [{ name: 'm', path: 'm.onnx' }], http: { port: 0 }, endpoints: [{ name: 'a', kind: 'oip', region: 'local', url: 'http://h:1', proxy: 'ftp://p' }], stores: { gcs: { proxy: 'http://p/x' } } }));

@@ -4,9 +4,16 @@
  * keeps the temporary keys until fifteen minutes before they expire (its session logic). The
  * OSS store hands them to ali-oss through its `refreshSTSToken` hook, which asks the provider
  * before each request; the provider answers from its session until a refresh is due.
+ *
+ * The SDK's HTTP client (httpx) takes no proxy and no agent from its caller: on a proxy route
+ * the provider's request hook (`doRequest`, which the SDK sets per instance) sends the exchange
+ * through the route's agent instead ({@link sendThrough}).
  */
+import { request as httpRequest, type Agent, type IncomingHttpHeaders } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { LazyValue } from '../../lazy.js';
 import { ProviderError } from '../errors.js';
+import { ProxyRoute, withProxyFailures, type ProxyEnvironment, type ProxySetting } from '../proxy.js';
 import type { AlibabaIdentity } from './config.js';
 import { identityError } from './errors.js';
 
@@ -67,16 +74,80 @@ function mapError(owner: string, error: unknown): ProviderError {
   return identityError(owner, 'alibaba', timedOut, undefined);
 }
 
-type SdkRequest = { protocol: string };
-type Transport = (request: SdkRequest) => Promise<unknown>;
+/** An answer as Alibaba Cloud's SDKs read it. */
+export interface RawAnswer {
+  statusCode: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+/** Alibaba Cloud's RPC answers are small; anything past this is not one. */
+const MAX_RPC_ANSWER = 1024 * 1024;
 
 /**
- * The credential source for `owner` (an OSS store) federating as `identity`. Failures reject
- * with a ProviderError ({@link identityError}: `details.reason` says what STS refused).
+ * One request through `agent` (a proxy route's), read whole: what Alibaba Cloud's SDKs would
+ * send through httpx, which cannot be given an agent. Within `connectTimeoutMs +
+ * readTimeoutMs`, else it fails with ETIMEDOUT; a refused tunnel fails with the route's error.
  */
-export function alibabaOidcCredentials(owner: string, identity: AlibabaIdentity): AlibabaCredentialSource {
+export function sendThrough(agent: Agent, url: string, init: { method: string; headers: Record<string, string>; body?: string; connectTimeoutMs: number; readTimeoutMs: number }): Promise<RawAnswer> {
+  const target = new URL(url);
+  const send = target.protocol === 'http:' ? httpRequest : httpsRequest;
+  return withProxyFailures(
+    () =>
+      new Promise<RawAnswer>((resolve, reject) => {
+        const headers = { ...init.headers, ...(init.body === undefined ? {} : { 'content-length': String(Buffer.byteLength(init.body)) }) };
+        const req = send(target, { method: init.method, headers, agent }, (res) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (chunk: Buffer) => {
+            size += chunk.byteLength;
+            if (size > MAX_RPC_ANSWER) req.destroy(new Error(`answer larger than ${MAX_RPC_ANSWER} bytes`));
+            else chunks.push(chunk);
+          });
+          res.once('end', () => {
+            clearTimeout(timer);
+            resolve({ statusCode: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) });
+          });
+          res.once('error', reject);
+        });
+        const timer = setTimeout(() => req.destroy(Object.assign(new Error(`no answer from ${target.host} within ${init.connectTimeoutMs + init.readTimeoutMs} ms`), { code: 'ETIMEDOUT' })), init.connectTimeoutMs + init.readTimeoutMs);
+        req.once('error', (error) => {
+          clearTimeout(timer);
+          reject(error);
+        });
+        req.end(init.body);
+      }),
+  );
+}
+
+/** The SDK's request (`@alicloud/credentials`' http Request), as its `doRequest` hook gets it. */
+interface SdkRequest {
+  protocol: string;
+  method: string;
+  headers: Record<string, string>;
+  bodyForm?: Record<string, string>;
+  readTimeout?: number;
+  connectTimeout?: number;
+  toRequestURL(): string;
+}
+type Transport = (request: SdkRequest) => Promise<unknown>;
+
+/** `application/x-www-form-urlencoded` as the SDK encodes its form (encodeURIComponent per value). */
+function formOf(form: Record<string, string>): string {
+  return Object.entries(form)
+    .map(([k, v]) => `${k}=${encodeURIComponent(v)}`)
+    .join('&');
+}
+
+/**
+ * The credential source for `owner` (an OSS store) federating as `identity`, its STS exchange on
+ * the proxy route of `net` (the store's `proxy` / `proxyEnv`). Failures reject with a
+ * ProviderError ({@link identityError}: `details.reason` says what STS refused).
+ */
+export function alibabaOidcCredentials(owner: string, identity: AlibabaIdentity, net: { proxy?: ProxySetting; proxyEnv?: ProxyEnvironment } = {}): AlibabaCredentialSource {
   const provider = new LazyValue(async () => {
     const target = identity.stsEndpoint === undefined ? undefined : stsTarget(owner, identity.stsEndpoint);
+    const route = new ProxyRoute(net.proxy, `"${owner}"`, net.proxyEnv);
     let sdk: CredentialsSdk;
     try {
       sdk = await credentialsSdk.get();
@@ -96,13 +167,18 @@ export function alibabaOidcCredentials(owner: string, identity: AlibabaIdentity)
     } catch (error) {
       throw new ProviderError('PROVIDER_CONFIG', `"${owner}": ${error instanceof Error ? error.message : String(error)}`, { cause: error, details: { endpoint: owner, identity: 'alibaba' } });
     }
-    if (target?.plaintext) {
-      // The SDK always speaks https; a loopback emulation is reached by its own transport over http.
-      const holder = built as unknown as { doRequest: Transport };
-      const send = holder.doRequest;
-      holder.doRequest = (request) => {
-        request.protocol = 'http';
-        return send(request);
+    const holder = built as unknown as { doRequest: Transport };
+    const sdkSend = holder.doRequest;
+    const onRoute = route.active;
+    if (target?.plaintext || onRoute) {
+      holder.doRequest = async (request) => {
+        // The SDK always speaks https; a loopback emulation is reached over http.
+        if (target?.plaintext) request.protocol = 'http';
+        const url = request.toRequestURL();
+        const agent = await route.agent(url.startsWith('https:'));
+        if (!agent) return sdkSend(request);
+        const body = request.bodyForm && Object.keys(request.bodyForm).length > 0 ? formOf(request.bodyForm) : undefined;
+        return sendThrough(agent, url, { method: request.method, headers: request.headers, ...(body === undefined ? {} : { body }), connectTimeoutMs: request.connectTimeout ?? 5_000, readTimeoutMs: request.readTimeout ?? 10_000 });
       };
     }
     return built;

@@ -90,10 +90,42 @@ export function gcpIdentityError(owner: string, error: unknown): ProviderError {
  * failed exchange is told apart from the service's own answer. The library keeps the token:
  * this costs an exchange only when one is due.
  */
-export async function ensureGoogleToken(owner: string, auth: { getAccessToken(): Promise<unknown> }): Promise<void> {
+export async function ensureGoogleToken(owner: string, auth: GoogleAuthLike, exchangeAdapter?: ExchangeAdapter): Promise<void> {
   try {
+    if (exchangeAdapter) await routeTokenExchange(auth, exchangeAdapter);
     await auth.getAccessToken();
   } catch (error) {
     throw gcpIdentityError(owner, error);
   }
+}
+
+/** What these functions need of a GoogleAuth. */
+export interface GoogleAuthLike {
+  getAccessToken(): Promise<unknown>;
+  getClient(): Promise<unknown>;
+}
+
+/** A gaxios adapter (a proxy route's), as gaxios calls it. */
+export type ExchangeAdapter = (options: never, defaultAdapter: never) => Promise<unknown>;
+
+interface Requester { request(options: Record<string, unknown>): Promise<unknown> }
+
+/** Transporters already given an adapter: routing twice would nest the adapters. */
+const routed = new WeakSet<object>();
+
+/**
+ * Puts an external account's token exchange on `adapter`'s route. google-auth-library 9 makes
+ * that exchange (the STS call) with a transporter of its own, which the client's
+ * `transporterOptions` do not reach, so behind a mandatory proxy federation could not get a
+ * token. Only this client's exchange changes; a client without one (a static token, a service
+ * account) is left as it is.
+ */
+export async function routeTokenExchange(auth: Pick<GoogleAuthLike, 'getClient'>, adapter: ExchangeAdapter): Promise<void> {
+  const client = (await auth.getClient()) as { stsCredential?: { transporter?: Requester } } | null;
+  const sts = client?.stsCredential;
+  const inner = sts?.transporter;
+  if (!sts || !inner || typeof inner.request !== 'function' || routed.has(inner)) return;
+  const outer: Requester = { request: (options) => inner.request({ ...options, adapter }) };
+  routed.add(outer);
+  sts.transporter = outer;
 }

@@ -5,5 +5,5 @@ export {
 } from './config.js';
 export { identityError, identityFailureReason, identityFitError, identityStoreFailure, type IdentityFailureReason } from './errors.js';
 export { awsWebIdentityCredentials, type AwsCredentialsProvider } from './aws.js';
-export { ensureGoogleToken, gcpIdentityError, readExternalAccountConfig, type ExternalAccountConfig } from './gcp.js';
+export { ensureGoogleToken, gcpIdentityError, readExternalAccountConfig, routeTokenExchange, type ExchangeAdapter, type ExternalAccountConfig } from './gcp.js';
 export { alibabaOidcCredentials, type AlibabaCredentialSource, type AlibabaStsCredentials } from './alibaba.js';

@@ -5,9 +5,11 @@
  * profile, RAM role, OIDC) unless a client option gives them.
  */
 import { LazyValue } from '../../lazy.js';
+import type { ProxyRoute } from '../../providers/proxy.js';
+import { rpcOnRoute, type RpcClient } from './alibaba-rpc.js';
 import type { KeySource, WrappedKey } from '../envelope.js';
 import type { AlibabaKmsKeyDecl } from '../policy.js';
-import { isNetworkError, KmsError, loadSdk, messageOf } from './errors.js';
+import { isNetworkError, KmsError, loadSdk, messageOf, proxyKmsError } from './errors.js';
 import { alibabaKeyRegion } from './identity.js';
 
 /** The part of the SDK client used here (the package is CommonJS with a default export). */
@@ -38,6 +40,8 @@ const UNAVAILABLE = /^(Throttling|ServiceUnavailable|InternalError|UnknownError)
 const RUNTIME = { autoretry: false, readTimeout: 10_000, connectTimeout: 5_000 };
 
 function mapAlibabaError(key: AlibabaKmsSource, what: string, error: unknown): KmsError {
+  const viaProxy = proxyKmsError(key, what, error);
+  if (viaProxy) return viaProxy;
   // The SDK throws `{ code: "<ServiceCode>Error", message: "code: <status>, …", data: { Code, … } }`.
   const data = (error as { data?: { Code?: unknown; statusCode?: unknown } }).data;
   const serviceCode = typeof data?.Code === 'string' ? data.Code : String((error as { code?: unknown }).code ?? '').replace(/Error$/, '');
@@ -56,6 +60,11 @@ function mapAlibabaError(key: AlibabaKmsSource, what: string, error: unknown): K
 export interface AlibabaKmsOptions {
   /** Extra client configuration (tests give `accessKeyId`/`accessKeySecret` or a `credential` here). */
   client?: Record<string, unknown>;
+  /**
+   * The proxy route of the client's calls (KeyRing's `proxy`); see alibaba-rpc.ts. The default
+   * credential chain's own exchanges (RAM role, OIDC) are not on it: give keys in `client`.
+   */
+  route?: ProxyRoute;
 }
 
 export class AlibabaKmsSource implements KeySource {
@@ -77,6 +86,7 @@ export class AlibabaKmsSource implements KeySource {
           credentials = { credential: new Credential.default() };
         }
         const client = new sdk.Client({ regionId: decl.region, endpoint: url.host, protocol: url.protocol.slice(0, -1), readTimeout: 10_000, connectTimeout: 5_000, ...credentials, ...options.client });
+        if (options.route?.active) rpcOnRoute(client as unknown as RpcClient, options.route, url);
         return { sdk, client };
       } catch (error) {
         throw new KmsError('config', this, `cannot create the KMS client: ${messageOf(error)}`, { cause: error });

@@ -5,9 +5,10 @@
  */
 import type { KMSClient, KMSClientConfig } from '@aws-sdk/client-kms';
 import { LazyValue } from '../../lazy.js';
+import { awsHandlerOnRoute, type ProxyRoute } from '../../providers/proxy.js';
 import type { KeySource, WrappedKey } from '../envelope.js';
 import type { AwsKmsKeyDecl } from '../policy.js';
-import { isNetworkError, KmsError, loadSdk, messageOf } from './errors.js';
+import { isNetworkError, KmsError, loadSdk, messageOf, proxyKmsError } from './errors.js';
 import { awsKeyRegion } from './identity.js';
 
 type KmsSdk = typeof import('@aws-sdk/client-kms');
@@ -29,6 +30,8 @@ const DENIED = new Set([
 const UNAVAILABLE = new Set(['ThrottlingException', 'KMSInternalException', 'DependencyTimeoutException', 'LimitExceededException', 'ServiceUnavailableException']);
 
 function mapAwsError(key: AwsKmsSource, what: string, error: unknown): KmsError {
+  const viaProxy = proxyKmsError(key, what, error);
+  if (viaProxy) return viaProxy;
   const name = (error as { name?: string }).name ?? '';
   const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
   const message = `${what}: ${name ? `${name}: ` : ''}${messageOf(error)}`;
@@ -42,6 +45,8 @@ function mapAwsError(key: AwsKmsSource, what: string, error: unknown): KmsError 
 export interface AwsKmsOptions {
   /** Extra client configuration (tests give `credentials` here; production leaves the default chain). */
   client?: Partial<KMSClientConfig>;
+  /** The proxy route of the client's requests, STS's for a web identity included (KeyRing's `proxy`). */
+  route?: ProxyRoute;
 }
 
 export class AwsKmsSource implements KeySource {
@@ -55,14 +60,17 @@ export class AwsKmsSource implements KeySource {
     this.region = decl.region;
     this.client = new LazyValue(async () => {
       const sdk = await loadSdk(kmsSdk, this, '@aws-sdk/client-kms');
+      const handler = options.client?.requestHandler ?? { requestTimeout: 10_000, connectionTimeout: 5_000 };
+      // The route's agents in the handler; a handler instance of the caller's keeps its own connections.
+      const routed = options.route ? await awsHandlerOnRoute(handler, options.route) : undefined;
       try {
         const client = new sdk.KMSClient({
           region: decl.region,
           ...(decl.endpoint === undefined ? {} : { endpoint: decl.endpoint }),
           // One retry for a blip; the outbox's backoff owns anything longer.
           maxAttempts: 2,
-          requestHandler: { requestTimeout: 10_000, connectionTimeout: 5_000 },
           ...options.client,
+          requestHandler: routed ?? handler,
         });
         return { sdk, client };
       } catch (error) {

@@ -5,6 +5,7 @@
  */
 import { TandemError } from '../../errors/index.js';
 import type { LazyValue } from '../../lazy.js';
+import { proxyFailure } from '../../providers/proxy.js';
 
 export type KmsFailure = 'access-denied' | 'unavailable' | 'rejected' | 'config' | 'region';
 
@@ -50,4 +51,15 @@ export function isNetworkError(error: unknown): boolean {
     name === 'TimeoutError' ||
     name === 'AbortError'
   );
+}
+
+/**
+ * A proxy's failure behind an SDK error (docs/guide/network.md): a refused tunnel is `KMS_CONFIG`
+ * (the proxy's policy or credentials, until an operator acts), an unreachable proxy or its 5xx
+ * `KMS_UNAVAILABLE`. Undefined when no proxy failed.
+ */
+export function proxyKmsError(key: { kind: string; keyId: string; region: string | undefined }, what: string, error: unknown): KmsError | undefined {
+  const failure = proxyFailure(error);
+  if (!failure) return undefined;
+  return new KmsError(failure.code === 'PROVIDER_PROXY' ? 'config' : 'unavailable', key, `${what}: ${failure.message}`, { cause: error, details: { ...failure.details } });
 }

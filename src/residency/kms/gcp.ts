@@ -10,13 +10,16 @@ import { randomBytes } from 'node:crypto';
 import type { KeyManagementServiceClient } from '@google-cloud/kms';
 import type { ClientOptions } from 'google-gax';
 import { LazyValue } from '../../lazy.js';
+import { gaxiosAdapterOnRoute, type ProxyRoute } from '../../providers/proxy.js';
+import { grpcProxyOptions } from '../../providers/vertex-transport.js';
 import type { KeySource, WrappedKey } from '../envelope.js';
 import type { GcpKmsKeyDecl } from '../policy.js';
-import { isNetworkError, KmsError, loadSdk, messageOf } from './errors.js';
+import { isNetworkError, KmsError, loadSdk, messageOf, proxyKmsError } from './errors.js';
 import { gcpKeyLocation } from './identity.js';
 
 type KmsSdk = typeof import('@google-cloud/kms');
 const kmsSdk = new LazyValue<KmsSdk>(() => import('@google-cloud/kms'));
+const gaxSdk = new LazyValue<typeof import('google-gax')>(() => import('google-gax'));
 
 /** gRPC status codes (also what the REST fallback's errors carry). */
 const DENIED = new Set([7 /* PERMISSION_DENIED */, 16 /* UNAUTHENTICATED */, 5 /* NOT_FOUND */, 9 /* FAILED_PRECONDITION: key disabled or destroyed */]);
@@ -24,6 +27,8 @@ const UNAVAILABLE = new Set([14 /* UNAVAILABLE */, 4 /* DEADLINE_EXCEEDED */, 8 
 const CALL_TIMEOUT_MS = 10_000;
 
 function mapGcpError(key: GcpKmsSource, what: string, error: unknown): KmsError {
+  const viaProxy = proxyKmsError(key, what, error);
+  if (viaProxy) return viaProxy;
   // gRPC answers carry a gRPC status; the REST fallback's carry the HTTP status.
   const code = (error as { code?: unknown }).code;
   const message = `${what}: ${messageOf(error)}`;
@@ -43,6 +48,11 @@ function mapGcpError(key: GcpKmsSource, what: string, error: unknown): KmsError 
 export interface GcpKmsOptions {
   /** Extra client options (tests give `authClient` here; production leaves ADC). */
   client?: ClientOptions;
+  /**
+   * The proxy route of the client's requests (KeyRing's `proxy`): gRPC's channel, the REST
+   * fallback's calls and ADC's token requests. An `authClient` in `client` keeps its own transport.
+   */
+  route?: ProxyRoute;
 }
 
 function endpointOptions(endpoint: string | undefined): ClientOptions {
@@ -50,6 +60,20 @@ function endpointOptions(endpoint: string | undefined): ClientOptions {
   const url = new URL(endpoint);
   const port = url.port === '' ? (url.protocol === 'http:' ? 80 : 443) : Number(url.port);
   return url.protocol === 'http:' ? { apiEndpoint: url.hostname, port, protocol: 'http', fallback: true } : { apiEndpoint: url.hostname, port };
+}
+
+/**
+ * Client options that put every connection on `route`, as for Vertex AI (vertex-transport.ts):
+ * the auth library's requests (ADC's token service, and the REST fallback's calls, which go
+ * through the auth client) by a gaxios adapter, the gRPC channel by grpc-js's proxy options.
+ */
+async function onRoute(route: ProxyRoute, endpoint: ClientOptions, owner: string): Promise<ClientOptions> {
+  const adapter = gaxiosAdapterOnRoute(undefined, route, undefined, undefined);
+  const routed: ClientOptions = { clientOptions: { transporterOptions: { adapter } } };
+  if (endpoint.fallback) return routed;
+  const host = endpoint.apiEndpoint ?? 'cloudkms.googleapis.com';
+  const grpc = (await gaxSdk.get()).grpc;
+  return { ...routed, ...(grpcProxyOptions(grpc, owner, route.proxyForHost(true, host, endpoint.port ?? 443)) as ClientOptions) };
 }
 
 export class GcpKmsSource implements KeySource {
@@ -64,7 +88,11 @@ export class GcpKmsSource implements KeySource {
     this.client = new LazyValue(async () => {
       const sdk = await loadSdk(kmsSdk, this, '@google-cloud/kms');
       try {
-        return new sdk.KeyManagementServiceClient({ ...endpointOptions(decl.endpoint), ...options.client });
+        const endpoint = endpointOptions(decl.endpoint);
+        const routed = options.route?.active ? await onRoute(options.route, endpoint, `KMS key ${decl.keyName}`) : {};
+        // The caller's clientOptions keep theirs, the route's adapter added.
+        const clientOptions = routed.clientOptions || options.client?.clientOptions ? { clientOptions: { ...(options.client?.clientOptions as object | undefined), ...(routed.clientOptions as object | undefined) } } : {};
+        return new sdk.KeyManagementServiceClient({ ...endpoint, ...routed, ...options.client, ...clientOptions });
       } catch (error) {
         throw new KmsError('config', this, `cannot create the Cloud KMS client: ${messageOf(error)}`, { cause: error });
       }

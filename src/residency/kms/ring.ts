@@ -4,6 +4,7 @@
  * the kind and key id in its envelope header). KMS sources are built on first use, each behind
  * a bounded data-key cache (cache.ts).
  */
+import { ProxyRoute, type ProxyEnvironment, type ProxySetting } from '../../providers/proxy.js';
 import { EnvelopeError } from '../errors.js';
 import type { DataKeyDecrypter, KeySource, WrappedKey } from '../envelope.js';
 import type { KeyDecl, Policy } from '../policy.js';
@@ -20,6 +21,13 @@ export interface KeyRingOptions {
   gcp?: GcpKmsOptions;
   alibaba?: AlibabaKmsOptions;
   cache?: DataKeyCacheOptions;
+  /**
+   * Outbound proxy of every KMS client (and of the credential exchanges they make): a URL, or
+   * `false` / `'none'` for direct, whatever `proxyEnv` says (docs/guide/network.md).
+   */
+  proxy?: ProxySetting;
+  /** HTTPS_PROXY / HTTP_PROXY / NO_PROXY as a loader read them (`proxyEnvironment`); absent: no proxy but `proxy`. */
+  proxyEnv?: ProxyEnvironment;
 }
 
 type Closable = KeySource & { close?(): Promise<void> };
@@ -37,6 +45,8 @@ function identity(decl: Exclude<KeyDecl, { kind: 'local' }>): string {
 
 export class KeyRing implements DataKeyDecrypter {
   private readonly sources = new Map<string, Closable>();
+  /** The KMS clients' proxy route, shared (with its agents) by every source of the ring. */
+  private route: ProxyRoute | undefined;
 
   constructor(
     private readonly keys: Readonly<Record<string, KeyDecl>>,
@@ -57,12 +67,28 @@ export class KeyRing implements DataKeyDecrypter {
     const id = identity(decl);
     let source = this.sources.get(id);
     if (source === undefined) {
+      const route = this.proxyRoute(decl);
       const inner =
-        decl.kind === 'aws-kms' ? new AwsKmsSource(decl, this.options.aws) : decl.kind === 'gcp-kms' ? new GcpKmsSource(decl, this.options.gcp) : new AlibabaKmsSource(decl, this.options.alibaba);
+        decl.kind === 'aws-kms'
+          ? new AwsKmsSource(decl, { ...this.options.aws, route })
+          : decl.kind === 'gcp-kms'
+            ? new GcpKmsSource(decl, { ...this.options.gcp, route })
+            : new AlibabaKmsSource(decl, { ...this.options.alibaba, route });
       source = new CachingKeySource(inner, this.options.cache);
       this.sources.set(id, source);
     }
     return source;
+  }
+
+  /** The ring's proxy route, built once; a `proxy` or proxy variable that is not a proxy URL is `KMS_CONFIG`. */
+  private proxyRoute(decl: Exclude<KeyDecl, { kind: 'local' }>): ProxyRoute {
+    if (this.route !== undefined) return this.route;
+    try {
+      this.route = new ProxyRoute(this.options.proxy, 'KMS clients', this.options.proxyEnv);
+    } catch (error) {
+      throw new KmsError('config', { kind: decl.kind, keyId: decl.kind === 'gcp-kms' ? decl.keyName : decl.keyId, region: decl.region }, error instanceof Error ? error.message : String(error), { cause: error });
+    }
+    return this.route;
   }
 
   /**
@@ -101,6 +127,9 @@ export class KeyRing implements DataKeyDecrypter {
     const all = [...this.sources.values()];
     this.sources.clear();
     await Promise.allSettled(all.map((s) => s.close?.()));
+    const route = this.route;
+    this.route = undefined;
+    await route?.destroy();
   }
 }
 

@@ -4,9 +4,13 @@
  * credentials and never asks the metadata server. GCS always encrypts at rest; a declared
  * `kmsKeyName` makes that a customer-managed key.
  */
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { connect, type AddressInfo, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Storage, StorageOptions } from '@google-cloud/storage';
 import { LazyValue } from '../../lazy.js';
-import { ensureGoogleToken, identityFitError, identityStoreFailure, readExternalAccountConfig, type ExternalAccountConfig, type IdentityConfig } from '../../providers/identity/index.js';
+import { ensureGoogleToken, identityFitError, type ExchangeAdapter, identityStoreFailure, readExternalAccountConfig, type ExternalAccountConfig, type IdentityConfig } from '../../providers/identity/index.js';
 import { StoreError } from '../errors.js';
 import type { StoreDecl } from '../policy.js';
 import { gaxiosAdapterOnRoute, probeTunnel, type ProxyRoute } from '../../providers/proxy.js';
@@ -68,8 +72,11 @@ export async function createGcsStorage(name: string, decl: GcsClientDecl, option
     }
   }
   const route = storeProxyRoute(name, options);
+  const api = apiUrl(decl.apiEndpoint);
+  // A route that keeps the API host direct: teeny-request must be kept from the process's proxy.
+  const relay = route.active && route.proxyFor(api) === undefined ? await DirectRelay.start(route) : undefined;
   try {
-    return onRoute(route, new mod.Storage({
+    return onRoute(route, relay, new mod.Storage({
       // The token service's requests (gaxios) on the store's proxy route.
       // (gaxios 6 here; the adapter reads only the request's url and sets its agent.)
       ...(route.active ? ({ clientOptions: { transporterOptions: { adapter: gaxiosAdapterOnRoute(undefined, route, undefined, undefined) } } } as unknown as Pick<StorageOptions, 'clientOptions'>) : {}),
@@ -82,32 +89,146 @@ export async function createGcsStorage(name: string, decl: GcsClientDecl, option
       ...options.storage,
     }));
   } catch (error) {
+    await relay?.close();
     throw new StoreError('config', name, `cannot create the GCS client: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
   }
 }
 
+/** The JSON API's URL (`apiEndpoint` may come without a scheme, as the SDK takes it). */
+function apiUrl(apiEndpoint: string | undefined): URL {
+  const api = apiEndpoint ?? 'storage.googleapis.com';
+  return new URL(/^https?:\/\//.test(api) ? api : `https://${api}`);
+}
+
+/** Relays of live Storage clients, closed with their store. */
+const relays = new WeakMap<Storage, DirectRelay>();
+
 /**
- * The object requests on the store's proxy route. They go through teeny-request, which takes
- * no agent, only a proxy URL per request (`proxy`, set here), and otherwise reads HTTP_PROXY /
- * HTTPS_PROXY itself with its own NO_PROXY rules: a target this route keeps direct is direct
- * only if teeny-request's rules agree (docs/guide/network.md).
+ * The object requests on the store's proxy route. They go through teeny-request, which takes no
+ * agent, only a proxy URL per request (`proxy`), and without one reads HTTP_PROXY / HTTPS_PROXY
+ * from the process itself, with its own NO_PROXY rules. So every request gets a proxy URL: the
+ * route's proxy, or, where the route says direct, the store's {@link DirectRelay}, which opens
+ * the connection straight to the target.
  */
-function onRoute(route: ProxyRoute, storage: Storage): Storage {
+function onRoute(route: ProxyRoute, relay: DirectRelay | undefined, storage: Storage): Storage {
   if (!route.active) return storage;
+  if (relay) relays.set(storage, relay);
   storage.interceptors.push({
     request: (reqOpts) => {
       const uri: unknown = (reqOpts as { uri?: unknown }).uri;
-      const proxy = typeof uri === 'string' && /^https?:/.test(uri) ? route.proxyFor(uri) : undefined;
-      return (proxy ? { ...reqOpts, proxy: proxy.href } : reqOpts) as unknown as ReturnType<Storage['interceptors'][number]['request']>;
+      const proxy = typeof uri === 'string' && /^https?:/.test(uri) ? (route.proxyFor(uri)?.href ?? relay?.url) : undefined;
+      return (proxy ? { ...reqOpts, proxy } : reqOpts) as unknown as ReturnType<Storage['interceptors'][number]['request']>;
     },
   });
   return storage;
+}
+
+/** Closes the direct relay of a Storage client from {@link createGcsStorage}, if it has one. */
+export async function closeGcsStorage(storage: Storage): Promise<void> {
+  await relays.get(storage)?.close();
+  relays.delete(storage);
+}
+
+/**
+ * A loopback forward proxy that connects straight to its targets: how a request that
+ * teeny-request would otherwise send through the process's HTTPS_PROXY goes direct, since it
+ * takes a proxy URL but no agent. It listens on 127.0.0.1 only, answers only requests carrying
+ * its random credentials (in its URL, which never leaves the process), and only for targets
+ * the route keeps direct. CONNECT for https:// targets (TLS stays end to end), absolute-form
+ * requests for http:// ones (what teeny-request's proxy agents send). Never keeps the process alive.
+ */
+class DirectRelay {
+  private readonly sockets = new Set<Socket | Duplex>();
+
+  private constructor(
+    private readonly server: Server,
+    private readonly route: ProxyRoute,
+    private readonly secret: string,
+    readonly url: string,
+  ) {
+    server.on('connection', (s: Socket) => this.track(s));
+    server.on('connect', (req: IncomingMessage, client: Duplex, head: Buffer) => this.tunnel(req, client, head));
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => this.forward(req, res));
+  }
+
+  static async start(route: ProxyRoute): Promise<DirectRelay> {
+    const secret = randomBytes(24).toString('hex');
+    const server = createServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => resolve());
+    });
+    server.unref();
+    return new DirectRelay(server, route, secret, `http://tandem:${secret}@127.0.0.1:${(server.address() as AddressInfo).port}`);
+  }
+
+  private track(s: Socket | Duplex): void {
+    this.sockets.add(s);
+    s.once('close', () => this.sockets.delete(s));
+  }
+
+  /** The target if the request carries the relay's credentials and the route keeps it direct. */
+  private allowed(req: IncomingMessage, secure: boolean, host: string, port: number): boolean {
+    const given = Buffer.from(req.headers['proxy-authorization'] ?? '');
+    const expected = Buffer.from(`Basic ${Buffer.from(`tandem:${this.secret}`).toString('base64')}`);
+    return given.length === expected.length && timingSafeEqual(given, expected) && this.route.proxyForHost(secure, host, port) === undefined;
+  }
+
+  private tunnel(req: IncomingMessage, client: Duplex, head: Buffer): void {
+    const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(req.url ?? '');
+    const host = m?.[1] ?? '';
+    const port = Number(m?.[2] ?? 0);
+    // teeny-request tunnels only https:// targets.
+    if (!m || !this.allowed(req, true, host, port)) {
+      client.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+      return;
+    }
+    const upstream = connect(port, host, () => {
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      if (head.length > 0) upstream.write(head);
+      upstream.pipe(client);
+      client.pipe(upstream);
+    });
+    this.track(upstream);
+    upstream.once('error', () => client.end('HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n'));
+    client.once('error', () => upstream.destroy());
+    client.once('close', () => upstream.destroy());
+  }
+
+  private forward(req: IncomingMessage, res: ServerResponse): void {
+    let url: URL | undefined;
+    try {
+      url = new URL(req.url ?? '');
+    } catch {
+      url = undefined;
+    }
+    if (url?.protocol !== 'http:' || !this.allowed(req, false, url.hostname, Number(url.port || 80))) {
+      res.writeHead(403).end();
+      return;
+    }
+    const headers = { ...req.headers };
+    delete headers['proxy-authorization'];
+    delete headers['proxy-connection'];
+    const upstream = httpRequest({ host: url.hostname.replace(/^\[(.*)\]$/, '$1'), port: url.port || 80, method: req.method, path: `${url.pathname}${url.search}`, headers, agent: false }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    });
+    upstream.once('error', () => (res.headersSent ? res.destroy() : res.writeHead(502).end()));
+    req.pipe(upstream);
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
 }
 
 export class GcsStore implements ResultStore {
   private readonly storage: LazyValue<Storage>;
   /** Federated: the token is fetched before each call (the SDK keeps it), so a refused exchange reads as one. */
   private readonly federated: boolean;
+  /** Federated on a proxy route: the route its token exchange takes (the SDK's own transporter would not). */
+  private exchange: ExchangeAdapter | undefined;
 
   constructor(
     readonly name: string,
@@ -123,7 +244,13 @@ export class GcsStore implements ResultStore {
     if (bad !== undefined) throw new StoreError('rejected', this.name, `invalid key "${key}": ${bad}`);
     const name = `${this.decl.prefix ?? ''}${key}`;
     const storage = await this.storage.get();
-    if (this.federated) await ensureGoogleToken(this.name, storage.authClient);
+    if (this.federated) {
+      if (this.exchange === undefined) {
+        const route = storeProxyRoute(this.name, this.options);
+        if (route.active) this.exchange = gaxiosAdapterOnRoute(undefined, route, undefined, undefined) as ExchangeAdapter;
+      }
+      await ensureGoogleToken(this.name, storage.authClient, this.exchange);
+    }
     return storage.bucket(this.decl.bucket).file(name, this.decl.kmsKeyName === undefined ? {} : { kmsKeyName: this.decl.kmsKeyName });
   }
 
@@ -136,8 +263,7 @@ export class GcsStore implements ResultStore {
     if (error instanceof StoreError) return error;
     const mapped = mapGcsError(this.name, what, error);
     if (mapped.failure !== 'auth') return mapped;
-    const api = this.decl.apiEndpoint ?? 'storage.googleapis.com';
-    const endpoint = new URL(/^https?:\/\//.test(api) ? api : `https://${api}`);
+    const endpoint = apiUrl(this.decl.apiEndpoint);
     const proxy = storeProxyRoute(this.name, this.options).proxyFor(endpoint);
     if (!proxy) return mapped;
     const refusal = await probeTunnel(proxy, `${endpoint.hostname}:${endpoint.port || (endpoint.protocol === 'https:' ? 443 : 80)}`, 2_000);
@@ -182,7 +308,10 @@ export class GcsStore implements ResultStore {
     return (await this.head(key)) !== undefined;
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    const storage = await this.storage.peek();
+    if (storage) await closeGcsStorage(storage);
+  }
 }
 
 function stringMap(value: unknown): Record<string, string> {

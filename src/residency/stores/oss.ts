@@ -134,7 +134,7 @@ export class OssStore implements ResultStore {
     options: OssStoreOptions = {},
   ) {
     const unfit = identityFitError(name, 'oss', options.identity);
-    const federation = options.credentials === undefined && options.identity && 'alibaba' in options.identity ? alibabaOidcCredentials(name, options.identity.alibaba) : undefined;
+    const federation = options.credentials === undefined && options.identity && 'alibaba' in options.identity ? alibabaOidcCredentials(name, options.identity.alibaba, options) : undefined;
     if (unfit || federation) {
       this.configError = unfit ? new StoreError('config', name, unfit.message, { cause: unfit }) : undefined;
       if (federation) {
