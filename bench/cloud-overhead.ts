@@ -18,10 +18,11 @@
  * answers at once with as many bytes as the service does, i.e. what any HTTP service costs on
  * this loopback before it does anything.
  *
- * Runs are paired (one bare run and one request, order alternating) and each ratio is the
- * median of the per-pair ratios, so that load from other jobs on a shared machine hits both
- * sides of a pair alike. Client and service share the process (and the machine's two cores).
- * The timed pairs follow {@link DEFAULT_WARMUP} warm-up pairs: the figure is the service's
+ * Runs go in rounds of three (one bare run, one request to the service, one to the floor, in
+ * an order rotating from round to round) and each ratio is the median of the per-round ratios,
+ * so that load from other jobs on a shared machine, and a drift of the bare run's speed, hit
+ * every side alike. Client and services share the process (and the machine's two cores). The
+ * timed rounds follow {@link DEFAULT_WARMUP} warm-up rounds: the figure is the service's
  * steady state, with its request path optimised by V8, as a deployed service runs.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -48,9 +49,9 @@ export interface OverheadSubject {
 
 export interface CloudOverheadResult {
   subject: string;
-  /** Requests (and bare runs) timed, after warm-up. */
+  /** Rounds (a bare run, a request to the service, one to the floor) timed, after warm-up. */
   iterations: number;
-  /** Warm-up pairs (one bare run and one request each) before the timed ones. */
+  /** Warm-up rounds before the timed ones. */
   warmup: number;
   /** Worker threads the service ran its partition in (0: on the event loop's thread, the default). */
   workers: number;
@@ -63,7 +64,7 @@ export interface CloudOverheadResult {
   /** Median `session.run` inside the service. */
   serverComputeMs: number;
   overheadMs: number;
-  /** Median over pairs of (service time / bare time). */
+  /** Median over rounds of (service time / bare time). */
   overheadRatio: number;
   /**
    * Median service time from the request's last byte to the answer handed to the socket: what
@@ -71,11 +72,11 @@ export interface CloudOverheadResult {
    * the body's reception, which over a real link is the link's time.
    */
   afterBodyMs: number;
-  /** Median over pairs of (service time after the last byte / bare time). */
+  /** Median over rounds of (service time after the last byte / bare time). */
   afterBodyRatio: number;
   /** Median round trip a node:http client sees, its own encode and decode included. */
   roundTripMs: number;
-  /** Median over pairs of (round trip / bare time). */
+  /** Median over rounds of (round trip / bare time). */
   roundTripRatio: number;
   /** Median bare node:http POST of the same request and answer sizes on this loopback. */
   transportFloorMs: number;
@@ -86,18 +87,17 @@ export interface CloudOverheadResult {
    */
   serviceFloorMs: number;
   /**
-   * Median over pairs of (that floor's service time / bare time): what an `overheadRatio` goal
+   * Median over rounds of (that floor's service time / bare time): what an `overheadRatio` goal
    * can ask of a service on node:http on this machine. Above a goal, no change to the service's
    * own work can meet it.
    */
   serviceFloorRatio: number;
   /**
-   * Median over pairs of (that floor's service time − bare time). Per pair, because the bare
-   * run can change speed between the two phases of one process (its two modes).
+   * Median over rounds of (that floor's service time − bare time), both of the same round.
    */
   serviceFloorOverheadMs: number;
   /**
-   * Median over the service's pairs of (service time / (bare time + the floor's overhead)): the
+   * Median over rounds of (service time / (bare time + the floor's overhead)): the
    * service against what any node:http service costs on this machine, so only Tandem's own
    * work (checks, decode, admission, encode, log) counts against it. Goal ≤ 1.03.
    */
@@ -177,30 +177,33 @@ async function transportFloor(requestBytes: number, responseBytes: number, itera
 }
 
 /**
- * The bench's pairing: `warmup` untimed pairs, then `iterations` pairs of one bare run and one
- * request, their order alternating so that neither side always runs with warm caches.
+ * The bench's interleaving: `warmup` untimed rounds, then `iterations` rounds of one call of
+ * each step, their order rotating from round to round so that no step always runs with
+ * another's caches or right after the same one, and a drift of the machine's speed (its
+ * load, the bare run's two modes) hits every step alike.
  */
-async function paired<T>(bare: () => Promise<number>, request: () => Promise<T>, warmup: number, iterations: number): Promise<Array<{ bareMs: number; served: T }>> {
-  for (let i = 0; i < warmup; i++) {
-    await bare();
-    await request();
-  }
-  const pairs: Array<{ bareMs: number; served: T }> = [];
+async function rotated<T extends unknown[]>(steps: { [K in keyof T]: () => Promise<T[K]> }, warmup: number, iterations: number): Promise<T[]> {
+  const n = steps.length;
+  for (let i = 0; i < warmup; i++) for (const step of steps) await step();
+  const rounds: T[] = [];
   for (let i = 0; i < iterations; i++) {
-    let bareMs = i % 2 === 0 ? await bare() : 0;
-    const served = await request();
-    if (i % 2 === 1) bareMs = await bare();
-    pairs.push({ bareMs, served });
+    const round = new Array(n) as T;
+    for (let k = 0; k < n; k++) {
+      const at = (i + k) % n;
+      round[at] = await (steps[at] as () => Promise<unknown>)();
+    }
+    rounds.push(round);
   }
-  return pairs;
+  return rounds;
 }
 
 /**
  * The {@link CloudOverheadResult.serviceFloorMs} service: node:http, the body copied into one
  * buffer as it arrives (as the service reads it), then `run` (the partition's bare run), then
- * a ready answer of `responseBytes`. Paired with bare runs exactly as the service is.
+ * a ready answer of `responseBytes`. `served` posts one request and gives the floor's own
+ * record of it, timed as the service times itself.
  */
-async function serviceFloor(run: () => Promise<number>, body: () => Uint8Array, responseBytes: number, warmup: number, iterations: number): Promise<{ ms: number; ratio: number; overheadMs: number }> {
+async function startServiceFloor(run: () => Promise<number>, responseBytes: number): Promise<{ served: (body: Uint8Array) => Promise<number>; close: () => Promise<void> }> {
   const answer = Buffer.alloc(responseBytes, 1);
   const times: number[] = [];
   const server = createServer((req, res) => {
@@ -218,30 +221,24 @@ async function serviceFloor(run: () => Promise<number>, body: () => Uint8Array, 
   server.on('connection', (socket) => socket.setNoDelay(true));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const agent = leanAgent();
-  try {
-    const port = (server.address() as AddressInfo).port;
-    const served = async (): Promise<number> => {
-      const bytes = body();
+  const port = (server.address() as AddressInfo).port;
+  return {
+    served: async (bytes) => {
       const res = await post({ host: '127.0.0.1', port, path: '/', agent, headers: { 'content-length': bytes.byteLength } }, bytes);
       if (res.status !== 200) throw new Error(`the floor service answered ${res.status}`);
       const t = times.pop();
       if (t === undefined) throw new Error('the floor service recorded no time');
       return t;
-    };
-    const pairs = await paired(run, served, warmup, iterations);
-    return {
-      ms: median(pairs.map((p) => p.served)),
-      ratio: median(pairs.map((p) => p.served / p.bareMs)),
-      overheadMs: median(pairs.map((p) => p.served - p.bareMs)),
-    };
-  } finally {
-    agent.destroy();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  }
+    },
+    close: async () => {
+      agent.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }
 
 /**
- * Warm-up pairs by default. A deployed service is measured in its steady state: V8 optimises
+ * Warm-up rounds by default. A deployed service is measured in its steady state: V8 optimises
  * the request path only after some hundreds of requests, and after 5 warm-up pairs (this
  * bench's earlier default) the timed requests still ran partly unoptimised code, ≈ 0.4 ms more
  * per request on this machine (the figures are in bench/RESULTS.md).
@@ -284,14 +281,24 @@ export async function runCloudOverheadBench(subject: OverheadSubject, options: {
       return { roundTripMs, record };
     };
     const bare = (): Promise<number> => partition.timeSession(subject.inputs);
-    const pairs = await paired(bare, viaService, warmup, iterations);
-    const served = pairs.map((p) => p.served);
-    const ratios = pairs.map((p) => p.served.record.totalMs / p.bareMs);
-    const afterBodyRatios = pairs.map((p) => (p.served.record.totalMs - p.served.record.bodyMs) / p.bareMs);
-    const roundTripRatios = pairs.map((p) => p.served.roundTripMs / p.bareMs);
-    const bareMs = median(pairs.map((p) => p.bareMs));
+    // One request first, for the answer's size the floor answers with.
+    await viaService();
+    const floor = await startServiceFloor(bare, responseBytes);
+    let rounds: Array<[number, Awaited<ReturnType<typeof viaService>>, number]>;
+    try {
+      // The floor in the same rounds as the service: both against the same moments of the machine.
+      rounds = await rotated<[number, Awaited<ReturnType<typeof viaService>>, number]>([bare, viaService, () => floor.served(encodeTensorMap(subject.inputs))], warmup, iterations);
+    } finally {
+      await floor.close();
+    }
+    const timed = rounds.map(([bareMs, served, floorMs]) => ({ bareMs, served, floorMs }));
+    const served = timed.map((p) => p.served);
+    const ratios = timed.map((p) => p.served.record.totalMs / p.bareMs);
+    const afterBodyRatios = timed.map((p) => (p.served.record.totalMs - p.served.record.bodyMs) / p.bareMs);
+    const roundTripRatios = timed.map((p) => p.served.roundTripMs / p.bareMs);
+    const bareMs = median(timed.map((p) => p.bareMs));
     const serviceMs = median(served.map((s) => s.record.totalMs));
-    const floor = await serviceFloor(bare, () => encodeTensorMap(subject.inputs), responseBytes, warmup, iterations);
+    const floorOverheadMs = median(timed.map((p) => p.floorMs - p.bareMs));
     return {
       subject: subject.label, iterations, warmup, workers,
       intraOpNumThreads: options.intraOpNumThreads ?? 'default', spinning: options.spinning ?? 'default',
@@ -300,8 +307,8 @@ export async function runCloudOverheadBench(subject: OverheadSubject, options: {
       afterBodyMs: median(served.map((s) => s.record.totalMs - s.record.bodyMs)), afterBodyRatio: median(afterBodyRatios),
       roundTripMs: median(served.map((s) => s.roundTripMs)), roundTripRatio: median(roundTripRatios),
       transportFloorMs: await transportFloor(requestBytes, responseBytes, iterations),
-      serviceFloorMs: floor.ms, serviceFloorRatio: floor.ratio, serviceFloorOverheadMs: floor.overheadMs,
-      ownOverheadRatio: median(pairs.map((p) => p.served.record.totalMs / (p.bareMs + floor.overheadMs))),
+      serviceFloorMs: median(timed.map((p) => p.floorMs)), serviceFloorRatio: median(timed.map((p) => p.floorMs / p.bareMs)), serviceFloorOverheadMs: floorOverheadMs,
+      ownOverheadRatio: median(timed.map((p) => p.served.record.totalMs / (p.bareMs + floorOverheadMs))),
       requestBytes, responseBytes,
     };
   } finally {
