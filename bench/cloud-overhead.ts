@@ -82,8 +82,9 @@ export interface CloudOverheadResult {
   transportFloorMs: number;
   /**
    * Median service time of the least any node:http service can do with the same request: read
-   * the body into one buffer, run the same session on ready-made feeds, answer with as many
-   * bytes (no decoding, checks, encoding or log), timed the same way as `serviceMs`.
+   * the body into one buffer, run the same session on the tensors it holds (views at their known
+   * offsets), answer with as many bytes (no decoding, checks, encoding or log), timed the same
+   * way as `serviceMs`.
    */
   serviceFloorMs: number;
   /**
@@ -198,12 +199,29 @@ async function rotated<T extends unknown[]>(steps: { [K in keyof T]: () => Promi
 }
 
 /**
- * The {@link CloudOverheadResult.serviceFloorMs} service: node:http, the body copied into one
- * buffer as it arrives (as the service reads it), then `run` (the partition's bare run), then
- * a ready answer of `responseBytes`. `served` posts one request and gives the floor's own
- * record of it, timed as the service times itself.
+ * Where each input tensor's bytes lie in a request body, as the bench encodes it: the floor
+ * reads its inputs there, as a service that knows its one request layout would, checking
+ * nothing.
  */
-async function startServiceFloor(run: () => Promise<number>, responseBytes: number): Promise<{ served: (body: Uint8Array) => Promise<number>; close: () => Promise<void> }> {
+function layoutOf(inputs: TensorMap): (body: Buffer) => TensorMap {
+  const sample = encodeTensorMap(inputs);
+  const decoded = decodePayload(sample).tensors;
+  const at = Object.entries(decoded).map(([name, t]) => ({ name, dims: t.dims, dtype: t.dtype, offset: t.data.byteOffset - sample.byteOffset, length: t.data.length }));
+  return (body) => {
+    const out: TensorMap = {};
+    for (const e of at) out[e.name] = { dtype: e.dtype, dims: e.dims, data: new Float32Array(body.buffer, body.byteOffset + e.offset, e.length) } as TensorMap[string];
+    return out;
+  };
+}
+
+/**
+ * The {@link CloudOverheadResult.serviceFloorMs} service: node:http, the body copied into one
+ * buffer as it arrives (as the service reads it), the session run on the tensors that buffer
+ * holds (views, no decoding or checks), then a ready answer of `responseBytes`. `served` posts
+ * one request and gives the floor's own record of it, timed as the service times itself.
+ */
+async function startServiceFloor(run: (feeds: TensorMap) => Promise<number>, inputs: TensorMap, responseBytes: number): Promise<{ served: (body: Uint8Array) => Promise<number>; close: () => Promise<void> }> {
+  const feedsIn = layoutOf(inputs);
   const answer = Buffer.alloc(responseBytes, 1);
   const times: number[] = [];
   const server = createServer((req, res) => {
@@ -212,7 +230,7 @@ async function startServiceFloor(run: () => Promise<number>, responseBytes: numb
     let size = 0;
     req.on('data', (b: Buffer) => { size += b.copy(whole, size); });
     req.on('end', () => {
-      void run().then(() => {
+      void run(feedsIn(whole)).then(() => {
         res.writeHead(200, { 'content-length': answer.byteLength }).end(answer);
         times.push(performance.now() - started);
       }, (error: unknown) => res.destroy(error instanceof Error ? error : new Error(String(error))));
@@ -283,7 +301,7 @@ export async function runCloudOverheadBench(subject: OverheadSubject, options: {
     const bare = (): Promise<number> => partition.timeSession(subject.inputs);
     // One request first, for the answer's size the floor answers with.
     await viaService();
-    const floor = await startServiceFloor(bare, responseBytes);
+    const floor = await startServiceFloor((feeds) => partition.timeSession(feeds), subject.inputs, responseBytes);
     let rounds: Array<[number, Awaited<ReturnType<typeof viaService>>, number]>;
     try {
       // The floor in the same rounds as the service: both against the same moments of the machine.
