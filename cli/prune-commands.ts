@@ -3,6 +3,7 @@
  * (src/prune); and `tandem bench prune`, the accuracy/F1-against-FLOPs sweep on the PP-OCR models.
  */
 import type { Command } from 'commander';
+import { ValidationError } from '../src/errors/index.js';
 import { loadBench } from './bench-loader.js';
 import { intAtLeast } from './options.js';
 
@@ -86,9 +87,29 @@ export function registerPruneBenchCommand(bench: Command): void {
     .option('--json', 'print the curve as JSON')
     .option('--quick', 'fewer keeps and images (a smoke run)')
     .option('--det-size <n>', 'detector input size (default 640)', intAtLeast('--det-size', 1, 'CLI_OPTION'))
-    .action(async (options: { json?: boolean; quick?: boolean; detSize?: number }) => {
+    .option('--models <list>', 'models to sweep: cls, det or cls,det (default both)', pruneBenchModels)
+    .option('--keeps <list>', 'keeps to sweep, comma-separated fractions in (0, 1] (default 1.0 → 0.3)', pruneBenchKeeps)
+    .action(async (options: { json?: boolean; quick?: boolean; detSize?: number; models?: ('cls' | 'det')[]; keeps?: number[] }) => {
       const { runPruneBench } = await loadBench('prune', () => import('../bench/prune.js'));
-      const result = await runPruneBench({ quick: options.quick ?? false, ...(options.detSize !== undefined ? { detSize: options.detSize } : {}), log: (line) => process.stderr.write(`${line}\n`) });
+      const result = await runPruneBench({
+        quick: options.quick ?? false,
+        ...(options.detSize !== undefined ? { detSize: options.detSize } : {}),
+        ...(options.models !== undefined ? { models: options.models } : {}),
+        ...(options.keeps !== undefined ? { keeps: options.keeps } : {}),
+        log: (line) => process.stderr.write(`${line}\n`),
+      });
       process.stdout.write(options.json ? `${JSON.stringify(result)}\n` : `${result.summary}\n`);
     });
+}
+
+function pruneBenchModels(value: string): ('cls' | 'det')[] {
+  const models = value.split(',').map((m) => m.trim());
+  if (models.length === 0 || models.some((m) => m !== 'cls' && m !== 'det')) throw new ValidationError('CLI_OPTION', `--models takes cls, det or cls,det, got ${value}`);
+  return [...new Set(models)] as ('cls' | 'det')[];
+}
+
+function pruneBenchKeeps(value: string): number[] {
+  const keeps = value.split(',').map((k) => Number(k.trim()));
+  if (keeps.length === 0 || keeps.some((k) => !Number.isFinite(k) || k <= 0 || k > 1)) throw new ValidationError('CLI_OPTION', `--keeps takes fractions in (0, 1], got ${value}`);
+  return keeps;
 }

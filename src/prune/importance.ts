@@ -12,7 +12,7 @@ import { inverse, Matrix } from 'ml-matrix';
 import type { OnnxModel } from '../graph/model.js';
 import { intAttr } from '../graph/onnx.js';
 import type { ChannelClass } from './channels.js';
-import type { WeightStore } from './weights.js';
+import type { FloatTensor, WeightStore } from './weights.js';
 
 /**
  * Σ x xᵀ over sampled positions of every consumer's input, with a trailing constant 1 (so
@@ -127,5 +127,39 @@ export class CompensatedImportance {
       s.removed[c] = 1;
       wc.fill(0);
     }
+  }
+
+  /** Layers whose weights the removals so far have changed. */
+  touched(): number[] {
+    return [...this.layers.entries()].filter(([, s]) => s.removed.some((r) => r === 1)).map(([node]) => node);
+  }
+
+  /**
+   * The compensated weights of layer `node` in its original layout (removed inputs zeroed) and
+   * the bias shift the constant column absorbed: the layer as least squares would re-fit it,
+   * without changing any shape (sensitivity.ts runs the model so).
+   */
+  compensated(node: number): { weight: FloatTensor; bias: Float32Array } | undefined {
+    const s = this.layers.get(node);
+    if (!s) return undefined;
+    const proto = this.model.nodes[node]!.proto;
+    const w = this.weights.get(proto.input![1]!)!;
+    const channels = s.channels - 1;
+    const data = new Float32Array(w.data.length);
+    const constant = s.w[channels]!;
+    let bias: Float32Array;
+    if (proto.opType === 'Conv') {
+      const cout = w.dims[0]!;
+      const taps = w.data.length / (cout * channels);
+      for (let ch = 0; ch < channels; ch++) for (let o = 0; o < cout; o++) for (let k = 0; k < taps; k++) data[(o * channels + ch) * taps + k] = s.w[ch]![o * taps + k]!;
+      // Per-tap compensation: a constant input reaches every tap, so the bias takes their sum.
+      bias = Float32Array.from({ length: cout }, (_, o) => constant.subarray(o * taps, (o + 1) * taps).reduce((a, b) => a + b, 0));
+    } else {
+      const transposed = proto.opType === 'Gemm' && intAttr(proto, 'transB', 0) === 1;
+      const n = transposed ? w.dims[0]! : w.dims[1]!;
+      for (let ch = 0; ch < channels; ch++) for (let o = 0; o < n; o++) data[transposed ? o * channels + ch : ch * n + o] = s.w[ch]![o]!;
+      bias = Float32Array.from(constant);
+    }
+    return { weight: { dims: [...w.dims], data }, bias };
   }
 }

@@ -9,22 +9,24 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { analyzeModel, findCut, loadModel, parseModel } from '../graph/index.js';
 import type { OnnxModel } from '../graph/model.js';
-import { encodeModel, type ModelProto } from '../graph/onnx.js';
+import { encodeModel } from '../graph/onnx.js';
 import { PipelineSchema, type PipelineSpec } from '../preprocess/index.js';
 import { readLabels, readPackage } from '../package/index.js';
 import type { Tensor } from '../tensor/index.js';
-import { mulberry32 } from '../util/random.js';
 import { applyPruning } from './apply.js';
-import { analyzeChannels, isDense, isDepthwise } from './channels.js';
+import { analyzeChannels, isDense, isDepthwise, type ChannelClass } from './channels.js';
+import type { TensorShape } from '../graph/shapes.js';
 import { PruneError } from './errors.js';
 import { measureFidelity, readHoldoutLabels, type Fidelity } from './fidelity.js';
 import { foldBatchNorms } from './fold.js';
 import { measureRegion, timeRegions } from './measure.js';
 import { checkOut, writePrunedPackage } from './output.js';
 import { reconstruct, type LayerSolve } from './reconstruct.js';
-import { CompensatedImportance, type ChannelGrams } from './importance.js';
-import { estimateFlops, selectClasses } from './select.js';
-import { ActivationSession, cloneModel, listImages, loadImage } from './session.js';
+import { CompensatedImportance } from './importance.js';
+import { channelGrams } from './grams.js';
+import { allocate, measureSensitivity, timeCost } from './sensitivity.js';
+import { Costs, alignCounts, estimateFlops, selectClasses } from './select.js';
+import { cloneModel, listImages, loadImage } from './session.js';
 import { WeightStore, dropDeadWeights } from './weights.js';
 import { checkVariant, recordVariant, variantScratch } from './variant.js';
 
@@ -66,6 +68,16 @@ export interface PruneOptions {
   refitAll?: boolean;
   /** Measure each reconstructed layer's residual before and after solving (slower; for diagnosis). */
   residuals?: boolean;
+  /**
+   * How the budget is shared among layers: `sensitivity` (default) measures on the calibration
+   * images how much the output changes when each layer alone loses channels and gives each
+   * layer its own keep ratio; `greedy` prices channels by their local importance alone.
+   */
+  allocation?: 'sensitivity' | 'greedy';
+  /** What a removal saves, for the allocation: estimated `time` (default; memory-bound work counts its bytes) or `flops`. */
+  cost?: 'time' | 'flops';
+  /** Calibration images the sensitivity measurement runs (default 64, the first ones). */
+  sensitivityImages?: number;
   /** Re-solve the layers after pruned channels (default true; false only to measure what it adds). */
   reconstruct?: boolean;
   seed?: number;
@@ -146,9 +158,24 @@ export async function prunePackage(options: PruneOptions): Promise<PruneReport> 
   // Rounding counts up to the alignment keeps more than asked: aim lower and select again.
   let aim = options.keep;
   let removed = new Set<number>();
+  const allocation = options.allocation ?? 'sensitivity';
+  const sensitivity = allocation === 'greedy' || options.keep >= 1
+    ? undefined
+    : await measureSensitivity({
+      classes, model: base, proto: baseProto, weights: baseWeights, grams, shapes: analysis.tensorShapes, images, limit: options.sensitivityImages ?? sensitivityImages(first.dims), levels: sensitivityLevels(first.dims), minChannels: selection.minChannels,
+      probabilities: pkg.manifest.postprocess?.kind === 'classification', threads, log,
+    }, JSON.stringify([model.sha256, options.upto, calib, first.dims, options.seed ?? 1, options.minChannels ?? 0.1]));
+  const price = (options.cost ?? 'time') === 'time' ? timeCost(base, analysis.tensorShapes, region) : (_cls: ChannelClass, flops: number): number => flops;
+  if (sensitivity) log(`sensitivity of ${sensitivity.groups.length} channel groups measured in ${sensitivity.runs} calibration runs`);
   for (let attempt = 0; attempt < 3; attempt++) {
     const importance = new CompensatedImportance(classes, base, baseWeights, grams);
-    removed = selectClasses(classes, importance, base, analysis.tensorShapes, baseWeights, { ...selection, keep: aim });
+    if (sensitivity) {
+      const costs = new Costs(base, analysis.tensorShapes, baseWeights, region);
+      removed = allocate(sensitivity, classes, costs, before.flops, aim * before.flops, price);
+      if (selection.align > 1) alignRemoved(classes, removed, analysis.tensorShapes, selection.align, (i) => importance.score(i));
+    } else {
+      removed = selectClasses(classes, importance, base, analysis.tensorShapes, baseWeights, { ...selection, keep: aim });
+    }
     const reached = estimateFlops(classes, removed, base, analysis.tensorShapes, baseWeights, selection) / before.flops;
     if (selection.align <= 1 || reached <= options.keep * 1.01 || reached >= 1) break;
     aim *= options.keep / reached;
@@ -245,6 +272,30 @@ function calibrationStream(files: readonly string[], pipeline: PipelineSpec): ()
   };
 }
 
+/** Rounds pruned channel counts up to multiples of `align` (see select.ts), from a chosen set. */
+function alignRemoved(classes: readonly ChannelClass[], removed: Set<number>, shapes: ReadonlyMap<string, TensorShape>, align: number, score: (i: number) => number): void {
+  const remaining = new Map<string, number>();
+  for (const i of removed) {
+    for (const t of new Set(classes[i]!.members.map((m) => m.tensor))) remaining.set(t, (remaining.get(t) ?? shapes.get(t)!.dims[1]!) - 1);
+  }
+  alignCounts(classes, removed, remaining, shapes, align, score);
+}
+
+/**
+ * Calibration images a sensitivity measurement runs: 64 text lines (48×192), fewer for larger
+ * inputs so that each of its hundreds of runs costs about the same (6 pages at 320×320).
+ */
+function sensitivityImages(dims: readonly number[]): number {
+  const pixels = dims.slice(2).reduce((a, b) => a * b, 1);
+  return Math.max(4, Math.min(64, Math.round((64 * 48 * 192) / pixels)));
+}
+
+/** Points of each group's curve: eighths for small inputs, fifths past 4× a text line's pixels (a detector's runs dominate). */
+function sensitivityLevels(dims: readonly number[]): number[] {
+  const pixels = dims.slice(2).reduce((a, b) => a * b, 1);
+  return pixels > 4 * 48 * 192 ? [0.2, 0.4, 0.6, 0.8] : [0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875];
+}
+
 const round = (ms: number): number => Math.round(ms * 1000) / 1000;
 
 function pipelineOf(inputs: Record<string, { pipeline?: unknown }>, model: OnnxModel): [string, PipelineSpec] {
@@ -254,53 +305,6 @@ function pipelineOf(inputs: Record<string, { pipeline?: unknown }>, model: OnnxM
     throw new PruneError('PRUNE_UNSUPPORTED', `the model has ${model.inputs.length} inputs; pruning calibrates models with one image input`, { details: { inputs: model.inputNames } });
   }
   return [entry[0], PipelineSchema.parse(entry[1].pipeline)];
-}
-
-/** Positions per image that enter a channel Gram: enough for C×C statistics, bounded for 640×640 inputs. */
-const GRAM_POSITIONS = 4096;
-
-/** Σ x xᵀ over (sampled) positions of every consumer's input, streamed over the calibration images. */
-async function channelGrams(proto: ModelProto, tensors: string[], images: () => AsyncIterable<Tensor>, threads: number, seed: number): Promise<ChannelGrams> {
-  const names = [...new Set(tensors)];
-  const grams = new Map<string, { gram: Float64Array; channels: number }>();
-  const session = await ActivationSession.open(proto, names, threads);
-  const rand = mulberry32(seed);
-  try {
-    for await (const image of images()) {
-      const out = await session.run(image, names);
-      for (const name of names) {
-        const t = out.get(name)!;
-        const c = t.dims[1]!;
-        const plane = t.data.length / (c * t.dims[0]!);
-        let entry = grams.get(name);
-        const c1 = c + 1;
-        if (!entry) grams.set(name, (entry = { gram: new Float64Array(c1 * c1), channels: c }));
-        const positions = t.dims[0]! * plane;
-        const count = Math.min(positions, GRAM_POSITIONS);
-        const v = new Float64Array(c1);
-        v[c] = 1;
-        for (let r = 0; r < count; r++) {
-          const p = count === positions ? r : Math.floor(rand() * positions);
-          const [n, i] = [Math.floor(p / plane), p % plane];
-          for (let ch = 0; ch < c; ch++) v[ch] = t.data[(n * c + ch) * plane + i]!;
-          const g = entry.gram;
-          for (let a = 0; a < c1; a++) {
-            const va = v[a]!;
-            if (va === 0) continue;
-            for (let b = a; b < c1; b++) g[a * c1 + b]! += va * v[b]!;
-          }
-        }
-      }
-    }
-  } finally {
-    await session.release();
-  }
-  // Only the upper triangle was summed: mirror it.
-  for (const { gram, channels } of grams.values()) {
-    const c1 = channels + 1;
-    for (let a = 0; a < c1; a++) for (let b = a + 1; b < c1; b++) gram[b * c1 + a] = gram[a * c1 + b]!;
-  }
-  return grams;
 }
 
 /**

@@ -27,7 +27,7 @@ export interface SelectionOptions {
 const product = (values: readonly number[]): number => values.reduce((a, b) => a * b, 1);
 
 /** Per-node channel counts, updated as classes go, to price each removal at its current cost. */
-class Costs {
+export class Costs {
   readonly cin = new Map<number, number>();
   readonly cout = new Map<number, number>();
   constructor(
@@ -149,7 +149,7 @@ export function estimateFlops(classes: readonly ChannelClass[], removed: Readonl
  * original count) by restoring its removed classes, most important first. Restoring is the
  * safe direction: it only gives back accuracy; the FLOPs land a little above the budget.
  */
-function alignCounts(classes: readonly ChannelClass[], removed: Set<number>, remaining: Map<string, number>, shapes: ReadonlyMap<string, TensorShape>, align: number, score: (i: number) => number): void {
+export function alignCounts(classes: readonly ChannelClass[], removed: Set<number>, remaining: Map<string, number>, shapes: ReadonlyMap<string, TensorShape>, align: number, score: (i: number) => number): void {
   const byTensor = new Map<string, number[]>();
   for (const i of removed) for (const m of classes[i]!.members) (byTensor.get(m.tensor) ?? byTensor.set(m.tensor, []).get(m.tensor)!).push(i);
   for (let round = 0; round < 4; round++) {
