@@ -10,6 +10,8 @@ import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
+import { variantSection } from './harness/variant-report.js';
+import type { VariantSummary } from './harness/variants.js';
 
 export const RESULTS_DIR = join(dirname(fileURLToPath(import.meta.url)), ...(import.meta.url.includes('/dist/') ? ['..', '..', 'bench'] : []), 'results');
 
@@ -57,6 +59,25 @@ export interface SweepPoint {
   cloudOnlyBytesSent?: number;
   /** Bytes sent by each of the first release's offloads (the tensor, never the image). */
   round1Offloads?: number[];
+  /** Pruned variants (harness/variants.ts): the accuracy budget of the arm that may run them. */
+  maxAccuracyDrop?: number;
+  /** Adaptive with the variants within the budget, measured in the same rounds: mean, most frequent plan, plan per round. */
+  variantsMs?: number;
+  variantsPlan?: string;
+  variantsPlans?: string[];
+  /** adaptiveMs / variantsMs: what the variants gained against the unpruned adaptive planner. */
+  variantSpeedup?: number;
+  /** The variant of the most frequent plan (absent: it ran the model), and that variant's accuracy drop. */
+  variantChosen?: string;
+  variantAccuracyDrop?: number;
+  /** Share of the arm's requests that ran a variant, and the largest accuracy drop among those run. */
+  variantShare?: number;
+  variantMaxAccuracyDrop?: number;
+  /** Largest output error of the arm's requests against the unpruned model's float32 run (pruning included). */
+  variantsOutputError?: number;
+  /** The oracle over every option, variants within the budget included (`oracleMs` is over the unpruned options only). */
+  oracleVariantsMs?: number;
+  oracleVariantsPlan?: string;
 }
 
 /** What the report needs of a model's profile to explain the crossovers. */
@@ -85,6 +106,13 @@ export interface SweepResult {
   maxOutputError?: number;
   /** Largest adaptiveOutputError over the points. */
   adaptiveOutputError?: number;
+  /** Per model, its pruned variants (keep, accuracy drop, fidelity); absent when the sweep ran without. */
+  variants?: Record<string, VariantSummary[]>;
+  maxAccuracyDrop?: number;
+  /** Geometric mean over the points of variantSpeedup; worst variantsMs / oracleVariantsMs; largest accuracy drop run. */
+  geomeanVariantSpeedup?: number;
+  variantsOverOracle?: number;
+  variantMaxAccuracyDrop?: number;
   /** 1-minute load average of the machine at the start and the end of the run. */
   loadAverage?: { start: number; end: number };
   points: SweepPoint[];
@@ -125,6 +153,7 @@ const STRATEGIES: Array<[keyof SweepPoint, string]> = [
   ['adaptiveMs', 'Tandem adaptive'],
   ['oracleMs', 'oracle'],
   ['round1Ms', 'round-1 (fp32, tensor offload)'],
+  ['variantsMs', 'Tandem adaptive + pruned variants'],
 ];
 
 export async function writeSweepReport(result: SweepResult, dir = RESULTS_DIR): Promise<ReportFiles> {
@@ -147,7 +176,7 @@ export async function writeSweepReport(result: SweepResult, dir = RESULTS_DIR): 
           color: {
             field: 'strategy',
             type: 'nominal',
-            scale: { domain: STRATEGIES.map(([, s]) => s), range: ['#4c78a8', '#f58518', '#e45756', '#7b3fbf', '#222222', '#9c9c9c'] },
+            scale: { domain: STRATEGIES.map(([, s]) => s), range: ['#4c78a8', '#f58518', '#e45756', '#7b3fbf', '#222222', '#9c9c9c', '#2f9e44'] },
             legend: { orient: 'bottom', columns: 3, labelLimit: 320 },
           },
           strokeDash: { condition: { test: "datum.strategy === 'oracle' || indexof(datum.strategy, 'round-1') === 0", value: [4, 3] }, value: [1, 0] },
@@ -245,6 +274,7 @@ export function sweepMarkdown(result: SweepResult): string {
         `| ${p.model} | ${p.bandwidthMbit} | ${p.rttMs} | ${f(p.edgeOnlyMs)} | ${f(p.cloudOnlyMs)} | ${f(p.staticMs)} | ${f(p.adaptiveMs)} | ${f(p.oracleMs)} | ${f(p.round1Ms ?? Number.NaN)} | ${(p.adaptiveMs / p.oracleMs).toFixed(2)} | ${(p.adaptiveMs / Math.min(p.edgeOnlyMs, p.cloudOnlyMs)).toFixed(2)} | ${p.adaptiveChoiceMs !== undefined && p.oracleChoiceMs !== undefined ? (p.adaptiveChoiceMs / p.oracleChoiceMs).toFixed(2) : '—'} | ${p.speedupOverRound1 !== undefined ? `${p.speedupOverRound1.toFixed(2)}×` : '—'} | ${p.adaptiveOutputError !== undefined ? p.adaptiveOutputError.toExponential(1) : '—'} | ${p.oraclePlan} | ${p.adaptivePlan}${p.adaptivePlans ? ` (${p.adaptivePlans.filter((x) => x === p.oraclePlan).length}/${p.adaptivePlans.length} rounds = oracle's)` : ''} | ${p.round1Plan ?? '—'} |`,
     ),
     '',
+    ...variantSection(result),
     '## Crossovers',
     '',
     'Where the best measured plan changes kind as bandwidth falls:',

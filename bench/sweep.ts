@@ -9,6 +9,7 @@ import { loadavg } from 'node:os';
 import { CONTENTION, MIN_ROUNDS, measurePoint, plannerFor, predictedBest } from './harness/point.js';
 import { ENDPOINT, MODELS, Testbed, mean } from './harness/testbed.js';
 import { writeSweepReport, type ModelSummary, type ReportFiles, type SweepPoint, type SweepResult } from './report.js';
+import { CALIBRATION_SEEDS, HOLDOUT_SEEDS, prunedVariants, type VariantSource } from './harness/variants.js';
 
 export { adaptiveRequest, CONTENTION, edgeShare, MIN_ROUNDS, planFromDescription, probeLink, quietLink, seeded, shuffle } from './harness/point.js';
 
@@ -30,6 +31,20 @@ export interface SweepOptions {
    * for adaptive, static and the oracle's options); `null` for float32 only. Default 0.05.
    */
   maxOutputError?: number | null;
+  /**
+   * `keep` fractions of the pruned variants each model gets (pruned with `prunePackage`,
+   * cached in `bench/results/variants/`); `false` for none. Default {@link DEFAULT_VARIANT_KEEPS},
+   * none with `quick` (a first prune takes minutes per variant).
+   */
+  variants?: readonly number[] | false;
+  /** The accuracy a variant may cost, for the arm with variants and the oracle with variants (default {@link DEFAULT_MAX_ACCURACY_DROP}). */
+  maxAccuracyDrop?: number;
+  /** Re-prune the variants even when cached. */
+  freshVariants?: boolean;
+  /** Where pruned variants are cached (`false`: not cached). */
+  variantCache?: string | false;
+  /** Adds the variants instead of pruning (tests). */
+  variantSource?: VariantSource;
   /** The shaped link's token-bucket depth, bytes (default {@link SWEEP_BURST_BYTES}). */
   burstBytes?: number;
   log?: (line: string) => void;
@@ -49,6 +64,9 @@ export const QUICK_GRID = { bandwidthsMbit: [2, 10, 50], rttsMs: [10, 50] };
 export const SWEEP_BURST_BYTES = 1500;
 /** Default output-error budget of the lossy cut encodings. */
 export const DEFAULT_MAX_OUTPUT_ERROR = 0.05;
+/** Default pruned variants (keep fractions) and their accuracy budget (one point). */
+export const DEFAULT_VARIANT_KEEPS = [0.7, 0.5] as const;
+export const DEFAULT_MAX_ACCURACY_DROP = 0.01;
 
 /** Runs the sweep and writes its reports. */
 export async function runSweep(options: SweepOptions = {}): Promise<{ result: SweepResult; files?: ReportFiles }> {
@@ -70,11 +88,15 @@ export async function runSweep(options: SweepOptions = {}): Promise<{ result: Sw
     return spec;
   });
   const burstBytes = options.burstBytes ?? SWEEP_BURST_BYTES;
-  const testbed = await Testbed.create({ slowdown, stretchJitter, maxCuts: options.maxCuts ?? (quick ? 6 : 10), models: specs, burstBytes, log });
+  const keeps = options.variants ?? (quick ? false : DEFAULT_VARIANT_KEEPS);
+  const drop = options.maxAccuracyDrop ?? DEFAULT_MAX_ACCURACY_DROP;
+  const variantSource =
+    options.variantSource ?? (keeps !== false && keeps.length > 0 ? prunedVariants({ keeps, ...(options.variantCache !== undefined ? { cacheDir: options.variantCache } : {}), ...(options.freshVariants ? { fresh: true } : {}), log }) : undefined);
+  const testbed = await Testbed.create({ slowdown, stretchJitter, maxCuts: options.maxCuts ?? (quick ? 6 : 10), models: specs, burstBytes, log, ...(variantSource ? { variants: variantSource } : {}) });
   const loadStart = loadavg()[0] ?? Number.NaN;
   const points: SweepPoint[] = [];
   const summaries: ModelSummary[] = [];
-  const notes = sweepNotes({ slowdown, warmup, rounds, bandwidths, rtts, budget, burstBytes });
+  const notes = [...sweepNotes({ slowdown, warmup, rounds, bandwidths, rtts, budget, burstBytes }), ...(variantSource ? [variantNote(drop)] : [])];
   try {
     for (const spec of specs) {
       const name = spec.name;
@@ -93,14 +115,16 @@ export async function runSweep(options: SweepOptions = {}): Promise<{ result: Sw
         })),
       });
       const staticPlan = predictedBest(m, budget, mean(bandwidths), mean(rtts));
-      const arms = { adaptive: plannerFor(m, budget), round1: plannerFor(m, budget, undefined, true) };
+      const hasVariants = (m.profile.variants ?? []).length > 0;
+      const arms = { adaptive: plannerFor(m, budget), round1: plannerFor(m, budget, undefined, true), ...(hasVariants ? { variants: plannerFor(m, budget, undefined, false, drop) } : {}) };
       for (const bw of [...bandwidths].sort((a, b) => b - a)) {
         for (const rtt of rtts) {
           testbed.setLink(bw * 1e6, rtt);
-          const p = await measurePoint(testbed, m, bw, rtt, { staticPlan, arms, rounds, warmup, maxOutputError: budget });
+          const p = await measurePoint(testbed, m, bw, rtt, { staticPlan, arms, rounds, warmup, maxOutputError: budget, ...(hasVariants ? { maxAccuracyDrop: drop } : {}) });
           points.push(p);
           log(
-            `${name} ${bw} Mbit/s ${rtt} ms: edge ${p.edgeOnlyMs.toFixed(0)} cloud ${p.cloudOnlyMs.toFixed(0)} static ${p.staticMs.toFixed(0)} adaptive ${p.adaptiveMs.toFixed(0)} (${p.adaptivePlan}, error ${(p.adaptiveOutputError ?? 0).toExponential(1)}) oracle ${p.oracleMs.toFixed(0)} (${p.oraclePlan}) round-1 ${(p.round1Ms ?? 0).toFixed(0)} (${p.round1Plan}) ×${(p.speedupOverRound1 ?? 0).toFixed(2)}`,
+            `${name} ${bw} Mbit/s ${rtt} ms: edge ${p.edgeOnlyMs.toFixed(0)} cloud ${p.cloudOnlyMs.toFixed(0)} static ${p.staticMs.toFixed(0)} adaptive ${p.adaptiveMs.toFixed(0)} (${p.adaptivePlan}, error ${(p.adaptiveOutputError ?? 0).toExponential(1)}) oracle ${p.oracleMs.toFixed(0)} (${p.oraclePlan}) round-1 ${(p.round1Ms ?? 0).toFixed(0)} (${p.round1Plan}) ×${(p.speedupOverRound1 ?? 0).toFixed(2)}` +
+              (p.variantsMs !== undefined ? ` | +variants ${p.variantsMs.toFixed(0)} (${p.variantsPlan}) ×${(p.variantSpeedup ?? 0).toFixed(2)} oracle+variants ${(p.oracleVariantsMs ?? 0).toFixed(0)} (${p.oracleVariantsPlan})` : ''),
           );
         }
       }
@@ -117,6 +141,7 @@ export async function runSweep(options: SweepOptions = {}): Promise<{ result: Sw
     geomeanSpeedupOverRound1: geomean(points.map((p) => p.speedupOverRound1 ?? Number.NaN)),
     ...(budget !== undefined ? { maxOutputError: budget } : {}),
     adaptiveOutputError: Math.max(0, ...points.map((p) => p.adaptiveOutputError ?? 0)),
+    ...variantFigures(testbed, points, variantSource ? drop : undefined),
     loadAverage: { start: loadStart, end: loadavg()[0] ?? Number.NaN },
     points,
     slowdown,
@@ -126,6 +151,27 @@ export async function runSweep(options: SweepOptions = {}): Promise<{ result: Sw
   };
   const files = options.reportDir === false ? undefined : await writeSweepReport(result, options.reportDir);
   return files ? { result, files } : { result };
+}
+
+/** The result's variant figures: the variants pruned per model, the geometric-mean speedup, the worst ratio to the oracle with variants. */
+function variantFigures(testbed: Testbed, points: readonly SweepPoint[], drop: number | undefined): Partial<SweepResult> {
+  if (drop === undefined) return {};
+  const measured = points.filter((p) => p.variantsMs !== undefined);
+  return {
+    variants: Object.fromEntries(testbed.variants),
+    maxAccuracyDrop: drop,
+    ...(measured.length > 0
+      ? {
+          geomeanVariantSpeedup: geomean(measured.map((p) => p.variantSpeedup ?? Number.NaN)),
+          variantsOverOracle: Math.max(...measured.map((p) => (p.variantsMs ?? Number.NaN) / (p.oracleVariantsMs ?? Number.NaN))),
+          variantMaxAccuracyDrop: Math.max(0, ...measured.map((p) => p.variantMaxAccuracyDrop ?? 0)),
+        }
+      : {}),
+  };
+}
+
+function variantNote(drop: number): string {
+  return `Pruned variants: each model is pruned (src/prune's prunePackage, whole model, at each keep fraction given) with ${CALIBRATION_SEEDS.count} calibration images and measured on ${HOLDOUT_SEEDS.count} other (held-out) images of the sweep's own kind; the accuracy drop is 1 − top-1 agreement with the unpruned model (classifiers) or 1 − box F1 against its boxes (the detector). Pruned packages are cached in bench/results/variants/, keyed by the model, keep, the image seeds and the pruning code. A third planner, adaptive with variants (maxAccuracyDrop ${drop}; variant cuts get float16/int8 within the same output-error budget, measured against the variant's own float32 tail), runs in the same rounds; its speedup is adaptive's mean over its mean. The oracle with variants is the best measured mean over every option, those of variants within the budget included; the oracle of the other columns (and of the goals) stays over the unpruned options only. An unpruned option leaves contention only against the best unpruned mean, so a fast variant cannot starve the unpruned oracle. A variant over the budget is never an option of either.`;
 }
 
 export function geomean(xs: readonly number[]): number {
@@ -139,7 +185,7 @@ function sweepNotes(o: { slowdown: number; warmup: number; rounds: number; bandw
     `Cut encodings: float16 and int8 are options of adaptive, static and the oracle wherever the profile's output error (measured end to end on 3 calibration JPEGs, tail on the decoded cut) is within ${o.budget !== undefined ? o.budget : '— (none: float32 only)'}. Accuracy: every request's outputs are compared with the edge's float32 run on the same JPEG (per output max |y − y₃₂| / max |y₃₂|); the table gives the largest over adaptive's requests.`,
     'adaptive/oracle is the measured mean of adaptive\'s own requests over the oracle\'s (separate requests, same rounds). The choice ratio charges each adaptive request the mean of every request of the plan it chose under this condition (options\' and adaptive\'s), over the best such mean: it shows what adaptive\'s choices cost with the request-to-request noise averaged over more samples; a wrong choice shows in both.',
     'Oracle: the lowest measured mean over local, offload, every candidate split and encoding whose cost-model prediction under the true link is within 2× of the best prediction, and any plan adaptive chose.',
-    `Measurements are interleaved: after ${o.warmup} requests of each planner that follow the change (not counted), each of ${o.rounds} rounds runs, in a shuffled order, one adaptive request, one round-1 request and one request of every option still in contention, so load swings of the shared machine hit them alike. Every option runs in the first ${MIN_ROUNDS} rounds; after that an option whose mean is over ${CONTENTION}× the best so far stops (its mean stays as measured).`,
+    `Measurements are interleaved: after ${o.warmup} requests of each planner that follow the change (not counted), each of ${o.rounds} rounds runs, in a shuffled order, one adaptive request, one round-1 request and one request of every option still in contention, so load swings of the shared machine hit them alike. Every option runs in ${MIN_ROUNDS} rounds (from the first, or from the round after an arm chose it); after that an option whose mean is over ${CONTENTION}× the best so far stops (its mean stays as measured).`,
     `Static (Neurosurgeon-style): the best plan predicted from the profile for the mean condition of the grid (${mean(o.bandwidths).toFixed(1)} Mbit/s, ${mean(o.rtts).toFixed(0)} ms), fixed for every point.`,
     'Adaptive and round-1: one planner each per model, carried across the grid points in order (bandwidth falling, RTT rising), starting from the profile and default priors (10 Mbit/s, 50 ms). Speedup over round-1: round-1\'s mean over adaptive\'s at the point; the geometric mean is over the points.',
   ];

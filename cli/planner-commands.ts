@@ -68,6 +68,10 @@ export function registerBenchCommand(program: Command): Command {
     .option('--max-output-error <x>', 'output-error budget of the float16/int8 cut encodings; 0 for float32 only', '0.05')
     .option('--burst-bytes <n>', "the shaped link's token-bucket depth in bytes (default 1500: one frame)")
     .option('--stretch-jitter', "stretch each edge run's host jitter by the slowdown too (default: only the undisturbed (fastest recent) run time)")
+    .option('--variants <keeps>', 'prune each model into variants at these keep fractions, e.g. 0.7,0.5 (default 0.7,0.5; none with --quick); cached in bench/results/variants/')
+    .option('--no-variants', 'no pruned variants')
+    .option('--max-accuracy-drop <fraction>', 'accuracy a pruned variant may cost, for adaptive and the oracle with variants', '0.01')
+    .option('--fresh-variants', 're-prune the variants even when cached')
     .option('--json', 'print one JSON object as the last line')
     .action(async (opts: SweepCliOptions) => {
       const { runSweep, QUICK_GRID, MEDIUM_GRID, FULL_GRID } = await loadBench('sweep', () => import('../bench/sweep.js'));
@@ -84,6 +88,9 @@ export function registerBenchCommand(program: Command): Command {
         ...(opts.rtts !== undefined ? { rttsMs: numberList(opts.rtts, '--rtts') } : {}),
         maxOutputError: budget > 0 ? budget : null,
         ...(opts.burstBytes !== undefined ? { burstBytes: positiveInt(opts.burstBytes, '--burst-bytes') } : {}),
+        ...(opts.variants === false ? { variants: false as const } : typeof opts.variants === 'string' ? { variants: keepList(opts.variants) } : {}),
+        maxAccuracyDrop: nonNegativeNumber(opts.maxAccuracyDrop, '--max-accuracy-drop'),
+        freshVariants: opts.freshVariants ?? false,
         log: (line) => process.stderr.write(`${line}\n`),
       });
       const summary = {
@@ -94,6 +101,10 @@ export function registerBenchCommand(program: Command): Command {
         geomeanSpeedupOverRound1: result.geomeanSpeedupOverRound1,
         maxOutputError: result.maxOutputError ?? null,
         adaptiveOutputError: result.adaptiveOutputError,
+        maxAccuracyDrop: result.maxAccuracyDrop ?? null,
+        geomeanVariantSpeedup: result.geomeanVariantSpeedup,
+        variantsOverOracle: result.variantsOverOracle,
+        variants: result.variants,
         edgeSlowdown: result.slowdown,
         stretchJitter: result.stretchJitter,
         loadAverage: result.loadAverage,
@@ -119,6 +130,13 @@ export function registerBenchCommand(program: Command): Command {
           adaptiveChoiceMs: p.adaptiveChoiceMs,
           oracleChoiceMs: p.oracleChoiceMs,
           bestFixedChoiceMs: p.bestFixedChoiceMs,
+          variantsMs: p.variantsMs,
+          variantsPlan: p.variantsPlan,
+          variantSpeedup: p.variantSpeedup,
+          variantChosen: p.variantChosen,
+          variantAccuracyDrop: p.variantAccuracyDrop,
+          oracleVariantsMs: p.oracleVariantsMs,
+          oracleVariantsPlan: p.oracleVariantsPlan,
         })),
       };
       if (!opts.json) {
@@ -307,6 +325,13 @@ function nonNegativeNumber(text: string, flag: string): number {
 }
 
 /** A comma-separated list of positive numbers. */
+/** `--variants`: keep fractions in (0, 1]. */
+function keepList(text: string): number[] {
+  const keeps = numberList(text, '--variants');
+  if (keeps.some((k) => k > 1)) throw new ValidationError('CLI_BAD_NUMBER', `--variants expects keep fractions in (0, 1], got "${text}"`);
+  return keeps;
+}
+
 function numberList(text: string, flag: string): number[] {
   const values = text.split(',').map((s) => s.trim());
   if (values.length === 0 || values.some((v) => v === '')) throw new ValidationError('CLI_BAD_NUMBER', `${flag} expects comma-separated positive numbers, got "${text}"`);
@@ -323,6 +348,10 @@ interface SweepCliOptions {
   rounds?: string;
   maxOutputError: string;
   burstBytes?: string;
+  /** A list of keeps, or false with --no-variants. */
+  variants?: string | false;
+  maxAccuracyDrop: string;
+  freshVariants?: boolean;
   stretchJitter?: boolean;
   json?: boolean;
 }

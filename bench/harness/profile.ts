@@ -5,12 +5,14 @@
  * pipeline, at every candidate cut.
  */
 import { splitModel, type ModelAnalysis, type OnnxModel } from '../../src/graph/index.js';
-import type { Observation, Plan, Profile } from '../../src/planner/index.js';
+import type { CutProfile, Observation, Plan, Profile } from '../../src/planner/index.js';
 import { imageToTensor, type PipelineSpec } from '../../src/preprocess/index.js';
 import { EdgePool, measureEncodings, RECENT_WINDOW, type EncodingMeasurement } from '../../src/runtime/index.js';
 import { TandemError } from '../../src/errors/index.js';
 import { cloneTensorMap, type TensorMap } from '../../src/tensor/index.js';
 import { median, sha256Hex } from '../../src/util/index.js';
+
+type VariantProfile = NonNullable<Profile['variants']>[number];
 
 /** What the profile needs of the testbed: its plans' requests and the model's identity. */
 export interface ProfileTarget {
@@ -25,6 +27,15 @@ export interface ProfileTarget {
   runs: number;
   modelBytes: Uint8Array;
   shapes: Record<string, number[]>;
+  /** The package's variants, each timed whole and split at its own cuts (the same ids, thinner tensors). */
+  variants?: readonly ProfileVariant[];
+}
+
+export interface ProfileVariant {
+  id: string;
+  modelSha256: string;
+  accuracyDrop?: number;
+  cuts: ProfileTarget['cuts'];
 }
 
 /**
@@ -41,6 +52,11 @@ export async function measureProfile(t: ProfileTarget): Promise<Profile> {
     { plan: { kind: 'local' }, form: 'image' },
     { plan: { kind: 'offload', endpoint: t.endpoint }, form: 'tensor' },
     ...t.cuts.map((c) => ({ plan: { kind: 'split', cut: c.id, endpoint: t.endpoint } as Plan, form: 'image' as const })),
+    // Each variant: its local run, then its splits (no offload: the cloud runs the model whole either way).
+    ...(t.variants ?? []).flatMap((v) => [
+      { plan: { kind: 'local', variant: v.id } as Plan, form: 'image' as const },
+      ...v.cuts.map((c) => ({ plan: { kind: 'split', cut: c.id, endpoint: t.endpoint, variant: v.id } as Plan, form: 'image' as const })),
+    ]),
   ];
   const warmupRounds = t.slowdown > 1 && !t.stretchJitter ? RECENT_WINDOW : 1;
   for (let r = 0; r < warmupRounds; r++) for (const p of plans) await t.execute(p.plan, p.form);
@@ -52,7 +68,23 @@ export async function measureProfile(t: ProfileTarget): Promise<Profile> {
       obs[i]?.push(o);
     }
   }
-  return profileOf({ model: t.name, modelBytes: t.modelBytes, shapes: t.shapes, slowdown: t.slowdown, cuts: t.cuts }, obs, (ms) => ({ [t.endpoint]: ms }));
+  const remote = (ms: number): Record<string, number> => ({ [t.endpoint]: ms });
+  const profile = profileOf({ model: t.name, modelBytes: t.modelBytes, shapes: t.shapes, slowdown: t.slowdown, cuts: t.cuts }, obs, remote);
+  let at = 2 + t.cuts.length;
+  const variants: VariantProfile[] = [];
+  for (const v of t.variants ?? []) {
+    const local = obs[at] ?? [];
+    variants.push({
+      id: v.id,
+      modelSha256: v.modelSha256,
+      ...(v.accuracyDrop !== undefined ? { accuracyDrop: v.accuracyDrop } : {}),
+      localMs: median(local.map((o) => o.edgeMs)),
+      remoteMs: {},
+      cuts: cutProfiles(v.cuts, obs.slice(at + 1, at + 1 + v.cuts.length), remote),
+    });
+    at += 1 + v.cuts.length;
+  }
+  return variants.length > 0 ? { ...profile, variants } : profile;
 }
 
 /**
@@ -77,19 +109,24 @@ export function profileOf(
     remoteMs: remote(median(offload.map((o) => o.remoteMs))),
     inputBytes: offload[0]?.bytesSent ?? 0,
     outputBytes: offload[0]?.bytesReceived ?? 0,
-    cuts: m.cuts.map((cut, i) => {
-      const os = obs[i + 2] ?? [];
-      return {
-        id: cut.id,
-        tensors: cut.tensors,
-        bytes: os[0]?.bytesSent ?? cut.bytes,
-        headFlops: cut.headFlops,
-        headMs: median(os.map((o) => o.edgeMs)),
-        tailMs: remote(median(os.map((o) => o.remoteMs))),
-        outputBytes: os[0]?.bytesReceived ?? 0,
-      };
-    }),
+    cuts: cutProfiles(m.cuts, obs.slice(2), remote),
   };
+}
+
+/** The cuts' profiles from their observations (`obs[i]` for `cuts[i]`). */
+function cutProfiles(cuts: ProfileTarget['cuts'], obs: readonly Observation[][], remote: (ms: number) => Record<string, number>): CutProfile[] {
+  return cuts.map((cut, i) => {
+    const os = obs[i] ?? [];
+    return {
+      id: cut.id,
+      tensors: cut.tensors,
+      bytes: os[0]?.bytesSent ?? cut.bytes,
+      headFlops: cut.headFlops,
+      headMs: median(os.map((o) => o.edgeMs)),
+      tailMs: remote(median(os.map((o) => o.remoteMs))),
+      outputBytes: os[0]?.bytesReceived ?? 0,
+    };
+  });
 }
 
 /**
@@ -137,13 +174,24 @@ export async function measureCutEncodings(
  * codec's payload plus the request's headers, like float32's `bytes`).
  */
 export function withEncodings(profile: Profile, measured: ReadonlyMap<string, EncodingMeasurement>, wireBytes: ReadonlyMap<string, number>): Profile {
-  return {
-    ...profile,
-    cuts: profile.cuts.map((c) => {
-      const m = measured.get(c.id);
-      if (!m) return c;
-      const encodings = Object.fromEntries(Object.entries(m.encodings).map(([e, v]) => [e, { ...v, bytes: wireBytes.get(`${c.id}/${e}`) ?? v.bytes }]));
-      return { ...c, codecMs: m.codecMs, encodings };
-    }),
-  };
+  return { ...profile, cuts: encodedCuts(profile.cuts, measured, wireBytes, '') };
+}
+
+/**
+ * A variant's cuts with their encodings: `measured` as for {@link withEncodings}, the output error
+ * against the variant's own float32 tail (what the encoding adds to what pruning cost);
+ * `wireBytes` keyed `cut/encoding~variant`.
+ */
+export function withVariantEncodings(profile: Profile, id: string, measured: ReadonlyMap<string, EncodingMeasurement>, wireBytes: ReadonlyMap<string, number>): Profile {
+  const variants = profile.variants?.map((v) => (v.id === id ? { ...v, cuts: encodedCuts(v.cuts, measured, wireBytes, `~${id}`) } : v));
+  return variants ? { ...profile, variants } : profile;
+}
+
+function encodedCuts(cuts: readonly CutProfile[], measured: ReadonlyMap<string, EncodingMeasurement>, wireBytes: ReadonlyMap<string, number>, suffix: string): CutProfile[] {
+  return cuts.map((c) => {
+    const m = measured.get(c.id);
+    if (!m) return c;
+    const encodings = Object.fromEntries(Object.entries(m.encodings).map(([e, v]) => [e, { ...v, bytes: wireBytes.get(`${c.id}/${e}${suffix}`) ?? v.bytes }]));
+    return { ...c, codecMs: m.codecMs, encodings };
+  });
 }

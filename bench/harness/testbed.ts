@@ -28,7 +28,8 @@ import { outputError } from '../../src/runtime/index.js';
 import { cutEncodingsOf, LINK_PROBE_PATH, type EndpointConfig } from '../../src/providers/index.js';
 import { Shaper } from '../../src/shaper/index.js';
 import { MODELS, writePackage, type ModelSpec } from './models.js';
-import { measureCutEncodings, measureProfile, withEncodings } from './profile.js';
+import { measureCutEncodings, measureProfile, withEncodings, withVariantEncodings } from './profile.js';
+import { loadVariants, type VariantSource, type VariantSummary } from './variants.js';
 
 export { MODELS, type ModelSpec };
 
@@ -70,6 +71,8 @@ export interface PreparedModel {
   encodings: ReturnType<typeof cutEncodingsOf>;
   runtime: Runtime;
   chooser: SwitchChooser;
+  /** The pruned variants in the package (the profile's `variants` holds their times). */
+  variants: VariantSummary[];
 }
 
 export interface TestbedOptions {
@@ -91,6 +94,8 @@ export interface TestbedOptions {
   burstBytes?: number;
   /** Calibration images per model for the cut encodings' output error (default 3). */
   calibrationImages?: number;
+  /** Adds each model's variants to its package before the service and the runtimes load it (none when absent). */
+  variants?: VariantSource;
   log?: (line: string) => void;
 }
 
@@ -134,6 +139,8 @@ export class Testbed {
   readonly models = new Map<string, PreparedModel>();
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   private readonly bytes = new Map<string, Uint8Array>();
+  /** Each model's variants, as the variant source made them. */
+  readonly variants = new Map<string, VariantSummary[]>();
   /** Requests that completed on the edge after a remote failure (should stay 0). */
   fallbacks = 0;
 
@@ -147,17 +154,20 @@ export class Testbed {
   static async create(options: TestbedOptions): Promise<Testbed> {
     const dir = await mkdtemp(join(tmpdir(), 'tandem-bench-'));
     const bytes = new Map<string, Uint8Array>();
+    const variants = new Map<string, VariantSummary[]>();
     let service: CloudService | undefined;
     try {
       for (const spec of options.models) {
         const b = await spec.load();
         bytes.set(spec.name, b);
         await writePackage(dir, spec, b);
+        if (options.variants) variants.set(spec.name, await options.variants(join(dir, spec.name), spec, b));
       }
       service = await startBenchCloud(dir);
       const shaper = await Shaper.start({ target: { host: '127.0.0.1', port: service.port }, burstBytes: options.burstBytes ?? 8 * 1024 });
       const testbed = new Testbed(options, dir, service, shaper);
       for (const [k, v] of bytes) testbed.bytes.set(k, v);
+      for (const [k, v] of variants) testbed.variants.set(k, v);
       return testbed;
     } catch (error) {
       await service?.drain();
@@ -222,10 +232,12 @@ export class Testbed {
       encodings: cutEncodingsOf(endpoint),
       runtime,
       chooser,
+      variants: this.variants.get(spec.name) ?? [],
     };
     this.models.set(spec.name, prepared);
     prepared.chooser.strategy = { kind: 'local' };
     prepared.reference = (await runtime.infer(jpeg)).outputs;
+    const variants = prepared.variants.length > 0 ? await loadVariants(join(this.dir, spec.name), analysis.shapes, cuts.map((c) => c.id)) : [];
     const profile = await measureProfile({
       name: spec.name,
       endpoint: ENDPOINT,
@@ -236,22 +248,37 @@ export class Testbed {
       runs: this.options.profileRuns ?? 5,
       modelBytes: bytes,
       shapes: analysis.shapes,
+      variants: variants.map((v) => v.target),
     });
     const calibration = await Promise.all(Array.from({ length: this.options.calibrationImages ?? 3 }, (_, i) => spec.image(100 + i)));
     const measured = await measureCutEncodings(model, analysis, cuts.map((c) => c.id), pipeline, calibration);
-    // What a request of each encoding sends on the wire (headers included, like float32's bytes).
-    const wire = new Map<string, number>();
-    for (const cut of cuts) {
-      for (const encoding of prepared.encodings) {
-        wire.set(`${cut.id}/${encoding}`, (await this.execute(spec.name, { kind: 'split', cut: cut.id, endpoint: ENDPOINT, encoding })).bytesSent);
-      }
+    prepared.profile = withEncodings(profile, measured, await this.wireBytes(prepared, cuts.map((c) => c.id)));
+    // A variant's cuts get encodings too: the error is what the encoding adds to the variant's own float32 tail.
+    for (const v of variants) {
+      const ids = v.target.cuts.map((c) => c.id);
+      const own = await measureCutEncodings(v.graph, v.analysis, ids, pipeline, calibration);
+      prepared.profile = withVariantEncodings(prepared.profile, v.target.id, own, await this.wireBytes(prepared, ids, v.target.id));
     }
-    prepared.profile = withEncodings(profile, measured, wire);
-    for (const c of prepared.profile.cuts) {
-      const e = Object.entries(c.encodings ?? {}).map(([k, v]) => `${k} ${v.bytes} B (error ${v.maxError.toExponential(1)})`).join(', ');
-      log(`  ${c.id}: head ${c.headMs.toFixed(1)} ms, float32 ${c.bytes} B${e ? `, ${e}` : ''}`);
+    const line = (c: Profile['cuts'][number]): string =>
+      `head ${c.headMs.toFixed(1)} ms, float32 ${c.bytes} B${Object.entries(c.encodings ?? {}).map(([k, e]) => `, ${k} ${e.bytes} B (error ${e.maxError.toExponential(1)})`).join('')}`;
+    for (const c of prepared.profile.cuts) log(`  ${c.id}: ${line(c)}`);
+    for (const v of prepared.profile.variants ?? []) {
+      log(`  ~${v.id} (accuracy drop ${v.accuracyDrop}): local ${v.localMs.toFixed(1)} ms`);
+      for (const c of v.cuts) log(`    ${c.id}~${v.id}: ${line(c)}`);
     }
     return prepared;
+  }
+
+  /** What one request of each lossy encoding at each cut sends on the wire (headers included, like float32's bytes), keyed `cut/encoding[~variant]`. */
+  private async wireBytes(m: PreparedModel, cutIds: readonly string[], variant?: string): Promise<Map<string, number>> {
+    const wire = new Map<string, number>();
+    for (const cut of cutIds) {
+      for (const encoding of m.encodings) {
+        const plan: Plan = { kind: 'split', cut, endpoint: ENDPOINT, encoding, ...(variant !== undefined ? { variant } : {}) };
+        wire.set(`${cut}/${encoding}${variant !== undefined ? `~${variant}` : ''}`, (await this.execute(m.name, plan)).bytesSent);
+      }
+    }
+    return wire;
   }
 
   /**
@@ -271,6 +298,10 @@ export class Testbed {
     const m = this.model(modelName);
     m.chooser.strategy = strategy;
     m.chooser.last = undefined;
+    // Every request starts on a rested link (its token bucket full), whatever the one before
+    // sent: the sweep interleaves strategies, and a request right after a large transfer would
+    // otherwise pay for that transfer's tokens (a few ms at 20 Mbit/s: a tenth of a 33 ms offload).
+    await this.shaper.rested();
     const t0 = performance.now();
     const input = form === 'image' ? m.jpeg : { [m.runtime.model.inputs[0] as string]: await imageToTensor(m.jpeg, m.pipeline) };
     const decodeMs = form === 'image' ? 0 : performance.now() - t0;

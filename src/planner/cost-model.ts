@@ -70,7 +70,8 @@ export interface OptionEstimate {
  * and tail, fewer bytes, and the encoding's extra codec time (`codecMs`). An endpoint that
  * cannot carry an encoding gets an infinite tail time for it, so it is never chosen there.
  * A model variant within the accuracy budget adds its own rows (its head, cut bytes and
- * tails; float32 only) and its own local option (`variantLocalMs`): variants are rows like
+ * tails; float32 and the encodings its profile measured within the output-error budget, the
+ * error being against the variant's own float32 outputs) and its own local option (`variantLocalMs`): variants are rows like
  * encodings, so every option is costed by the one formula.
  */
 export class CostTables {
@@ -123,11 +124,9 @@ export class CostTables {
     this.variants = variants.map((v) => ({ id: v.id, modelSha256: v.modelSha256 }));
     this.variantLocalMs = Float64Array.from(variants, (v) => v.localMs);
     const rows = [
-      ...encodedRows(splitCuts(profile), budget.maxOutputError, profile),
-      ...variants.flatMap((v, i) => {
-        const source: CostSource = { ...v, edgeSlowdown: profile.edgeSlowdown };
-        return splitCuts(v).map((cut): Row => ({ cut, encoding: 'float32', bytes: cut.bytes, codecMs: 0, variant: i, source }));
-      }),
+      ...encodedRows(splitCuts(profile), budget.maxOutputError, profile, -1),
+      // A variant's cut encodings were measured against its own float32 tail: the same output-error budget applies.
+      ...variants.flatMap((v, i) => encodedRows(splitCuts(v), budget.maxOutputError, { ...v, edgeSlowdown: profile.edgeSlowdown }, i)),
     ];
     const n = rows.length;
     this.cutIds = rows.map((r) => cutKey(r.cut.id, r.encoding, r.variant < 0 ? undefined : this.variantIds[r.variant]));
@@ -250,16 +249,16 @@ function eligibleVariants(profile: Profile, maxAccuracyDrop: number | undefined)
   return variants.filter((v) => (v.accuracyDrop as number) <= maxAccuracyDrop);
 }
 
-/** Each cut as float32, then each lossy encoding the profile measured within the budget. */
-function encodedRows(cuts: readonly Profile['cuts'][number][], maxOutputError: number | undefined, source: CostSource): Row[] {
-  const rows: Row[] = cuts.map((cut) => ({ cut, encoding: 'float32', bytes: cut.bytes, codecMs: 0, variant: -1, source }));
+/** Each cut as float32, then each lossy encoding the profile measured within the budget (`variant`: the row's, -1 for the model). */
+function encodedRows(cuts: readonly Profile['cuts'][number][], maxOutputError: number | undefined, source: CostSource, variant: number): Row[] {
+  const rows: Row[] = cuts.map((cut) => ({ cut, encoding: 'float32', bytes: cut.bytes, codecMs: 0, variant, source }));
   if (maxOutputError === undefined) return rows;
   for (const cut of cuts) {
     for (const encoding of LOSSY_ENCODINGS) {
       const measured = cut.encodings?.[encoding];
       if (!measured || !(measured.maxError <= maxOutputError)) continue;
       const extra = Math.max(0, measured.encodeMs + measured.decodeMs - (cut.codecMs ?? 0));
-      rows.push({ cut, encoding, bytes: measured.bytes, codecMs: extra, variant: -1, source });
+      rows.push({ cut, encoding, bytes: measured.bytes, codecMs: extra, variant, source });
     }
   }
   return rows;

@@ -158,10 +158,11 @@ export async function profileModel(options: ProfileOptions): Promise<Profile> {
     };
 
     const { localMs, remoteMs, outputBytes, cuts } = await timeModel(pkg.model, graph, name, options.encodings !== false);
-    // Each variant the package declares, timed alike (float32 cuts only) and served as NAME@ID.
+    // Each variant the package declares, timed alike and served as NAME@ID; its cut encodings'
+    // error is measured against its own float32 tail (what the encoding adds to the pruning).
     const variants: VariantProfile[] = [];
     for (const variant of pkg.variants ?? []) {
-      const timed = await timeModel(variant.model, await loadPackageModel(variant), variantModelName(name, variant.id), false);
+      const timed = await timeModel(variant.model, await loadPackageModel(variant), variantModelName(name, variant.id), options.encodings !== false);
       variants.push({ id: variant.id, modelSha256: variant.model.sha256, ...(variant.accuracyDrop !== undefined ? { accuracyDrop: variant.accuracyDrop } : {}), localMs: timed.localMs, remoteMs: timed.remoteMs, cuts: timed.cuts });
     }
     log(`profiled in ${((performance.now() - started) / 1000).toFixed(1)} s`);

@@ -11,7 +11,7 @@ import { MODELS, Testbed, ENDPOINT } from '../../bench/harness/testbed.js';
 describe('bench harness over the real runtime and cloud service', () => {
   it('runs one sweep point end to end and reports every strategy', async () => {
     const { result } = await runSweep({
-      models: ['mobilenetv2'], bandwidthsMbit: [20], rttsMs: [10], rounds: 2, adaptiveWarmup: 1, maxCuts: 2, slowdown: 2, reportDir: false,
+      models: ['mobilenetv2'], bandwidthsMbit: [20], rttsMs: [10], rounds: 2, adaptiveWarmup: 1, maxCuts: 2, slowdown: 2, reportDir: false, variants: false,
     });
     expect(result.points).toHaveLength(1);
     const p = result.points[0]!;

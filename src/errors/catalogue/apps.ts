@@ -110,6 +110,7 @@ export const BENCH_CODES = inArea('bench', {
   HARNESS_NO_OBSERVATION: { status: 500, retryable: false, meaning: 'The runtime reported no observation for a request.' },
   HARNESS_PROBE: { status: 500, retryable: false, meaning: 'The link probe did not answer 204.' },
   HARNESS_PROFILE: { status: 500, retryable: false, meaning: 'Profiling fell back to the edge.' },
+  HARNESS_VARIANT: { status: 500, retryable: false, meaning: 'A pruned variant the sweep asked for was not recorded in the package.' },
 });
 
 /** The reference models (`models/`) the bench and the tests generate. */
