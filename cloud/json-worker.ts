@@ -4,26 +4,11 @@
  * answer nothing else, not even `/ping`. Here it takes none of the event loop's time. A Vertex
  * request's instances stay here until the partition's dtypes turn them into tensors.
  */
-import { setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import { instancesToTensors } from '../src/providers/index.js';
 import type { TensorMap } from '../src/tensor/index.js';
 import { decodeBody } from './body-decode.js';
 import type { JsonReply, JsonRequest } from './json-thread.js';
-
-/**
- * Parsing is bulk work: on Linux, where a nice value belongs to one thread, this thread yields
- * the CPU to the event loop (which answers /ping and admits requests) on a busy machine, and
- * runs at full speed on an idle one. Elsewhere a nice value would lower the whole process.
- */
-const NICE = 10;
-if (process.platform === 'linux') {
-  try {
-    setPriority(NICE);
-  } catch {
-    // Not allowed here (a sandbox): parsing merely competes with the event loop as an equal.
-  }
-}
 
 /** Buffers at most this large are copied back rather than moved: they may be a slice of Buffer's shared pool. */
 const MOVE_MIN_BYTES = 64 * 1024;

@@ -6,7 +6,6 @@
  * The thread's queue lets a body go, undecoded, once its client has left or its deadline has
  * passed, and what the thread holds for a request is let go however the request ends.
  */
-import { readdirSync, readFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -217,14 +216,6 @@ async function postFromThread(body: Buffer, n: number): Promise<number[]> {
   }
 }
 
-/** Nice values of this process's threads (Linux). */
-function threadNices(): number[] {
-  return readdirSync('/proc/self/task').map((tid) => {
-    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
-  });
-}
-
 describe('the JSON thread\'s bounds', () => {
   it('a body whose parse outgrows the thread\'s heap fails alone (503) and the next one is decoded by a new thread', async () => {
     const small = await startService(dir.dir, { maxJsonBytes: MAX_JSON, jsonThreadHeapMb: 16 });
@@ -241,15 +232,5 @@ describe('the JSON thread\'s bounds', () => {
     } finally {
       await small.drain();
     }
-  }, 60_000);
-
-  it.runIf(process.platform === 'linux')('runs at a lower priority than the event loop (Linux: one thread\'s nice value)', async () => {
-    const input = randomInput([1, 3, 48, 192]);
-    const res = await post('/v2/models/cls/infer', encodeOipRequest(input, { binary: false }).body);
-    expect(res.status).toBe(200);
-    // The thread exists once a body went to it; the event loop's thread keeps its priority.
-    expect(threadNices()).toContain(10);
-    const self = readFileSync('/proc/self/stat', 'utf8');
-    expect(Number(self.slice(self.lastIndexOf(')') + 2).split(' ')[16])).toBe(0);
   }, 60_000);
 });
