@@ -96,10 +96,11 @@ export class DeliveryLoop {
       return;
     }
     // Settled before the ack is durable: if the segment goes and the ack is lost, the object is
-    // already stored; if the segment stays, the worst case is one more idempotent put.
+    // already stored; if the segment stays, the worst case is one more idempotent put. Counted
+    // with it: a result that leaves `pending` (and may end a drain) is one `delivered` shows.
     this.finish(entry);
-    await this.journal.appendMark({ t: 'ack', id: rec.id });
     this.deliveredCount++;
+    await this.journal.appendMark({ t: 'ack', id: rec.id });
     this.options.onEvent?.({ type: 'delivered', requestId: rec.id, store: rec.store, key: rec.key, attempts: entry.attempts });
     await this.journal.compact(false);
   }
