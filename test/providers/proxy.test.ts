@@ -168,7 +168,9 @@ describe.each(Object.entries(subjects))('%s', (_kind, subject) => {
     await subject.call({ proxy: guarded.url('tandem:s3cret'), proxyEnv: environment(proxy.url(), '*') });
     expect(proxy.count()).toBe(0);
     expect(guarded.count(subject.target())).toBeGreaterThan(0);
-    expect(guarded.refused).toEqual([]);
+    // This subject's calls carried the credentials. (A late retry of an earlier test's call
+    // without them, to another target, may still reach the shared proxy meanwhile.)
+    expect(guarded.refused.filter((r) => r.endsWith(` ${subject.target()}`))).toEqual([]);
   });
 
   it('fails as the proxy\'s refusal when the proxy wants credentials (407)', async () => {
