@@ -227,8 +227,11 @@ export class GcsStore implements ResultStore {
   private readonly storage: LazyValue<Storage>;
   /** Federated: the token is fetched before each call (the SDK keeps it), so a refused exchange reads as one. */
   private readonly federated: boolean;
-  /** Federated on a proxy route: the route its token exchange takes (the SDK's own transporter would not). */
-  private exchange: ExchangeAdapter | undefined;
+  /**
+   * Federated: the route the token exchange takes (the SDK's own transporter would not), `null`
+   * when the store has no proxy route; worked out on the first call, once.
+   */
+  private exchange: ExchangeAdapter | null | undefined;
 
   constructor(
     readonly name: string,
@@ -247,9 +250,9 @@ export class GcsStore implements ResultStore {
     if (this.federated) {
       if (this.exchange === undefined) {
         const route = storeProxyRoute(this.name, this.options);
-        if (route.active) this.exchange = gaxiosAdapterOnRoute(undefined, route, undefined, undefined) as ExchangeAdapter;
+        this.exchange = route.active ? (gaxiosAdapterOnRoute(undefined, route, undefined, undefined) as ExchangeAdapter) : null;
       }
-      await ensureGoogleToken(this.name, storage.authClient, this.exchange);
+      await ensureGoogleToken(this.name, storage.authClient, this.exchange ?? undefined);
     }
     return storage.bucket(this.decl.bucket).file(name, this.decl.kmsKeyName === undefined ? {} : { kmsKeyName: this.decl.kmsKeyName });
   }
