@@ -288,7 +288,11 @@ export class VertexClient implements ProviderClient {
       // the token: the exchange happens once, then again near expiry.
       let authHeaders: Headers;
       try {
-        if (this.exchangeAdapter) await routeTokenExchange(client.auth, this.exchangeAdapter);
+        if (this.exchangeAdapter) {
+          await routeTokenExchange(client.auth, this.exchangeAdapter);
+          // Routed for the client's life: later calls need not ask again.
+          this.exchangeAdapter = undefined;
+        }
         authHeaders = await raceAbort(client.auth.getRequestHeaders(), { signal: scope.signal });
       } catch (error) {
         if (scope.signal.aborted) throw error;

@@ -228,8 +228,8 @@ export class GcsStore implements ResultStore {
   /** Federated: the token is fetched before each call (the SDK keeps it), so a refused exchange reads as one. */
   private readonly federated: boolean;
   /**
-   * Federated: the route the token exchange takes (the SDK's own transporter would not), `null`
-   * when the store has no proxy route; worked out on the first call, once.
+   * Federated: the route the token exchange is still to be put on (the SDK's own transporter
+   * would not take it), worked out on the first call; `null` once it is, or with no proxy route.
    */
   private exchange: ExchangeAdapter | null | undefined;
 
@@ -253,6 +253,8 @@ export class GcsStore implements ResultStore {
         this.exchange = route.active ? (gaxiosAdapterOnRoute(undefined, route, undefined, undefined) as ExchangeAdapter) : null;
       }
       await ensureGoogleToken(this.name, storage.authClient, this.exchange ?? undefined);
+      // Routed for the client's life: later calls need not ask again.
+      this.exchange = null;
     }
     return storage.bucket(this.decl.bucket).file(name, this.decl.kmsKeyName === undefined ? {} : { kmsKeyName: this.decl.kmsKeyName });
   }
