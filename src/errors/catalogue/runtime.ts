@@ -9,6 +9,7 @@ export const PACKAGE_CODES = inArea('package', {
   RUNTIME_PACKAGE_LABELS: { status: 500, retryable: false, meaning: "The manifest's labels file cannot be read." },
   RUNTIME_MANIFEST_JSON: { status: 400, retryable: false, meaning: 'manifest.json is not valid JSON.' },
   RUNTIME_PACKAGE_VARIANT: { status: 400, retryable: false, meaning: 'A model variant cannot be added (bad or taken id, no manifest, external data) or a plan names a variant the package does not have.' },
+  RUNTIME_PACKAGE_LOCKED: { status: 503, retryable: true, meaning: "Another writer (the pid in the message) held the package's manifest.json.lock for longer than the caller would wait to add a variant." },
   RUNTIME_MANIFEST: { status: 400, retryable: false, meaning: 'manifest.json does not satisfy the schema, or names a path outside the package.' },
   PACKAGE_PIPELINE: { status: 400, retryable: false, meaning: "The package's pipeline makes a tensor the model's input cannot take (dtype, layout, size)." },
   RUNTIME_MODEL_READ: { status: 500, retryable: false, meaning: 'The model file cannot be read.' },
