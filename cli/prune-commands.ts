@@ -2,7 +2,7 @@
  * `tandem prune`: structured channel pruning of a model package, measured on holdout images
  * (src/prune); and `tandem bench prune`, the accuracy/F1-against-FLOPs sweep on the PP-OCR models.
  */
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { ValidationError } from '../src/errors/index.js';
 import { loadBench } from './bench-loader.js';
 import { intAtLeast } from './options.js';
@@ -17,6 +17,10 @@ interface PruneCommandOptions {
   labels?: string;
   rows?: number;
   threads?: number;
+  allocation?: 'sensitivity' | 'greedy';
+  cost?: 'time' | 'flops';
+  lossFloor?: number;
+  sensitivityImages?: number;
   json?: boolean;
 }
 
@@ -34,6 +38,10 @@ export function registerPruneCommands(program: Command): void {
     .option('--labels <file>', '"IMAGE LABEL" lines for the holdout images: accuracy against labels (classifiers)')
     .option('--rows <n>', 'sampled rows per reconstructed layer (default 4096)', intAtLeast('--rows', 1, 'CLI_OPTION'))
     .option('--threads <n>', 'onnxruntime threads for calibration (default 1)', intAtLeast('--threads', 1, 'CLI_OPTION'))
+    .addOption(new Option('--allocation <how>', 'how the budget is shared among layers: measured sensitivity (default) or local importance alone').choices(['sensitivity', 'greedy']))
+    .addOption(new Option('--cost <what>', 'what a channel\'s removal is priced by: estimated time (default) or FLOPs').choices(['time', 'flops']))
+    .option('--loss-floor <x>', 'each allocation step\'s output loss counts as at least this (default 0.1 for a DB text detector, 0 otherwise; docs/guide/prune.md)', lossFloor)
+    .option('--sensitivity-images <n>', 'calibration images the sensitivity measurement runs (default 64)', intAtLeast('--sensitivity-images', 1, 'CLI_OPTION'))
     .option('--json', 'print what was pruned and measured as JSON; the last line is the summary')
     .action(async (pkg: string, options: PruneCommandOptions) => {
       // Loaded with the command: pruning's dependencies (ml-matrix) are not needed by any other.
@@ -49,6 +57,10 @@ export function registerPruneCommands(program: Command): void {
         ...(options.labels !== undefined ? { labels: options.labels } : {}),
         ...(options.rows !== undefined ? { rows: options.rows } : {}),
         ...(options.threads !== undefined ? { threads: options.threads } : {}),
+        ...(options.allocation !== undefined ? { allocation: options.allocation } : {}),
+        ...(options.cost !== undefined ? { cost: options.cost } : {}),
+        ...(options.lossFloor !== undefined ? { lossFloor: options.lossFloor } : {}),
+        ...(options.sensitivityImages !== undefined ? { sensitivityImages: options.sensitivityImages } : {}),
         log: (line) => process.stderr.write(`${line}\n`),
       });
       const summary = {
@@ -56,6 +68,7 @@ export function registerPruneCommands(program: Command): void {
         params: report.params,
         edgeMs: report.edgeMs,
         fidelity: report.fidelity ?? null,
+        allocation: report.allocation,
         ...(report.cutBytes ? { cutBytes: report.cutBytes } : {}),
         ...(report.variant ? { variant: report.variant } : {}),
       };
@@ -100,6 +113,12 @@ export function registerPruneBenchCommand(bench: Command): void {
       });
       process.stdout.write(options.json ? `${JSON.stringify(result)}\n` : `${result.summary}\n`);
     });
+}
+
+function lossFloor(value: string): number {
+  const x = Number(value);
+  if (value.trim() === '' || !Number.isFinite(x) || x < 0) throw new ValidationError('CLI_OPTION', `--loss-floor must be a number ≥ 0, got "${value}"`);
+  return x;
 }
 
 function pruneBenchModels(value: string): ('cls' | 'det')[] {

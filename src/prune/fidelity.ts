@@ -51,6 +51,15 @@ export async function readHoldoutLabels(file: string, classNames: readonly strin
   return labels;
 }
 
+/**
+ * What fidelity is measured as, from the first output's shape: class scores, a DB detector's
+ * one-channel probability map the size of the input (its boxes), or only the output error.
+ */
+export function fidelityKind(output: readonly number[], input: readonly number[], classification: boolean): FidelityKind {
+  if (classification || (output.length === 2 && output[1]! > 1)) return 'classification';
+  return output.length === 4 && output[1] === 1 && output[2] === input[2] && output[3] === input[3] ? 'boxes' : 'error';
+}
+
 const argmax = (v: Float32Array): number => v.reduce((best, x, i) => (x > v[best]! ? i : best), 0);
 
 export async function measureFidelity(options: {
@@ -77,9 +86,7 @@ export async function measureFidelity(options: {
       const name = original.outputNames[0]!;
       const ya = a.get(name)!;
       const yb = b.get(name)!;
-      kind ??= options.classification || (ya.dims.length === 2 && ya.dims[1]! > 1)
-        ? 'classification'
-        : ya.dims.length === 4 && ya.dims[1] === 1 && ya.dims[2] === input.dims[2] && ya.dims[3] === input.dims[3] ? 'boxes' : 'error';
+      kind ??= fidelityKind(ya.dims, input.dims, options.classification);
       let [diff, norm] = [0, 0];
       for (const [key, t] of a) {
         const u = b.get(key)!;

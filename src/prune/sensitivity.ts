@@ -11,7 +11,9 @@
  * The allocation then takes, group by group, the step with the least measured loss per unit
  * of cost saved (FLOPs, or an estimate of time that charges memory-bound work its bytes),
  * until the region's FLOPs meet the budget; the channels within a group are its first ones in
- * importance order.
+ * importance order. A loss floor makes every step cost at least that much: steps whose loss
+ * the task does not see (a detector's map, thresholded into boxes) are then ranked by the
+ * time they save, so the budget is not spent on near-free FLOPs that save little time.
  */
 import type { OnnxModel } from '../graph/model.js';
 import type { ModelProto } from '../graph/onnx.js';
@@ -177,7 +179,8 @@ async function outputLoss(options: SensitivityOptions, importance: CompensatedIm
 /**
  * Which classes go: from every group's curve, the step (to any further measured count) with
  * the least loss per cost saved, until the region's FLOPs reach `target`. The loss is taken
- * as additive across groups; `cost` prices a class's removal (FLOPs or estimated time).
+ * as additive across groups; `cost` prices a class's removal (FLOPs or estimated time). A
+ * step's loss counts as at least `lossFloor` (0: its measured loss alone).
  */
 export function allocate(
   sensitivity: Sensitivity,
@@ -186,6 +189,7 @@ export function allocate(
   regionFlops: number,
   target: number,
   cost: (cls: ChannelClass, flops: number) => number,
+  lossFloor = 0,
 ): Set<number> {
   const removed = new Set<number>();
   const at = sensitivity.groups.map(() => 0);
@@ -201,7 +205,7 @@ export function allocate(
         const lo = step === from ? fromCount : g.counts[step - 1]!;
         for (const i of g.order.slice(lo, g.counts[step]!)) saved += cost(classes[i]!, costs.saving(classes[i]!));
         if (saved <= 0) continue;
-        const price = Math.max(0, g.loss[step]! - fromLoss) / saved;
+        const price = Math.max(lossFloor, g.loss[step]! - fromLoss) / saved;
         if (!best || price < best.price) best = { group: gi, step: step + 1, price };
       }
     });

@@ -102,6 +102,11 @@ describe('tandem prune refuses bad input with typed errors and leaves nothing be
     for (const keep of [0, -0.5, 1.5, Number.NaN]) expect(await attempt({ keep })).toMatchObject({ code: 'PRUNE_KEEP' });
   });
 
+  it('a loss floor or a sensitivity image count out of range', async () => {
+    for (const lossFloor of [-0.1, Number.NaN, Number.POSITIVE_INFINITY]) expect(await attempt({ lossFloor })).toMatchObject({ code: 'PRUNE_OPTION' });
+    for (const sensitivityImages of [0, 2.5]) expect(await attempt({ sensitivityImages })).toMatchObject({ code: 'PRUNE_OPTION' });
+  });
+
   it('a package without a pipeline, too few images, an unknown cut, a head with nothing to prune', async () => {
     const bare = join(root, 'bare');
     const { createPackage } = await import('../../src/package/index.js');

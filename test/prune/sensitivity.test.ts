@@ -42,6 +42,17 @@ describe('allocate', () => {
     expect([...allocate(sensitivity, classes, flat, 100, 80, time)].sort((a, b) => a - b)).toEqual([4, 5]);
   });
 
+  it('with a loss floor, ranks the steps under it by the time they save instead of their tiny losses', () => {
+    // t0: almost free in loss, saves little time; t1: a small loss, saves much time.
+    const sensitivity: Sensitivity = { runs: 0, groups: [{ order: [0, 1], counts: [2], loss: [1e-9] }, { order: [4, 5], counts: [2], loss: [0.01] }] };
+    const time = (c: ChannelClass, flops: number): number => flops + (c.members[0]!.tensor === 't1' ? 1000 : 0);
+    expect([...allocate(sensitivity, classes, flat, 100, 80, time)].sort((a, b) => a - b)).toEqual([0, 1]);
+    expect([...allocate(sensitivity, classes, flat, 100, 80, time, 0.05)].sort((a, b) => a - b)).toEqual([4, 5]);
+    // A step whose loss is over the floor is still priced by its loss: a large one stays last.
+    const steep: Sensitivity = { runs: 0, groups: [{ order: [0, 1], counts: [2], loss: [1e-9] }, { order: [4, 5], counts: [2], loss: [50] }] };
+    expect([...allocate(steep, classes, flat, 100, 80, time, 0.05)].sort((a, b) => a - b)).toEqual([0, 1]);
+  });
+
   it('stops when no group has a step left', () => {
     const sensitivity: Sensitivity = { runs: 0, groups: [{ order: [0], counts: [1], loss: [0] }] };
     expect([...allocate(sensitivity, classes, flat, 100, 10, (_c, flops) => flops)]).toEqual([0]);

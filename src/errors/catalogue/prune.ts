@@ -4,6 +4,7 @@ import { inArea } from './info.js';
 export const PRUNE_CODES = inArea('prune', {
   PRUNE_NO_PIPELINE: { status: 400, retryable: false, meaning: 'The package declares no image pipeline, so calibration images cannot be turned into inputs.' },
   PRUNE_KEEP: { status: 400, retryable: false, meaning: '--keep is not a number in (0, 1].' },
+  PRUNE_OPTION: { status: 400, retryable: false, meaning: 'A pruning option is out of range: --loss-floor is not a finite number ≥ 0, or --sensitivity-images is not a whole number ≥ 1.' },
   PRUNE_CALIB_TOO_FEW: { status: 400, retryable: false, meaning: 'The calibration (or holdout) folder holds fewer images than pruning needs.' },
   PRUNE_IMAGE: { status: 400, retryable: false, meaning: "A calibration or holdout image cannot be read, or the package's pipeline refuses it." },
   PRUNE_LABELS: { status: 400, retryable: false, meaning: 'The holdout labels file cannot be read, or names an image or class that does not exist.' },
