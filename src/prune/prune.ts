@@ -248,7 +248,7 @@ export async function prunePackage(options: PruneOptions): Promise<PruneReport> 
     ...(fidelity ? { fidelity } : {}),
     layers: layerChanges(base, baseWeights, channels, kept),
     calibrationImages: calib.length,
-    allocation: { method: sensitivity ? 'sensitivity' : 'greedy', cost: options.cost ?? 'time', lossFloor },
+    allocation: { method: allocation, cost: options.cost ?? 'time', lossFloor },
     reconstructed: solved.length,
     solves: solved,
   };
