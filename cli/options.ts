@@ -12,3 +12,12 @@ export function intAtLeast(flag: string, min: 0 | 1, code: AreaErrorCode<'cli'> 
     return n;
   };
 }
+
+/** A finite number of at least `min` (an empty value is none); `code` is the command's code for a bad value. */
+export function numberAtLeast(flag: string, min: number, code: AreaErrorCode<'cli'> = 'CLI_ARGUMENT') {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n < min) throw new ValidationError(code, `${flag} must be a number ≥ ${min}, got "${value}"`);
+    return n;
+  };
+}

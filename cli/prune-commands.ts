@@ -5,7 +5,7 @@
 import { Option, type Command } from 'commander';
 import { ValidationError } from '../src/errors/index.js';
 import { loadBench } from './bench-loader.js';
-import { intAtLeast } from './options.js';
+import { intAtLeast, numberAtLeast } from './options.js';
 
 interface PruneCommandOptions {
   calib: string;
@@ -40,7 +40,7 @@ export function registerPruneCommands(program: Command): void {
     .option('--threads <n>', 'onnxruntime threads for calibration (default 1)', intAtLeast('--threads', 1, 'CLI_OPTION'))
     .addOption(new Option('--allocation <how>', 'how the budget is shared among layers: measured sensitivity (default) or local importance alone').choices(['sensitivity', 'greedy']))
     .addOption(new Option('--cost <what>', 'what a channel\'s removal is priced by: estimated time (default) or FLOPs').choices(['time', 'flops']))
-    .option('--loss-floor <x>', 'each allocation step\'s output loss counts as at least this (default 0.1 for a DB text detector, 0 otherwise; docs/guide/prune.md)', lossFloor)
+    .option('--loss-floor <x>', 'each allocation step\'s output loss counts as at least this (default 0.1 for a DB text detector, 0 otherwise; docs/guide/prune.md)', numberAtLeast('--loss-floor', 0, 'CLI_OPTION'))
     .option('--sensitivity-images <n>', 'calibration images the sensitivity measurement runs (default 64)', intAtLeast('--sensitivity-images', 1, 'CLI_OPTION'))
     .option('--json', 'print what was pruned and measured as JSON; the last line is the summary')
     .action(async (pkg: string, options: PruneCommandOptions) => {
@@ -113,12 +113,6 @@ export function registerPruneBenchCommand(bench: Command): void {
       });
       process.stdout.write(options.json ? `${JSON.stringify(result)}\n` : `${result.summary}\n`);
     });
-}
-
-function lossFloor(value: string): number {
-  const x = Number(value);
-  if (value.trim() === '' || !Number.isFinite(x) || x < 0) throw new ValidationError('CLI_OPTION', `--loss-floor must be a number ≥ 0, got "${value}"`);
-  return x;
 }
 
 function pruneBenchModels(value: string): ('cls' | 'det')[] {

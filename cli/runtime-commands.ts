@@ -8,7 +8,7 @@ import { TandemError, ValidationError } from '../src/errors/index.js';
 import type { EndpointConfig } from '../src/providers/index.js';
 import { collectShape } from './graph-commands.js';
 import { loadBench } from './bench-loader.js';
-import { intAtLeast } from './options.js';
+import { intAtLeast, numberAtLeast } from './options.js';
 
 /** Parses repeated `NAME=D1,D2,...` options into a shape map (the same syntax as `inspect`). */
 export function parseShapes(values: readonly string[]): Record<string, number[]> {
@@ -37,11 +37,7 @@ function collect(value: string, previous: string[]): string[] {
 const positiveInt = (name: string): ((value: string) => number) => intAtLeast(name, 1, 'CLI_OPTION');
 const nonNegativeInt = (name: string): ((value: string) => number) => intAtLeast(name, 0, 'CLI_OPTION');
 
-function slowdown(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 1) throw new ValidationError('CLI_OPTION', `--slowdown expects a number ≥ 1, got "${value}"`);
-  return n;
-}
+const slowdown = numberAtLeast('--slowdown', 1, 'CLI_OPTION');
 
 interface ProfileCliOptions {
   shape: string[];
