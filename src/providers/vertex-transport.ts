@@ -128,6 +128,44 @@ export function grpcCredentialsTrusting(grpc: typeof import('google-gax').grpc, 
 
 
 type Grpc = typeof import('google-gax').grpc;
+type ChannelCredentials = ReturnType<Grpc['credentials']['createInsecure']>;
+type SecureConnector = ReturnType<ChannelCredentials['_createSecureConnector']>;
+
+/**
+ * `inner`, except that no connection is attempted once `closed()` says the client is closed.
+ * grpc-js cannot call off a reconnection it has scheduled: after a failed attempt the subchannel
+ * waits out its backoff (gax sets 1 s) in TRANSIENT_FAILURE, where pick_first at once asks it to
+ * connect again (`Subchannel.startConnecting` sets `continueConnecting`). Closing the channel
+ * drops the subchannel's last ref, but `Subchannel.unref` only stops a CONNECTING or READY one
+ * and leaves the backoff timer running: when it fires, the subchannel connects once more (to
+ * the endpoint, or to the proxy for a tunnel) for a client already closed. Each attempt awaits
+ * its secure connector's `waitForReady()` before it opens a socket
+ * (`Http2SubchannelConnector.connect`); this one refuses after close. Equal only to itself, so
+ * that grpc-js's global subchannel pool gives another client's channel none of its subchannels.
+ */
+function closableCredentials(grpc: Grpc, inner: ChannelCredentials, closed: () => boolean): ChannelCredentials {
+  class Closable extends grpc.ChannelCredentials {
+    override compose(callCredentials: Parameters<ChannelCredentials['compose']>[0]): ChannelCredentials {
+      return closableCredentials(grpc, inner.compose(callCredentials), closed);
+    }
+    _isSecure(): boolean {
+      return inner._isSecure();
+    }
+    _equals(other: ChannelCredentials): boolean {
+      return other === this;
+    }
+    _createSecureConnector(...args: Parameters<ChannelCredentials['_createSecureConnector']>): SecureConnector {
+      const connector = inner._createSecureConnector(...args);
+      return {
+        connect: (socket) => connector.connect(socket),
+        waitForReady: () => (closed() ? Promise.reject(new Error('the client is closed')) : connector.waitForReady()),
+        getCallCredentials: () => connector.getCallCredentials(),
+        destroy: () => connector.destroy(),
+      };
+    }
+  }
+  return new Closable();
+}
 
 /**
  * Channel options that put the gRPC channel on the route's decision for its target: grpc-js's
@@ -136,22 +174,26 @@ type Grpc = typeof import('google-gax').grpc;
  * grpc-js builds one for a proxy from its environment (`grpc.http_connect_target`), the
  * endpoint's authority kept for TLS and call credentials. gax hands `grpc.channelFactoryOverride`
  * to the client as `channelFactoryOverride`. grpc-js speaks plain HTTP to a proxy: an `https://`
- * proxy is refused (PROVIDER_CONFIG).
+ * proxy is refused (PROVIDER_CONFIG). Given `closed` (whether the client has been closed), the
+ * channel is built here, with or without a proxy, on credentials that start no connection once
+ * the client is closed ({@link closableCredentials}).
  */
-export function grpcProxyOptions(grpc: Grpc, endpoint: string, proxy: URL | undefined): Record<string, unknown> {
-  if (!proxy) return { 'grpc.enable_http_proxy': 0 };
-  if (proxy.protocol !== 'http:') throw new ProviderError('PROVIDER_CONFIG', `endpoint "${endpoint}": gRPC reaches a proxy over plain HTTP only; ${proxy.protocol}// proxies serve the REST transport`, { details: { endpoint } });
-  const credentials = proxy.username || proxy.password ? `${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}` : undefined;
-  const at = `${proxy.hostname}:${proxy.port || 80}`;
+export function grpcProxyOptions(grpc: Grpc, endpoint: string, proxy: URL | undefined, closed?: () => boolean): Record<string, unknown> {
+  if (proxy && proxy.protocol !== 'http:') throw new ProviderError('PROVIDER_CONFIG', `endpoint "${endpoint}": gRPC reaches a proxy over plain HTTP only; ${proxy.protocol}// proxies serve the REST transport`, { details: { endpoint } });
+  if (!proxy && !closed) return { 'grpc.enable_http_proxy': 0 };
+  const credentials = proxy && (proxy.username || proxy.password) ? `${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}` : undefined;
+  const gated = (c: ChannelCredentials): ChannelCredentials => (closed ? closableCredentials(grpc, c, closed) : c);
   return {
     'grpc.enable_http_proxy': 0,
-    'grpc.channelFactoryOverride': (address: string, channelCredentials: ReturnType<Grpc['credentials']['createInsecure']>, options: Record<string, unknown>) =>
-      new grpc.Channel(at, channelCredentials, {
-        ...options,
-        'grpc.http_connect_target': `dns:///${address}`,
-        ...(credentials ? { 'grpc.http_connect_creds': credentials } : {}),
-        'grpc.default_authority': typeof options['grpc.default_authority'] === 'string' ? options['grpc.default_authority'] : address,
-      }),
+    'grpc.channelFactoryOverride': (address: string, channelCredentials: ChannelCredentials, options: Record<string, unknown>) =>
+      proxy
+        ? new grpc.Channel(`${proxy.hostname}:${proxy.port || 80}`, gated(channelCredentials), {
+            ...options,
+            'grpc.http_connect_target': `dns:///${address}`,
+            ...(credentials ? { 'grpc.http_connect_creds': credentials } : {}),
+            'grpc.default_authority': typeof options['grpc.default_authority'] === 'string' ? options['grpc.default_authority'] : address,
+          })
+        : new grpc.Channel(address, gated(channelCredentials), options),
   };
 }
 

@@ -171,6 +171,8 @@ export class VertexClient implements ProviderClient {
   /** The proxy the gRPC channel tunnels through, and the `host:port` it asks for. */
   private readonly grpcProxy: URL | undefined;
   private readonly grpcTarget: string;
+  /** Set by close(): the gRPC channel's credentials then let no connection start (vertex-transport.ts). */
+  private closed = false;
 
   /**
    * `clientOptions` overrides what is passed to PredictionServiceClient (`sslCreds` included,
@@ -268,7 +270,7 @@ export class VertexClient implements ProviderClient {
         const client: v1.PredictionServiceClient = new aiplatform.v1.PredictionServiceClient({
           ...withAuth,
           ...(ca && transport === 'grpc' ? { sslCreds: grpcCredentialsTrusting(gax.grpc, ca, () => client.auth) } : {}),
-          ...(transport === 'grpc' ? grpcProxyOptions(gax.grpc, endpoint.name, this.grpcProxy) : {}),
+          ...(transport === 'grpc' ? grpcProxyOptions(gax.grpc, endpoint.name, this.grpcProxy, () => this.closed) : {}),
           ...clientOptions,
         });
         return client;
@@ -356,6 +358,8 @@ export class VertexClient implements ProviderClient {
   }
 
   async close(): Promise<void> {
+    // First: grpc-js may still reconnect a closed channel's subchannel once its backoff ends.
+    this.closed = true;
     await (await this.client.peek())?.close();
     this.restAgent?.destroy();
     await this.route.destroy();
