@@ -33,6 +33,7 @@ export function registerCloudBenchCommands(bench: Command): void {
     .option('--cut <id>', 'the cut of the reference MobileNetV2 whose tail runs (default: c16, nearest 25 % of the FLOPs)')
     .option('--intra-op-threads <n>', 'onnxruntime intra-op threads, for the bare run and the service alike', positiveInt('--intra-op-threads'))
     .option('--no-spinning', 'stop idle onnxruntime threads spin-waiting, on both sides')
+    .option('--no-preload', 'load each model on its first request instead of before listening (onnxruntime builds a session on the event loop, holding every answer meanwhile)')
     .option('--workers <n>', 'run the partition in this many service worker threads (bare runs timed in the worker; default 0: on the event loop)', nonNegativeInt('--workers'), 0)
     .action(async (opts: { json?: boolean; iterations: number; warmup?: number; cut?: string; intraOpThreads?: number; spinning: boolean; workers: number }) => {
       const { runCloudOverheadBench, defaultOverheadSubject } = await loadBench('cloud-overhead', () => import('../bench/cloud-overhead.js'));
@@ -76,6 +77,7 @@ interface ServeOptions {
   logLevel: string;
   intraOpThreads?: number;
   spinning: boolean;
+  preload: boolean;
   workers?: number;
   maxPartitions?: number;
   maxBodyBytes?: number;
@@ -122,6 +124,7 @@ async function serve(opts: ServeOptions): Promise<void> {
     extractTail: defaultTailExtractor,
     logger,
     processMetrics: true,
+    preload: opts.preload,
     sessionOptions: threadingSessionOptions({ ...(opts.intraOpThreads !== undefined ? { intraOpNumThreads: opts.intraOpThreads } : {}), ...(opts.spinning ? {} : { spinning: false }) }),
   });
   process.stdout.write(`tandem cloud service on ${service.url}${service.grpcUrl ? ` (Vertex AI gRPC on ${service.grpcUrl})` : ''} serving ${service.models.names().join(', ') || 'no models'}\n`);

@@ -101,6 +101,13 @@ export interface CloudServiceOptions {
    * (default {@link DEFAULT_MAX_PARTITIONS}); with workers, each worker holds as many sessions.
    */
   maxPartitions?: number;
+  /**
+   * Load every served model (not its variants or tails) before listening (default true), so
+   * that `/ping` answers only once they are ready. onnxruntime builds a session synchronously,
+   * tens to hundreds of milliseconds in which the event loop answers nothing, `/ping`
+   * included: without a preload, that falls on each model's first request.
+   */
+  preload?: boolean;
 }
 
 /** The options with every default filled in. */
@@ -131,6 +138,7 @@ export interface ServiceSettings {
   readonly sessionOptions: InferenceSession.SessionOptions | undefined;
   readonly workers: number;
   readonly maxPartitions: number;
+  readonly preload: boolean;
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024;
@@ -196,5 +204,6 @@ export function serviceSettings(options: CloudServiceOptions): ServiceSettings {
     sessionOptions: options.sessionOptions,
     workers,
     maxPartitions: options.maxPartitions ?? DEFAULT_MAX_PARTITIONS,
+    preload: options.preload ?? true,
   };
 }

@@ -28,6 +28,8 @@ export const DEFAULT_MAX_PARTITIONS = 32;
 /** Holds the packages and a bounded, least-recently-used cache of sessions keyed by model and cut. */
 export class ModelRepository {
   private readonly packages = new Map<string, ModelPackage>();
+  // The packages given, without their variants: what `preload` loads.
+  private readonly given: readonly string[];
   // In use order, least recent first: a hit moves its entry to the end.
   private readonly partitions = new Map<string, Promise<LoadedPartition>>();
   // Loads that have finished: a request for one of them waits for nothing and needs no timer.
@@ -51,6 +53,7 @@ export class ModelRepository {
   ) {
     if (!Number.isSafeInteger(maxPartitions) || maxPartitions < 1) throw new CloudError(500, 'CLOUD_OPTION', `maxPartitions must be a positive integer, got ${maxPartitions}`, { retryable: false });
     for (const p of packages) this.packages.set(p.name, p);
+    this.given = [...this.packages.keys()];
     // A package's variants are served as packages of their own, `NAME@ID` (their tails too).
     for (const p of packages) for (const v of variantPackages(p)) if (!this.packages.has(v.name)) this.packages.set(v.name, v);
   }
@@ -122,6 +125,24 @@ export class ModelRepository {
       victim.then((part) => this.retire.get(part)?.(), () => undefined);
     }
     return p;
+  }
+
+  /**
+   * Loads the whole model of each package given (not their variants, not tails), one after
+   * another, up to the cache's bound; resolves to how many loaded. A model that fails is
+   * reported to `failed` and left to its first request, which tries again.
+   */
+  async preload(failed: (model: string, error: unknown) => void): Promise<number> {
+    let loaded = 0;
+    for (const name of this.given.slice(0, this.maxPartitions)) {
+      try {
+        await this.partition(name, null);
+        loaded += 1;
+      } catch (error) {
+        failed(name, error);
+      }
+    }
+    return loaded;
   }
 
   private async load(pkg: ModelPackage, cut: string | null): Promise<LoadedPartition> {

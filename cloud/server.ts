@@ -62,8 +62,10 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
 
   const server = createHttpServer(settings, httpHandler(ctx), admission.connections);
   try {
+    if (settings.preload) await repo.preload((model, error) => log.warn({ model, err: error }, 'model failed to preload; its first request loads it again'));
     await listen(server, settings.port, settings.host);
   } catch (error) {
+    await repo.close();
     await pool?.close();
     await jsonThread.close();
     throw error;

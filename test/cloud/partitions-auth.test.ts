@@ -25,7 +25,9 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'tandem-cut-auth-'));
   modelBytes = generateReferenceModel({ arch: 'mobilenetv2', width: 0.25, resolution: 64, classes: 10, seed: 5 });
   writeFileSync(join(dir, 'mnv2.onnx'), modelBytes);
+  // No preload: what a request loads is what this file checks.
   svc = await startService(dir, {
+    preload: false,
     extractTail: (bytes, cut) => {
       asked.push(cut);
       return defaultTailExtractor(bytes, cut);
