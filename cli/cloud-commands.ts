@@ -33,7 +33,6 @@ export function registerCloudBenchCommands(bench: Command): void {
     .option('--cut <id>', 'the cut of the reference MobileNetV2 whose tail runs (default: c16, nearest 25 % of the FLOPs)')
     .option('--intra-op-threads <n>', 'onnxruntime intra-op threads, for the bare run and the service alike', positiveInt('--intra-op-threads'))
     .option('--no-spinning', 'stop idle onnxruntime threads spin-waiting, on both sides')
-    .option('--no-preload', 'load each model on its first request instead of before listening (onnxruntime builds a session on the event loop, holding every answer meanwhile)')
     .option('--workers <n>', 'run the partition in this many service worker threads (bare runs timed in the worker; default 0: on the event loop)', nonNegativeInt('--workers'), 0)
     .action(async (opts: { json?: boolean; iterations: number; warmup?: number; cut?: string; intraOpThreads?: number; spinning: boolean; workers: number }) => {
       const { runCloudOverheadBench, defaultOverheadSubject } = await loadBench('cloud-overhead', () => import('../bench/cloud-overhead.js'));
@@ -161,6 +160,7 @@ export function registerCloudCommands(program: Command): void {
     .option('--log-level <level>', 'pino log level', 'info')
     .option('--intra-op-threads <n>', 'onnxruntime intra-op threads per session (default: one per physical core)', positiveInt('--intra-op-threads'))
     .option('--no-spinning', 'stop idle onnxruntime threads spin-waiting (for cores shared with other work)')
+    .option('--no-preload', 'load each model on its first request instead of before listening (onnxruntime builds a session on the event loop, holding every answer meanwhile)')
     .option('--workers <n>', 'worker threads that run the models, keeping the event loop free during runs (default: TANDEM_WORKERS, else 0: runs on the event loop)', nonNegativeInt('--workers'))
     .option('--max-partitions <n>', 'whole models and tails kept loaded, least recently used evicted beyond (default: TANDEM_MAX_PARTITIONS, else 32)', positiveInt('--max-partitions'))
     .option('--max-body-bytes <n>', 'largest body on non-SageMaker routes (default: TANDEM_MAX_BODY_BYTES, else 64 MiB)', positiveInt('--max-body-bytes'))

@@ -25,4 +25,9 @@ export class CloudMetrics {
     this.offloaded = new Counter({ name: 'tandem_cloud_bodies_offloaded_total', help: 'Request bodies decoded in the JSON thread, off the event loop', registers });
     if (defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'tandem_cloud_' });
   }
+
+  /** Reports `loaded()`, the partitions (whole models and tails) loaded or loading, when scraped. */
+  watchPartitions(loaded: () => number): void {
+    new Gauge({ name: 'tandem_cloud_partitions_loaded', help: 'Partitions (whole models and tails) loaded or loading', registers: [this.registry], collect() { this.set(loaded()); } });
+  }
 }

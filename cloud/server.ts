@@ -51,6 +51,7 @@ export async function startCloudService(options: CloudServiceOptions): Promise<C
     : undefined;
   const repo = new ModelRepository(packages, settings.extractTail, settings.sessionOptions, pool, maxPartitions);
   const metrics = new CloudMetrics(settings.processMetrics);
+  metrics.watchPartitions(() => repo.loaded);
   const lifecycle = new Lifecycle(settings.timeoutMs, log);
   const admission = new Admission(settings, metrics);
   const bodies = new BodyReader({ transferable: pool !== undefined, budget: admission.budget, idleMs: settings.bodyIdleMs });

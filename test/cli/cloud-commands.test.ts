@@ -1,5 +1,32 @@
+import { spawn } from 'node:child_process';
+import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { main } from '../../cli/main.js';
+import { modelsDir } from '../helpers/cloud.js';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+
+/** `tandem cloud serve` with `flags` on two models: the partitions it holds once it listens. */
+async function partitionsAtStart(flags: string[]): Promise<number> {
+  const models = modelsDir();
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'cli', 'entry.ts'), 'cloud', 'serve', '--port', '0', '--host', '127.0.0.1', '--models', models.dir, '--log-level', 'warn', ...flags], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  try {
+    const started = Date.now();
+    let m: RegExpExecArray | null;
+    while (!(m = /tandem cloud service on (\S+)/.exec(out))) {
+      if (child.exitCode !== null || Date.now() - started > 60_000) throw new Error(`the service did not start:\n${out}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const metrics = await (await fetch(`${m[1]}/metrics`)).text();
+    return Number(/^tandem_cloud_partitions_loaded (\d+)$/m.exec(metrics)?.[1] ?? NaN);
+  } finally {
+    child.kill('SIGKILL');
+    models.cleanup();
+  }
+}
 
 function captureStdout(): { lines: () => string[]; restore: () => void } {
   const chunks: string[] = [];
@@ -29,4 +56,9 @@ describe('tandem bench / cloud commands', () => {
     expect(await main(['node', 'tandem', 'cloud', 'serve', '--port', '0', '--models', '.', '--tls-key', 'k.pem'])).toBe(2);
     expect(err.mock.calls.map((c) => String(c[0])).join('')).toMatch(/--tls-key and --tls-cert go together/);
   });
+
+  it('cloud serve loads its models before listening, and not with --no-preload', async () => {
+    expect(await partitionsAtStart([])).toBe(2);
+    expect(await partitionsAtStart(['--no-preload'])).toBe(0);
+  }, 120_000);
 });
