@@ -67,13 +67,25 @@ function endpointOptions(endpoint: string | undefined): ClientOptions {
  * the auth library's requests (ADC's token service, and the REST fallback's calls, which go
  * through the auth client) by a gaxios adapter, the gRPC channel by grpc-js's proxy options.
  */
-async function onRoute(route: ProxyRoute, endpoint: ClientOptions, owner: string): Promise<ClientOptions> {
+async function onRoute(route: ProxyRoute, endpoint: ClientOptions, owner: string, closed: () => boolean): Promise<ClientOptions> {
   const adapter = gaxiosAdapterOnRoute(undefined, route, undefined, undefined);
   const routed: ClientOptions = { clientOptions: { transporterOptions: { adapter } } };
   if (endpoint.fallback) return routed;
   const host = endpoint.apiEndpoint ?? 'cloudkms.googleapis.com';
   const grpc = (await gaxSdk.get()).grpc;
-  return { ...routed, ...(grpcProxyOptions(grpc, owner, route.proxyForHost(true, host, endpoint.port ?? 443)) as ClientOptions) };
+  return { ...routed, ...(grpcProxyOptions(grpc, owner, route.proxyForHost(true, host, endpoint.port ?? 443), closed) as ClientOptions) };
+}
+
+/**
+ * Without a route: the gRPC channel that opens no connection once the client is closed, as on
+ * a route, but grpc-js's own proxy handling left on: no route takes no decision, and grpc-js
+ * reads the proxy variables itself as before (docs/guide/network.md).
+ */
+async function offRoute(endpoint: ClientOptions, owner: string, closed: () => boolean): Promise<ClientOptions> {
+  if (endpoint.fallback) return {};
+  const options = grpcProxyOptions((await gaxSdk.get()).grpc, owner, undefined, closed);
+  delete options['grpc.enable_http_proxy'];
+  return options as ClientOptions;
 }
 
 export class GcpKmsSource implements KeySource {
@@ -81,6 +93,8 @@ export class GcpKmsSource implements KeySource {
   readonly keyId: string;
   readonly region: string;
   private readonly client: LazyValue<KeyManagementServiceClient>;
+  /** Set by close(): the gRPC channel's credentials then let no connection start (vertex-transport.ts). */
+  private closed = false;
 
   constructor(readonly decl: GcpKmsKeyDecl, options: GcpKmsOptions = {}) {
     this.keyId = decl.keyName;
@@ -89,7 +103,9 @@ export class GcpKmsSource implements KeySource {
       const sdk = await loadSdk(kmsSdk, this, '@google-cloud/kms');
       try {
         const endpoint = endpointOptions(decl.endpoint);
-        const routed = options.route?.active ? await onRoute(options.route, endpoint, `KMS key ${decl.keyName}`) : {};
+        const owner = `KMS key ${decl.keyName}`;
+        const isClosed = (): boolean => this.closed;
+        const routed = options.route?.active ? await onRoute(options.route, endpoint, owner, isClosed) : await offRoute(endpoint, owner, isClosed);
         // The caller's clientOptions keep theirs, the route's adapter added.
         const clientOptions = routed.clientOptions || options.client?.clientOptions ? { clientOptions: { ...(options.client?.clientOptions as object | undefined), ...(routed.clientOptions as object | undefined) } } : {};
         return new sdk.KeyManagementServiceClient({ ...endpoint, ...routed, ...options.client, ...clientOptions });
@@ -140,6 +156,8 @@ export class GcpKmsSource implements KeySource {
   }
 
   async close(): Promise<void> {
+    // First: grpc-js may still reconnect a closed channel's subchannel once its backoff ends.
+    this.closed = true;
     await (await this.client.peek())?.close();
   }
 }
