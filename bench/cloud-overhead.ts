@@ -55,6 +55,8 @@ export interface CloudOverheadResult {
   warmup: number;
   /** Worker threads the service ran its partition in (0: on the event loop's thread, the default). */
   workers: number;
+  /** The pace the requests were sent at (Mbit/s, in 64 KiB writes; null: at once). The transport floor is sent at once. */
+  paceMbps: number | null;
   /** The onnxruntime threading both sides ran with ("default" = onnxruntime's). */
   intraOpNumThreads: number | 'default';
   spinning: boolean | 'default';
@@ -138,7 +140,11 @@ function inferenceLog(): { stream: Writable; records: Map<string, InferenceRecor
 // options to net.connect, which takes `noDelay`.
 const leanAgent = (): Agent => new Agent({ keepAlive: true, maxSockets: 1, noDelay: true } as ConstructorParameters<typeof Agent>[0]);
 
-function post(options: RequestOptions, body: Uint8Array): Promise<{ status: number; body: Buffer; headers: Record<string, unknown> }> {
+/**
+ * POSTs `body`: at once, or with `paceMbps` in 64 KiB writes at that many megabits a second, as
+ * a link brings it; the service then receives it in pieces, with time between them.
+ */
+function post(options: RequestOptions, body: Uint8Array, paceMbps?: number): Promise<{ status: number; body: Buffer; headers: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
     const req = request({ ...options, method: 'POST' }, (res) => {
       const chunks: Buffer[] = [];
@@ -147,7 +153,20 @@ function post(options: RequestOptions, body: Uint8Array): Promise<{ status: numb
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: chunks.length === 1 && chunks[0] ? chunks[0] : Buffer.concat(chunks), headers: res.headers }));
     });
     req.on('error', reject);
-    req.end(body);
+    if (paceMbps === undefined) {
+      req.end(body);
+      return;
+    }
+    const step = 64 * 1024;
+    const gapMs = (step * 8) / (paceMbps * 1000);
+    let at = 0;
+    const next = (): void => {
+      req.write(body.subarray(at, at + step));
+      at += step;
+      if (at >= body.byteLength) req.end();
+      else setTimeout(next, gapMs);
+    };
+    next();
   });
 }
 
@@ -220,7 +239,7 @@ function layoutOf(inputs: TensorMap): (body: Buffer) => TensorMap {
  * holds (views, no decoding or checks), then a ready answer of `responseBytes`. `served` posts
  * one request and gives the floor's own record of it, timed as the service times itself.
  */
-async function startServiceFloor(run: (feeds: TensorMap) => Promise<number>, inputs: TensorMap, responseBytes: number): Promise<{ served: (body: Uint8Array) => Promise<number>; close: () => Promise<void> }> {
+async function startServiceFloor(run: (feeds: TensorMap) => Promise<number>, inputs: TensorMap, responseBytes: number, paceMbps?: number): Promise<{ served: (body: Uint8Array) => Promise<number>; close: () => Promise<void> }> {
   const feedsIn = layoutOf(inputs);
   const answer = Buffer.alloc(responseBytes, 1);
   const times: number[] = [];
@@ -242,7 +261,7 @@ async function startServiceFloor(run: (feeds: TensorMap) => Promise<number>, inp
   const port = (server.address() as AddressInfo).port;
   return {
     served: async (bytes) => {
-      const res = await post({ host: '127.0.0.1', port, path: '/', agent, headers: { 'content-length': bytes.byteLength } }, bytes);
+      const res = await post({ host: '127.0.0.1', port, path: '/', agent, headers: { 'content-length': bytes.byteLength } }, bytes, paceMbps);
       if (res.status !== 200) throw new Error(`the floor service answered ${res.status}`);
       const t = times.pop();
       if (t === undefined) throw new Error('the floor service recorded no time');
@@ -263,7 +282,8 @@ async function startServiceFloor(run: (feeds: TensorMap) => Promise<number>, inp
  */
 export const DEFAULT_WARMUP = 500;
 
-export async function runCloudOverheadBench(subject: OverheadSubject, options: { iterations?: number; warmup?: number; workers?: number } & OrtThreading = {}): Promise<CloudOverheadResult> {
+export async function runCloudOverheadBench(subject: OverheadSubject, options: { iterations?: number; warmup?: number; workers?: number; paceMbps?: number } & OrtThreading = {}): Promise<CloudOverheadResult> {
+  const paceMbps = options.paceMbps;
   const iterations = Math.max(1, options.iterations ?? 200);
   const warmup = Math.max(0, options.warmup ?? DEFAULT_WARMUP);
   const dir = mkdtempSync(join(tmpdir(), 'tandem-overhead-'));
@@ -286,7 +306,7 @@ export async function runCloudOverheadBench(subject: OverheadSubject, options: {
       const t0 = performance.now();
       const body = encodeTensorMap(subject.inputs);
       // Options rather than a URL string: node would parse the string again on every request.
-      const res = await post({ host: '127.0.0.1', port: service.port, path: '/v1/models/subject/infer', agent, headers: { 'content-type': 'application/x-msgpack', 'content-length': body.byteLength, 'x-request-id': requestId } }, body);
+      const res = await post({ host: '127.0.0.1', port: service.port, path: '/v1/models/subject/infer', agent, headers: { 'content-type': 'application/x-msgpack', 'content-length': body.byteLength, 'x-request-id': requestId } }, body, paceMbps);
       if (res.status !== 200) throw new Error(`service answered ${res.status}: ${res.body.toString('utf8')}`);
       decodePayload(res.body);
       const roundTripMs = performance.now() - t0;
@@ -301,7 +321,7 @@ export async function runCloudOverheadBench(subject: OverheadSubject, options: {
     const bare = (): Promise<number> => partition.timeSession(subject.inputs);
     // One request first, for the answer's size the floor answers with.
     await viaService();
-    const floor = await startServiceFloor((feeds) => partition.timeSession(feeds), subject.inputs, responseBytes);
+    const floor = await startServiceFloor((feeds) => partition.timeSession(feeds), subject.inputs, responseBytes, paceMbps);
     let rounds: Array<[number, Awaited<ReturnType<typeof viaService>>, number]>;
     try {
       // The floor in the same rounds as the service: both against the same moments of the machine.
@@ -318,7 +338,7 @@ export async function runCloudOverheadBench(subject: OverheadSubject, options: {
     const serviceMs = median(served.map((s) => s.record.totalMs));
     const floorOverheadMs = median(timed.map((p) => p.floorMs - p.bareMs));
     return {
-      subject: subject.label, iterations, warmup, workers,
+      subject: subject.label, iterations, warmup, workers, paceMbps: paceMbps ?? null,
       intraOpNumThreads: options.intraOpNumThreads ?? 'default', spinning: options.spinning ?? 'default',
       bareMs, serviceMs, serverComputeMs: median(served.map((s) => s.record.computeMs)), overheadMs: serviceMs - bareMs,
       overheadRatio: median(ratios),

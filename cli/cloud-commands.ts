@@ -4,7 +4,7 @@
 import type { Command } from 'commander';
 import { ValidationError } from '../src/errors/index.js';
 import { loadBench } from './bench-loader.js';
-import { intAtLeast } from './options.js';
+import { intAtLeast, numberAtLeast } from './options.js';
 
 function writeResult(json: boolean, result: Record<string, unknown>, human: string): void {
   if (json) process.stdout.write(`${JSON.stringify(result)}\n`);
@@ -34,7 +34,8 @@ export function registerCloudBenchCommands(bench: Command): void {
     .option('--intra-op-threads <n>', 'onnxruntime intra-op threads, for the bare run and the service alike', positiveInt('--intra-op-threads'))
     .option('--no-spinning', 'stop idle onnxruntime threads spin-waiting, on both sides')
     .option('--workers <n>', 'run the partition in this many service worker threads (bare runs timed in the worker; default 0: on the event loop)', nonNegativeInt('--workers'), 0)
-    .action(async (opts: { json?: boolean; iterations: number; warmup?: number; cut?: string; intraOpThreads?: number; spinning: boolean; workers: number }) => {
+    .option('--pace-mbps <n>', 'send each request in 64 KiB writes at this many Mbit/s, as a link brings it (default: at once)', numberAtLeast('--pace-mbps', 1))
+    .action(async (opts: { json?: boolean; iterations: number; warmup?: number; cut?: string; intraOpThreads?: number; spinning: boolean; workers: number; paceMbps?: number }) => {
       const { runCloudOverheadBench, defaultOverheadSubject } = await loadBench('cloud-overhead', () => import('../bench/cloud-overhead.js'));
       const r = await runCloudOverheadBench(await defaultOverheadSubject(opts.cut), {
         iterations: opts.iterations,
@@ -42,8 +43,9 @@ export function registerCloudBenchCommands(bench: Command): void {
         ...(opts.intraOpThreads !== undefined ? { intraOpNumThreads: opts.intraOpThreads } : {}),
         ...(opts.spinning ? {} : { spinning: false }),
         workers: opts.workers,
+        ...(opts.paceMbps !== undefined ? { paceMbps: opts.paceMbps } : {}),
       });
-      writeResult(opts.json === true, { ...r }, `cloud overhead (${r.subject}${r.workers > 0 ? `, ${r.workers} worker thread(s)` : ''}): bare ${r.bareMs.toFixed(2)} ms, service ${r.serviceMs.toFixed(2)} ms (+${r.overheadMs.toFixed(2)} ms), ratio ${r.overheadRatio.toFixed(3)}; after the body's last byte ${r.afterBodyMs.toFixed(2)} ms (ratio ${r.afterBodyRatio.toFixed(3)}); client round trip ${r.roundTripMs.toFixed(2)} ms (ratio ${r.roundTripRatio.toFixed(3)}), of which node:http alone ${r.transportFloorMs.toFixed(2)} ms; the least a node:http service can do with this request: ${r.serviceFloorMs.toFixed(2)} ms (+${r.serviceFloorOverheadMs.toFixed(2)} ms, ratio ${r.serviceFloorRatio.toFixed(3)}); own overhead over that floor: ratio ${r.ownOverheadRatio.toFixed(3)} (goal ≤ 1.03)`);
+      writeResult(opts.json === true, { ...r }, `cloud overhead (${r.subject}${r.workers > 0 ? `, ${r.workers} worker thread(s)` : ''}${r.paceMbps !== null ? `, requests at ${r.paceMbps} Mbit/s` : ''}): bare ${r.bareMs.toFixed(2)} ms, service ${r.serviceMs.toFixed(2)} ms (+${r.overheadMs.toFixed(2)} ms), ratio ${r.overheadRatio.toFixed(3)}; after the body's last byte ${r.afterBodyMs.toFixed(2)} ms (ratio ${r.afterBodyRatio.toFixed(3)}); client round trip ${r.roundTripMs.toFixed(2)} ms (ratio ${r.roundTripRatio.toFixed(3)}), of which node:http alone ${r.transportFloorMs.toFixed(2)} ms; the least a node:http service can do with this request: ${r.serviceFloorMs.toFixed(2)} ms (+${r.serviceFloorOverheadMs.toFixed(2)} ms, ratio ${r.serviceFloorRatio.toFixed(3)}); own overhead over that floor: ratio ${r.ownOverheadRatio.toFixed(3)} (goal ≤ 1.03)`);
     });
   bench.command('cloud-attacks')
     .description('/ping latency (p50/p99/max) and peak RSS of the cloud service, in a child process, through each attack of issue #31: half-sent bodies, trickling connections, large JSON')

@@ -5,7 +5,7 @@
  * small body and in the JSON worker thread (json-worker.ts) for a large one, with one result.
  */
 import { z } from 'zod';
-import { decodePayload, looksLikeTensorPayload, TENSOR_CONTENT_TYPE } from '../src/codec/index.js';
+import { decodePayload, looksLikeTensorPayload, TENSOR_CONTENT_TYPE, type PayloadDigest } from '../src/codec/index.js';
 import { isTandemError } from '../src/errors/index.js';
 import { decodeOipRequest } from '../src/providers/index.js';
 import type { TensorMap } from '../src/tensor/index.js';
@@ -36,6 +36,8 @@ export interface DecodeOptions {
   vertexRaw: boolean;
   /** Bounds decoded sizes: elements of an OIP or Vertex body, bytes of a payload. */
   maxBody: number;
+  /** A tensor payload's checksum, taken as the body arrived (body.ts). */
+  digest?: PayloadDigest;
 }
 
 /** How many JSON bytes decoding `body` parses (0: none, a Tandem payload). */
@@ -53,7 +55,7 @@ const unsupported = (): Error => badRequest('CLOUD_UNSUPPORTED_BODY', `the body 
 /** Decodes `body` (not empty); throws the client's error for a body of no family. */
 export function decodeBody(body: Uint8Array, o: DecodeOptions): DecodedBody {
   if (looksLikeTensorPayload(body)) {
-    const decoded = decodePayload(body, { maxBytes: o.maxBody });
+    const decoded = decodePayload(body, { maxBytes: o.maxBody }, o.digest);
     const d: DecodedBody = { family: 'tandem', tensors: decoded.tensors };
     const { model, cut } = decoded.meta;
     if (model) d.model = model;

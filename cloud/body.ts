@@ -2,10 +2,12 @@
  * Reading a request body within a route's limit, the service's body budget and a minimum
  * pace. The reader also remembers which bodies the service allocated itself, alone in their
  * ArrayBuffer: a run in a worker thread may take such a buffer instead of a copy. A chunk
- * node:http read is not ours to give away.
+ * node:http read is not ours to give away. A body that opens as a Tandem tensor payload has its
+ * checksum taken as it arrives (src/codec/checksum.ts), for the decoder.
  */
 import type { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
+import { looksLikeTensorPayload, PayloadChecksum, type PayloadDigest } from '../src/codec/index.js';
 import { isTransferable } from '../src/runtime/index.js';
 import { clientClosed, CloudError } from './errors.js';
 import type { BodyBudget } from './limiter.js';
@@ -36,6 +38,7 @@ export interface BodyReaderOptions {
 
 export class BodyReader {
   private readonly owned = new WeakSet<Buffer>();
+  private readonly digests = new WeakMap<Buffer, PayloadDigest>();
 
   private readonly transferable: boolean;
   private readonly budget: BodyBudget | undefined;
@@ -45,6 +48,11 @@ export class BodyReader {
     this.transferable = options.transferable;
     this.budget = options.budget;
     this.idleMs = options.idleMs;
+  }
+
+  /** The checksum taken of `body` as it arrived, if it opened as a tensor payload. */
+  digest(body: Uint8Array): PayloadDigest | undefined {
+    return this.digests.get(body as Buffer);
   }
 
   /** Whether a worker running the model may take `body`'s memory. */
@@ -111,6 +119,7 @@ export class BodyReader {
       };
       const chunks: Buffer[] = [];
       let whole: Buffer | undefined;
+      let checksum: PayloadChecksum | undefined;
       let size = 0;
       let paced = 0;
       const fail = (error: unknown): void => {
@@ -145,14 +154,17 @@ export class BodyReader {
         if (whole === undefined && sized !== undefined && !(size === 0 && b.byteLength === sized)) whole = Buffer.allocUnsafe(sized);
         if (whole) b.copy(whole, size);
         else chunks.push(b);
+        if (size === 0 && looksLikeTensorPayload(b)) checksum = new PayloadChecksum();
+        checksum?.update(b);
         size += b.byteLength;
       };
       const onEnd = (): void => {
         cleanup();
         if (budget && !holder) release();
-        if (whole) resolve(this.own(whole.subarray(0, size)));
-        else if (chunks.length === 1 && chunks[0]) resolve(chunks[0]);
-        else resolve(this.own(Buffer.concat(chunks, size)));
+        const body = whole ? this.own(whole.subarray(0, size)) : chunks.length === 1 && chunks[0] ? chunks[0] : this.own(Buffer.concat(chunks, size));
+        const digest = checksum?.digest();
+        if (digest) this.digests.set(body, digest);
+        resolve(body);
       };
       const onError = (error: Error): void => {
         cleanup();

@@ -53,6 +53,8 @@ export class BodyFormats {
   parse(body: Buffer, headerLength: string | undefined, r: Route, until?: DecodeUntil): ParsedBody | Promise<ParsedBody> {
     if (body.byteLength === 0) throw badRequest('CLOUD_EMPTY_BODY', 'the request body is empty');
     const options: DecodeOptions = { headerLength: headerLength === undefined ? undefined : Number(headerLength), vertexRaw: r.vertexRaw === true, maxBody: this.maxBody };
+    const digest = this.offload?.bodies?.digest(body);
+    if (digest) options.digest = digest;
     const json = jsonBytes(body, options.headerLength);
     this.boundJson(headerLength !== undefined && json > 0 ? Number(headerLength) || 0 : json);
     const offload = this.offload;

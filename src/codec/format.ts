@@ -17,6 +17,7 @@
  * before msgpackr touches the descriptor and before anything is allocated for the tensors.
  */
 import { crc32 } from '../util/crc32.js';
+import { PREFIX_BYTES, type PayloadDigest } from './checksum.js';
 import { endianness } from 'node:os';
 import { Packr, Unpackr } from 'msgpackr';
 import { z } from 'zod';
@@ -31,7 +32,6 @@ export const CODEC_VERSION = 1;
 export const TENSOR_CONTENT_TYPE = 'application/x-msgpack';
 
 const MAGIC = [0x54, 0x4e, 0x44, 0x4d]; // "TNDM"
-const PREFIX_BYTES = 20;
 const DATA_ALIGN = 64;
 const TENSOR_ALIGN = 8;
 
@@ -266,8 +266,10 @@ export function encodeTensorMap(tensors: TensorMap, options: EncodeOptions = {})
 /**
  * Decodes a payload. Tensor data are views into `bytes` when aligned (the caller must not
  * reuse that buffer while the tensors live); compressed tensors are restored to float32.
+ * `streamed`: the checksum a `PayloadChecksum` (checksum.ts) took of these bytes as they arrived, used
+ * in place of computing it again when its layout is this payload's.
  */
-export function decodePayload(bytes: Uint8Array, limits: Partial<CodecLimits> = {}): DecodedPayload {
+export function decodePayload(bytes: Uint8Array, limits: Partial<CodecLimits> = {}, streamed?: PayloadDigest): DecodedPayload {
   const lim: CodecLimits = { ...DEFAULT_LIMITS, ...limits };
   if (bytes.byteLength > lim.maxBytes) {
     throw new CodecError('CODEC_TOO_LARGE', `payload of ${bytes.byteLength} bytes exceeds the limit of ${lim.maxBytes}`, { details: { bytes: bytes.byteLength, limit: lim.maxBytes } });
@@ -306,7 +308,10 @@ export function decodePayload(bytes: Uint8Array, limits: Partial<CodecLimits> = 
   }
   const descriptorBytes = bytes.subarray(PREFIX_BYTES, PREFIX_BYTES + d);
   const data = bytes.subarray(dataStart, dataStart + dataLength);
-  const crc = crc32(data, crc32(descriptorBytes));
+  // A checksum taken as these bytes arrived (checksum.ts) counts only over this very layout.
+  const crc = streamed !== undefined && streamed.length === bytes.byteLength && streamed.descriptorBytes === d && streamed.dataStart === dataStart
+    ? streamed.crc
+    : crc32(data, crc32(descriptorBytes));
   if (crc !== expectedCrc) {
     throw new CodecError('CODEC_INTEGRITY', 'payload checksum mismatch (corrupted in transit?)', { details: { expected: expectedCrc, actual: crc } });
   }

@@ -5,4 +5,5 @@ export {
   looksLikeTensorPayload, type CodecLimits, type Compression, type EncodeOptions, type EncodedPayload, type DecodedPayload,
 } from './format.js';
 export { type CompressionReport } from './quantize.js';
+export { PayloadChecksum, type PayloadDigest } from './checksum.js';
 export { float32ToFloat16, float16ToFloat32, toFloat16Bits, fromFloat16Bits } from './float16.js';

@@ -1,5 +1,7 @@
-import { request } from 'node:http';
+import { request, type IncomingMessage } from 'node:http';
+import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { BodyReader } from '../../cloud/body.js';
 import { decodeTensorMap, encodeTensorMap } from '../../src/codec/index.js';
 import { CLS, expectSameOutputs, localRun, modelsDir, randomInput, startService } from '../helpers/cloud.js';
 
@@ -104,5 +106,46 @@ describe('request bodies however they arrive', () => {
       await s.drain();
       m.cleanup();
     }
+  });
+
+  it('a payload corrupted in transit, arriving in pieces, is refused with CODEC_INTEGRITY', async () => {
+    const m = modelsDir();
+    const s = await startService(m.dir);
+    try {
+      const body = encodeTensorMap(randomInput([1, 3, 48, 192], 7));
+      for (const at of [30, body.byteLength - 100]) {
+        const hurt = Uint8Array.from(body);
+        hurt[at] = hurt[at]! ^ 0x01;
+        const res = await postInPieces(`${s.url}/v1/models/cls/infer`, hurt, 5, true);
+        expect(res.status).toBe(400);
+        expect((JSON.parse(res.body.toString()) as { code?: string }).code).toBe('CODEC_INTEGRITY');
+      }
+    } finally {
+      await s.drain();
+      m.cleanup();
+    }
+  });
+});
+
+describe('the body reader\'s checksum of a payload as it arrives', () => {
+  /** A request whose body arrives in `pieces` chunks. */
+  function incoming(body: Uint8Array, pieces: number): IncomingMessage {
+    const req = new PassThrough() as unknown as IncomingMessage & PassThrough;
+    Object.assign(req, { headers: { 'content-length': String(body.byteLength) }, complete: false, socket: { destroyed: false } });
+    const step = Math.ceil(body.byteLength / pieces);
+    setImmediate(() => {
+      for (let at = 0; at < body.byteLength; at += step) req.write(body.subarray(at, at + step));
+      req.end();
+    });
+    return req;
+  }
+
+  it('is the header\'s CRC for a tensor payload, and absent for a JSON body', async () => {
+    const reader = new BodyReader({ transferable: false });
+    const payload = encodeTensorMap(randomInput([1, 3, 48, 192], 9));
+    const body = await reader.read(incoming(payload, 7), 1 << 24);
+    expect(reader.digest(body)?.crc).toBe(new DataView(payload.buffer, payload.byteOffset).getUint32(16, false));
+    const json = await reader.read(incoming(Buffer.from(JSON.stringify({ inputs: [] })), 2), 1 << 24);
+    expect(reader.digest(json)).toBeUndefined();
   });
 });
