@@ -9,6 +9,7 @@
  * layer's output energy, summed.
  */
 import { inverse, Matrix } from 'ml-matrix';
+import { choleskySolve } from './cholesky.js';
 import type { OnnxModel } from '../graph/model.js';
 import { intAttr } from '../graph/onnx.js';
 import type { ChannelClass } from './channels.js';
@@ -65,11 +66,12 @@ export class CompensatedImportance {
     // A small ridge keeps H invertible when a channel is constant or duplicated.
     let trace = 0;
     for (let i = 0; i < channels; i++) trace += gram[i * c + i]!;
-    const h = new Matrix(c, c);
-    for (let i = 0; i < c; i++) for (let j = 0; j < c; j++) h.set(i, j, gram[i * c + j]! + (i === j ? 1e-6 * (trace / channels) + 1e-12 : 0));
-    const inv = inverse(h, true);
-    const hinv = new Float64Array(c * c);
-    for (let i = 0; i < c; i++) for (let j = 0; j < c; j++) hinv[i * c + j] = inv.get(i, j);
+    const h = new Float64Array(c * c);
+    for (let i = 0; i < c; i++) for (let j = 0; j < c; j++) h[i * c + j] = gram[i * c + j]! + (i === j ? 1e-6 * (trace / channels) + 1e-12 : 0);
+    // H is positive definite with the ridge, so Cholesky inverts it; the SVD only where it is not.
+    const identity = new Float64Array(c * c);
+    for (let i = 0; i < c; i++) identity[i * c + i] = 1;
+    const hinv = choleskySolve(h, identity, c, c) ?? Float64Array.from(inverse(Matrix.from1DArray(c, c, h), true).to1DArray());
     let energy = 0;
     for (let i = 0; i < c; i++) {
       for (let j = 0; j < c; j++) {

@@ -8,7 +8,8 @@
  * current pruned model, so later
  * layers see the error earlier layers left.
  */
-import { CholeskyDecomposition, Matrix, solve } from 'ml-matrix';
+import { Matrix, solve } from 'ml-matrix';
+import { choleskySolve } from './cholesky.js';
 import type { OnnxModel } from '../graph/model.js';
 import { intAttr, type ModelProto } from '../graph/onnx.js';
 import type { Tensor } from '../tensor/index.js';
@@ -178,33 +179,38 @@ function solveLayer(options: ReconstructOptions, t: number, eq: NormalEquations)
   const { rows, keptOut } = targetRows(options, t);
   // Ridge toward the sliced original weights, not toward zero: a layer with few rows (the
   // 1×1 convolutions of squeeze-and-excitation see one row per image) stays near what it was.
-  const a = new Matrix(n, n);
+  // Both flat and row-major: A (n × n, symmetric) and the right-hand sides (n × outputs).
+  const a = new Float64Array(n * n);
+  const { gram, cross } = eq;
   let trace = 0;
-  for (let i = 0; i < n; i++) trace += eq.gram[i * eq.pruned + i]!;
+  for (let i = 0; i < n; i++) trace += gram[i * eq.pruned + i]!;
   const lambda = (trace / Math.max(1, n)) * (options.ridge + n / Math.max(1, eq.rows)) + 1e-12;
   for (let i = 0; i < n; i++) {
     for (let j = i; j < n; j++) {
-      const v = eq.gram[i * eq.pruned + j]!;
-      a.set(i, j, v);
-      a.set(j, i, v);
+      const v = gram[i * eq.pruned + j]!;
+      a[i * n + j] = v;
+      a[j * n + i] = v;
     }
     // The bias column is not shrunk: absorbing what the removed channels carried on average is its job.
-    if (!(n === eq.pruned && i === n - 1)) a.set(i, i, a.get(i, i) + lambda);
+    if (!(n === eq.pruned && i === n - 1)) a[i * n + i]! += lambda;
   }
   const prior = rows.map((row) => slicedRow(options, t, eq, row, n));
-  const rhs = new Matrix(n, rows.length);
+  const k = rows.length;
+  const rhs = new Float64Array(n * k);
   for (let i = 0; i < n; i++) {
-    const c = eq.cross.subarray(i * m, (i + 1) * m);
-    rows.forEach((row, o) => {
+    const c = cross.subarray(i * m, (i + 1) * m);
+    for (let o = 0; o < k; o++) {
+      const row = rows[o]!;
       let s = n === eq.pruned && i === n - 1 ? 0 : lambda * prior[o]![i]!;
       for (let j = 0; j < m; j++) s += c[j]! * row[j]!;
-      rhs.set(i, o, s);
-    });
+      rhs[i * k + o] = s;
+    }
   }
   let x: Matrix;
   try {
-    const chol = new CholeskyDecomposition(a);
-    x = chol.isPositiveDefinite() ? chol.solve(rhs) : solve(a, rhs);
+    // Not positive definite (rare: the ridge is there to prevent it): a general solver.
+    const flat = choleskySolve(a, rhs, n, k);
+    x = flat ? Matrix.from1DArray(n, k, flat) : solve(Matrix.from1DArray(n, n, a), Matrix.from1DArray(n, k, rhs));
   } catch (error) {
     throw new PruneError('PRUNE_SOLVE', `the least-squares reconstruction of ${options.model.nodes[t]!.name} failed: ${(error as Error).message}`, { cause: error });
   }
@@ -234,14 +240,15 @@ function slicedRow(options: ReconstructOptions, t: number, eq: NormalEquations, 
 function residuals(options: ReconstructOptions, t: number, eq: NormalEquations, rows: Float64Array[], solved: Matrix, n: number): { before: number; after: number } {
   const m = eq.original;
   const o = eq.originalGram!;
-  const g = (i: number, j: number): number => (i <= j ? eq.gram[i * eq.pruned + j]! : eq.gram[j * eq.pruned + i]!);
+  const { gram, cross } = eq;
+  const g = (i: number, j: number): number => (i <= j ? gram[i * eq.pruned + j]! : gram[j * eq.pruned + i]!);
   const sliceRow = (row: Float64Array): Float64Array => slicedRow(options, t, eq, row, n);
   let [yy, before, after] = [0, 0, 0];
   rows.forEach((row, col) => {
     let y = 0;
     for (let i = 0; i < m; i++) for (let j = 0; j < m; j++) y += row[i]! * o[i * m + j]! * row[j]!;
     const cy = new Float64Array(n);
-    for (let i = 0; i < n; i++) for (let j = 0; j < m; j++) cy[i]! += eq.cross[i * m + j]! * row[j]!;
+    for (let i = 0; i < n; i++) for (let j = 0; j < m; j++) cy[i]! += cross[i * m + j]! * row[j]!;
     const quad = (w: Float64Array): number => {
       let s = 0;
       for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) s += w[i]! * g(i, j) * w[j]!;
