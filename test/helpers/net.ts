@@ -22,3 +22,21 @@ export async function closeServer(server: HttpServer | undefined): Promise<void>
   server.closeAllConnections();
   await new Promise<void>((resolve) => server.close(() => resolve()));
 }
+
+/** A loopback server that accepts every TCP connection and drops it at once: nothing can talk to it. */
+export interface DroppingServer {
+  port: number;
+  /** Connections accepted so far. */
+  accepted(): number;
+  close(): Promise<void>;
+}
+
+export async function droppingServer(): Promise<DroppingServer> {
+  let accepted = 0;
+  const server = createServer((socket) => {
+    accepted++;
+    socket.destroy();
+  });
+  const port = await listenLoopback(server);
+  return { port, accepted: () => accepted, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+}

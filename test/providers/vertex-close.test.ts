@@ -5,7 +5,6 @@
  * a second after `close()` the subchannel used to connect once more. Seen both ways: straight to
  * an endpoint that drops every connection, and through a proxy that refuses the tunnel.
  */
-import { createServer, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createProviderClient, type EndpointConfig } from '../../src/providers/index.js';
@@ -13,7 +12,7 @@ import { ConnectProxy } from '../fakes/connect-proxy.js';
 import { CREDS, randomInput } from '../helpers/cloud.js';
 import { isolateEnv } from '../helpers/env.js';
 import { failure } from '../helpers/errors.js';
-import { closedPort, listenLoopback } from '../helpers/net.js';
+import { closedPort, droppingServer, type DroppingServer } from '../helpers/net.js';
 
 /** Past grpc-js's first reconnect backoff as gax sets it (1 s, ±20% jitter), twice over. */
 const WATCH_MS = 2_500;
@@ -21,23 +20,18 @@ const WATCH_MS = 2_500;
 // grpc-js and gaxios read proxy variables themselves: none of the machine's may take part.
 const restoreEnv = isolateEnv(['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'NO_PROXY', 'no_proxy', 'grpc_proxy']);
 
-/** An endpoint that accepts every TCP connection and drops it at once: gRPC cannot connect. */
-const dropped: Socket[] = [];
-const dropping = createServer((socket) => {
-  dropped.push(socket);
-  socket.destroy();
-});
-let droppingPort = 0;
+/** An endpoint that drops every connection: gRPC cannot connect. */
+let dropping: DroppingServer;
 const forbidding = new ConnectProxy({ refuse: 403 });
 
 beforeAll(async () => {
-  droppingPort = await listenLoopback(dropping);
+  dropping = await droppingServer();
   await forbidding.start();
 });
 
 afterAll(async () => {
   await forbidding.stop();
-  await new Promise<void>((resolve) => dropping.close(() => resolve()));
+  await dropping.close();
   restoreEnv();
 });
 
@@ -48,14 +42,14 @@ const tiny = randomInput([1, 3, 8, 10], 3);
 
 describe('a closed Vertex gRPC client', () => {
   it('does not connect to the endpoint again after close(), when its call could not connect', async () => {
-    const client = createProviderClient(vertex(`http://127.0.0.1:${droppingPort}`, { proxy: false }));
+    const client = createProviderClient(vertex(`http://127.0.0.1:${dropping.port}`, { proxy: false }));
     const error = await failure(client.infer({ model: 'cls', inputs: tiny }, { deadline: Date.now() + 20_000 }));
     expect(error.status).toBe(503);
-    expect(dropped.length).toBeGreaterThan(0);
+    expect(dropping.accepted()).toBeGreaterThan(0);
     await client.close();
-    const atClose = dropped.length;
+    const atClose = dropping.accepted();
     await sleep(WATCH_MS);
-    expect(dropped.length - atClose, 'connections opened after close()').toBe(0);
+    expect(dropping.accepted() - atClose, 'connections opened after close()').toBe(0);
   });
 
   it('does not ask the proxy for a tunnel again after close(), when the proxy refused one', async () => {

@@ -6,7 +6,6 @@
  * keeps it direct), through grpc-js's own reading of `https_proxy` (no route), and through a
  * route's proxy that refuses the tunnel.
  */
-import { createServer, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { googleAuthLibrary } from 'google-gax';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,7 +13,7 @@ import { ProxyRoute } from '../../src/providers/proxy.js';
 import { GcpKmsSource, type GcpKmsOptions } from '../../src/residency/kms/gcp.js';
 import { ConnectProxy } from '../fakes/connect-proxy.js';
 import { isolateEnv } from '../helpers/env.js';
-import { closedPort, listenLoopback } from '../helpers/net.js';
+import { closedPort, droppingServer, type DroppingServer } from '../helpers/net.js';
 
 /** Past grpc-js's first reconnect backoff as gax sets it (1 s, ±20% jitter), twice over. */
 const WATCH_MS = 2_500;
@@ -22,25 +21,30 @@ const WATCH_MS = 2_500;
 // grpc-js and gaxios read proxy variables themselves: none of the machine's may take part.
 const restoreEnv = isolateEnv(['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'NO_PROXY', 'no_proxy', 'grpc_proxy', 'no_grpc_proxy', 'GOOGLE_APPLICATION_CREDENTIALS']);
 
-/** An endpoint that accepts every TCP connection and drops it at once: gRPC cannot connect. */
-const dropped: Socket[] = [];
-const dropping = createServer((socket) => {
-  dropped.push(socket);
-  socket.destroy();
-});
-let droppingPort = 0;
+/** An endpoint that drops every connection: gRPC cannot connect. */
+let dropping: DroppingServer;
 const forbidding = new ConnectProxy({ refuse: 403 });
 
 beforeAll(async () => {
-  droppingPort = await listenLoopback(dropping);
+  dropping = await droppingServer();
   await forbidding.start();
 });
 
 afterAll(async () => {
   await forbidding.stop();
-  await new Promise<void>((resolve) => dropping.close(() => resolve()));
+  await dropping.close();
   restoreEnv();
 });
+
+/** `kms`, whose call went to the refusing proxy, asks it for nothing once closed. */
+async function expectNoTunnelAfterClose(kms: GcpKmsSource): Promise<void> {
+  expect(forbidding.refused.length).toBeGreaterThan(0);
+  await kms.close();
+  forbidding.reset();
+  await sleep(WATCH_MS);
+  expect(forbidding.refused, 'CONNECT requests after close()').toEqual([]);
+  expect(forbidding.count()).toBe(0);
+}
 
 const KEY = 'projects/tandem/locations/europe-west3/keyRings/edge/cryptoKeys/results';
 
@@ -56,14 +60,14 @@ describe('a closed Google Cloud KMS gRPC client', () => {
     ['no route', undefined],
     ['a route that keeps it direct', new ProxyRoute(false, 'KMS clients')],
   ])('does not connect to the endpoint again after close(), when its call could not connect (%s)', async (_what, route) => {
-    const kms = source(`https://127.0.0.1:${droppingPort}`, route ? { route } : {});
-    const before = dropped.length;
+    const kms = source(`https://127.0.0.1:${dropping.port}`, route ? { route } : {});
+    const before = dropping.accepted();
     await expect(kms.generateDataKey()).rejects.toMatchObject({ code: 'KMS_UNAVAILABLE' });
-    expect(dropped.length).toBeGreaterThan(before);
+    expect(dropping.accepted()).toBeGreaterThan(before);
     await kms.close();
-    const atClose = dropped.length;
+    const atClose = dropping.accepted();
     await sleep(WATCH_MS);
-    expect(dropped.length - atClose, 'connections opened after close()').toBe(0);
+    expect(dropping.accepted() - atClose, 'connections opened after close()').toBe(0);
   });
 
   it('does not ask the proxy for a tunnel again after close(), when the proxy refused one', async () => {
@@ -72,12 +76,7 @@ describe('a closed Google Cloud KMS gRPC client', () => {
     forbidding.reset();
     // KMS_UNAVAILABLE today: grpc-js reports a refused tunnel as UNAVAILABLE only. Not this test's point.
     await expect(kms.generateDataKey()).rejects.toMatchObject({ code: expect.stringMatching(/^KMS_/) });
-    expect(forbidding.refused.length).toBeGreaterThan(0);
-    await kms.close();
-    forbidding.reset();
-    await sleep(WATCH_MS);
-    expect(forbidding.refused, 'CONNECT requests after close()').toEqual([]);
-    expect(forbidding.count()).toBe(0);
+    await expectNoTunnelAfterClose(kms);
   });
 
   it('without a route, still follows grpc-js\'s own https_proxy, and asks it for no tunnel again after close()', async () => {
@@ -88,11 +87,7 @@ describe('a closed Google Cloud KMS gRPC client', () => {
       forbidding.reset();
       await expect(kms.generateDataKey()).rejects.toMatchObject({ code: expect.stringMatching(/^KMS_/) });
       // The environment's proxy took the call: no route, grpc-js decides (docs/guide/network.md).
-      expect(forbidding.refused.length).toBeGreaterThan(0);
-      await kms.close();
-      forbidding.reset();
-      await sleep(WATCH_MS);
-      expect(forbidding.refused, 'CONNECT requests after close()').toEqual([]);
+      await expectNoTunnelAfterClose(kms);
     } finally {
       restore();
     }
