@@ -3,11 +3,14 @@
  * `total` in all. Without them, clients that open connections and trickle (or never send)
  * their requests use up the process's file descriptors and lock every other client out.
  *
- * A connection over its address's cap is closed at once. At the overall cap, a new connection
- * takes the place of the connection idle the longest (one between requests, or still sending its
- * headers) rather than being refused: a flood of idle connections from many addresses then
- * cannot keep a new client out. Only when every connection has a request in progress is the
- * new one closed; those requests are bounded by the body budget, its pace and the deadline.
+ * A connection over its address's cap is reset at once: a RST, with no FIN exchange to follow,
+ * is the least kernel work a flood of refused connections can cost the machine. At the overall
+ * cap, a new connection takes the place of the connection idle the longest (one between
+ * requests, or still sending its headers) rather than being refused: a flood of idle
+ * connections from many addresses then cannot keep a new client out. Only when every
+ * connection has a request in progress is the new one reset; those requests are bounded by the
+ * body budget, its pace and the deadline. An evicted connection is closed cleanly: it may be a
+ * client's kept-alive one.
  */
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
@@ -63,14 +66,14 @@ export class ConnectionGuard {
     const fromIp = this.perIpCount.get(ip) ?? 0;
     if (fromIp >= this.caps.perIp) {
       this.refusedPerIp += 1;
-      socket.destroy();
+      socket.resetAndDestroy();
       return;
     }
     if (this.entries.size >= this.caps.total) {
       const oldest = this.idle.values().next();
       if (oldest.done === true) {
         this.refusedTotal += 1;
-        socket.destroy();
+        socket.resetAndDestroy();
         return;
       }
       this.evicted += 1;

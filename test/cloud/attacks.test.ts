@@ -52,6 +52,8 @@ interface RawClient {
   /** Everything the service wrote back. */
   text: () => string;
   closed: () => boolean;
+  /** Whether the service reset the connection (RST) rather than closing it. */
+  reset: () => boolean;
   /** Resolves once the service has answered a status line (or the socket closed), with the status (0: none). */
   answered: Promise<number>;
 }
@@ -61,18 +63,21 @@ function raw(from: string, head: string): Promise<RawClient> {
   return new Promise((resolve, reject) => {
     let text = '';
     let closed = false;
+    let reset = false;
     let answer: (status: number) => void = () => undefined;
     const answered = new Promise<number>((r) => { answer = r; });
     const socket = connect({ host: '127.0.0.1', port: service.port, localAddress: from }, () => {
       socket.write(head);
-      resolve({ socket, text: () => text, closed: () => closed, answered });
+      resolve({ socket, text: () => text, closed: () => closed, reset: () => reset, answered });
     });
     socket.on('data', (b: Buffer) => {
       text += b.toString('latin1');
       const m = /^HTTP\/1\.1 (\d{3})/.exec(text);
       if (m) answer(Number(m[1]));
     });
-    socket.on('error', () => undefined);
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'ECONNRESET' || error.code === 'EPIPE') reset = true;
+    });
     socket.on('close', () => {
       closed = true;
       answer(0);
@@ -154,6 +159,15 @@ describe('cloud service under attack', () => {
     expect(await gauge('tandem_cloud_connections_closed', 'per_ip')).toBeGreaterThanOrEqual(10);
     expect(await gauge('tandem_cloud_connections_closed', 'evicted')).toBeGreaterThanOrEqual(20);
     for (const c of [...first, ...more]) c.socket.destroy();
+  });
+
+  it('resets a connection over its address\'s cap, even one that sent nothing, rather than closing it with a FIN exchange', async () => {
+    const silent = await Promise.all(Array.from({ length: 25 }, () => raw('127.0.0.9', '')));
+    await settle(200);
+    expect(silent.filter((c) => !c.closed())).toHaveLength(20);
+    expect(silent.filter((c) => c.closed() && c.reset())).toHaveLength(5);
+    for (const c of silent) c.socket.destroy();
+    await settle(100);
   });
 
   it('refuses JSON over its limit with 413: by its Content-Type before reading, by its content after', async () => {
