@@ -74,8 +74,8 @@ describe('a closed Google Cloud KMS gRPC client', () => {
     // The endpoint is never reached: the proxy refuses every tunnel.
     const kms = source(`https://127.0.0.1:${await closedPort()}`, { route: new ProxyRoute(forbidding.url(), 'KMS clients') });
     forbidding.reset();
-    // KMS_UNAVAILABLE today: grpc-js reports a refused tunnel as UNAVAILABLE only. Not this test's point.
-    await expect(kms.generateDataKey()).rejects.toMatchObject({ code: expect.stringMatching(/^KMS_/) });
+    // The proxy's refusal, asked for again behind grpc-js's UNAVAILABLE, as over REST.
+    await expect(kms.generateDataKey()).rejects.toMatchObject({ code: 'KMS_CONFIG', message: expect.stringMatching(/403/) });
     await expectNoTunnelAfterClose(kms);
   });
 

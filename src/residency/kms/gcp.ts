@@ -11,7 +11,7 @@ import type { KeyManagementServiceClient } from '@google-cloud/kms';
 import type { ClientOptions } from 'google-gax';
 import { LazyValue } from '../../lazy.js';
 import { gaxiosAdapterOnRoute, type ProxyRoute } from '../../providers/proxy.js';
-import { grpcProxyOptions } from '../../providers/vertex-transport.js';
+import { grpcProxyFailure, grpcProxyOptions } from '../../providers/vertex-transport.js';
 import type { KeySource, WrappedKey } from '../envelope.js';
 import type { GcpKmsKeyDecl } from '../policy.js';
 import { isNetworkError, KmsError, loadSdk, messageOf, proxyKmsError } from './errors.js';
@@ -67,13 +67,21 @@ function endpointOptions(endpoint: string | undefined): ClientOptions {
  * the auth library's requests (ADC's token service, and the REST fallback's calls, which go
  * through the auth client) by a gaxios adapter, the gRPC channel by grpc-js's proxy options.
  */
-async function onRoute(route: ProxyRoute, endpoint: ClientOptions, owner: string, closed: () => boolean): Promise<ClientOptions> {
+async function onRoute(route: ProxyRoute, endpoint: ClientOptions, owner: string, closed: () => boolean): Promise<{ options: ClientOptions; tunnel?: Tunnel }> {
   const adapter = gaxiosAdapterOnRoute(undefined, route, undefined, undefined);
   const routed: ClientOptions = { clientOptions: { transporterOptions: { adapter } } };
-  if (endpoint.fallback) return routed;
+  if (endpoint.fallback) return { options: routed };
   const host = endpoint.apiEndpoint ?? 'cloudkms.googleapis.com';
+  const port = endpoint.port ?? 443;
+  const proxy = route.proxyForHost(true, host, port);
   const grpc = (await gaxSdk.get()).grpc;
-  return { ...routed, ...(grpcProxyOptions(grpc, owner, route.proxyForHost(true, host, endpoint.port ?? 443), closed) as ClientOptions) };
+  return { options: { ...routed, ...(grpcProxyOptions(grpc, owner, proxy, closed) as ClientOptions) }, ...(proxy ? { tunnel: { proxy, target: `${host}:${port}` } } : {}) };
+}
+
+/** The proxy a routed gRPC channel tunnels through, and the `host:port` it asks for. */
+interface Tunnel {
+  proxy: URL;
+  target: string;
 }
 
 /**
@@ -95,6 +103,8 @@ export class GcpKmsSource implements KeySource {
   private readonly client: LazyValue<KeyManagementServiceClient>;
   /** Set by close(): the gRPC channel's credentials then let no connection start (vertex-transport.ts). */
   private closed = false;
+  /** The route's proxy for the gRPC channel, if it has one: its refusal is asked for again (grpc-js keeps none). */
+  private tunnel: Tunnel | undefined;
 
   constructor(readonly decl: GcpKmsKeyDecl, options: GcpKmsOptions = {}) {
     this.keyId = decl.keyName;
@@ -105,7 +115,14 @@ export class GcpKmsSource implements KeySource {
         const endpoint = endpointOptions(decl.endpoint);
         const owner = `KMS key ${decl.keyName}`;
         const isClosed = (): boolean => this.closed;
-        const routed = options.route?.active ? await onRoute(options.route, endpoint, owner, isClosed) : await offRoute(endpoint, owner, isClosed);
+        let routed: ClientOptions;
+        if (options.route?.active) {
+          const on = await onRoute(options.route, endpoint, owner, isClosed);
+          routed = on.options;
+          this.tunnel = on.tunnel;
+        } else {
+          routed = await offRoute(endpoint, owner, isClosed);
+        }
         // The caller's clientOptions keep theirs, the route's adapter added.
         const clientOptions = routed.clientOptions || options.client?.clientOptions ? { clientOptions: { ...(options.client?.clientOptions as object | undefined), ...(routed.clientOptions as object | undefined) } } : {};
         return new sdk.KeyManagementServiceClient({ ...endpoint, ...routed, ...options.client, ...clientOptions });
@@ -123,7 +140,7 @@ export class GcpKmsSource implements KeySource {
       try {
         [answer] = await client.encrypt({ name: this.keyId, plaintext }, { timeout: CALL_TIMEOUT_MS, retry: null });
       } catch (error) {
-        throw mapGcpError(this, 'Encrypt failed', error);
+        throw mapGcpError(this, 'Encrypt failed', await this.tunnelFailure(error));
       }
       // The key version that answered names its location: it must be this key's.
       const answeredLocation = answer.name ? gcpKeyLocation(answer.name) : undefined;
@@ -145,7 +162,7 @@ export class GcpKmsSource implements KeySource {
     try {
       [answer] = await client.decrypt({ name: this.keyId, ciphertext: Buffer.from(wrapped.data, 'base64') }, { timeout: CALL_TIMEOUT_MS, retry: null });
     } catch (error) {
-      throw mapGcpError(this, 'Decrypt failed', error);
+      throw mapGcpError(this, 'Decrypt failed', await this.tunnelFailure(error));
     }
     const plaintext = typeof answer.plaintext === 'string' ? Buffer.from(answer.plaintext, 'base64') : answer.plaintext;
     if (plaintext?.length !== 32) {
@@ -153,6 +170,11 @@ export class GcpKmsSource implements KeySource {
       throw new KmsError('rejected', this, 'Decrypt answered without a 32-byte plaintext');
     }
     return plaintext;
+  }
+
+  /** A gRPC UNAVAILABLE behind which the route's proxy refused the tunnel becomes that refusal (KMS_CONFIG, as over REST). */
+  private async tunnelFailure(error: unknown): Promise<unknown> {
+    return (this.tunnel && (await grpcProxyFailure(error, this.tunnel.proxy, this.tunnel.target))) ?? error;
   }
 
   async close(): Promise<void> {
