@@ -180,20 +180,29 @@ function closableCredentials(grpc: Grpc, inner: ChannelCredentials, closed: () =
  */
 export function grpcProxyOptions(grpc: Grpc, endpoint: string, proxy: URL | undefined, closed?: () => boolean): Record<string, unknown> {
   if (proxy && proxy.protocol !== 'http:') throw new ProviderError('PROVIDER_CONFIG', `endpoint "${endpoint}": gRPC reaches a proxy over plain HTTP only; ${proxy.protocol}// proxies serve the REST transport`, { details: { endpoint } });
-  if (!proxy && !closed) return { 'grpc.enable_http_proxy': 0 };
-  const credentials = proxy && (proxy.username || proxy.password) ? `${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}` : undefined;
-  const gated = (c: ChannelCredentials): ChannelCredentials => (closed ? closableCredentials(grpc, c, closed) : c);
+  if (!proxy) return { 'grpc.enable_http_proxy': 0, ...(closed ? closableChannelOptions(grpc, closed) : {}) };
+  const credentials = proxy.username || proxy.password ? `${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}` : undefined;
   return {
     'grpc.enable_http_proxy': 0,
     'grpc.channelFactoryOverride': (address: string, channelCredentials: ChannelCredentials, options: Record<string, unknown>) =>
-      proxy
-        ? new grpc.Channel(`${proxy.hostname}:${proxy.port || 80}`, gated(channelCredentials), {
-            ...options,
-            'grpc.http_connect_target': `dns:///${address}`,
-            ...(credentials ? { 'grpc.http_connect_creds': credentials } : {}),
-            'grpc.default_authority': typeof options['grpc.default_authority'] === 'string' ? options['grpc.default_authority'] : address,
-          })
-        : new grpc.Channel(address, gated(channelCredentials), options),
+      new grpc.Channel(`${proxy.hostname}:${proxy.port || 80}`, closed ? closableCredentials(grpc, channelCredentials, closed) : channelCredentials, {
+        ...options,
+        'grpc.http_connect_target': `dns:///${address}`,
+        ...(credentials ? { 'grpc.http_connect_creds': credentials } : {}),
+        'grpc.default_authority': typeof options['grpc.default_authority'] === 'string' ? options['grpc.default_authority'] : address,
+      }),
+  };
+}
+
+/**
+ * The channel grpc-js would build itself, its own proxy handling included, but on credentials
+ * that start no connection once `closed()` ({@link closableCredentials}): for a client that
+ * leaves the proxy to grpc-js.
+ */
+export function closableChannelOptions(grpc: Grpc, closed: () => boolean): Record<string, unknown> {
+  return {
+    'grpc.channelFactoryOverride': (address: string, channelCredentials: ChannelCredentials, options: Record<string, unknown>) =>
+      new grpc.Channel(address, closableCredentials(grpc, channelCredentials, closed), options),
   };
 }
 

@@ -11,7 +11,7 @@ import type { KeyManagementServiceClient } from '@google-cloud/kms';
 import type { ClientOptions } from 'google-gax';
 import { LazyValue } from '../../lazy.js';
 import { gaxiosAdapterOnRoute, type ProxyRoute } from '../../providers/proxy.js';
-import { grpcProxyFailure, grpcProxyOptions } from '../../providers/vertex-transport.js';
+import { closableChannelOptions, grpcProxyFailure, grpcProxyOptions } from '../../providers/vertex-transport.js';
 import type { KeySource, WrappedKey } from '../envelope.js';
 import type { GcpKmsKeyDecl } from '../policy.js';
 import { isNetworkError, KmsError, loadSdk, messageOf, proxyKmsError } from './errors.js';
@@ -89,11 +89,9 @@ interface Tunnel {
  * a route, but grpc-js's own proxy handling left on: no route takes no decision, and grpc-js
  * reads the proxy variables itself as before (docs/guide/network.md).
  */
-async function offRoute(endpoint: ClientOptions, owner: string, closed: () => boolean): Promise<ClientOptions> {
+async function offRoute(endpoint: ClientOptions, closed: () => boolean): Promise<ClientOptions> {
   if (endpoint.fallback) return {};
-  const options = grpcProxyOptions((await gaxSdk.get()).grpc, owner, undefined, closed);
-  delete options['grpc.enable_http_proxy'];
-  return options as ClientOptions;
+  return closableChannelOptions((await gaxSdk.get()).grpc, closed) as ClientOptions;
 }
 
 export class GcpKmsSource implements KeySource {
@@ -121,7 +119,7 @@ export class GcpKmsSource implements KeySource {
           routed = on.options;
           this.tunnel = on.tunnel;
         } else {
-          routed = await offRoute(endpoint, owner, isClosed);
+          routed = await offRoute(endpoint, isClosed);
         }
         // The caller's clientOptions keep theirs, the route's adapter added.
         const clientOptions = routed.clientOptions || options.client?.clientOptions ? { clientOptions: { ...(options.client?.clientOptions as object | undefined), ...(routed.clientOptions as object | undefined) } } : {};
