@@ -206,18 +206,18 @@ function solveLayer(options: ReconstructOptions, t: number, eq: NormalEquations)
       rhs[i * k + o] = s;
     }
   }
-  let x: Matrix;
+  // W′ (n × outputs, row-major, like the right-hand sides).
+  let x: Float64Array;
   try {
     // Not positive definite (rare: the ridge is there to prevent it): a general solver.
-    const flat = choleskySolve(a, rhs, n, k);
-    x = flat ? Matrix.from1DArray(n, k, flat) : solve(Matrix.from1DArray(n, n, a), Matrix.from1DArray(n, k, rhs));
+    x = choleskySolve(a, rhs, n, k) ?? Float64Array.from(solve(Matrix.from1DArray(n, n, a), Matrix.from1DArray(n, k, rhs)).to1DArray());
   } catch (error) {
     throw new PruneError('PRUNE_SOLVE', `the least-squares reconstruction of ${options.model.nodes[t]!.name} failed: ${(error as Error).message}`, { cause: error });
   }
-  for (let i = 0; i < x.rows; i++) for (let o = 0; o < x.columns; o++) if (!Number.isFinite(x.get(i, o))) {
+  if (!x.every(Number.isFinite)) {
     throw new PruneError('PRUNE_SOLVE', `the least-squares reconstruction of ${options.model.nodes[t]!.name} is not finite`);
   }
-  writeWeights(options, t, x, keptOut.length);
+  writeWeights(options, t, x, n, keptOut.length);
   return eq.originalGram ? residuals(options, t, eq, rows, x, n) : undefined;
 }
 
@@ -237,7 +237,7 @@ function slicedRow(options: ReconstructOptions, t: number, eq: NormalEquations, 
 }
 
 /** Relative residuals from the normal equations: ‖Y‖² − 2⟨W′, X′ᵀY⟩ + ⟨W′, X′ᵀX′W′⟩, over ‖Y‖². */
-function residuals(options: ReconstructOptions, t: number, eq: NormalEquations, rows: Float64Array[], solved: Matrix, n: number): { before: number; after: number } {
+function residuals(options: ReconstructOptions, t: number, eq: NormalEquations, rows: Float64Array[], solved: Float64Array, n: number): { before: number; after: number } {
   const m = eq.original;
   const o = eq.originalGram!;
   const { gram, cross } = eq;
@@ -256,7 +256,7 @@ function residuals(options: ReconstructOptions, t: number, eq: NormalEquations, 
       for (let i = 0; i < n; i++) c += w[i]! * cy[i]!;
       return y - 2 * c + s;
     };
-    const w = Float64Array.from({ length: n }, (_, i) => solved.get(i, col));
+    const w = Float64Array.from({ length: n }, (_, i) => solved[i * rows.length + col]!);
     yy += y;
     before += quad(sliceRow(row));
     after += quad(w);
@@ -264,20 +264,21 @@ function residuals(options: ReconstructOptions, t: number, eq: NormalEquations, 
   return { before: Math.sqrt(Math.max(0, before) / (yy || 1)), after: Math.sqrt(Math.max(0, after) / (yy || 1)) };
 }
 
-function writeWeights(options: ReconstructOptions, t: number, x: Matrix, cout: number): void {
+/** Writes the solution `x` (n × cout, row-major: weight rows, then the bias row unless MatMul) into the pruned layer. */
+function writeWeights(options: ReconstructOptions, t: number, x: Float64Array, n: number, cout: number): void {
   const node = options.pruned.graph!.node![t]!;
   const current = options.prunedWeights.get(node.input![1]!)!;
-  const width = node.opType === 'MatMul' ? x.rows : x.rows - 1;
+  const width = node.opType === 'MatMul' ? n : n - 1;
   const data = new Float32Array(width * cout);
   if (node.opType === 'Conv' || (node.opType === 'Gemm' && intAttr(node, 'transB', 0) === 1)) {
-    for (let o = 0; o < cout; o++) for (let i = 0; i < width; i++) data[o * width + i] = x.get(i, o);
+    for (let o = 0; o < cout; o++) for (let i = 0; i < width; i++) data[o * width + i] = x[i * cout + o]!;
   } else {
-    for (let i = 0; i < width; i++) for (let o = 0; o < cout; o++) data[i * cout + o] = x.get(i, o);
+    for (let i = 0; i < width; i++) for (let o = 0; o < cout; o++) data[i * cout + o] = x[i * cout + o]!;
   }
   options.prunedWeights.set(node, 1, { dims: current.dims, data });
   if (node.opType !== 'MatMul') {
     const bias = new Float32Array(cout);
-    for (let o = 0; o < cout; o++) bias[o] = x.get(width, o);
+    for (let o = 0; o < cout; o++) bias[o] = x[width * cout + o]!;
     options.prunedWeights.set(node, 2, { dims: [cout], data: bias });
   }
 }
