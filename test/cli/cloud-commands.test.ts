@@ -1,15 +1,12 @@
-import { spawn } from 'node:child_process';
-import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { main } from '../../cli/main.js';
+import { spawnCli } from '../helpers/cli.js';
 import { modelsDir } from '../helpers/cloud.js';
-
-const ROOT = resolve(import.meta.dirname, '../..');
 
 /** `tandem cloud serve` with `flags` on two models: the partitions it holds once it listens. */
 async function partitionsAtStart(flags: string[]): Promise<number> {
   const models = modelsDir();
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'cli', 'entry.ts'), 'cloud', 'serve', '--port', '0', '--host', '127.0.0.1', '--models', models.dir, '--log-level', 'warn', ...flags], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawnCli(['cloud', 'serve', '--port', '0', '--host', '127.0.0.1', '--models', models.dir, '--log-level', 'warn', ...flags]);
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (out += d.toString()));
