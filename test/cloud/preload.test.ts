@@ -3,7 +3,6 @@
  * synchronously, and on the event loop's thread that would otherwise hold every answer, `/ping`
  * included, during each model's first request.
  */
-import { Writable } from 'node:stream';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -53,14 +52,8 @@ describe('preload', () => {
     const models = modelsDir();
     cleanups.push(models.cleanup);
     writeFileSync(join(models.dir, 'broken.onnx'), Buffer.from('not an onnx model'));
-    const lines: { msg?: string; model?: string; level?: number }[] = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        for (const line of chunk.toString().split('\n')) if (line) lines.push(JSON.parse(line) as (typeof lines)[number]);
-        done();
-      },
-    });
-    const service = await startService(models.dir, { logger: pino({ level: 'warn' }, sink) });
+    const lines: { msg?: string; model?: string }[] = [];
+    const service = await startService(models.dir, { logger: pino({ level: 'warn' }, { write: (l: string) => void lines.push(JSON.parse(l) as (typeof lines)[number]) }) });
     cleanups.push(() => service.drain());
     expect(service.models.loaded).toBe(2);
     expect(lines.filter((l) => l.model === 'broken' && /preload/.test(l.msg ?? ''))).toHaveLength(1);
